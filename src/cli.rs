@@ -1,0 +1,135 @@
+//! Command-line definitions of `clab`, parsed once into validated library configurations.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::protocol::HARD_MAX_N;
+use crate::server::{ConfigError, Model, ServerConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "clab",
+    version,
+    about = "A workbench for concurrency models: one Fibonacci \
+    service under every model, measured",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Fibonacci protocol under one concurrency model
+    #[command(after_long_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+}
+
+const SERVE_EXAMPLES: &str = "\
+Protocol: one request per line; a bare request without a newline works too.
+  <n> | fib <n>   naive Fibonacci (CPU-bound)       spin <ms>   busy CPU work
+  sleep <ms>      wait without CPU (I/O stand-in)   echo <text> echo
+  stats           counters as one JSON line
+Errors come back as `ERR <reason>` and the connection stays open.
+
+Examples:
+  clab serve --model threads
+  clab serve --model pool --workers 4 --addr 127.0.0.1:0
+  printf '30\\n' | nc -q1 127.0.0.1 25000
+
+SIGINT or SIGTERM stops accepting, answers the requests in flight (for at most
+--drain-timeout) and exits 0; a second signal exits at once.";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The concurrency model
+    #[arg(long, value_enum, default_value_t = Model::Threads)]
+    pub model: Model,
+
+    /// Address to listen on; port 0 picks a free port (the address is printed)
+    #[arg(long, default_value = "127.0.0.1:25000")]
+    pub addr: SocketAddr,
+
+    /// Threads of the `pool` model or of the `async` runtime [default: one per core]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub workers: Option<u64>,
+
+    /// Largest n accepted by `fib` (fib(93) overflows 64 bits)
+    #[arg(long, default_value_t = 45, value_parser = clap::value_parser!(u32).range(0..=HARD_MAX_N as i64))]
+    pub max_n: u32,
+
+    /// Connections open at once; one more gets `ERR server busy` and is closed
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// Close a connection that sends nothing for this long (0 = never)
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, how long in-flight requests may take before the server gives up
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+impl ServeArgs {
+    /// The server configuration these options describe.
+    pub fn config(&self) -> Result<ServerConfig, ConfigError> {
+        let defaults = ServerConfig::new(self.model);
+        ServerConfig {
+            workers: self.workers.map_or(defaults.workers, |n| n as usize),
+            max_n: self.max_n,
+            max_connections: self.max_connections as usize,
+            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            ..defaults
+        }
+        .validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_options_become_a_config() {
+        let cli = Cli::try_parse_from([
+            "clab",
+            "serve",
+            "--model",
+            "pool",
+            "--workers",
+            "3",
+            "--idle-timeout",
+            "0",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command;
+        let config = args.config().unwrap();
+        assert_eq!(
+            (config.model, config.workers, config.idle_timeout),
+            (Model::Pool, 3, None)
+        );
+    }
+
+    #[test]
+    fn out_of_range_options_are_refused() {
+        for args in [
+            ["--max-n", "93"],
+            ["--workers", "0"],
+            ["--max-connections", "0"],
+            ["--model", "forks"],
+        ] {
+            let argv = ["clab", "serve"].into_iter().chain(args);
+            assert!(Cli::try_parse_from(argv).is_err(), "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Blocking sockets: the accept loop and the connection loop shared by the thread-based
+//! models (`serial`, `threads`, `pool`). The models differ only in what they do with an
+//! admitted connection — serve it now, on a new thread, or queue it for a pool.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::server::connections::Connection;
+use crate::server::service::Service;
+use crate::server::session::{Action, READ_CHUNK, Session, bytes_pending};
+use crate::work::Checkpoint;
+
+/// Accepts connections until shutdown, handing each admitted one to `dispatch`. A
+/// connection over `--max-connections` gets `ERR server busy` and is closed here.
+pub fn accept_loop(
+    listener: &TcpListener,
+    service: &Service,
+    mut dispatch: impl FnMut(Connection<TcpStream>),
+) -> io::Result<()> {
+    // Non-blocking, so a connection that vanishes between `poll` and `accept` cannot
+    // leave the loop stuck in `accept` past shutdown.
+    listener.set_nonblocking(true)?;
+    loop {
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(service.shutdown.fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+        if service.shutdown.is_triggered() {
+            return Ok(());
+        }
+        match listener.accept() {
+            Ok((stream, _peer)) => {
+                // Accepted sockets must block: the connection loop relies on it.
+                if let Err(error) = stream.set_nonblocking(false) {
+                    tracing::warn!(%error, "dropping a connection that cannot be made blocking");
+                    continue;
+                }
+                match service.connections.admit(stream) {
+                    Ok(connection) => {
+                        service.stats.accepted();
+                        dispatch(connection);
+                    }
+                    Err((refusal, mut stream)) => {
+                        if let Some(reply) = service.refusal(refusal) {
+                            // A fresh socket's send buffer is empty, so this short write does
+                            // not block; if the client is already gone there is nobody to tell.
+                            let _ = writeln!(stream, "{reply}");
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                if let Some(backoff) = accept_backoff(error)? {
+                    std::thread::sleep(backoff);
+                }
+            }
+        }
+    }
+}
+
+/// Whether an accept error ends the server (`Err`), passes (`Ok(None)`), or calls for a
+/// pause before the next try (`Ok(Some(pause))`): out of descriptors or memory, the loop
+/// would otherwise spin while the condition lasts.
+pub fn accept_backoff(error: io::Error) -> io::Result<Option<Duration>> {
+    match error.kind() {
+        ErrorKind::WouldBlock | ErrorKind::Interrupted | ErrorKind::ConnectionAborted => Ok(None),
+        _ => match error.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                tracing::warn!(%error, "cannot accept a connection now; backing off");
+                Ok(Some(Duration::from_millis(50)))
+            }
+            Some(libc::EPROTO | libc::EPERM | libc::ECONNRESET) => Ok(None),
+            _ => Err(error),
+        },
+    }
+}
+
+/// Serves one connection until the client leaves, errs, idles out, or shutdown.
+pub fn serve_connection(
+    service: &Service,
+    mut connection: Connection<TcpStream>,
+    checkpoint: &mut impl Checkpoint,
+) {
+    let stream = &mut connection.stream;
+    if let Err(error) = configure(stream, service.config.idle_timeout) {
+        tracing::debug!(%error, "cannot configure a connection; closing it");
+        return;
+    }
+    let mut session = Session::new();
+    let mut buffer = [0u8; READ_CHUNK];
+    loop {
+        match session.next_action(service, checkpoint, || bytes_pending(stream.as_fd())) {
+            Action::Write => {
+                if stream.write_all(session.output()).is_err() {
+                    return;
+                }
+                session.written();
+            }
+            Action::Wait(duration) => std::thread::sleep(duration),
+            Action::Read => match stream.read(&mut buffer) {
+                Ok(0) => session.end_of_input(),
+                Ok(n) => session.received(&buffer[..n]),
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                // SO_RCVTIMEO expired: the idle timeout.
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    session.idle_timeout(service)
+                }
+                Err(_) => return,
+            },
+            Action::Close => return,
+        }
+    }
+}
+
+fn configure(stream: &TcpStream, idle_timeout: Option<Duration>) -> io::Result<()> {
+    // Replies are single small writes; Nagle would hold each one back for an ACK.
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(idle_timeout)
+}

@@ -1,0 +1,148 @@
+//! The registry of open connections: admission against `--max-connections`, the open count
+//! for `stats`, and the shutdown sweep that wakes every connection blocked in a read.
+//!
+//! The sweep shuts down the read side of each registered socket. A reader blocked in
+//! `read` (blocking models) or waiting for readiness (async models) then sees end of file,
+//! while a reply still being computed can be written. That is how an idle connection
+//! notices shutdown without the hot path polling a second descriptor on every read.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `--max-connections` are already open.
+    Busy,
+    /// The server is shutting down.
+    Closing,
+}
+
+#[derive(Debug)]
+pub struct Connections {
+    max: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    open: HashMap<u64, RawFd>,
+    next_id: u64,
+    closing: bool,
+}
+
+impl Connections {
+    pub fn new(max: usize) -> Arc<Connections> {
+        Arc::new(Connections {
+            max,
+            state: Mutex::default(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // No code path panics while holding the lock; recover the data if one ever does.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers `stream` if there is room, or hands it back with the reason.
+    pub fn admit<S: AsRawFd>(self: &Arc<Self>, stream: S) -> Result<Connection<S>, (Refusal, S)> {
+        let mut state = self.state();
+        if state.closing {
+            return Err((Refusal::Closing, stream));
+        }
+        if state.open.len() >= self.max {
+            return Err((Refusal::Busy, stream));
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        state.open.insert(id, stream.as_raw_fd());
+        Ok(Connection {
+            registry: Arc::clone(self),
+            id,
+            stream,
+        })
+    }
+
+    pub fn open(&self) -> usize {
+        self.state().open.len()
+    }
+
+    /// Refuses new connections and ends the reads of all open ones.
+    pub fn close_reads(&self) {
+        let mut state = self.state();
+        state.closing = true;
+        // Each `fd` belongs to a registered `Connection`, which deregisters under this lock
+        // before its socket is closed: while we hold the lock, no descriptor here can have
+        // been closed and reused for something else.
+        for &fd in state.open.values() {
+            // The peer may already be gone (ENOTCONN); there is nothing left to wake then.
+            let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Read);
+        }
+    }
+}
+
+/// An admitted connection. Dropping it deregisters the socket, then closes it.
+#[derive(Debug)]
+pub struct Connection<S: AsRawFd> {
+    registry: Arc<Connections>,
+    id: u64,
+    pub stream: S,
+}
+
+impl<S: AsRawFd> Drop for Connection<S> {
+    fn drop(&mut self) {
+        // Runs before `stream` is dropped, which is the order `close_reads` relies on.
+        self.registry.state().open.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server)
+    }
+
+    #[test]
+    fn admits_up_to_the_limit_and_frees_slots_on_drop() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let registry = Connections::new(1);
+        let (_c1, s1) = pair(&listener);
+        let (_c2, s2) = pair(&listener);
+        let first = registry.admit(s1).unwrap();
+        assert_eq!(registry.open(), 1);
+        let (refusal, s2) = registry.admit(s2).unwrap_err();
+        assert_eq!(refusal, Refusal::Busy);
+        drop(first);
+        assert_eq!(registry.open(), 0);
+        let _second = registry.admit(s2).unwrap();
+        assert_eq!(registry.open(), 1);
+    }
+
+    #[test]
+    fn close_reads_wakes_a_blocked_reader_and_refuses_newcomers() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let registry = Connections::new(10);
+        let (_client, server) = pair(&listener);
+        let mut connection = registry.admit(server).unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut buffer = [0u8; 16];
+            connection.stream.read(&mut buffer).unwrap()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        registry.close_reads();
+        assert_eq!(
+            reader.join().unwrap(),
+            0,
+            "the blocked read ends at end of file"
+        );
+        let (_c, s) = pair(&listener);
+        assert_eq!(registry.admit(s).unwrap_err().0, Refusal::Closing);
+    }
+}

@@ -1,0 +1,167 @@
+//! The service under each concurrency model (DESIGN §3).
+//!
+//! Every model is `serve(listener, config, shutdown)`: it takes a bound listener (so tests use
+//! port 0) and a shutdown signal, and returns once shutdown has been triggered and in-flight
+//! requests are answered. The layers, bottom up:
+//!
+//! - [`service`]: the one request path (parse, compute, reply) and the server's shared state;
+//! - [`session`]: one connection's protocol state machine, without I/O;
+//! - [`blocking`] / [`nonblocking`]: accept and connection loops on std / tokio sockets;
+//! - one file per model, which only decides where connections and work are scheduled.
+
+pub mod async_runtime;
+pub mod blocking;
+pub mod connections;
+pub mod eventloop;
+pub mod nonblocking;
+pub mod pool;
+pub mod serial;
+pub mod service;
+pub mod session;
+pub mod shutdown;
+pub mod stats;
+pub mod threads;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::protocol::HARD_MAX_N;
+pub use service::Service;
+pub use shutdown::Shutdown;
+
+/// The concurrency models; each line is what `clab serve --help` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Model {
+    /// One client at a time: the accept loop serves each connection to its end
+    Serial,
+    /// A new OS thread per connection, computing its own requests
+    Threads,
+    /// A fixed pool of --workers threads; further connections queue until one is free
+    Pool,
+    /// One thread running an event loop; CPU work runs inline and stalls every client
+    Eventloop,
+    /// A multi-threaded work-stealing async runtime (tokio) with --workers threads
+    Async,
+}
+
+impl Model {
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Serial => "serial",
+            Model::Threads => "threads",
+            Model::Pool => "pool",
+            Model::Eventloop => "eventloop",
+            Model::Async => "async",
+        }
+    }
+
+    /// Whether `--workers` means anything to this model.
+    pub fn uses_workers(self) -> bool {
+        matches!(self, Model::Pool | Model::Async)
+    }
+}
+
+impl std::fmt::Display for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A validated server configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub model: Model,
+    /// Pool threads or runtime workers; at least 1.
+    pub workers: usize,
+    /// The largest `fib` argument accepted; at most [`HARD_MAX_N`].
+    pub max_n: u32,
+    /// Connections open at once; further ones get `ERR server busy`. At least 1.
+    pub max_connections: usize,
+    /// Close a connection that sends nothing for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// A configuration value out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--workers must be at least 1")]
+    NoWorkers,
+    #[error("--max-n must be at most {HARD_MAX_N} (fib({}) overflows 64 bits)", HARD_MAX_N + 1)]
+    MaxNTooLarge,
+    #[error("--max-connections must be at least 1")]
+    NoConnections,
+}
+
+impl ServerConfig {
+    /// The defaults for `model`: a worker per core, `max_n` 45, 1024 connections, a
+    /// one-minute idle timeout.
+    pub fn new(model: Model) -> ServerConfig {
+        ServerConfig {
+            model,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_n: 45,
+            max_connections: 1024,
+            idle_timeout: Some(Duration::from_secs(60)),
+        }
+    }
+
+    pub fn validate(self) -> Result<ServerConfig, ConfigError> {
+        if self.workers == 0 {
+            return Err(ConfigError::NoWorkers);
+        }
+        if self.max_n > HARD_MAX_N {
+            return Err(ConfigError::MaxNTooLarge);
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::NoConnections);
+        }
+        Ok(self)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("invalid configuration")]
+    Config(#[from] ConfigError),
+    #[error("cannot prepare the listening socket")]
+    Listener(#[source] io::Error),
+    #[error("accepting connections failed")]
+    Accept(#[source] io::Error),
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] io::Error),
+    #[error("cannot start a worker thread")]
+    Worker(#[source] io::Error),
+}
+
+/// Binds a listening socket the way every model wants it: address reuse, so a restarted
+/// server need not wait out TIME_WAIT, and a deep backlog for bursts of connections.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// Serves on `listener` under `config.model` until `shutdown` is triggered and every
+/// in-flight request is answered.
+pub fn serve(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: Shutdown,
+) -> Result<(), ServeError> {
+    let config = config.validate()?;
+    // Calibrate spin now, so the first `spin` request does not pay for it.
+    crate::work::spin_units_per_ms();
+    let service = Service::new(config, shutdown);
+    match service.config.model {
+        Model::Serial => serial::serve(listener, &service),
+        Model::Threads => threads::serve(listener, &service),
+        Model::Pool => pool::serve(listener, &service),
+        Model::Eventloop => eventloop::serve(listener, service),
+        Model::Async => async_runtime::serve(listener, service),
+    }
+}

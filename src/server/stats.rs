@@ -1,0 +1,79 @@
+//! Server counters, and the JSON object the `stats` request returns.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// Counters shared by every connection of one server. Relaxed atomics: each counter is
+/// read on its own, and a `stats` reply is a snapshot, not a transaction.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// One `stats` reply.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct StatsReport {
+    pub model: String,
+    pub open_connections: usize,
+    /// Connections admitted since start.
+    pub accepted: u64,
+    /// Connections turned away with `ERR server busy`.
+    pub refused: u64,
+    /// Request lines answered, errors included.
+    pub requests: u64,
+    /// `ERR` replies sent.
+    pub errors: u64,
+    pub uptime_s: f64,
+}
+
+impl Stats {
+    pub fn new() -> Stats {
+        Stats {
+            started: Instant::now(),
+            accepted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    pub fn accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn report(&self, model: &str, open_connections: usize) -> StatsReport {
+        StatsReport {
+            model: model.to_owned(),
+            open_connections,
+            accepted: self.accepted.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            uptime_s: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats::new()
+    }
+}

@@ -1,5 +1,6 @@
 //! `clab`: parse the command line, run the library, map errors to exit codes.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::thread;
 use std::time::Duration;
@@ -19,6 +20,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve(&args),

@@ -35,15 +35,15 @@ pub use shutdown::Shutdown;
 /// The concurrency models; each line is what `clab serve --help` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Model {
-    /// One client at a time: the accept loop serves each connection to its end
+    /// One client at a time, served to its end by the accept loop
     Serial,
     /// A new OS thread per connection, computing its own requests
     Threads,
-    /// A fixed pool of --workers threads; further connections queue until one is free
+    /// A fixed pool of --workers threads; other connections queue
     Pool,
-    /// One thread running an event loop; CPU work runs inline and stalls every client
+    /// One thread, one event loop; CPU work runs inline and stalls every client
     Eventloop,
-    /// A multi-threaded work-stealing async runtime (tokio) with --workers threads
+    /// Tokio's multi-threaded work-stealing runtime with --workers threads
     Async,
 }
 

@@ -1,0 +1,369 @@
+//! `clab serve` over real TCP, for every model: the protocol, bad input, pipelining,
+//! concurrency (or its absence), limits, and a graceful SIGTERM.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Client, Server, clab};
+use nix::sys::signal::Signal;
+
+/// Whether a model answers a tiny request while another client's long one computes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Overlap {
+    /// The tiny request is answered during the long one.
+    Concurrent,
+    /// The tiny request waits until the long one is done: the essays' point.
+    Blocked,
+}
+
+fn start(model: &str, extra: &[&str]) -> Server {
+    // Two workers where a model has them, so the concurrent models can overlap on two cores.
+    let mut args = vec!["--workers", "2"];
+    args.extend_from_slice(extra);
+    let models_with_workers = ["pool", "async"];
+    if !models_with_workers.contains(&model) {
+        args.drain(..2);
+    }
+    Server::start(model, &args)
+}
+
+fn answers_every_request_kind(model: &str) {
+    let server = start(model, &[]);
+    let mut client = server.connect();
+    assert_eq!(client.request("30"), "832040");
+    assert_eq!(client.request("fib 20"), "6765");
+    assert_eq!(client.request("echo hi"), "hi");
+    assert_eq!(client.request("sleep 10"), "slept 10");
+    assert_eq!(client.request("spin 5"), "spun 5");
+    assert_eq!(
+        client.request("fib 30\r"),
+        "832040",
+        "CRLF line ends are accepted"
+    );
+    // Close before the next connection: the serial model serves one client at a time.
+    drop(client);
+
+    // The essays' clients send a bare number with no newline and wait for the answer.
+    let mut bare = server.connect();
+    bare.send(b"10");
+    assert_eq!(bare.read_line(), "55");
+    bare.send(b"fib 12");
+    assert_eq!(bare.read_line(), "144");
+}
+
+fn refuses_bad_input_and_keeps_serving(model: &str) {
+    let server = start(model, &[]);
+    let mut client = server.connect();
+    for (request, reply) in [
+        (&b"abc\n"[..], "ERR unknown command \"abc\""),
+        (b"-1\n", "ERR n must be an integer from 0 to 45"),
+        (b"46\n", "ERR n must be an integer from 0 to 45"),
+        (b"fib\n", "ERR usage: fib <n>"),
+        (b"fib 1 2\n", "ERR usage: fib <n>"),
+        (b"\n", "ERR empty request"),
+        (b"\xff\xfe\n", "ERR request is not valid UTF-8"),
+        (
+            b"sleep 99999999\n",
+            "ERR ms must be an integer from 0 to 60000",
+        ),
+    ] {
+        client.send(request);
+        assert_eq!(
+            client.read_line(),
+            reply,
+            "reply to {:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    assert_eq!(
+        client.request("fib 10"),
+        "55",
+        "the connection stays usable after errors"
+    );
+    drop(client);
+
+    let mut flooder = server.connect();
+    let mut long_line = vec![b'7'; 5000];
+    long_line.push(b'\n');
+    flooder.send(&long_line);
+    assert_eq!(flooder.read_line(), "ERR line too long");
+    assert!(flooder.is_closed(), "a too-long line closes the connection");
+
+    let mut other = server.connect();
+    assert_eq!(
+        other.request("30"),
+        "832040",
+        "the server keeps serving other clients"
+    );
+}
+
+fn answers_pipelined_requests_in_order(model: &str) {
+    let server = start(model, &[]);
+    let mut client = server.connect();
+    let batch: String = (0..100).map(|i| format!("fib {}\n", i % 20)).collect();
+    client.send(batch.as_bytes());
+    for i in 0..100 {
+        let n = i % 20;
+        let expected = clab::work::fib(n, &mut clab::work::Free);
+        assert_eq!(
+            client.read_line(),
+            expected.to_string(),
+            "reply {i} of 100 (fib {n})"
+        );
+    }
+}
+
+/// While one client's `fib 42` computes, another client sends `fib 1`.
+fn tiny_request_beside_a_long_one(model: &str, expected: Overlap) {
+    let server = start(model, &[]);
+    let addr = server.addr;
+    let long = thread::spawn(move || {
+        let mut client = Client::connect(addr);
+        let started = Instant::now();
+        assert_eq!(client.request("fib 42"), "267914296");
+        (started.elapsed(), Instant::now())
+    });
+    // Let the server start computing before the tiny request arrives.
+    thread::sleep(Duration::from_millis(200));
+    let mut tiny = server.connect();
+    let sent = Instant::now();
+    assert_eq!(tiny.request("fib 1"), "1");
+    let tiny_latency = sent.elapsed();
+    let tiny_done = Instant::now();
+    let (long_time, long_done) = long.join().expect("the long client");
+    eprintln!("{model}: fib 42 took {long_time:?}; fib 1 beside it took {tiny_latency:?}");
+    match expected {
+        Overlap::Concurrent => {
+            assert!(
+                tiny_done < long_done,
+                "fib 1 waited for fib 42 ({tiny_latency:?})"
+            );
+            assert!(
+                tiny_latency < long_time / 4,
+                "fib 1 took {tiny_latency:?} beside fib 42's {long_time:?}"
+            );
+        }
+        Overlap::Blocked => {
+            assert!(
+                tiny_done >= long_done,
+                "fib 1 was answered before fib 42 finished"
+            );
+        }
+    }
+}
+
+fn sigterm_delivers_the_in_flight_reply_then_exits(model: &str) {
+    let mut server = start(model, &[]);
+    let mut busy = server.connect();
+    busy.send(b"fib 40\n");
+    // Waiting for a reply, or (serial) for its turn.
+    let mut idle = server.connect();
+    thread::sleep(Duration::from_millis(150));
+    server.signal(Signal::SIGTERM);
+    assert_eq!(
+        busy.read_line(),
+        "102334155",
+        "the in-flight request is answered"
+    );
+    assert!(busy.is_closed());
+    assert!(idle.is_closed(), "an idle connection is closed at shutdown");
+    let status = server.wait_exit(Duration::from_secs(20));
+    assert!(status.success(), "exit status {status:?}");
+    let pid = server.pid();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the server process is reaped and none of its threads remain"
+    );
+}
+
+fn idle_connections_time_out(model: &str) {
+    let server = start(model, &["--idle-timeout", "300ms"]);
+    let mut client = server.connect();
+    assert_eq!(client.request("1"), "1");
+    let started = Instant::now();
+    assert_eq!(client.read_line(), "ERR idle timeout");
+    assert!(client.is_closed());
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+fn stats_report_the_counters(model: &str) {
+    let server = start(model, &[]);
+    let mut client = server.connect();
+    client.request("5");
+    client.request("bogus");
+    let report: serde_json::Value =
+        serde_json::from_str(&client.request("stats")).expect("stats is JSON");
+    assert_eq!(report["model"], model);
+    assert_eq!(report["open_connections"], 1);
+    assert_eq!(report["requests"], 3);
+    assert_eq!(report["errors"], 1);
+    assert!(report["uptime_s"].as_f64().unwrap() > 0.0);
+}
+
+fn excess_connections_are_told_busy(model: &str) {
+    let server = start(model, &["--max-connections", "1"]);
+    let mut first = server.connect();
+    assert_eq!(first.request("1"), "1");
+    let mut second = server.connect();
+    assert_eq!(second.read_line(), "ERR server busy");
+    assert!(second.is_closed());
+    assert_eq!(first.request("2"), "1", "the admitted client is unaffected");
+    drop(first);
+    // The slot frees once the server has seen the first client leave.
+    let deadline = Instant::now() + common::PATIENCE;
+    loop {
+        let mut third = server.connect();
+        third.send(b"3\n");
+        match third.read_line().as_str() {
+            "2" => break,
+            "ERR server busy" => assert!(Instant::now() < deadline, "the slot never freed"),
+            other => panic!("unexpected reply {other:?}"),
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+macro_rules! model_tests {
+    ($($module:ident: $model:literal, $overlap:expr;)*) => {$(
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn answers_every_request_kind() {
+                super::answers_every_request_kind($model);
+            }
+
+            #[test]
+            fn refuses_bad_input_and_keeps_serving() {
+                super::refuses_bad_input_and_keeps_serving($model);
+            }
+
+            #[test]
+            fn answers_pipelined_requests_in_order() {
+                super::answers_pipelined_requests_in_order($model);
+            }
+
+            #[test]
+            fn tiny_request_beside_a_long_one() {
+                super::tiny_request_beside_a_long_one($model, $overlap);
+            }
+
+            #[test]
+            fn sigterm_delivers_the_in_flight_reply_then_exits() {
+                super::sigterm_delivers_the_in_flight_reply_then_exits($model);
+            }
+
+            #[test]
+            fn idle_connections_time_out() {
+                super::idle_connections_time_out($model);
+            }
+
+            #[test]
+            fn stats_report_the_counters() {
+                super::stats_report_the_counters($model);
+            }
+        }
+    )*};
+}
+
+model_tests! {
+    serial: "serial", Overlap::Blocked;
+    threads: "threads", Overlap::Concurrent;
+    pool: "pool", Overlap::Concurrent;
+    eventloop: "eventloop", Overlap::Blocked;
+    async_runtime: "async", Overlap::Concurrent;
+}
+
+// The serial model accepts one client at a time, so it never has an excess connection.
+#[test]
+fn excess_connections_are_told_busy_threads() {
+    excess_connections_are_told_busy("threads");
+}
+
+#[test]
+fn excess_connections_are_told_busy_pool() {
+    excess_connections_are_told_busy("pool");
+}
+
+#[test]
+fn excess_connections_are_told_busy_eventloop() {
+    excess_connections_are_told_busy("eventloop");
+}
+
+#[test]
+fn excess_connections_are_told_busy_async() {
+    excess_connections_are_told_busy("async");
+}
+
+#[test]
+fn a_pool_of_two_serves_two_clients_and_queues_the_third() {
+    let server = start("pool", &[]);
+    let mut first = server.connect();
+    let mut second = server.connect();
+    assert_eq!(first.request("1"), "1");
+    assert_eq!(second.request("1"), "1");
+    let mut third = server.connect();
+    third.send(b"fib 5\n");
+    thread::sleep(Duration::from_millis(300));
+    drop(first);
+    assert_eq!(
+        third.read_line(),
+        "5",
+        "the queued client is served once a worker is free"
+    );
+}
+
+#[test]
+fn serve_help_explains_every_model() {
+    let output = clab()
+        .args(["serve", "--help"])
+        .output()
+        .expect("run clab serve --help");
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for model in ["serial", "threads", "pool", "eventloop", "async"] {
+        let line = help
+            .lines()
+            .find(|line| line.trim_start().starts_with(&format!("- {model}:")))
+            .unwrap_or_else(|| panic!("no line for {model} in:\n{help}"));
+        assert!(
+            line.len() > model.len() + 20,
+            "{model} is not explained: {line:?}"
+        );
+        assert!(
+            line.len() <= 100,
+            "{model} takes more than one line: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_options_get_a_one_line_error() {
+    for args in [
+        &["serve", "--model", "forks"][..],
+        &["serve", "--max-n", "93"],
+        &["serve", "--addr", "nowhere"],
+    ] {
+        let output = clab().args(args).output().expect("run clab");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn an_address_in_use_is_a_clear_error() {
+    let server = start("serial", &[]);
+    let output = clab()
+        .args(["serve", "--addr", &server.addr.to_string()])
+        .output()
+        .expect("run clab");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("cannot listen on {}", server.addr)),
+        "{stderr}"
+    );
+}

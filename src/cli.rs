@@ -1,10 +1,12 @@
 //! Command-line definitions of `clab`, parsed once into validated library configurations.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::gil::{GilConfig, Variant};
 use crate::protocol::HARD_MAX_N;
 use crate::server::{ConfigError, Model, ServerConfig};
 
@@ -37,6 +39,7 @@ Errors come back as `ERR <reason>` and the connection stays open.
 
 Examples:
   clab serve --model threads
+  clab serve --model threads --gil new --switch-interval 5ms --trace gil.json
   clab serve --model pool --workers 4 --addr 127.0.0.1:0
   printf '30\\n' | nc -q1 127.0.0.1 25000
 
@@ -69,6 +72,24 @@ pub struct ServeArgs {
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
+    /// Run handler code under an emulated CPython GIL (serial, threads and pool models)
+    #[arg(long, value_enum, default_value_t = Variant::None)]
+    pub gil: Variant,
+
+    /// new/priority: how long a waiting thread waits before it asks the holder to drop the
+    /// GIL (CPython's sys.setswitchinterval)
+    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration)]
+    pub switch_interval: Duration,
+
+    /// legacy: checkpoints ("ticks") between forced release-and-reacquire
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub check_interval: u32,
+
+    /// Write the GIL's lock events (the newest million) to this JSON file when the server
+    /// stops, for a timeline of which thread held the GIL when
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may take before the server gives up
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
@@ -83,6 +104,12 @@ impl ServeArgs {
             max_n: self.max_n,
             max_connections: self.max_connections as usize,
             idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
+            gil: GilConfig {
+                switch_interval: self.switch_interval,
+                check_interval: self.check_interval,
+                ..GilConfig::new(self.gil)
+            },
+            trace: self.trace.clone(),
             ..defaults
         }
         .validate()
@@ -117,6 +144,28 @@ mod tests {
         assert_eq!(
             (config.model, config.workers, config.idle_timeout),
             (Model::Pool, 3, None)
+        );
+    }
+
+    #[test]
+    fn gil_options_are_checked_against_the_model() {
+        let parse = |argv: &[&str]| {
+            let cli = Cli::try_parse_from(["clab", "serve"].iter().chain(argv)).unwrap();
+            let Command::Serve(args) = cli.command;
+            args.config()
+        };
+        let config = parse(&["--gil", "new", "--switch-interval", "1ms"]).unwrap();
+        assert_eq!(
+            (config.gil.variant, config.gil.switch_interval),
+            (Variant::New, Duration::from_millis(1))
+        );
+        assert_eq!(
+            parse(&["--model", "eventloop", "--gil", "new"]),
+            Err(ConfigError::GilNeedsThreads(Model::Eventloop))
+        );
+        assert_eq!(
+            parse(&["--trace", "t.json"]),
+            Err(ConfigError::TraceNeedsGil)
         );
     }
 

@@ -3,10 +3,12 @@
 //!
 //! - [`protocol`]: the line protocol, parsing and framing, without I/O;
 //! - [`work`]: the workloads (fib, spin, sleep, echo) with interpreter-lock checkpoints;
+//! - [`gil`]: the emulated CPython GIL (new, legacy, priority) on real threads;
 //! - [`server`]: the service under each model, `serve(listener, config, shutdown)`;
 //! - [`cli`]: the command-line definitions of the `clab` binary.
 
 pub mod cli;
+pub mod gil;
 pub mod protocol;
 pub mod server;
 pub mod work;

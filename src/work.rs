@@ -1,35 +1,45 @@
 //! The workloads behind the requests: naive Fibonacci, calibrated busy work, sleep, echo.
 //!
-//! CPU work calls [`Checkpoint::checkpoint`] at every "bytecode boundary" (each fib call,
-//! each spin unit). Without a GIL the checkpoint is [`Free`], an empty inline function that
-//! compiles to nothing; the emulated GIL plugs in a handle that may give the lock away there.
+//! CPU work calls [`Interpreter::checkpoint`] at every "bytecode boundary" (each fib call,
+//! each spin unit), and blocking calls run inside [`Interpreter::allow_threads`]. Without a
+//! GIL the interpreter is [`Free`], whose methods are empty inline functions that compile to
+//! nothing; the emulated GIL (`crate::gil`) plugs in a per-thread handle instead.
 
 use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// A place where CPU-bound code lets an interpreter lock switch threads.
-pub trait Checkpoint {
+/// What running code tells an interpreter lock, as CPython's eval loop and C extensions do.
+pub trait Interpreter {
+    /// A bytecode boundary: the lock may be handed to another thread here.
     fn checkpoint(&mut self);
+
+    /// Runs blocking `f` with the lock released (`Py_BEGIN_ALLOW_THREADS`).
+    fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R;
 }
 
-/// No interpreter lock: checkpoints cost nothing.
+/// No interpreter lock: checkpoints and releases cost nothing.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Free;
 
-impl Checkpoint for Free {
+impl Interpreter for Free {
     #[inline(always)]
     fn checkpoint(&mut self) {}
+
+    #[inline(always)]
+    fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        f()
+    }
 }
 
 /// Naive doubly-recursive Fibonacci, `fib(n) = 1` for `n <= 2`, with a checkpoint per call.
 /// Exponential on purpose: it is the essays' stand-in for CPU-bound request handling.
-pub fn fib(n: u32, checkpoint: &mut impl Checkpoint) -> u64 {
-    checkpoint.checkpoint();
+pub fn fib(n: u32, interpreter: &mut impl Interpreter) -> u64 {
+    interpreter.checkpoint();
     if n <= 2 {
         1
     } else {
-        fib(n - 1, checkpoint) + fib(n - 2, checkpoint)
+        fib(n - 1, interpreter) + fib(n - 2, interpreter)
     }
 }
 
@@ -78,10 +88,10 @@ fn calibrate() -> u64 {
 }
 
 /// Busy CPU work for about `ms` milliseconds of this machine's time, checkpointing per unit.
-pub fn spin(ms: u64, checkpoint: &mut impl Checkpoint) {
+pub fn spin(ms: u64, interpreter: &mut impl Interpreter) {
     let mut state = 0x2545_F491_4F6C_DD1D;
     for _ in 0..ms.saturating_mul(spin_units_per_ms()) {
-        checkpoint.checkpoint();
+        interpreter.checkpoint();
         state = spin_unit(state);
     }
     black_box(state);
@@ -92,9 +102,12 @@ mod tests {
     use super::*;
 
     struct Counter(u64);
-    impl Checkpoint for Counter {
+    impl Interpreter for Counter {
         fn checkpoint(&mut self) {
             self.0 += 1;
+        }
+        fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
+            f()
         }
     }
 

@@ -12,7 +12,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::server::connections::Connection;
 use crate::server::service::Service;
 use crate::server::session::{Action, READ_CHUNK, Session, bytes_pending};
-use crate::work::Checkpoint;
+use crate::work::{Free, Interpreter};
 
 /// Accepts connections until shutdown, handing each admitted one to `dispatch`. A
 /// connection over `--max-connections` gets `ERR server busy` and is closed here.
@@ -83,11 +83,27 @@ pub fn accept_backoff(error: io::Error) -> io::Result<Option<Duration>> {
     }
 }
 
+/// Serves `connection` on the calling thread, attached to the server's GIL (if it has one)
+/// for the connection's lifetime, as a Python thread would be.
+pub fn serve_on_this_thread(service: &Service, connection: Connection<TcpStream>) {
+    match &service.gil {
+        None => serve_connection(service, connection, &mut Free),
+        Some(gil) => {
+            let mut thread = gil.attach(format!("connection {}", connection.id()));
+            serve_connection(service, connection, &mut thread);
+        }
+    }
+}
+
 /// Serves one connection until the client leaves, errs, idles out, or shutdown.
+///
+/// Under an interpreter lock the thread holds it while it parses and computes, and releases
+/// it around every socket call and sleep, as CPython's socket module does — even when the
+/// call returns at once. That unconditional release is what the convoy effect feeds on.
 pub fn serve_connection(
     service: &Service,
     mut connection: Connection<TcpStream>,
-    checkpoint: &mut impl Checkpoint,
+    interpreter: &mut impl Interpreter,
 ) {
     let stream = &mut connection.stream;
     if let Err(error) = configure(stream, service.config.idle_timeout) {
@@ -97,15 +113,18 @@ pub fn serve_connection(
     let mut session = Session::new();
     let mut buffer = [0u8; READ_CHUNK];
     loop {
-        match session.next_action(service, checkpoint, || bytes_pending(stream.as_fd())) {
+        match session.next_action(service, interpreter, || bytes_pending(stream.as_fd())) {
             Action::Write => {
-                if stream.write_all(session.output()).is_err() {
+                if interpreter
+                    .allow_threads(|| stream.write_all(session.output()))
+                    .is_err()
+                {
                     return;
                 }
                 session.written();
             }
-            Action::Wait(duration) => std::thread::sleep(duration),
-            Action::Read => match stream.read(&mut buffer) {
+            Action::Wait(duration) => interpreter.allow_threads(|| std::thread::sleep(duration)),
+            Action::Read => match interpreter.allow_threads(|| stream.read(&mut buffer)) {
                 Ok(0) => session.end_of_input(),
                 Ok(n) => session.received(&buffer[..n]),
                 Err(error) if error.kind() == ErrorKind::Interrupted => {}

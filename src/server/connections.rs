@@ -90,6 +90,13 @@ pub struct Connection<S: AsRawFd> {
     pub stream: S,
 }
 
+impl<S: AsRawFd> Connection<S> {
+    /// A number unique among this server's connections, in order of admission.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 impl<S: AsRawFd> Drop for Connection<S> {
     fn drop(&mut self) {
         // Runs before `stream` is dropped, which is the order `close_reads` relies on.

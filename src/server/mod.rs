@@ -24,10 +24,14 @@ pub mod threads;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::time::Duration;
+
+use std::sync::Arc;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::gil::{GilConfig, Variant};
 use crate::protocol::HARD_MAX_N;
 pub use service::Service;
 pub use shutdown::Shutdown;
@@ -62,6 +66,12 @@ impl Model {
     pub fn uses_workers(self) -> bool {
         matches!(self, Model::Pool | Model::Async)
     }
+
+    /// Whether the model runs handler code on OS threads of its own, which an emulated GIL
+    /// can serialise. The async models multiplex on runtime threads instead.
+    pub fn supports_gil(self) -> bool {
+        matches!(self, Model::Serial | Model::Threads | Model::Pool)
+    }
 }
 
 impl std::fmt::Display for Model {
@@ -82,6 +92,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Close a connection that sends nothing for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// The emulated interpreter lock; `Variant::None` runs without one.
+    pub gil: GilConfig,
+    /// Write the GIL's event trace here when the server stops.
+    pub trace: Option<PathBuf>,
 }
 
 /// A configuration value out of range.
@@ -93,6 +107,10 @@ pub enum ConfigError {
     MaxNTooLarge,
     #[error("--max-connections must be at least 1")]
     NoConnections,
+    #[error("--gil applies to the serial, threads and pool models, not {0}")]
+    GilNeedsThreads(Model),
+    #[error("--trace records the GIL's events: it needs --gil new, legacy or priority")]
+    TraceNeedsGil,
 }
 
 impl ServerConfig {
@@ -105,6 +123,8 @@ impl ServerConfig {
             max_n: 45,
             max_connections: 1024,
             idle_timeout: Some(Duration::from_secs(60)),
+            gil: GilConfig::default(),
+            trace: None,
         }
     }
 
@@ -117,6 +137,12 @@ impl ServerConfig {
         }
         if self.max_connections == 0 {
             return Err(ConfigError::NoConnections);
+        }
+        if self.gil.variant != Variant::None && !self.model.supports_gil() {
+            return Err(ConfigError::GilNeedsThreads(self.model));
+        }
+        if self.trace.is_some() && self.gil.variant == Variant::None {
+            return Err(ConfigError::TraceNeedsGil);
         }
         Ok(self)
     }
@@ -134,6 +160,8 @@ pub enum ServeError {
     Runtime(#[source] io::Error),
     #[error("cannot start a worker thread")]
     Worker(#[source] io::Error),
+    #[error("cannot write the GIL trace to {}", .0.display())]
+    Trace(PathBuf, #[source] io::Error),
 }
 
 /// Binds a listening socket the way every model wants it: address reuse, so a restarted
@@ -161,7 +189,22 @@ pub fn serve(
         Model::Serial => serial::serve(listener, &service),
         Model::Threads => threads::serve(listener, &service),
         Model::Pool => pool::serve(listener, &service),
-        Model::Eventloop => eventloop::serve(listener, service),
-        Model::Async => async_runtime::serve(listener, service),
-    }
+        Model::Eventloop => eventloop::serve(listener, Arc::clone(&service)),
+        Model::Async => async_runtime::serve(listener, Arc::clone(&service)),
+    }?;
+    write_trace(&service)
+}
+
+fn write_trace(service: &Service) -> Result<(), ServeError> {
+    let (Some(path), Some(trace)) = (
+        &service.config.trace,
+        service.gil.as_ref().and_then(|gil| gil.trace()),
+    ) else {
+        return Ok(());
+    };
+    let error = |e| ServeError::Trace(path.clone(), e);
+    let file = std::fs::File::create(path).map_err(error)?;
+    trace.write_json(file).map_err(error)?;
+    tracing::info!(path = %path.display(), events = trace.events.len(), "wrote the GIL trace");
+    Ok(())
 }

@@ -2,13 +2,28 @@
 //! connection to its end. With N workers, client N + 1 waits in the queue — the bounded
 //! concurrency of a thread-pool executor.
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
+
+use crossbeam_channel::Receiver;
 use std::thread;
 
 use crate::server::ServeError;
 use crate::server::blocking::{accept_loop, serve_connection};
+use crate::server::connections::Connection;
 use crate::server::service::Service;
-use crate::work::Free;
+use crate::work::{Free, Interpreter};
+
+/// A worker's life: take a connection, serve it to its end, repeat until the queue closes.
+/// Waiting for the queue is blocking, so it happens outside the GIL.
+fn work(
+    service: &Service,
+    jobs: &Receiver<Connection<TcpStream>>,
+    interpreter: &mut impl Interpreter,
+) {
+    while let Ok(connection) = interpreter.allow_threads(|| jobs.recv()) {
+        serve_connection(service, connection, interpreter);
+    }
+}
 
 pub fn serve(listener: TcpListener, service: &Service) -> Result<(), ServeError> {
     // Unbounded, because `--max-connections` already bounds what can be queued.
@@ -18,10 +33,13 @@ pub fn serve(listener: TcpListener, service: &Service) -> Result<(), ServeError>
             let jobs = jobs.clone();
             thread::Builder::new()
                 .name(format!("clab-pool-{index}"))
-                .spawn_scoped(scope, move || {
-                    for connection in jobs {
-                        serve_connection(service, connection, &mut Free);
-                    }
+                .spawn_scoped(scope, move || match &service.gil {
+                    None => work(service, &jobs, &mut Free),
+                    Some(gil) => work(
+                        service,
+                        &jobs,
+                        &mut gil.attach(format!("pool worker {index}")),
+                    ),
                 })
                 .map_err(ServeError::Worker)?;
         }

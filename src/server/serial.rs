@@ -4,13 +4,12 @@
 use std::net::TcpListener;
 
 use crate::server::ServeError;
-use crate::server::blocking::{accept_loop, serve_connection};
+use crate::server::blocking::{accept_loop, serve_on_this_thread};
 use crate::server::service::Service;
-use crate::work::Free;
 
 pub fn serve(listener: TcpListener, service: &Service) -> Result<(), ServeError> {
     accept_loop(&listener, service, |connection| {
-        serve_connection(service, connection, &mut Free)
+        serve_on_this_thread(service, connection)
     })
     .map_err(ServeError::Accept)
 }

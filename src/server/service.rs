@@ -7,16 +7,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::gil::{Gil, GilConfig};
 use crate::protocol::{Reply, Request};
 use crate::server::ServerConfig;
 use crate::server::connections::{Connections, Refusal};
 use crate::server::shutdown::Shutdown;
 use crate::server::stats::Stats;
-use crate::work::{self, Checkpoint};
+use crate::work::{self, Interpreter};
+
+/// Lock events a server keeps for `--trace`: the newest million (about 24 MB).
+const TRACE_EVENTS: usize = 1_000_000;
 
 #[derive(Debug)]
 pub struct Service {
     pub config: ServerConfig,
+    /// The emulated interpreter lock, one per server process as in CPython.
+    pub gil: Option<Gil>,
     pub stats: Stats,
     pub connections: Arc<Connections>,
     pub shutdown: Shutdown,
@@ -37,8 +43,15 @@ impl Service {
         let connections = Connections::new(config.max_connections);
         let sweep = Arc::clone(&connections);
         shutdown.on_trigger(move || sweep.close_reads());
+        let trace_capacity = config.trace.as_ref().map(|_| TRACE_EVENTS);
+        let gil = GilConfig {
+            trace_capacity,
+            ..config.gil.clone()
+        }
+        .lock();
         Arc::new(Service {
             config,
+            gil,
             stats: Stats::new(),
             connections,
             shutdown,
@@ -46,17 +59,17 @@ impl Service {
     }
 
     /// Parses and executes one request line. CPU work runs right here, on the caller's
-    /// thread, checkpointing through `checkpoint`.
-    pub fn respond(&self, line: &[u8], checkpoint: &mut impl Checkpoint) -> Answer {
+    /// thread, checkpointing through `interpreter`.
+    pub fn respond(&self, line: &[u8], interpreter: &mut impl Interpreter) -> Answer {
         self.stats.request();
         let request = match Request::parse(line, self.config.max_n) {
             Ok(request) => request,
             Err(error) => return Answer::Now(self.error(error.to_string())),
         };
         Answer::Now(match request {
-            Request::Fib(n) => Reply::Fib(work::fib(n, checkpoint)),
+            Request::Fib(n) => Reply::Fib(work::fib(n, interpreter)),
             Request::Spin(ms) => {
-                work::spin(ms, checkpoint);
+                work::spin(ms, interpreter);
                 Reply::Spun(ms)
             }
             Request::Sleep(ms) => {
@@ -64,9 +77,10 @@ impl Service {
             }
             Request::Echo(text) => Reply::Echo(text),
             Request::Stats => {
-                let report = self
+                let mut report = self
                     .stats
                     .report(self.config.model.name(), self.connections.open());
+                report.gil = self.gil.as_ref().map(Gil::report);
                 // A struct of plain numbers and a string always serialises.
                 Reply::Stats(serde_json::to_string(&report).expect("stats serialise"))
             }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::protocol::{Frame, LineFramer, Reply};
 use crate::server::service::{Answer, Service};
-use crate::work::Checkpoint;
+use crate::work::Interpreter;
 
 /// Bytes a driver reads at a time.
 pub const READ_CHUNK: usize = 8192;
@@ -49,7 +49,7 @@ impl Session {
     pub fn next_action(
         &mut self,
         service: &Service,
-        checkpoint: &mut impl Checkpoint,
+        interpreter: &mut impl Interpreter,
         bytes_pending: impl FnOnce() -> bool,
     ) -> Action {
         if let Some(duration) = self.waiting.take() {
@@ -77,7 +77,7 @@ impl Session {
             None if end_of_input => return Action::Close,
             None => return Action::Read,
         };
-        match service.respond(line, checkpoint) {
+        match service.respond(line, interpreter) {
             Answer::Now(reply) => {
                 self.queue(&reply);
                 Action::Write

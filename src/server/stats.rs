@@ -5,6 +5,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::gil::GilReport;
+
 /// Counters shared by every connection of one server. Relaxed atomics: each counter is
 /// read on its own, and a `stats` reply is a snapshot, not a transaction.
 #[derive(Debug)]
@@ -30,6 +32,9 @@ pub struct StatsReport {
     /// `ERR` replies sent.
     pub errors: u64,
     pub uptime_s: f64,
+    /// The emulated GIL's figures, when the server runs under one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub gil: Option<GilReport>,
 }
 
 impl Stats {
@@ -68,6 +73,7 @@ impl Stats {
             requests: self.requests.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             uptime_s: self.started.elapsed().as_secs_f64(),
+            gil: None,
         }
     }
 }

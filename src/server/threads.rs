@@ -5,9 +5,8 @@ use std::net::TcpListener;
 use std::thread;
 
 use crate::server::ServeError;
-use crate::server::blocking::{accept_loop, serve_connection};
+use crate::server::blocking::{accept_loop, serve_on_this_thread};
 use crate::server::service::Service;
-use crate::work::Free;
 
 pub fn serve(listener: TcpListener, service: &Service) -> Result<(), ServeError> {
     // A scope joins every connection thread before `serve` returns: none outlives the server.
@@ -15,9 +14,7 @@ pub fn serve(listener: TcpListener, service: &Service) -> Result<(), ServeError>
         accept_loop(&listener, service, |connection| {
             let spawned = thread::Builder::new()
                 .name("clab-connection".into())
-                .spawn_scoped(scope, move || {
-                    serve_connection(service, connection, &mut Free)
-                });
+                .spawn_scoped(scope, move || serve_on_this_thread(service, connection));
             if let Err(error) = spawned {
                 // The connection went down with the closure; the client sees it close.
                 tracing::warn!(%error, "cannot start a thread for a connection; closing it");

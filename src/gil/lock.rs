@@ -146,6 +146,11 @@ impl Gil {
         thread
     }
 
+    /// How many times the GIL has changed hands so far.
+    pub fn switches(&self) -> u64 {
+        self.shared.lock_state().switch_number
+    }
+
     /// A snapshot of the statistics.
     pub fn report(&self) -> GilReport {
         let state = self.shared.lock_state();

@@ -147,3 +147,35 @@ impl Client {
         }
     }
 }
+
+/// Where a process's threads may run and last ran: its CPU affinity and, per thread, the
+/// name and the CPU it was last seen on (from /proc), for the record of a measurement.
+pub fn placement(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let allowed = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .map_or("?", str::trim)
+        .to_owned();
+    let mut threads = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            // The name is in parentheses and may hold spaces; the fields after it are plain.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let name = &stat[open + 1..close];
+            // Field 39 (processor) is the 37th after the name's closing parenthesis.
+            let cpu = stat[close + 1..].split_whitespace().nth(36).unwrap_or("?");
+            threads.push(format!("{name}@cpu{cpu}"));
+        }
+    }
+    threads.sort();
+    format!(
+        "pid {pid} allowed on cpus {allowed}; threads: {}",
+        threads.join(", ")
+    )
+}

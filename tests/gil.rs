@@ -1,0 +1,293 @@
+//! The emulated GIL's behaviour, in process, against the shapes of gil-model.md §5.5: the
+//! convoy, two CPU-bound jobs, and a long uninterruptible instruction. Margins are wide; the
+//! figures are printed so a run can be read, not just passed.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clab::gil::{Gil, GilConfig, GilThread, Variant};
+use clab::work::{self, Free, Interpreter};
+
+/// These tests measure time on two cores: run them one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serialise() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A thread's interpreter: free without a GIL, attached with one.
+enum Py {
+    Free(Free),
+    Attached(GilThread),
+}
+
+impl Py {
+    fn new(gil: Option<&Gil>, name: &str) -> Py {
+        match gil {
+            None => Py::Free(Free),
+            Some(gil) => Py::Attached(gil.attach(name)),
+        }
+    }
+}
+
+impl Interpreter for Py {
+    fn checkpoint(&mut self) {
+        match self {
+            Py::Free(free) => free.checkpoint(),
+            Py::Attached(thread) => thread.checkpoint(),
+        }
+    }
+
+    fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        match self {
+            Py::Free(free) => free.allow_threads(f),
+            Py::Attached(thread) => thread.allow_threads(f),
+        }
+    }
+}
+
+fn lock(variant: Variant) -> Option<Gil> {
+    GilConfig::new(variant).lock()
+}
+
+/// Runs an I/O loop (release, block 50 µs, re-acquire) for `duration`, optionally beside a
+/// checkpointing CPU-bound thread; returns its operations per second and, under a GIL, its
+/// median wait for the GIL in milliseconds.
+fn io_loop(variant: Variant, with_cpu_thread: bool, duration: Duration) -> (f64, Option<f64>) {
+    let gil = lock(variant);
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        if with_cpu_thread {
+            let (gil, stop) = (gil.as_ref(), &stop);
+            scope.spawn(move || {
+                let mut py = Py::new(gil, "cpu");
+                while !stop.load(Ordering::Relaxed) {
+                    work::fib(20, &mut py);
+                }
+            });
+            thread::sleep(Duration::from_millis(20));
+        }
+        let mut py = Py::new(gil.as_ref(), "io");
+        let started = Instant::now();
+        let mut operations = 0u64;
+        while started.elapsed() < duration {
+            py.allow_threads(|| thread::sleep(Duration::from_micros(50)));
+            operations += 1;
+        }
+        let rate = operations as f64 / started.elapsed().as_secs_f64();
+        let median_wait = gil.as_ref().map(|gil| {
+            let report = gil.report();
+            let io = report
+                .threads
+                .iter()
+                .find(|t| t.name == "io")
+                .expect("the io thread");
+            io.wait_ms.p50
+        });
+        stop.store(true, Ordering::Relaxed);
+        drop(py);
+        (rate, median_wait)
+    })
+}
+
+#[test]
+fn convoy_a_cpu_thread_collapses_an_io_thread_under_the_new_gil_only() {
+    let _one = serialise();
+    for variant in [Variant::New, Variant::None, Variant::Priority] {
+        let (solo, _) = io_loop(variant, false, Duration::from_millis(500));
+        let (beside, median_wait) = io_loop(variant, true, Duration::from_secs(1));
+        let share = beside / solo;
+        eprintln!(
+            "{variant}: io loop {solo:.0} ops/s alone, {beside:.0} ops/s beside a CPU thread ({:.1} %), median wait {median_wait:?} ms",
+            share * 100.0
+        );
+        match variant {
+            Variant::New => {
+                assert!(
+                    share < 0.05,
+                    "new: the io loop kept {:.1} % of its rate",
+                    share * 100.0
+                );
+                let wait = median_wait.unwrap();
+                assert!(
+                    (3.0..=8.0).contains(&wait),
+                    "new: median wait {wait} ms, not about one 5 ms interval"
+                );
+            }
+            _ => assert!(
+                share >= 0.5,
+                "{variant}: the io loop kept only {:.1} % of its rate",
+                share * 100.0
+            ),
+        }
+    }
+}
+
+/// Each of two threads computes the same fib at once; returns each one's time over the
+/// time one such job takes alone.
+fn two_jobs_slowdown(variant: Variant) -> [f64; 2] {
+    const N: u32 = 37;
+    let gil = lock(variant);
+    // The faster of two solo runs: the first one may pay for a cold start.
+    let solo = (0..2)
+        .map(|_| {
+            let mut py = Py::new(gil.as_ref(), "solo");
+            let started = Instant::now();
+            work::fib(N, &mut py);
+            started.elapsed()
+        })
+        .min()
+        .unwrap();
+    let times: Vec<Duration> = thread::scope(|scope| {
+        let jobs: Vec<_> = (0..2)
+            .map(|index| {
+                let gil = gil.as_ref();
+                scope.spawn(move || {
+                    let started = Instant::now();
+                    let mut py = Py::new(gil, &format!("job {index}"));
+                    work::fib(N, &mut py);
+                    started.elapsed()
+                })
+            })
+            .collect();
+        jobs.into_iter().map(|job| job.join().unwrap()).collect()
+    });
+    let ratios = [
+        times[0].as_secs_f64() / solo.as_secs_f64(),
+        times[1].as_secs_f64() / solo.as_secs_f64(),
+    ];
+    eprintln!("{variant}: fib({N}) alone {solo:?}; two at once {times:?} = {ratios:.2?} x");
+    ratios
+}
+
+#[test]
+fn two_cpu_bound_jobs_take_turns_under_the_gil_and_run_in_parallel_without() {
+    let _one = serialise();
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    for ratio in two_jobs_slowdown(Variant::New) {
+        assert!(
+            ratio >= 1.6,
+            "new: a job took only {ratio:.2}x its solo time"
+        );
+    }
+    if cores >= 2 {
+        for ratio in two_jobs_slowdown(Variant::None) {
+            assert!(
+                ratio <= 1.3,
+                "none: a job took {ratio:.2}x its solo time on {cores} cores"
+            );
+        }
+    }
+}
+
+/// How long a thread that starts while another runs a 300 ms uninterruptible section waits
+/// for its first checkpoint.
+fn stall_behind_a_long_instruction(variant: Variant) -> Duration {
+    let gil = lock(variant);
+    let holding = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let (gil_ref, holding_ref) = (gil.as_ref(), &holding);
+        let long = scope.spawn(move || {
+            let started = Instant::now();
+            let busy = || {
+                holding_ref.store(true, Ordering::SeqCst);
+                while started.elapsed() < Duration::from_millis(300) {
+                    std::hint::spin_loop();
+                }
+            };
+            match gil_ref {
+                None => busy(),
+                Some(gil) => gil.attach("long").uninterruptible(busy),
+            }
+        });
+        while !holding.load(Ordering::SeqCst) {
+            thread::yield_now();
+        }
+        let asked = Instant::now();
+        let mut py = Py::new(gil.as_ref(), "other");
+        py.checkpoint();
+        let stalled = asked.elapsed();
+        drop(py);
+        long.join().unwrap();
+        stalled
+    })
+}
+
+#[test]
+fn a_long_uninterruptible_instruction_stalls_every_other_thread() {
+    let _one = serialise();
+    for variant in [
+        Variant::New,
+        Variant::Legacy,
+        Variant::Priority,
+        Variant::None,
+    ] {
+        let stalled = stall_behind_a_long_instruction(variant);
+        eprintln!("{variant}: the other thread's first checkpoint came after {stalled:?}");
+        if variant == Variant::None {
+            assert!(
+                stalled < Duration::from_millis(250),
+                "none: stalled {stalled:?}"
+            );
+        } else {
+            assert!(
+                stalled >= Duration::from_millis(250),
+                "{variant}: stalled only {stalled:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_trace_shows_the_convoy_cycle() {
+    let _one = serialise();
+    let gil = Gil::new(GilConfig {
+        trace_capacity: Some(100_000),
+        ..GilConfig::new(Variant::New)
+    });
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let (gil, stop) = (&gil, &stop);
+        scope.spawn(move || {
+            let mut py = gil.attach("cpu");
+            while !stop.load(Ordering::Relaxed) {
+                work::fib(20, &mut py);
+            }
+        });
+        thread::sleep(Duration::from_millis(20));
+        let mut py = gil.attach("io");
+        for _ in 0..20 {
+            py.allow_threads(|| thread::sleep(Duration::from_micros(50)));
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let trace = gil.trace().unwrap();
+    let names: Vec<&str> = trace.threads.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["cpu", "io"]);
+    let io = trace.threads[1].id;
+    let count = |kind| {
+        trace
+            .events
+            .iter()
+            .filter(|e| e.thread == io && e.event == kind)
+            .count()
+    };
+    use clab::gil::EventKind::*;
+    assert!(
+        count(ReleaseVoluntary) >= 20,
+        "the io thread's releases are traced"
+    );
+    assert!(
+        count(DropRequest) >= 15,
+        "the io thread asks the cpu thread to drop, nearly every time"
+    );
+    assert!(
+        trace
+            .events
+            .windows(2)
+            .all(|pair| pair[0].t_ns <= pair[1].t_ns),
+        "events are in time order"
+    );
+}

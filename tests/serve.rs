@@ -20,12 +20,11 @@ enum Overlap {
 
 fn start(model: &str, extra: &[&str]) -> Server {
     // Two workers where a model has them, so the concurrent models can overlap on two cores.
-    let mut args = vec!["--workers", "2"];
-    args.extend_from_slice(extra);
-    let models_with_workers = ["pool", "async"];
-    if !models_with_workers.contains(&model) {
-        args.drain(..2);
+    let mut args = Vec::new();
+    if ["pool", "async"].contains(&model) {
+        args.extend(["--workers", "2"]);
     }
+    args.extend_from_slice(extra);
     Server::start(model, &args)
 }
 
@@ -146,9 +145,12 @@ fn tiny_request_beside_a_long_one(model: &str, expected: Overlap) {
             );
         }
         Overlap::Blocked => {
+            // The tiny request came 200 ms into the long one and waited out the rest. (Its
+            // reply and fib 42's leave together, so which client thread notes the time first
+            // is up to the scheduler: compare durations, not arrival instants.)
             assert!(
-                tiny_done >= long_done,
-                "fib 1 was answered before fib 42 finished"
+                tiny_latency > long_time / 3,
+                "fib 1 took only {tiny_latency:?} beside fib 42's {long_time:?}: it did not wait"
             );
         }
     }

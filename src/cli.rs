@@ -28,6 +28,16 @@ pub enum Command {
     /// Serve the Fibonacci protocol under one concurrency model
     #[command(after_long_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
+    /// A process-pool worker: requests on stdin, replies on stdout (started by the pool)
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Largest n accepted by `fib`
+    #[arg(long, default_value_t = 45, value_parser = clap::value_parser!(u32).range(0..=HARD_MAX_N as i64))]
+    pub max_n: u32,
 }
 
 const SERVE_EXAMPLES: &str = "\
@@ -139,7 +149,9 @@ mod tests {
             "0",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
         let config = args.config().unwrap();
         assert_eq!(
             (config.model, config.workers, config.idle_timeout),
@@ -151,7 +163,9 @@ mod tests {
     fn gil_options_are_checked_against_the_model() {
         let parse = |argv: &[&str]| {
             let cli = Cli::try_parse_from(["clab", "serve"].iter().chain(argv)).unwrap();
-            let Command::Serve(args) = cli.command;
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve")
+            };
             args.config()
         };
         let config = parse(&["--gil", "new", "--switch-interval", "1ms"]).unwrap();

@@ -4,11 +4,13 @@
 //! - [`protocol`]: the line protocol, parsing and framing, without I/O;
 //! - [`work`]: the workloads (fib, spin, sleep, echo) with interpreter-lock checkpoints;
 //! - [`gil`]: the emulated CPython GIL (new, legacy, priority) on real threads;
+//! - [`pool`]: executors with futures over threads and `clab worker` processes;
 //! - [`server`]: the service under each model, `serve(listener, config, shutdown)`;
 //! - [`cli`]: the command-line definitions of the `clab` binary.
 
 pub mod cli;
 pub mod gil;
+pub mod pool;
 pub mod protocol;
 pub mod server;
 pub mod work;

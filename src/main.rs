@@ -24,6 +24,11 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Worker(args) => {
+            let stdin = std::io::stdin().lock();
+            clab::pool::worker::serve(stdin, std::io::stdout().lock(), args.max_n)
+                .context("worker: the pipe to the pool broke")
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -156,6 +156,33 @@ impl fmt::Display for Reply {
     }
 }
 
+impl Reply {
+    /// Reads the reply line `line` (without its newline) to `request`, as a process-pool
+    /// worker sent it; a line that does not fit the request is an error reply.
+    pub fn for_request(request: &Request, line: &str) -> Reply {
+        let text = match ReplyLine::parse(line) {
+            ReplyLine::Err(reason) => return Reply::Error(reason.to_owned()),
+            ReplyLine::Ok(text) => text,
+        };
+        let expected = match request {
+            Request::Fib(_) => return text.parse().map_or_else(|_| malformed(text), Reply::Fib),
+            Request::Echo(_) => return Reply::Echo(text.to_owned()),
+            Request::Stats => return Reply::Stats(text.to_owned()),
+            Request::Spin(ms) => Reply::Spun(*ms),
+            Request::Sleep(ms) => Reply::Slept(*ms),
+        };
+        if expected.to_string() == text {
+            expected
+        } else {
+            malformed(text)
+        }
+    }
+}
+
+fn malformed(text: &str) -> Reply {
+    Reply::Error(format!("malformed reply \"{}\"", truncate(text, 40)))
+}
+
 /// A reply line as a client sees it: a value, or `ERR <reason>`. Clients cannot tell the
 /// kinds of successful reply apart without knowing the request, so they get the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,6 +348,27 @@ mod tests {
             ReplyLine::Err("line too long")
         );
         assert_eq!(ReplyLine::parse("55\r"), ReplyLine::Ok("55"));
+    }
+
+    #[test]
+    fn reply_lines_are_read_for_their_request() {
+        assert_eq!(Reply::for_request(&Request::Fib(10), "55"), Reply::Fib(55));
+        assert_eq!(
+            Reply::for_request(&Request::Spin(3), "spun 3"),
+            Reply::Spun(3)
+        );
+        assert_eq!(
+            Reply::for_request(&Request::Fib(10), "ERR worker died"),
+            Reply::Error("worker died".into())
+        );
+        assert!(matches!(
+            Reply::for_request(&Request::Fib(10), "spun 3"),
+            Reply::Error(_)
+        ));
+        assert!(matches!(
+            Reply::for_request(&Request::Sleep(1), "slept 2"),
+            Reply::Error(_)
+        ));
     }
 
     #[test]

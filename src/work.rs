@@ -9,6 +9,28 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::protocol::{Reply, Request};
+
+/// Does a request's work on the calling thread and returns its reply; `sleep` blocks the
+/// thread (with the interpreter lock released). Pool threads and process workers run jobs
+/// through this; servers also answer through it, except where a model waits its own way.
+/// `stats` describes a server, so only a server can answer it.
+pub fn run(request: &Request, interpreter: &mut impl Interpreter) -> Reply {
+    match request {
+        Request::Fib(n) => Reply::Fib(fib(*n, interpreter)),
+        Request::Spin(ms) => {
+            spin(*ms, interpreter);
+            Reply::Spun(*ms)
+        }
+        Request::Sleep(ms) => {
+            interpreter.allow_threads(|| std::thread::sleep(Duration::from_millis(*ms)));
+            Reply::Slept(*ms)
+        }
+        Request::Echo(text) => Reply::Echo(text.clone()),
+        Request::Stats => Reply::Error("stats are kept by the server, not by a worker".into()),
+    }
+}
+
 /// What running code tells an interpreter lock, as CPython's eval loop and C extensions do.
 pub trait Interpreter {
     /// A bytecode boundary: the lock may be handed to another thread here.

@@ -66,25 +66,21 @@ impl Service {
             Ok(request) => request,
             Err(error) => return Answer::Now(self.error(error.to_string())),
         };
-        Answer::Now(match request {
-            Request::Fib(n) => Reply::Fib(work::fib(n, interpreter)),
-            Request::Spin(ms) => {
-                work::spin(ms, interpreter);
-                Reply::Spun(ms)
-            }
-            Request::Sleep(ms) => {
-                return Answer::After(Duration::from_millis(ms), Reply::Slept(ms));
-            }
-            Request::Echo(text) => Reply::Echo(text),
+        match request {
+            // How to wait is the model's business (block a thread, or yield to the loop).
+            Request::Sleep(ms) => Answer::After(Duration::from_millis(ms), Reply::Slept(ms)),
             Request::Stats => {
                 let mut report = self
                     .stats
                     .report(self.config.model.name(), self.connections.open());
                 report.gil = self.gil.as_ref().map(Gil::report);
                 // A struct of plain numbers and a string always serialises.
-                Reply::Stats(serde_json::to_string(&report).expect("stats serialise"))
+                Answer::Now(Reply::Stats(
+                    serde_json::to_string(&report).expect("stats serialise"),
+                ))
             }
-        })
+            request => Answer::Now(work::run(&request, interpreter)),
+        }
     }
 
     /// What to tell a connection that was not admitted (counted), if anything: a server

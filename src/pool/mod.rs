@@ -1,0 +1,49 @@
+//! Executors: the `concurrent.futures` of this project (DESIGN §5). A job is a protocol
+//! request; [`Executor::submit`] returns a [`JobFuture`] for its reply.
+//!
+//! - [`ThreadPool`]: N threads of this process (optionally attached to an emulated GIL);
+//! - [`ProcessPool`]: N `clab worker` processes, re-executed from this binary like Python's
+//!   `spawn` start method, speaking the line protocol over their stdin/stdout. A worker that
+//!   dies fails only its in-flight job (`ERR worker died`) and is replaced.
+
+mod future;
+mod process_pool;
+mod thread_pool;
+pub mod worker;
+
+pub use future::{JobError, JobFuture, Outcome};
+pub use process_pool::{ProcessPool, WorkerCommand};
+pub use thread_pool::ThreadPool;
+
+use crate::protocol::Request;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("the pool is shut down and takes no more jobs")]
+    ShutDown,
+}
+
+/// A pool that runs jobs and hands back futures of their replies.
+pub trait Executor: Send + Sync {
+    /// Queues `request`; the future completes with its reply.
+    fn submit(&self, request: Request) -> Result<JobFuture, PoolError>;
+
+    /// Submits every request at once and yields their outcomes in submission order.
+    fn map(
+        &self,
+        requests: impl IntoIterator<Item = Request>,
+    ) -> Result<impl Iterator<Item = Outcome>, PoolError>
+    where
+        Self: Sized,
+    {
+        let futures = requests
+            .into_iter()
+            .map(|request| self.submit(request))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(futures.into_iter().map(|future| future.wait()))
+    }
+
+    /// Takes no more jobs. Jobs already queued still run. With `wait`, returns only when
+    /// they have finished and every worker thread or process has exited and been reaped.
+    fn shutdown(&self, wait: bool);
+}

@@ -1,0 +1,275 @@
+//! A pool of worker processes. Each worker has a manager thread here that owns the child,
+//! feeds it one job at a time over its stdin, reads the reply from its stdout, and replaces
+//! it when it dies — failing only the job it had in flight, unlike CPython's pool, where one
+//! dead worker breaks the whole pool.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::pool::future::job;
+use crate::pool::thread_pool::Task;
+use crate::pool::{Executor, JobFuture, PoolError};
+use crate::protocol::{Reply, Request};
+
+/// How often an idle manager checks that its worker is still alive, so a worker killed
+/// while idle is replaced promptly rather than at its next job.
+const LIVENESS_CHECK: Duration = Duration::from_millis(100);
+
+/// How long a worker asked to stop (its stdin closed) may take before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// How to start a worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl WorkerCommand {
+    /// `<this executable> worker --max-n <max_n>`: the `spawn` start method, re-executing the
+    /// binary rather than forking a process that already runs threads.
+    pub fn current_exe(max_n: u32) -> io::Result<WorkerCommand> {
+        Ok(WorkerCommand::clab(std::env::current_exe()?, max_n))
+    }
+
+    /// `<program> worker --max-n <max_n>`, for a `clab` binary at `program`.
+    pub fn clab(program: impl Into<PathBuf>, max_n: u32) -> WorkerCommand {
+        WorkerCommand {
+            program: program.into(),
+            args: vec!["worker".into(), "--max-n".into(), max_n.to_string()],
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ProcessPool {
+    queue: Mutex<Option<Sender<Task>>>,
+    managers: Mutex<Vec<JoinHandle<()>>>,
+    /// The live worker of each slot, by process id.
+    pids: Arc<Mutex<Vec<Option<u32>>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ProcessPool {
+    /// Starts `workers` worker processes (at least one). Fails if a worker cannot be started,
+    /// after stopping those that were.
+    pub fn new(workers: usize, command: WorkerCommand) -> io::Result<ProcessPool> {
+        let (queue, tasks) = crossbeam_channel::unbounded();
+        let workers = workers.max(1);
+        let pool = ProcessPool {
+            queue: Mutex::new(Some(queue)),
+            managers: Mutex::new(Vec::new()),
+            pids: Arc::new(Mutex::new(vec![None; workers])),
+        };
+        for slot in 0..workers {
+            // Started here, not in the manager, so a bad command fails `new` at once.
+            let worker = Worker::spawn(&command)?;
+            lock(&pool.pids)[slot] = Some(worker.pid());
+            let manager = Manager {
+                slot,
+                command: command.clone(),
+                tasks: tasks.clone(),
+                pids: Arc::clone(&pool.pids),
+            };
+            let handle = thread::Builder::new()
+                .name(format!("clab-process-pool-{slot}"))
+                .spawn(move || manager.run(worker))?;
+            lock(&pool.managers).push(handle);
+        }
+        Ok(pool)
+    }
+
+    /// The process ids of the live workers.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        lock(&self.pids).iter().flatten().copied().collect()
+    }
+}
+
+impl Executor for ProcessPool {
+    fn submit(&self, request: Request) -> Result<JobFuture, PoolError> {
+        let queue = lock(&self.queue);
+        let queue = queue.as_ref().ok_or(PoolError::ShutDown)?;
+        let (future, completer) = job();
+        queue
+            .send(Task { request, completer })
+            .map_err(|_| PoolError::ShutDown)?;
+        Ok(future)
+    }
+
+    fn shutdown(&self, wait: bool) {
+        lock(&self.queue).take();
+        if wait {
+            for manager in lock(&self.managers).drain(..) {
+                let _ = manager.join();
+            }
+        }
+    }
+}
+
+impl Drop for ProcessPool {
+    /// Every worker is stopped and reaped before the pool is gone.
+    fn drop(&mut self) {
+        self.shutdown(true);
+    }
+}
+
+struct Manager {
+    slot: usize,
+    command: WorkerCommand,
+    tasks: Receiver<Task>,
+    pids: Arc<Mutex<Vec<Option<u32>>>>,
+}
+
+impl Manager {
+    fn run(self, first: Worker) {
+        let mut worker = Some(first);
+        loop {
+            if worker.as_mut().is_none_or(Worker::has_exited) {
+                if let Some(dead) = worker.take() {
+                    tracing::warn!(
+                        slot = self.slot,
+                        pid = dead.pid(),
+                        "worker exited while idle; replacing it"
+                    );
+                    dead.reap();
+                }
+                worker = self.spawn();
+            }
+            match self.tasks.recv_timeout(LIVENESS_CHECK) {
+                Ok(task) => self.run_task(task, &mut worker),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    if let Some(worker) = worker {
+                        worker.stop();
+                    }
+                    lock(&self.pids)[self.slot] = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn run_task(&self, task: Task, worker: &mut Option<Worker>) {
+        if !task.completer.start() {
+            return; // cancelled while queued
+        }
+        let Some(live) = worker.as_mut() else {
+            let reply = Reply::Error("no worker process could be started".into());
+            return task.completer.finish(Ok(reply));
+        };
+        match live.round_trip(&task.request) {
+            Ok(line) => task
+                .completer
+                .finish(Ok(Reply::for_request(&task.request, &line))),
+            Err(error) => {
+                tracing::warn!(slot = self.slot, pid = live.pid(), %error, "worker died during a job");
+                task.completer
+                    .finish(Ok(Reply::Error("worker died".into())));
+                if let Some(dead) = worker.take() {
+                    dead.reap();
+                }
+                lock(&self.pids)[self.slot] = None;
+            }
+        }
+    }
+
+    /// Starts a worker for this slot; on failure logs, backs off and returns `None`.
+    fn spawn(&self) -> Option<Worker> {
+        let spawned = Worker::spawn(&self.command);
+        lock(&self.pids)[self.slot] = spawned.as_ref().ok().map(Worker::pid);
+        spawned
+            .inspect_err(|error| {
+                tracing::error!(slot = self.slot, %error, "cannot start a worker; retrying");
+                thread::sleep(LIVENESS_CHECK);
+            })
+            .ok()
+    }
+}
+
+/// One worker process and its pipes.
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    line: String,
+}
+
+impl Worker {
+    fn spawn(command: &WorkerCommand) -> io::Result<Worker> {
+        let mut child = Command::new(&command.program)
+            .args(&command.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot start {}: {e}", command.program.display()),
+                )
+            })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other("worker started without pipes"));
+        };
+        Ok(Worker {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+            line: String::new(),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends one request and reads its reply line; an error means the worker is gone.
+    fn round_trip(&mut self, request: &Request) -> io::Result<String> {
+        writeln!(self.stdin, "{request}")?;
+        self.stdin.flush()?;
+        self.line.clear();
+        if self.stdout.read_line(&mut self.line)? == 0 || !self.line.ends_with('\n') {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "worker closed its output",
+            ));
+        }
+        self.line.pop();
+        Ok(std::mem::take(&mut self.line))
+    }
+
+    /// Kills (if needed) and reaps a worker that has failed.
+    fn reap(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Asks the worker to exit by closing its input, then reaps it, killing it after a grace
+    /// period if it does not go.
+    fn stop(self) {
+        let Worker {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        let deadline = Instant::now() + EXIT_GRACE;
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -1,0 +1,138 @@
+//! A fixed pool of threads taking jobs from one queue.
+
+use std::sync::Mutex;
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::gil::Gil;
+use crate::pool::future::{Completer, job};
+use crate::pool::{Executor, JobFuture, PoolError};
+use crate::protocol::Request;
+use crate::work::{self, Free, Interpreter};
+
+pub(crate) struct Task {
+    pub request: Request,
+    pub completer: Completer,
+}
+
+#[derive(Debug)]
+pub struct ThreadPool {
+    queue: Mutex<Option<Sender<Task>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl ThreadPool {
+    /// Starts `workers` threads; with a `gil`, each attaches to it, as a Python thread would.
+    pub fn new(workers: usize, gil: Option<Gil>) -> std::io::Result<ThreadPool> {
+        let (queue, tasks) = crossbeam_channel::unbounded();
+        let pool = ThreadPool {
+            queue: Mutex::new(Some(queue)),
+            workers: Mutex::new(Vec::new()),
+        };
+        for index in 0..workers.max(1) {
+            let (tasks, gil) = (tasks.clone(), gil.clone());
+            let worker = thread::Builder::new()
+                .name(format!("clab-thread-pool-{index}"))
+                .spawn(move || match gil {
+                    None => run_tasks(&tasks, &mut Free),
+                    Some(gil) => run_tasks(&tasks, &mut gil.attach(format!("thread pool {index}"))),
+                })?;
+            lock(&pool.workers).push(worker);
+        }
+        Ok(pool)
+    }
+}
+
+fn run_tasks(tasks: &Receiver<Task>, interpreter: &mut impl Interpreter) {
+    while let Ok(task) = interpreter.allow_threads(|| tasks.recv()) {
+        if task.completer.start() {
+            let reply = work::run(&task.request, interpreter);
+            task.completer.finish(Ok(reply));
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Executor for ThreadPool {
+    fn submit(&self, request: Request) -> Result<JobFuture, PoolError> {
+        let queue = lock(&self.queue);
+        let queue = queue.as_ref().ok_or(PoolError::ShutDown)?;
+        let (future, completer) = job();
+        queue
+            .send(Task { request, completer })
+            .map_err(|_| PoolError::ShutDown)?;
+        Ok(future)
+    }
+
+    fn shutdown(&self, wait: bool) {
+        // Closing the queue lets the workers drain it, then stop.
+        lock(&self.queue).take();
+        if wait {
+            for worker in lock(&self.workers).drain(..) {
+                let _ = worker.join();
+            }
+        }
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.shutdown(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::JobError;
+    use crate::protocol::Reply;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn runs_jobs_and_maps_in_order() {
+        let pool = ThreadPool::new(2, None).unwrap();
+        let replies: Vec<_> = pool.map((0..20).map(Request::Fib)).unwrap().collect();
+        let expected: Vec<_> = (0..20)
+            .map(|n| Ok(Reply::Fib(work::fib(n, &mut Free))))
+            .collect();
+        assert_eq!(replies, expected);
+    }
+
+    #[test]
+    fn two_workers_run_two_jobs_at_once_and_a_queued_one_can_be_cancelled() {
+        let pool = ThreadPool::new(2, None).unwrap();
+        let started = Instant::now();
+        let jobs: Vec<_> = (0..3)
+            .map(|_| pool.submit(Request::Sleep(200)).unwrap())
+            .collect();
+        // Two workers, so the third job is still queued behind two 200 ms sleeps.
+        assert!(jobs[2].cancel());
+        assert_eq!(jobs[2].wait(), Err(JobError::Cancelled));
+        for job in &jobs[..2] {
+            assert_eq!(job.wait(), Ok(Reply::Slept(200)));
+        }
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(390),
+            "the two sleeps ran one after the other: {took:?}"
+        );
+    }
+
+    #[test]
+    fn a_shut_down_pool_refuses_jobs_and_finishes_queued_ones() {
+        let pool = ThreadPool::new(1, None).unwrap();
+        let queued: Vec<_> = (0..5)
+            .map(|n| pool.submit(Request::Fib(n)).unwrap())
+            .collect();
+        pool.shutdown(true);
+        assert!(queued.iter().all(|job| job.is_done()));
+        assert_eq!(
+            pool.submit(Request::Fib(1)).unwrap_err(),
+            PoolError::ShutDown
+        );
+    }
+}

@@ -21,7 +21,7 @@ enum Overlap {
 fn start(model: &str, extra: &[&str]) -> Server {
     // Two workers where a model has them, so the concurrent models can overlap on two cores.
     let mut args = Vec::new();
-    if ["pool", "async"].contains(&model) {
+    if ["pool", "procpool", "async"].contains(&model) {
         args.extend(["--workers", "2"]);
     }
     args.extend_from_slice(extra);
@@ -163,6 +163,10 @@ fn sigterm_delivers_the_in_flight_reply_then_exits(model: &str) {
     // Waiting for a reply, or (serial) for its turn.
     let mut idle = server.connect();
     thread::sleep(Duration::from_millis(150));
+    let children = common::children(server.pid());
+    if model == "procpool" {
+        assert_eq!(children.len(), 2, "two worker processes");
+    }
     server.signal(Signal::SIGTERM);
     assert_eq!(
         busy.read_line(),
@@ -178,6 +182,12 @@ fn sigterm_delivers_the_in_flight_reply_then_exits(model: &str) {
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "the server process is reaped and none of its threads remain"
     );
+    for child in children {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{child}")).exists(),
+            "child {child} outlived the server"
+        );
+    }
 }
 
 fn idle_connections_time_out(model: &str) {
@@ -274,6 +284,7 @@ model_tests! {
     serial: "serial", Overlap::Blocked;
     threads: "threads", Overlap::Concurrent;
     pool: "pool", Overlap::Concurrent;
+    procpool: "procpool", Overlap::Concurrent;
     eventloop: "eventloop", Overlap::Blocked;
     async_runtime: "async", Overlap::Concurrent;
 }
@@ -287,6 +298,11 @@ fn excess_connections_are_told_busy_threads() {
 #[test]
 fn excess_connections_are_told_busy_pool() {
     excess_connections_are_told_busy("pool");
+}
+
+#[test]
+fn excess_connections_are_told_busy_procpool() {
+    excess_connections_are_told_busy("procpool");
 }
 
 #[test]
@@ -318,6 +334,40 @@ fn a_pool_of_two_serves_two_clients_and_queues_the_third() {
 }
 
 #[test]
+fn procpool_a_killed_worker_fails_only_its_request_and_is_replaced() {
+    let server = start("procpool", &[]);
+    let mut client = server.connect();
+    assert_eq!(client.request("1"), "1", "the pool is up");
+    let workers = common::children(server.pid());
+    assert_eq!(workers.len(), 2);
+    client.send(b"fib 42\n");
+    thread::sleep(Duration::from_millis(150));
+    // Kill both workers: the busy one fails this request, the idle one is replaced unseen.
+    for worker in &workers {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(*worker as i32), Signal::SIGKILL)
+            .unwrap();
+    }
+    assert_eq!(client.read_line(), "ERR worker died");
+    assert_eq!(
+        client.request("fib 20"),
+        "6765",
+        "the next request succeeds"
+    );
+    let deadline = Instant::now() + common::PATIENCE;
+    loop {
+        let now = common::children(server.pid());
+        if now.len() == 2 && now.iter().all(|pid| !workers.contains(pid)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pool did not get back to two new workers: {now:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn serve_help_explains_every_model() {
     let output = clab()
         .args(["serve", "--help"])
@@ -325,7 +375,14 @@ fn serve_help_explains_every_model() {
         .expect("run clab serve --help");
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
-    for model in ["serial", "threads", "pool", "eventloop", "async"] {
+    for model in [
+        "serial",
+        "threads",
+        "pool",
+        "procpool",
+        "eventloop",
+        "async",
+    ] {
         let line = help
             .lines()
             .find(|line| line.trim_start().starts_with(&format!("- {model}:")))

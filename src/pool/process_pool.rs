@@ -133,17 +133,7 @@ impl Manager {
     fn run(self, first: Worker) {
         let mut worker = Some(first);
         loop {
-            if worker.as_mut().is_none_or(Worker::has_exited) {
-                if let Some(dead) = worker.take() {
-                    tracing::warn!(
-                        slot = self.slot,
-                        pid = dead.pid(),
-                        "worker exited while idle; replacing it"
-                    );
-                    dead.reap();
-                }
-                worker = self.spawn();
-            }
+            self.replace_if_dead(&mut worker);
             match self.tasks.recv_timeout(LIVENESS_CHECK) {
                 Ok(task) => self.run_task(task, &mut worker),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -162,6 +152,8 @@ impl Manager {
         if !task.completer.start() {
             return; // cancelled while queued
         }
+        // A worker that died while idle is replaced first: its death costs no job.
+        self.replace_if_dead(worker);
         let Some(live) = worker.as_mut() else {
             let reply = Reply::Error("no worker process could be started".into());
             return task.completer.finish(Ok(reply));
@@ -180,6 +172,21 @@ impl Manager {
                 lock(&self.pids)[self.slot] = None;
             }
         }
+    }
+
+    fn replace_if_dead(&self, worker: &mut Option<Worker>) {
+        if worker.as_mut().is_some_and(|live| !live.has_exited()) {
+            return;
+        }
+        if let Some(dead) = worker.take() {
+            tracing::warn!(
+                slot = self.slot,
+                pid = dead.pid(),
+                "worker exited while idle; replacing it"
+            );
+            dead.reap();
+        }
+        *worker = self.spawn();
     }
 
     /// Starts a worker for this slot; on failure logs, backs off and returns `None`.

@@ -45,6 +45,8 @@ pub enum Model {
     Threads,
     /// A fixed pool of --workers threads; other connections queue
     Pool,
+    /// A thread per connection; every request computed by --workers worker processes
+    Procpool,
     /// One thread, one event loop; CPU work runs inline and stalls every client
     Eventloop,
     /// Tokio's multi-threaded work-stealing runtime with --workers threads
@@ -57,6 +59,7 @@ impl Model {
             Model::Serial => "serial",
             Model::Threads => "threads",
             Model::Pool => "pool",
+            Model::Procpool => "procpool",
             Model::Eventloop => "eventloop",
             Model::Async => "async",
         }
@@ -64,13 +67,16 @@ impl Model {
 
     /// Whether `--workers` means anything to this model.
     pub fn uses_workers(self) -> bool {
-        matches!(self, Model::Pool | Model::Async)
+        matches!(self, Model::Pool | Model::Procpool | Model::Async)
     }
 
     /// Whether the model runs handler code on OS threads of its own, which an emulated GIL
     /// can serialise. The async models multiplex on runtime threads instead.
     pub fn supports_gil(self) -> bool {
-        matches!(self, Model::Serial | Model::Threads | Model::Pool)
+        matches!(
+            self,
+            Model::Serial | Model::Threads | Model::Pool | Model::Procpool
+        )
     }
 }
 
@@ -107,7 +113,7 @@ pub enum ConfigError {
     MaxNTooLarge,
     #[error("--max-connections must be at least 1")]
     NoConnections,
-    #[error("--gil applies to the serial, threads and pool models, not {0}")]
+    #[error("--gil applies to the serial, threads, pool and procpool models, not {0}")]
     GilNeedsThreads(Model),
     #[error("--trace records the GIL's events: it needs --gil new, legacy or priority")]
     TraceNeedsGil,
@@ -160,6 +166,8 @@ pub enum ServeError {
     Runtime(#[source] io::Error),
     #[error("cannot start a worker thread")]
     Worker(#[source] io::Error),
+    #[error("cannot start the worker processes")]
+    Workers(#[source] io::Error),
     #[error("cannot write the GIL trace to {}", .0.display())]
     Trace(PathBuf, #[source] io::Error),
 }
@@ -184,10 +192,12 @@ pub fn serve(
     let config = config.validate()?;
     // Calibrate spin now, so the first `spin` request does not pay for it.
     crate::work::spin_units_per_ms();
-    let service = Service::new(config, shutdown);
+    let service = Service::new(config, shutdown).map_err(ServeError::Workers)?;
     match service.config.model {
         Model::Serial => serial::serve(listener, &service),
-        Model::Threads => threads::serve(listener, &service),
+        // procpool schedules connections as threads does; its service sends the work to
+        // worker processes.
+        Model::Threads | Model::Procpool => threads::serve(listener, &service),
         Model::Pool => pool::serve(listener, &service),
         Model::Eventloop => eventloop::serve(listener, Arc::clone(&service)),
         Model::Async => async_runtime::serve(listener, Arc::clone(&service)),

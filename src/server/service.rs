@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::gil::{Gil, GilConfig};
+use crate::pool::{Executor, ProcessPool, WorkerCommand};
 use crate::protocol::{Reply, Request};
-use crate::server::ServerConfig;
 use crate::server::connections::{Connections, Refusal};
 use crate::server::shutdown::Shutdown;
 use crate::server::stats::Stats;
+use crate::server::{Model, ServerConfig};
 use crate::work::{self, Interpreter};
 
 /// Lock events a server keeps for `--trace`: the newest million (about 24 MB).
@@ -23,6 +24,9 @@ pub struct Service {
     pub config: ServerConfig,
     /// The emulated interpreter lock, one per server process as in CPython.
     pub gil: Option<Gil>,
+    /// `procpool`: the worker processes that compute every request. Dropping the service
+    /// stops and reaps them.
+    pub processes: Option<ProcessPool>,
     pub stats: Stats,
     pub connections: Arc<Connections>,
     pub shutdown: Shutdown,
@@ -39,7 +43,15 @@ pub enum Answer {
 
 impl Service {
     /// A service for `config`; a trigger of `shutdown` ends the reads of its connections.
-    pub fn new(config: ServerConfig, shutdown: Shutdown) -> Arc<Service> {
+    /// Fails only if the model's worker processes cannot be started.
+    pub fn new(config: ServerConfig, shutdown: Shutdown) -> std::io::Result<Arc<Service>> {
+        let processes = match config.model {
+            Model::Procpool => Some(ProcessPool::new(
+                config.workers,
+                WorkerCommand::current_exe(config.max_n)?,
+            )?),
+            _ => None,
+        };
         let connections = Connections::new(config.max_connections);
         let sweep = Arc::clone(&connections);
         shutdown.on_trigger(move || sweep.close_reads());
@@ -49,13 +61,14 @@ impl Service {
             ..config.gil.clone()
         }
         .lock();
-        Arc::new(Service {
+        Ok(Arc::new(Service {
             config,
             gil,
+            processes,
             stats: Stats::new(),
             connections,
             shutdown,
-        })
+        }))
     }
 
     /// Parses and executes one request line. CPU work runs right here, on the caller's
@@ -79,7 +92,17 @@ impl Service {
                     serde_json::to_string(&report).expect("stats serialise"),
                 ))
             }
-            request => Answer::Now(work::run(&request, interpreter)),
+            request => Answer::Now(match &self.processes {
+                None => work::run(&request, interpreter),
+                // Waiting for a worker is blocking, so the GIL is released meanwhile.
+                Some(pool) => {
+                    let reply = interpreter.allow_threads(|| run_in(pool, request));
+                    if let Reply::Error(_) = reply {
+                        self.stats.error();
+                    }
+                    reply
+                }
+            }),
         }
     }
 
@@ -99,5 +122,14 @@ impl Service {
     pub fn error(&self, reason: impl Into<String>) -> Reply {
         self.stats.error();
         Reply::Error(reason.into())
+    }
+}
+
+/// Runs `request` on a worker of `pool` and waits for the reply.
+fn run_in(pool: &impl Executor, request: Request) -> Reply {
+    match pool.submit(request).map(|job| job.wait()) {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(error)) => Reply::Error(error.to_string()),
+        Err(error) => Reply::Error(error.to_string()),
     }
 }

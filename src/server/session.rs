@@ -138,7 +138,7 @@ mod tests {
     use std::sync::Arc;
 
     fn service() -> Arc<Service> {
-        Service::new(ServerConfig::new(Model::Serial), Shutdown::new().unwrap())
+        Service::new(ServerConfig::new(Model::Serial), Shutdown::new().unwrap()).unwrap()
     }
 
     /// Feeds `input` to a session as one read, then runs it until it wants more input,

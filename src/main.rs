@@ -2,16 +2,12 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::thread;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 use clab::cli::{Cli, Command, ServeArgs};
-use clab::server::{self, Shutdown};
+use clab::server::{self, Model, Shutdown, prefork, signals};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -49,44 +45,17 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    let shutdown = Shutdown::new().context("cannot create the shutdown signal")?;
-    watch_signals(shutdown.clone(), args.drain_timeout)?;
     tracing::info!(model = %config.model, workers = config.workers, max_n = config.max_n, "serving");
     // Printed on stdout, so scripts and tests can read the port chosen for `--addr ...:0`.
     println!("listening on {addr}");
-    server::serve(listener, config, shutdown)?;
+    if config.model == Model::Prefork {
+        // Before any thread exists: the supervisor forks (see `prefork`).
+        prefork::supervise(listener, config, args.drain_timeout)?;
+    } else {
+        let shutdown = Shutdown::new().context("cannot create the shutdown signal")?;
+        signals::watch(shutdown.clone(), args.drain_timeout).context("cannot watch for signals")?;
+        server::serve(listener, config, shutdown)?;
+    }
     tracing::info!("stopped");
-    Ok(())
-}
-
-/// On the first SIGINT/SIGTERM, triggers `shutdown` and gives in-flight requests
-/// `drain_timeout` to finish before exiting anyway; a second signal exits at once.
-fn watch_signals(shutdown: Shutdown, drain_timeout: Duration) -> anyhow::Result<()> {
-    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
-    thread::Builder::new()
-        .name("clab-signals".into())
-        .spawn(move || {
-            let mut signals = signals.forever();
-            if let Some(signal) = signals.next() {
-                tracing::info!(
-                    signal,
-                    ?drain_timeout,
-                    "stopping: answering requests in flight"
-                );
-                shutdown.trigger();
-                thread::spawn(move || {
-                    thread::sleep(drain_timeout);
-                    eprintln!(
-                        "clab: requests still in flight after {drain_timeout:?}; exiting anyway"
-                    );
-                    std::process::exit(1);
-                });
-            }
-            if signals.next().is_some() {
-                eprintln!("clab: second signal; exiting at once");
-                std::process::exit(130);
-            }
-        })
-        .context("cannot start the signal thread")?;
     Ok(())
 }

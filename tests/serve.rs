@@ -21,7 +21,7 @@ enum Overlap {
 fn start(model: &str, extra: &[&str]) -> Server {
     // Two workers where a model has them, so the concurrent models can overlap on two cores.
     let mut args = Vec::new();
-    if ["pool", "procpool", "async"].contains(&model) {
+    if ["pool", "procpool", "prefork", "async"].contains(&model) {
         args.extend(["--workers", "2"]);
     }
     args.extend_from_slice(extra);
@@ -164,7 +164,7 @@ fn sigterm_delivers_the_in_flight_reply_then_exits(model: &str) {
     let mut idle = server.connect();
     thread::sleep(Duration::from_millis(150));
     let children = common::children(server.pid());
-    if model == "procpool" {
+    if ["procpool", "prefork"].contains(&model) {
         assert_eq!(children.len(), 2, "two worker processes");
     }
     server.signal(Signal::SIGTERM);
@@ -285,6 +285,7 @@ model_tests! {
     threads: "threads", Overlap::Concurrent;
     pool: "pool", Overlap::Concurrent;
     procpool: "procpool", Overlap::Concurrent;
+    prefork: "prefork", Overlap::Concurrent;
     eventloop: "eventloop", Overlap::Blocked;
     async_runtime: "async", Overlap::Concurrent;
 }
@@ -362,6 +363,80 @@ fn procpool_a_killed_worker_fails_only_its_request_and_is_replaced() {
         assert!(
             Instant::now() < deadline,
             "the pool did not get back to two new workers: {now:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the server has `count` children, none of them in `gone`; returns them.
+fn wait_for_children(server: &Server, count: usize, gone: &[u32]) -> Vec<u32> {
+    let deadline = Instant::now() + common::PATIENCE;
+    loop {
+        let now = common::children(server.pid());
+        if now.len() == count && now.iter().all(|pid| !gone.contains(pid)) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw {count} children (now {now:?}, gone {gone:?})"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn prefork_concurrency_is_capped_at_its_children() {
+    let server = start("prefork", &[]);
+    wait_for_children(&server, 2, &[]);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                let started = Instant::now();
+                assert_eq!(client.request("fib 42"), "267914296");
+                started.elapsed()
+            })
+        })
+        .collect();
+    let mut times: Vec<Duration> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    times.sort();
+    eprintln!("prefork, 2 children, 3 fib 42 clients: {times:?}");
+    assert!(
+        times[2] > times[0].mul_f64(1.5),
+        "the third client did not wait for a child: {times:?}"
+    );
+}
+
+#[test]
+fn prefork_replaces_a_child_that_dies() {
+    let server = start("prefork", &[]);
+    let children = wait_for_children(&server, 2, &[]);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(children[0] as i32),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    let now = wait_for_children(&server, 2, &children[..1]);
+    assert!(now.contains(&children[1]), "the other child is untouched");
+    let mut client = server.connect();
+    assert_eq!(client.request("fib 20"), "6765");
+}
+
+#[test]
+fn prefork_children_exit_when_the_supervisor_is_killed() {
+    let mut server = start("prefork", &[]);
+    let children = wait_for_children(&server, 2, &[]);
+    server.signal(Signal::SIGKILL);
+    server.wait_exit(Duration::from_secs(10));
+    let deadline = Instant::now() + common::PATIENCE;
+    while children
+        .iter()
+        .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "orphaned children {children:?} kept running"
         );
         thread::sleep(Duration::from_millis(20));
     }

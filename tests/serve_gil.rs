@@ -105,9 +105,11 @@ fn stats_and_trace_report_the_gil() {
     );
     let mut first = server.connect();
     let mut second = server.connect();
-    first.send(b"fib 32\n");
-    assert_eq!(second.request("fib 30"), "832040");
-    assert_eq!(first.read_line(), "2178309");
+    // Both compute for tens of milliseconds at once, well past one 5 ms switch interval,
+    // so the GIL must be forced to change hands.
+    first.send(b"fib 35\n");
+    assert_eq!(second.request("fib 34"), "5702887");
+    assert_eq!(first.read_line(), "9227465");
     let stats: serde_json::Value = serde_json::from_str(&second.request("stats")).unwrap();
     let gil = &stats["gil"];
     assert_eq!(gil["variant"], "new");

@@ -15,10 +15,12 @@ pub mod connections;
 pub mod eventloop;
 pub mod nonblocking;
 pub mod pool;
+pub mod prefork;
 pub mod serial;
 pub mod service;
 pub mod session;
 pub mod shutdown;
+pub mod signals;
 pub mod stats;
 pub mod threads;
 
@@ -47,6 +49,8 @@ pub enum Model {
     Pool,
     /// A thread per connection; every request computed by --workers worker processes
     Procpool,
+    /// --workers forked processes accepting on one socket, each serving one client at a time
+    Prefork,
     /// One thread, one event loop; CPU work runs inline and stalls every client
     Eventloop,
     /// Tokio's multi-threaded work-stealing runtime with --workers threads
@@ -60,6 +64,7 @@ impl Model {
             Model::Threads => "threads",
             Model::Pool => "pool",
             Model::Procpool => "procpool",
+            Model::Prefork => "prefork",
             Model::Eventloop => "eventloop",
             Model::Async => "async",
         }
@@ -67,7 +72,10 @@ impl Model {
 
     /// Whether `--workers` means anything to this model.
     pub fn uses_workers(self) -> bool {
-        matches!(self, Model::Pool | Model::Procpool | Model::Async)
+        matches!(
+            self,
+            Model::Pool | Model::Procpool | Model::Prefork | Model::Async
+        )
     }
 
     /// Whether the model runs handler code on OS threads of its own, which an emulated GIL
@@ -113,7 +121,7 @@ pub enum ConfigError {
     MaxNTooLarge,
     #[error("--max-connections must be at least 1")]
     NoConnections,
-    #[error("--gil applies to the serial, threads, pool and procpool models, not {0}")]
+    #[error("--gil applies to the serial, threads, pool, procpool and prefork models, not {0}")]
     GilNeedsThreads(Model),
     #[error("--trace records the GIL's events: it needs --gil new, legacy or priority")]
     TraceNeedsGil,
@@ -168,6 +176,10 @@ pub enum ServeError {
     Worker(#[source] io::Error),
     #[error("cannot start the worker processes")]
     Workers(#[source] io::Error),
+    #[error("cannot supervise the prefork children")]
+    Supervise(#[source] io::Error),
+    #[error("{0} processes were still busy at the drain deadline and were killed")]
+    DrainTimeout(usize),
     #[error("cannot write the GIL trace to {}", .0.display())]
     Trace(PathBuf, #[source] io::Error),
 }
@@ -194,7 +206,8 @@ pub fn serve(
     crate::work::spin_units_per_ms();
     let service = Service::new(config, shutdown).map_err(ServeError::Workers)?;
     match service.config.model {
-        Model::Serial => serial::serve(listener, &service),
+        // A prefork child (see `prefork::supervise`) serves like the serial model.
+        Model::Serial | Model::Prefork => serial::serve(listener, &service),
         // procpool schedules connections as threads does; its service sends the work to
         // worker processes.
         Model::Threads | Model::Procpool => threads::serve(listener, &service),

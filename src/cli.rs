@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::gil::{GilConfig, Variant};
 use crate::protocol::HARD_MAX_N;
+use crate::server::offload::{OffloadConfig, Policy, Target};
 use crate::server::{ConfigError, Model, ServerConfig};
 
 #[derive(Debug, Parser)]
@@ -50,6 +51,7 @@ Errors come back as `ERR <reason>` and the connection stays open.
 Examples:
   clab serve --model threads
   clab serve --model threads --gil new --switch-interval 5ms --trace gil.json
+  clab serve --model hybrid --offload threshold:15 --offload-to procpool
   clab serve --model pool --workers 4 --addr 127.0.0.1:0
   printf '30\\n' | nc -q1 127.0.0.1 25000
 
@@ -100,6 +102,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
 
+    /// hybrid: which requests go to the pool. `threshold:N` offloads fib n with n > N (and
+    /// spin above --offload-budget); `adaptive` learns each request kind's cost as it runs
+    /// and offloads what is predicted to exceed the budget [default: adaptive]
+    #[arg(long, value_name = "threshold:N|adaptive")]
+    pub offload: Option<Policy>,
+
+    /// hybrid: the pool that takes offloaded requests [default: procpool]
+    #[arg(long, value_enum)]
+    pub offload_to: Option<Target>,
+
+    /// hybrid: the cost above which a request is expensive
+    #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
+    pub offload_budget: Duration,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may take before the server gives up
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
@@ -109,6 +125,9 @@ impl ServeArgs {
     /// The server configuration these options describe.
     pub fn config(&self) -> Result<ServerConfig, ConfigError> {
         let defaults = ServerConfig::new(self.model);
+        if (self.offload.is_some() || self.offload_to.is_some()) && self.model != Model::Hybrid {
+            return Err(ConfigError::OffloadNeedsHybrid(self.model));
+        }
         ServerConfig {
             workers: self.workers.map_or(defaults.workers, |n| n as usize),
             max_n: self.max_n,
@@ -120,6 +139,11 @@ impl ServeArgs {
                 ..GilConfig::new(self.gil)
             },
             trace: self.trace.clone(),
+            offload: OffloadConfig {
+                policy: self.offload.unwrap_or(defaults.offload.policy),
+                target: self.offload_to.unwrap_or(defaults.offload.target),
+                budget: self.offload_budget,
+            },
             ..defaults
         }
         .validate()

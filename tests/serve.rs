@@ -21,7 +21,7 @@ enum Overlap {
 fn start(model: &str, extra: &[&str]) -> Server {
     // Two workers where a model has them, so the concurrent models can overlap on two cores.
     let mut args = Vec::new();
-    if ["pool", "procpool", "prefork", "async"].contains(&model) {
+    if ["pool", "procpool", "prefork", "async", "hybrid"].contains(&model) {
         args.extend(["--workers", "2"]);
     }
     args.extend_from_slice(extra);
@@ -164,7 +164,7 @@ fn sigterm_delivers_the_in_flight_reply_then_exits(model: &str) {
     let mut idle = server.connect();
     thread::sleep(Duration::from_millis(150));
     let children = common::children(server.pid());
-    if ["procpool", "prefork"].contains(&model) {
+    if ["procpool", "prefork", "hybrid"].contains(&model) {
         assert_eq!(children.len(), 2, "two worker processes");
     }
     server.signal(Signal::SIGTERM);
@@ -288,6 +288,7 @@ model_tests! {
     prefork: "prefork", Overlap::Concurrent;
     eventloop: "eventloop", Overlap::Blocked;
     async_runtime: "async", Overlap::Concurrent;
+    hybrid: "hybrid", Overlap::Concurrent;
 }
 
 // The serial model accepts one client at a time, so it never has an excess connection.
@@ -440,6 +441,75 @@ fn prefork_children_exit_when_the_supervisor_is_killed() {
         );
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Beside a client running `fib 42` in a loop, how long the slowest of a rapid client's
+/// `fib 1` requests took, how long a `fib 42` took, and the server's stats.
+fn tiny_requests_beside_a_fib_42_loop(server: &Server) -> (Duration, Duration, serde_json::Value) {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    thread::scope(|scope| {
+        let (addr, stop) = (server.addr, &stop);
+        let hog = scope.spawn(move || {
+            let mut hog = Client::connect(addr);
+            let mut slowest = Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                assert_eq!(hog.request("fib 42"), "267914296");
+                slowest = slowest.max(started.elapsed());
+            }
+            slowest
+        });
+        thread::sleep(Duration::from_millis(100));
+        let mut tiny = server.connect();
+        let mut slowest = Duration::ZERO;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(1500) {
+            let sent = Instant::now();
+            assert_eq!(tiny.request("fib 1"), "1");
+            slowest = slowest.max(sent.elapsed());
+        }
+        let stats = serde_json::from_str(&tiny.request("stats")).unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (slowest, hog.join().unwrap(), stats)
+    })
+}
+
+#[test]
+fn hybrid_adaptive_keeps_tiny_requests_fast_beside_a_cpu_hog() {
+    let server = start("hybrid", &["--offload", "adaptive"]);
+    let (tiny, long, stats) = tiny_requests_beside_a_fib_42_loop(&server);
+    eprintln!("hybrid adaptive: slowest fib 1 {tiny:?}, fib 42 {long:?}; {stats}");
+    assert!(
+        tiny < long / 10,
+        "a fib 1 took {tiny:?} beside fib 42's {long:?}"
+    );
+    let (requests, offloaded) = (
+        stats["requests"].as_u64().unwrap(),
+        stats["offloaded"].as_u64().unwrap(),
+    );
+    assert!(offloaded >= 1, "fib 42 went to the pool");
+    assert!(
+        offloaded * 10 < requests,
+        "fib 1, once measured, is computed on the loop ({offloaded} of {requests} offloaded)"
+    );
+}
+
+#[test]
+fn hybrid_threshold_to_a_thread_pool_keeps_tiny_requests_fast() {
+    let server = start(
+        "hybrid",
+        &["--offload", "threshold:15", "--offload-to", "pool"],
+    );
+    let (tiny, long, stats) = tiny_requests_beside_a_fib_42_loop(&server);
+    eprintln!("hybrid threshold:15 to pool: slowest fib 1 {tiny:?}, fib 42 {long:?}; {stats}");
+    assert!(
+        tiny < long / 10,
+        "a fib 1 took {tiny:?} beside fib 42's {long:?}"
+    );
+    assert!(
+        common::children(server.pid()).is_empty(),
+        "a thread pool starts no process"
+    );
 }
 
 #[test]

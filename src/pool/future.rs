@@ -37,6 +37,10 @@ struct State {
     status: Status,
     callbacks: Vec<Callback>,
     wakers: Vec<Waker>,
+    /// When a worker started the job, and how long it then took: the job's own cost,
+    /// without its time in the queue.
+    started: Option<Instant>,
+    run_time: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +130,11 @@ impl JobFuture {
         true
     }
 
+    /// How long the job took once a worker had started it (set when it has finished).
+    pub fn run_time(&self) -> Option<Duration> {
+        self.slot.state().run_time
+    }
+
     pub fn is_done(&self) -> bool {
         matches!(self.slot.state().status, Status::Finished(_))
     }
@@ -163,6 +172,15 @@ impl std::future::Future for JobFuture {
     }
 }
 
+/// Two futures are equal when they are for the same job.
+impl PartialEq for JobFuture {
+    fn eq(&self, other: &JobFuture) -> bool {
+        Arc::ptr_eq(&self.slot, &other.slot)
+    }
+}
+
+impl Eq for JobFuture {}
+
 impl std::fmt::Debug for JobFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobFuture")
@@ -178,6 +196,7 @@ impl Completer {
         match state.status {
             Status::Queued => {
                 state.status = Status::Running;
+                state.started = Some(Instant::now());
                 true
             }
             _ => false,
@@ -189,6 +208,7 @@ impl Completer {
         if matches!(state.status, Status::Finished(_)) {
             return;
         }
+        state.run_time = state.started.map(|started| started.elapsed());
         state.status = Status::Finished(outcome);
         finish(&self.slot, state);
     }
@@ -243,6 +263,7 @@ mod tests {
         assert!(completer.start());
         completer.finish(Ok(Reply::Fib(55)));
         assert_eq!(waiter.join().unwrap(), Ok(Reply::Fib(55)));
+        assert!(future.run_time().is_some());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         let late = Arc::clone(&calls);
         future.add_done_callback(move |_| {

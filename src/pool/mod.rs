@@ -47,3 +47,26 @@ pub trait Executor: Send + Sync {
     /// they have finished and every worker thread or process has exited and been reaped.
     fn shutdown(&self, wait: bool);
 }
+
+/// One of the two pools, chosen at run time (`--offload-to`).
+#[derive(Debug)]
+pub enum Pool {
+    Threads(ThreadPool),
+    Processes(ProcessPool),
+}
+
+impl Executor for Pool {
+    fn submit(&self, request: Request) -> Result<JobFuture, PoolError> {
+        match self {
+            Pool::Threads(pool) => pool.submit(request),
+            Pool::Processes(pool) => pool.submit(request),
+        }
+    }
+
+    fn shutdown(&self, wait: bool) {
+        match self {
+            Pool::Threads(pool) => pool.shutdown(wait),
+            Pool::Processes(pool) => pool.shutdown(wait),
+        }
+    }
+}

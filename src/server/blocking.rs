@@ -124,6 +124,10 @@ pub fn serve_connection(
                 session.written();
             }
             Action::Wait(duration) => interpreter.allow_threads(|| std::thread::sleep(duration)),
+            Action::Await(job) => {
+                let outcome = interpreter.allow_threads(|| job.wait());
+                session.offload_finished(service, outcome);
+            }
             Action::Read => match interpreter.allow_threads(|| stream.read(&mut buffer)) {
                 Ok(0) => session.end_of_input(),
                 Ok(n) => session.received(&buffer[..n]),

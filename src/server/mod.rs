@@ -14,6 +14,7 @@ pub mod blocking;
 pub mod connections;
 pub mod eventloop;
 pub mod nonblocking;
+pub mod offload;
 pub mod pool;
 pub mod prefork;
 pub mod serial;
@@ -35,6 +36,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::gil::{GilConfig, Variant};
 use crate::protocol::HARD_MAX_N;
+use crate::server::offload::OffloadConfig;
 pub use service::Service;
 pub use shutdown::Shutdown;
 
@@ -55,6 +57,8 @@ pub enum Model {
     Eventloop,
     /// Tokio's multi-threaded work-stealing runtime with --workers threads
     Async,
+    /// An event loop that offloads expensive requests to a pool (see --offload)
+    Hybrid,
 }
 
 impl Model {
@@ -67,6 +71,7 @@ impl Model {
             Model::Prefork => "prefork",
             Model::Eventloop => "eventloop",
             Model::Async => "async",
+            Model::Hybrid => "hybrid",
         }
     }
 
@@ -110,6 +115,8 @@ pub struct ServerConfig {
     pub gil: GilConfig,
     /// Write the GIL's event trace here when the server stops.
     pub trace: Option<PathBuf>,
+    /// `hybrid`: which requests go to which pool.
+    pub offload: OffloadConfig,
 }
 
 /// A configuration value out of range.
@@ -125,6 +132,8 @@ pub enum ConfigError {
     GilNeedsThreads(Model),
     #[error("--trace records the GIL's events: it needs --gil new, legacy or priority")]
     TraceNeedsGil,
+    #[error("--offload and --offload-to apply to the hybrid model, not {0}")]
+    OffloadNeedsHybrid(Model),
 }
 
 impl ServerConfig {
@@ -139,6 +148,7 @@ impl ServerConfig {
             idle_timeout: Some(Duration::from_secs(60)),
             gil: GilConfig::default(),
             trace: None,
+            offload: OffloadConfig::default(),
         }
     }
 
@@ -212,7 +222,8 @@ pub fn serve(
         // worker processes.
         Model::Threads | Model::Procpool => threads::serve(listener, &service),
         Model::Pool => pool::serve(listener, &service),
-        Model::Eventloop => eventloop::serve(listener, Arc::clone(&service)),
+        // hybrid is an event loop whose service offloads expensive requests.
+        Model::Eventloop | Model::Hybrid => eventloop::serve(listener, Arc::clone(&service)),
         Model::Async => async_runtime::serve(listener, Arc::clone(&service)),
     }?;
     write_trace(&service)

@@ -86,6 +86,8 @@ async fn serve_connection(service: Arc<Service>, mut connection: Connection<TcpS
                 session.written();
             }
             Action::Wait(duration) => tokio::time::sleep(duration).await,
+            // The loop serves other connections meanwhile: that is the hybrid's point.
+            Action::Await(job) => session.offload_finished(&service, job.await),
             Action::Read => {
                 let read = stream.read(&mut buffer);
                 let result = match idle_timeout {

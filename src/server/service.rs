@@ -5,12 +5,14 @@
 //! [`Service::respond`] and when; what a request means is decided here alone.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::gil::{Gil, GilConfig};
-use crate::pool::{Executor, ProcessPool, WorkerCommand};
+use crate::pool::{Executor, JobFuture, Outcome, Pool, ProcessPool, ThreadPool, WorkerCommand};
 use crate::protocol::{Reply, Request};
 use crate::server::connections::{Connections, Refusal};
+use crate::server::offload::OffloadConfig;
+use crate::server::offload::{Kind, Offloader, Policy, Target};
 use crate::server::shutdown::Shutdown;
 use crate::server::stats::Stats;
 use crate::server::{Model, ServerConfig};
@@ -24,9 +26,9 @@ pub struct Service {
     pub config: ServerConfig,
     /// The emulated interpreter lock, one per server process as in CPython.
     pub gil: Option<Gil>,
-    /// `procpool`: the worker processes that compute every request. Dropping the service
-    /// stops and reaps them.
-    pub processes: Option<ProcessPool>,
+    /// `procpool` and `hybrid`: the pool that computes offloaded requests, and the policy
+    /// that picks them. Dropping the service stops the pool and reaps its processes.
+    pub offload: Option<Offload>,
     pub stats: Stats,
     pub connections: Arc<Connections>,
     pub shutdown: Shutdown,
@@ -39,19 +41,46 @@ pub struct Service {
 pub enum Answer {
     Now(Reply),
     After(Duration, Reply),
+    /// Computing on a pool: the reply is this job's outcome.
+    Offloaded(JobFuture),
+}
+
+#[derive(Debug)]
+pub struct Offload {
+    pub pool: Pool,
+    pub offloader: Arc<Offloader>,
+}
+
+impl Offload {
+    fn start(config: &ServerConfig) -> std::io::Result<Option<Offload>> {
+        let settings = match config.model {
+            Model::Procpool => OffloadConfig {
+                policy: Policy::Always,
+                target: Target::Procpool,
+                ..config.offload
+            },
+            Model::Hybrid => config.offload,
+            _ => return Ok(None),
+        };
+        let pool = match settings.target {
+            Target::Pool => Pool::Threads(ThreadPool::new(config.workers, None)?),
+            Target::Procpool => Pool::Processes(ProcessPool::new(
+                config.workers,
+                WorkerCommand::current_exe(config.max_n)?,
+            )?),
+        };
+        Ok(Some(Offload {
+            pool,
+            offloader: Arc::new(Offloader::new(settings.policy, settings.budget)),
+        }))
+    }
 }
 
 impl Service {
     /// A service for `config`; a trigger of `shutdown` ends the reads of its connections.
     /// Fails only if the model's worker processes cannot be started.
     pub fn new(config: ServerConfig, shutdown: Shutdown) -> std::io::Result<Arc<Service>> {
-        let processes = match config.model {
-            Model::Procpool => Some(ProcessPool::new(
-                config.workers,
-                WorkerCommand::current_exe(config.max_n)?,
-            )?),
-            _ => None,
-        };
+        let offload = Offload::start(&config)?;
         let connections = Connections::new(config.max_connections);
         let sweep = Arc::clone(&connections);
         shutdown.on_trigger(move || sweep.close_reads());
@@ -64,7 +93,7 @@ impl Service {
         Ok(Arc::new(Service {
             config,
             gil,
-            processes,
+            offload,
             stats: Stats::new(),
             connections,
             shutdown,
@@ -92,17 +121,46 @@ impl Service {
                     serde_json::to_string(&report).expect("stats serialise"),
                 ))
             }
-            request => Answer::Now(match &self.processes {
-                None => work::run(&request, interpreter),
-                // Waiting for a worker is blocking, so the GIL is released meanwhile.
-                Some(pool) => {
-                    let reply = interpreter.allow_threads(|| run_in(pool, request));
-                    if let Reply::Error(_) = reply {
-                        self.stats.error();
+            request => self.compute(request, interpreter),
+        }
+    }
+
+    /// Computes `request` here, or hands it to the pool when the offload policy says so,
+    /// measuring what the adaptive policy learns from.
+    fn compute(&self, request: Request, interpreter: &mut impl Interpreter) -> Answer {
+        let kind = Kind::of(&request);
+        let Some(offload) = &self.offload else {
+            return Answer::Now(work::run(&request, interpreter));
+        };
+        let Some(kind) = kind.filter(|kind| offload.offloader.should_offload(*kind)) else {
+            let started = Instant::now();
+            let reply = work::run(&request, interpreter);
+            if let Some(kind) = kind {
+                offload.offloader.record(kind, started.elapsed());
+            }
+            return Answer::Now(reply);
+        };
+        match offload.pool.submit(request) {
+            Ok(job) => {
+                self.stats.offloaded();
+                let (offloader, measured) = (Arc::clone(&offload.offloader), job.clone());
+                job.add_done_callback(move |_| {
+                    if let Some(run_time) = measured.run_time() {
+                        offloader.record(kind, run_time);
                     }
-                    reply
-                }
-            }),
+                });
+                Answer::Offloaded(job)
+            }
+            Err(error) => Answer::Now(self.error(error.to_string())),
+        }
+    }
+
+    /// The reply to send for an offloaded job's outcome (errors counted).
+    pub fn offloaded_reply(&self, outcome: Outcome) -> Reply {
+        match outcome {
+            Ok(Reply::Error(reason)) => self.error(reason),
+            Ok(reply) => reply,
+            Err(error) => self.error(error.to_string()),
         }
     }
 
@@ -122,14 +180,5 @@ impl Service {
     pub fn error(&self, reason: impl Into<String>) -> Reply {
         self.stats.error();
         Reply::Error(reason.into())
-    }
-}
-
-/// Runs `request` on a worker of `pool` and waits for the reply.
-fn run_in(pool: &impl Executor, request: Request) -> Reply {
-    match pool.submit(request).map(|job| job.wait()) {
-        Ok(Ok(reply)) => reply,
-        Ok(Err(error)) => Reply::Error(error.to_string()),
-        Err(error) => Reply::Error(error.to_string()),
     }
 }

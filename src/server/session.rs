@@ -8,6 +8,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
+use crate::pool::{JobFuture, Outcome};
 use crate::protocol::{Frame, LineFramer, Reply};
 use crate::server::service::{Answer, Service};
 use crate::work::Interpreter;
@@ -21,6 +22,8 @@ pub enum Action {
     Write,
     /// Wait this long without holding the CPU; the reply is already queued.
     Wait(Duration),
+    /// Wait for this pool job, then pass its outcome to [`Session::offload_finished`].
+    Await(JobFuture),
     /// Read from the client and pass the bytes to [`Session::received`], end of file to
     /// [`Session::end_of_input`], or an idle timeout to [`Session::idle_timeout`].
     Read,
@@ -86,12 +89,19 @@ impl Session {
                 self.queue(&reply);
                 Action::Wait(duration)
             }
+            Answer::Offloaded(job) => Action::Await(job),
         }
     }
 
     fn queue(&mut self, reply: &Reply) {
         // Writing into a Vec cannot fail.
         let _ = writeln!(self.output, "{reply}");
+    }
+
+    /// An offloaded job has finished: queue its reply.
+    pub fn offload_finished(&mut self, service: &Service, outcome: Outcome) {
+        let reply = service.offloaded_reply(outcome);
+        self.queue(&reply);
     }
 
     /// The bytes to write for [`Action::Write`].

@@ -16,6 +16,7 @@ pub struct Stats {
     refused: AtomicU64,
     requests: AtomicU64,
     errors: AtomicU64,
+    offloaded: AtomicU64,
 }
 
 /// One `stats` reply.
@@ -31,6 +32,8 @@ pub struct StatsReport {
     pub requests: u64,
     /// `ERR` replies sent.
     pub errors: u64,
+    /// Requests computed on a pool rather than by the serving thread.
+    pub offloaded: u64,
     pub uptime_s: f64,
     /// The emulated GIL's figures, when the server runs under one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -45,6 +48,7 @@ impl Stats {
             refused: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            offloaded: AtomicU64::new(0),
         }
     }
 
@@ -60,6 +64,10 @@ impl Stats {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn offloaded(&self) {
+        self.offloaded.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -72,6 +80,7 @@ impl Stats {
             refused: self.refused.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
+            offloaded: self.offloaded.load(Ordering::Relaxed),
             uptime_s: self.started.elapsed().as_secs_f64(),
             gil: None,
         }

@@ -144,8 +144,12 @@ impl Service {
             Ok(job) => {
                 self.stats.offloaded();
                 let (offloader, measured) = (Arc::clone(&offload.offloader), job.clone());
-                job.add_done_callback(move |_| {
-                    if let Some(run_time) = measured.run_time() {
+                job.add_done_callback(move |outcome| {
+                    // Only a job that computed its answer says what the kind costs; one cut
+                    // short (a dead worker, a cancellation) says nothing.
+                    let computed =
+                        matches!(outcome, Ok(reply) if !matches!(reply, Reply::Error(_)));
+                    if let Some(run_time) = measured.run_time().filter(|_| computed) {
                         offloader.record(kind, run_time);
                     }
                 });

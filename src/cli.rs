@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::gil::{GilConfig, Variant};
+use crate::load::{ClassPlan, Pacing, Plan, PlanError};
 use crate::protocol::HARD_MAX_N;
 use crate::server::offload::{OffloadConfig, Policy, Target};
 use crate::server::{ConfigError, Model, ServerConfig};
@@ -29,6 +30,9 @@ pub enum Command {
     /// Serve the Fibonacci protocol under one concurrency model
     #[command(after_long_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
+    /// Put load on a server and measure it: latency, rate, mixed classes, open loop, idle
+    #[command(after_long_help = LOAD_EXAMPLES)]
+    Load(LoadArgs),
     /// A process-pool worker: requests on stdin, replies on stdout (started by the pool)
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -57,6 +61,197 @@ Examples:
 
 SIGINT or SIGTERM stops accepting, answers the requests in flight (for at most
 --drain-timeout) and exits 0; a second signal exits at once.";
+
+const LOAD_EXAMPLES: &str = "\
+Modes:
+  latency  N clients, each sending `fib <n>`, waiting, repeating (the essays' perf1)
+  rate     rapid-fire tiny requests, reporting requests per second (perf2)
+  mix      several classes at once, each with its own histogram and timeline
+  open     a fixed total --rate on a schedule; latency counts from when each request was
+           due, so a slow server cannot hide its queue (no coordinated omission)
+  idle     hold --connections open, optionally with a request on each every --interval
+
+A mix class is NAME=CLIENTS*REQUEST[@START]: CLIENTS closed-loop clients sending REQUEST,
+starting START into the measured window. Without --class, mix runs `rapid` (--clients x
+`fib 1`) plus `hog` (one client sending `fib <--hog>` from --hog-after on).
+
+Examples:
+  clab load latency --addr 127.0.0.1:25000 --clients 2 --n 30
+  clab load rate --duration 10s
+  clab load mix --hog 40 --hog-after 3s
+  clab load mix --class 'rapid=2*fib 1' --class 'hog=1*fib 40@3s' --json mix.json
+  clab load open --rate 2000 --connections 8 --request 'fib 20'
+  clab load idle --connections 10000 --interval 1s
+
+The run lasts --warmup plus --duration; only the duration is measured. Requests still in
+flight at the end are abandoned and reported as such. --json writes every number shown
+plus the configuration and environment (schema: schema/load-result.v1.json).";
+
+/// What `clab load` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoadMode {
+    /// Closed-loop clients timing `fib <n>` (perf1)
+    Latency,
+    /// Rapid-fire tiny requests (perf2)
+    Rate,
+    /// Several tagged classes at once
+    Mix,
+    /// A fixed total rate on a schedule
+    Open,
+    /// Many open connections
+    Idle,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// What to run
+    #[arg(value_enum)]
+    pub mode: LoadMode,
+
+    /// The server
+    #[arg(long, default_value = "127.0.0.1:25000")]
+    pub addr: SocketAddr,
+
+    /// Closed-loop clients (latency, rate, and mix's rapid class)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub clients: u64,
+
+    /// latency: the n of `fib <n>`
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=HARD_MAX_N as i64))]
+    pub n: u32,
+
+    /// The request line to send [default: `fib <n>` for latency, `fib 1` otherwise]
+    #[arg(long)]
+    pub request: Option<String>,
+
+    /// How long to measure
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// How long to run before measuring
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+
+    /// A request with no reply after this long counts as a timeout
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+
+    /// mix: a class NAME=CLIENTS*REQUEST[@START] (repeatable)
+    #[arg(long = "class", value_name = "SPEC")]
+    pub classes: Vec<ClassPlan>,
+
+    /// mix without --class: the hog's n
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(0..=HARD_MAX_N as i64))]
+    pub hog: u32,
+
+    /// mix without --class: when the hog joins
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub hog_after: Duration,
+
+    /// open: requests per second in total, over all connections
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+
+    /// open and idle: connections [default: open 4, idle 100]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub connections: Option<u64>,
+
+    /// idle: send the request on each connection this often (default: never)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub interval: Option<Duration>,
+
+    /// Write the full result as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Run the generator on these CPUs only, e.g. 1 or 0,1 or 0-1
+    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
+    pub cpus: Option<CpuList>,
+
+    /// No per-second lines
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// A list of CPU numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
+    let mut cpus = Vec::new();
+    for part in text.split(',') {
+        let number = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("{s:?} is not a CPU number"))
+        };
+        match part.split_once('-') {
+            Some((first, last)) => cpus.extend(number(first)?..=number(last)?),
+            None => cpus.push(number(part)?),
+        }
+    }
+    if cpus.is_empty() {
+        return Err("no CPU given".into());
+    }
+    Ok(CpuList(cpus))
+}
+
+impl LoadArgs {
+    /// The plan these options describe.
+    pub fn plan(&self) -> Result<Plan, PlanError> {
+        let class = |name: &str, connections: u64, request: &str, pacing| {
+            ClassPlan::new(name, connections as usize, request, pacing)
+        };
+        let tiny = self.request.clone().unwrap_or_else(|| "fib 1".into());
+        let classes = match self.mode {
+            LoadMode::Latency => {
+                let request = self
+                    .request
+                    .clone()
+                    .unwrap_or_else(|| format!("fib {}", self.n));
+                vec![class("latency", self.clients, &request, Pacing::Closed)?]
+            }
+            LoadMode::Rate => vec![class("rate", self.clients, &tiny, Pacing::Closed)?],
+            LoadMode::Mix if !self.classes.is_empty() => self.classes.clone(),
+            LoadMode::Mix => {
+                let mut hog = class("hog", 1, &format!("fib {}", self.hog), Pacing::Closed)?;
+                hog.start_after = self.hog_after;
+                vec![class("rapid", self.clients, &tiny, Pacing::Closed)?, hog]
+            }
+            LoadMode::Open => {
+                vec![class(
+                    "open",
+                    self.connections.unwrap_or(4),
+                    &tiny,
+                    Pacing::Open { rate: self.rate },
+                )?]
+            }
+            LoadMode::Idle => {
+                let pacing = Pacing::Idle {
+                    interval: self.interval,
+                };
+                vec![class(
+                    "idle",
+                    self.connections.unwrap_or(100),
+                    &tiny,
+                    pacing,
+                )?]
+            }
+        };
+        if !self.classes.is_empty() && self.mode != LoadMode::Mix {
+            return Err(PlanError::Invalid("--class is for the mix mode".into()));
+        }
+        Plan {
+            mode: format!("{:?}", self.mode).to_lowercase(),
+            target: self.addr,
+            warmup: self.warmup,
+            duration: self.duration,
+            timeout: self.timeout,
+            classes,
+        }
+        .validate()
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -205,6 +400,38 @@ mod tests {
             parse(&["--trace", "t.json"]),
             Err(ConfigError::TraceNeedsGil)
         );
+    }
+
+    #[test]
+    fn load_options_become_a_plan() {
+        let plan = |argv: &[&str]| {
+            let cli = Cli::try_parse_from(["clab", "load"].iter().chain(argv)).unwrap();
+            let Command::Load(args) = cli.command else {
+                panic!("not load")
+            };
+            args.plan()
+        };
+        let mix = plan(&["mix", "--hog", "38", "--hog-after", "2s"]).unwrap();
+        let names: Vec<_> = mix
+            .classes
+            .iter()
+            .map(|c| (c.name.as_str(), c.request.as_str()))
+            .collect();
+        assert_eq!(names, [("rapid", "fib 1"), ("hog", "fib 38")]);
+        assert_eq!(mix.classes[1].start_after, Duration::from_secs(2));
+        let latency = plan(&["latency", "--n", "25", "--clients", "2"]).unwrap();
+        assert_eq!(
+            (
+                latency.classes[0].request.as_str(),
+                latency.classes[0].connections
+            ),
+            ("fib 25", 2)
+        );
+        assert!(plan(&["rate", "--request", "bogus"]).is_err());
+        assert!(plan(&["rate", "--class", "a=1*1"]).is_err());
+        assert!(plan(&["mix", "--hog-after", "20s", "--duration", "5s"]).is_err());
+        assert_eq!(parse_cpu_list("0,2-3"), Ok(CpuList(vec![0, 2, 3])));
+        assert!(parse_cpu_list("x").is_err());
     }
 
     #[test]

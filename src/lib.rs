@@ -6,10 +6,13 @@
 //! - [`gil`]: the emulated CPython GIL (new, legacy, priority) on real threads;
 //! - [`pool`]: executors with futures over threads and `clab worker` processes;
 //! - [`server`]: the service under each model, `serve(listener, config, shutdown)`;
+//! - [`load`]: the load generator (`clab load`);
 //! - [`cli`]: the command-line definitions of the `clab` binary.
 
 pub mod cli;
 pub mod gil;
+pub mod limits;
+pub mod load;
 pub mod pool;
 pub mod protocol;
 pub mod server;

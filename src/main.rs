@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use clab::cli::{Cli, Command, ServeArgs};
+use clab::cli::{Cli, Command, LoadArgs, ServeArgs};
+use clab::load::render::{Progress, summary};
 use clab::server::{self, Model, Shutdown, prefork, signals};
 
 fn main() -> ExitCode {
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Load(args) => load(&args),
         Command::Worker(args) => {
             let stdin = std::io::stdin().lock();
             clab::pool::worker::serve(stdin, std::io::stdout().lock(), args.max_n)
@@ -35,10 +37,38 @@ fn main() -> ExitCode {
     }
 }
 
+fn load(args: &LoadArgs) -> anyhow::Result<()> {
+    let plan = args.plan()?;
+    if let Some(cpus) = &args.cpus {
+        clab::load::pin(&cpus.0)?;
+    }
+    let mut progress = Progress::new(&plan);
+    let quiet = args.quiet;
+    let result = clab::load::run(plan, |elapsed, live| {
+        if !quiet {
+            eprintln!("{}", progress.line(elapsed, live));
+        }
+    })?;
+    print!("{}", summary(&result));
+    if let Some(path) = &args.json {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        serde_json::to_writer_pretty(&mut out, &result).context("cannot write the JSON result")?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+        std::io::Write::flush(&mut out)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     if args.workers.is_some() && !config.model.uses_workers() {
         tracing::warn!(model = %config.model, "--workers has no effect on this model");
+    }
+    if let Err(limit) = clab::limits::ensure_descriptors(config.max_connections as u64 + 64) {
+        tracing::warn!(%limit, "--max-connections {} may not be reachable", config.max_connections);
     }
     let listener =
         server::bind(args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;

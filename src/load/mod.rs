@@ -1,0 +1,155 @@
+//! `clab load`: the load generator (DESIGN §6). The essays' two clients — one timing
+//! `fib(30)` again and again (`latency`), one counting tiny requests per second (`rate`) —
+//! and what serious generators add: mixed classes with their own histograms and timelines,
+//! an open loop on a fixed schedule without coordinated omission, thousands of idle
+//! connections, HdrHistogram percentiles, per-second timelines, errors by kind, the
+//! generator's own CPU use, and a versioned JSON document.
+//!
+//! Layers: [`plan`] (what to run), [`driver`] (running it), [`record`] (measurements),
+//! [`result`] (plain-data results), [`render`] (text).
+
+pub mod driver;
+pub mod plan;
+pub mod record;
+pub mod render;
+pub mod result;
+
+use std::time::{Instant, SystemTime};
+
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::unistd::Pid;
+
+pub use plan::{ClassPlan, Pacing, Plan, PlanError};
+pub use result::{ClassResult, LoadResult};
+
+use crate::limits::{DescriptorLimit, ensure_descriptors};
+use crate::load::driver::LiveCounts;
+use crate::load::result::{DEADLINE_POLICY, Environment, Generator, SCHEMA};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Descriptors(#[from] DescriptorLimit),
+    #[error("cannot pin the generator to CPUs {0:?}")]
+    Pin(Vec<usize>, #[source] nix::Error),
+}
+
+/// A generator that used more than this share of its CPUs may itself be the bottleneck.
+const BUSY_GENERATOR: f64 = 0.8;
+
+/// Pins the calling process (and the threads it starts afterwards) to `cpus`.
+pub fn pin(cpus: &[usize]) -> Result<(), LoadError> {
+    let mut set = CpuSet::new();
+    for cpu in cpus {
+        set.set(*cpu)
+            .map_err(|e| LoadError::Pin(cpus.to_vec(), e))?;
+    }
+    sched_setaffinity(Pid::from_raw(0), &set).map_err(|e| LoadError::Pin(cpus.to_vec(), e))
+}
+
+/// The CPUs the calling thread may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    let Ok(set) = sched_getaffinity(Pid::from_raw(0)) else {
+        return Vec::new();
+    };
+    (0..CpuSet::count())
+        .filter(|cpu| set.is_set(*cpu).unwrap_or(false))
+        .collect()
+}
+
+/// The descriptors a run needs: closed- and open-loop connections hold two (one for the
+/// deadline sweep), idle ones one, plus a margin for everything else.
+fn descriptors_needed(plan: &Plan) -> u64 {
+    let per_connection = |class: &ClassPlan| {
+        if matches!(class.pacing, Pacing::Idle { .. }) {
+            1
+        } else {
+            2
+        }
+    };
+    plan.classes
+        .iter()
+        .map(|class| class.connections as u64 * per_connection(class))
+        .sum::<u64>()
+        + 64
+}
+
+fn cpu_seconds() -> f64 {
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |usage| {
+        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        seconds(usage.user_time()) + seconds(usage.system_time())
+    })
+}
+
+/// Runs `plan`, calling `each_second` with the live counts once a second, and gathers the
+/// result.
+pub fn run(
+    plan: Plan,
+    each_second: impl FnMut(std::time::Duration, &[std::sync::Arc<LiveCounts>]),
+) -> Result<LoadResult, LoadError> {
+    let plan = plan.validate()?;
+    ensure_descriptors(descriptors_needed(&plan))?;
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let (cpu_before, wall_before) = (cpu_seconds(), Instant::now());
+    let recorders = driver::execute(&plan, each_second);
+    let (cpu_time_s, wall_time_s) = (
+        cpu_seconds() - cpu_before,
+        wall_before.elapsed().as_secs_f64(),
+    );
+    let generator_cpus = allowed_cpus();
+    let capacity = wall_time_s * generator_cpus.len().max(1) as f64;
+    let generator = Generator {
+        cpu_time_s,
+        wall_time_s,
+        cpu_utilisation: cpu_time_s / capacity,
+    };
+    let mut warnings = Vec::new();
+    if generator.cpu_utilisation > BUSY_GENERATOR {
+        warnings.push(format!(
+            "the generator used {:.0} % of its {} CPU(s): it, not the server, may be what limits these numbers; \
+             give it its own CPU (--cpus) or fewer clients",
+            generator.cpu_utilisation * 100.0,
+            generator_cpus.len()
+        ));
+    }
+    let classes: Vec<ClassResult> = plan
+        .classes
+        .iter()
+        .zip(&recorders)
+        .map(|(class, recorder)| ClassResult::new(class, recorder, plan.duration))
+        .collect();
+    for class in &classes {
+        if class.completed == 0 && !matches!(class.pacing, Pacing::Idle { interval: None }) {
+            warnings.push(format!(
+                "class {:?} completed no request in the measured window",
+                class.name
+            ));
+        }
+    }
+    let environment = Environment {
+        clab_version: env!("CARGO_PKG_VERSION"),
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map_or_else(|_| "unknown".into(), |k| k.trim().to_owned()),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        generator_cpus,
+        target: plan.target.to_string(),
+    };
+    Ok(LoadResult {
+        schema: SCHEMA,
+        started_at,
+        plan,
+        environment,
+        generator,
+        deadline_policy: DEADLINE_POLICY,
+        classes,
+        warnings,
+    })
+}

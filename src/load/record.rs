@@ -1,0 +1,293 @@
+//! Measurement records: each client thread keeps its own [`Recorder`] (no sharing on the
+//! hot path); a class's recorders are merged at the end into plain-data results.
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// Microseconds, 1 µs to an hour, three significant digits.
+fn histogram(significant_digits: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, significant_digits)
+        .expect("valid histogram bounds")
+}
+
+fn micros(duration: Duration) -> u64 {
+    (duration.as_micros() as u64).max(1)
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The connection was refused.
+    Refused,
+    /// The connection broke: reset, or closed by the server mid-run.
+    Reset,
+    /// No reply within the timeout.
+    Timeout,
+    /// The server answered `ERR …`.
+    ErrReply,
+    /// The reply did not fit the request.
+    Malformed,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ErrorCounts {
+    pub refused: u64,
+    pub reset: u64,
+    pub timeout: u64,
+    pub err_reply: u64,
+    pub malformed: u64,
+}
+
+impl ErrorCounts {
+    pub fn total(&self) -> u64 {
+        self.refused + self.reset + self.timeout + self.err_reply + self.malformed
+    }
+
+    fn count(&mut self, kind: ErrorKind) {
+        match kind {
+            ErrorKind::Refused => self.refused += 1,
+            ErrorKind::Reset => self.reset += 1,
+            ErrorKind::Timeout => self.timeout += 1,
+            ErrorKind::ErrReply => self.err_reply += 1,
+            ErrorKind::Malformed => self.malformed += 1,
+        }
+    }
+
+    fn add(&mut self, other: &ErrorCounts) {
+        self.refused += other.refused;
+        self.reset += other.reset;
+        self.timeout += other.timeout;
+        self.err_reply += other.err_reply;
+        self.malformed += other.malformed;
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Second {
+    completed: u64,
+    errors: u64,
+    latency: Histogram<u64>,
+}
+
+impl Second {
+    fn new() -> Second {
+        // Two digits suffice for per-second p50/p99 and keep each second small.
+        Second {
+            completed: 0,
+            errors: 0,
+            latency: histogram(2),
+        }
+    }
+}
+
+/// One client's (or, merged, one class's) measurements over the measured window.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    /// Start of measurement: what completes earlier is warm-up.
+    measure_from: Instant,
+    latency: Histogram<u64>,
+    service_time: Option<Histogram<u64>>,
+    seconds: Vec<Second>,
+    errors: ErrorCounts,
+    pub late_sends: u64,
+    pub warmup_completed: u64,
+    pub aborted_at_deadline: u64,
+    /// Connections opened (reconnections included).
+    pub connected: u64,
+}
+
+impl Recorder {
+    /// `open`: also record service time (send to reply) beside latency (due to reply).
+    pub fn new(measure_from: Instant, open: bool) -> Recorder {
+        Recorder {
+            measure_from,
+            latency: histogram(3),
+            service_time: open.then(|| histogram(3)),
+            seconds: Vec::new(),
+            errors: ErrorCounts::default(),
+            late_sends: 0,
+            warmup_completed: 0,
+            aborted_at_deadline: 0,
+            connected: 0,
+        }
+    }
+
+    /// The per-second bucket for `at`, or `None` during warm-up.
+    fn second(&mut self, at: Instant) -> Option<&mut Second> {
+        let offset = at.checked_duration_since(self.measure_from)?;
+        let index = offset.as_secs() as usize;
+        while self.seconds.len() <= index {
+            self.seconds.push(Second::new());
+        }
+        Some(&mut self.seconds[index])
+    }
+
+    /// A reply that arrived at `at`, `latency` after it was due (closed loop: sent).
+    pub fn success(&mut self, at: Instant, latency: Duration, service_time: Option<Duration>) {
+        let Some(second) = self.second(at) else {
+            self.warmup_completed += 1;
+            return;
+        };
+        second.completed += 1;
+        second.latency.saturating_record(micros(latency));
+        self.latency.saturating_record(micros(latency));
+        if let (Some(histogram), Some(service_time)) = (self.service_time.as_mut(), service_time) {
+            histogram.saturating_record(micros(service_time));
+        }
+    }
+
+    pub fn failure(&mut self, at: Instant, kind: ErrorKind) {
+        let Some(second) = self.second(at) else {
+            return;
+        };
+        second.errors += 1;
+        self.errors.count(kind);
+    }
+
+    /// Adds `other`'s measurements (same window) into this one.
+    pub fn merge(&mut self, other: &Recorder) {
+        let _ = self.latency.add(&other.latency);
+        if let (Some(mine), Some(theirs)) =
+            (self.service_time.as_mut(), other.service_time.as_ref())
+        {
+            let _ = mine.add(theirs);
+        }
+        while self.seconds.len() < other.seconds.len() {
+            self.seconds.push(Second::new());
+        }
+        for (mine, theirs) in self.seconds.iter_mut().zip(&other.seconds) {
+            mine.completed += theirs.completed;
+            mine.errors += theirs.errors;
+            let _ = mine.latency.add(&theirs.latency);
+        }
+        self.errors.add(&other.errors);
+        self.late_sends += other.late_sends;
+        self.warmup_completed += other.warmup_completed;
+        self.aborted_at_deadline += other.aborted_at_deadline;
+        self.connected += other.connected;
+    }
+
+    pub fn completed(&self) -> u64 {
+        self.latency.len()
+    }
+
+    pub fn errors(&self) -> ErrorCounts {
+        self.errors
+    }
+
+    pub fn latency(&self) -> Percentiles {
+        Percentiles::of(&self.latency)
+    }
+
+    pub fn service_time(&self) -> Option<Percentiles> {
+        self.service_time.as_ref().map(Percentiles::of)
+    }
+
+    /// One entry per second of the window (`seconds` of them, trailing empty ones included).
+    pub fn timeline(&self, seconds: usize) -> Vec<TimelineSecond> {
+        (0..seconds.max(self.seconds.len()))
+            .map(|index| match self.seconds.get(index) {
+                Some(second) => TimelineSecond {
+                    second: index as u64,
+                    completed: second.completed,
+                    errors: second.errors,
+                    p50_ms: ms(second.latency.value_at_quantile(0.5), second.latency.len()),
+                    p99_ms: ms(second.latency.value_at_quantile(0.99), second.latency.len()),
+                },
+                None => TimelineSecond {
+                    second: index as u64,
+                    completed: 0,
+                    errors: 0,
+                    p50_ms: None,
+                    p99_ms: None,
+                },
+            })
+            .collect()
+    }
+}
+
+fn ms(micros: u64, count: u64) -> Option<f64> {
+    (count > 0).then_some(micros as f64 / 1e3)
+}
+
+/// Latency percentiles in milliseconds; all `None` when nothing completed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+    pub p99_9: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+    pub stdev: Option<f64>,
+}
+
+impl Percentiles {
+    fn of(histogram: &Histogram<u64>) -> Percentiles {
+        let count = histogram.len();
+        let at = |quantile| ms(histogram.value_at_quantile(quantile), count);
+        Percentiles {
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            p99_9: at(0.999),
+            max: ms(histogram.max(), count),
+            mean: (count > 0).then(|| histogram.mean() / 1e3),
+            stdev: (count > 0).then(|| histogram.stdev() / 1e3),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct TimelineSecond {
+    pub second: u64,
+    pub completed: u64,
+    pub errors: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_is_left_out_and_seconds_add_up() {
+        let start = Instant::now();
+        let measure_from = start + Duration::from_secs(1);
+        let mut first = Recorder::new(measure_from, false);
+        first.success(start, Duration::from_millis(1), None);
+        first.success(
+            measure_from + Duration::from_millis(10),
+            Duration::from_millis(2),
+            None,
+        );
+        first.failure(
+            measure_from + Duration::from_millis(1500),
+            ErrorKind::Timeout,
+        );
+        let mut second = Recorder::new(measure_from, false);
+        second.success(
+            measure_from + Duration::from_millis(2500),
+            Duration::from_millis(4),
+            None,
+        );
+        first.merge(&second);
+        assert_eq!((first.warmup_completed, first.completed()), (1, 2));
+        let timeline = first.timeline(4);
+        assert_eq!(
+            timeline.iter().map(|s| s.completed).collect::<Vec<_>>(),
+            [1, 0, 1, 0]
+        );
+        assert_eq!(
+            timeline.iter().map(|s| s.errors).sum::<u64>(),
+            first.errors().total()
+        );
+        assert_eq!(timeline[3].p50_ms, None);
+        let latency = first.latency();
+        assert!((1.99..=2.01).contains(&latency.p50.unwrap()), "{latency:?}");
+        assert!((3.99..=4.01).contains(&latency.max.unwrap()), "{latency:?}");
+    }
+}

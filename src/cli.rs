@@ -83,6 +83,10 @@ Examples:
   clab load open --rate 2000 --connections 8 --request 'fib 20'
   clab load idle --connections 10000 --interval 1s
 
+Closed-loop latency is each client's own service time: a client waits for its reply before
+it sends again, so a slow server slows the clients too. It is not what an open stream of
+users would see; the open mode measures that.
+
 The run lasts --warmup plus --duration; only the duration is measured. Requests still in
 flight at the end are abandoned and reported as such. --json writes every number shown
 plus the configuration and environment (schema: schema/load-result.v1.json).";

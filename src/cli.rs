@@ -177,6 +177,26 @@ pub struct LoadArgs {
     pub quiet: bool,
 }
 
+/// A byte size: a number with an optional k, m or g suffix (powers of 1024).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (digits, unit) = match lower.strip_suffix(['k', 'm', 'g']) {
+        Some(digits) => (digits, &lower[digits.len()..]),
+        None => (lower.as_str(), ""),
+    };
+    let shift = match unit {
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => 0,
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("{text:?} is not a size like 65536, 64k or 2m"))
+}
+
 /// A list of CPU numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
@@ -315,6 +335,11 @@ pub struct ServeArgs {
     #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
     pub offload_budget: Duration,
 
+    /// Stack size of connection and pool threads, e.g. 64k (threads, pool, procpool) [default:
+    /// 2 MiB]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub thread_stack: Option<usize>,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may take before the server gives up
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
@@ -338,6 +363,7 @@ impl ServeArgs {
                 ..GilConfig::new(self.gil)
             },
             trace: self.trace.clone(),
+            thread_stack: self.thread_stack,
             offload: OffloadConfig {
                 policy: self.offload.unwrap_or(defaults.offload.policy),
                 target: self.offload_to.unwrap_or(defaults.offload.target),
@@ -435,6 +461,8 @@ mod tests {
         assert!(plan(&["rate", "--class", "a=1*1"]).is_err());
         assert!(plan(&["mix", "--hog-after", "20s", "--duration", "5s"]).is_err());
         assert_eq!(parse_cpu_list("0,2-3"), Ok(CpuList(vec![0, 2, 3])));
+        assert_eq!((parse_size("64k"), parse_size("2M"), parse_size("100")), (Ok(65536), Ok(2 << 20), Ok(100)));
+        assert!(parse_size("lots").is_err());
         assert!(parse_cpu_list("x").is_err());
     }
 

@@ -5,6 +5,7 @@
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -71,19 +72,30 @@ impl ProcessPool {
             pids: Arc::new(Mutex::new(vec![None; workers])),
         };
         for slot in 0..workers {
-            // Started here, not in the manager, so a bad command fails `new` at once.
-            let worker = Worker::spawn(&command)?;
-            lock(&pool.pids)[slot] = Some(worker.pid());
             let manager = Manager {
                 slot,
                 command: command.clone(),
                 tasks: tasks.clone(),
                 pids: Arc::clone(&pool.pids),
             };
+            // Each worker is started by its manager thread, which outlives it: a worker dies
+            // with the thread that started it (PR_SET_PDEATHSIG). The first start is reported
+            // back, so a bad command fails `new` at once; the pool's drop stops the rest.
+            let (started, outcome) = std::sync::mpsc::channel();
             let handle = thread::Builder::new()
                 .name(format!("clab-process-pool-{slot}"))
-                .spawn(move || manager.run(worker))?;
+                .spawn(move || match Worker::spawn(&manager.command) {
+                    Ok(worker) => {
+                        lock(&manager.pids)[manager.slot] = Some(worker.pid());
+                        let _ = started.send(Ok(()));
+                        manager.run(worker);
+                    }
+                    Err(error) => {
+                        let _ = started.send(Err(error));
+                    }
+                })?;
             lock(&pool.managers).push(handle);
+            outcome.recv().map_err(|_| io::Error::other("a pool manager thread died"))??;
         }
         Ok(pool)
     }
@@ -212,10 +224,18 @@ struct Worker {
 
 impl Worker {
     fn spawn(command: &WorkerCommand) -> io::Result<Worker> {
-        let mut child = Command::new(&command.program)
-            .args(&command.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+        let mut command_line = Command::new(&command.program);
+        command_line.args(&command.args).stdin(Stdio::piped()).stdout(Stdio::piped());
+        // SAFETY: runs in the forked child before exec and only makes the prctl system call,
+        // which is async-signal-safe. The worker then dies with the manager thread that
+        // started it (which outlives it), so no worker survives a killed server.
+        unsafe {
+            command_line.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command_line
             .spawn()
             .map_err(|e| {
                 io::Error::new(

@@ -99,6 +99,19 @@ impl std::fmt::Display for Model {
     }
 }
 
+/// The smallest `--thread-stack` accepted: room for a connection's 8 KiB read buffer, the
+/// deepest `fib` recursion (92 frames) and the runtime's own needs, with margin.
+pub const MIN_THREAD_STACK: usize = 32 * 1024;
+
+/// A thread builder for a server thread named `name`, with the configured stack size.
+pub fn server_thread(config: &ServerConfig, name: String) -> std::thread::Builder {
+    let builder = std::thread::Builder::new().name(name);
+    match config.thread_stack {
+        Some(bytes) => builder.stack_size(bytes),
+        None => builder,
+    }
+}
+
 /// A validated server configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -117,6 +130,9 @@ pub struct ServerConfig {
     pub trace: Option<PathBuf>,
     /// `hybrid`: which requests go to which pool.
     pub offload: OffloadConfig,
+    /// Stack size of connection and pool threads (`None`: the platform default, 2 MiB for
+    /// Rust threads). Small stacks let `threads` hold ten thousand connections.
+    pub thread_stack: Option<usize>,
 }
 
 /// A configuration value out of range.
@@ -134,6 +150,8 @@ pub enum ConfigError {
     TraceNeedsGil,
     #[error("--offload and --offload-to apply to the hybrid model, not {0}")]
     OffloadNeedsHybrid(Model),
+    #[error("--thread-stack must be at least {MIN_THREAD_STACK} bytes")]
+    ThreadStackTooSmall,
 }
 
 impl ServerConfig {
@@ -149,6 +167,7 @@ impl ServerConfig {
             gil: GilConfig::default(),
             trace: None,
             offload: OffloadConfig::default(),
+            thread_stack: None,
         }
     }
 
@@ -164,6 +183,9 @@ impl ServerConfig {
         }
         if self.gil.variant != Variant::None && !self.model.supports_gil() {
             return Err(ConfigError::GilNeedsThreads(self.model));
+        }
+        if self.thread_stack.is_some_and(|bytes| bytes < MIN_THREAD_STACK) {
+            return Err(ConfigError::ThreadStackTooSmall);
         }
         if self.trace.is_some() && self.gil.variant == Variant::None {
             return Err(ConfigError::TraceNeedsGil);

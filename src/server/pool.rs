@@ -7,7 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use crossbeam_channel::Receiver;
 use std::thread;
 
-use crate::server::ServeError;
+use crate::server::{ServeError, server_thread};
 use crate::server::blocking::{accept_loop, serve_connection};
 use crate::server::connections::Connection;
 use crate::server::service::Service;
@@ -31,8 +31,7 @@ pub fn serve(listener: TcpListener, service: &Service) -> Result<(), ServeError>
     thread::scope(|scope| {
         for index in 0..service.config.workers {
             let jobs = jobs.clone();
-            thread::Builder::new()
-                .name(format!("clab-pool-{index}"))
+            server_thread(&service.config, format!("clab-pool-{index}"))
                 .spawn_scoped(scope, move || match &service.gil {
                     None => work(service, &jobs, &mut Free),
                     Some(gil) => work(

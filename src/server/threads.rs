@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 use std::thread;
 
-use crate::server::ServeError;
+use crate::server::{ServeError, server_thread};
 use crate::server::blocking::{accept_loop, serve_on_this_thread};
 use crate::server::service::Service;
 
@@ -12,8 +12,7 @@ pub fn serve(listener: TcpListener, service: &Service) -> Result<(), ServeError>
     // A scope joins every connection thread before `serve` returns: none outlives the server.
     thread::scope(|scope| {
         accept_loop(&listener, service, |connection| {
-            let spawned = thread::Builder::new()
-                .name("clab-connection".into())
+            let spawned = server_thread(&service.config, "clab-connection".into())
                 .spawn_scoped(scope, move || serve_on_this_thread(service, connection));
             if let Err(error) = spawned {
                 // The connection went down with the closure; the client sees it close.

@@ -461,7 +461,10 @@ mod tests {
         assert!(plan(&["rate", "--class", "a=1*1"]).is_err());
         assert!(plan(&["mix", "--hog-after", "20s", "--duration", "5s"]).is_err());
         assert_eq!(parse_cpu_list("0,2-3"), Ok(CpuList(vec![0, 2, 3])));
-        assert_eq!((parse_size("64k"), parse_size("2M"), parse_size("100")), (Ok(65536), Ok(2 << 20), Ok(100)));
+        assert_eq!(
+            (parse_size("64k"), parse_size("2M"), parse_size("100")),
+            (Ok(65536), Ok(2 << 20), Ok(100))
+        );
         assert!(parse_size("lots").is_err());
         assert!(parse_cpu_list("x").is_err());
     }

@@ -246,6 +246,11 @@ impl LineFramer {
         self.buffer.extend_from_slice(bytes);
     }
 
+    /// Bytes held for lines not yet taken (bounded by [`MAX_LINE`] plus the last push).
+    pub fn buffered(&self) -> usize {
+        self.buffer.len() - self.start
+    }
+
     /// The next request line; `None` if more bytes are needed.
     ///
     /// A partial line (no newline yet) is returned as complete if `partial_is_complete()`

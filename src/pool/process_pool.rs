@@ -4,8 +4,8 @@
 //! dead worker breaks the whole pool.
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -95,7 +95,9 @@ impl ProcessPool {
                     }
                 })?;
             lock(&pool.managers).push(handle);
-            outcome.recv().map_err(|_| io::Error::other("a pool manager thread died"))??;
+            outcome
+                .recv()
+                .map_err(|_| io::Error::other("a pool manager thread died"))??;
         }
         Ok(pool)
     }
@@ -225,7 +227,10 @@ struct Worker {
 impl Worker {
     fn spawn(command: &WorkerCommand) -> io::Result<Worker> {
         let mut command_line = Command::new(&command.program);
-        command_line.args(&command.args).stdin(Stdio::piped()).stdout(Stdio::piped());
+        command_line
+            .args(&command.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
         // SAFETY: runs in the forked child before exec and only makes the prctl system call,
         // which is async-signal-safe. The worker then dies with the manager thread that
         // started it (which outlives it), so no worker survives a killed server.
@@ -235,14 +240,12 @@ impl Worker {
                 Ok(())
             });
         }
-        let mut child = command_line
-            .spawn()
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot start {}: {e}", command.program.display()),
-                )
-            })?;
+        let mut child = command_line.spawn().map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot start {}: {e}", command.program.display()),
+            )
+        })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
             let _ = child.wait();

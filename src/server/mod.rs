@@ -184,7 +184,10 @@ impl ServerConfig {
         if self.gil.variant != Variant::None && !self.model.supports_gil() {
             return Err(ConfigError::GilNeedsThreads(self.model));
         }
-        if self.thread_stack.is_some_and(|bytes| bytes < MIN_THREAD_STACK) {
+        if self
+            .thread_stack
+            .is_some_and(|bytes| bytes < MIN_THREAD_STACK)
+        {
             return Err(ConfigError::ThreadStackTooSmall);
         }
         if self.trace.is_some() && self.gil.variant == Variant::None {

@@ -104,6 +104,11 @@ impl Session {
         self.queue(&reply);
     }
 
+    /// Request bytes held, not yet answered.
+    pub fn buffered(&self) -> usize {
+        self.framer.buffered()
+    }
+
     /// The bytes to write for [`Action::Write`].
     pub fn output(&self) -> &[u8] {
         &self.output

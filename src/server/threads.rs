@@ -4,9 +4,9 @@
 use std::net::TcpListener;
 use std::thread;
 
-use crate::server::{ServeError, server_thread};
 use crate::server::blocking::{accept_loop, serve_on_this_thread};
 use crate::server::service::Service;
+use crate::server::{ServeError, server_thread};
 
 pub fn serve(listener: TcpListener, service: &Service) -> Result<(), ServeError> {
     // A scope joins every connection thread before `serve` returns: none outlives the server.

@@ -195,3 +195,33 @@ pub fn children(pid: u32) -> Vec<u32> {
         })
         .collect()
 }
+
+/// Open descriptors and threads of `pid` and its child processes, from /proc.
+pub fn resources(pid: u32) -> (usize, usize) {
+    let count = |path: String| std::fs::read_dir(path).map_or(0, |entries| entries.count());
+    std::iter::once(pid)
+        .chain(children(pid))
+        .fold((0, 0), |(fds, threads), pid| {
+            (
+                fds + count(format!("/proc/{pid}/fd")),
+                threads + count(format!("/proc/{pid}/task")),
+            )
+        })
+}
+
+/// Waits until the server's descriptors and threads are back to `baseline` or below,
+/// failing the test with what leaked after `PATIENCE`.
+pub fn settles_to(server: &Server, baseline: (usize, usize)) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let now = resources(server.pid());
+        if now.0 <= baseline.0 && now.1 <= baseline.1 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leak: (descriptors, threads) {now:?}, before {baseline:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}

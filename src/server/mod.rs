@@ -79,7 +79,7 @@ impl Model {
     pub fn uses_workers(self) -> bool {
         matches!(
             self,
-            Model::Pool | Model::Procpool | Model::Prefork | Model::Async
+            Model::Pool | Model::Procpool | Model::Prefork | Model::Async | Model::Hybrid
         )
     }
 

@@ -225,3 +225,27 @@ pub fn settles_to(server: &Server, baseline: (usize, usize)) {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Pins every thread `pid` has now to `cpu` (threads started later inherit from theirs).
+pub fn pin_process(pid: u32, cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).unwrap();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        if let Some(tid) = task
+            .file_name()
+            .to_str()
+            .and_then(|tid| tid.parse::<i32>().ok())
+        {
+            let _ = nix::sched::sched_setaffinity(Pid::from_raw(tid), &set);
+        }
+    }
+}
+
+/// The server's `stats` reply.
+pub fn stats(server: &Server) -> serde_json::Value {
+    let mut client = server.connect();
+    serde_json::from_str(&client.request("stats")).expect("stats is JSON")
+}

@@ -291,7 +291,8 @@ model_tests! {
     hybrid: "hybrid", Overlap::Concurrent;
 }
 
-// The serial model accepts one client at a time, so it never has an excess connection.
+// The serial model, and each prefork child, accepts one client at a time, so it never has
+// an excess connection: the others wait in the listen backlog.
 #[test]
 fn excess_connections_are_told_busy_threads() {
     excess_connections_are_told_busy("threads");
@@ -305,6 +306,11 @@ fn excess_connections_are_told_busy_pool() {
 #[test]
 fn excess_connections_are_told_busy_procpool() {
     excess_connections_are_told_busy("procpool");
+}
+
+#[test]
+fn excess_connections_are_told_busy_hybrid() {
+    excess_connections_are_told_busy("hybrid");
 }
 
 #[test]

@@ -10,13 +10,17 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 fn parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse");
     for line in ["30", "fib 30", "echo hello there", "bogus request"] {
-        group.bench_function(line, |b| b.iter(|| Request::parse(black_box(line.as_bytes()), 45)));
+        group.bench_function(line, |b| {
+            b.iter(|| Request::parse(black_box(line.as_bytes()), 45))
+        });
     }
     group.finish();
 }
 
 fn framing(c: &mut Criterion) {
-    let batch: Vec<u8> = (0..100).flat_map(|i| format!("fib {}\n", i % 30).into_bytes()).collect();
+    let batch: Vec<u8> = (0..100)
+        .flat_map(|i| format!("fib {}\n", i % 30).into_bytes())
+        .collect();
     let mut group = c.benchmark_group("framing");
     group.throughput(Throughput::Elements(100));
     group.bench_function("100 pipelined lines", |b| {
@@ -37,7 +41,9 @@ fn framing(c: &mut Criterion) {
 fn fib(c: &mut Criterion) {
     let mut group = c.benchmark_group("fib");
     for n in [20u32, 30] {
-        group.bench_function(format!("fib({n})"), |b| b.iter(|| work::fib(black_box(n), &mut Free)));
+        group.bench_function(format!("fib({n})"), |b| {
+            b.iter(|| work::fib(black_box(n), &mut Free))
+        });
     }
     group.finish();
 }

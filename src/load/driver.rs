@@ -6,6 +6,7 @@
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
@@ -230,6 +231,32 @@ impl Client<'_> {
         }
     }
 
+    /// Records what became of one request; a failure drops the connection (the next
+    /// request reconnects), the deadline ends the loop.
+    /// `(due, sent)`: when the request was due and when it went out (the same, closed loop).
+    fn settle(
+        &self,
+        exchange: Exchange,
+        recorder: &mut Recorder,
+        link: &mut Option<Link>,
+        line: &str,
+        (due, sent): (Instant, Instant),
+        open: bool,
+    ) -> ControlFlow<()> {
+        match exchange {
+            Exchange::Reply(done) => self.judge(recorder, line, due, sent, done, open),
+            Exchange::Failed(kind) => {
+                self.fail(recorder, kind);
+                *link = None;
+            }
+            Exchange::Aborted => {
+                recorder.aborted_at_deadline += 1;
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
     /// Records a reply that arrived at `done`, due at `due` and sent at `sent`.
     fn judge(
         &self,
@@ -266,16 +293,19 @@ impl Client<'_> {
                 continue;
             };
             let sent = Instant::now();
-            match self.exchange(current, &request, &mut line) {
-                Exchange::Reply(done) => self.judge(&mut recorder, &line, sent, sent, done, false),
-                Exchange::Failed(kind) => {
-                    self.fail(&mut recorder, kind);
-                    link = None;
-                }
-                Exchange::Aborted => {
-                    recorder.aborted_at_deadline += 1;
-                    break;
-                }
+            let exchange = self.exchange(current, &request, &mut line);
+            if self
+                .settle(
+                    exchange,
+                    &mut recorder,
+                    &mut link,
+                    &line,
+                    (sent, sent),
+                    false,
+                )
+                .is_break()
+            {
+                break;
             }
         }
         recorder
@@ -304,18 +334,12 @@ impl Client<'_> {
                 link = self.connect(&mut recorder);
             }
             if let Some(current) = link.as_mut() {
-                match self.exchange(current, &request, &mut line) {
-                    Exchange::Reply(done) => {
-                        self.judge(&mut recorder, &line, due, sent, done, true)
-                    }
-                    Exchange::Failed(kind) => {
-                        self.fail(&mut recorder, kind);
-                        link = None;
-                    }
-                    Exchange::Aborted => {
-                        recorder.aborted_at_deadline += 1;
-                        break;
-                    }
+                let exchange = self.exchange(current, &request, &mut line);
+                if self
+                    .settle(exchange, &mut recorder, &mut link, &line, (due, sent), true)
+                    .is_break()
+                {
+                    break;
                 }
             }
             due += period;

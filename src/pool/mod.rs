@@ -15,7 +15,69 @@ pub use future::{JobError, JobFuture, Outcome};
 pub use process_pool::{ProcessPool, WorkerCommand};
 pub use thread_pool::ThreadPool;
 
+use std::sync::{Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::pool::future::{Completer, job};
 use crate::protocol::Request;
+
+/// A submitted job on its way to a worker.
+pub(crate) struct Task {
+    pub request: Request,
+    pub completer: Completer,
+}
+
+/// What both pools share: the queue their workers take jobs from, and those workers'
+/// threads. Closing the queue lets the workers finish what is queued, then stop.
+#[derive(Debug, Default)]
+pub(crate) struct JobQueue {
+    sender: Mutex<Option<Sender<Task>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl JobQueue {
+    /// An open queue, and the receiving end for the workers.
+    pub fn new() -> (JobQueue, Receiver<Task>) {
+        let (sender, tasks) = crossbeam_channel::unbounded();
+        (
+            JobQueue {
+                sender: Mutex::new(Some(sender)),
+                workers: Mutex::default(),
+            },
+            tasks,
+        )
+    }
+
+    pub fn add_worker(&self, worker: JoinHandle<()>) {
+        lock(&self.workers).push(worker);
+    }
+
+    pub fn submit(&self, request: Request) -> Result<JobFuture, PoolError> {
+        let sender = lock(&self.sender);
+        let sender = sender.as_ref().ok_or(PoolError::ShutDown)?;
+        let (future, completer) = job();
+        sender
+            .send(Task { request, completer })
+            .map_err(|_| PoolError::ShutDown)?;
+        Ok(future)
+    }
+
+    pub fn close(&self, wait: bool) {
+        lock(&self.sender).take();
+        if wait {
+            for worker in lock(&self.workers).drain(..) {
+                let _ = worker.join();
+            }
+        }
+    }
+}
+
+/// Locks a mutex over plain data, recovering it if a holder panicked.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {

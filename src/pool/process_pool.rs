@@ -7,15 +7,13 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::pool::future::job;
-use crate::pool::thread_pool::Task;
-use crate::pool::{Executor, JobFuture, PoolError};
+use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Task, lock};
 use crate::protocol::{Reply, Request};
 
 /// How often an idle manager checks that its worker is still alive, so a worker killed
@@ -50,25 +48,20 @@ impl WorkerCommand {
 
 #[derive(Debug)]
 pub struct ProcessPool {
-    queue: Mutex<Option<Sender<Task>>>,
-    managers: Mutex<Vec<JoinHandle<()>>>,
+    /// The job queue, with one manager thread per worker process taking from it.
+    queue: JobQueue,
     /// The live worker of each slot, by process id.
     pids: Arc<Mutex<Vec<Option<u32>>>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ProcessPool {
     /// Starts `workers` worker processes (at least one). Fails if a worker cannot be started,
     /// after stopping those that were.
     pub fn new(workers: usize, command: WorkerCommand) -> io::Result<ProcessPool> {
-        let (queue, tasks) = crossbeam_channel::unbounded();
+        let (queue, tasks) = JobQueue::new();
         let workers = workers.max(1);
         let pool = ProcessPool {
-            queue: Mutex::new(Some(queue)),
-            managers: Mutex::new(Vec::new()),
+            queue,
             pids: Arc::new(Mutex::new(vec![None; workers])),
         };
         for slot in 0..workers {
@@ -94,7 +87,7 @@ impl ProcessPool {
                         let _ = started.send(Err(error));
                     }
                 })?;
-            lock(&pool.managers).push(handle);
+            pool.queue.add_worker(handle);
             outcome
                 .recv()
                 .map_err(|_| io::Error::other("a pool manager thread died"))??;
@@ -110,22 +103,11 @@ impl ProcessPool {
 
 impl Executor for ProcessPool {
     fn submit(&self, request: Request) -> Result<JobFuture, PoolError> {
-        let queue = lock(&self.queue);
-        let queue = queue.as_ref().ok_or(PoolError::ShutDown)?;
-        let (future, completer) = job();
-        queue
-            .send(Task { request, completer })
-            .map_err(|_| PoolError::ShutDown)?;
-        Ok(future)
+        self.queue.submit(request)
     }
 
     fn shutdown(&self, wait: bool) {
-        lock(&self.queue).take();
-        if wait {
-            for manager in lock(&self.managers).drain(..) {
-                let _ = manager.join();
-            }
-        }
+        self.queue.close(wait);
     }
 }
 

@@ -1,35 +1,24 @@
 //! A fixed pool of threads taking jobs from one queue.
 
-use std::sync::Mutex;
-use std::thread::{self, JoinHandle};
+use std::thread;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 use crate::gil::Gil;
-use crate::pool::future::{Completer, job};
-use crate::pool::{Executor, JobFuture, PoolError};
+use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Task};
 use crate::protocol::Request;
 use crate::work::{self, Free, Interpreter};
 
-pub(crate) struct Task {
-    pub request: Request,
-    pub completer: Completer,
-}
-
 #[derive(Debug)]
 pub struct ThreadPool {
-    queue: Mutex<Option<Sender<Task>>>,
-    workers: Mutex<Vec<JoinHandle<()>>>,
+    queue: JobQueue,
 }
 
 impl ThreadPool {
     /// Starts `workers` threads; with a `gil`, each attaches to it, as a Python thread would.
     pub fn new(workers: usize, gil: Option<Gil>) -> std::io::Result<ThreadPool> {
-        let (queue, tasks) = crossbeam_channel::unbounded();
-        let pool = ThreadPool {
-            queue: Mutex::new(Some(queue)),
-            workers: Mutex::new(Vec::new()),
-        };
+        let (queue, tasks) = JobQueue::new();
+        let pool = ThreadPool { queue };
         for index in 0..workers.max(1) {
             let (tasks, gil) = (tasks.clone(), gil.clone());
             let worker = thread::Builder::new()
@@ -38,7 +27,7 @@ impl ThreadPool {
                     None => run_tasks(&tasks, &mut Free),
                     Some(gil) => run_tasks(&tasks, &mut gil.attach(format!("thread pool {index}"))),
                 })?;
-            lock(&pool.workers).push(worker);
+            pool.queue.add_worker(worker);
         }
         Ok(pool)
     }
@@ -53,29 +42,13 @@ fn run_tasks(tasks: &Receiver<Task>, interpreter: &mut impl Interpreter) {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Executor for ThreadPool {
     fn submit(&self, request: Request) -> Result<JobFuture, PoolError> {
-        let queue = lock(&self.queue);
-        let queue = queue.as_ref().ok_or(PoolError::ShutDown)?;
-        let (future, completer) = job();
-        queue
-            .send(Task { request, completer })
-            .map_err(|_| PoolError::ShutDown)?;
-        Ok(future)
+        self.queue.submit(request)
     }
 
     fn shutdown(&self, wait: bool) {
-        // Closing the queue lets the workers drain it, then stop.
-        lock(&self.queue).take();
-        if wait {
-            for worker in lock(&self.workers).drain(..) {
-                let _ = worker.join();
-            }
-        }
+        self.queue.close(wait);
     }
 }
 

@@ -303,7 +303,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Run handler code under an emulated CPython GIL (serial, threads and pool models)
+    /// Run handler code under an emulated CPython GIL (every model; each process of procpool
+    /// and prefork has its own, as in Python)
     #[arg(long, value_enum, default_value_t = Variant::None)]
     pub gil: Variant,
 
@@ -422,10 +423,8 @@ mod tests {
             (config.gil.variant, config.gil.switch_interval),
             (Variant::New, Duration::from_millis(1))
         );
-        assert_eq!(
-            parse(&["--model", "eventloop", "--gil", "new"]),
-            Err(ConfigError::GilNeedsThreads(Model::Eventloop))
-        );
+        let hybrid = parse(&["--model", "hybrid", "--gil", "priority"]).unwrap();
+        assert_eq!(hybrid.gil.variant, Variant::Priority);
         assert_eq!(
             parse(&["--trace", "t.json"]),
             Err(ConfigError::TraceNeedsGil)

@@ -27,8 +27,16 @@ fn rapid_fire_rate(client: &mut Client, duration: Duration) -> f64 {
 
 /// The rapid-fire rate beside a `fib 40` loop, as a fraction of its rate alone.
 fn rate_kept_beside_a_hog(gil: &str) -> f64 {
+    rate_kept_beside_a_hog_on("threads", &["--gil", gil])
+}
+
+/// The same on `model` started with `args`.
+fn rate_kept_beside_a_hog_on(model: &str, args: &[&str]) -> f64 {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let server = Server::start("threads", &["--gil", gil, "--switch-interval", "5ms"]);
+    let mut args = args.to_vec();
+    args.extend(["--switch-interval", "5ms"]);
+    let server = Server::start(model, &args);
+    let gil = format!("{model} {args:?}");
     let mut rapid = server.connect();
     rapid_fire_rate(&mut rapid, Duration::from_millis(200)); // warm up
     let alone = rapid_fire_rate(&mut rapid, Duration::from_millis(700));
@@ -83,6 +91,44 @@ fn the_priority_gil_keeps_the_rapid_fire_rate() {
         kept > 0.5,
         "under --gil priority the rapid client kept only {:.1} % of its rate",
         kept * 100.0
+    );
+}
+
+/// The essays' threshold server, under the GIL: offloading `fib 40` to threads of the same
+/// interpreter does not free the event loop (they still take turns on one GIL); offloading
+/// to processes does.
+#[test]
+fn under_the_gil_only_process_offload_keeps_the_event_loop_responsive() {
+    let hybrid = |target| {
+        [
+            "--gil",
+            "new",
+            "--workers",
+            "2",
+            "--offload",
+            "threshold:15",
+            "--offload-to",
+            target,
+        ]
+    };
+    let to_threads = rate_kept_beside_a_hog_on("hybrid", &hybrid("pool"));
+    let to_processes = rate_kept_beside_a_hog_on("hybrid", &hybrid("procpool"));
+    // How much the threads lose depends on how often the woken pool thread wins the race
+    // for the GIL (gil-model.md §3.2's p); that they lose most of it, and far more than the
+    // processes, does not.
+    assert!(
+        to_threads < 0.5,
+        "offloading to threads kept {:.1} % of the rate",
+        to_threads * 100.0
+    );
+    assert!(
+        to_processes > 0.5,
+        "offloading to processes kept only {:.1} % of the rate",
+        to_processes * 100.0
+    );
+    assert!(
+        to_threads * 4.0 < to_processes,
+        "threads {to_threads:.3} vs processes {to_processes:.3}"
     );
 }
 
@@ -141,4 +187,35 @@ fn stats_and_trace_report_the_gil() {
             .any(|e| e.event == clab::gil::EventKind::ReleaseForced)
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_model_serves_under_the_gil() {
+    for model in [
+        "serial",
+        "threads",
+        "pool",
+        "procpool",
+        "prefork",
+        "eventloop",
+        "async",
+        "hybrid",
+    ] {
+        let server = Server::start(model, &["--gil", "new", "--workers", "2"]);
+        let mut client = server.connect();
+        assert_eq!(client.request("fib 25"), "75025", "{model}");
+        assert_eq!(client.request("sleep 5"), "slept 5", "{model}");
+        let stats: serde_json::Value = serde_json::from_str(&client.request("stats")).unwrap();
+        assert_eq!(stats["gil"]["variant"], "new", "{model}: {stats}");
+        let acquisitions: u64 = stats["gil"]["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|thread| thread["acquisitions"].as_u64().unwrap())
+            .sum();
+        assert!(
+            acquisitions > 0,
+            "{model}: some thread took the GIL: {stats}"
+        );
+    }
 }

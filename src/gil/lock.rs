@@ -270,6 +270,22 @@ impl GilThread {
         self.id
     }
 
+    /// Releases the GIL around a wait that is not one closure — an event loop parking in
+    /// `epoll_wait` — until [`reattach`](GilThread::reattach); a voluntary release, like
+    /// [`allow_threads`](Interpreter::allow_threads).
+    pub fn detach(&mut self) {
+        if self.holding {
+            self.release(Release::Voluntary);
+        }
+    }
+
+    /// Takes the GIL back after [`detach`](GilThread::detach).
+    pub fn reattach(&mut self) {
+        if !self.holding {
+            self.take();
+        }
+    }
+
     /// Runs `f` holding the GIL with no checkpoint inside — one long C-level instruction
     /// (`sum(range(10**8))`): no other thread runs Python until it returns.
     pub fn uninterruptible<R>(&mut self, f: impl FnOnce() -> R) -> R {
@@ -444,9 +460,9 @@ impl Interpreter for GilThread {
     }
 
     fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        self.release(Release::Voluntary);
+        self.detach();
         let result = f();
-        self.take();
+        self.reattach();
         result
     }
 }

@@ -8,11 +8,16 @@ use crate::server::service::Service;
 use crate::server::{ServeError, nonblocking};
 
 pub fn serve(listener: TcpListener, service: Arc<Service>) -> Result<(), ServeError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
         .worker_threads(service.config.workers)
         .thread_name("clab-async")
-        .enable_all()
-        .build()
-        .map_err(ServeError::Runtime)?;
+        .enable_all();
+    if let Some(gil) = &service.gil {
+        // Each worker is a Python thread running tasks; the accept loop on this thread does
+        // no Python work.
+        nonblocking::hold_gil_while_running(&mut builder, gil.clone());
+    }
+    let runtime = builder.build().map_err(ServeError::Runtime)?;
     runtime.block_on(nonblocking::serve(listener, service))
 }

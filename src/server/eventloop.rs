@@ -8,9 +8,16 @@ use crate::server::service::Service;
 use crate::server::{ServeError, nonblocking};
 
 pub fn serve(listener: TcpListener, service: Arc<Service>) -> Result<(), ServeError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(ServeError::Runtime)?;
-    runtime.block_on(nonblocking::serve(listener, service))
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all();
+    if let Some(gil) = &service.gil {
+        // The loop runs on this thread: it is the one Python thread, holding the GIL while
+        // it runs tasks, releasing it while it waits for events.
+        nonblocking::hold_gil_while_running(&mut builder, gil.clone());
+        nonblocking::attach_this_thread(gil);
+    }
+    let runtime = builder.build().map_err(ServeError::Runtime)?;
+    let served = runtime.block_on(nonblocking::serve(listener, service));
+    nonblocking::detach_this_thread();
+    served
 }

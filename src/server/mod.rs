@@ -82,15 +82,6 @@ impl Model {
             Model::Pool | Model::Procpool | Model::Prefork | Model::Async | Model::Hybrid
         )
     }
-
-    /// Whether the model runs handler code on OS threads of its own, which an emulated GIL
-    /// can serialise. The async models multiplex on runtime threads instead.
-    pub fn supports_gil(self) -> bool {
-        matches!(
-            self,
-            Model::Serial | Model::Threads | Model::Pool | Model::Procpool
-        )
-    }
 }
 
 impl std::fmt::Display for Model {
@@ -144,8 +135,6 @@ pub enum ConfigError {
     MaxNTooLarge,
     #[error("--max-connections must be at least 1")]
     NoConnections,
-    #[error("--gil applies to the serial, threads, pool, procpool and prefork models, not {0}")]
-    GilNeedsThreads(Model),
     #[error("--trace records the GIL's events: it needs --gil new, legacy or priority")]
     TraceNeedsGil,
     #[error("--offload and --offload-to apply to the hybrid model, not {0}")]
@@ -180,9 +169,6 @@ impl ServerConfig {
         }
         if self.max_connections == 0 {
             return Err(ConfigError::NoConnections);
-        }
-        if self.gil.variant != Variant::None && !self.model.supports_gil() {
-            return Err(ConfigError::GilNeedsThreads(self.model));
         }
         if self
             .thread_stack

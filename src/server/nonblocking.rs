@@ -3,6 +3,10 @@
 //!
 //! CPU work runs inline in the task, as a Python coroutine's would: on the single-threaded
 //! runtime a long `fib` stalls every other connection, which is the point of that model.
+//!
+//! Under `--gil`, each runtime thread is a Python thread running an event loop: it holds the
+//! GIL while it runs tasks and releases it while it is parked waiting for events (asyncio's
+//! `select`). [`hold_gil_while_running`] installs that on a runtime builder.
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -11,12 +15,70 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+use crate::gil::{Gil, GilThread};
 use crate::server::ServeError;
 use crate::server::blocking::accept_backoff;
 use crate::server::connections::Connection;
 use crate::server::service::Service;
 use crate::server::session::{Action, READ_CHUNK, Session, bytes_pending};
-use crate::work::Free;
+use crate::work::{Free, Interpreter};
+
+thread_local! {
+    /// This runtime thread's attachment to the server's GIL, under `--gil`.
+    static LOOP_GIL: std::cell::RefCell<Option<GilThread>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Attaches the calling thread to `gil` as an event-loop thread (holding it), until
+/// [`detach_this_thread`].
+pub fn attach_this_thread(gil: &Gil) {
+    let name = format!(
+        "event loop {}",
+        std::thread::current().name().unwrap_or("main")
+    );
+    LOOP_GIL.with_borrow_mut(|thread| *thread = Some(gil.attach(name)));
+}
+
+/// Ends the calling thread's attachment, releasing the GIL if it holds it.
+pub fn detach_this_thread() {
+    LOOP_GIL.with_borrow_mut(|thread| drop(thread.take()));
+}
+
+/// Makes every runtime thread a Python thread running an event loop: attached to `gil`
+/// from its start, it releases the GIL when it parks and takes it back when it wakes.
+/// (`block_on`'s own thread is the caller's to attach.)
+pub fn hold_gil_while_running(
+    builder: &mut tokio::runtime::Builder,
+    gil: Gil,
+) -> &mut tokio::runtime::Builder {
+    builder
+        .on_thread_start(move || attach_this_thread(&gil))
+        .on_thread_stop(detach_this_thread)
+        .on_thread_park(|| {
+            LOOP_GIL.with_borrow_mut(|thread| thread.as_mut().map_or((), GilThread::detach))
+        })
+        .on_thread_unpark(|| {
+            LOOP_GIL.with_borrow_mut(|thread| thread.as_mut().map_or((), GilThread::reattach))
+        })
+}
+
+/// The interpreter of code running in a task: checkpoints go to the runtime thread's GIL.
+#[derive(Debug, Default, Clone, Copy)]
+struct LoopGil;
+
+impl Interpreter for LoopGil {
+    fn checkpoint(&mut self) {
+        LOOP_GIL.with_borrow_mut(|thread| {
+            if let Some(thread) = thread {
+                thread.checkpoint();
+            }
+        });
+    }
+
+    fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        // Tasks never block: their waits are awaits, and the GIL goes when the thread parks.
+        f()
+    }
+}
 
 /// Runs the server on the current tokio runtime until shutdown, then waits for every
 /// connection task to finish its in-flight request.
@@ -36,7 +98,12 @@ pub async fn serve(
                 Ok((stream, _peer)) => match service.connections.admit(stream) {
                     Ok(connection) => {
                         service.stats.accepted();
-                        tasks.spawn(serve_connection(Arc::clone(&service), connection));
+                        let service = Arc::clone(&service);
+                        if service.gil.is_some() {
+                            tasks.spawn(serve_connection::<LoopGil>(service, connection));
+                        } else {
+                            tasks.spawn(serve_connection::<Free>(service, connection));
+                        }
                     }
                     Err((refusal, stream)) => {
                         if let Some(reply) = service.refusal(refusal) {
@@ -68,7 +135,11 @@ fn log_panic(finished: Result<(), tokio::task::JoinError>) {
     }
 }
 
-async fn serve_connection(service: Arc<Service>, mut connection: Connection<TcpStream>) {
+async fn serve_connection<I: Interpreter + Default>(
+    service: Arc<Service>,
+    mut connection: Connection<TcpStream>,
+) {
+    let mut interpreter = I::default();
     let stream = &mut connection.stream;
     // Replies are single small writes; Nagle would hold each one back for an ACK.
     if stream.set_nodelay(true).is_err() {
@@ -78,7 +149,7 @@ async fn serve_connection(service: Arc<Service>, mut connection: Connection<TcpS
     let mut session = Session::new();
     let mut buffer = vec![0u8; READ_CHUNK];
     loop {
-        match session.next_action(&service, &mut Free, || bytes_pending(stream.as_fd())) {
+        match session.next_action(&service, &mut interpreter, || bytes_pending(stream.as_fd())) {
             Action::Write => {
                 if stream.write_all(session.output()).await.is_err() {
                     return;

@@ -11,8 +11,7 @@ use crate::gil::{Gil, GilConfig};
 use crate::pool::{Executor, JobFuture, Outcome, Pool, ProcessPool, ThreadPool, WorkerCommand};
 use crate::protocol::{Reply, Request};
 use crate::server::connections::{Connections, Refusal};
-use crate::server::offload::OffloadConfig;
-use crate::server::offload::{Kind, Offloader, Policy, Target};
+use crate::server::offload::{Kind, OffloadConfig, Offloader, Policy, Target};
 use crate::server::shutdown::Shutdown;
 use crate::server::stats::Stats;
 use crate::server::{Model, ServerConfig};
@@ -34,9 +33,9 @@ pub struct Service {
     pub shutdown: Shutdown,
 }
 
-/// What answering a request takes besides computing: an I/O-bound request is only a
-/// reply to send after a wait, and *how* to wait (block the thread, or yield to the event
-/// loop) is the model's business.
+/// How a request is answered: now; after a wait (an I/O-bound request), where *how* to wait
+/// (block the thread, or yield to the event loop) is the model's business; or by a pool job
+/// the model waits for in the same way.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Answer {
     Now(Reply),
@@ -52,7 +51,9 @@ pub struct Offload {
 }
 
 impl Offload {
-    fn start(config: &ServerConfig) -> std::io::Result<Option<Offload>> {
+    /// The pool for `config`'s model, if it has one. Pool threads are Python threads of
+    /// this process (attached to its `gil`); pool processes have their own.
+    fn start(config: &ServerConfig, gil: Option<&Gil>) -> std::io::Result<Option<Offload>> {
         let settings = match config.model {
             Model::Procpool => OffloadConfig {
                 policy: Policy::Always,
@@ -63,7 +64,7 @@ impl Offload {
             _ => return Ok(None),
         };
         let pool = match settings.target {
-            Target::Pool => Pool::Threads(ThreadPool::new(config.workers, None)?),
+            Target::Pool => Pool::Threads(ThreadPool::new(config.workers, gil.cloned())?),
             Target::Procpool => Pool::Processes(ProcessPool::new(
                 config.workers,
                 WorkerCommand::current_exe(config.max_n)?,
@@ -80,7 +81,6 @@ impl Service {
     /// A service for `config`; a trigger of `shutdown` ends the reads of its connections.
     /// Fails only if the model's worker processes cannot be started.
     pub fn new(config: ServerConfig, shutdown: Shutdown) -> std::io::Result<Arc<Service>> {
-        let offload = Offload::start(&config)?;
         let connections = Connections::new(config.max_connections);
         let sweep = Arc::clone(&connections);
         shutdown.on_trigger(move || sweep.close_reads());
@@ -90,6 +90,7 @@ impl Service {
             ..config.gil.clone()
         }
         .lock();
+        let offload = Offload::start(&config, gil.as_ref())?;
         Ok(Arc::new(Service {
             config,
             gil,

@@ -76,15 +76,19 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the listening address")?;
     tracing::info!(model = %config.model, workers = config.workers, max_n = config.max_n, "serving");
-    // Printed on stdout, so scripts and tests can read the port chosen for `--addr ...:0`.
-    println!("listening on {addr}");
+    // "listening on" goes to stdout once the server is ready to answer, so scripts and tests
+    // can wait for it and read the port chosen for `--addr ...:0`.
     if config.model == Model::Prefork {
-        // Before any thread exists: the supervisor forks (see `prefork`).
+        println!("listening on {addr}");
+        // Before any thread exists: the supervisor forks (see `prefork`); the children
+        // accept on the listener, where connections wait until they do.
         prefork::supervise(listener, config, args.drain_timeout)?;
     } else {
         let shutdown = Shutdown::new().context("cannot create the shutdown signal")?;
         signals::watch(shutdown.clone(), args.drain_timeout).context("cannot watch for signals")?;
-        server::serve(listener, config, shutdown)?;
+        let service = server::start(config, shutdown)?;
+        println!("listening on {addr}");
+        server::run(listener, service)?;
     }
     tracing::info!("stopped");
     Ok(())

@@ -216,16 +216,26 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Serves on `listener` under `config.model` until `shutdown` is triggered and every
-/// in-flight request is answered.
+/// in-flight request is answered: [`start`], then [`run`].
 pub fn serve(
     listener: TcpListener,
     config: ServerConfig,
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
+    run(listener, start(config, shutdown)?)
+}
+
+/// Everything a server needs before it takes connections: the validated configuration,
+/// calibrated work, the GIL and the worker processes. Once it returns, the server is ready.
+pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<Arc<Service>, ServeError> {
     let config = config.validate()?;
     // Calibrate spin now, so the first `spin` request does not pay for it.
     crate::work::spin_units_per_ms();
-    let service = Service::new(config, shutdown).map_err(ServeError::Workers)?;
+    Service::new(config, shutdown).map_err(ServeError::Workers)
+}
+
+/// Serves on `listener` with a started `service`, then writes the GIL trace if asked.
+pub fn run(listener: TcpListener, service: Arc<Service>) -> Result<(), ServeError> {
     match service.config.model {
         // A prefork child (see `prefork::supervise`) serves like the serial model.
         Model::Serial | Model::Prefork => serial::serve(listener, &service),

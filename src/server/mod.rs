@@ -49,9 +49,9 @@ pub enum Model {
     Threads,
     /// A fixed pool of --workers threads; other connections queue
     Pool,
-    /// A thread per connection; every request computed by --workers worker processes
+    /// A thread per connection; the work done by --workers worker processes
     Procpool,
-    /// --workers forked processes accepting on one socket, each serving one client at a time
+    /// --workers forked children on one socket, each serving one client at a time
     Prefork,
     /// One thread, one event loop; CPU work runs inline and stalls every client
     Eventloop,

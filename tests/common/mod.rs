@@ -32,13 +32,21 @@ impl Server {
     /// Starts `clab serve --model <model> --addr 127.0.0.1:0 <extra…>` and waits for its
     /// address.
     pub fn start(model: &str, extra: &[&str]) -> Server {
-        let mut child = clab()
+        let mut command = clab();
+        command
             .args(["serve", "--model", model, "--addr", "127.0.0.1:0"])
-            .args(extra)
+            .args(extra);
+        Server::spawn(command)
+    }
+
+    /// Starts any server that, like `clab serve`, prints "listening on HOST:PORT" on its
+    /// first line of output once ready; waits for it.
+    pub fn spawn(mut command: Command) -> Server {
+        let mut child = command
             .stdout(Stdio::piped())
             .stdin(Stdio::null())
             .spawn()
-            .expect("start clab serve");
+            .expect("start the server");
         let stdout = child.stdout.take().expect("piped stdout");
         let (sender, receiver) = mpsc::channel();
         thread::spawn(move || {
@@ -51,14 +59,14 @@ impl Server {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("clab serve printed no address");
+                panic!("the server printed no address");
             }
         };
         let addr = line
             .trim()
             .strip_prefix("listening on ")
             .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from clab serve: {line:?}"));
+            .unwrap_or_else(|| panic!("unexpected first line from the server: {line:?}"));
         Server { child, addr }
     }
 

@@ -16,4 +16,5 @@ pub mod load;
 pub mod pool;
 pub mod protocol;
 pub mod server;
+mod sync;
 pub mod work;

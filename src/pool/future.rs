@@ -8,6 +8,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::protocol::Reply;
+use crate::sync::lock;
 
 /// Why a job has no reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,7 +55,7 @@ enum Status {
 impl Slot {
     fn state(&self) -> MutexGuard<'_, State> {
         // Callbacks run outside the lock, so nothing can panic while holding it.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 }
 

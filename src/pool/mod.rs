@@ -15,13 +15,14 @@ pub use future::{JobError, JobFuture, Outcome};
 pub use process_pool::{ProcessPool, WorkerCommand};
 pub use thread_pool::ThreadPool;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::pool::future::{Completer, job};
 use crate::protocol::Request;
+use crate::sync::lock;
 
 /// A submitted job on its way to a worker.
 pub(crate) struct Task {
@@ -72,11 +73,6 @@ impl JobQueue {
             }
         }
     }
-}
-
-/// Locks a mutex over plain data, recovering it if a holder panicked.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

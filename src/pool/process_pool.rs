@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Task, lock};
+use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Task};
 use crate::protocol::{Reply, Request};
+use crate::sync::lock;
 
 /// How often an idle manager checks that its worker is still alive, so a worker killed
 /// while idle is replaced promptly rather than at its next job.

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::sync::lock;
+
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -41,8 +43,7 @@ impl Connections {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // No code path panics while holding the lock; recover the data if one ever does.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Registers `stream` if there is room, or hands it back with the reason.

@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::protocol::Request;
+use crate::sync::lock;
 
 /// How `--offload` chooses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +130,7 @@ impl Offloader {
 
     /// The predicted cost of `kind` in seconds, if anything is known to predict it from.
     fn predict(&self, kind: Kind) -> Option<f64> {
-        let costs = self.costs.lock().unwrap_or_else(|e| e.into_inner());
+        let costs = lock(&self.costs);
         if let Some(cost) = costs.get(&kind) {
             return Some(*cost);
         }
@@ -153,7 +154,7 @@ impl Offloader {
             return;
         }
         let seconds = run_time.as_secs_f64();
-        let mut costs = self.costs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut costs = lock(&self.costs);
         costs
             .entry(kind)
             .and_modify(|cost| *cost = EWMA_WEIGHT * seconds + (1.0 - EWMA_WEIGHT) * *cost)

@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use crate::sync::lock;
+
 /// A cloneable, one-shot shutdown signal.
 #[derive(Clone, Debug)]
 pub struct Shutdown {
@@ -89,11 +91,6 @@ impl Shutdown {
         // The sender lives in `self`, so the channel cannot close while we wait.
         let _ = receiver.wait_for(|triggered| *triggered).await;
     }
-}
-
-/// Locks a mutex that guards plain data, recovering it if a holder panicked.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -10,16 +10,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, Server, resources, settles_to};
-
-fn start(model: &str, extra: &[&str]) -> Server {
-    let mut args = Vec::new();
-    if ["pool", "procpool", "prefork", "async", "hybrid"].contains(&model) {
-        args.extend(["--workers", "2"]);
-    }
-    args.extend_from_slice(extra);
-    Server::start(model, &args)
-}
+use common::{Client, Server, resources, settles_to, start_model};
 
 /// Serves one request, so lazily started parts exist, then notes what the server holds.
 fn baseline(server: &Server) -> (usize, usize) {
@@ -36,7 +27,7 @@ fn still_serves(server: &Server) {
 }
 
 fn a_ten_megabyte_line_is_cut_off(model: &str) {
-    let server = start(model, &[]);
+    let server = start_model(model, &[]);
     let before = baseline(&server);
     let stream = TcpStream::connect(server.addr).unwrap();
     stream.set_read_timeout(Some(common::PATIENCE)).unwrap();
@@ -79,7 +70,7 @@ fn a_ten_megabyte_line_is_cut_off(model: &str) {
 }
 
 fn a_storm_of_connections_leaves_nothing_behind(model: &str) {
-    let server = start(model, &[]);
+    let server = start_model(model, &[]);
     let before = baseline(&server);
     let storms: Vec<_> = (0..4)
         .map(|_| {
@@ -100,7 +91,7 @@ fn a_storm_of_connections_leaves_nothing_behind(model: &str) {
 }
 
 fn abandoned_requests_leave_nothing_behind(model: &str) {
-    let server = start(model, &[]);
+    let server = start_model(model, &[]);
     let before = baseline(&server);
     for _ in 0..10 {
         let mut stream = TcpStream::connect(server.addr).unwrap();
@@ -112,7 +103,7 @@ fn abandoned_requests_leave_nothing_behind(model: &str) {
 }
 
 fn a_silent_connection_is_closed_at_the_idle_timeout(model: &str) {
-    let server = start(model, &["--idle-timeout", "300ms"]);
+    let server = start_model(model, &["--idle-timeout", "300ms"]);
     let before = baseline(&server);
     let started = Instant::now();
     let mut silent = Client::connect(server.addr);

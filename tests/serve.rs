@@ -6,7 +6,7 @@ mod common;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, Server, clab};
+use common::{Client, Server, clab, start_model};
 use nix::sys::signal::Signal;
 
 /// Whether a model answers a tiny request while another client's long one computes.
@@ -18,18 +18,8 @@ enum Overlap {
     Blocked,
 }
 
-fn start(model: &str, extra: &[&str]) -> Server {
-    // Two workers where a model has them, so the concurrent models can overlap on two cores.
-    let mut args = Vec::new();
-    if ["pool", "procpool", "prefork", "async", "hybrid"].contains(&model) {
-        args.extend(["--workers", "2"]);
-    }
-    args.extend_from_slice(extra);
-    Server::start(model, &args)
-}
-
 fn answers_every_request_kind(model: &str) {
-    let server = start(model, &[]);
+    let server = start_model(model, &[]);
     let mut client = server.connect();
     assert_eq!(client.request("30"), "832040");
     assert_eq!(client.request("fib 20"), "6765");
@@ -53,7 +43,7 @@ fn answers_every_request_kind(model: &str) {
 }
 
 fn refuses_bad_input_and_keeps_serving(model: &str) {
-    let server = start(model, &[]);
+    let server = start_model(model, &[]);
     let mut client = server.connect();
     for (request, reply) in [
         (&b"abc\n"[..], "ERR unknown command \"abc\""),
@@ -99,7 +89,7 @@ fn refuses_bad_input_and_keeps_serving(model: &str) {
 }
 
 fn answers_pipelined_requests_in_order(model: &str) {
-    let server = start(model, &[]);
+    let server = start_model(model, &[]);
     let mut client = server.connect();
     let batch: String = (0..100).map(|i| format!("fib {}\n", i % 20)).collect();
     client.send(batch.as_bytes());
@@ -116,7 +106,7 @@ fn answers_pipelined_requests_in_order(model: &str) {
 
 /// While one client's `fib 42` computes, another client sends `fib 1`.
 fn tiny_request_beside_a_long_one(model: &str, expected: Overlap) {
-    let server = start(model, &[]);
+    let server = start_model(model, &[]);
     let addr = server.addr;
     let long = thread::spawn(move || {
         let mut client = Client::connect(addr);
@@ -157,7 +147,7 @@ fn tiny_request_beside_a_long_one(model: &str, expected: Overlap) {
 }
 
 fn sigterm_delivers_the_in_flight_reply_then_exits(model: &str) {
-    let mut server = start(model, &[]);
+    let mut server = start_model(model, &[]);
     let mut busy = server.connect();
     busy.send(b"fib 40\n");
     // Waiting for a reply, or (serial) for its turn.
@@ -191,7 +181,7 @@ fn sigterm_delivers_the_in_flight_reply_then_exits(model: &str) {
 }
 
 fn idle_connections_time_out(model: &str) {
-    let server = start(model, &["--idle-timeout", "300ms"]);
+    let server = start_model(model, &["--idle-timeout", "300ms"]);
     let mut client = server.connect();
     assert_eq!(client.request("1"), "1");
     let started = Instant::now();
@@ -201,7 +191,7 @@ fn idle_connections_time_out(model: &str) {
 }
 
 fn stats_report_the_counters(model: &str) {
-    let server = start(model, &[]);
+    let server = start_model(model, &[]);
     let mut client = server.connect();
     client.request("5");
     client.request("bogus");
@@ -215,7 +205,7 @@ fn stats_report_the_counters(model: &str) {
 }
 
 fn excess_connections_are_told_busy(model: &str) {
-    let server = start(model, &["--max-connections", "1"]);
+    let server = start_model(model, &["--max-connections", "1"]);
     let mut first = server.connect();
     assert_eq!(first.request("1"), "1");
     let mut second = server.connect();
@@ -325,7 +315,7 @@ fn excess_connections_are_told_busy_async() {
 
 #[test]
 fn a_pool_of_two_serves_two_clients_and_queues_the_third() {
-    let server = start("pool", &[]);
+    let server = start_model("pool", &[]);
     let mut first = server.connect();
     let mut second = server.connect();
     assert_eq!(first.request("1"), "1");
@@ -343,7 +333,7 @@ fn a_pool_of_two_serves_two_clients_and_queues_the_third() {
 
 #[test]
 fn procpool_a_killed_worker_fails_only_its_request_and_is_replaced() {
-    let server = start("procpool", &[]);
+    let server = start_model("procpool", &[]);
     let mut client = server.connect();
     assert_eq!(client.request("1"), "1", "the pool is up");
     let workers = common::children(server.pid());
@@ -393,7 +383,7 @@ fn wait_for_children(server: &Server, count: usize, gone: &[u32]) -> Vec<u32> {
 
 #[test]
 fn prefork_concurrency_is_capped_at_its_children() {
-    let server = start("prefork", &[]);
+    let server = start_model("prefork", &[]);
     wait_for_children(&server, 2, &[]);
     let addr = server.addr;
     let clients: Vec<_> = (0..3)
@@ -417,7 +407,7 @@ fn prefork_concurrency_is_capped_at_its_children() {
 
 #[test]
 fn prefork_replaces_a_child_that_dies() {
-    let server = start("prefork", &[]);
+    let server = start_model("prefork", &[]);
     let children = wait_for_children(&server, 2, &[]);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(children[0] as i32),
@@ -432,7 +422,7 @@ fn prefork_replaces_a_child_that_dies() {
 
 #[test]
 fn prefork_children_exit_when_the_supervisor_is_killed() {
-    let mut server = start("prefork", &[]);
+    let mut server = start_model("prefork", &[]);
     let children = wait_for_children(&server, 2, &[]);
     server.signal(Signal::SIGKILL);
     server.wait_exit(Duration::from_secs(10));
@@ -482,7 +472,7 @@ fn tiny_requests_beside_a_fib_42_loop(server: &Server) -> (Duration, Duration, s
 
 #[test]
 fn hybrid_adaptive_keeps_tiny_requests_fast_beside_a_cpu_hog() {
-    let server = start("hybrid", &["--offload", "adaptive"]);
+    let server = start_model("hybrid", &["--offload", "adaptive"]);
     let (tiny, long, stats) = tiny_requests_beside_a_fib_42_loop(&server);
     eprintln!("hybrid adaptive: slowest fib 1 {tiny:?}, fib 42 {long:?}; {stats}");
     assert!(
@@ -502,7 +492,7 @@ fn hybrid_adaptive_keeps_tiny_requests_fast_beside_a_cpu_hog() {
 
 #[test]
 fn hybrid_threshold_to_a_thread_pool_keeps_tiny_requests_fast() {
-    let server = start(
+    let server = start_model(
         "hybrid",
         &["--offload", "threshold:15", "--offload-to", "pool"],
     );
@@ -527,16 +517,7 @@ fn serve_help_explains_every_model() {
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = help.lines().map(str::trim_start).collect();
-    for model in [
-        "serial",
-        "threads",
-        "pool",
-        "procpool",
-        "prefork",
-        "eventloop",
-        "async",
-        "hybrid",
-    ] {
+    for model in common::models() {
         let index = lines
             .iter()
             .position(|line| line.starts_with(&format!("- {model}:")))
@@ -570,7 +551,7 @@ fn bad_options_get_a_one_line_error() {
 
 #[test]
 fn an_address_in_use_is_a_clear_error() {
-    let server = start("serial", &[]);
+    let server = start_model("serial", &[]);
     let output = clab()
         .args(["serve", "--addr", &server.addr.to_string()])
         .output()

@@ -191,16 +191,7 @@ fn stats_and_trace_report_the_gil() {
 
 #[test]
 fn every_model_serves_under_the_gil() {
-    for model in [
-        "serial",
-        "threads",
-        "pool",
-        "procpool",
-        "prefork",
-        "eventloop",
-        "async",
-        "hybrid",
-    ] {
+    for model in common::models() {
         let server = Server::start(model, &["--gil", "new", "--workers", "2"]);
         let mut client = server.connect();
         assert_eq!(client.request("fib 25"), "75025", "{model}");

@@ -16,6 +16,27 @@ use nix::unistd::Pid;
 /// How long any single wait in a test may take before the test fails instead of hanging.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Every model's name, from the library's own list.
+pub fn models() -> Vec<&'static str> {
+    <clab::server::Model as clap::ValueEnum>::value_variants()
+        .iter()
+        .map(|model| model.name())
+        .collect()
+}
+
+/// Starts `model` with `extra` options and, where the model has workers, two of them — so
+/// the concurrent models can overlap on two cores.
+pub fn start_model(model: &str, extra: &[&str]) -> Server {
+    let parsed =
+        <clab::server::Model as clap::ValueEnum>::from_str(model, false).expect("a model name");
+    let mut args = Vec::new();
+    if parsed.uses_workers() {
+        args.extend(["--workers", "2"]);
+    }
+    args.extend_from_slice(extra);
+    Server::start(model, &args)
+}
+
 pub fn clab() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_clab"));
     command.env("RUST_LOG", "warn");

@@ -45,7 +45,8 @@ pub fn detach_this_thread() {
 
 /// Makes every runtime thread a Python thread running an event loop: attached to `gil`
 /// from its start, it releases the GIL when it parks and takes it back when it wakes.
-/// (`block_on`'s own thread is the caller's to attach.)
+/// (`block_on`'s own thread is the caller's to attach.) The servers never `spawn_blocking`:
+/// a blocking-pool thread would attach here too but never park, and so hold the GIL.
 pub fn hold_gil_while_running(
     builder: &mut tokio::runtime::Builder,
     gil: Gil,

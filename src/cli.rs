@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::gil::{GilConfig, Variant};
+use crate::lab::Profile;
 use crate::load::{ClassPlan, Pacing, Plan, PlanError};
 use crate::protocol::HARD_MAX_N;
 use crate::server::offload::{OffloadConfig, Policy, Target};
@@ -33,9 +34,69 @@ pub enum Command {
     /// Put load on a server and measure it: latency, rate, mixed classes, open loop, idle
     #[command(after_long_help = LOAD_EXAMPLES)]
     Load(LoadArgs),
+    /// Run the essays' claims as experiments and write a report with verdicts and plots
+    #[command(after_long_help = LAB_EXAMPLES)]
+    Lab(LabArgs),
     /// A process-pool worker: requests on stdin, replies on stdout (started by the pool)
     #[command(hide = true)]
     Worker(WorkerArgs),
+}
+
+const LAB_EXAMPLES: &str = "\
+Each experiment starts real servers (`clab serve`, and CPython's for `cpython`) as child
+processes pinned to chosen CPUs, puts load on them from another CPU, and judges the claim
+by a rule fixed before the run: holds, does not hold, or inconclusive, with the numbers.
+
+Examples:
+  clab lab                          the whole catalogue, default profile (about 6 minutes)
+  clab lab --quick                  the whole catalogue in about 2 minutes
+  clab lab list                     the experiments and their claims
+  clab lab run convoy cpython       two experiments
+  clab lab all --thorough --out /tmp/report
+
+The report: <out>/index.html (one self-contained page), <out>/README.md, <out>/plots/
+(SVG and PNG), <out>/data/<experiment>.json and <out>/report.json.";
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub action: Option<LabAction>,
+
+    /// The whole catalogue in about two minutes: short runs, fewest points
+    #[arg(long, global = true, conflicts_with = "thorough")]
+    pub quick: bool,
+
+    /// Every measurement three times; medians with their spread
+    #[arg(long, global = true)]
+    pub thorough: bool,
+
+    /// Where the report goes
+    #[arg(long, global = true, default_value = "report", value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabAction {
+    /// List the experiments and their claims
+    List,
+    /// Run the named experiments
+    Run {
+        /// Experiment ids, as `clab lab list` shows them
+        #[arg(required = true, value_name = "EXPERIMENT")]
+        ids: Vec<String>,
+    },
+    /// Run every experiment (the default)
+    All,
+}
+
+impl LabArgs {
+    pub fn profile(&self) -> Profile {
+        match (self.quick, self.thorough) {
+            (true, _) => Profile::Quick,
+            (_, true) => Profile::Thorough,
+            _ => Profile::Default,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

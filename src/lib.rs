@@ -7,14 +7,18 @@
 //! - [`pool`]: executors with futures over threads and `clab worker` processes;
 //! - [`server`]: the service under each model, `serve(listener, config, shutdown)`;
 //! - [`load`]: the load generator (`clab load`);
+//! - [`lab`]: the essays' claims as experiments with verdicts (`clab lab`);
+//! - [`report`]: the lab's report: tables, plots, Markdown and HTML;
 //! - [`cli`]: the command-line definitions of the `clab` binary.
 
 pub mod cli;
 pub mod gil;
+pub mod lab;
 pub mod limits;
 pub mod load;
 pub mod pool;
 pub mod protocol;
+pub mod report;
 pub mod server;
 mod sync;
 pub mod work;

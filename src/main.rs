@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use clab::cli::{Cli, Command, LoadArgs, ServeArgs};
+use clab::cli::{Cli, Command, LabAction, LabArgs, LoadArgs, ServeArgs};
 use clab::load::render::{Progress, summary};
 use clab::server::{self, Model, Shutdown, prefork, signals};
 
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Load(args) => load(&args),
+        Command::Lab(args) => lab(&args),
         Command::Worker(args) => {
             let stdin = std::io::stdin().lock();
             clab::pool::worker::serve(stdin, std::io::stdout().lock(), args.max_n)
@@ -35,6 +36,92 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn lab(args: &LabArgs) -> anyhow::Result<()> {
+    let experiments = match &args.action {
+        Some(LabAction::List) => {
+            print!("{}", clab::report::text::catalogue(clab::lab::catalogue()));
+            return Ok(());
+        }
+        Some(LabAction::Run { ids }) => clab::lab::select(ids).map_err(anyhow::Error::msg)?,
+        Some(LabAction::All) | None => clab::lab::catalogue().to_vec(),
+    };
+    let profile = args.profile();
+    clab::lab::prepare_out(&args.out)?;
+    let scratch = tempfile::Builder::new()
+        .prefix("clab-lab-")
+        .tempdir()
+        .context("cannot create a scratch directory")?;
+    let clab_path = std::env::current_exe().context("cannot find the clab executable")?;
+    let bar = indicatif::ProgressBar::new(experiments.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}",
+        )
+        .expect("a valid progress template")
+        .progress_chars("=> "),
+    );
+    let say = {
+        let bar = bar.clone();
+        move |line: String| {
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
+    };
+    say(format!(
+        "clab lab: {} experiment(s), {} profile; report in {}",
+        experiments.len(),
+        profile.name(),
+        args.out.display()
+    ));
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let started = std::time::Instant::now();
+    let step_bar = bar.clone();
+    let mut lab = clab::lab::Lab::new(
+        profile,
+        clab_path,
+        scratch.path().to_owned(),
+        Box::new(move |step: &str| step_bar.set_message(step.to_owned())),
+    );
+    let outcomes = clab::lab::run(&experiments, &mut lab, |outcome| {
+        bar.inc(1);
+        say(format!(
+            "[{:>5.1} s] {}: {} — {}",
+            outcome.elapsed_s, outcome.id, outcome.verdict, outcome.summary
+        ));
+    });
+    bar.finish_and_clear();
+    let report = clab::report::LabReport {
+        schema: clab::report::SCHEMA,
+        started_at,
+        profile,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        environment: clab::report::Environment::detect(
+            clab::lab::experiments::cpython::python_version(),
+        ),
+        placement: lab.placement.clone(),
+        outcomes,
+    };
+    let index = clab::report::write(&report, &args.out)?;
+    print!("{}", clab::report::text::verdicts(&report.outcomes));
+    println!("report: {}", index.display());
+    let failed: Vec<_> = report
+        .outcomes
+        .iter()
+        .filter(|outcome| outcome.verdict == clab::lab::Verdict::Error)
+        .map(|outcome| outcome.id)
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} experiment(s) could not measure: {}",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 fn load(args: &LoadArgs) -> anyhow::Result<()> {

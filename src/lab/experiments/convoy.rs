@@ -1,0 +1,332 @@
+//! A CPU-bound client joins a server busy with tiny requests: under the GIL the tiny
+//! requests' rate collapses, because an I/O-bound thread that gives the GIL up at every
+//! `recv` must wait a whole switch interval to get it back from the hog.
+
+use std::time::Duration;
+
+use crate::gil::trace::{EventKind, Trace};
+use crate::lab::outcome::{Chart, Figure, Lane, LaneState, Marker, Series, Table};
+use crate::lab::process::ChildServer;
+use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Verdict, class};
+use crate::load::LoadResult;
+
+use super::percent;
+
+pub static EXPERIMENT: Experiment = Experiment {
+    id: "convoy",
+    claim: "a CPU hog joining collapses the tiny-request rate under the GIL (≈99 %); the priority GIL, processes and the hybrid hold it",
+    essay: "Beazley, A Tale of Two Concurrencies (Part 1): perf2 drops from ~22,000 to ~100 requests/s",
+    rule: "rate kept = tiny-request rate after the hog joins / rate before. Under the GIL: holds when \
+           kept < 20 %, does not hold when kept > 50 %. Priority GIL, process pool and hybrid: hold \
+           the rate when kept > 50 %, do not when kept < 20 %.",
+    run,
+};
+
+/// The hog: a Fibonacci that runs for tens of milliseconds here (fib 38 ≈ 50–90 ms), as
+/// CPython's fib(30) does in the essay, so each hog request spans many switch intervals.
+pub const HOG: &str = "fib 38";
+const COLLAPSED: f64 = 0.20;
+const HELD: f64 = 0.50;
+
+/// The tiny-request rate before and after a hog joins, from one run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConvoyRun {
+    pub label: String,
+    pub before_per_s: f64,
+    pub after_per_s: f64,
+    pub kept: f64,
+    /// (second, requests in that second).
+    pub timeline: Vec<(f64, f64)>,
+    pub hog_at_s: f64,
+    pub hog_completed: u64,
+    pub load: LoadResult,
+}
+
+/// The window and the hog's arrival for the profile: whole seconds, so the per-second
+/// timeline splits exactly at the arrival.
+pub fn timing(lab: &Lab) -> (Duration, Duration) {
+    let seconds = lab.profile.pick(2, 6, 6);
+    (
+        Duration::from_secs(seconds),
+        Duration::from_secs(seconds / 2),
+    )
+}
+
+/// One rapid client sending `fib 1`; one hog client sending `hog` from half-way.
+pub fn measure(lab: &mut Lab, server: &ChildServer, hog: &str) -> Result<ConvoyRun, LabError> {
+    let (window, hog_at) = timing(lab);
+    let plan = lab.plan(
+        server,
+        window,
+        vec![
+            Lab::class("rapid", 1, "fib 1", Duration::ZERO),
+            Lab::class("hog", 1, hog, hog_at),
+        ],
+    );
+    let load = lab.load(server, plan)?;
+    let rapid = class(&load, "rapid")?;
+    let split = hog_at.as_secs() as usize;
+    let per_second: Vec<f64> = rapid
+        .timeline
+        .iter()
+        .map(|second| second.completed as f64)
+        .collect();
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let before = mean(&per_second[..split.min(per_second.len())]);
+    let after = mean(&per_second[split.min(per_second.len())..]);
+    if before == 0.0 {
+        return Err(LabError::Measurement(format!(
+            "{}: the rapid client completed nothing before the hog joined",
+            server.label
+        )));
+    }
+    Ok(ConvoyRun {
+        label: server.label.clone(),
+        before_per_s: before,
+        after_per_s: after,
+        kept: after / before,
+        timeline: per_second
+            .iter()
+            .enumerate()
+            .map(|(second, count)| (second as f64 + 0.5, *count))
+            .collect(),
+        hog_at_s: hog_at.as_secs_f64(),
+        hog_completed: class(&load, "hog")?.completed,
+        load,
+    })
+}
+
+fn run(lab: &mut Lab) -> Result<Report, LabError> {
+    let one = lab.placement.server_one.clone();
+    let trace_path = lab.scratch_file("convoy-gil.json");
+    let trace = trace_path.to_string_lossy().into_owned();
+    let configurations: Vec<Vec<&str>> = vec![
+        vec!["--model", "threads", "--gil", "new", "--trace", &trace],
+        vec!["--model", "threads", "--gil", "none"],
+        vec!["--model", "threads", "--gil", "priority"],
+        vec!["--model", "procpool", "--workers", "2", "--gil", "new"],
+        vec![
+            "--model",
+            "hybrid",
+            "--gil",
+            "new",
+            "--offload",
+            "threshold:15",
+            "--offload-to",
+            "procpool",
+            "--workers",
+            "2",
+        ],
+    ];
+    let mut runs = Vec::new();
+    for args in &configurations {
+        lab.step(&format!("convoy: {}", args[1..].join(" ")));
+        let server = lab.serve(args, &one)?;
+        let run = measure(lab, &server, HOG)?;
+        server.stop();
+        runs.push(run);
+    }
+    let mut report = Report::default();
+    let kept = |index: usize| runs[index].kept;
+    let evidence = |run: &ConvoyRun| {
+        format!(
+            "{:.0} → {:.0} requests/s: {} kept",
+            run.before_per_s,
+            run.after_per_s,
+            percent(run.kept)
+        )
+    };
+    let collapse = Check::new(
+        "threads --gil new: the rate collapses",
+        Verdict::at_most(kept(0), COLLAPSED, HELD),
+        evidence(&runs[0]),
+    );
+    report.contrast = Some(Contrast {
+        with_gil: collapse.clone(),
+        without_gil: Check::new(
+            "threads --gil none: the rate collapses",
+            Verdict::at_most(kept(1), COLLAPSED, HELD),
+            evidence(&runs[1]),
+        ),
+    });
+    report.checks.push(collapse);
+    for (index, subject) in [
+        (2, "threads --gil priority: holds the rate"),
+        (3, "procpool --gil new: holds the rate"),
+        (4, "hybrid --gil new, fib n > 15 to a process pool: holds the rate"),
+    ] {
+        report.checks.push(Check::new(
+            subject,
+            Verdict::at_least(kept(index), HELD, COLLAPSED),
+            evidence(&runs[index]),
+        ));
+    }
+    report.summary = format!(
+        "under --gil new the hog leaves {} of the rate ({:.0} → {:.0}/s); without a GIL {}; priority {}, procpool {}, hybrid {}",
+        percent(kept(0)),
+        runs[0].before_per_s,
+        runs[0].after_per_s,
+        percent(kept(1)),
+        percent(kept(2)),
+        percent(kept(3)),
+        percent(kept(4)),
+    );
+    let (window, hog_at) = timing(lab);
+    report.setup = vec![
+        format!(
+            "one client sends `fib 1` back to back for {}; a second client sends `{HOG}` back to back from {} on",
+            super::seconds(window),
+            super::seconds(hog_at)
+        ),
+        format!(
+            "`{HOG}` takes tens of milliseconds here, like CPython's fib(30) in the essay: each hog request spans many 5 ms switch intervals"
+        ),
+        "every server pinned to one CPU, so the hog and the tiny requests compete for one core, GIL or not".into(),
+    ];
+    let mut table = Table::new(
+        "Tiny-request rate before and after the hog joins",
+        &["server", "before (req/s)", "after (req/s)", "kept", "hog requests done"],
+    );
+    for run in &runs {
+        table.row(vec![
+            run.label.replace(&format!(" --trace {trace}"), ""),
+            format!("{:.0}", run.before_per_s),
+            format!("{:.0}", run.after_per_s),
+            percent(run.kept),
+            run.hog_completed.to_string(),
+        ]);
+    }
+    report.tables.push(table);
+    report.figures.push(Figure {
+        name: "timeline".into(),
+        title: "Tiny requests per second; the hog joins half-way".into(),
+        x_label: "time (s)".into(),
+        y_label: "requests/s".into(),
+        chart: Chart::Lines {
+            series: runs
+                .iter()
+                .map(|run| {
+                    Series::new(
+                        run.label.replace(&format!(" --trace {trace}"), ""),
+                        run.timeline.clone(),
+                    )
+                })
+                .collect(),
+            markers: vec![Marker {
+                x: runs[0].hog_at_s,
+                label: "hog joins".into(),
+            }],
+            log_x: false,
+            log_y: true,
+        },
+    });
+    match std::fs::read(&trace_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Trace>(&bytes).ok())
+    {
+        Some(trace) => {
+            if let Some(figure) = gil_timeline(&trace) {
+                report.figures.push(figure);
+            }
+            report.raw("gil_trace_events", trace.events.len());
+        }
+        None => report
+            .setup
+            .push("the GIL trace could not be read: no timeline".into()),
+    }
+    report.explanation = "Under the emulated GIL the tiny-request thread releases the lock at every \
+        socket read. When its next request arrives the hog holds the lock, so it waits a full switch \
+        interval (5 ms) before it may even ask the hog to drop it; the hog then takes the lock back \
+        right after. One or two tiny requests per interval is all that gets through, instead of \
+        thousands. Without a GIL both threads run and the scheduler interleaves them within \
+        microseconds. The priority GIL lets the thread that released voluntarily (I/O) preempt the \
+        CPU-bound holder at once; the process pool and the hybrid put the hog's work in other \
+        processes with their own GIL. The GIL timeline shows the convoy: the hog's lane holds for \
+        whole intervals while the connection thread waits."
+        .into();
+    report.raw("runs", &runs);
+    Ok(report)
+}
+
+/// The GIL timeline: a window of the trace after the hog's thread first took the GIL, a
+/// lane per thread, holding / waiting / released.
+pub fn gil_timeline(trace: &Trace) -> Option<Figure> {
+    // The hog's thread is the one that held the GIL longest; start where it first took it.
+    let mut held = std::collections::HashMap::<u32, u64>::new();
+    let mut since = std::collections::HashMap::<u32, u64>::new();
+    for event in &trace.events {
+        match event.event {
+            EventKind::Acquire => {
+                since.insert(event.thread, event.t_ns);
+            }
+            EventKind::ReleaseForced | EventKind::ReleaseVoluntary => {
+                if let Some(start) = since.remove(&event.thread) {
+                    *held.entry(event.thread).or_default() += event.t_ns - start;
+                }
+            }
+            _ => {}
+        }
+    }
+    let hog = held.iter().max_by_key(|(_, ns)| **ns).map(|(id, _)| *id)?;
+    let first = trace
+        .events
+        .iter()
+        .find(|e| e.thread == hog && e.event == EventKind::Acquire)?
+        .t_ns;
+    let span_ns = 6 * trace.switch_interval_us.max(1) * 1000;
+    let (start, end) = (first, first + span_ns);
+    let mut lanes = Vec::new();
+    for thread in &trace.threads {
+        // Replay the thread's state from the beginning, so the window starts in the right one.
+        let mut state: Option<(u64, LaneState)> = None;
+        let mut spans = Vec::new();
+        let close = |from: u64, to: u64, what: LaneState, spans: &mut Vec<_>| {
+            let (from, to) = (from.max(start), to.min(end));
+            if to > from {
+                spans.push((
+                    (from - start) as f64 / 1e6,
+                    (to - start) as f64 / 1e6,
+                    what,
+                ));
+            }
+        };
+        for event in trace.events.iter().filter(|e| e.thread == thread.id) {
+            if event.t_ns > end {
+                break;
+            }
+            let next = match event.event {
+                EventKind::Wait => Some(LaneState::Waiting),
+                EventKind::Acquire => Some(LaneState::Holding),
+                EventKind::ReleaseForced | EventKind::ReleaseVoluntary => None,
+                EventKind::DropRequest | EventKind::Retry => continue,
+            };
+            if let Some((from, what)) = state {
+                close(from, event.t_ns, what, &mut spans);
+            }
+            state = next.map(|what| (event.t_ns, what));
+        }
+        if let Some((from, what)) = state {
+            close(from, end, what, &mut spans);
+        }
+        if !spans.is_empty() {
+            lanes.push(Lane {
+                name: thread.name.clone(),
+                spans,
+            });
+        }
+    }
+    Some(Figure {
+        name: "gil-timeline".into(),
+        title: format!(
+            "Who holds the GIL ({} GIL, {} µs switch interval), from the moment the hog starts",
+            trace.variant, trace.switch_interval_us
+        ),
+        x_label: "time (ms)".into(),
+        y_label: "thread".into(),
+        chart: Chart::Lanes {
+            lanes,
+            start: 0.0,
+            end: span_ns as f64 / 1e6,
+        },
+    })
+}

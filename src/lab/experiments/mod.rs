@@ -1,0 +1,65 @@
+//! The catalogue of DESIGN §7, one file per claim. Each file starts with its
+//! [`Experiment`](crate::lab::Experiment): the claim, the essay, the rule with its
+//! thresholds; then the setup and the measurement that apply it.
+
+use std::time::Duration;
+
+use crate::lab::Experiment;
+
+pub mod c10k;
+pub mod convoy;
+pub mod countdown;
+pub mod cpython;
+pub mod io_bound;
+pub mod long_instruction;
+pub mod prefork_limit;
+pub mod procpool_overhead;
+pub mod race;
+pub mod switch_interval;
+pub mod thread_memory;
+pub mod threshold;
+pub mod two_clients;
+
+/// Every experiment, in the report's order.
+pub static ALL: &[&Experiment] = &[
+    &countdown::EXPERIMENT,
+    &two_clients::EXPERIMENT,
+    &convoy::EXPERIMENT,
+    &procpool_overhead::EXPERIMENT,
+    &threshold::EXPERIMENT,
+    &prefork_limit::EXPERIMENT,
+    &long_instruction::EXPERIMENT,
+    &switch_interval::EXPERIMENT,
+    &thread_memory::EXPERIMENT,
+    &c10k::EXPERIMENT,
+    &race::EXPERIMENT,
+    &io_bound::EXPERIMENT,
+    &cpython::EXPERIMENT,
+];
+
+/// A ratio as a percentage with no decimals.
+pub(crate) fn percent(ratio: f64) -> String {
+    format!("{:.0} %", ratio * 100.0)
+}
+
+pub(crate) fn seconds(duration: Duration) -> String {
+    format!("{:.1} s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_rules_are_stated() {
+        let mut ids: Vec<_> = ALL.iter().map(|e| e.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), ALL.len());
+        assert_eq!(ALL.len(), 13);
+        for experiment in ALL {
+            assert!(!experiment.claim.is_empty() && !experiment.rule.is_empty());
+            assert!(!experiment.essay.is_empty(), "{}", experiment.id);
+        }
+    }
+}

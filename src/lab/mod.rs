@@ -1,0 +1,431 @@
+//! `clab lab` (DESIGN §7): every claim of the essays as an experiment with a verdict.
+//!
+//! An [`Experiment`] is one file in [`experiments`]: its claim, the essay that makes it, the
+//! rule that decides the verdict (fixed, with its thresholds, before anything runs) and a
+//! `run` function that sets up servers and loads, measures, and applies the rule. Servers
+//! are child processes pinned to chosen CPUs ([`process`]); loads are [`crate::load`] plans
+//! run on the lab's own, separate CPU ([`Lab::load`]). Results are plain data
+//! ([`outcome`]); the report renders them ([`crate::report`]).
+
+pub mod experiments;
+pub mod outcome;
+pub mod process;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub use outcome::{Check, Contrast, Outcome, Verdict};
+
+use crate::load::{ClassPlan, LoadResult, Pacing, Plan};
+use crate::lab::process::ChildServer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("cannot pin to CPUs {0:?}")]
+    Placement(Vec<usize>, #[source] nix::Error),
+    #[error("{}: {}", .0.display(), .1)]
+    Io(PathBuf, #[source] std::io::Error),
+    #[error("the server {0:?} did not start: {1}")]
+    Start(String, String),
+    #[error("asking {0:?} for {1:?} failed")]
+    Ask(String, String, #[source] std::io::Error),
+    #[error("load on {0:?} failed")]
+    Load(String, #[source] crate::load::LoadError),
+    #[error("{0}")]
+    Measurement(String),
+}
+
+/// How long and how often to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// The whole catalogue in about two minutes: short windows, the fewest configurations
+    Quick,
+    /// A few minutes: longer windows, more points per curve
+    Default,
+    /// Each measurement repeated three times; medians with their spread
+    Thorough,
+}
+
+impl Profile {
+    /// Chooses by profile.
+    pub fn pick<T>(self, quick: T, default: T, thorough: T) -> T {
+        match self {
+            Profile::Quick => quick,
+            Profile::Default => default,
+            Profile::Thorough => thorough,
+        }
+    }
+
+    pub fn repeats(self) -> usize {
+        self.pick(1, 1, 3)
+    }
+
+    pub fn warmup(self) -> Duration {
+        Duration::from_millis(self.pick(200, 500, 500))
+    }
+
+    /// The measured window of a plain run.
+    pub fn window(self) -> Duration {
+        Duration::from_millis(self.pick(800, 2000, 2000))
+    }
+
+    pub fn name(self) -> &'static str {
+        self.pick("quick", "default", "thorough")
+    }
+}
+
+/// One claim, its source and its rule; `run` does the rest.
+pub struct Experiment {
+    pub id: &'static str,
+    pub claim: &'static str,
+    pub essay: &'static str,
+    /// The verdict rule in words, with the thresholds the code applies.
+    pub rule: &'static str,
+    pub run: fn(&mut Lab) -> Result<Report, LabError>,
+}
+
+/// What an experiment's `run` returns; the framework adds the claim, timing and errors.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub checks: Vec<Check>,
+    /// Overrides the verdict computed from the checks (e.g. skipped).
+    pub verdict: Option<Verdict>,
+    pub summary: String,
+    pub contrast: Option<Contrast>,
+    pub setup: Vec<String>,
+    pub explanation: String,
+    pub tables: Vec<outcome::Table>,
+    pub figures: Vec<outcome::Figure>,
+    pub raw: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Report {
+    pub fn raw(&mut self, key: &str, value: impl serde::Serialize) {
+        self.raw.insert(
+            key.to_owned(),
+            serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+        );
+    }
+}
+
+/// Where things run. With two CPUs: servers get CPU 0 (or both, when the claim is about
+/// using two cores), the load generator CPU 1, so ping-pongs always cross cores and never
+/// flip between same-core and cross-core from run to run (DESIGN §9).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Placement {
+    pub server_one: Vec<usize>,
+    pub server_all: Vec<usize>,
+    pub load: Vec<usize>,
+}
+
+impl Placement {
+    pub fn from_allowed(cpus: &[usize]) -> Placement {
+        match cpus {
+            [] => Placement {
+                server_one: vec![0],
+                server_all: vec![0],
+                load: vec![0],
+            },
+            [only] => Placement {
+                server_one: vec![*only],
+                server_all: vec![*only],
+                load: vec![*only],
+            },
+            [first, .., last] => Placement {
+                server_one: vec![*first],
+                // With more than two CPUs the load keeps one to itself.
+                server_all: if cpus.len() > 2 {
+                    cpus[..cpus.len() - 1].to_vec()
+                } else {
+                    cpus.to_vec()
+                },
+                load: vec![*last],
+            },
+        }
+    }
+}
+
+/// The context an experiment runs in.
+pub struct Lab {
+    pub profile: Profile,
+    pub placement: Placement,
+    /// The `clab` executable that serves (this one).
+    pub clab: PathBuf,
+    /// Scratch space for logs and traces, removed afterwards.
+    pub scratch: PathBuf,
+    /// Progress text for the current step.
+    step: Box<dyn FnMut(&str)>,
+    servers_started: usize,
+}
+
+impl Lab {
+    pub fn new(
+        profile: Profile,
+        clab: PathBuf,
+        scratch: PathBuf,
+        step: Box<dyn FnMut(&str)>,
+    ) -> Lab {
+        Lab {
+            profile,
+            placement: Placement::from_allowed(&crate::load::allowed_cpus()),
+            clab,
+            scratch,
+            step,
+            servers_started: 0,
+        }
+    }
+
+    /// Reports what is being measured now (the progress bar's message).
+    pub fn step(&mut self, what: &str) {
+        (self.step)(what);
+    }
+
+    /// Starts `clab serve --addr 127.0.0.1:0 <args>` pinned to `cpus`.
+    pub fn serve(&mut self, args: &[&str], cpus: &[usize]) -> Result<ChildServer, LabError> {
+        let mut command = Command::new(&self.clab);
+        command.args(["serve", "--addr", "127.0.0.1:0"]).args(args);
+        let label = args.join(" ").replace("--model ", "");
+        self.start(command, &label, cpus)
+    }
+
+    /// Starts any server that prints "listening on HOST:PORT" when ready.
+    pub fn start(
+        &mut self,
+        command: Command,
+        label: &str,
+        cpus: &[usize],
+    ) -> Result<ChildServer, LabError> {
+        self.servers_started += 1;
+        let log = self
+            .scratch
+            .join(format!("server-{}.log", self.servers_started));
+        ChildServer::start(command, label, cpus, &log)
+    }
+
+    /// A file in the scratch directory.
+    pub fn scratch_file(&self, name: &str) -> PathBuf {
+        self.scratch.join(name)
+    }
+
+    /// A closed-loop class.
+    pub fn class(name: &str, clients: usize, request: &str, start_after: Duration) -> ClassPlan {
+        let mut class =
+            ClassPlan::new(name, clients, request, Pacing::Closed).expect("a valid request");
+        class.start_after = start_after;
+        class
+    }
+
+    /// A plan against `server` with the profile's warm-up and `window`.
+    pub fn plan(&self, server: &ChildServer, window: Duration, classes: Vec<ClassPlan>) -> Plan {
+        Plan {
+            mode: "lab".into(),
+            target: server.addr,
+            warmup: self.profile.warmup(),
+            duration: window,
+            timeout: Duration::from_secs(30),
+            classes,
+        }
+    }
+
+    /// Runs `plan` on the load CPU, calling `each_second` once a second (to sample the
+    /// server while it is under load).
+    pub fn load_sampling(
+        &self,
+        server: &ChildServer,
+        plan: Plan,
+        mut each_second: impl FnMut(Duration) + Send,
+    ) -> Result<LoadResult, LabError> {
+        let cpus = self.placement.load.clone();
+        let label = server.label.clone();
+        // A thread of its own, pinned: the threads the load starts inherit its CPU, and the
+        // lab's main thread (which starts servers) keeps its own placement.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    crate::load::pin(&cpus)?;
+                    crate::load::run(plan, |elapsed, _| each_second(elapsed))
+                })
+                .join()
+                .expect("the load thread does not panic")
+        })
+        .map_err(|e| LabError::Load(label, e))
+    }
+
+    pub fn load(&self, server: &ChildServer, plan: Plan) -> Result<LoadResult, LabError> {
+        self.load_sampling(server, plan, |_| {})
+    }
+
+    /// Runs `measure` the profile's number of times; the median and the spread.
+    pub fn repeat(
+        &mut self,
+        mut measure: impl FnMut(&mut Lab) -> Result<f64, LabError>,
+    ) -> Result<Sample, LabError> {
+        let values = (0..self.profile.repeats())
+            .map(|_| measure(self))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Sample::new(values))
+    }
+
+    /// Where servers and load run, in words, for the report.
+    pub fn placement_words(&self) -> Vec<String> {
+        vec![
+            format!(
+                "servers that compete for one core: CPU {:?}; servers meant to use every core: CPUs {:?}",
+                self.placement.server_one, self.placement.server_all
+            ),
+            format!(
+                "load generator: CPU {:?} (pinned with sched_setaffinity; every ping-pong crosses cores)",
+                self.placement.load
+            ),
+        ]
+    }
+}
+
+/// Repeated measurements of one number.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sample {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub values: Vec<f64>,
+}
+
+impl Sample {
+    pub fn new(mut values: Vec<f64>) -> Sample {
+        values.sort_by(f64::total_cmp);
+        let median = match values.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => values[n / 2],
+            n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+        };
+        Sample {
+            median,
+            min: values.first().copied().unwrap_or(f64::NAN),
+            max: values.last().copied().unwrap_or(f64::NAN),
+            values,
+        }
+    }
+
+    /// "12.3" or, with repeats, "12.3 (11.9–12.8)".
+    pub fn show(&self, decimals: usize) -> String {
+        if self.values.len() > 1 {
+            format!(
+                "{:.d$} ({:.d$}–{:.d$})",
+                self.median,
+                self.min,
+                self.max,
+                d = decimals
+            )
+        } else {
+            format!("{:.d$}", self.median, d = decimals)
+        }
+    }
+}
+
+/// The class named `name` in a result.
+pub fn class<'a>(
+    result: &'a LoadResult,
+    name: &str,
+) -> Result<&'a crate::load::ClassResult, LabError> {
+    result
+        .classes
+        .iter()
+        .find(|class| class.name == name)
+        .ok_or_else(|| LabError::Measurement(format!("no class {name:?} in the load result")))
+}
+
+/// The median latency of a class, or an error when nothing completed.
+pub fn p50_ms(result: &LoadResult, name: &str) -> Result<f64, LabError> {
+    class(result, name)?.latency_ms.p50.ok_or_else(|| {
+        LabError::Measurement(format!(
+            "class {name:?} against {} completed no request",
+            result.plan.target
+        ))
+    })
+}
+
+/// Runs the experiments in order, calling `progress` before each and `done` after.
+pub fn run(
+    experiments: &[&Experiment],
+    lab: &mut Lab,
+    mut done: impl FnMut(&Outcome),
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for experiment in experiments {
+        let started = Instant::now();
+        lab.step(experiment.id);
+        let result = (experiment.run)(lab);
+        let outcome = finish(experiment, lab, result, started.elapsed());
+        done(&outcome);
+        outcomes.push(outcome);
+    }
+    outcomes
+}
+
+fn finish(
+    experiment: &Experiment,
+    lab: &Lab,
+    result: Result<Report, LabError>,
+    elapsed: Duration,
+) -> Outcome {
+    let report = result.unwrap_or_else(|error| {
+        let message = format!("{:#}", anyhow::Error::from(error));
+        Report {
+            verdict: Some(Verdict::Error),
+            summary: format!("the experiment failed: {message}"),
+            checks: vec![Check::new("the run", Verdict::Error, message)],
+            ..Report::default()
+        }
+    });
+    let verdict = report
+        .verdict
+        .unwrap_or_else(|| Verdict::all(report.checks.iter().map(|check| check.verdict)));
+    Outcome {
+        id: experiment.id,
+        claim: experiment.claim,
+        essay: experiment.essay,
+        rule: experiment.rule,
+        verdict,
+        summary: report.summary,
+        checks: report.checks,
+        contrast: report.contrast,
+        setup: report.setup,
+        placement: lab.placement_words(),
+        explanation: report.explanation,
+        tables: report.tables,
+        figures: report.figures,
+        raw: serde_json::Value::Object(report.raw),
+        elapsed_s: elapsed.as_secs_f64(),
+    }
+}
+
+/// The catalogue, in the order the report presents it.
+pub fn catalogue() -> &'static [&'static Experiment] {
+    experiments::ALL
+}
+
+/// Looks experiments up by id; an unknown id is an error that lists the known ones.
+pub fn select(ids: &[String]) -> Result<Vec<&'static Experiment>, String> {
+    ids.iter()
+        .map(|id| {
+            catalogue()
+                .iter()
+                .copied()
+                .find(|experiment| experiment.id == id)
+                .ok_or_else(|| {
+                    let known: Vec<_> = catalogue().iter().map(|e| e.id).collect();
+                    format!(
+                        "no experiment {id:?}; the catalogue has: {}",
+                        known.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The report's directory must be writable before minutes are spent measuring.
+pub fn prepare_out(out: &Path) -> Result<(), LabError> {
+    std::fs::create_dir_all(out).map_err(|e| LabError::Io(out.into(), e))
+}

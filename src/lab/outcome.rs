@@ -1,0 +1,248 @@
+//! What an experiment found, as plain data: verdicts with the numbers they rest on, tables
+//! and figures described as data. The report renders it (text, Markdown, HTML, plots); the
+//! JSON beside the report is this, serialised.
+
+use serde::Serialize;
+
+/// The judgement of a claim, or of one part of it, on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Holds,
+    DoesNotHold,
+    /// The numbers fell between the rule's two thresholds.
+    Inconclusive,
+    /// The experiment could not run here (e.g. no `python3`); says why in its evidence.
+    Skipped,
+    /// The experiment broke before it could measure (a server did not start, …).
+    Error,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Holds => "holds",
+            Verdict::DoesNotHold => "does not hold",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Skipped => "skipped",
+            Verdict::Error => "error",
+        }
+    }
+
+    /// `Holds` when `value` is at or past `holds`, `DoesNotHold` when at or past
+    /// `fails` on the other side, `Inconclusive` between: the shape of every rule.
+    pub fn at_least(value: f64, holds: f64, fails: f64) -> Verdict {
+        debug_assert!(fails <= holds);
+        if value >= holds {
+            Verdict::Holds
+        } else if value <= fails {
+            Verdict::DoesNotHold
+        } else {
+            Verdict::Inconclusive
+        }
+    }
+
+    /// The mirror of [`at_least`](Verdict::at_least): holds when `value` is small.
+    pub fn at_most(value: f64, holds: f64, fails: f64) -> Verdict {
+        debug_assert!(holds <= fails);
+        if value <= holds {
+            Verdict::Holds
+        } else if value >= fails {
+            Verdict::DoesNotHold
+        } else {
+            Verdict::Inconclusive
+        }
+    }
+
+    /// Every part holds → holds; any part fails → does not hold; else inconclusive.
+    pub fn all(parts: impl IntoIterator<Item = Verdict>) -> Verdict {
+        let mut result = Verdict::Holds;
+        for part in parts {
+            result = match (result, part) {
+                (Verdict::Error, _) | (_, Verdict::Error) => Verdict::Error,
+                (Verdict::DoesNotHold, _) | (_, Verdict::DoesNotHold) => Verdict::DoesNotHold,
+                (Verdict::Holds, Verdict::Holds) => Verdict::Holds,
+                _ => Verdict::Inconclusive,
+            };
+        }
+        result
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// One part of a claim, judged on one configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What is judged, e.g. "threads --gil new: no faster than serial".
+    pub subject: String,
+    pub verdict: Verdict,
+    /// The numbers the verdict rests on, in words.
+    pub evidence: String,
+}
+
+impl Check {
+    pub fn new(subject: impl Into<String>, verdict: Verdict, evidence: impl Into<String>) -> Check {
+        Check {
+            subject: subject.into(),
+            verdict,
+            evidence: evidence.into(),
+        }
+    }
+}
+
+/// The claim's own rule applied with the emulated GIL and without it: a faithful model makes
+/// the GIL's claims hold under `--gil new` and fail under `--gil none`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contrast {
+    pub with_gil: Check,
+    pub without_gil: Check,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Table {
+    pub title: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(title: impl Into<String>, columns: &[&str]) -> Table {
+        Table {
+            title: title.into(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(cells.len(), self.columns.len());
+        self.rows.push(cells);
+    }
+}
+
+/// A named series of (x, y) points.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    /// Drawn dashed: a reference, not a measurement.
+    pub reference: bool,
+}
+
+impl Series {
+    pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Series {
+        Series {
+            name: name.into(),
+            points,
+            reference: false,
+        }
+    }
+}
+
+/// A vertical marker on a line chart (the hog's arrival).
+#[derive(Debug, Clone, Serialize)]
+pub struct Marker {
+    pub x: f64,
+    pub label: String,
+}
+
+/// What a thread was doing with the GIL over a span of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaneState {
+    Holding,
+    Waiting,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Lane {
+    pub name: String,
+    /// (start, end, state) in the chart's x unit; gaps are "released".
+    pub spans: Vec<(f64, f64, LaneState)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Chart {
+    Lines {
+        series: Vec<Series>,
+        markers: Vec<Marker>,
+        log_x: bool,
+        log_y: bool,
+    },
+    /// One group of bars per category, one bar per series.
+    Bars {
+        categories: Vec<String>,
+        series: Vec<(String, Vec<f64>)>,
+    },
+    Lanes {
+        lanes: Vec<Lane>,
+        start: f64,
+        end: f64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    /// File stem, unique within the experiment.
+    pub name: String,
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub chart: Chart,
+}
+
+/// Everything an experiment reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub id: &'static str,
+    pub claim: &'static str,
+    pub essay: &'static str,
+    pub rule: &'static str,
+    pub verdict: Verdict,
+    /// The verdict's numbers in one sentence, for the claims table.
+    pub summary: String,
+    pub checks: Vec<Check>,
+    pub contrast: Option<Contrast>,
+    /// The setup as run: servers, loads, sizes, and why those sizes.
+    pub setup: Vec<String>,
+    /// Where the servers and the load ran.
+    pub placement: Vec<String>,
+    /// The mechanism in plain words.
+    pub explanation: String,
+    pub tables: Vec<Table>,
+    pub figures: Vec<Figure>,
+    /// Raw measurements (load results, traces' summaries, samples).
+    pub raw: serde_json::Value,
+    pub elapsed_s: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_have_a_gap_between_holding_and_failing() {
+        assert_eq!(Verdict::at_least(0.9, 0.85, 0.7), Verdict::Holds);
+        assert_eq!(Verdict::at_least(0.8, 0.85, 0.7), Verdict::Inconclusive);
+        assert_eq!(Verdict::at_least(0.5, 0.85, 0.7), Verdict::DoesNotHold);
+        assert_eq!(Verdict::at_most(0.1, 0.2, 0.5), Verdict::Holds);
+        assert_eq!(Verdict::at_most(0.3, 0.2, 0.5), Verdict::Inconclusive);
+        assert_eq!(Verdict::at_most(0.6, 0.2, 0.5), Verdict::DoesNotHold);
+    }
+
+    #[test]
+    fn a_claim_holds_only_when_every_part_does() {
+        use Verdict::*;
+        assert_eq!(Verdict::all([Holds, Holds]), Holds);
+        assert_eq!(Verdict::all([Holds, Inconclusive]), Inconclusive);
+        assert_eq!(Verdict::all([Inconclusive, DoesNotHold]), DoesNotHold);
+        assert_eq!(Verdict::all([DoesNotHold, Error]), Error);
+        assert_eq!(Verdict::all([]), Holds);
+    }
+}

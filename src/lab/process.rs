@@ -1,0 +1,258 @@
+//! Servers as child processes of the lab: started pinned to the CPUs an experiment chose,
+//! waited for until they print their address, read from `/proc` (memory, CPU time, their
+//! own children), and always stopped and reaped — by [`ChildServer::stop`], or by `Drop`
+//! when an experiment fails half-way.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sched::{CpuSet, sched_setaffinity};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::lab::LabError;
+
+/// How long a server may take to print its address.
+const START_PATIENCE: Duration = Duration::from_secs(20);
+/// How long a server may take to drain and exit after SIGTERM before it is killed.
+const STOP_PATIENCE: Duration = Duration::from_secs(5);
+
+/// A running server.
+#[derive(Debug)]
+pub struct ChildServer {
+    /// What it is, e.g. "threads --gil new", for tables and errors.
+    pub label: String,
+    pub addr: SocketAddr,
+    pub cpus: Vec<usize>,
+    child: Option<Child>,
+}
+
+/// A process tree's memory and CPU, read from `/proc`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Usage {
+    pub processes: usize,
+    pub threads: u64,
+    /// Resident memory summed over the tree (double-counts shared pages).
+    pub rss_kib: u64,
+    /// Proportional set size summed over the tree: shared pages split between sharers.
+    pub pss_kib: u64,
+    /// Virtual memory summed over the tree.
+    pub virtual_kib: u64,
+    /// User plus system CPU time of every thread in the tree.
+    pub cpu_s: f64,
+}
+
+impl ChildServer {
+    /// Starts `command` pinned to `cpus` and waits for its "listening on HOST:PORT" line.
+    /// The child's standard error goes to `log`, which the error message quotes if it fails.
+    pub fn start(
+        mut command: Command,
+        label: impl Into<String>,
+        cpus: &[usize],
+        log: &Path,
+    ) -> Result<ChildServer, LabError> {
+        let label = label.into();
+        let mut set = CpuSet::new();
+        for cpu in cpus {
+            set.set(*cpu).map_err(|e| LabError::Placement(cpus.to_vec(), e))?;
+        }
+        let stderr = std::fs::File::create(log).map_err(|e| LabError::Io(log.into(), e))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .env("RUST_LOG", "warn");
+        // SAFETY: between fork and exec only async-signal-safe calls: two raw syscalls.
+        unsafe {
+            command.pre_exec(move || {
+                sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)?;
+                // A lab killed outright takes its servers with it.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let program = format!("{:?}", command.get_program());
+        let mut child = command
+            .spawn()
+            .map_err(|e| LabError::Start(label.clone(), format!("cannot run {program}: {e}")))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (sender, receiver) = mpsc::channel();
+        // The reader keeps draining stdout after the first line, so a chatty server never
+        // blocks on a full pipe; it ends when the server does.
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok).unwrap_or_default();
+            let _ = sender.send(first);
+            for _ in lines {}
+        });
+        let mut server = ChildServer {
+            label: label.clone(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cpus: cpus.to_vec(),
+            child: Some(child),
+        };
+        let first = receiver.recv_timeout(START_PATIENCE).unwrap_or_default();
+        match first
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|addr| addr.parse().ok())
+        {
+            Some(addr) => {
+                server.addr = addr;
+                Ok(server)
+            }
+            None => {
+                server.kill();
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                let last = log.lines().last().unwrap_or("(nothing on stderr)").trim();
+                Err(LabError::Start(
+                    label,
+                    format!("it printed {first:?} instead of its address; its last words: {last}"),
+                ))
+            }
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends one request on a fresh connection and returns the reply line.
+    pub fn ask(&self, request: &str) -> Result<String, LabError> {
+        let error = |e: std::io::Error| LabError::Ask(self.label.clone(), request.into(), e);
+        let mut stream = TcpStream::connect(self.addr).map_err(error)?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(error)?;
+        stream
+            .write_all(format!("{request}\n").as_bytes())
+            .map_err(error)?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).map_err(error)?;
+        Ok(line.trim_end().to_owned())
+    }
+
+    /// Memory and CPU of the server and every process below it, now.
+    pub fn usage(&self) -> Usage {
+        let mut usage = Usage::default();
+        if let Some(pid) = self.pid() {
+            add_tree(pid as i32, &mut usage, 0);
+        }
+        usage
+    }
+
+    /// SIGTERM, a bounded wait for the drain, then SIGKILL; always reaped.
+    pub fn stop(mut self) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_PATIENCE;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn add_tree(pid: i32, usage: &mut Usage, depth: usize) {
+    let Ok(process) = procfs::process::Process::new(pid) else {
+        return;
+    };
+    usage.processes += 1;
+    if let Ok(status) = process.status() {
+        usage.threads += status.threads;
+        usage.rss_kib += status.vmrss.unwrap_or(0);
+        usage.virtual_kib += status.vmsize.unwrap_or(0);
+    }
+    if let Ok(rollup) = process.smaps_rollup() {
+        let pss: u64 = rollup
+            .memory_map_rollup
+            .0
+            .iter()
+            .filter_map(|map| map.extension.map.get("Pss"))
+            .sum();
+        usage.pss_kib += pss / 1024;
+    }
+    if let Ok(stat) = process.stat() {
+        usage.cpu_s += (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64;
+    }
+    if depth > 4 {
+        return;
+    }
+    let Ok(tasks) = process.tasks() else { return };
+    for task in tasks.flatten() {
+        for child in task.children().unwrap_or_default() {
+            add_tree(child as i32, usage, depth + 1);
+        }
+    }
+}
+
+/// Runs a short program to completion with a deadline, returning its standard output.
+pub fn run_to_completion(
+    mut command: Command,
+    limit: Duration,
+) -> Result<String, std::io::Error> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        out
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("still running after {limit:?}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = reader.join().unwrap_or_default();
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            let _ = stderr.read_to_string(&mut err);
+        }
+        return Err(std::io::Error::other(format!(
+            "{status}: {}",
+            err.lines().last().unwrap_or("").trim()
+        )));
+    }
+    Ok(out)
+}

@@ -1,0 +1,208 @@
+//! The lab's report, rendered from the outcomes' plain data: `index.html` (one file, plots
+//! inline as SVG), `README.md` (Markdown with PNG links), `plots/` (every figure as SVG and
+//! PNG), `data/` (each experiment's outcome as JSON) and `report.json` (everything).
+//! The page templates live in `templates/` as text.
+
+pub mod plot;
+pub mod text;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::lab::{Outcome, Placement, Profile};
+
+/// The value of `report.json`'s `schema` field.
+pub const SCHEMA: &str = "clab-lab/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot write {}", .0.display())]
+    Io(PathBuf, #[source] std::io::Error),
+    #[error("cannot draw {0}: {1}")]
+    Plot(String, String),
+    #[error("cannot render {0}")]
+    Template(&'static str, #[source] minijinja::Error),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    pub clab_version: &'static str,
+    pub build: &'static str,
+    pub kernel: String,
+    pub cores: usize,
+    pub cpu_model: String,
+    pub python: Option<String>,
+}
+
+impl Environment {
+    pub fn detect(python: Option<String>) -> Environment {
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|line| line.starts_with("model name"))
+                    .and_then(|line| line.split_once(':'))
+                    .map(|(_, model)| model.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        Environment {
+            clab_version: env!("CARGO_PKG_VERSION"),
+            build: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|_| "unknown".into(), |k| k.trim().to_owned()),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu_model,
+            python,
+        }
+    }
+}
+
+/// A whole lab run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabReport {
+    pub schema: &'static str,
+    pub started_at: String,
+    pub profile: Profile,
+    pub elapsed_s: f64,
+    pub environment: Environment,
+    pub placement: Placement,
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Writes the report under `out`, returning the path of `index.html`.
+pub fn write(report: &LabReport, out: &Path) -> Result<PathBuf, ReportError> {
+    let (plots, data) = (out.join("plots"), out.join("data"));
+    for dir in [out, &plots, &data] {
+        std::fs::create_dir_all(dir).map_err(|e| ReportError::Io(dir.to_owned(), e))?;
+    }
+    let mut svgs = BTreeMap::new();
+    for outcome in &report.outcomes {
+        for figure in &outcome.figures {
+            let stem = format!("{}-{}", outcome.id, figure.name);
+            let svg = plot::svg(figure).map_err(|e| ReportError::Plot(stem.clone(), e))?;
+            write_file(&plots.join(format!("{stem}.svg")), svg.as_bytes())?;
+            plot::png(figure, &plots.join(format!("{stem}.png")))
+                .map_err(|e| ReportError::Plot(stem.clone(), e))?;
+            svgs.insert(
+                format!("{}/{}", outcome.id, figure.name),
+                minijinja::Value::from_safe_string(svg),
+            );
+        }
+        write_file(
+            &data.join(format!("{}.json", outcome.id)),
+            &json(outcome)?,
+        )?;
+    }
+    write_file(&out.join("report.json"), &json(report)?)?;
+    let svgs = minijinja::Value::from(svgs);
+    let templates = templates();
+    let render = |name: &'static str| {
+        templates
+            .get_template(name)
+            .and_then(|template| {
+                template.render(minijinja::context! {
+                    svgs => svgs.clone(),
+                    ..minijinja::value::Serde(report)
+                })
+            })
+            .map_err(|e| ReportError::Template(name, e))
+    };
+    write_file(&out.join("README.md"), render("README.md")?.as_bytes())?;
+    let index = out.join("index.html");
+    write_file(&index, render("index.html")?.as_bytes())?;
+    Ok(index)
+}
+
+fn templates() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.add_template("README.md", include_str!("templates/README.md.j2"))
+        .expect("the Markdown template parses");
+    env.add_template("index.html", include_str!("templates/index.html.j2"))
+        .expect("the HTML template parses");
+    // A Markdown table cell: no pipes, no line breaks.
+    env.add_filter("cell", |text: String| {
+        text.replace('|', "\\|").replace('\n', " ")
+    });
+    // `does_not_hold` → `does not hold`.
+    env.add_filter("label", |verdict: String| verdict.replace('_', " "));
+    env
+}
+
+fn json(value: &impl Serialize) -> Result<Vec<u8>, ReportError> {
+    let mut bytes = serde_json::to_vec_pretty(value).expect("plain data serialises");
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    std::fs::write(path, bytes).map_err(|e| ReportError::Io(path.to_owned(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::outcome::{Chart, Check, Figure, Series, Table, Verdict};
+
+    fn outcome() -> Outcome {
+        let mut table = Table::new("numbers", &["a", "b|c"]);
+        table.row(vec!["1".into(), "x|y".into()]);
+        Outcome {
+            id: "demo",
+            claim: "a claim with <html> & pipes |",
+            essay: "an essay",
+            rule: "a rule",
+            verdict: Verdict::DoesNotHold,
+            summary: "it did not".into(),
+            checks: vec![Check::new("part", Verdict::DoesNotHold, "1 < 2")],
+            contrast: None,
+            setup: vec!["setup".into()],
+            placement: vec!["CPU 0".into()],
+            explanation: "because".into(),
+            tables: vec![table],
+            figures: vec![Figure {
+                name: "line".into(),
+                title: "A line".into(),
+                x_label: "x".into(),
+                y_label: "y".into(),
+                chart: Chart::Lines {
+                    series: vec![Series::new("s", vec![(0.0, 1.0), (1.0, 2.0)])],
+                    markers: Vec::new(),
+                    log_x: false,
+                    log_y: false,
+                },
+            }],
+            raw: serde_json::json!({"k": 1}),
+            elapsed_s: 1.5,
+        }
+    }
+
+    #[test]
+    fn a_report_has_every_part_escaped_where_it_must_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = LabReport {
+            schema: SCHEMA,
+            started_at: "now".into(),
+            profile: Profile::Quick,
+            elapsed_s: 2.0,
+            environment: Environment::detect(None),
+            placement: Placement::from_allowed(&[0, 1]),
+            outcomes: vec![outcome()],
+        };
+        let index = write(&report, dir.path()).unwrap();
+        let html = std::fs::read_to_string(index).unwrap();
+        assert!(html.contains("<svg") && html.contains("&lt;html&gt;"));
+        assert!(html.contains("does not hold"));
+        let markdown = std::fs::read_to_string(dir.path().join("README.md")).unwrap();
+        assert!(markdown.contains("| [demo](#demo) | a claim with <html> & pipes \\| |"));
+        assert!(markdown.contains("![A line](plots/demo-line.png)"));
+        for file in ["plots/demo-line.svg", "plots/demo-line.png", "data/demo.json", "report.json"] {
+            assert!(dir.path().join(file).metadata().unwrap().len() > 0, "{file}");
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! Figures drawn with plotters, as SVG (inlined in the HTML report) and PNG (linked from the
+//! Markdown). Text is set in DejaVu Sans, shipped in `assets/fonts`, so every machine draws
+//! the same glyphs and no system font lookup can fail.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{Ranged, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+
+use crate::lab::outcome::{Chart, Figure, LaneState, Marker, Series};
+
+const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+const SIZE: (u32, u32) = (960, 480);
+/// Colour-blind-safe (Okabe–Ito), one per series.
+const COLOURS: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(100, 100, 100),
+];
+const HOLDING: RGBColor = RGBColor(0, 114, 178);
+const WAITING: RGBColor = RGBColor(230, 159, 0);
+
+type DrawResult = Result<(), String>;
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The font is compiled in and known good; a failure here is a build defect.
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+            .unwrap_or_else(|_| panic!("the shipped DejaVu Sans does not parse"));
+    });
+}
+
+/// The figure as an SVG document.
+pub fn svg(figure: &Figure) -> Result<String, String> {
+    register_font();
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        draw(&root, figure)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// The figure as a PNG file.
+pub fn png(figure: &Figure, path: &Path) -> DrawResult {
+    register_font();
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    draw(&root, figure)?;
+    root.present().map_err(|e| e.to_string())
+}
+
+fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figure: &Figure) -> DrawResult {
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    match &figure.chart {
+        Chart::Lines {
+            series,
+            markers,
+            log_x,
+            log_y,
+        } => {
+            let (x, y) = bounds(series, *log_x, *log_y);
+            match (*log_x, *log_y) {
+                (false, false) => lines(root, figure, series, markers, linear(x), linear(y)),
+                (false, true) => lines(root, figure, series, markers, linear(x), log(y)),
+                (true, false) => lines(root, figure, series, markers, log(x), linear(y)),
+                (true, true) => lines(root, figure, series, markers, log(x), log(y)),
+            }
+        }
+        Chart::Bars { categories, series } => bars(root, figure, categories, series),
+        Chart::Lanes { lanes, start, end } => lanes_chart(root, figure, lanes, *start, *end),
+    }
+}
+
+fn linear(range: Range<f64>) -> RangedCoordf64 {
+    range.into()
+}
+
+fn log(range: Range<f64>) -> LogCoord<f64> {
+    range.log_scale().into()
+}
+
+/// The data's extent with a margin; positive for log axes.
+fn bounds(series: &[Series], log_x: bool, log_y: bool) -> (Range<f64>, Range<f64>) {
+    let points = || series.iter().flat_map(|s| s.points.iter().copied());
+    let extent = |values: Vec<f64>, log: bool| {
+        let values: Vec<f64> = values
+            .into_iter()
+            .filter(|v| v.is_finite() && (!log || *v > 0.0))
+            .collect();
+        let (min, max) = values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(*v), hi.max(*v))
+            });
+        if !min.is_finite() {
+            return if log { 1.0..10.0 } else { 0.0..1.0 };
+        }
+        if log {
+            (min / 1.5)..(max * 1.5)
+        } else {
+            let low = if min >= 0.0 { 0.0 } else { min * 1.1 };
+            low..(max * 1.1).max(low + 1e-9)
+        }
+    };
+    (
+        extent(points().map(|p| p.0).collect(), log_x),
+        extent(points().map(|p| p.1).collect(), log_y),
+    )
+}
+
+fn lines<DB, X, Y>(
+    root: &DrawingArea<DB, Shift>,
+    figure: &Figure,
+    series: &[Series],
+    markers: &[Marker],
+    x: X,
+    y: Y,
+) -> DrawResult
+where
+    DB: DrawingBackend,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let error = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let (y_low, y_high) = {
+        let range = y.range();
+        (range.start, range.end)
+    };
+    let mut chart = ChartBuilder::on(root)
+        .caption(&figure.title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, y)
+        .map_err(error)?;
+    chart
+        .configure_mesh()
+        .x_desc(figure.x_label.as_str())
+        .y_desc(figure.y_label.as_str())
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(error)?;
+    for marker in markers {
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(marker.x, y_low), (marker.x, y_high)],
+                BLACK.stroke_width(1),
+            )))
+            .map_err(error)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!(" {}", marker.label),
+                (marker.x, y_high),
+                ("sans-serif", 13).into_font().color(&BLACK),
+            )))
+            .map_err(error)?;
+    }
+    for (index, one) in series.iter().enumerate() {
+        let colour = COLOURS[index % COLOURS.len()];
+        let points: Vec<(f64, f64)> = one
+            .points
+            .iter()
+            .copied()
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        let style = colour.stroke_width(2);
+        let drawn = if one.reference {
+            chart.draw_series(DashedLineSeries::new(points.clone(), 6, 4, style))
+        } else {
+            chart.draw_series(LineSeries::new(points.clone(), style))
+        }
+        .map_err(error)?;
+        drawn
+            .label(one.name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+        if !one.reference {
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|point| Circle::new(*point, 3, colour.filled())),
+                )
+                .map_err(error)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 13))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(error)
+}
+
+fn bars<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    figure: &Figure,
+    categories: &[String],
+    series: &[(String, Vec<f64>)],
+) -> DrawResult {
+    let error = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let max = series
+        .iter()
+        .flat_map(|(_, values)| values.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max);
+    let mut chart = ChartBuilder::on(root)
+        .caption(&figure.title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..categories.len() as f64, 0.0..(max * 1.15).max(1e-9))
+        .map_err(error)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .x_desc(figure.x_label.as_str())
+        .y_desc(figure.y_label.as_str())
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(error)?;
+    let width = 0.7 / series.len().max(1) as f64;
+    for (index, (name, values)) in series.iter().enumerate() {
+        let colour = COLOURS[index % COLOURS.len()];
+        chart
+            .draw_series(values.iter().enumerate().map(|(category, value)| {
+                let left = category as f64 + 0.15 + index as f64 * width;
+                Rectangle::new([(left, 0.0), (left + width, *value)], colour.filled())
+            }))
+            .map_err(error)?
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+        chart
+            .draw_series(values.iter().enumerate().map(|(category, value)| {
+                let left = category as f64 + 0.15 + index as f64 * width;
+                Text::new(
+                    format_value(*value),
+                    (left, *value + max * 0.05),
+                    ("sans-serif", 12).into_font(),
+                )
+            }))
+            .map_err(error)?;
+    }
+    // Category names under their bars, inside the plot so they are never clipped.
+    chart
+        .draw_series(categories.iter().enumerate().map(|(index, name)| {
+            Text::new(
+                name.clone(),
+                (index as f64 + 0.05, max * 1.1),
+                ("sans-serif", 12).into_font().color(&BLACK),
+            )
+        }))
+        .map_err(error)?;
+    if series.len() > 1 {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(error)?;
+    }
+    Ok(())
+}
+
+fn format_value(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else if value >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn lanes_chart<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    figure: &Figure,
+    lanes: &[crate::lab::outcome::Lane],
+    start: f64,
+    end: f64,
+) -> DrawResult {
+    let error = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    let count = lanes.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(root)
+        .caption(&figure.title, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(20)
+        .build_cartesian_2d(start..end, 0.0..count + 0.6)
+        .map_err(error)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(0)
+        .x_desc(figure.x_label.as_str())
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(error)?;
+    for (index, lane) in lanes.iter().enumerate() {
+        // The first lane at the top.
+        let base = count - 1.0 - index as f64;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(start, base + 0.15), (end, base + 0.6)],
+                RGBColor(235, 235, 235).filled(),
+            )))
+            .map_err(error)?;
+        chart
+            .draw_series(lane.spans.iter().map(|(from, to, state)| {
+                let colour = match state {
+                    LaneState::Holding => HOLDING,
+                    LaneState::Waiting => WAITING,
+                };
+                Rectangle::new([(*from, base + 0.15), (*to, base + 0.6)], colour.filled())
+            }))
+            .map_err(error)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                lane.name.clone(),
+                (start, base + 0.9),
+                ("sans-serif", 13).into_font().color(&BLACK),
+            )))
+            .map_err(error)?;
+    }
+    // The legend, drawn as two empty series so it sits with the others' style.
+    for (name, colour) in [("holding the GIL", HOLDING), ("waiting for it", WAITING)] {
+        chart
+            .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
+            .map_err(error)?
+            .label(name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 13))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_chart_kind_draws_to_svg_with_text() {
+        let figures = [
+            Chart::Lines {
+                series: vec![Series::new("a", vec![(1.0, 10.0), (10.0, 1.0)])],
+                markers: vec![Marker {
+                    x: 2.0,
+                    label: "now".into(),
+                }],
+                log_x: true,
+                log_y: true,
+            },
+            Chart::Bars {
+                categories: vec!["one".into(), "two".into()],
+                series: vec![("v".into(), vec![1.0, 2.0])],
+            },
+            Chart::Lanes {
+                lanes: vec![crate::lab::outcome::Lane {
+                    name: "thread 1".into(),
+                    spans: vec![(0.0, 1.0, LaneState::Holding), (1.0, 2.0, LaneState::Waiting)],
+                }],
+                start: 0.0,
+                end: 3.0,
+            },
+        ];
+        for chart in figures {
+            let figure = Figure {
+                name: "f".into(),
+                title: "A title".into(),
+                x_label: "x".into(),
+                y_label: "y".into(),
+                chart,
+            };
+            let svg = svg(&figure).unwrap();
+            assert!(svg.starts_with("<svg") && svg.contains("A title"), "{svg:.200}");
+        }
+    }
+}

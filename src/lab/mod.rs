@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 pub use outcome::{Check, Contrast, Outcome, Verdict};
 
-use crate::load::{ClassPlan, LoadResult, Pacing, Plan};
 use crate::lab::process::ChildServer;
+use crate::load::{ClassPlan, LoadResult, Pacing, Plan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {

@@ -59,7 +59,8 @@ impl ChildServer {
         let label = label.into();
         let mut set = CpuSet::new();
         for cpu in cpus {
-            set.set(*cpu).map_err(|e| LabError::Placement(cpus.to_vec(), e))?;
+            set.set(*cpu)
+                .map_err(|e| LabError::Placement(cpus.to_vec(), e))?;
         }
         let stderr = std::fs::File::create(log).map_err(|e| LabError::Io(log.into(), e))?;
         command
@@ -213,10 +214,7 @@ fn add_tree(pid: i32, usage: &mut Usage, depth: usize) {
 }
 
 /// Runs a short program to completion with a deadline, returning its standard output.
-pub fn run_to_completion(
-    mut command: Command,
-    limit: Duration,
-) -> Result<String, std::io::Error> {
+pub fn run_to_completion(mut command: Command, limit: Duration) -> Result<String, std::io::Error> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

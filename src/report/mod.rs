@@ -94,10 +94,7 @@ pub fn write(report: &LabReport, out: &Path) -> Result<PathBuf, ReportError> {
                 minijinja::Value::from_safe_string(svg),
             );
         }
-        write_file(
-            &data.join(format!("{}.json", outcome.id)),
-            &json(outcome)?,
-        )?;
+        write_file(&data.join(format!("{}.json", outcome.id)), &json(outcome)?)?;
     }
     write_file(&out.join("report.json"), &json(report)?)?;
     let svgs = minijinja::Value::from(svgs);
@@ -201,8 +198,16 @@ mod tests {
         let markdown = std::fs::read_to_string(dir.path().join("README.md")).unwrap();
         assert!(markdown.contains("| [demo](#demo) | a claim with <html> & pipes \\| |"));
         assert!(markdown.contains("![A line](plots/demo-line.png)"));
-        for file in ["plots/demo-line.svg", "plots/demo-line.png", "data/demo.json", "report.json"] {
-            assert!(dir.path().join(file).metadata().unwrap().len() > 0, "{file}");
+        for file in [
+            "plots/demo-line.svg",
+            "plots/demo-line.png",
+            "data/demo.json",
+            "report.json",
+        ] {
+            assert!(
+                dir.path().join(file).metadata().unwrap().len() > 0,
+                "{file}"
+            );
         }
     }
 }

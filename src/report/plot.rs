@@ -180,9 +180,9 @@ where
             chart.draw_series(LineSeries::new(points.clone(), style))
         }
         .map_err(error)?;
-        drawn
-            .label(one.name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+        drawn.label(one.name.as_str()).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
+        });
         if !one.reference {
             chart
                 .draw_series(
@@ -318,13 +318,16 @@ fn lanes_chart<DB: DrawingBackend>(
                 RGBColor(235, 235, 235).filled(),
             )))
             .map_err(error)?;
+        // A hold of a few microseconds would vanish; a pixel is the least that shows.
+        let pixel = (end - start) / f64::from(SIZE.0);
         chart
             .draw_series(lane.spans.iter().map(|(from, to, state)| {
+                let to = to.max(from + pixel);
                 let colour = match state {
                     LaneState::Holding => HOLDING,
                     LaneState::Waiting => WAITING,
                 };
-                Rectangle::new([(*from, base + 0.15), (*to, base + 0.6)], colour.filled())
+                Rectangle::new([(*from, base + 0.15), (to, base + 0.6)], colour.filled())
             }))
             .map_err(error)?;
         chart
@@ -376,7 +379,10 @@ mod tests {
             Chart::Lanes {
                 lanes: vec![crate::lab::outcome::Lane {
                     name: "thread 1".into(),
-                    spans: vec![(0.0, 1.0, LaneState::Holding), (1.0, 2.0, LaneState::Waiting)],
+                    spans: vec![
+                        (0.0, 1.0, LaneState::Holding),
+                        (1.0, 2.0, LaneState::Waiting),
+                    ],
                 }],
                 start: 0.0,
                 end: 3.0,
@@ -391,7 +397,10 @@ mod tests {
                 chart,
             };
             let svg = svg(&figure).unwrap();
-            assert!(svg.starts_with("<svg") && svg.contains("A title"), "{svg:.200}");
+            assert!(
+                svg.starts_with("<svg") && svg.contains("A title"),
+                "{svg:.200}"
+            );
         }
     }
 }

@@ -14,8 +14,8 @@ pub static EXPERIMENT: Experiment = Experiment {
     claim: "thousands of idle connections: threads pay per connection, an event loop hardly does",
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): tens of thousands of open sockets are no place for a thread each",
     rule: "the event loop holds when it keeps > 80 % of a `fib 1` client's rate beside the idle \
-           connections and its resident memory per connection is < 1/2 of threads'; does not hold \
-           when it keeps < 50 % or costs more than threads.",
+           connections and its memory per connection (resident plus kernel stacks) is < 1/2 of \
+           threads'; does not hold when it keeps < 50 % or costs more than threads.",
     run,
 };
 
@@ -36,6 +36,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             "rate beside idle (req/s)",
             "kept",
             "resident per connection (KiB)",
+            "kernel stacks per connection (KiB)",
             "threads",
         ],
     );
@@ -52,8 +53,14 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
                 &limit,
             ],
         ),
-        ("eventloop", vec!["--model", "eventloop", "--max-connections", &limit]),
-        ("async", vec!["--model", "async", "--max-connections", &limit]),
+        (
+            "eventloop",
+            vec!["--model", "eventloop", "--max-connections", &limit],
+        ),
+        (
+            "async",
+            vec!["--model", "async", "--max-connections", &limit],
+        ),
     ] {
         lab.step(&format!("c10k: {label}"));
         let server = lab.serve(&args, &one)?;
@@ -64,15 +71,17 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         let alone = class(&alone, "rapid")?.rate_per_s;
         let beside = class(&held.load, "rapid")?.rate_per_s;
         let resident = per_connection(held.before.rss_kib, held.during.rss_kib, held.opened);
+        let kernel = held.kernel_stack_per_connection();
         table.row(vec![
             format!("{label} ({} connections held)", held.opened),
             format!("{alone:.0}"),
             format!("{beside:.0}"),
             percent(beside / alone),
             format!("{resident:.1}"),
+            format!("{kernel:.1}"),
             held.during.threads.to_string(),
         ]);
-        rows.push((label, alone, beside, resident, held.opened));
+        rows.push((label, alone, beside, resident + kernel, held.opened));
     }
     let (threads, eventloop) = (&rows[0], &rows[1]);
     let kept = eventloop.2 / eventloop.1;
@@ -80,13 +89,18 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     report.checks.push(Check::new(
         "eventloop: the busy client keeps its rate",
         Verdict::at_least(kept, 0.8, 0.5),
-        format!("{:.0} → {:.0} requests/s: {}", eventloop.1, eventloop.2, percent(kept)),
+        format!(
+            "{:.0} → {:.0} requests/s: {}",
+            eventloop.1,
+            eventloop.2,
+            percent(kept)
+        ),
     ));
     report.checks.push(Check::new(
         "eventloop: far less memory per connection than threads",
         Verdict::at_most(eventloop.3 / threads.3, 0.5, 1.0),
         format!(
-            "{:.1} KiB against {:.1} KiB per connection",
+            "{:.1} KiB against {:.1} KiB per connection, resident plus kernel stacks",
             eventloop.3, threads.3
         ),
     ));
@@ -101,7 +115,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         ));
     }
     report.summary = format!(
-        "beside {connections} idle connections the event loop kept {} of the busy client's rate at {:.1} KiB per connection; threads kept {} at {:.1} KiB and one thread each",
+        "beside {connections} idle connections the event loop kept {} of the busy client's rate at {:.1} KiB per connection (resident plus kernel stacks); threads kept {} at {:.1} KiB and one thread each",
         percent(kept),
         eventloop.3,
         percent(threads.2 / threads.1),

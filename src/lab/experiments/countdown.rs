@@ -32,7 +32,10 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             &["--model", "threads", "--gil", "legacy"],
             "threads --gil legacy",
         ),
-        (&["--model", "threads", "--gil", "none"], "threads --gil none"),
+        (
+            &["--model", "threads", "--gil", "none"],
+            "threads --gil none",
+        ),
         (
             &["--model", "procpool", "--gil", "new", "--workers", "2"],
             "procpool --gil new",
@@ -41,7 +44,13 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let mut ratios = Vec::new();
     let mut table = Table::new(
         "Two CPU-bound jobs: one after the other against both at once",
-        &["server", "one job (ms)", "two in a row (ms)", "two at once (ms)", "at once / in a row"],
+        &[
+            "server",
+            "one job (ms)",
+            "two in a row (ms)",
+            "two at once (ms)",
+            "at once / in a row",
+        ],
     );
     for (args, label) in configurations {
         lab.step(&format!("countdown: {label}"));

@@ -143,13 +143,21 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     );
     let mut table = Table::new(
         "CPython and the emulation, same loads",
-        &["measure", &version, "clab threads --gil new", "emulation / CPython"],
+        &[
+            "measure",
+            &version,
+            "clab threads --gil new",
+            "emulation / CPython",
+        ],
     );
     table.row(vec![
         "tiny requests/s alone".into(),
         format!("{:.0}", python_convoy.before_per_s),
         format!("{:.0}", emulated_convoy.before_per_s),
-        format!("{:.1}×", emulated_convoy.before_per_s / python_convoy.before_per_s),
+        format!(
+            "{:.1}×",
+            emulated_convoy.before_per_s / python_convoy.before_per_s
+        ),
     ]);
     table.row(vec![
         "convoy: rate kept beside a hog".into(),
@@ -158,7 +166,10 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         format!("{:.2}", emulated_convoy.kept / python_convoy.kept),
     ]);
     table.row(vec![
-        format!("one client: median latency (`{PY_REQUEST}` / `{}`)", two_clients::REQUEST),
+        format!(
+            "one client: median latency (`{PY_REQUEST}` / `{}`)",
+            two_clients::REQUEST
+        ),
         format!("{:.1} ms", python_latency[0]),
         format!("{:.1} ms", emulated_latency[0]),
         format!("{:.2}", emulated_latency[0] / python_latency[0]),

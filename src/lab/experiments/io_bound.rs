@@ -26,13 +26,29 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let window = lab.profile.window();
     let workers = CLIENTS.to_string();
     let mut table = Table::new(
-        format!("{CLIENTS} clients sending `{REQUEST}` (ideal: {} requests/s)", CLIENTS * 50),
-        &["server", "requests/s", "of ideal", "server CPU (ms)", "memory, PSS (KiB)", "processes"],
+        format!(
+            "{CLIENTS} clients sending `{REQUEST}` (ideal: {} requests/s)",
+            CLIENTS * 50
+        ),
+        &[
+            "server",
+            "requests/s",
+            "of ideal",
+            "server CPU (ms)",
+            "memory, PSS (KiB)",
+            "processes",
+        ],
     );
     let mut rows = Vec::new();
     for (label, args) in [
-        ("threads --gil new", vec!["--model", "threads", "--gil", "new"]),
-        ("eventloop --gil new", vec!["--model", "eventloop", "--gil", "new"]),
+        (
+            "threads --gil new",
+            vec!["--model", "threads", "--gil", "new"],
+        ),
+        (
+            "eventloop --gil new",
+            vec!["--model", "eventloop", "--gil", "new"],
+        ),
         (
             "procpool --gil new, 16 workers",
             vec!["--model", "procpool", "--gil", "new", "--workers", &workers],

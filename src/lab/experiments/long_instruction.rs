@@ -193,7 +193,12 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     );
     let mut table = Table::new(
         "A ticker thread and a signal during one long operation",
-        &["GIL", "operation (ms)", "ticker's longest gap (ms)", "signal sent → handled (ms)"],
+        &[
+            "GIL",
+            "operation (ms)",
+            "ticker's longest gap (ms)",
+            "signal sent → handled (ms)",
+        ],
     );
     for m in [&with_gil, &without_gil] {
         table.row(vec![

@@ -23,7 +23,11 @@ const CAPPED: f64 = 1.25;
 const SCALED: f64 = 1.6;
 
 /// One class per client, so each client's replies can be counted.
-fn clients(lab: &Lab, server: &crate::lab::process::ChildServer, count: usize) -> Result<LoadResult, LabError> {
+fn clients(
+    lab: &Lab,
+    server: &crate::lab::process::ChildServer,
+    count: usize,
+) -> Result<LoadResult, LabError> {
     let classes = (0..count)
         .map(|index| Lab::class(&format!("client{}", index + 1), 1, REQUEST, Duration::ZERO))
         .collect();
@@ -36,32 +40,35 @@ fn throughput(result: &LoadResult) -> f64 {
 
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let one = lab.placement.server_one.clone();
-    let counts = lab.profile.pick(vec![2, 4], vec![1, 2, 3, 4, 6], vec![1, 2, 3, 4, 6]);
+    let counts = lab
+        .profile
+        .pick(vec![2, 4], vec![1, 2, 3, 4, 6], vec![1, 2, 3, 4, 6]);
     let mut series = Vec::new();
     let mut results = Vec::new();
     let mut table = Table::new(
         format!("`{REQUEST}` clients against {CHILDREN} pre-forked children and against threads"),
         &["server", "clients", "requests/s", "clients never answered"],
     );
-    let mut at = |label: &str, args: &[&str], lab: &mut Lab| -> Result<Vec<(usize, f64)>, LabError> {
-        lab.step(&format!("prefork-limit: {label}"));
-        let server = lab.serve(args, &one)?;
-        let mut points = Vec::new();
-        for &count in &counts {
-            let result = clients(lab, &server, count)?;
-            let starved = result.classes.iter().filter(|c| c.completed == 0).count();
-            table.row(vec![
-                label.into(),
-                count.to_string(),
-                format!("{:.0}", throughput(&result)),
-                starved.to_string(),
-            ]);
-            points.push((count, throughput(&result)));
-            results.push(result);
-        }
-        server.stop();
-        Ok(points)
-    };
+    let mut at =
+        |label: &str, args: &[&str], lab: &mut Lab| -> Result<Vec<(usize, f64)>, LabError> {
+            lab.step(&format!("prefork-limit: {label}"));
+            let server = lab.serve(args, &one)?;
+            let mut points = Vec::new();
+            for &count in &counts {
+                let result = clients(lab, &server, count)?;
+                let starved = result.classes.iter().filter(|c| c.completed == 0).count();
+                table.row(vec![
+                    label.into(),
+                    count.to_string(),
+                    format!("{:.0}", throughput(&result)),
+                    starved.to_string(),
+                ]);
+                points.push((count, throughput(&result)));
+                results.push(result);
+            }
+            server.stop();
+            Ok(points)
+        };
     let workers = CHILDREN.to_string();
     let prefork = at(
         "prefork, 2 children",
@@ -110,7 +117,11 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     report.setup = vec![
         format!(
             "closed-loop clients sending `{REQUEST}`, each on its own connection, {} clients, {} per run",
-            counts.iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
+            counts
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             super::seconds(lab.profile.window())
         ),
         "sleeping requests use no CPU: the cap seen is the process count, not the two cores".into(),

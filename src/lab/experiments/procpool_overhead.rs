@@ -119,7 +119,9 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     }
     report.tables.push(table);
     let mut pools = Table::new(
-        format!("A tiny job's round trip through a pool, alone, {count} times, on the servers' CPU"),
+        format!(
+            "A tiny job's round trip through a pool, alone, {count} times, on the servers' CPU"
+        ),
         &["executor", "µs per job"],
     );
     pools.row(vec!["thread pool".into(), format!("{thread_us:.1}")]);
@@ -134,7 +136,11 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         x_label: "server".into(),
         y_label: "requests/s".into(),
         chart: Chart::Bars {
-            categories: vec!["threads".into(), "thread pool".into(), "process pool".into()],
+            categories: vec![
+                "threads".into(),
+                "thread pool".into(),
+                "process pool".into(),
+            ],
             series: vec![("requests/s".into(), vec![threads, pool, procpool])],
         },
     });

@@ -38,12 +38,15 @@ fn count(method: &Method, each: u64, cpus: &[usize]) -> u64 {
     // A short interval, so a forced switch can land between read and write often enough.
     config.switch_interval = Duration::from_micros(50);
     let gil = config.lock().expect("the new GIL");
+    // Both threads start counting together: one must not finish before the other begins.
+    let start = std::sync::Barrier::new(2);
     std::thread::scope(|scope| {
         for index in 0..2 {
-            let (counter, locked, gil) = (&counter, &locked, &gil);
+            let (counter, locked, gil, start) = (&counter, &locked, &gil, &start);
             let cpu = cpus[index % cpus.len()];
             scope.spawn(move || {
                 let _ = crate::load::pin(&[cpu]);
+                start.wait();
                 match method {
                     Method::Unsynchronised => {
                         for _ in 0..each {
@@ -102,13 +105,19 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let each: u64 = lab.profile.pick(2_000_000, 10_000_000, 10_000_000);
     let cpus = lab.placement.server_all.clone();
     let mut table = Table::new(
-        format!("Two threads, {each} increments each ({} expected)", 2 * each),
+        format!(
+            "Two threads, {each} increments each ({} expected)",
+            2 * each
+        ),
         &["method", "final count", "lost updates"],
     );
     let mut lost = Vec::new();
     for (method, label) in [
         (Method::Unsynchronised, "read, then write (no GIL)"),
-        (Method::UnderGil, "read, then write, under --gil new (50 µs interval)"),
+        (
+            Method::UnderGil,
+            "read, then write, under --gil new (50 µs interval)",
+        ),
         (Method::Locked, "a mutex around the increment"),
         (Method::Atomic, "an atomic fetch_add"),
     ] {
@@ -174,7 +183,8 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     report.explanation = "A read-modify-write is two steps; if the other thread writes between them, \
         one of the two increments is overwritten. On two cores without a GIL this happens constantly. \
         Under the GIL only a thread switch between the read and the write can do it, so losses are \
-        rarer but still there: the GIL protects the interpreter's own structures, not your data. \
+        rarer but still there — and each one costs more: the stale write undoes everything the other \
+        thread did while it held the lock. The GIL protects the interpreter's own structures, not your data. \
         Modern CPython (3.10+) checks for a switch only at calls and backward jumps, which makes a \
         plain `counter += 1` in a loop lose far fewer updates than the essays' Pythons did — often \
         none — but any call between the read and the write brings the race back. A lock or an atomic \

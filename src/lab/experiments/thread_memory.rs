@@ -24,6 +24,10 @@ pub static EXPERIMENT: Experiment = Experiment {
 pub struct Held {
     pub before: Usage,
     pub during: Usage,
+    /// The machine's kernel stacks (`KernelStack` in `/proc/meminfo`), which a process's
+    /// resident memory leaves out: each thread has one, 16 KiB on x86-64.
+    pub kernel_stacks_before_kib: u64,
+    pub kernel_stacks_during_kib: u64,
     pub opened: u64,
     pub load: LoadResult,
 }
@@ -38,9 +42,16 @@ pub fn hold(
     window: Duration,
 ) -> Result<Held, LabError> {
     let before = server.usage();
+    let kernel_stacks_before_kib = kernel_stacks_kib();
+    let mut kernel_stacks_during_kib = kernel_stacks_before_kib;
     let mut classes = vec![
-        ClassPlan::new("idle", connections, "fib 1", Pacing::Idle { interval: None })
-            .expect("a valid request"),
+        ClassPlan::new(
+            "idle",
+            connections,
+            "fib 1",
+            Pacing::Idle { interval: None },
+        )
+        .expect("a valid request"),
     ];
     classes.extend(extra);
     let mut during = before;
@@ -48,15 +59,39 @@ pub fn hold(
         let now = server.usage();
         if now.rss_kib >= during.rss_kib {
             during = now;
+            kernel_stacks_during_kib = kernel_stacks_kib();
         }
     })?;
     let opened = crate::lab::class(&load, "idle")?.connections_opened;
     Ok(Held {
         before,
         during,
+        kernel_stacks_before_kib,
+        kernel_stacks_during_kib,
         opened,
         load,
     })
+}
+
+/// The whole machine's kernel stacks now, in KiB (0 when unreadable).
+fn kernel_stacks_kib() -> u64 {
+    use procfs::Current;
+    procfs::Meminfo::current()
+        .ok()
+        .and_then(|info| info.kernel_stack)
+        .map_or(0, |bytes| bytes / 1024)
+}
+
+impl Held {
+    /// Kernel stack memory per connection, in KiB (machine-wide, so other processes' threads
+    /// starting or ending meanwhile blur it).
+    pub fn kernel_stack_per_connection(&self) -> f64 {
+        per_connection(
+            self.kernel_stacks_before_kib,
+            self.kernel_stacks_during_kib,
+            self.opened,
+        )
+    }
 }
 
 /// KiB per connection between two samples.
@@ -77,6 +112,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             "virtual (KiB)",
             "resident (KiB)",
             "proportional, PSS (KiB)",
+            "kernel stacks (KiB)",
             "threads",
         ],
     );
@@ -108,6 +144,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             format!("{virtual_kib:.1}"),
             format!("{resident:.1}"),
             format!("{pss:.1}"),
+            format!("{:.1}", held.kernel_stack_per_connection()),
             held.during.threads.to_string(),
         ]);
         bars.push((label.to_string(), virtual_kib, resident));
@@ -131,6 +168,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         format!("{virtual_kib:.1}"),
         format!("{resident:.1}"),
         format!("{pss:.1}"),
+        format!("{:.1}", held.kernel_stack_per_connection()),
         held.during.threads.to_string(),
     ]);
     bars.push(("prefork (a process each)".into(), virtual_kib, pss));
@@ -181,7 +219,9 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     ];
     report.explanation = "A new thread maps its whole stack at once — 8 MiB of address space — but \
         the kernel backs a page with memory only when it is touched, and a thread blocked in `read` \
-        has touched a few: resident memory grows by kilobytes. An event-loop task is a future on the \
+        has touched a few: resident memory grows by kilobytes. (The virtual growth exceeds the stack \
+        because glibc also reserves address space for per-thread malloc arenas; the kernel keeps a \
+        16 KiB stack of its own per thread, outside the process's resident memory.) An event-loop task is a future on the \
         heap plus the connection's read buffer. A process, even one forked from the same parent and \
         sharing its pages copy-on-write, brings its own page tables, stack, heap and kernel \
         structures: the most expensive way to hold a connection."

@@ -41,7 +41,11 @@ fn measure(lab: &mut Lab, args: &[&str], label: &'static str) -> Result<Row, Lab
     let alone = lab.load(&server, lab.plan(&server, window, vec![rapid()]))?;
     let hog_alone = lab.load(
         &server,
-        lab.plan(&server, window, vec![Lab::class("hog", 1, HOG, Duration::ZERO)]),
+        lab.plan(
+            &server,
+            window,
+            vec![Lab::class("hog", 1, HOG, Duration::ZERO)],
+        ),
     )?;
     let beside = lab.load(
         &server,
@@ -62,7 +66,11 @@ fn measure(lab: &mut Lab, args: &[&str], label: &'static str) -> Result<Row, Lab
 
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let rows = [
-        measure(lab, &["--model", "threads", "--gil", "new"], "threads --gil new")?,
+        measure(
+            lab,
+            &["--model", "threads", "--gil", "new"],
+            "threads --gil new",
+        )?,
         measure(
             lab,
             &["--model", "procpool", "--gil", "new", "--workers", "2"],

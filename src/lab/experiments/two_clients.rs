@@ -76,7 +76,9 @@ const MODELS: &[Model] = &[
 
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let all = lab.placement.server_all.clone();
-    let counts: Vec<usize> = lab.profile.pick(vec![1, 2], vec![1, 2, 3, 4], vec![1, 2, 3, 4]);
+    let counts: Vec<usize> = lab
+        .profile
+        .pick(vec![1, 2], vec![1, 2, 3, 4], vec![1, 2, 3, 4]);
     let mut report = Report::default();
     let mut table = Table::new(
         "Median latency (ms) by number of concurrent clients",

@@ -1,0 +1,233 @@
+//! `clab lab` end to end: the real binary runs the whole catalogue in its quick profile and
+//! writes a complete report; the page is rendered by headless Chromium where it is installed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::clab;
+
+/// The quick catalogue takes about two minutes; this is the point at which it has hung.
+const LAB_LIMIT: Duration = Duration::from_secs(600);
+
+fn run_with_limit(mut command: Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let deadline = Instant::now() + limit;
+    // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let (out, err) = (read(Box::new(stdout)), read(Box::new(stderr)));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the command") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} ran past {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Processes running this test's `clab` binary, other than this test itself.
+fn clab_processes() -> usize {
+    let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_clab")).unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| exe == binary))
+        .count()
+}
+
+#[test]
+fn list_names_every_experiment() {
+    let output = run_with_limit(
+        {
+            let mut command = clab();
+            command.args(["lab", "list"]);
+            command
+        },
+        Duration::from_secs(30),
+    );
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    for experiment in clab::lab::catalogue() {
+        assert!(
+            text.contains(experiment.id),
+            "{} missing:\n{text}",
+            experiment.id
+        );
+    }
+}
+
+#[test]
+fn an_unknown_experiment_is_a_one_line_error() {
+    let output = run_with_limit(
+        {
+            let mut command = clab();
+            command.args(["lab", "run", "convoy", "nonsense", "--out"]);
+            command.arg(std::env::temp_dir().join("clab-never-written"));
+            command
+        },
+        Duration::from_secs(30),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no experiment \"nonsense\""), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+fn report_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-quick");
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn the_quick_catalogue_writes_a_complete_report() {
+    let out = report_dir();
+    let before = clab_processes();
+    let mut command = clab();
+    command.args(["lab", "all", "--quick", "--out"]).arg(&out);
+    let output = run_with_limit(command, LAB_LIMIT);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "clab lab failed:\n{stderr}");
+    // Every server and worker the lab started is gone.
+    assert_eq!(clab_processes(), before, "the lab left processes behind");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["schema"], "clab-lab/1");
+    let outcomes = report["outcomes"].as_array().unwrap();
+    let ids: Vec<&str> = outcomes.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    let catalogue: Vec<&str> = clab::lab::catalogue().iter().map(|e| e.id).collect();
+    assert_eq!(ids, catalogue);
+    for outcome in outcomes {
+        let verdict = outcome["verdict"].as_str().unwrap();
+        assert!(
+            ["holds", "does_not_hold", "inconclusive", "skipped"].contains(&verdict),
+            "{}: {verdict}",
+            outcome["id"]
+        );
+        assert!(!outcome["checks"].as_array().unwrap().is_empty());
+        assert!(
+            out.join(format!("data/{}.json", outcome["id"].as_str().unwrap()))
+                .exists()
+        );
+        for figure in outcome["figures"].as_array().unwrap() {
+            for extension in ["svg", "png"] {
+                let path = out.join(format!(
+                    "plots/{}-{}.{extension}",
+                    outcome["id"].as_str().unwrap(),
+                    figure["name"].as_str().unwrap()
+                ));
+                assert!(path.metadata().is_ok_and(|m| m.len() > 1000), "{path:?}");
+            }
+        }
+    }
+    // The GIL's own claims: they hold with the emulated GIL and fail without it. The margins
+    // are wide (×2 against ×1; a few per cent of the rate against most of it).
+    for id in ["countdown", "two-clients", "convoy"] {
+        let outcome = outcomes.iter().find(|o| o["id"] == id).unwrap();
+        let contrast = &outcome["contrast"];
+        assert_eq!(contrast["with_gil"]["verdict"], "holds", "{id}: {contrast}");
+        assert_eq!(
+            contrast["without_gil"]["verdict"], "does_not_hold",
+            "{id}: {contrast}"
+        );
+    }
+    let figures: Vec<String> = outcomes
+        .iter()
+        .flat_map(|o| {
+            o["figures"].as_array().unwrap().iter().map(move |f| {
+                format!(
+                    "{}-{}",
+                    o["id"].as_str().unwrap(),
+                    f["name"].as_str().unwrap()
+                )
+            })
+        })
+        .collect();
+    for required in [
+        "convoy-timeline",
+        "convoy-gil-timeline",
+        "two-clients-latency",
+        "switch-interval-rate",
+        "thread-memory-memory",
+    ] {
+        assert!(figures.iter().any(|f| f == required), "{required} missing");
+    }
+
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("Claims and verdicts") && html.matches("<svg").count() >= figures.len());
+    let markdown = std::fs::read_to_string(out.join("README.md")).unwrap();
+    for id in &catalogue {
+        assert!(
+            markdown.contains(&format!("| [{id}](#{id}) |")),
+            "{id} not in the table"
+        );
+    }
+    render_in_chromium(&out);
+}
+
+/// Headless Chromium draws the page to a PNG: the HTML is a page a browser can show.
+fn render_in_chromium(out: &Path) {
+    let Some(chromium) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+    else {
+        eprintln!("chromium is not installed: the page was not rendered (CI installs it)");
+        return;
+    };
+    let screenshot = out.join("screenshot.png");
+    let profile = tempfile::tempdir().unwrap();
+    let mut command = Command::new(chromium);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1200,2400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg(format!("file://{}", out.join("index.html").display()));
+    let output = run_with_limit(command, Duration::from_secs(120));
+    assert!(
+        output.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let size = screenshot.metadata().map_or(0, |m| m.len());
+    assert!(
+        size > 20_000,
+        "the screenshot is {size} bytes: a blank page?"
+    );
+}

@@ -90,24 +90,31 @@ fn measure(variant: Variant, length: Duration, cpus: &[usize]) -> Result<Measure
             let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::SIGUSR1);
             sent
         });
-        pin(first_cpu);
-        let mut main = Thread::attach(gil, "main");
-        let mut handled = None;
-        let python = |main: &mut Thread, until: Duration, handled: &mut Option<f64>| {
-            while start.elapsed() < until {
-                spin(1, main);
-                // The eval loop runs pending signal handlers at a bytecode boundary.
-                if handled.is_none() && signalled.load(Ordering::Acquire) {
-                    *handled = Some(ms(Instant::now()));
+        // The interpreter's main thread: its own OS thread, so pinning it leaves the lab's
+        // thread where it was.
+        let signalled = &signalled;
+        let main = scope.spawn(move || {
+            pin(first_cpu);
+            let mut main = Thread::attach(gil, "main");
+            let mut handled = None;
+            let python = |main: &mut Thread, until: Duration, handled: &mut Option<f64>| {
+                while start.elapsed() < until {
+                    spin(1, main);
+                    // The eval loop runs pending signal handlers at a bytecode boundary.
+                    if handled.is_none() && signalled.load(Ordering::Acquire) {
+                        *handled = Some(ms(Instant::now()));
+                    }
                 }
-            }
-        };
-        python(&mut main, lead, &mut handled);
-        let section_start = ms(Instant::now());
-        main.uninterruptible(|| spin(length.as_millis() as u64, &mut Free));
-        let section_end = ms(Instant::now());
-        python(&mut main, total + TICK * 2, &mut handled);
-        drop(main);
+            };
+            python(&mut main, lead, &mut handled);
+            let section_start = ms(Instant::now());
+            main.uninterruptible(|| spin(length.as_millis() as u64, &mut Free));
+            let section_end = ms(Instant::now());
+            python(&mut main, total + TICK * 2, &mut handled);
+            (handled, section_start, section_end)
+        });
+        let (handled, section_start, section_end) =
+            main.join().expect("the main thread does not panic");
         let ticks = ticker.join().expect("the ticker does not panic");
         let sent = sender.join().expect("the sender does not panic");
         let longest_gap = ticks

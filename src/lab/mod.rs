@@ -260,12 +260,26 @@ impl Lab {
     /// Runs `measure` the profile's number of times; the median and the spread.
     pub fn repeat(
         &mut self,
-        mut measure: impl FnMut(&mut Lab) -> Result<f64, LabError>,
+        measure: impl FnMut(&mut Lab) -> Result<f64, LabError>,
     ) -> Result<Sample, LabError> {
-        let values = (0..self.profile.repeats())
+        self.median_run(|value| *value, measure)
+            .map(|(_, sample)| sample)
+    }
+
+    /// Runs `measure` the profile's number of times and keeps the run whose `key` is the
+    /// median (the lower middle one of an even count), with the spread of the keys.
+    pub fn median_run<T>(
+        &mut self,
+        key: impl Fn(&T) -> f64,
+        mut measure: impl FnMut(&mut Lab) -> Result<T, LabError>,
+    ) -> Result<(T, Sample), LabError> {
+        let mut runs = (0..self.profile.repeats().max(1))
             .map(|_| measure(self))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Sample::new(values))
+        let sample = Sample::new(runs.iter().map(&key).collect());
+        runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+        let middle = (runs.len() - 1) / 2;
+        Ok((runs.swap_remove(middle), sample))
     }
 
     /// Where servers and load run, in words, for the report.
@@ -310,16 +324,20 @@ impl Sample {
 
     /// "12.3" or, with repeats, "12.3 (11.9–12.8)".
     pub fn show(&self, decimals: usize) -> String {
+        self.show_with(|value| format!("{value:.decimals$}"))
+    }
+
+    /// The median, and with repeats the range, each formatted by `format`.
+    pub fn show_with(&self, format: impl Fn(f64) -> String) -> String {
         if self.values.len() > 1 {
             format!(
-                "{:.d$} ({:.d$}–{:.d$})",
-                self.median,
-                self.min,
-                self.max,
-                d = decimals
+                "{} ({}–{})",
+                format(self.median),
+                format(self.min),
+                format(self.max)
             )
         } else {
-            format!("{:.d$}", self.median, d = decimals)
+            format(self.median)
         }
     }
 }

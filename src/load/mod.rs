@@ -25,7 +25,7 @@ pub use result::{ClassResult, LoadResult};
 
 use crate::limits::{DescriptorLimit, ensure_descriptors};
 use crate::load::driver::LiveCounts;
-use crate::load::result::{DEADLINE_POLICY, Environment, Generator, SCHEMA};
+use crate::load::result::{DEADLINE_POLICY, Environment, Generator, Machine, SCHEMA};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -130,15 +130,7 @@ pub fn run(
         }
     }
     let environment = Environment {
-        clab_version: env!("CARGO_PKG_VERSION"),
-        build: if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or_else(|_| "unknown".into(), |k| k.trim().to_owned()),
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        machine: Machine::detect(),
         generator_cpus,
         target: plan.target.to_string(),
     };

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::lab::{Outcome, Placement, Profile};
+use crate::load::result::Machine;
 
 /// The value of `report.json`'s `schema` field.
 pub const SCHEMA: &str = "clab-lab/1";
@@ -28,10 +29,8 @@ pub enum ReportError {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Environment {
-    pub clab_version: &'static str,
-    pub build: &'static str,
-    pub kernel: String,
-    pub cores: usize,
+    #[serde(flatten)]
+    pub machine: Machine,
     pub cpu_model: String,
     pub python: Option<String>,
 }
@@ -48,15 +47,7 @@ impl Environment {
             })
             .unwrap_or_else(|| "unknown CPU".into());
         Environment {
-            clab_version: env!("CARGO_PKG_VERSION"),
-            build: if cfg!(debug_assertions) {
-                "debug"
-            } else {
-                "release"
-            },
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map_or_else(|_| "unknown".into(), |k| k.trim().to_owned()),
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            machine: Machine::detect(),
             cpu_model,
             python,
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::gil::trace::{EventKind, Trace};
 use crate::lab::outcome::{Chart, Figure, Lane, LaneState, Marker, Series, Table};
 use crate::lab::process::ChildServer;
-use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Verdict, class};
+use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Sample, Verdict, class};
 use crate::load::LoadResult;
 
 use super::percent;
@@ -108,18 +108,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         vec!["--model", "threads", "--gil", "none"],
         vec!["--model", "threads", "--gil", "priority"],
         vec!["--model", "procpool", "--workers", "2", "--gil", "new"],
-        vec![
-            "--model",
-            "hybrid",
-            "--gil",
-            "new",
-            "--offload",
-            "threshold:15",
-            "--offload-to",
-            "procpool",
-            "--workers",
-            "2",
-        ],
+        super::THRESHOLD_HYBRID.to_vec(),
     ];
     let mut runs = Vec::new();
     for args in &configurations {
@@ -127,10 +116,12 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         // Threads compete for one core, GIL or not; processes are there to use the other.
         let cpus = if args[1] == "threads" { &one } else { &all };
         let server = lab.serve(args, cpus)?;
-        let run = measure(lab, &server, HOG)?;
+        let (run, kept) =
+            lab.median_run(|run: &ConvoyRun| run.kept, |lab| measure(lab, &server, HOG))?;
         server.stop();
-        runs.push(run);
+        runs.push((run, kept));
     }
+    let (runs, spreads): (Vec<ConvoyRun>, Vec<Sample>) = runs.into_iter().unzip();
     let mut report = Report::default();
     let kept = |index: usize| runs[index].kept;
     let evidence = |run: &ConvoyRun| {
@@ -201,12 +192,12 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             "hog requests done",
         ],
     );
-    for run in &runs {
+    for (run, spread) in runs.iter().zip(&spreads) {
         table.row(vec![
             run.label.replace(&format!(" --trace {trace}"), ""),
             format!("{:.0}", run.before_per_s),
             format!("{:.0}", run.after_per_s),
-            percent(run.kept),
+            spread.show_with(percent),
             run.hog_completed.to_string(),
         ]);
     }

@@ -48,6 +48,16 @@ fn python_server(lab: &mut Lab, cpus: &[usize]) -> Result<ChildServer, LabError>
     lab.start(command, "CPython threads", cpus)
 }
 
+/// Faithful: on the same side of the claim's threshold and close; inconclusive: on the same
+/// side only; unfaithful: on different sides.
+fn agreement(same_side: bool, close: bool) -> Verdict {
+    match (same_side, close) {
+        (true, true) => Verdict::Holds,
+        (true, false) => Verdict::Inconclusive,
+        (false, _) => Verdict::DoesNotHold,
+    }
+}
+
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let Some(version) = python_version() else {
         return Ok(Report {
@@ -69,42 +79,41 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
 
     lab.step("cpython: convoy on CPython");
     let server = python_server(lab, &one)?;
-    let python_convoy = convoy::measure(lab, &server, PY_HOG)?;
+    let (python_convoy, _) = lab.median_run(
+        |run: &ConvoyRun| run.kept,
+        |lab| convoy::measure(lab, &server, PY_HOG),
+    )?;
     server.stop();
     lab.step("cpython: convoy on --gil new");
     let server = lab.serve(&emulation, &one)?;
-    let emulated_convoy = convoy::measure(lab, &server, convoy::HOG)?;
+    let (emulated_convoy, _) = lab.median_run(
+        |run: &ConvoyRun| run.kept,
+        |lab| convoy::measure(lab, &server, convoy::HOG),
+    )?;
     server.stop();
 
     lab.step("cpython: two clients on CPython");
     let server = python_server(lab, &all)?;
     let python_latency = [
-        two_clients::latency(lab, &server, PY_REQUEST, 1)?,
-        two_clients::latency(lab, &server, PY_REQUEST, 2)?,
+        two_clients::latency(lab, &server, PY_REQUEST, 1)?.median,
+        two_clients::latency(lab, &server, PY_REQUEST, 2)?.median,
     ];
     server.stop();
     lab.step("cpython: two clients on --gil new");
     let server = lab.serve(&emulation, &all)?;
     let emulated_latency = [
-        two_clients::latency(lab, &server, two_clients::REQUEST, 1)?,
-        two_clients::latency(lab, &server, two_clients::REQUEST, 2)?,
+        two_clients::latency(lab, &server, two_clients::REQUEST, 1)?.median,
+        two_clients::latency(lab, &server, two_clients::REQUEST, 2)?.median,
     ];
     server.stop();
 
     let python_slowdown = python_latency[1] / python_latency[0];
     let emulated_slowdown = emulated_latency[1] / emulated_latency[0];
     let mut report = Report::default();
-    let convoy_verdict = {
-        let same_side = (python_convoy.kept < 0.2) == (emulated_convoy.kept < 0.2);
-        let factor = (emulated_convoy.kept / python_convoy.kept).max(1e-9);
-        if same_side && (1.0 / 3.0..=3.0).contains(&factor) {
-            Verdict::Holds
-        } else if same_side {
-            Verdict::Inconclusive
-        } else {
-            Verdict::DoesNotHold
-        }
-    };
+    let convoy_verdict = agreement(
+        (python_convoy.kept < 0.2) == (emulated_convoy.kept < 0.2),
+        (1.0 / 3.0..=3.0).contains(&(emulated_convoy.kept / python_convoy.kept)),
+    );
     report.checks.push(Check::new(
         "convoy: the emulation collapses like CPython",
         convoy_verdict,
@@ -118,17 +127,10 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             emulated_convoy.after_per_s
         ),
     ));
-    let latency_verdict = {
-        let same_side = (python_slowdown > 1.6) == (emulated_slowdown > 1.6);
-        let relative = emulated_slowdown / python_slowdown;
-        if same_side && (0.7..=1.3).contains(&relative) {
-            Verdict::Holds
-        } else if same_side {
-            Verdict::Inconclusive
-        } else {
-            Verdict::DoesNotHold
-        }
-    };
+    let latency_verdict = agreement(
+        (python_slowdown > 1.6) == (emulated_slowdown > 1.6),
+        (0.7..=1.3).contains(&(emulated_slowdown / python_slowdown)),
+    );
     report.checks.push(Check::new(
         "two clients: the emulation slows down like CPython",
         latency_verdict,

@@ -117,11 +117,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     report.setup = vec![
         format!(
             "closed-loop clients sending `{REQUEST}`, each on its own connection, {} clients, {} per run",
-            counts
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+            super::list(&counts),
             super::seconds(lab.profile.window())
         ),
         "sleeping requests use no CPU: the cap seen is the process count, not the two cores".into(),

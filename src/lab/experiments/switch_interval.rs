@@ -139,11 +139,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         ),
         format!(
             "I = {} ms",
-            points
-                .iter()
-                .map(|p| p.0.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            super::list(&points.iter().map(|p| p.0).collect::<Vec<_>>())
         ),
     ];
     report.explanation = "Every tiny request releases the GIL to read its socket and must take it \

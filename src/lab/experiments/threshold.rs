@@ -86,18 +86,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         )?,
         measure(
             lab,
-            &[
-                "--model",
-                "hybrid",
-                "--gil",
-                "new",
-                "--offload",
-                "threshold:15",
-                "--offload-to",
-                "procpool",
-                "--workers",
-                "2",
-            ],
+            super::THRESHOLD_HYBRID,
             "hybrid --gil new, threshold:15",
         )?,
     ];

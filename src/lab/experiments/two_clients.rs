@@ -21,13 +21,14 @@ pub const REQUEST: &str = "fib 37";
 const DOUBLED: f64 = 1.6;
 const FLAT: f64 = 1.3;
 
-/// Median latency of `request` with `clients` closed-loop clients.
+/// Median latency of `request` with `clients` closed-loop clients (the median of the
+/// profile's repeats, with their spread).
 pub fn latency(
     lab: &mut Lab,
     server: &ChildServer,
     request: &str,
     clients: usize,
-) -> Result<f64, LabError> {
+) -> Result<Sample, LabError> {
     let window = lab.profile.window();
     lab.repeat(|lab| {
         let plan = lab.plan(
@@ -37,7 +38,6 @@ pub fn latency(
         );
         p50_ms(&lab.load(server, plan)?, "clients")
     })
-    .map(|sample: Sample| sample.median)
 }
 
 struct Model {
@@ -90,8 +90,11 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         lab.step(&format!("two-clients: {}", model.label));
         let server = lab.serve(model.args, &all)?;
         let mut points = Vec::new();
+        let mut samples = Vec::new();
         for &clients in &counts {
-            points.push((clients as f64, latency(lab, &server, REQUEST, clients)?));
+            let sample = latency(lab, &server, REQUEST, clients)?;
+            points.push((clients as f64, sample.median));
+            samples.push(sample);
         }
         server.stop();
         let slowdown = points[1].1 / points[0].1;
@@ -112,8 +115,8 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         ));
         table.row(vec![
             model.label.into(),
-            format!("{:.1}", points[0].1),
-            format!("{:.1}", points[1].1),
+            samples[0].show(1),
+            samples[1].show(1),
             format!("×{slowdown:.2}"),
             expected.into(),
         ]);
@@ -135,11 +138,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     report.setup = vec![
         format!(
             "closed-loop clients sending `{REQUEST}` (≈30 ms here, the time scale of CPython's fib(30) in the essay), {} clients, {} each",
-            counts
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+            super::list(&counts),
             super::seconds(lab.profile.window())
         ),
         "servers may use both CPUs; procpool and prefork have 4 workers, so no client waits for one".into(),

@@ -198,9 +198,24 @@ where
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .label_font(("sans-serif", 13))
-        .position(SeriesLabelPosition::UpperRight)
+        .position(legend_corner(series))
         .draw()
         .map_err(error)
+}
+
+/// The corner the data leaves free: rates that collapse or fall leave the lower left free
+/// on log axes; latencies and gaps that grow leave the upper left.
+fn legend_corner(series: &[Series]) -> SeriesLabelPosition {
+    let falls = series.iter().any(|one| {
+        let first = one.points.first().map_or(0.0, |p| p.1);
+        let last = one.points.last().map_or(0.0, |p| p.1);
+        last < first / 2.0
+    });
+    if falls {
+        SeriesLabelPosition::LowerLeft
+    } else {
+        SeriesLabelPosition::UpperLeft
+    }
 }
 
 fn bars<DB: DrawingBackend>(

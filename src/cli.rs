@@ -48,7 +48,7 @@ processes pinned to chosen CPUs, puts load on them from another CPU, and judges 
 by a rule fixed before the run: holds, does not hold, or inconclusive, with the numbers.
 
 Examples:
-  clab lab                          the whole catalogue, default profile (about 6 minutes)
+  clab lab                          the whole catalogue, default profile (about 4 minutes)
   clab lab --quick                  the whole catalogue in about 2 minutes
   clab lab list                     the experiments and their claims
   clab lab run convoy cpython       two experiments
@@ -66,7 +66,7 @@ pub struct LabArgs {
     #[arg(long, global = true, conflicts_with = "thorough")]
     pub quick: bool,
 
-    /// Every measurement three times; medians with their spread
+    /// Each experiment's key measurements three times; medians with their spread
     #[arg(long, global = true)]
     pub thorough: bool,
 

@@ -45,7 +45,7 @@ pub struct ConvoyRun {
 /// The window and the hog's arrival for the profile: whole seconds, so the per-second
 /// timeline splits exactly at the arrival.
 pub fn timing(lab: &Lab) -> (Duration, Duration) {
-    let seconds = lab.profile.pick(2, 6, 6);
+    let seconds = lab.profile.pick(4, 6, 6);
     (
         Duration::from_secs(seconds),
         Duration::from_secs(seconds / 2),

@@ -49,13 +49,19 @@ fn run_with_limit(mut command: Command, limit: Duration) -> Output {
     }
 }
 
-/// Processes running this test's `clab` binary, other than this test itself.
-fn clab_processes() -> usize {
+/// Servers and pool workers running this test's `clab` binary (the other tests here run
+/// only `clab lab list` and the like, which start neither).
+fn clab_servers() -> usize {
     let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_clab")).unwrap();
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|entry| entry.ok())
         .filter(|entry| std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| exe == binary))
+        .filter(|entry| {
+            let command = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let mut words = command.split(|byte| *byte == 0).skip(1);
+            matches!(words.next(), Some(b"serve" | b"worker"))
+        })
         .count()
 }
 
@@ -107,14 +113,14 @@ fn report_dir() -> PathBuf {
 #[test]
 fn the_quick_catalogue_writes_a_complete_report() {
     let out = report_dir();
-    let before = clab_processes();
+    let before = clab_servers();
     let mut command = clab();
     command.args(["lab", "all", "--quick", "--out"]).arg(&out);
     let output = run_with_limit(command, LAB_LIMIT);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "clab lab failed:\n{stderr}");
     // Every server and worker the lab started is gone.
-    assert_eq!(clab_processes(), before, "the lab left processes behind");
+    assert_eq!(clab_servers(), before, "the lab left processes behind");
 
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();

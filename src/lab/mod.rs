@@ -284,14 +284,21 @@ impl Lab {
 
     /// Where servers and load run, in words, for the report.
     pub fn placement_words(&self) -> Vec<String> {
+        let cpus = |set: &[usize]| {
+            set.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         vec![
             format!(
-                "servers that compete for one core: CPU {:?}; servers meant to use every core: CPUs {:?}",
-                self.placement.server_one, self.placement.server_all
+                "servers that compete for one core run on CPU {}; servers meant to use every core on CPUs {}",
+                cpus(&self.placement.server_one),
+                cpus(&self.placement.server_all)
             ),
             format!(
-                "load generator: CPU {:?} (pinned with sched_setaffinity; every ping-pong crosses cores)",
-                self.placement.load
+                "load generator: CPU {} (pinned with sched_setaffinity, so a ping-pong with a one-CPU server always crosses cores)",
+                cpus(&self.placement.load)
             ),
         ]
     }

@@ -176,7 +176,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     );
     report.tables.push(table);
     report.setup = vec![
-        format!("in the lab's own process: two threads pinned to CPUs {cpus:?}, {each} increments each, four ways"),
+        format!("in the lab's own process: two threads pinned to CPUs {}, {each} increments each, four ways", super::list(&cpus)),
         "the unsynchronised increment is an atomic load followed by an atomic store, so the race is real but not undefined behaviour".into(),
         "CPython runs the essay's version, `counter += 1` on a global from two threads, with the switch interval at its 1 µs minimum".into(),
     ];

@@ -99,9 +99,7 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
         started_at,
         profile,
         elapsed_s: started.elapsed().as_secs_f64(),
-        environment: clab::report::Environment::detect(
-            clab::lab::experiments::cpython::python_version(),
-        ),
+        environment: clab::report::Environment::detect(lab.python.clone()),
         placement: lab.placement.clone(),
         outcomes,
     };

@@ -37,7 +37,7 @@ pub enum LabError {
 }
 
 /// How long and how often to measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     /// The whole catalogue in about two minutes: short windows, the fewest configurations
@@ -155,6 +155,8 @@ pub struct Lab {
     pub clab: PathBuf,
     /// Scratch space for logs and traces, removed afterwards.
     pub scratch: PathBuf,
+    /// `python3 --version`, or `None` where CPython is missing: asked once per run.
+    pub python: Option<String>,
     /// Progress text for the current step.
     step: Box<dyn FnMut(&str)>,
     servers_started: usize,
@@ -172,6 +174,7 @@ impl Lab {
             placement: Placement::from_allowed(&crate::load::allowed_cpus()),
             clab,
             scratch,
+            python: experiments::cpython::python_version(),
             step,
             servers_started: 0,
         }
@@ -284,12 +287,7 @@ impl Lab {
 
     /// Where servers and load run, in words, for the report.
     pub fn placement_words(&self) -> Vec<String> {
-        let cpus = |set: &[usize]| {
-            set.iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let cpus = |set: &[usize]| experiments::list(set);
         vec![
             format!(
                 "servers that compete for one core run on CPU {}; servers meant to use every core on CPUs {}",
@@ -371,7 +369,8 @@ pub fn p50_ms(result: &LoadResult, name: &str) -> Result<f64, LabError> {
     })
 }
 
-/// Runs the experiments in order, calling `progress` before each and `done` after.
+/// Runs the experiments in order, naming each as the current step before it runs and
+/// calling `done` with its outcome after.
 pub fn run(
     experiments: &[&Experiment],
     lab: &mut Lab,

@@ -7,11 +7,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use nix::sched::{CpuSet, sched_setaffinity};
+use nix::sched::sched_setaffinity;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -28,7 +28,6 @@ pub struct ChildServer {
     /// What it is, e.g. "threads --gil new", for tables and errors.
     pub label: String,
     pub addr: SocketAddr,
-    pub cpus: Vec<usize>,
     child: Option<Child>,
 }
 
@@ -57,11 +56,7 @@ impl ChildServer {
         log: &Path,
     ) -> Result<ChildServer, LabError> {
         let label = label.into();
-        let mut set = CpuSet::new();
-        for cpu in cpus {
-            set.set(*cpu)
-                .map_err(|e| LabError::Placement(cpus.to_vec(), e))?;
-        }
+        let set = crate::load::cpu_set(cpus).map_err(|e| LabError::Placement(cpus.to_vec(), e))?;
         let stderr = std::fs::File::create(log).map_err(|e| LabError::Io(log.into(), e))?;
         command
             .stdin(Stdio::null())
@@ -96,7 +91,6 @@ impl ChildServer {
         let mut server = ChildServer {
             label: label.clone(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            cpus: cpus.to_vec(),
             child: Some(child),
         };
         let first = receiver.recv_timeout(START_PATIENCE).unwrap_or_default();
@@ -155,15 +149,11 @@ impl ChildServer {
             return;
         };
         let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_PATIENCE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                self.child = None;
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        if let Ok(Some(_)) = wait_until(child, Instant::now() + STOP_PATIENCE) {
+            self.child = None;
+        } else {
+            self.kill();
         }
-        self.kill();
     }
 
     fn kill(&mut self) {
@@ -213,6 +203,19 @@ fn add_tree(pid: i32, usage: &mut Usage, depth: usize) {
     }
 }
 
+/// Polls `child` until it exits or `deadline` passes (`None`: still running).
+fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs a short program to completion with a deadline, returning its standard output.
 pub fn run_to_completion(mut command: Command, limit: Duration) -> Result<String, std::io::Error> {
     let mut child = command
@@ -226,20 +229,13 @@ pub fn run_to_completion(mut command: Command, limit: Duration) -> Result<String
         let _ = stdout.read_to_string(&mut out);
         out
     });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("still running after {limit:?}"),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let Some(status) = wait_until(&mut child, Instant::now() + limit)? else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("still running after {limit:?}"),
+        ));
     };
     let out = reader.join().unwrap_or_default();
     if !status.success() {

@@ -40,14 +40,20 @@ pub enum LoadError {
 /// A generator that used more than this share of its CPUs may itself be the bottleneck.
 const BUSY_GENERATOR: f64 = 0.8;
 
-/// Pins the calling process (and the threads it starts afterwards) to `cpus`.
-pub fn pin(cpus: &[usize]) -> Result<(), LoadError> {
+/// The set of `cpus`, for `sched_setaffinity`.
+pub fn cpu_set(cpus: &[usize]) -> nix::Result<CpuSet> {
     let mut set = CpuSet::new();
     for cpu in cpus {
-        set.set(*cpu)
-            .map_err(|e| LoadError::Pin(cpus.to_vec(), e))?;
+        set.set(*cpu)?;
     }
-    sched_setaffinity(Pid::from_raw(0), &set).map_err(|e| LoadError::Pin(cpus.to_vec(), e))
+    Ok(set)
+}
+
+/// Pins the calling thread (and the threads it starts afterwards) to `cpus`.
+pub fn pin(cpus: &[usize]) -> Result<(), LoadError> {
+    cpu_set(cpus)
+        .and_then(|set| sched_setaffinity(Pid::from_raw(0), &set))
+        .map_err(|e| LoadError::Pin(cpus.to_vec(), e))
 }
 
 /// The CPUs the calling thread may run on.

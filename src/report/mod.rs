@@ -85,9 +85,9 @@ pub fn write(report: &LabReport, out: &Path) -> Result<PathBuf, ReportError> {
                 minijinja::Value::from_safe_string(svg),
             );
         }
-        write_file(&data.join(format!("{}.json", outcome.id)), &json(outcome)?)?;
+        write_file(&data.join(format!("{}.json", outcome.id)), &json(outcome))?;
     }
-    write_file(&out.join("report.json"), &json(report)?)?;
+    write_file(&out.join("report.json"), &json(report))?;
     let svgs = minijinja::Value::from(svgs);
     let templates = templates();
     let render = |name: &'static str| {
@@ -122,10 +122,10 @@ fn templates() -> minijinja::Environment<'static> {
     env
 }
 
-fn json(value: &impl Serialize) -> Result<Vec<u8>, ReportError> {
+fn json(value: &impl Serialize) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(value).expect("plain data serialises");
     bytes.push(b'\n');
-    Ok(bytes)
+    bytes
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {

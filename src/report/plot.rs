@@ -81,6 +81,10 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figure: &Figure) -> D
     }
 }
 
+fn drawing_error<E: std::error::Error + Send + Sync>(error: DrawingAreaErrorKind<E>) -> String {
+    error.to_string()
+}
+
 fn linear(range: Range<f64>) -> RangedCoordf64 {
     range.into()
 }
@@ -131,7 +135,6 @@ where
     X: Ranged<ValueType = f64> + ValueFormatter<f64>,
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
-    let error = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let (y_low, y_high) = {
         let range = y.range();
         (range.start, range.end)
@@ -142,28 +145,28 @@ where
         .x_label_area_size(44)
         .y_label_area_size(70)
         .build_cartesian_2d(x, y)
-        .map_err(error)?;
+        .map_err(drawing_error)?;
     chart
         .configure_mesh()
         .x_desc(figure.x_label.as_str())
         .y_desc(figure.y_label.as_str())
         .label_style(("sans-serif", 13))
         .draw()
-        .map_err(error)?;
+        .map_err(drawing_error)?;
     for marker in markers {
         chart
             .draw_series(std::iter::once(PathElement::new(
                 vec![(marker.x, y_low), (marker.x, y_high)],
                 BLACK.stroke_width(1),
             )))
-            .map_err(error)?;
+            .map_err(drawing_error)?;
         chart
             .draw_series(std::iter::once(Text::new(
                 format!(" {}", marker.label),
                 (marker.x, y_high),
                 ("sans-serif", 13).into_font().color(&BLACK),
             )))
-            .map_err(error)?;
+            .map_err(drawing_error)?;
     }
     for (index, one) in series.iter().enumerate() {
         let colour = COLOURS[index % COLOURS.len()];
@@ -179,7 +182,7 @@ where
         } else {
             chart.draw_series(LineSeries::new(points.clone(), style))
         }
-        .map_err(error)?;
+        .map_err(drawing_error)?;
         drawn.label(one.name.as_str()).legend(move |(x, y)| {
             PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
         });
@@ -190,7 +193,7 @@ where
                         .iter()
                         .map(|point| Circle::new(*point, 3, colour.filled())),
                 )
-                .map_err(error)?;
+                .map_err(drawing_error)?;
         }
     }
     chart
@@ -200,7 +203,7 @@ where
         .label_font(("sans-serif", 13))
         .position(legend_corner(series))
         .draw()
-        .map_err(error)
+        .map_err(drawing_error)
 }
 
 /// The corner the data leaves free: rates that collapse or fall leave the lower left free
@@ -224,7 +227,6 @@ fn bars<DB: DrawingBackend>(
     categories: &[String],
     series: &[(String, Vec<f64>)],
 ) -> DrawResult {
-    let error = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let max = series
         .iter()
         .flat_map(|(_, values)| values.iter().copied())
@@ -236,7 +238,7 @@ fn bars<DB: DrawingBackend>(
         .x_label_area_size(44)
         .y_label_area_size(70)
         .build_cartesian_2d(0.0..categories.len() as f64, 0.0..(max * 1.15).max(1e-9))
-        .map_err(error)?;
+        .map_err(drawing_error)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -245,7 +247,7 @@ fn bars<DB: DrawingBackend>(
         .y_desc(figure.y_label.as_str())
         .label_style(("sans-serif", 13))
         .draw()
-        .map_err(error)?;
+        .map_err(drawing_error)?;
     let width = 0.7 / series.len().max(1) as f64;
     for (index, (name, values)) in series.iter().enumerate() {
         let colour = COLOURS[index % COLOURS.len()];
@@ -254,7 +256,7 @@ fn bars<DB: DrawingBackend>(
                 let left = category as f64 + 0.15 + index as f64 * width;
                 Rectangle::new([(left, 0.0), (left + width, *value)], colour.filled())
             }))
-            .map_err(error)?
+            .map_err(drawing_error)?
             .label(name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
         chart
@@ -266,7 +268,7 @@ fn bars<DB: DrawingBackend>(
                     ("sans-serif", 12).into_font(),
                 )
             }))
-            .map_err(error)?;
+            .map_err(drawing_error)?;
     }
     // Category names under their bars, inside the plot so they are never clipped.
     chart
@@ -277,7 +279,7 @@ fn bars<DB: DrawingBackend>(
                 ("sans-serif", 12).into_font().color(&BLACK),
             )
         }))
-        .map_err(error)?;
+        .map_err(drawing_error)?;
     if series.len() > 1 {
         chart
             .configure_series_labels()
@@ -285,7 +287,7 @@ fn bars<DB: DrawingBackend>(
             .border_style(BLACK.mix(0.3))
             .label_font(("sans-serif", 13))
             .draw()
-            .map_err(error)?;
+            .map_err(drawing_error)?;
     }
     Ok(())
 }
@@ -307,7 +309,6 @@ fn lanes_chart<DB: DrawingBackend>(
     start: f64,
     end: f64,
 ) -> DrawResult {
-    let error = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let count = lanes.len().max(1) as f64;
     let mut chart = ChartBuilder::on(root)
         .caption(&figure.title, ("sans-serif", 16))
@@ -315,7 +316,7 @@ fn lanes_chart<DB: DrawingBackend>(
         .x_label_area_size(44)
         .y_label_area_size(20)
         .build_cartesian_2d(start..end, 0.0..count + 0.6)
-        .map_err(error)?;
+        .map_err(drawing_error)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
@@ -323,7 +324,7 @@ fn lanes_chart<DB: DrawingBackend>(
         .x_desc(figure.x_label.as_str())
         .label_style(("sans-serif", 13))
         .draw()
-        .map_err(error)?;
+        .map_err(drawing_error)?;
     for (index, lane) in lanes.iter().enumerate() {
         // The first lane at the top.
         let base = count - 1.0 - index as f64;
@@ -332,7 +333,7 @@ fn lanes_chart<DB: DrawingBackend>(
                 [(start, base + 0.15), (end, base + 0.6)],
                 RGBColor(235, 235, 235).filled(),
             )))
-            .map_err(error)?;
+            .map_err(drawing_error)?;
         // A hold of a few microseconds would vanish; a pixel is the least that shows.
         let pixel = (end - start) / f64::from(SIZE.0);
         chart
@@ -344,20 +345,20 @@ fn lanes_chart<DB: DrawingBackend>(
                 };
                 Rectangle::new([(*from, base + 0.15), (to, base + 0.6)], colour.filled())
             }))
-            .map_err(error)?;
+            .map_err(drawing_error)?;
         chart
             .draw_series(std::iter::once(Text::new(
                 lane.name.clone(),
                 (start, base + 0.9),
                 ("sans-serif", 13).into_font().color(&BLACK),
             )))
-            .map_err(error)?;
+            .map_err(drawing_error)?;
     }
     // The legend, drawn as two empty series so it sits with the others' style.
     for (name, colour) in [("holding the GIL", HOLDING), ("waiting for it", WAITING)] {
         chart
             .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
-            .map_err(error)?
+            .map_err(drawing_error)?
             .label(name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
     }
@@ -368,7 +369,7 @@ fn lanes_chart<DB: DrawingBackend>(
         .label_font(("sans-serif", 13))
         .position(SeriesLabelPosition::UpperRight)
         .draw()
-        .map_err(error)
+        .map_err(drawing_error)
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ const SERVER_PY: &str = include_str!("../../../python/clab_server.py");
 const PY_REQUEST: &str = "fib 28";
 const PY_HOG: &str = "fib 29";
 
-pub fn python_version() -> Option<String> {
+pub(crate) fn python_version() -> Option<String> {
     let mut command = Command::new("python3");
     command.arg("--version");
     run_to_completion(command, Duration::from_secs(10))
@@ -59,7 +59,7 @@ fn agreement(same_side: bool, close: bool) -> Verdict {
 }
 
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
-    let Some(version) = python_version() else {
+    let Some(version) = lab.python.clone() else {
         return Ok(Report {
             verdict: Some(Verdict::Skipped),
             summary: "python3 is not installed here: nothing to compare with".into(),

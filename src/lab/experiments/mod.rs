@@ -53,7 +53,7 @@ pub(crate) const THRESHOLD_HYBRID: &[&str] = &[
 ];
 
 /// "1, 2, 4".
-pub(crate) fn list<T: std::fmt::Display>(items: &[T]) -> String {
+pub fn list<T: std::fmt::Display>(items: &[T]) -> String {
     items
         .iter()
         .map(T::to_string)

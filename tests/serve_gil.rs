@@ -1,6 +1,11 @@
 //! `clab serve --gil` over real TCP: the essays' convoy. A rapid-fire `fib 1` client loses
 //! nearly all of its rate when another client's `fib 40` loop joins under the new GIL, and
 //! keeps most of it without a GIL or under the priority GIL.
+//!
+//! Every measurement here pins the server to one CPU and the clients to another (on a
+//! one-CPU machine, both to the same one), so a request always crosses the same way and the
+//! server's threads compete for one core as the essays' did: what is asserted is the lock's
+//! mechanism, never a race between wake-ups on two idle cores.
 
 mod common;
 
@@ -9,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, Server, placement};
+use common::{Client, Server, pin_this_thread, placement, server_and_load_cpus};
 
 /// The measurements need the machine's two cores to themselves, as far as this file goes.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -25,43 +30,60 @@ fn rapid_fire_rate(client: &mut Client, duration: Duration) -> f64 {
     completed as f64 / started.elapsed().as_secs_f64()
 }
 
-/// The rapid-fire rate beside a `fib 40` loop, as a fraction of its rate alone.
-fn rate_kept_beside_a_hog(gil: &str) -> f64 {
-    rate_kept_beside_a_hog_on("threads", &["--gil", gil])
+/// What one convoy run saw: the rapid client's rate alone and beside the hog, and the
+/// server's `stats` taken while the hog was still running.
+struct Convoy {
+    kept: f64,
+    stats: serde_json::Value,
 }
 
-/// The same on `model` started with `args`.
-fn rate_kept_beside_a_hog_on(model: &str, args: &[&str]) -> f64 {
+/// The rapid-fire rate beside a `fib 40` loop, as a fraction of its rate alone.
+fn rate_kept_beside_a_hog(gil: &str) -> f64 {
+    convoy_on("threads", &["--gil", gil]).kept
+}
+
+/// The convoy on `model` started with `args`, the server on one CPU and the clients on
+/// another.
+fn convoy_on(model: &str, args: &[&str]) -> Convoy {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (server_cpu, load_cpu) = server_and_load_cpus();
     let mut args = args.to_vec();
     args.extend(["--switch-interval", "5ms"]);
-    let server = Server::start(model, &args);
-    let gil = format!("{model} {args:?}");
-    let mut rapid = server.connect();
-    rapid_fire_rate(&mut rapid, Duration::from_millis(200)); // warm up
-    let alone = rapid_fire_rate(&mut rapid, Duration::from_millis(700));
-
-    let stop = AtomicBool::new(false);
-    let beside = thread::scope(|scope| {
-        let (addr, stop) = (server.addr, &stop);
-        scope.spawn(move || {
-            let mut hog = Client::connect(addr);
-            while !stop.load(Ordering::Relaxed) {
-                assert_eq!(hog.request("fib 40"), "102334155");
-            }
-        });
-        thread::sleep(Duration::from_millis(100));
-        let beside = rapid_fire_rate(&mut rapid, Duration::from_secs(1));
-        eprintln!("--gil {gil}: {}", placement(server.pid()));
-        stop.store(true, Ordering::Relaxed);
-        beside
-    });
-    let kept = beside / alone;
-    eprintln!(
-        "--gil {gil}: fib 1 at {alone:.0} req/s alone, {beside:.0} req/s beside fib 40 ({:.1} %)",
-        kept * 100.0
-    );
-    kept
+    let server = Server::start_on(model, &args, server_cpu);
+    let label = format!("{model} {args:?}");
+    thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                pin_this_thread(load_cpu);
+                let mut rapid = server.connect();
+                rapid_fire_rate(&mut rapid, Duration::from_millis(200)); // warm up
+                let alone = rapid_fire_rate(&mut rapid, Duration::from_millis(700));
+                let stop = AtomicBool::new(false);
+                thread::scope(|scope| {
+                    let (addr, stop) = (server.addr, &stop);
+                    scope.spawn(move || {
+                        let mut hog = Client::connect(addr);
+                        while !stop.load(Ordering::Relaxed) {
+                            assert_eq!(hog.request("fib 40"), "102334155");
+                        }
+                    });
+                    thread::sleep(Duration::from_millis(100));
+                    let beside = rapid_fire_rate(&mut rapid, Duration::from_secs(1));
+                    let stats: serde_json::Value =
+                        serde_json::from_str(&rapid.request("stats")).expect("stats is JSON");
+                    eprintln!("{label}: {}", placement(server.pid()));
+                    stop.store(true, Ordering::Relaxed);
+                    let kept = beside / alone;
+                    eprintln!(
+                        "{label}: fib 1 at {alone:.0} req/s alone, {beside:.0} req/s beside fib 40 ({:.1} %)",
+                        kept * 100.0
+                    );
+                    Convoy { kept, stats }
+                })
+            })
+            .join()
+            .expect("the clients do not panic")
+    })
 }
 
 #[test]
@@ -94,13 +116,29 @@ fn the_priority_gil_keeps_the_rapid_fire_rate() {
     );
 }
 
-/// The essays' threshold server, under the GIL: offloading `fib 40` to threads of the same
-/// interpreter does not free the event loop (they still take turns on one GIL); offloading
-/// to processes does.
+/// The GIL record of the thread whose name starts with `prefix`.
+fn gil_thread<'a>(stats: &'a serde_json::Value, prefix: &str) -> &'a serde_json::Value {
+    stats["gil"]["threads"]
+        .as_array()
+        .and_then(|threads| {
+            threads.iter().find(|thread| {
+                thread["name"]
+                    .as_str()
+                    .is_some_and(|name| name.starts_with(prefix))
+            })
+        })
+        .unwrap_or_else(|| panic!("no GIL thread named {prefix}…: {stats}"))
+}
+
+/// The essays' threshold server under the GIL: offloading `fib 40` to threads of the same
+/// interpreter does not free the event loop — the pool thread holds the GIL while the loop
+/// waits a switch interval for it at every request, as asyncio's loop does beside a
+/// `ThreadPoolExecutor` in CPython (measured there: ~11,600 → ~200 requests/s).
 #[test]
-fn under_the_gil_only_process_offload_keeps_the_event_loop_responsive() {
-    let hybrid = |target| {
-        [
+fn under_the_gil_offloading_to_threads_stalls_the_event_loop() {
+    let convoy = convoy_on(
+        "hybrid",
+        &[
             "--gil",
             "new",
             "--workers",
@@ -108,27 +146,67 @@ fn under_the_gil_only_process_offload_keeps_the_event_loop_responsive() {
             "--offload",
             "threshold:15",
             "--offload-to",
-            target,
-        ]
-    };
-    let to_threads = rate_kept_beside_a_hog_on("hybrid", &hybrid("pool"));
-    let to_processes = rate_kept_beside_a_hog_on("hybrid", &hybrid("procpool"));
-    // How much the threads lose depends on how often the woken pool thread wins the race
-    // for the GIL (gil-model.md §3.2's p); that they lose most of it, and far more than the
-    // processes, does not.
+            "pool",
+        ],
+    );
+    let event_loop = gil_thread(&convoy.stats, "event loop");
+    let pool_forced: u64 = convoy.stats["gil"]["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|thread| thread["name"].as_str().unwrap().starts_with("thread pool"))
+        .map(|thread| thread["forced_releases"].as_u64().unwrap())
+        .sum();
+    // The mechanism: the loop asks the pool thread to drop (a waiter asks only after a whole
+    // interval without the GIL), and the pool threads are forced out again and again.
     assert!(
-        to_threads < 0.5,
+        event_loop["drop_requests"].as_u64().unwrap() >= 20,
+        "the loop seldom had to ask for the GIL: {event_loop}"
+    );
+    assert!(
+        pool_forced >= 20,
+        "the pool threads were seldom forced out: {}",
+        convoy.stats["gil"]
+    );
+    assert!(
+        event_loop["wait_ms"]["max"].as_f64().unwrap() >= 5.0,
+        "the loop never waited a whole interval for the GIL: {event_loop}"
+    );
+    assert!(
+        convoy.kept < 0.5,
         "offloading to threads kept {:.1} % of the rate",
-        to_threads * 100.0
+        convoy.kept * 100.0
     );
+}
+
+/// Offloading to worker processes does free the loop: the hog computes under another
+/// process's GIL, and the loop's own GIL is never asked for.
+#[test]
+fn under_the_gil_offloading_to_processes_keeps_the_event_loop_responsive() {
+    let convoy = convoy_on(
+        "hybrid",
+        &[
+            "--gil",
+            "new",
+            "--workers",
+            "2",
+            "--offload",
+            "threshold:15",
+            "--offload-to",
+            "procpool",
+        ],
+    );
+    let event_loop = gil_thread(&convoy.stats, "event loop");
+    assert_eq!(
+        event_loop["drop_requests"], 0,
+        "nobody else holds this interpreter's GIL: {event_loop}"
+    );
+    // The loop still shares its one core with the hog's worker process, and the OS, not a
+    // lock, divides it: a share far above the threads' ~2 %, though not all of it.
     assert!(
-        to_processes > 0.5,
+        convoy.kept > 0.3,
         "offloading to processes kept only {:.1} % of the rate",
-        to_processes * 100.0
-    );
-    assert!(
-        to_threads * 4.0 < to_processes,
-        "threads {to_threads:.3} vs processes {to_processes:.3}"
+        convoy.kept * 100.0
     );
 }
 

@@ -6,12 +6,13 @@
 //!
 //! Under `--gil`, each runtime thread is a Python thread running an event loop: it holds the
 //! GIL while it runs tasks and releases it while it is parked waiting for events (asyncio's
-//! `select`). [`hold_gil_while_running`] installs that on a runtime builder.
+//! `select`), and — as CPython's socket module does — around every `recv` and `send`, even
+//! one that does not block. [`hold_gil_while_running`] installs the first on a runtime
+//! builder; [`read`] and [`write_all`] do the second.
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
@@ -75,10 +76,49 @@ impl Interpreter for LoopGil {
         });
     }
 
+    /// Tasks never block, but CPython releases the GIL around every socket call, however
+    /// short: each is a moment in which another thread waiting for the GIL may take it.
     fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        // Tasks never block: their waits are awaits, and the GIL goes when the thread parks.
-        f()
+        LOOP_GIL.with_borrow_mut(|thread| thread.as_mut().map_or((), GilThread::detach));
+        let result = f();
+        LOOP_GIL.with_borrow_mut(|thread| thread.as_mut().map_or((), GilThread::reattach));
+        result
     }
+}
+
+/// `sock.recv` as asyncio's loop does it: wait until readable (parked, GIL released), then
+/// one non-blocking read with the GIL released around it.
+async fn read(
+    stream: &TcpStream,
+    buffer: &mut [u8],
+    interpreter: &mut impl Interpreter,
+) -> std::io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        match interpreter.allow_threads(|| stream.try_read(buffer)) {
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+            done => return done,
+        }
+    }
+}
+
+/// `sock.send` until all is sent, each call with the GIL released around it.
+async fn write_all(
+    stream: &TcpStream,
+    mut bytes: &[u8],
+    interpreter: &mut impl Interpreter,
+) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match interpreter.allow_threads(|| stream.try_write(bytes)) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                stream.writable().await?
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// Runs the server on the current tokio runtime until shutdown, then waits for every
@@ -152,7 +192,10 @@ async fn serve_connection<I: Interpreter + Default>(
     loop {
         match session.next_action(&service, &mut interpreter, || bytes_pending(stream.as_fd())) {
             Action::Write => {
-                if stream.write_all(session.output()).await.is_err() {
+                if write_all(stream, session.output(), &mut interpreter)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 session.written();
@@ -161,7 +204,7 @@ async fn serve_connection<I: Interpreter + Default>(
             // The loop serves other connections meanwhile: that is the hybrid's point.
             Action::Await(job) => session.offload_finished(&service, job.await),
             Action::Read => {
-                let read = stream.read(&mut buffer);
+                let read = read(stream, &mut buffer, &mut interpreter);
                 let result = match idle_timeout {
                     Some(limit) => tokio::time::timeout(limit, read).await,
                     None => Ok(read.await),

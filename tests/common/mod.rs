@@ -60,6 +60,25 @@ impl Server {
         Server::spawn(command)
     }
 
+    /// As [`Server::start`], with the server and every thread and process it will start
+    /// pinned to `cpu` from before it runs (`sched_setaffinity` between fork and exec).
+    pub fn start_on(model: &str, extra: &[&str], cpu: usize) -> Server {
+        use std::os::unix::process::CommandExt;
+        let mut command = clab();
+        command
+            .args(["serve", "--model", model, "--addr", "127.0.0.1:0"])
+            .args(extra);
+        let mut set = nix::sched::CpuSet::new();
+        set.set(cpu).expect("a CPU number within the set");
+        // SAFETY: sched_setaffinity is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sched::sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)
+            });
+        }
+        Server::spawn(command)
+    }
+
     /// Starts any server that, like `clab serve`, prints "listening on HOST:PORT" on its
     /// first line of output once ready; waits for it.
     pub fn spawn(mut command: Command) -> Server {
@@ -253,6 +272,23 @@ pub fn settles_to(server: &Server, baseline: (usize, usize)) {
         );
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Two CPUs for a measurement: the server's and the load's; the same one on a single-CPU
+/// machine.
+pub fn server_and_load_cpus() -> (usize, usize) {
+    let allowed = nix::sched::sched_getaffinity(Pid::from_raw(0)).expect("read the CPU set");
+    let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
+        .filter(|&cpu| allowed.is_set(cpu).unwrap_or(false))
+        .collect();
+    (cpus[0], *cpus.last().unwrap())
+}
+
+/// Pins the calling thread (and the threads it starts afterwards) to `cpu`.
+pub fn pin_this_thread(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).expect("a CPU number within the set");
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &set).expect("pin the test thread");
 }
 
 /// Pins every thread `pid` has now to `cpu` (threads started later inherit from theirs).

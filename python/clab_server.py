@@ -1,25 +1,28 @@
-#!/usr/bin/env python3
-"""CPython reference servers for the clab protocol (shared/DESIGN.md §2).
+#!/usr/bin/env python
+"""CPython reference servers for the clab protocol (docs: the README's "The protocol").
 
 The same service as `clab serve`, written the way the essays write it, so the lab can run
-real CPython beside the Rust emulation and compare. One request path (`respond`) serves
-every model; the models differ only in scheduling:
+real CPython beside the Rust emulation and compare. One source runs unchanged on Python 2.7
+and on every Python 3. One request path (`Service.answer`) serves every model; the models
+differ only in scheduling:
 
   serial    one client at a time
   threads   a thread per connection
-  procpool  a thread per connection; fib and spin computed by a ProcessPoolExecutor
-  hybrid    an asyncio loop; fib n > --threshold (and spin) sent to a ProcessPoolExecutor
+  procpool  a thread per connection; fib and spin computed by a process pool
+  hybrid    an event loop; fib n > --threshold (and spin) sent to a pool of --pool kind
+            (asyncio on Python 3, a select() loop on Python 2)
   prefork   --workers forked children accepting on one socket, each serving serially
-  asyncio   an asyncio loop computing inline
+  asyncio   an asyncio loop computing inline (Python 3 only)
 
 Like `clab serve`, it prints "listening on HOST:PORT" once ready, and stops on SIGTERM.
 Standard library only.
 """
 
+from __future__ import print_function
+
 import argparse
-import asyncio
-import concurrent.futures
 import json
+import multiprocessing
 import os
 import select
 import signal
@@ -29,8 +32,10 @@ import threading
 import time
 
 MAX_LINE = 4096
-MAX_MILLIS = 60_000
-STARTED = time.monotonic()
+MAX_MILLIS = 60000
+PY3 = sys.version_info[0] >= 3
+clock = getattr(time, "monotonic", time.time)
+STARTED = clock()
 COUNTERS = {"requests": 0, "errors": 0}
 
 
@@ -40,10 +45,10 @@ def fib(n):
 
 def spin(ms):
     """Busy CPU work for about `ms` milliseconds (a clock, unlike clab's calibrated units)."""
-    deadline = time.perf_counter() + ms / 1000
-    while time.perf_counter() < deadline:
+    deadline = clock() + ms / 1000.0
+    while clock() < deadline:
         pass
-    return f"spun {ms}"
+    return "spun %d" % ms
 
 
 def work(kind, argument):
@@ -77,11 +82,11 @@ def parse(line, max_n):
             return int(word)
         raise ValueError(message)
 
-    bad_n = f"n must be an integer from 0 to {max_n}"
-    bad_ms = f"ms must be an integer from 0 to {MAX_MILLIS}"
+    bad_n = "n must be an integer from 0 to %d" % max_n
+    bad_ms = "ms must be an integer from 0 to %d" % MAX_MILLIS
     if command in ("fib", "spin", "sleep"):
         if len(rest) != 1:
-            raise ValueError(f"usage: {command} <{'n' if command == 'fib' else 'ms'}>")
+            raise ValueError("usage: %s <%s>" % (command, "n" if command == "fib" else "ms"))
         if command == "fib":
             return "fib", number(rest[0], max_n, bad_n)
         return command, number(rest[0], MAX_MILLIS, bad_ms)
@@ -93,10 +98,48 @@ def parse(line, max_n):
         if command.startswith("-"):
             raise ValueError(bad_n)
         return "fib", number(command, max_n, bad_n)
-    raise ValueError(f'unknown command "{words[0][:40]}"')
+    raise ValueError('unknown command "%s"' % words[0][:40])
 
 
-class Service:
+class Pool(object):
+    """A pool of threads or processes with one blocking call, `run`, and one with a
+    callback, `start`: concurrent.futures on Python 3, multiprocessing on Python 2."""
+
+    def __init__(self, kind, workers):
+        self.kind = kind
+        if PY3:
+            import concurrent.futures as futures
+            executor = futures.ThreadPoolExecutor if kind == "threads" else futures.ProcessPoolExecutor
+            self.executor = executor(workers)
+        else:
+            from multiprocessing.pool import ThreadPool
+            self.executor = ThreadPool(workers) if kind == "threads" else multiprocessing.Pool(workers)
+        # Started (and its workers spawned) before "listening on", so the first request
+        # does not pay for it.
+        for _ in range(workers):
+            self.run("fib", 1)
+
+    def run(self, kind, argument):
+        if PY3:
+            return self.executor.submit(work, kind, argument).result()
+        return self.executor.apply_async(work, (kind, argument)).get(3600)
+
+    def start(self, kind, argument, done):
+        """Runs the job and calls `done(reply)` on a pool-owned thread when it ends."""
+        if PY3:
+            future = self.executor.submit(work, kind, argument)
+            future.add_done_callback(lambda f: done(f.result()))
+        else:
+            self.executor.apply_async(work, (kind, argument), callback=done)
+
+    def shutdown(self):
+        if PY3:
+            self.executor.shutdown(wait=False)
+        else:
+            self.executor.terminate()
+
+
+class Service(object):
     """The request path every model shares."""
 
     def __init__(self, model, max_n, pool=None, threshold=None):
@@ -109,7 +152,9 @@ class Service:
 
     def compute(self, kind, argument):
         if kind == "stats":
-            return json.dumps({"model": self.model, "uptime_s": time.monotonic() - STARTED, **COUNTERS})
+            stats = {"model": self.model, "uptime_s": clock() - STARTED}
+            stats.update(COUNTERS)
+            return json.dumps(stats)
         return work(kind, argument)
 
     def respond(self, line):
@@ -119,7 +164,7 @@ class Service:
             return parse(line, self.max_n), None
         except ValueError as error:
             COUNTERS["errors"] += 1
-            return None, f"ERR {error}"
+            return None, "ERR %s" % error
 
     def answer(self, line):
         """Blocking: the reply line to `line`."""
@@ -128,10 +173,10 @@ class Service:
             return reply
         kind, argument = job
         if kind == "sleep":
-            time.sleep(argument / 1000)
-            return f"slept {argument}"
+            time.sleep(argument / 1000.0)
+            return "slept %d" % argument
         if self.offloads(kind, argument):
-            return self.pool.submit(work, kind, argument).result()
+            return self.pool.run(kind, argument)
         return self.compute(kind, argument)
 
 
@@ -163,71 +208,144 @@ def lines(connection):
 
 
 def serve_connection(service, connection):
-    with connection:
+    try:
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            for line in lines(connection):
-                if line is None:
-                    connection.sendall(b"ERR line too long\n")
-                    return
-                connection.sendall(service.answer(line).encode() + b"\n")
-        except OSError:
-            pass
+        for line in lines(connection):
+            if line is None:
+                connection.sendall(b"ERR line too long\n")
+                return
+            connection.sendall(service.answer(line).encode("utf-8") + b"\n")
+    except (IOError, OSError):
+        pass
+    finally:
+        connection.close()
 
 
-def serve_blocking(listener, service, spawn):
+def announce(listener):
+    host, port = listener.getsockname()[:2]
+    print("listening on %s:%d" % ("[%s]" % host if ":" in host else host, port))
+    sys.stdout.flush()
+
+
+def serve_blocking(listener, spawn):
     while True:
-        connection, _ = listener.accept()
+        try:
+            connection, _ = listener.accept()
+        except (IOError, OSError):
+            continue  # EINTR on Python 2, a client gone before accept
         spawn(connection)
 
 
-async def serve_async(listener, service, executor_for):
-    loop = asyncio.get_running_loop()
+def spawn_thread(service):
+    def spawn(connection):
+        thread = threading.Thread(target=serve_connection, args=(service, connection))
+        thread.daemon = True
+        thread.start()
+    return spawn
 
-    async def handle(reader, writer):
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        buffer = b""
+
+class SelectLoop(object):
+    """Python 2's event loop for the hybrid model: select() over non-blocking sockets, the
+    pool's replies handed back through a pipe. (Python 3 uses asyncio: clab_aio.py.)"""
+
+    def __init__(self, listener, service):
+        self.listener, self.service = listener, service
+        self.buffers, self.outputs = {}, {}
+        self.finished, self.lock = [], threading.Lock()
+        self.wake_read, self.wake_write = os.pipe()
+
+    def run(self):
+        self.listener.setblocking(False)
+        announce(self.listener)
+        while True:
+            readers = [self.listener, self.wake_read] + list(self.buffers)
+            writers = [c for c, out in self.outputs.items() if out]
+            try:
+                readable, writable, _ = select.select(readers, writers, [])
+            except (IOError, OSError, select.error):
+                continue  # EINTR
+            for connection in writable:
+                self.flush(connection)
+            for source in readable:
+                if source is self.listener:
+                    self.accept()
+                elif source == self.wake_read:
+                    self.deliver()
+                elif source in self.buffers:
+                    self.receive(source)
+
+    def accept(self):
         try:
-            while True:
-                if b"\n" not in buffer:
-                    if len(buffer) > MAX_LINE:
-                        writer.write(b"ERR line too long\n")
-                        break
-                    chunk = await reader.read(65536)
-                    if not chunk:
-                        if not buffer:
-                            break
-                        buffer += b"\n"
-                    elif b"\n" not in buffer + chunk and not reader._buffer:
-                        buffer += chunk + b"\n"  # a bare request with nothing pending
-                    else:
-                        buffer += chunk
-                    continue
-                line, buffer = buffer.split(b"\n", 1)
-                job, reply = service.respond(line)
-                if reply is None:
-                    kind, argument = job
-                    if kind == "sleep":
-                        await asyncio.sleep(argument / 1000)
-                        reply = f"slept {argument}"
-                    elif service.offloads(kind, argument):
-                        reply = await loop.run_in_executor(executor_for(), work, kind, argument)
-                    else:
-                        reply = service.compute(kind, argument)
-                writer.write(reply.encode() + b"\n")
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
+            connection, _ = self.listener.accept()
+        except (IOError, OSError):
+            return
+        connection.setblocking(False)
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffers[connection], self.outputs[connection] = b"", b""
 
-    server = await asyncio.start_server(handle, sock=listener)
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    async with server:
-        print(f"listening on {listener.getsockname()[0]}:{listener.getsockname()[1]}", flush=True)
-        await stop.wait()
+    def receive(self, connection):
+        try:
+            data = connection.recv(65536)
+        except (IOError, OSError):
+            data = b""
+        if not data:
+            return self.close(connection)
+        buffer = self.buffers[connection] + data
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            self.handle(connection, line)
+        if buffer and not select.select([connection], [], [], 0)[0]:
+            self.handle(connection, buffer)
+            buffer = b""
+        if len(buffer) > MAX_LINE:
+            self.reply(connection, "ERR line too long")
+            buffer = b""
+        self.buffers[connection] = buffer
+
+    def handle(self, connection, line):
+        job, reply = self.service.respond(line)
+        if reply is None:
+            kind, argument = job
+            if kind == "sleep":
+                threading.Timer(argument / 1000.0, self.finish, (connection, "slept %d" % argument)).start()
+                return
+            if self.service.offloads(kind, argument):
+                self.service.pool.start(kind, argument, lambda reply: self.finish(connection, reply))
+                return
+            reply = self.service.compute(kind, argument)
+        self.reply(connection, reply)
+
+    def finish(self, connection, reply):
+        """From a pool or timer thread: queue the reply and wake the loop."""
+        with self.lock:
+            self.finished.append((connection, reply))
+        os.write(self.wake_write, b"x")
+
+    def deliver(self):
+        os.read(self.wake_read, 4096)
+        with self.lock:
+            finished, self.finished = self.finished, []
+        for connection, reply in finished:
+            if connection in self.outputs:
+                self.reply(connection, reply)
+
+    def reply(self, connection, text):
+        self.outputs[connection] += text.encode("utf-8") + b"\n"
+        self.flush(connection)
+
+    def flush(self, connection):
+        try:
+            sent = connection.send(self.outputs[connection])
+        except (IOError, OSError) as error:
+            if getattr(error, "errno", None) in (11, 35):  # EAGAIN, EWOULDBLOCK
+                return
+            return self.close(connection)
+        self.outputs[connection] = self.outputs[connection][sent:]
+
+    def close(self, connection):
+        self.buffers.pop(connection, None)
+        self.outputs.pop(connection, None)
+        connection.close()
 
 
 def prefork(listener, service, workers):
@@ -236,15 +354,15 @@ def prefork(listener, service, workers):
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-            serve_blocking(listener, service, lambda c: serve_connection(service, c))
+            serve_blocking(listener, lambda c: serve_connection(service, c))
         children.append(pid)
-    print(f"listening on {listener.getsockname()[0]}:{listener.getsockname()[1]}", flush=True)
+    announce(listener)
 
     def stop(*_):
         for child in children:
             try:
                 os.kill(child, signal.SIGTERM)
-            except ProcessLookupError:
+            except OSError:
                 pass
         for child in children:
             os.waitpid(child, 0)
@@ -260,44 +378,53 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["serial", "threads", "procpool", "hybrid", "prefork", "asyncio"], default="threads")
     parser.add_argument("--addr", default="127.0.0.1:25000", help="HOST:PORT; port 0 picks a free one")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count() or 2)
     parser.add_argument("--threshold", type=int, default=15, help="hybrid: offload fib n above this")
+    parser.add_argument("--pool", choices=["threads", "processes"], default="processes",
+                        help="hybrid: where offloaded requests run")
+    parser.add_argument("--switch-interval", type=float, metavar="SECONDS",
+                        help="sys.setswitchinterval (Python 3.2+); Python 2 has none")
     parser.add_argument("--max-n", type=int, default=45)
     args = parser.parse_args()
 
+    if args.switch_interval is not None:
+        if not hasattr(sys, "setswitchinterval"):
+            parser.error("--switch-interval needs Python 3.2+ (Python 2 switches every N ticks)")
+        sys.setswitchinterval(args.switch_interval)
+    if args.model == "asyncio" and not PY3:
+        parser.error("the asyncio model needs Python 3")
+
     host, port = args.addr.rsplit(":", 1)
+    host = host.strip("[]")
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host.strip("[]"), int(port)))
-    listener.listen(4096)
+    listener.bind((host, int(port)))
+    listener.listen(1024)
 
     if args.model == "prefork":
         prefork(listener, Service("prefork", args.max_n), args.workers)
         return
     pool = None
-    if args.model in ("procpool", "hybrid"):
-        # Started (and its workers spawned) before "listening on", so the first request
-        # does not pay for it.
-        pool = concurrent.futures.ProcessPoolExecutor(args.workers)
-        list(pool.map(fib, [1] * args.workers))
+    if args.model == "procpool":
+        pool = Pool("processes", args.workers)
+    elif args.model == "hybrid":
+        pool = Pool(args.pool, args.workers)
     threshold = args.threshold if args.model == "hybrid" else None
     service = Service(args.model, args.max_n, pool, threshold)
-    if args.model in ("asyncio", "hybrid"):
-        asyncio.run(serve_async(listener, service, lambda: pool))
-    else:
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        print(f"listening on {host}:{listener.getsockname()[1]}", flush=True)
-        if args.model == "serial":
-            spawn = lambda connection: serve_connection(service, connection)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        if args.model in ("asyncio", "hybrid") and PY3:
+            import clab_aio
+            clab_aio.serve(listener, service, work, announce, MAX_LINE)
+        elif args.model == "hybrid":
+            SelectLoop(listener, service).run()
         else:
-            spawn = lambda connection: threading.Thread(target=serve_connection, args=(service, connection), daemon=True).start()
-        try:
-            serve_blocking(listener, service, spawn)
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-    if pool is not None:
-        pool.shutdown(cancel_futures=True)
+            announce(listener)
+            spawn = spawn_thread(service) if args.model != "serial" else (lambda c: serve_connection(service, c))
+            serve_blocking(listener, spawn)
+    finally:
+        if pool is not None:
+            pool.shutdown()
 
 
 if __name__ == "__main__":

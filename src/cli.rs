@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::gil::{GilConfig, Variant};
+use crate::gil::{GilConfig, SwitchPoints, Variant};
 use crate::lab::Profile;
+use crate::lab::pythons::Selection;
 use crate::load::{ClassPlan, Pacing, Plan, PlanError};
 use crate::protocol::HARD_MAX_N;
 use crate::server::offload::{OffloadConfig, Policy, Target};
@@ -73,6 +74,12 @@ pub struct LabArgs {
     /// Where the report goes
     #[arg(long, global = true, default_value = "report", value_name = "DIR")]
     pub out: PathBuf,
+
+    /// A CPython to measure beside the emulation (repeatable), or `all` for every one found
+    /// through pyenv and PATH [default: one per era — the newest 2.x, python3, the newest
+    /// 3.x, and a free-threaded build where there is one]
+    #[arg(long, global = true, value_name = "PATH|all")]
+    pub python: Vec<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +97,17 @@ pub enum LabAction {
 }
 
 impl LabArgs {
+    /// The interpreters `--python` asks for.
+    pub fn pythons(&self) -> Selection {
+        if self.python.is_empty() {
+            Selection::PerEra
+        } else if self.python.iter().any(|path| path.as_os_str() == "all") {
+            Selection::All
+        } else {
+            Selection::Paths(self.python.clone())
+        }
+    }
+
     pub fn profile(&self) -> Profile {
         match (self.quick, self.thorough) {
             (true, _) => Profile::Quick,
@@ -378,6 +396,16 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub check_interval: u32,
 
+    /// The work between two checkpoints: CPython's time between two looks at its eval breaker
+    /// (`clab lab` measures it per interpreter; the default is CPython 3.11's here, ~22 ns)
+    #[arg(long, default_value = "22ns", value_parser = parse_tick)]
+    pub tick: Duration,
+
+    /// Where a holder may be made to drop the GIL: every-instruction (CPython ≤ 3.9) or
+    /// calls-and-jumps (3.10+) [default: every-instruction for legacy, else calls-and-jumps]
+    #[arg(long, value_enum)]
+    pub switch_points: Option<SwitchPoints>,
+
     /// Write the GIL's lock events (the newest million) to this JSON file when the server
     /// stops, for a timeline of which thread held the GIL when
     #[arg(long, value_name = "FILE")]
@@ -407,6 +435,15 @@ pub struct ServeArgs {
     pub drain_timeout: Duration,
 }
 
+/// A tick: a duration from 1 ns to 1 ms.
+fn parse_tick(text: &str) -> Result<Duration, String> {
+    let tick = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if tick.is_zero() || tick > Duration::from_millis(1) {
+        return Err("a tick is between 1ns and 1ms".into());
+    }
+    Ok(tick)
+}
+
 impl ServeArgs {
     /// The server configuration these options describe.
     pub fn config(&self) -> Result<ServerConfig, ConfigError> {
@@ -422,6 +459,8 @@ impl ServeArgs {
             gil: GilConfig {
                 switch_interval: self.switch_interval,
                 check_interval: self.check_interval,
+                tick: self.tick,
+                switch_points: self.switch_points.unwrap_or(SwitchPoints::of_era(self.gil)),
                 ..GilConfig::new(self.gil)
             },
             trace: self.trace.clone(),

@@ -79,11 +79,33 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
     ));
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let started = std::time::Instant::now();
+    bar.set_message("finding and calibrating CPython interpreters");
+    let scripts = clab::lab::pythons::Scripts::write(&scratch.path().join("python"))?;
+    let found = clab::lab::pythons::select(&args.pythons(), &scripts);
+    for python in &found.pythons {
+        say(format!(
+            "{} at {}: {} GIL, tick {:.1} ns",
+            python.label(),
+            python.path.display(),
+            python.gil.name(),
+            python.calibration.tick_ns
+        ));
+    }
+    for note in &found.notes {
+        say(format!("note: {note}"));
+    }
+    let python_labels = found
+        .pythons
+        .iter()
+        .map(|python| format!("{} ({} GIL)", python.label(), python.gil.name()))
+        .collect();
     let step_bar = bar.clone();
     let mut lab = clab::lab::Lab::new(
         profile,
         clab_path,
         scratch.path().to_owned(),
+        found,
+        scripts,
         Box::new(move |step: &str| step_bar.set_message(step.to_owned())),
     );
     let outcomes = clab::lab::run(&experiments, &mut lab, |outcome| {
@@ -99,8 +121,9 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
         started_at,
         profile,
         elapsed_s: started.elapsed().as_secs_f64(),
-        environment: clab::report::Environment::detect(lab.python.clone()),
+        environment: clab::report::Environment::detect(python_labels),
         placement: lab.placement.clone(),
+        fidelity: clab::report::LabReport::collect_fidelity(&outcomes),
         outcomes,
     };
     let index = clab::report::write(&report, &args.out)?;

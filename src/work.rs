@@ -1,8 +1,10 @@
 //! The workloads behind the requests: naive Fibonacci, calibrated busy work, sleep, echo.
 //!
-//! CPU work calls [`Interpreter::checkpoint`] at every "bytecode boundary" (each fib call,
-//! each spin unit), and blocking calls run inside [`Interpreter::allow_threads`]. Without a
-//! GIL the interpreter is [`Free`], whose methods are empty inline functions that compile to
+//! CPU work calls [`Interpreter::checkpoint`] where CPython's eval loop would look at its
+//! eval breaker, and blocking calls run inside [`Interpreter::allow_threads`]. How much work
+//! lies between two checkpoints is the interpreter's [`Pace`]: one *tick*, the time CPython
+//! takes here between two such looks (measured per interpreter by the lab). Without a GIL
+//! the interpreter is [`Free`], whose methods are empty inline functions that compile to
 //! nothing; the emulated GIL (`crate::gil`) plugs in a per-thread handle instead.
 
 use std::hint::black_box;
@@ -33,8 +35,17 @@ pub fn run(request: &Request, interpreter: &mut impl Interpreter) -> Reply {
 
 /// What running code tells an interpreter lock, as CPython's eval loop and C extensions do.
 pub trait Interpreter {
-    /// A bytecode boundary: the lock may be handed to another thread here.
+    /// A call or a backward jump: every CPython looks at its eval breaker here, so the lock
+    /// may be handed to another thread.
     fn checkpoint(&mut self);
+
+    /// Any other instruction boundary: CPython up to 3.9 may switch here too, 3.10 and later
+    /// never do (they look only at calls and backward jumps).
+    fn instruction(&mut self);
+
+    /// How much work lies between two checkpoints; `None` where nothing is listening (no
+    /// GIL), so the work runs without counting.
+    fn pace(&self) -> Option<Pace>;
 
     /// Runs blocking `f` with the lock released (`Py_BEGIN_ALLOW_THREADS`).
     fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R;
@@ -49,30 +60,120 @@ impl Interpreter for Free {
     fn checkpoint(&mut self) {}
 
     #[inline(always)]
+    fn instruction(&mut self) {}
+
+    #[inline(always)]
+    fn pace(&self) -> Option<Pace> {
+        None
+    }
+
+    #[inline(always)]
     fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
         f()
     }
 }
 
-/// Naive doubly-recursive Fibonacci, `fib(n) = 1` for `n <= 2`, with a checkpoint per call.
-/// Exponential on purpose: it is the essays' stand-in for CPU-bound request handling.
+/// Naive doubly-recursive Fibonacci, `fib(n) = 1` for `n <= 2`, reaching a checkpoint once
+/// per tick of work. Exponential on purpose: it is the essays' stand-in for CPU-bound request
+/// handling.
 pub fn fib(n: u32, interpreter: &mut impl Interpreter) -> u64 {
-    interpreter.checkpoint();
-    if n <= 2 {
-        1
-    } else {
-        fib(n - 1, interpreter) + fib(n - 2, interpreter)
+    match interpreter.pace() {
+        None => fib_free(n),
+        Some(pace) => {
+            let mut counted = Counted {
+                interpreter,
+                every: pace.fib_calls,
+                left: pace.fib_calls,
+            };
+            fib_counted(n, &mut counted)
+        }
     }
 }
 
-/// Iterations of the mixing loop in one spin unit: small enough (about a microsecond)
-/// that a checkpoint per unit is as fine-grained as a switch interval needs.
-const SPIN_UNIT_ITERATIONS: u32 = 200;
+fn fib_free(n: u32) -> u64 {
+    if n <= 2 {
+        1
+    } else {
+        fib_free(n - 1) + fib_free(n - 2)
+    }
+}
 
-/// One unit of busy work the optimiser cannot remove.
+/// Calls a checkpoint every `every` fib calls.
+struct Counted<'a, I> {
+    interpreter: &'a mut I,
+    every: u32,
+    left: u32,
+}
+
+fn fib_counted(n: u32, counted: &mut Counted<'_, impl Interpreter>) -> u64 {
+    counted.left -= 1;
+    if counted.left == 0 {
+        counted.left = counted.every;
+        counted.interpreter.checkpoint();
+    }
+    if n <= 2 {
+        1
+    } else {
+        fib_counted(n - 1, counted) + fib_counted(n - 2, counted)
+    }
+}
+
+/// How much of each workload is one tick: the work between two checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    pub fib_calls: u32,
+    pub spin_iterations: u32,
+}
+
+impl Pace {
+    /// The pace at which work reaches a checkpoint every `tick` on this machine (at least
+    /// one fib call or spin iteration between two).
+    pub fn for_tick(tick: Duration) -> Pace {
+        let costs = work_costs();
+        let per = |cost_ns: f64| ((tick.as_nanos() as f64 / cost_ns).round() as u32).max(1);
+        Pace {
+            fib_calls: per(costs.fib_call_ns),
+            spin_iterations: per(costs.spin_iteration_ns),
+        }
+    }
+}
+
+/// What one fib call and one spin iteration cost on this machine, measured once per process.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkCosts {
+    pub fib_call_ns: f64,
+    pub spin_iteration_ns: f64,
+}
+
+pub fn work_costs() -> WorkCosts {
+    static COSTS: OnceLock<WorkCosts> = OnceLock::new();
+    *COSTS.get_or_init(|| {
+        // fib(24) makes 92,735 calls (2·fib(n) − 1): about a tenth of a millisecond.
+        let calls = 2 * fib_free(24) - 1;
+        let best = (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                black_box(fib_free(black_box(24)));
+                started.elapsed()
+            })
+            .min()
+            .unwrap_or(Duration::from_micros(100))
+            .max(Duration::from_nanos(1));
+        WorkCosts {
+            fib_call_ns: best.as_nanos() as f64 / calls as f64,
+            spin_iteration_ns: 1e6 / spin_iterations_per_ms() as f64,
+        }
+    })
+}
+
+/// Iterations of the mixing loop timed as one batch when calibrating, and run between
+/// two looks at the clock-free counter when no interpreter is listening.
+const SPIN_UNIT_ITERATIONS: u64 = 200;
+
+/// `iterations` of busy work the optimiser cannot remove.
 #[inline(never)]
-fn spin_unit(mut state: u64) -> u64 {
-    for _ in 0..SPIN_UNIT_ITERATIONS {
+fn spin_unit(mut state: u64, iterations: u64) -> u64 {
+    for _ in 0..iterations {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
@@ -80,13 +181,13 @@ fn spin_unit(mut state: u64) -> u64 {
     black_box(state)
 }
 
-/// How many spin units this machine runs per millisecond, measured once per process.
+/// How many spin iterations this machine runs per millisecond, measured once per process.
 ///
 /// Spin is calibrated work, not a clock: under an interpreter lock, `spin 5` still does
 /// 5 ms worth of computing and so takes longer in wall time, as real CPU work would.
-pub fn spin_units_per_ms() -> u64 {
-    static UNITS_PER_MS: OnceLock<u64> = OnceLock::new();
-    *UNITS_PER_MS.get_or_init(calibrate)
+pub fn spin_iterations_per_ms() -> u64 {
+    static ITERATIONS_PER_MS: OnceLock<u64> = OnceLock::new();
+    *ITERATIONS_PER_MS.get_or_init(calibrate)
 }
 
 /// Times a few short batches and keeps the fastest, the one least disturbed by other load
@@ -98,23 +199,30 @@ fn calibrate() -> u64 {
         .map(|_| {
             let started = Instant::now();
             for _ in 0..BATCH {
-                state = spin_unit(state);
+                state = spin_unit(state, SPIN_UNIT_ITERATIONS);
             }
             started.elapsed()
         })
         .min()
         .unwrap_or(Duration::from_millis(1))
         .max(Duration::from_nanos(1));
-    let per_ms = BATCH as f64 * 1e6 / best.as_nanos() as f64;
+    let per_ms = (BATCH * SPIN_UNIT_ITERATIONS) as f64 * 1e6 / best.as_nanos() as f64;
     (per_ms as u64).max(1)
 }
 
-/// Busy CPU work for about `ms` milliseconds of this machine's time, checkpointing per unit.
+/// Busy CPU work for about `ms` milliseconds of this machine's time, reaching a checkpoint
+/// once per tick of it.
 pub fn spin(ms: u64, interpreter: &mut impl Interpreter) {
+    let mut left = ms.saturating_mul(spin_iterations_per_ms());
+    let unit = interpreter
+        .pace()
+        .map_or(SPIN_UNIT_ITERATIONS, |pace| u64::from(pace.spin_iterations));
     let mut state = 0x2545_F491_4F6C_DD1D;
-    for _ in 0..ms.saturating_mul(spin_units_per_ms()) {
+    while left > 0 {
         interpreter.checkpoint();
-        state = spin_unit(state);
+        let iterations = unit.min(left);
+        state = spin_unit(state, iterations);
+        left -= iterations;
     }
     black_box(state);
 }
@@ -123,13 +231,21 @@ pub fn spin(ms: u64, interpreter: &mut impl Interpreter) {
 mod tests {
     use super::*;
 
-    struct Counter(u64);
+    /// Counts checkpoints, at a pace of one every `pace` fib calls and spin iterations.
+    struct Counter(u64, u32);
     impl Interpreter for Counter {
         fn checkpoint(&mut self) {
             self.0 += 1;
         }
+        fn instruction(&mut self) {}
         fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
             f()
+        }
+        fn pace(&self) -> Option<Pace> {
+            Some(Pace {
+                fib_calls: self.1,
+                spin_iterations: self.1,
+            })
         }
     }
 
@@ -141,20 +257,36 @@ mod tests {
     }
 
     #[test]
-    fn fib_checkpoints_on_every_call() {
-        let mut calls = Counter(0);
-        fib(10, &mut calls);
+    fn fib_checkpoints_once_per_tick_of_calls() {
+        let mut every_call = Counter(0, 1);
+        assert_eq!(fib(10, &mut every_call), 55);
         // calls(n) = calls(n-1) + calls(n-2) + 1, with calls(1) = calls(2) = 1.
-        assert_eq!(calls.0, 109);
+        assert_eq!(every_call.0, 109);
+        let mut every_tenth = Counter(0, 10);
+        assert_eq!(fib(10, &mut every_tenth), 55);
+        assert_eq!(every_tenth.0, 10);
+    }
+
+    #[test]
+    fn a_tick_is_that_much_work() {
+        let costs = work_costs();
+        let pace = Pace::for_tick(Duration::from_micros(1));
+        let fib_ns = f64::from(pace.fib_calls) * costs.fib_call_ns;
+        let spin_ns = f64::from(pace.spin_iterations) * costs.spin_iteration_ns;
+        assert!((500.0..2000.0).contains(&fib_ns), "{pace:?} {costs:?}");
+        assert!((500.0..2000.0).contains(&spin_ns), "{pace:?} {costs:?}");
+        // Never less than one call or iteration, however short the tick.
+        let finest = Pace::for_tick(Duration::from_nanos(1));
+        assert!(finest.fib_calls >= 1 && finest.spin_iterations >= 1);
     }
 
     #[test]
     fn spin_checkpoints_per_unit_and_takes_about_its_time() {
-        let mut units = Counter(0);
+        let mut units = Counter(0, 1000);
         let started = Instant::now();
         spin(20, &mut units);
         let took = started.elapsed();
-        assert_eq!(units.0, 20 * spin_units_per_ms());
+        assert_eq!(units.0, (20 * spin_iterations_per_ms()).div_ceil(1000));
         // Calibration keeps the fastest batch, so spinning never takes much less than asked;
         // a loaded machine may make it take longer, hence the wide upper bound.
         assert!(took >= Duration::from_millis(10), "spin 20 took {took:?}");

@@ -40,6 +40,20 @@ impl Interpreter for Py {
         }
     }
 
+    fn instruction(&mut self) {
+        match self {
+            Py::Free(free) => free.instruction(),
+            Py::Attached(thread) => thread.instruction(),
+        }
+    }
+
+    fn pace(&self) -> Option<work::Pace> {
+        match self {
+            Py::Free(free) => free.pace(),
+            Py::Attached(thread) => thread.pace(),
+        }
+    }
+
     fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
         match self {
             Py::Free(free) => free.allow_threads(f),

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use crate::gil::stats::{GilReport, ThreadStats};
 use crate::gil::sync::{AtomicBool, AtomicI64, Condvar, Mutex, MutexGuard, Ordering};
 use crate::gil::trace::{Event, EventKind, Trace, TraceBuffer, TraceThread};
-use crate::gil::{GilConfig, Variant};
-use crate::work::Interpreter;
+use crate::gil::{GilConfig, SwitchPoints, Variant};
+use crate::work::{Interpreter, Pace};
 
 /// One interpreter's lock. Cheap to clone: clones share the lock.
 #[derive(Clone, Debug)]
@@ -27,10 +27,15 @@ pub struct Gil {
 #[derive(Debug)]
 struct Shared {
     config: GilConfig,
+    /// The work between two checkpoints, from `config.tick`.
+    pace: Pace,
     /// CPython ≤3.12's `gil_drop_request` in the eval breaker: the one word a checkpoint reads.
     drop_request: AtomicBool,
     /// legacy: the shared tick counter; only the holder changes it.
     ticker: AtomicI64,
+    /// Whether any thread waits on `cond` (a mirror of `State::waiters`, read without the
+    /// mutex): legacy's release-and-reacquire is skipped while nobody could take the GIL.
+    contended: AtomicBool,
     state: Mutex<State>,
     /// Waiters for the GIL.
     cond: Condvar,
@@ -52,6 +57,10 @@ struct State {
     holder_cpu_bound: bool,
     /// priority: I/O-bound threads waiting; CPU-bound ones stand back while there are any.
     priority_waiters: usize,
+    /// Threads waiting on `cond` / `switch_cond`: a release or an acquisition signals only
+    /// when someone waits, as CPython's lock does, so a lone thread makes no system call.
+    waiters: usize,
+    handoff_waiters: usize,
     /// When the pending drop request was set, for its latency.
     request_set_at: Option<Instant>,
     next_thread: u32,
@@ -90,12 +99,15 @@ impl Gil {
             shared: Arc::new(Shared {
                 drop_request: AtomicBool::new(false),
                 ticker: AtomicI64::new(i64::from(config.check_interval)),
+                contended: AtomicBool::new(false),
                 state: Mutex::new(State {
                     locked: false,
                     last_holder: None,
                     switch_number: 0,
                     holder_cpu_bound: false,
                     priority_waiters: 0,
+                    waiters: 0,
+                    handoff_waiters: 0,
                     request_set_at: None,
                     next_thread: 1,
                     threads: HashMap::new(),
@@ -107,6 +119,7 @@ impl Gil {
                 cond: Condvar::new(),
                 switch_cond: Condvar::new(),
                 created: Instant::now(),
+                pace: Pace::for_tick(config.tick),
                 config,
                 #[cfg(clab_loom)]
                 interval_elapsed: AtomicBool::new(false),
@@ -310,6 +323,8 @@ impl GilThread {
             if priority_waiter {
                 state.priority_waiters += 1;
             }
+            state.waiters += 1;
+            shared.contended.store(true, Ordering::Relaxed);
             while must_wait(&state) {
                 let woken;
                 (state, woken) = match variant {
@@ -343,6 +358,8 @@ impl GilThread {
                     shared.event(&mut state, self.id, EventKind::Retry, Instant::now());
                 }
             }
+            state.waiters -= 1;
+            shared.contended.store(state.waiters > 0, Ordering::Relaxed);
             if priority_waiter {
                 state.priority_waiters -= 1;
             }
@@ -357,7 +374,9 @@ impl GilThread {
         // ≤3.12: taking the GIL clears any pending request, even another waiter's.
         shared.drop_request.store(false, Ordering::Relaxed);
         state.request_set_at = None;
-        shared.switch_cond.notify_all();
+        if state.handoff_waiters > 0 {
+            shared.switch_cond.notify_all();
+        }
         if let Some(stats) = state.threads.get_mut(&self.id) {
             stats.acquisitions += 1;
             stats.record_wait(now - asked);
@@ -404,7 +423,7 @@ impl GilThread {
         if state.priority_waiters > 0 {
             // Make sure the I/O-bound waiter is among those woken.
             shared.cond.notify_all();
-        } else {
+        } else if state.waiters > 0 {
             shared.cond.notify_one();
         }
         self.holding = false;
@@ -421,9 +440,11 @@ impl GilThread {
             && state.last_holder == Some(self.id);
         if handoff {
             shared.drop_request.store(false, Ordering::Relaxed);
+            state.handoff_waiters += 1;
             while state.last_holder == Some(self.id) {
                 state = shared.wait(&shared.switch_cond, state);
             }
+            state.handoff_waiters -= 1;
             if let Some(stats) = state.threads.get_mut(&self.id) {
                 stats.handoff_wait += now.elapsed();
             }
@@ -434,6 +455,15 @@ impl GilThread {
     #[cold]
     #[inline(never)]
     fn forced_switch(&mut self) {
+        let shared = &*self.shared;
+        if shared.config.variant == Variant::Legacy && !shared.contended.load(Ordering::Relaxed) {
+            // Nobody waits: releasing and re-taking would change nothing but cost two trips
+            // through the state mutex (CPython 2's semaphore does this in user space).
+            shared
+                .ticker
+                .store(i64::from(shared.config.check_interval), Ordering::Relaxed);
+            return;
+        }
         // legacy: a plain release and immediate re-acquire, with no handoff, so on several
         // cores this thread usually wins its own lock back before a woken waiter runs.
         self.release(Release::Forced);
@@ -457,6 +487,17 @@ impl Interpreter for GilThread {
         if switch {
             self.forced_switch();
         }
+    }
+
+    #[inline]
+    fn instruction(&mut self) {
+        if self.shared.config.switch_points == SwitchPoints::EveryInstruction {
+            self.checkpoint();
+        }
+    }
+
+    fn pace(&self) -> Option<Pace> {
+        Some(self.shared.pace)
     }
 
     fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
@@ -595,7 +636,7 @@ mod tests {
     }
 
     #[test]
-    fn legacy_releases_every_check_interval() {
+    fn legacy_releases_every_check_interval_while_someone_waits() {
         let gil = Gil::new(GilConfig {
             check_interval: 10,
             ..GilConfig::new(Variant::Legacy)
@@ -604,7 +645,24 @@ mod tests {
         for _ in 0..105 {
             py.checkpoint();
         }
-        assert_eq!(gil.report().threads[0].forced_releases, 9);
+        // Alone, a release and re-take would change nothing: none is made.
+        assert_eq!(gil.report().threads[0].forced_releases, 0);
+        let waiter = {
+            let gil = gil.clone();
+            thread::spawn(move || drop(gil.attach("waiter")))
+        };
+        let mut checkpoints = 0u64;
+        while !waiter.is_finished() {
+            py.checkpoint();
+            checkpoints += 1;
+        }
+        waiter.join().unwrap();
+        let report = gil.report();
+        assert!(
+            report.threads[0].forced_releases >= 1,
+            "{checkpoints} checkpoints and no release for a waiter: {report:?}"
+        );
+        assert!(report.threads[0].forced_releases <= checkpoints / 10 + 1);
     }
 }
 

@@ -58,6 +58,40 @@ impl std::fmt::Display for Variant {
     }
 }
 
+/// Where a holder may be made to give the GIL up: the checkpoint policy of an era.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwitchPoints {
+    /// At any instruction boundary (CPython ≤ 3.9): `x += 1` can be cut between its load
+    /// and its store
+    EveryInstruction,
+    /// Only at calls and backward jumps (CPython 3.10+): a bare `x += 1` is never cut
+    CallsAndJumps,
+}
+
+impl SwitchPoints {
+    /// The era's policy for a variant: legacy is 2.x, so every instruction; the others stand
+    /// for a current CPython 3.
+    pub fn of_era(variant: Variant) -> SwitchPoints {
+        match variant {
+            Variant::Legacy => SwitchPoints::EveryInstruction,
+            _ => SwitchPoints::CallsAndJumps,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SwitchPoints::EveryInstruction => "every-instruction",
+            SwitchPoints::CallsAndJumps => "calls-and-jumps",
+        }
+    }
+}
+
+/// The default tick: the time between two eval-breaker checks in CPython 3.11's countdown
+/// loop on a current x86 server core (about 22 ns, one check per iteration). The lab
+/// measures it per interpreter and passes `--tick`.
+pub const DEFAULT_TICK: Duration = Duration::from_nanos(22);
+
 /// How a [`Gil`] behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GilConfig {
@@ -67,6 +101,10 @@ pub struct GilConfig {
     pub switch_interval: Duration,
     /// legacy: checkpoints between forced release-and-reacquire (`sys.setcheckinterval`, 100).
     pub check_interval: u32,
+    /// The work between two checkpoints, as CPython's time between two eval-breaker checks.
+    pub tick: Duration,
+    /// Which boundaries are checkpoints.
+    pub switch_points: SwitchPoints,
     /// Keep the newest this many lock events for a trace (`None`: no trace).
     pub trace_capacity: Option<usize>,
 }
@@ -77,6 +115,8 @@ impl GilConfig {
             variant,
             switch_interval: Duration::from_millis(5),
             check_interval: 100,
+            tick: DEFAULT_TICK,
+            switch_points: SwitchPoints::of_era(variant),
             trace_capacity: None,
         }
     }
@@ -84,6 +124,58 @@ impl GilConfig {
     /// The lock this configuration describes; `None` for [`Variant::None`].
     pub fn lock(&self) -> Option<Gil> {
         (self.variant != Variant::None).then(|| Gil::new(self.clone()))
+    }
+}
+
+/// One OS thread of an emulated interpreter: attached to its GIL, or free where there is
+/// none (`--gil none`, a free-threaded build).
+#[derive(Debug)]
+pub enum PythonThread {
+    Attached(GilThread),
+    Free,
+}
+
+impl PythonThread {
+    pub fn attach(gil: Option<&Gil>, name: &str) -> PythonThread {
+        gil.map_or(PythonThread::Free, |gil| {
+            PythonThread::Attached(gil.attach(name))
+        })
+    }
+
+    /// Runs `f` as one long C-level call: holding the GIL, with no checkpoint inside.
+    pub fn uninterruptible<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        match self {
+            PythonThread::Attached(thread) => thread.uninterruptible(f),
+            PythonThread::Free => f(),
+        }
+    }
+}
+
+impl crate::work::Interpreter for PythonThread {
+    fn checkpoint(&mut self) {
+        if let PythonThread::Attached(thread) = self {
+            thread.checkpoint();
+        }
+    }
+
+    fn instruction(&mut self) {
+        if let PythonThread::Attached(thread) = self {
+            thread.instruction();
+        }
+    }
+
+    fn pace(&self) -> Option<crate::work::Pace> {
+        match self {
+            PythonThread::Attached(thread) => thread.pace(),
+            PythonThread::Free => None,
+        }
+    }
+
+    fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        match self {
+            PythonThread::Attached(thread) => thread.allow_threads(f),
+            PythonThread::Free => f(),
+        }
     }
 }
 

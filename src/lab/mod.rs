@@ -8,8 +8,10 @@
 //! ([`outcome`]); the report renders them ([`crate::report`]).
 
 pub mod experiments;
+pub mod fidelity;
 pub mod outcome;
 pub mod process;
+pub mod pythons;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 pub use outcome::{Check, Contrast, Outcome, Verdict};
 
 use crate::lab::process::ChildServer;
+use crate::lab::pythons::{Found, Python, Scripts};
 use crate::load::{ClassPlan, LoadResult, Pacing, Plan};
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +101,7 @@ pub struct Report {
     pub explanation: String,
     pub tables: Vec<outcome::Table>,
     pub figures: Vec<outcome::Figure>,
+    pub fidelity: Vec<outcome::Fidelity>,
     pub raw: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -155,8 +159,13 @@ pub struct Lab {
     pub clab: PathBuf,
     /// Scratch space for logs and traces, removed afterwards.
     pub scratch: PathBuf,
-    /// `python3 --version`, or `None` where CPython is missing: asked once per run.
-    pub python: Option<String>,
+    /// The CPython interpreters measured beside the emulation, found and calibrated before
+    /// the run ([`pythons::select`]).
+    pub pythons: Vec<Python>,
+    /// One line per interpreter that was looked for and skipped, for the report.
+    pub python_notes: Vec<String>,
+    /// The reference programs of `python/`, written out for the interpreters.
+    pub scripts: Scripts,
     /// Progress text for the current step.
     step: Box<dyn FnMut(&str)>,
     servers_started: usize,
@@ -167,6 +176,8 @@ impl Lab {
         profile: Profile,
         clab: PathBuf,
         scratch: PathBuf,
+        pythons: Found,
+        scripts: Scripts,
         step: Box<dyn FnMut(&str)>,
     ) -> Lab {
         Lab {
@@ -174,7 +185,9 @@ impl Lab {
             placement: Placement::from_allowed(&crate::load::allowed_cpus()),
             clab,
             scratch,
-            python: experiments::cpython::python_version(),
+            pythons: pythons.pythons,
+            python_notes: pythons.notes,
+            scripts,
             step,
             servers_started: 0,
         }
@@ -420,6 +433,7 @@ fn finish(
         explanation: report.explanation,
         tables: report.tables,
         figures: report.figures,
+        fidelity: report.fidelity,
         raw: serde_json::Value::Object(report.raw),
         elapsed_s: elapsed.as_secs_f64(),
     }

@@ -185,6 +185,9 @@ pub enum Chart {
         start: f64,
         end: f64,
     },
+    /// Points only, on log–log axes, with the identity line y = x dashed: a measured value
+    /// (y) against the reference it should equal (x).
+    Scatter { series: Vec<Series> },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -195,6 +198,110 @@ pub struct Figure {
     pub x_label: String,
     pub y_label: String,
     pub chart: Chart,
+}
+
+/// How close the emulation must come to CPython on one metric, fixed before the run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Band {
+    /// Within ± this fraction of CPython's value.
+    Relative(f64),
+    /// Within this factor of CPython's value, either way.
+    Factor(f64),
+    /// Within ± this much, in the metric's own unit.
+    Absolute(f64),
+    /// Anywhere from zero to this multiple of CPython's value (a cost).
+    AtMost(f64),
+    /// Zero where CPython's value is zero, else within this factor of it.
+    ZeroOrFactor(f64),
+}
+
+impl Band {
+    /// The interval the emulation's value must fall in, given CPython's.
+    pub fn around(self, cpython: f64) -> [f64; 2] {
+        let ordered = |a: f64, b: f64| [a.min(b), a.max(b)];
+        match self {
+            Band::Relative(fraction) => {
+                ordered(cpython * (1.0 - fraction), cpython * (1.0 + fraction))
+            }
+            Band::Factor(factor) | Band::ZeroOrFactor(factor) if cpython != 0.0 => {
+                ordered(cpython / factor, cpython * factor)
+            }
+            Band::ZeroOrFactor(_) => [0.0, 0.0],
+            Band::Factor(_) => [0.0, 0.0],
+            Band::Absolute(delta) => [cpython - delta, cpython + delta],
+            Band::AtMost(factor) => ordered(0.0, cpython * factor),
+        }
+    }
+
+    /// The band in words, for the rule and the tables.
+    pub fn describe(self) -> String {
+        match self {
+            Band::Relative(fraction) => format!("±{:.0} %", fraction * 100.0),
+            Band::Factor(factor) => format!("×1/{factor}–×{factor}"),
+            Band::Absolute(delta) => format!("±{delta}"),
+            Band::AtMost(factor) => format!("≤ ×{factor}"),
+            Band::ZeroOrFactor(factor) => {
+                format!("0 if CPython's is 0, else ×1/{factor}–×{factor}")
+            }
+        }
+    }
+}
+
+/// One metric measured on one CPython and on the emulation configured to match it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fidelity {
+    pub experiment: String,
+    pub metric: String,
+    /// The interpreter's version, e.g. "3.11.7".
+    pub python: String,
+    /// Its GIL: "legacy", "new" or "free-threaded".
+    pub gil: String,
+    pub cpython: f64,
+    pub emulation: f64,
+    pub band: [f64; 2],
+    pub faithful: bool,
+    /// The numbers behind the two values, and for an unfaithful metric what differed.
+    pub note: String,
+}
+
+impl Fidelity {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        experiment: &str,
+        metric: &str,
+        (python, gil): (&str, &str),
+        band: Band,
+        cpython: f64,
+        emulation: f64,
+        note: String,
+    ) -> Fidelity {
+        let band = band.around(cpython);
+        // A hair of tolerance, so a band of [0, 0] accepts an exact zero after arithmetic.
+        let slack = 1e-9 * (band[0].abs() + band[1].abs()).max(1.0);
+        Fidelity {
+            experiment: experiment.into(),
+            metric: metric.into(),
+            python: python.into(),
+            gil: gil.into(),
+            cpython,
+            emulation,
+            band,
+            faithful: emulation.is_finite()
+                && emulation >= band[0] - slack
+                && emulation <= band[1] + slack,
+            note,
+        }
+    }
+}
+
+/// A number of any size with three significant digits ("0.0172", "1.46", "12800").
+pub fn significant(number: f64) -> String {
+    if number == 0.0 || !number.is_finite() {
+        return format!("{number}");
+    }
+    let digits = (2 - number.abs().log10().floor() as i32).max(0) as usize;
+    format!("{number:.digits$}")
 }
 
 /// Everything an experiment reports.
@@ -217,6 +324,8 @@ pub struct Outcome {
     pub explanation: String,
     pub tables: Vec<Table>,
     pub figures: Vec<Figure>,
+    /// Metrics measured on real CPython and on the emulation side by side.
+    pub fidelity: Vec<Fidelity>,
     /// Raw measurements (load results, traces' summaries, samples).
     pub raw: serde_json::Value,
     pub elapsed_s: f64,
@@ -234,6 +343,30 @@ mod tests {
         assert_eq!(Verdict::at_most(0.1, 0.2, 0.5), Verdict::Holds);
         assert_eq!(Verdict::at_most(0.3, 0.2, 0.5), Verdict::Inconclusive);
         assert_eq!(Verdict::at_most(0.6, 0.2, 0.5), Verdict::DoesNotHold);
+    }
+
+    #[test]
+    fn bands_are_fixed_around_cpythons_value() {
+        assert_eq!(Band::Relative(0.1).around(2.0), [1.8, 2.2]);
+        assert_eq!(Band::Factor(2.0).around(-4.0), [-8.0, -2.0]);
+        assert_eq!(Band::Absolute(0.15).around(-1.0), [-1.15, -0.85]);
+        assert_eq!(Band::AtMost(2.0).around(5.0), [0.0, 10.0]);
+        assert_eq!(Band::ZeroOrFactor(4.0).around(0.0), [0.0, 0.0]);
+        let row = |band, emulation| {
+            Fidelity::new(
+                "e",
+                "m",
+                ("3.11.7", "new"),
+                band,
+                0.0,
+                emulation,
+                String::new(),
+            )
+            .faithful
+        };
+        assert!(row(Band::ZeroOrFactor(4.0), 0.0));
+        assert!(!row(Band::ZeroOrFactor(4.0), 0.001));
+        assert!(!row(Band::Relative(0.1), f64::NAN));
     }
 
     #[test]

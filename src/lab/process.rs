@@ -56,24 +56,13 @@ impl ChildServer {
         log: &Path,
     ) -> Result<ChildServer, LabError> {
         let label = label.into();
-        let set = crate::load::cpu_set(cpus).map_err(|e| LabError::Placement(cpus.to_vec(), e))?;
+        place(&mut command, cpus).map_err(|e| LabError::Placement(cpus.to_vec(), e))?;
         let stderr = std::fs::File::create(log).map_err(|e| LabError::Io(log.into(), e))?;
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .env("RUST_LOG", "warn");
-        // SAFETY: between fork and exec only async-signal-safe calls: two raw syscalls.
-        unsafe {
-            command.pre_exec(move || {
-                sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)?;
-                // A lab killed outright takes its servers with it.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         let program = format!("{:?}", command.get_program());
         let mut child = command
             .spawn()
@@ -214,6 +203,34 @@ fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<Ex
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// [`run_to_completion`], pinned to `cpus` from before it runs (its threads and children
+/// inherit the set).
+pub fn run_pinned(
+    mut command: Command,
+    cpus: &[usize],
+    limit: Duration,
+) -> Result<String, std::io::Error> {
+    place(&mut command, cpus).map_err(std::io::Error::from)?;
+    run_to_completion(command, limit)
+}
+
+/// Makes `command`'s process start pinned to `cpus`, and die with the lab.
+fn place(command: &mut Command, cpus: &[usize]) -> nix::Result<()> {
+    let set = crate::load::cpu_set(cpus)?;
+    // SAFETY: between fork and exec only async-signal-safe calls: two raw syscalls.
+    unsafe {
+        command.pre_exec(move || {
+            sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)?;
+            // A lab killed outright takes its servers with it.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
 }
 
 /// Runs a short program to completion with a deadline, returning its standard output.

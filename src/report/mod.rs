@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::lab::outcome::{Fidelity, significant};
 use crate::lab::{Outcome, Placement, Profile};
 use crate::load::result::Machine;
 
@@ -32,11 +33,12 @@ pub struct Environment {
     #[serde(flatten)]
     pub machine: Machine,
     pub cpu_model: String,
-    pub python: Option<String>,
+    /// The CPython interpreters measured, e.g. "CPython 2.7.18 (legacy GIL)".
+    pub pythons: Vec<String>,
 }
 
 impl Environment {
-    pub fn detect(python: Option<String>) -> Environment {
+    pub fn detect(pythons: Vec<String>) -> Environment {
         let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|info| {
@@ -49,7 +51,7 @@ impl Environment {
         Environment {
             machine: Machine::detect(),
             cpu_model,
-            python,
+            pythons,
         }
     }
 }
@@ -64,6 +66,40 @@ pub struct LabReport {
     pub environment: Environment,
     pub placement: Placement,
     pub outcomes: Vec<Outcome>,
+    /// Every metric measured on real CPython and on the emulation, from all outcomes.
+    pub fidelity: Vec<Fidelity>,
+}
+
+impl LabReport {
+    /// Gathers the outcomes' fidelity rows into the report's own list.
+    pub fn collect_fidelity(outcomes: &[Outcome]) -> Vec<Fidelity> {
+        outcomes
+            .iter()
+            .flat_map(|outcome| outcome.fidelity.iter().cloned())
+            .collect()
+    }
+}
+
+/// One fidelity row as the pages show it.
+fn fidelity_cells(row: &Fidelity) -> Vec<String> {
+    vec![
+        format!("CPython {} ({} GIL)", row.python, row.gil),
+        row.experiment.clone(),
+        row.metric.clone(),
+        significant(row.cpython),
+        significant(row.emulation),
+        if row.cpython == 0.0 {
+            "—".into()
+        } else {
+            format!("{:.2}", row.emulation / row.cpython)
+        },
+        format!(
+            "{} – {}",
+            significant(row.band[0]),
+            significant(row.band[1])
+        ),
+        if row.faithful { "yes" } else { "no" }.into(),
+    ]
 }
 
 /// Writes the report under `out`, returning the path of `index.html`.
@@ -96,6 +132,7 @@ pub fn write(report: &LabReport, out: &Path) -> Result<PathBuf, ReportError> {
             .and_then(|template| {
                 template.render(minijinja::context! {
                     svgs => svgs.clone(),
+                    fidelity_rows => report.fidelity.iter().map(fidelity_cells).collect::<Vec<_>>(),
                     ..minijinja::value::Serde(report)
                 })
             })
@@ -165,6 +202,15 @@ mod tests {
                     log_y: false,
                 },
             }],
+            fidelity: vec![Fidelity::new(
+                "demo",
+                "a ratio",
+                ("3.11.7", "new"),
+                crate::lab::outcome::Band::Relative(0.1),
+                2.0,
+                2.1,
+                "measured".into(),
+            )],
             raw: serde_json::json!({"k": 1}),
             elapsed_s: 1.5,
         }
@@ -178,9 +224,10 @@ mod tests {
             started_at: "now".into(),
             profile: Profile::Quick,
             elapsed_s: 2.0,
-            environment: Environment::detect(None),
+            environment: Environment::detect(Vec::new()),
             placement: Placement::from_allowed(&[0, 1]),
             outcomes: vec![outcome()],
+            fidelity: LabReport::collect_fidelity(&[outcome()]),
         };
         let index = write(&report, dir.path()).unwrap();
         let html = std::fs::read_to_string(index).unwrap();
@@ -189,6 +236,13 @@ mod tests {
         let markdown = std::fs::read_to_string(dir.path().join("README.md")).unwrap();
         assert!(markdown.contains("| [demo](#demo) | a claim with <html> & pipes \\| |"));
         assert!(markdown.contains("![A line](plots/demo-line.png)"));
+        assert!(markdown.contains("| CPython 3.11.7 (new GIL) | demo | a ratio | 2.00 | 2.10 | 1.05 | 1.80 – 2.20 | yes |"), "{markdown}");
+        assert!(html.contains("<td>CPython 3.11.7 (new GIL)</td>"));
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["fidelity"][0]["band"], serde_json::json!([1.8, 2.2]));
+        assert_eq!(json["fidelity"][0]["faithful"], true);
         for file in [
             "plots/demo-line.svg",
             "plots/demo-line.png",

@@ -78,7 +78,62 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, figure: &Figure) -> D
         }
         Chart::Bars { categories, series } => bars(root, figure, categories, series),
         Chart::Lanes { lanes, start, end } => lanes_chart(root, figure, lanes, *start, *end),
+        Chart::Scatter { series } => scatter(root, figure, series),
     }
+}
+
+/// Points against the identity line, on log–log axes spanning both coordinates alike.
+fn scatter<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    figure: &Figure,
+    series: &[Series],
+) -> DrawResult {
+    let (x, y) = bounds(series, true, true);
+    let span = x.start.min(y.start)..x.end.max(y.end);
+    let mut chart = ChartBuilder::on(root)
+        .caption(&figure.title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(log(span.clone()), log(span.clone()))
+        .map_err(drawing_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(figure.x_label.as_str())
+        .y_desc(figure.y_label.as_str())
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(drawing_error)?;
+    chart
+        .draw_series(DashedLineSeries::new(
+            vec![(span.start, span.start), (span.end, span.end)],
+            6,
+            4,
+            BLACK.mix(0.5).stroke_width(1),
+        ))
+        .map_err(drawing_error)?
+        .label("emulation = CPython")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.5)));
+    for (index, one) in series.iter().enumerate() {
+        let colour = COLOURS[index % COLOURS.len()];
+        chart
+            .draw_series(
+                one.points
+                    .iter()
+                    .map(|point| Circle::new(*point, 4, colour.filled())),
+            )
+            .map_err(drawing_error)?
+            .label(one.name.as_str())
+            .legend(move |(x, y)| Circle::new((x + 9, y), 4, colour.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 13))
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(drawing_error)
 }
 
 fn drawing_error<E: std::error::Error + Send + Sync>(error: DrawingAreaErrorKind<E>) -> String {
@@ -402,6 +457,9 @@ mod tests {
                 }],
                 start: 0.0,
                 end: 3.0,
+            },
+            Chart::Scatter {
+                series: vec![Series::new("a", vec![(1.0, 1.1), (300.0, 250.0)])],
             },
         ];
         for chart in figures {

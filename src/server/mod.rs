@@ -229,8 +229,8 @@ pub fn serve(
 /// calibrated work, the GIL and the worker processes. Once it returns, the server is ready.
 pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<Arc<Service>, ServeError> {
     let config = config.validate()?;
-    // Calibrate spin now, so the first `spin` request does not pay for it.
-    crate::work::spin_units_per_ms();
+    // Measure the work costs now, so the first request does not pay for it.
+    crate::work::work_costs();
     Service::new(config, shutdown).map_err(ServeError::Workers)
 }
 

@@ -76,6 +76,18 @@ impl Interpreter for LoopGil {
         });
     }
 
+    fn instruction(&mut self) {
+        LOOP_GIL.with_borrow_mut(|thread| {
+            if let Some(thread) = thread {
+                thread.instruction();
+            }
+        });
+    }
+
+    fn pace(&self) -> Option<crate::work::Pace> {
+        LOOP_GIL.with_borrow(|thread| thread.as_ref().and_then(GilThread::pace))
+    }
+
     /// Tasks never block, but CPython releases the GIL around every socket call, however
     /// short: each is a moment in which another thread waiting for the GIL may take it.
     fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
@@ -87,18 +99,23 @@ impl Interpreter for LoopGil {
 }
 
 /// `sock.recv` as asyncio's loop does it: wait until readable (parked, GIL released), then
-/// one non-blocking read with the GIL released around it.
-async fn read(
+/// one non-blocking read with the GIL released around it, handed to the session. The buffer
+/// lives only for the read, not across the wait, so an idle connection holds none.
+async fn read_into(
     stream: &TcpStream,
-    buffer: &mut [u8],
+    session: &mut Session,
     interpreter: &mut impl Interpreter,
-) -> std::io::Result<usize> {
+) -> std::io::Result<()> {
     loop {
         stream.readable().await?;
-        match interpreter.allow_threads(|| stream.try_read(buffer)) {
+        let mut chunk = [0u8; READ_CHUNK];
+        match interpreter.allow_threads(|| stream.try_read(&mut chunk)) {
+            Ok(0) => session.end_of_input(),
+            Ok(n) => session.received(&chunk[..n]),
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
-            done => return done,
+            Err(error) => return Err(error),
         }
+        return Ok(());
     }
 }
 
@@ -188,7 +205,6 @@ async fn serve_connection<I: Interpreter + Default>(
     }
     let idle_timeout = service.config.idle_timeout;
     let mut session = Session::new();
-    let mut buffer = vec![0u8; READ_CHUNK];
     loop {
         match session.next_action(&service, &mut interpreter, || bytes_pending(stream.as_fd())) {
             Action::Write => {
@@ -204,14 +220,13 @@ async fn serve_connection<I: Interpreter + Default>(
             // The loop serves other connections meanwhile: that is the hybrid's point.
             Action::Await(job) => session.offload_finished(&service, job.await),
             Action::Read => {
-                let read = read(stream, &mut buffer, &mut interpreter);
+                let read = read_into(stream, &mut session, &mut interpreter);
                 let result = match idle_timeout {
                     Some(limit) => tokio::time::timeout(limit, read).await,
                     None => Ok(read.await),
                 };
                 match result {
-                    Ok(Ok(0)) => session.end_of_input(),
-                    Ok(Ok(n)) => session.received(&buffer[..n]),
+                    Ok(Ok(())) => {}
                     Ok(Err(error)) if error.kind() == std::io::ErrorKind::Interrupted => {}
                     Ok(Err(_)) => return,
                     Err(_elapsed) => session.idle_timeout(&service),

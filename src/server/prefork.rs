@@ -43,7 +43,7 @@ pub fn supervise(
     drain_timeout: Duration,
 ) -> Result<(), ServeError> {
     let config = config.validate()?;
-    crate::work::spin_units_per_ms(); // calibrate once, before forking: the children share it
+    crate::work::work_costs(); // calibrate once, before forking: the children share it
     // Blocked before the first fork, so no SIGCHLD can be lost: pending ones wait for sigwait.
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervised()), None).map_err(io)?;
     let mut children: HashMap<Pid, Instant> = HashMap::new();

@@ -55,6 +55,18 @@ pub fn timing(lab: &Lab) -> (Duration, Duration) {
 /// One rapid client sending `fib 1`; one hog client sending `hog` from half-way.
 pub fn measure(lab: &mut Lab, server: &ChildServer, hog: &str) -> Result<ConvoyRun, LabError> {
     let (window, hog_at) = timing(lab);
+    measure_timed(lab, server, hog, window, hog_at)
+}
+
+/// [`measure`] over `window`, the hog joining at `hog_at` (whole seconds, so the per-second
+/// timeline splits exactly there).
+pub fn measure_timed(
+    lab: &mut Lab,
+    server: &ChildServer,
+    hog: &str,
+    window: Duration,
+    hog_at: Duration,
+) -> Result<ConvoyRun, LabError> {
     let plan = lab.plan(
         server,
         window,

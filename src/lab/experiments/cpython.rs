@@ -1,232 +1,226 @@
-//! The emulation beside the real thing: the same loads against CPython's own threaded
-//! server (`python/clab_server.py`) and against `clab serve --gil new`, and the ratios that
-//! define the GIL's effects compared side by side.
+//! The emulation beside the real thing, interpreter by interpreter: every claim CPython can
+//! run, measured on each CPython the lab found and on the emulation configured to stand for
+//! it, each pair judged against a band fixed before the run ([`crate::lab::fidelity`]).
 
-use std::process::Command;
-use std::time::Duration;
-
-use crate::lab::outcome::{Chart, Figure, Table};
-use crate::lab::process::{ChildServer, run_to_completion};
+use crate::lab::fidelity::{self, bands};
+use crate::lab::outcome::{Band, Chart, Fidelity, Figure, Series, Table, significant};
+use crate::lab::pythons::Python;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
-
-use super::convoy::{self, ConvoyRun};
-use super::{percent, two_clients};
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "cpython",
-    claim: "the same experiments against real CPython (a reference server in `python/`), side by side with the emulation: how faithful is the model",
-    essay: "all five essays' claims about CPython's GIL; here CPython 3 itself is the reference",
-    rule: "faithful when, for the convoy (rate kept beside a hog) and for two clients (latency \
-           slowdown), CPython and `--gil new` land on the same side of the claim's thresholds \
-           (kept < 20 %; slowdown > 1.6) and the emulation's ratio is within a factor of 3 (convoy) \
-           or ±30 % (two clients) of CPython's. Skipped when python3 is missing.",
+    claim: "the emulated GIL is faithful to real CPython — 2.7's legacy GIL through 3.13 — on every claim CPython can run",
+    essay: "all five essays' claims about CPython's GIL; here each CPython found on the machine is the reference",
+    rule: "every metric is measured on each interpreter and on the emulation standing for it (legacy \
+           GIL for 2.x, new for 3.2+, none for a free-threaded build; the interpreter's switch points \
+           and its measured tick), in the same placement. A metric is faithful when the emulation's \
+           value lies in its band around CPython's: countdown threads ÷ serial ±10 % on one core, \
+           ±20 % (legacy) or ±15 % (new) on two, processes ÷ serial ±20 %; two-client slowdown ±15 %; \
+           convoy rate kept within ×½–×2 (threads, hybrid to a thread pool, hybrid to a process pool); \
+           switch-interval slope ±0.15; process-pool cost within ×½–×2; long-instruction ticker gap \
+           and signal delay ±25 %; race: lost share exactly 0 where CPython's is 0, else within \
+           ×¼–×4; c10k resident memory per idle connection at most ×2 asyncio's; io-bound rate \
+           ±20 %. Holds when every metric is faithful, inconclusive when at least 3/4 are, does not \
+           hold otherwise. Skipped where no CPython is found.",
     run,
 };
 
-/// The reference servers, embedded so the lab needs no checkout to find them.
-const SERVER_PY: &str = include_str!("../../../python/clab_server.py");
-/// CPython takes ~30 ms for fib(28) and ~55 ms for fib(29) here; Rust takes about as long
-/// for fib 37 and fib 38. Each side gets the n that gives it the same time scale.
-const PY_REQUEST: &str = "fib 28";
-const PY_HOG: &str = "fib 29";
-
-pub(crate) fn python_version() -> Option<String> {
-    let mut command = Command::new("python3");
-    command.arg("--version");
-    run_to_completion(command, Duration::from_secs(10))
-        .ok()
-        .map(|v| v.trim().to_owned())
-}
-
-fn python_server(lab: &mut Lab, cpus: &[usize]) -> Result<ChildServer, LabError> {
-    let script = lab.scratch_file("clab_server.py");
-    std::fs::write(&script, SERVER_PY).map_err(|e| LabError::Io(script.clone(), e))?;
-    let mut command = Command::new("python3");
-    command
-        .arg(&script)
-        .args(["--model", "threads", "--addr", "127.0.0.1:0"]);
-    lab.start(command, "CPython threads", cpus)
-}
-
-/// Faithful: on the same side of the claim's threshold and close; inconclusive: on the same
-/// side only; unfaithful: on different sides.
-fn agreement(same_side: bool, close: bool) -> Verdict {
-    match (same_side, close) {
-        (true, true) => Verdict::Holds,
-        (true, false) => Verdict::Inconclusive,
-        (false, _) => Verdict::DoesNotHold,
-    }
-}
+/// At least this share of faithful metrics makes an interpreter inconclusive, not unfaithful.
+const MOSTLY: f64 = 0.75;
 
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
-    let Some(version) = lab.python.clone() else {
-        return Ok(Report {
-            verdict: Some(Verdict::Skipped),
-            summary: "python3 is not installed here: nothing to compare with".into(),
-            checks: vec![Check::new(
-                "CPython available",
-                Verdict::Skipped,
-                "`python3 --version` did not run",
-            )],
-            ..Report::default()
-        });
-    };
-    let (one, all) = (
-        lab.placement.server_one.clone(),
-        lab.placement.server_all.clone(),
-    );
-    let emulation = ["--model", "threads", "--gil", "new"];
-
-    lab.step("cpython: convoy on CPython");
-    let server = python_server(lab, &one)?;
-    let (python_convoy, _) = lab.median_run(
-        |run: &ConvoyRun| run.kept,
-        |lab| convoy::measure(lab, &server, PY_HOG),
-    )?;
-    server.stop();
-    lab.step("cpython: convoy on --gil new");
-    let server = lab.serve(&emulation, &one)?;
-    let (emulated_convoy, _) = lab.median_run(
-        |run: &ConvoyRun| run.kept,
-        |lab| convoy::measure(lab, &server, convoy::HOG),
-    )?;
-    server.stop();
-
-    lab.step("cpython: two clients on CPython");
-    let server = python_server(lab, &all)?;
-    let python_latency = [
-        two_clients::latency(lab, &server, PY_REQUEST, 1)?.median,
-        two_clients::latency(lab, &server, PY_REQUEST, 2)?.median,
-    ];
-    server.stop();
-    lab.step("cpython: two clients on --gil new");
-    let server = lab.serve(&emulation, &all)?;
-    let emulated_latency = [
-        two_clients::latency(lab, &server, two_clients::REQUEST, 1)?.median,
-        two_clients::latency(lab, &server, two_clients::REQUEST, 2)?.median,
-    ];
-    server.stop();
-
-    let python_slowdown = python_latency[1] / python_latency[0];
-    let emulated_slowdown = emulated_latency[1] / emulated_latency[0];
     let mut report = Report::default();
-    let convoy_verdict = agreement(
-        (python_convoy.kept < 0.2) == (emulated_convoy.kept < 0.2),
-        (1.0 / 3.0..=3.0).contains(&(emulated_convoy.kept / python_convoy.kept)),
-    );
-    report.checks.push(Check::new(
-        "convoy: the emulation collapses like CPython",
-        convoy_verdict,
-        format!(
-            "rate kept beside a hog: CPython {} ({:.0} → {:.0}/s), --gil new {} ({:.0} → {:.0}/s)",
-            percent(python_convoy.kept),
-            python_convoy.before_per_s,
-            python_convoy.after_per_s,
-            percent(emulated_convoy.kept),
-            emulated_convoy.before_per_s,
-            emulated_convoy.after_per_s
-        ),
-    ));
-    let latency_verdict = agreement(
-        (python_slowdown > 1.6) == (emulated_slowdown > 1.6),
-        (0.7..=1.3).contains(&(emulated_slowdown / python_slowdown)),
-    );
-    report.checks.push(Check::new(
-        "two clients: the emulation slows down like CPython",
-        latency_verdict,
-        format!(
-            "latency with two clients / one: CPython ×{python_slowdown:.2}, --gil new ×{emulated_slowdown:.2}"
-        ),
-    ));
+    if lab.pythons.is_empty() {
+        report.verdict = Some(Verdict::Skipped);
+        report.summary = "no CPython was found here: nothing to compare with".into();
+        report.checks.push(Check::new(
+            "CPython available",
+            Verdict::Skipped,
+            lab.python_notes.join("; "),
+        ));
+        return Ok(report);
+    }
+    for python in lab.pythons.clone() {
+        match fidelity::measure(lab, &python) {
+            Ok(rows) => {
+                report.checks.push(judge(&python, &rows));
+                report.tables.push(table(&python, &rows));
+                report.fidelity.extend(rows);
+            }
+            Err(error) => report.checks.push(Check::new(
+                format!("{}: measured", python.label()),
+                Verdict::Error,
+                format!("{:#}", anyhow::Error::from(error)),
+            )),
+        }
+    }
+    let faithful = report.fidelity.iter().filter(|row| row.faithful).count();
     report.summary = format!(
-        "{version}: a hog leaves {} of the tiny-request rate (--gil new: {}); a second client slows requests ×{python_slowdown:.2} (--gil new: ×{emulated_slowdown:.2})",
-        percent(python_convoy.kept),
-        percent(emulated_convoy.kept)
+        "{faithful} of {} metrics faithful across {}",
+        report.fidelity.len(),
+        lab.pythons
+            .iter()
+            .map(Python::label)
+            .collect::<Vec<_>>()
+            .join(", ")
     );
+    report.setup = setup(lab);
+    report.figures.push(scatter(&report.fidelity));
+    report.explanation = "Each interpreter is emulated with the lock of its era and its own measured \
+        speed: the tick is the time between two looks at CPython's eval breaker, measured on this \
+        machine from a countdown loop (two looks per iteration up to 3.9, one from 3.10), so the \
+        legacy GIL's 100 ticks release as often as 2.7's do, and `fib` and `spin` reach checkpoints \
+        at CPython's rate. Up to 3.9 a switch may come between any two instructions, so `x += 1` \
+        loses updates; 3.10 and later switch only at calls and backward jumps, and the bare \
+        increment loses none. The event loops release the GIL around every socket call, as \
+        CPython's socket module does. Absolute rates differ — CPython runs its request path in \
+        bytecode — so the metrics are ratios, slopes and shares, which are what the GIL explains; \
+        an unfaithful metric stays in the table with the numbers that show where the two part."
+        .into();
+    report.raw("pythons", &lab.pythons);
+    report.raw("notes", &lab.python_notes);
+    Ok(report)
+}
+
+fn judge(python: &Python, rows: &[Fidelity]) -> Check {
+    let faithful = rows.iter().filter(|row| row.faithful).count();
+    let share = faithful as f64 / rows.len().max(1) as f64;
+    let verdict = if faithful == rows.len() {
+        Verdict::Holds
+    } else if share >= MOSTLY {
+        Verdict::Inconclusive
+    } else {
+        Verdict::DoesNotHold
+    };
+    let unfaithful: Vec<String> = rows
+        .iter()
+        .filter(|row| !row.faithful)
+        .map(|row| format!("{} {}", row.experiment, row.metric))
+        .collect();
+    Check::new(
+        format!(
+            "{} ({} GIL) beside the emulation",
+            python.label(),
+            python.gil.name()
+        ),
+        verdict,
+        if unfaithful.is_empty() {
+            format!("all {} metrics within their bands", rows.len())
+        } else {
+            format!(
+                "{faithful} of {} within their bands; outside: {}",
+                rows.len(),
+                unfaithful.join("; ")
+            )
+        },
+    )
+}
+
+fn table(python: &Python, rows: &[Fidelity]) -> Table {
     let mut table = Table::new(
-        "CPython and the emulation, same loads",
+        format!(
+            "Fidelity: {} ({} GIL) against `clab serve {}`",
+            python.label(),
+            python.gil.name(),
+            python.emulation_args().join(" ")
+        ),
         &[
-            "measure",
-            &version,
-            "clab threads --gil new",
-            "emulation / CPython",
+            "experiment",
+            "metric",
+            "CPython",
+            "emulation",
+            "emulation ÷ CPython",
+            "band",
+            "faithful",
+            "measured",
         ],
     );
-    table.row(vec![
-        "tiny requests/s alone".into(),
-        format!("{:.0}", python_convoy.before_per_s),
-        format!("{:.0}", emulated_convoy.before_per_s),
-        format!(
-            "{:.1}×",
-            emulated_convoy.before_per_s / python_convoy.before_per_s
-        ),
-    ]);
-    table.row(vec![
-        "convoy: rate kept beside a hog".into(),
-        percent(python_convoy.kept),
-        percent(emulated_convoy.kept),
-        format!("{:.2}", emulated_convoy.kept / python_convoy.kept),
-    ]);
-    table.row(vec![
-        format!(
-            "one client: median latency (`{PY_REQUEST}` / `{}`)",
-            two_clients::REQUEST
-        ),
-        format!("{:.1} ms", python_latency[0]),
-        format!("{:.1} ms", emulated_latency[0]),
-        format!("{:.2}", emulated_latency[0] / python_latency[0]),
-    ]);
-    table.row(vec![
-        "two clients: slowdown".into(),
-        format!("×{python_slowdown:.2}"),
-        format!("×{emulated_slowdown:.2}"),
-        format!("{:.2}", emulated_slowdown / python_slowdown),
-    ]);
-    report.tables.push(table);
-    let relabel = |run: &ConvoyRun, label: &str| {
-        crate::lab::outcome::Series::new(label, run.timeline.clone())
-    };
-    report.figures.push(Figure {
-        name: "convoy".into(),
-        title: "Tiny requests per second, a hog joining half-way: CPython and the emulation".into(),
-        x_label: "time (s)".into(),
-        y_label: "requests/s".into(),
-        chart: Chart::Lines {
-            series: vec![
-                relabel(&python_convoy, &version),
-                relabel(&emulated_convoy, "clab threads --gil new"),
-            ],
-            markers: vec![crate::lab::outcome::Marker {
-                x: python_convoy.hog_at_s,
-                label: "hog joins".into(),
-            }],
-            log_x: false,
-            log_y: true,
-        },
-    });
-    report.setup = vec![
-        format!("CPython: `python/clab_server.py --model threads` ({version}), a thread per connection, the essay's server"),
-        "emulation: `clab serve --model threads --gil new` (5 ms switch interval, CPython's default)".into(),
-        format!(
-            "convoy: `fib 1` client, hog from half-way (CPython `{PY_HOG}`, Rust `{}`, both ≈50–90 ms), server on one CPU",
-            convoy::HOG
-        ),
-        format!(
-            "two clients: CPython `{PY_REQUEST}`, Rust `{}` (both ≈30 ms), one then two clients, server on both CPUs",
-            two_clients::REQUEST
-        ),
-    ];
-    report.explanation = "The ratios, not the absolute rates, are what the GIL explains: CPython's \
-        server parses and dispatches in bytecode, so it is slower per request than Rust, but a hog \
-        collapses both the same way, because both wait a switch interval for the lock after every \
-        socket read; and two CPU-bound clients share one lock in both. Where the ratios differ, the \
-        difference is in what the emulation leaves out — CPython's per-request interpreter work also \
-        holds the GIL, so its I/O thread needs the lock for longer at each turn."
-        .into();
-    report.raw("python_version", &version);
-    report.raw("python_convoy", &python_convoy);
-    report.raw("emulated_convoy", &emulated_convoy);
-    report.raw("python_latency_ms", python_latency);
-    report.raw("emulated_latency_ms", emulated_latency);
-    Ok(report)
+    for row in rows {
+        table.row(vec![
+            row.experiment.clone(),
+            row.metric.clone(),
+            significant(row.cpython),
+            significant(row.emulation),
+            if row.cpython == 0.0 {
+                "—".into()
+            } else {
+                format!("{:.2}", row.emulation / row.cpython)
+            },
+            format!(
+                "{} – {}",
+                significant(row.band[0]),
+                significant(row.band[1])
+            ),
+            if row.faithful { "yes" } else { "**no**" }.into(),
+            row.note.clone(),
+        ]);
+    }
+    table
+}
+
+fn setup(lab: &Lab) -> Vec<String> {
+    let mut setup: Vec<String> = lab
+        .pythons
+        .iter()
+        .map(|python| {
+            let calibration = &python.calibration;
+            format!(
+                "{} at {}: {} GIL; countdown iteration {:.1} ns with {} eval-breaker check(s), so a tick of {:.1} ns; a fib call {:.1} ns; emulated as `clab serve {}`",
+                python.label(),
+                python.path.display(),
+                python.gil.name(),
+                calibration.iteration_ns,
+                calibration.checks_per_iteration,
+                calibration.tick_ns,
+                calibration.fib_call_ns,
+                python.emulation_args().join(" ")
+            )
+        })
+        .collect();
+    setup.extend(lab.python_notes.iter().cloned());
+    setup.push(format!(
+        "the emulation's fib call costs {:.2} ns here; each side's `fib n` is chosen from its own measured call cost so both take the same time (≈30 ms for two clients, ≈60 ms for a hog)",
+        crate::work::work_costs().fib_call_ns
+    ));
+    setup.push(format!(
+        "bands, fixed before the run: countdown one core {}, two cores {} (legacy) or {} (new), processes {}; two clients {}; convoy {}; switch-interval slope {}; process-pool cost {}; long instruction {}; race {}; c10k {}; io-bound {}",
+        bands::COUNTDOWN_ONE_CORE.describe(),
+        bands::COUNTDOWN_TWO_CORES_LEGACY.describe(),
+        bands::COUNTDOWN_TWO_CORES.describe(),
+        bands::COUNTDOWN_PROCESSES.describe(),
+        bands::TWO_CLIENTS.describe(),
+        bands::CONVOY.describe(),
+        bands::SWITCH_SLOPE.describe(),
+        bands::PROCPOOL_COST.describe(),
+        bands::LONG_INSTRUCTION.describe(),
+        bands::RACE.describe(),
+        Band::describe(bands::C10K),
+        bands::IO_BOUND.describe(),
+    ));
+    setup
+}
+
+/// Emulated against real, one point per metric and interpreter, on log–log axes (absolute
+/// values: a slope of −0.9 is drawn at 0.9; zeros cannot be drawn and are left out).
+fn scatter(rows: &[Fidelity]) -> Figure {
+    let mut series: Vec<Series> = Vec::new();
+    for row in rows {
+        let (x, y) = (row.cpython.abs(), row.emulation.abs());
+        if !(x > 0.0 && y > 0.0 && x.is_finite() && y.is_finite()) {
+            continue;
+        }
+        let name = format!("CPython {} ({} GIL)", row.python, row.gil);
+        match series.iter_mut().find(|one| one.name == name) {
+            Some(one) => one.points.push((x, y)),
+            None => series.push(Series::new(name, vec![(x, y)])),
+        }
+    }
+    Figure {
+        name: "fidelity".into(),
+        title: "Emulated against real CPython: one point per metric (on the line = faithful)"
+            .into(),
+        x_label: "CPython".into(),
+        y_label: "emulation".into(),
+        chart: Chart::Scatter { series },
+    }
 }

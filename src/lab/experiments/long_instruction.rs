@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::gil::{Gil, GilConfig, GilThread, Variant};
+use crate::gil::{GilConfig, PythonThread, Variant};
 use crate::lab::outcome::{Chart, Figure, Series, Table};
 use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Verdict};
 use crate::work::{Free, Interpreter, spin};
@@ -27,38 +27,26 @@ const STALLS: f64 = 0.8;
 const RUNS_ON: f64 = 0.2;
 
 #[derive(Debug, Clone, serde::Serialize)]
-struct Measured {
-    variant: &'static str,
+pub(crate) struct Measured {
+    pub variant: &'static str,
     /// Milliseconds since the start at which the ticker ticked.
-    ticks_ms: Vec<f64>,
-    longest_gap_ms: f64,
-    signal_sent_ms: f64,
-    signal_handled_ms: f64,
-    section_start_ms: f64,
-    section_end_ms: f64,
+    pub ticks_ms: Vec<f64>,
+    pub longest_gap_ms: f64,
+    pub signal_sent_ms: f64,
+    pub signal_handled_ms: f64,
+    pub section_start_ms: f64,
+    pub section_end_ms: f64,
 }
 
-/// A thread's view of the interpreter: the emulated GIL, or none.
-enum Thread {
-    Gil(GilThread),
-    Free,
-}
-
-impl Thread {
-    fn attach(gil: Option<&Gil>, name: &str) -> Thread {
-        gil.map_or(Thread::Free, |gil| Thread::Gil(gil.attach(name)))
-    }
-
-    fn uninterruptible<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        match self {
-            Thread::Gil(thread) => thread.uninterruptible(f),
-            Thread::Free => f(),
-        }
-    }
-}
-
-fn measure(variant: Variant, length: Duration, cpus: &[usize]) -> Result<Measured, LabError> {
-    let gil = GilConfig::new(variant).lock();
+/// One run: a ticker thread, a signal sent a quarter into the operation, and the main
+/// thread running Python, then one uninterruptible operation of `length`, then Python again.
+pub(crate) fn measure(
+    config: GilConfig,
+    length: Duration,
+    cpus: &[usize],
+) -> Result<Measured, LabError> {
+    let variant = config.variant;
+    let gil = config.lock();
     let signalled = Arc::new(AtomicBool::new(false));
     let registration = signal_hook::flag::register(signal_hook::consts::SIGUSR1, signalled.clone())
         .map_err(|e| LabError::Measurement(format!("cannot handle SIGUSR1: {e}")))?;
@@ -74,7 +62,7 @@ fn measure(variant: Variant, length: Duration, cpus: &[usize]) -> Result<Measure
         let gil = gil.as_ref();
         let ticker = scope.spawn(move || {
             pin(last_cpu);
-            let mut thread = Thread::attach(gil, "ticker");
+            let mut thread = PythonThread::attach(gil, "ticker");
             let mut ticks = Vec::new();
             while start.elapsed() < total {
                 thread.allow_threads(|| std::thread::sleep(TICK));
@@ -95,9 +83,9 @@ fn measure(variant: Variant, length: Duration, cpus: &[usize]) -> Result<Measure
         let signalled = &signalled;
         let main = scope.spawn(move || {
             pin(first_cpu);
-            let mut main = Thread::attach(gil, "main");
+            let mut main = PythonThread::attach(gil, "main");
             let mut handled = None;
-            let python = |main: &mut Thread, until: Duration, handled: &mut Option<f64>| {
+            let python = |main: &mut PythonThread, until: Duration, handled: &mut Option<f64>| {
                 while start.elapsed() < until {
                     spin(1, main);
                     // The eval loop runs pending signal handlers at a bytecode boundary.
@@ -135,28 +123,13 @@ fn measure(variant: Variant, length: Duration, cpus: &[usize]) -> Result<Measure
     Ok(result)
 }
 
-impl Interpreter for Thread {
-    fn checkpoint(&mut self) {
-        if let Thread::Gil(thread) = self {
-            thread.checkpoint();
-        }
-    }
-
-    fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        match self {
-            Thread::Gil(thread) => thread.allow_threads(f),
-            Thread::Free => f(),
-        }
-    }
-}
-
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let length = Duration::from_millis(lab.profile.pick(200, 500, 500));
     let cpus = lab.placement.server_all.clone();
     lab.step("long-instruction: --gil new");
-    let with_gil = measure(Variant::New, length, &cpus)?;
+    let with_gil = measure(GilConfig::new(Variant::New), length, &cpus)?;
     lab.step("long-instruction: --gil none");
-    let without_gil = measure(Variant::None, length, &cpus)?;
+    let without_gil = measure(GilConfig::new(Variant::None), length, &cpus)?;
     let length_ms = length.as_secs_f64() * 1e3;
     let stall = |m: &Measured| (m.longest_gap_ms - TICK.as_secs_f64() * 1e3).max(0.0) / length_ms;
     let signal_wait = |m: &Measured| m.signal_handled_ms - m.signal_sent_ms;

@@ -3,14 +3,12 @@
 //! does not save the unsynchronised version — it only makes losses rarer, since a switch
 //! must land between the read and the write. Real CPython is run too, where available.
 
-use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::gil::{GilConfig, Variant};
+use crate::gil::{GilConfig, PythonThread, SwitchPoints, Variant};
 use crate::lab::outcome::Table;
-use crate::lab::process::run_to_completion;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
 use crate::work::Interpreter;
 
@@ -25,24 +23,39 @@ pub static EXPERIMENT: Experiment = Experiment {
 
 enum Method {
     Unsynchronised,
-    UnderGil,
+    UnderGil(GilConfig),
     Locked,
     Atomic,
+}
+
+/// Lost increments of two threads doing `each` increments each under the emulated GIL
+/// configured by `config`.
+pub(crate) fn lost_under_gil(config: GilConfig, each: u64, cpus: &[usize]) -> u64 {
+    2 * each - count(&Method::UnderGil(config), each, cpus)
+}
+
+/// A GIL with a short interval, so a forced switch can land between read and write often.
+fn eager(switch_points: SwitchPoints) -> GilConfig {
+    GilConfig {
+        switch_interval: Duration::from_micros(50),
+        switch_points,
+        ..GilConfig::new(Variant::New)
+    }
 }
 
 /// Two threads, `each` increments each; returns the final count.
 fn count(method: &Method, each: u64, cpus: &[usize]) -> u64 {
     let counter = AtomicU64::new(0);
     let locked = Mutex::new(0u64);
-    let mut config = GilConfig::new(Variant::New);
-    // A short interval, so a forced switch can land between read and write often enough.
-    config.switch_interval = Duration::from_micros(50);
-    let gil = config.lock().expect("the new GIL");
+    let gil = match method {
+        Method::UnderGil(config) => config.lock(),
+        _ => None,
+    };
     // Both threads start counting together: one must not finish before the other begins.
     let start = std::sync::Barrier::new(2);
     std::thread::scope(|scope| {
         for index in 0..2 {
-            let (counter, locked, gil, start) = (&counter, &locked, &gil, &start);
+            let (counter, locked, gil, start) = (&counter, &locked, gil.as_ref(), &start);
             let cpu = cpus[index % cpus.len()];
             scope.spawn(move || {
                 let _ = crate::load::pin(&[cpu]);
@@ -55,13 +68,15 @@ fn count(method: &Method, each: u64, cpus: &[usize]) -> u64 {
                             counter.store(value + 1, Ordering::Relaxed);
                         }
                     }
-                    Method::UnderGil => {
-                        let mut thread = gil.attach(format!("incrementer {index}"));
+                    Method::UnderGil(_) => {
+                        let mut thread = PythonThread::attach(gil, &format!("incrementer {index}"));
                         for _ in 0..each {
                             let value = counter.load(Ordering::Relaxed);
-                            // `counter += 1` is several bytecodes: a switch may come between.
-                            thread.checkpoint();
+                            // `counter += 1` is several bytecodes: up to 3.9 a switch may
+                            // come between the load and the store.
+                            thread.instruction();
                             counter.store(value + 1, Ordering::Relaxed);
+                            // The loop's backward jump: a checkpoint in every era.
                             thread.checkpoint();
                         }
                     }
@@ -85,21 +100,31 @@ fn count(method: &Method, each: u64, cpus: &[usize]) -> u64 {
     }
 }
 
-/// The same race in real CPython: two threads doing `counter += 1` on a global.
-const PYTHON_RACE: &str = r#"
-import sys, threading
-sys.setswitchinterval(1e-6)
-each = int(sys.argv[1])
-counter = 0
-def work():
-    global counter
-    for _ in range(each):
-        counter += 1
-threads = [threading.Thread(target=work) for _ in range(2)]
-for t in threads: t.start()
-for t in threads: t.join()
-print(counter)
-"#;
+/// What CPython's `clab_bench.py race` prints.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct PythonRace {
+    pub total: u64,
+    pub expected: u64,
+    pub lost: u64,
+}
+
+/// The same race in real CPython: two threads doing `counter[0] += 1`, `each` times each,
+/// at the interpreter's default switch interval (or check interval on 2.x).
+pub(crate) fn python_race(
+    lab: &Lab,
+    python: &crate::lab::pythons::Python,
+    each: u64,
+    cpus: &[usize],
+) -> Result<PythonRace, LabError> {
+    crate::lab::pythons::bench(
+        &python.path,
+        &lab.scripts,
+        &["race", "--each", &each.to_string()],
+        Some(cpus),
+        Duration::from_secs(120),
+    )
+    .map_err(|why| LabError::Measurement(format!("{} race: {why}", python.label())))
+}
 
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let each: u64 = lab.profile.pick(2_000_000, 10_000_000, 10_000_000);
@@ -115,8 +140,12 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     for (method, label) in [
         (Method::Unsynchronised, "read, then write (no GIL)"),
         (
-            Method::UnderGil,
-            "read, then write, under --gil new (50 µs interval)",
+            Method::UnderGil(eager(SwitchPoints::EveryInstruction)),
+            "read, then write, under --gil new switching at every instruction (≤ 3.9), 50 µs interval",
+        ),
+        (
+            Method::UnderGil(eager(SwitchPoints::CallsAndJumps)),
+            "read, then write, under --gil new switching at calls and jumps (3.10+), 50 µs interval",
         ),
         (Method::Locked, "a mutex around the increment"),
         (Method::Atomic, "an atomic fetch_add"),
@@ -127,25 +156,30 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         table.row(vec![label.into(), total.to_string(), missing.to_string()]);
         lost.push(missing);
     }
-    lab.step("race: CPython");
     let python_each = lab.profile.pick(1_000_000, 2_000_000, 2_000_000);
-    let mut python = Command::new("python3");
-    python.args(["-c", PYTHON_RACE, &python_each.to_string()]);
-    let python_result = run_to_completion(python, Duration::from_secs(60));
-    let python_note = match &python_result {
-        Ok(out) => match out.trim().parse::<u64>() {
-            Ok(total) => {
-                let missing = 2 * python_each - total;
-                table.row(vec![
-                    format!("CPython `counter += 1`, {python_each} each, switch interval 1 µs"),
-                    total.to_string(),
-                    missing.to_string(),
-                ]);
-                format!("real CPython lost {missing} of {}", 2 * python_each)
-            }
-            Err(_) => format!("python3 printed {out:?}"),
-        },
-        Err(e) => format!("CPython not run: {e}"),
+    let mut python_notes = Vec::new();
+    for python in lab.pythons.clone() {
+        lab.step(&format!("race: {}", python.label()));
+        let race = python_race(lab, &python, python_each, &cpus)?;
+        table.row(vec![
+            format!(
+                "{} `counter[0] += 1`, {python_each} each, default switching",
+                python.label()
+            ),
+            race.total.to_string(),
+            race.lost.to_string(),
+        ]);
+        python_notes.push(format!(
+            "{} lost {} of {}",
+            python.label(),
+            race.lost,
+            race.expected
+        ));
+    }
+    let python_note = if python_notes.is_empty() {
+        "no CPython was measured".to_owned()
+    } else {
+        python_notes.join(", ")
     };
     let mut report = Report::default();
     report.checks.push(Check::new(
@@ -159,26 +193,27 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     ));
     report.checks.push(Check::new(
         "a lock and an atomic lose none",
-        if lost[2] == 0 && lost[3] == 0 {
+        if lost[3] == 0 && lost[4] == 0 {
             Verdict::Holds
         } else {
             Verdict::DoesNotHold
         },
-        format!("lost: lock {}, atomic {}", lost[2], lost[3]),
+        format!("lost: lock {}, atomic {}", lost[3], lost[4]),
     ));
     report.summary = format!(
-        "two threads lost {} of {} unsynchronised increments ({} under the emulated GIL); a lock and an atomic lost {} and {}; {python_note}",
+        "two threads lost {} of {} unsynchronised increments ({} under the emulated GIL switching at every instruction, {} switching only at calls and jumps); a lock and an atomic lost {} and {}; {python_note}",
         lost[0],
         2 * each,
         lost[1],
         lost[2],
-        lost[3]
+        lost[3],
+        lost[4]
     );
     report.tables.push(table);
     report.setup = vec![
         format!("in the lab's own process: two threads pinned to CPUs {}, {each} increments each, four ways", super::list(&cpus)),
         "the unsynchronised increment is an atomic load followed by an atomic store, so the race is real but not undefined behaviour".into(),
-        "CPython runs the essay's version, `counter += 1` on a global from two threads, with the switch interval at its 1 µs minimum".into(),
+        "each CPython measured runs `counter[0] += 1` from two threads (python/clab_bench.py race) at its default switch interval, or check interval on 2.x".into(),
     ];
     report.explanation = "A read-modify-write is two steps; if the other thread writes between them, \
         one of the two increments is overwritten. On two cores without a GIL this happens constantly. \

@@ -17,7 +17,8 @@ pub static EXPERIMENT: Experiment = Experiment {
     run,
 };
 
-fn slope(points: &[(f64, f64)]) -> f64 {
+/// The slope of a least-squares line through the points on log–log axes.
+pub(crate) fn slope(points: &[(f64, f64)]) -> f64 {
     let logs: Vec<(f64, f64)> = points.iter().map(|(x, y)| (x.ln(), y.ln())).collect();
     let n = logs.len() as f64;
     let (mean_x, mean_y) = (

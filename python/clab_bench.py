@@ -1,0 +1,189 @@
+#!/usr/bin/env python
+"""In-process reference programs for the lab: what CPython's GIL does to threads in one
+interpreter, measured on the interpreter that runs this file. One source for Python 2.7 and
+every Python 3; each command prints one JSON object on stdout.
+
+  probe                          version and GIL kind (legacy 2.x, new 3.2+, free-threaded)
+  tick                           the time of one countdown-loop iteration and of one fib call,
+                                 and the tick: the time between two eval-breaker checks
+  countdown --n N --mode M       two countdown(N) loops: serial, threads, or processes
+  race --each N                  two threads doing counter[0] += 1, N times each
+  long --ms MS                   one C-level call of about MS ms (sum over a range) beside a
+                                 10 ms ticker thread, with a signal due a quarter of the way in
+"""
+
+from __future__ import print_function
+
+import argparse
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+
+clock = getattr(time, "perf_counter", time.time)
+if sys.version_info[0] < 3:
+    range = xrange  # noqa: F821 -- Python 2's lazy range
+
+
+def gil_kind():
+    if sys.version_info[0] < 3:
+        return "legacy"
+    enabled = getattr(sys, "_is_gil_enabled", None)
+    if enabled is not None and not enabled():
+        return "free-threaded"
+    return "new"
+
+
+def countdown(n):
+    while n > 0:
+        n -= 1
+
+
+def fib(n):
+    return 1 if n <= 2 else fib(n - 1) + fib(n - 2)
+
+
+def best_of(times, function, *args):
+    best = None
+    for _ in range(times):
+        started = clock()
+        function(*args)
+        took = clock() - started
+        best = took if best is None else min(best, took)
+    return best
+
+
+def checks_per_iteration():
+    """How often the eval loop looks at its breaker in one `while n > 0: n -= 1` iteration.
+    2.x ticks at the subtraction and the backward jump (the loads, the compare and the
+    conditional jump take the fast path); 3.0-3.9 likewise check at the opcodes that go
+    through DISPATCH (the subtraction and JUMP_ABSOLUTE); 3.10+ only at the backward jump."""
+    return 1 if sys.version_info >= (3, 10) else 2
+
+
+def probe(_):
+    return {"version": "%d.%d.%d" % sys.version_info[:3], "gil": gil_kind(),
+            "implementation": getattr(sys, "implementation", None) and sys.implementation.name or "cpython"}
+
+
+def tick(_):
+    iterations = 1000000
+    iteration_s = best_of(5, countdown, iterations) / iterations
+    calls = 2 * fib(20) - 1
+    fib_call_s = best_of(5, fib, 20) / calls
+    checks = checks_per_iteration()
+    return {"iteration_ns": iteration_s * 1e9, "checks_per_iteration": checks,
+            "tick_ns": iteration_s * 1e9 / checks, "fib_call_ns": fib_call_s * 1e9}
+
+
+def counted(n, ready, go):
+    """A worker's countdown: say it is ready, wait for the start, count down."""
+    ready.set()
+    go.wait()
+    countdown(n)
+
+
+def run_countdown(args):
+    """Times the two countdowns from the moment both workers are running, so starting a
+    process is not counted: the question is whether the two use two cores."""
+    n = args.n
+    if args.mode == "serial":
+        started = clock()
+        countdown(n)
+        countdown(n)
+        return {"seconds": clock() - started}
+    if args.mode == "threads":
+        kind, event = threading.Thread, threading.Event
+    else:
+        kind, event = multiprocessing.Process, multiprocessing.Event
+    go = event()
+    readies = [event() for _ in range(2)]
+    workers = [kind(target=counted, args=(n, ready, go)) for ready in readies]
+    for worker in workers:
+        worker.start()
+    for ready in readies:
+        ready.wait()
+    started = clock()
+    go.set()
+    for worker in workers:
+        worker.join()
+    return {"seconds": clock() - started}
+
+
+def race(args):
+    counter = [0]
+
+    def work():
+        for _ in range(args.each):
+            counter[0] += 1
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    expected = 2 * args.each
+    return {"total": counter[0], "expected": expected, "lost": expected - counter[0]}
+
+
+def long_instruction(args):
+    # Size the C-level call: sum() over a range never returns to the eval loop.
+    probe_n = 1000000
+    per_item = best_of(3, sum, range(probe_n)) / probe_n
+    n = int(args.ms / 1000.0 / per_item)
+    ticks = []
+    stop = []
+
+    def ticker():
+        while not stop:
+            time.sleep(0.01)
+            ticks.append(clock())
+
+    handled = []
+    signal.signal(signal.SIGALRM, lambda *_: handled.append(clock()))
+    thread = threading.Thread(target=ticker)
+    thread.daemon = True
+    thread.start()
+    time.sleep(0.1)
+    started = clock()
+    # The kernel delivers the signal a quarter of the way in; CPython runs the handler only
+    # when the main thread next reaches the eval loop.
+    signal.setitimer(signal.ITIMER_REAL, args.ms / 4000.0)
+    due = started + args.ms / 4000.0
+    sum(range(n))
+    ended = clock()
+    time.sleep(0.1)
+    stop.append(True)
+    thread.join()
+    gaps = [b - a for a, b in zip(ticks, ticks[1:]) if b > started - 0.02]
+    return {"section_ms": (ended - started) * 1e3,
+            "longest_gap_ms": max(gaps) * 1e3 if gaps else None,
+            "signal_delay_ms": (handled[0] - due) * 1e3 if handled else None}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("probe").set_defaults(run=probe)
+    commands.add_parser("tick").set_defaults(run=tick)
+    command = commands.add_parser("countdown")
+    command.add_argument("--n", type=int, required=True)
+    command.add_argument("--mode", choices=["serial", "threads", "processes"], required=True)
+    command.set_defaults(run=run_countdown)
+    command = commands.add_parser("race")
+    command.add_argument("--each", type=int, required=True)
+    command.set_defaults(run=race)
+    command = commands.add_parser("long")
+    command.add_argument("--ms", type=float, required=True)
+    command.set_defaults(run=long_instruction)
+    args = parser.parse_args()
+    if getattr(args, "run", None) is None:
+        parser.error("a command is needed")
+    print(json.dumps(args.run(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,724 @@
+//! The fidelity matrix: every claim CPython can run, measured on one real interpreter and on
+//! the emulation configured to stand for it (the same GIL kind, its switch points, its
+//! measured tick), in the same placement, and paired under a band fixed before the run.
+//!
+//! Servers are `python/clab_server.py` and `clab serve`; in-process programs are
+//! `python/clab_bench.py` and the emulated GIL on threads of the lab's own process.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::gil::{GilConfig, PythonThread};
+use crate::lab::experiments::{convoy, long_instruction, race, switch_interval, thread_memory};
+use crate::lab::outcome::{Band, Fidelity};
+use crate::lab::process::ChildServer;
+use crate::lab::pythons::{Python, PythonGil, bench};
+use crate::lab::{Lab, LabError, class, p50_ms};
+use crate::work::spin;
+
+/// The bands, fixed before any run; the experiment's rule states them in words.
+pub mod bands {
+    use crate::lab::outcome::Band;
+
+    /// Countdown threads ÷ serial, one core (every era).
+    pub const COUNTDOWN_ONE_CORE: Band = Band::Relative(0.10);
+    /// Countdown threads ÷ serial, two cores: the legacy thrash is noisier than the new GIL.
+    pub const COUNTDOWN_TWO_CORES_LEGACY: Band = Band::Relative(0.20);
+    pub const COUNTDOWN_TWO_CORES: Band = Band::Relative(0.15);
+    pub const COUNTDOWN_PROCESSES: Band = Band::Relative(0.20);
+    pub const TWO_CLIENTS: Band = Band::Relative(0.15);
+    pub const CONVOY: Band = Band::Factor(2.0);
+    pub const SWITCH_SLOPE: Band = Band::Absolute(0.15);
+    pub const PROCPOOL_COST: Band = Band::Factor(2.0);
+    pub const LONG_INSTRUCTION: Band = Band::Relative(0.25);
+    pub const RACE: Band = Band::ZeroOrFactor(4.0);
+    pub const C10K: Band = Band::AtMost(2.0);
+    pub const IO_BOUND: Band = Band::Relative(0.20);
+}
+
+/// Every metric of `python` and its emulation, in the catalogue's order.
+pub fn measure(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
+    let mut rows = countdown(lab, python)?;
+    rows.push(two_clients(lab, python)?);
+    rows.extend(convoy(lab, python)?);
+    if python.has_switch_interval() {
+        rows.push(switch_interval(lab, python)?);
+    }
+    rows.push(procpool_overhead(lab, python)?);
+    rows.extend(long_instruction(lab, python)?);
+    rows.push(race(lab, python)?);
+    if python.has_asyncio() {
+        rows.push(c10k(lab, python)?);
+    }
+    rows.push(io_bound(lab, python)?);
+    Ok(rows)
+}
+
+/// The emulation's GIL for `python`, as `clab serve` builds it from `emulation_args`.
+pub fn gil_config(python: &Python) -> GilConfig {
+    GilConfig {
+        tick: python.tick(),
+        switch_points: python.switch_points(),
+        ..GilConfig::new(python.variant())
+    }
+}
+
+fn row(
+    python: &Python,
+    experiment: &str,
+    metric: &str,
+    band: Band,
+    (cpython, emulation): (f64, f64),
+    note: String,
+) -> Fidelity {
+    Fidelity::new(
+        experiment,
+        metric,
+        (&python.version, python.gil.name()),
+        band,
+        cpython,
+        emulation,
+        note,
+    )
+}
+
+/// The n whose naive fib takes closest to `target` at `call_ns` per call (2·fib(n) − 1 calls).
+pub fn fib_n_for(call_ns: f64, target: Duration) -> u32 {
+    let mut calls = (1.0_f64, 1.0_f64); // fib(1), fib(2)
+    let mut best = (f64::INFINITY, 2);
+    for n in 2..=45 {
+        let took = (2.0 * calls.1 - 1.0) * call_ns;
+        let miss = (took / target.as_nanos() as f64).ln().abs();
+        if miss < best.0 {
+            best = (miss, n);
+        }
+        calls = (calls.1, calls.0 + calls.1);
+    }
+    best.1
+}
+
+/// `fib n` requests of about `target` for CPython and for the emulation.
+fn fib_requests(python: &Python, target: Duration) -> (String, String) {
+    let rust_call_ns = crate::work::work_costs().fib_call_ns;
+    (
+        format!("fib {}", fib_n_for(python.calibration.fib_call_ns, target)),
+        format!("fib {}", fib_n_for(rust_call_ns, target)),
+    )
+}
+
+/// Starts `python/clab_server.py <args>` on `python`, pinned to `cpus`.
+fn cpython_server(
+    lab: &mut Lab,
+    python: &Python,
+    args: &[&str],
+    cpus: &[usize],
+) -> Result<ChildServer, LabError> {
+    let mut command = Command::new(&python.path);
+    command
+        .arg(lab.scripts.server())
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args);
+    let label = format!("{} {}", python.label(), args.join(" "));
+    lab.start(command, &label, cpus)
+}
+
+/// Starts `clab serve <args>` emulating `python`, pinned to `cpus`.
+fn emulation_server(
+    lab: &mut Lab,
+    python: &Python,
+    args: &[&str],
+    cpus: &[usize],
+) -> Result<ChildServer, LabError> {
+    let emulation = python.emulation_args();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(emulation.iter().map(String::as_str));
+    lab.serve(&all, cpus)
+}
+
+/// Measures the same thing on the CPython server and on the emulation's, one at a time.
+fn on_both<T>(
+    lab: &mut Lab,
+    python: &Python,
+    (cpython_args, emulation_args): (&[&str], &[&str]),
+    cpus: &[usize],
+    mut measure: impl FnMut(&mut Lab, &ChildServer, Side) -> Result<T, LabError>,
+) -> Result<(T, T), LabError> {
+    let server = cpython_server(lab, python, cpython_args, cpus)?;
+    let cpython = measure(lab, &server, Side::CPython)?;
+    server.stop();
+    let server = emulation_server(lab, python, emulation_args, cpus)?;
+    let emulated = measure(lab, &server, Side::Emulation)?;
+    server.stop();
+    Ok((cpython, emulated))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    CPython,
+    Emulation,
+}
+
+/// A short closed-loop load's window, by profile.
+fn window(lab: &Lab) -> Duration {
+    Duration::from_millis(lab.profile.pick(600, 1000, 1000))
+}
+
+fn rate(lab: &Lab, server: &ChildServer, clients: usize, request: &str) -> Result<f64, LabError> {
+    let plan = lab.plan(
+        server,
+        window(lab),
+        vec![Lab::class("load", clients, request, Duration::ZERO)],
+    );
+    Ok(class(&lab.load(server, plan)?, "load")?.rate_per_s)
+}
+
+// ---- countdown ------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Countdown {
+    Serial,
+    Threads,
+    Processes,
+}
+
+impl Countdown {
+    fn name(self) -> &'static str {
+        match self {
+            Countdown::Serial => "serial",
+            Countdown::Threads => "threads",
+            Countdown::Processes => "processes",
+        }
+    }
+}
+
+/// Seconds for two countdowns of `n` on CPython, run as `how`, pinned to `cpus`.
+fn cpython_countdown(
+    lab: &Lab,
+    python: &Python,
+    n: u64,
+    how: Countdown,
+    cpus: &[usize],
+) -> Result<f64, LabError> {
+    #[derive(serde::Deserialize)]
+    struct Took {
+        seconds: f64,
+    }
+    let took: Took = bench(
+        &python.path,
+        &lab.scripts,
+        &["countdown", "--n", &n.to_string(), "--mode", how.name()],
+        Some(cpus),
+        Duration::from_secs(120),
+    )
+    .map_err(|why| LabError::Measurement(format!("{} countdown: {why}", python.label())))?;
+    Ok(took.seconds)
+}
+
+/// Seconds for two `spin job_ms` on the emulated GIL `config`, in this process, on threads
+/// pinned to `cpus`: one after the other on one thread, on two threads of one interpreter,
+/// or on two interpreters (two processes: a GIL each).
+fn emulated_countdown(config: &GilConfig, job_ms: u64, how: Countdown, cpus: &[usize]) -> f64 {
+    let shared = config.lock();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let jobs: &[u64] = match how {
+            Countdown::Serial => &[2],
+            Countdown::Threads | Countdown::Processes => &[1, 1],
+        };
+        for (index, &count) in jobs.iter().enumerate() {
+            let own = (how == Countdown::Processes)
+                .then(|| config.lock())
+                .flatten();
+            let shared = shared.as_ref();
+            scope.spawn(move || {
+                let _ = crate::load::pin(cpus);
+                let gil = if how == Countdown::Processes {
+                    own.as_ref()
+                } else {
+                    shared
+                };
+                let mut thread = PythonThread::attach(gil, &format!("countdown {index}"));
+                for _ in 0..count {
+                    spin(job_ms, &mut thread);
+                }
+            });
+        }
+    });
+    started.elapsed().as_secs_f64()
+}
+
+fn countdown(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
+    let job_ms: u64 = lab.profile.pick(60, 100, 100);
+    let repeats = lab.profile.pick(1, 3, 5);
+    let n = (job_ms as f64 * 1e6 / python.calibration.iteration_ns) as u64;
+    let config = gil_config(python);
+    let (one, all) = (
+        lab.placement.server_one.clone(),
+        lab.placement.server_all.clone(),
+    );
+    let mut rows = Vec::new();
+    let two_cores = if python.gil == PythonGil::Legacy {
+        bands::COUNTDOWN_TWO_CORES_LEGACY
+    } else {
+        bands::COUNTDOWN_TWO_CORES
+    };
+    for (how, cpus, band, metric) in [
+        (
+            Countdown::Threads,
+            &one,
+            bands::COUNTDOWN_ONE_CORE,
+            "threads ÷ serial, one core",
+        ),
+        (
+            Countdown::Threads,
+            &all,
+            two_cores,
+            "threads ÷ serial, two cores",
+        ),
+        (
+            Countdown::Processes,
+            &all,
+            bands::COUNTDOWN_PROCESSES,
+            "processes ÷ serial, two cores",
+        ),
+    ] {
+        lab.step(&format!("cpython: {} countdown {metric}", python.label()));
+        let mut cpython = Vec::new();
+        let mut emulated = Vec::new();
+        for _ in 0..repeats {
+            cpython.push(
+                cpython_countdown(lab, python, n, how, cpus)?
+                    / cpython_countdown(lab, python, n, Countdown::Serial, cpus)?,
+            );
+            emulated.push(
+                emulated_countdown(&config, job_ms, how, cpus)
+                    / emulated_countdown(&config, job_ms, Countdown::Serial, cpus),
+            );
+        }
+        let (cpython, emulated) = (median(cpython), median(emulated));
+        rows.push(row(
+            python,
+            "countdown",
+            metric,
+            band,
+            (cpython, emulated),
+            format!(
+                "two jobs of {job_ms} ms (CPython countdown({n}), emulation `spin {job_ms}`) on CPUs {}, timed from when both workers run; median of {repeats}",
+                crate::lab::experiments::list(cpus)
+            ),
+        ));
+    }
+    Ok(rows)
+}
+
+fn median(values: Vec<f64>) -> f64 {
+    crate::lab::Sample::new(values).median
+}
+
+// ---- servers --------------------------------------------------------------------------
+
+fn two_clients(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
+    lab.step(&format!("cpython: {} two clients", python.label()));
+    let (py_request, rust_request) = fib_requests(python, Duration::from_millis(30));
+    let all = lab.placement.server_all.clone();
+    let window = window(lab);
+    let slowdown = |lab: &mut Lab, server: &ChildServer, side: Side| {
+        let request = if side == Side::CPython {
+            &py_request
+        } else {
+            &rust_request
+        };
+        let latency = |lab: &mut Lab, clients| {
+            let plan = lab.plan(
+                server,
+                window,
+                vec![Lab::class("clients", clients, request, Duration::ZERO)],
+            );
+            p50_ms(&lab.load(server, plan)?, "clients")
+        };
+        let one = latency(lab, 1)?;
+        Ok((one, latency(lab, 2)? / one))
+    };
+    let (cpython, emulated) = on_both(
+        lab,
+        python,
+        (&["--model", "threads"], &["--model", "threads"]),
+        &all,
+        slowdown,
+    )?;
+    Ok(row(
+        python,
+        "two-clients",
+        "latency slowdown, two clients ÷ one",
+        bands::TWO_CLIENTS,
+        (cpython.1, emulated.1),
+        format!(
+            "one client: CPython `{py_request}` {:.1} ms, emulation `{rust_request}` {:.1} ms; threads servers on CPUs {}",
+            cpython.0,
+            emulated.0,
+            crate::lab::experiments::list(&all)
+        ),
+    ))
+}
+
+fn convoy(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
+    let (py_hog, rust_hog) = fib_requests(python, Duration::from_millis(60));
+    let one = lab.placement.server_one.clone();
+    let seconds = lab.profile.pick(2, 2, 4);
+    let (window, hog_at) = (
+        Duration::from_secs(seconds),
+        Duration::from_secs(seconds / 2),
+    );
+    let mut rows = Vec::new();
+    for (metric, cpython_args, emulation_args) in [
+        (
+            "rate kept beside a hog: threads",
+            &["--model", "threads"][..],
+            &["--model", "threads"][..],
+        ),
+        (
+            "rate kept beside a hog: hybrid offloading to a thread pool",
+            &[
+                "--model",
+                "hybrid",
+                "--pool",
+                "threads",
+                "--workers",
+                "2",
+                "--threshold",
+                "15",
+            ][..],
+            &[
+                "--model",
+                "hybrid",
+                "--offload",
+                "threshold:15",
+                "--offload-to",
+                "pool",
+                "--workers",
+                "2",
+            ][..],
+        ),
+        (
+            "rate kept beside a hog: hybrid offloading to a process pool",
+            &[
+                "--model",
+                "hybrid",
+                "--pool",
+                "processes",
+                "--workers",
+                "2",
+                "--threshold",
+                "15",
+            ][..],
+            &[
+                "--model",
+                "hybrid",
+                "--offload",
+                "threshold:15",
+                "--offload-to",
+                "procpool",
+                "--workers",
+                "2",
+            ][..],
+        ),
+    ] {
+        lab.step(&format!("cpython: {} convoy, {metric}", python.label()));
+        let (cpython, emulated) = on_both(
+            lab,
+            python,
+            (cpython_args, emulation_args),
+            &one,
+            |lab, server, side| {
+                let hog = if side == Side::CPython {
+                    &py_hog
+                } else {
+                    &rust_hog
+                };
+                convoy::measure_timed(lab, server, hog, window, hog_at)
+            },
+        )?;
+        rows.push(row(
+            python,
+            "convoy",
+            metric,
+            bands::CONVOY,
+            (cpython.kept, emulated.kept),
+            format!(
+                "`fib 1` per second before → after the hog: CPython {:.0} → {:.0} (hog `{py_hog}`), emulation {:.0} → {:.0} (hog `{rust_hog}`); server on CPU {}",
+                cpython.before_per_s,
+                cpython.after_per_s,
+                emulated.before_per_s,
+                emulated.after_per_s,
+                crate::lab::experiments::list(&one)
+            ),
+        ));
+    }
+    Ok(rows)
+}
+
+fn switch_interval(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
+    let intervals_ms: Vec<f64> = lab.profile.pick(
+        vec![1.0, 20.0],
+        vec![1.0, 5.0, 20.0],
+        vec![1.0, 2.0, 5.0, 10.0, 20.0],
+    );
+    let (py_hog, rust_hog) = fib_requests(python, Duration::from_millis(60));
+    let one = lab.placement.server_one.clone();
+    let mut cpython = Vec::new();
+    let mut emulated = Vec::new();
+    for &ms in &intervals_ms {
+        lab.step(&format!(
+            "cpython: {} switch interval {ms} ms",
+            python.label()
+        ));
+        let seconds = format!("{}", ms / 1e3);
+        let duration = format!("{}us", (ms * 1e3) as u64);
+        let (py_rate, rust_rate) = on_both(
+            lab,
+            python,
+            (
+                &["--model", "threads", "--switch-interval", &seconds],
+                &["--model", "threads", "--switch-interval", &duration],
+            ),
+            &one,
+            |lab, server, side| {
+                let hog = if side == Side::CPython {
+                    &py_hog
+                } else {
+                    &rust_hog
+                };
+                let plan = lab.plan(
+                    server,
+                    window(lab),
+                    vec![
+                        Lab::class("rapid", 1, "fib 1", Duration::ZERO),
+                        Lab::class("hog", 1, hog, Duration::ZERO),
+                    ],
+                );
+                Ok(class(&lab.load(server, plan)?, "rapid")?.rate_per_s)
+            },
+        )?;
+        cpython.push((ms, py_rate.max(f64::MIN_POSITIVE)));
+        emulated.push((ms, rust_rate.max(f64::MIN_POSITIVE)));
+    }
+    let rates = |points: &[(f64, f64)]| {
+        points
+            .iter()
+            .map(|(ms, rate)| format!("{ms} ms: {rate:.0}/s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(row(
+        python,
+        "switch-interval",
+        "slope of tiny-request rate against switch interval (log–log)",
+        bands::SWITCH_SLOPE,
+        (
+            switch_interval::slope(&cpython),
+            switch_interval::slope(&emulated),
+        ),
+        format!(
+            "CPython {}; emulation {}",
+            rates(&cpython),
+            rates(&emulated)
+        ),
+    ))
+}
+
+fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
+    lab.step(&format!(
+        "cpython: {} process-pool overhead",
+        python.label()
+    ));
+    let one = lab.placement.server_one.clone();
+    let measure = |lab: &mut Lab, server: &ChildServer, _| rate(lab, server, 1, "fib 1");
+    let threads = on_both(
+        lab,
+        python,
+        (&["--model", "threads"], &["--model", "threads"]),
+        &one,
+        measure,
+    )?;
+    let procpool = on_both(
+        lab,
+        python,
+        (
+            &["--model", "procpool", "--workers", "2"],
+            &["--model", "procpool", "--workers", "2"],
+        ),
+        &one,
+        measure,
+    )?;
+    let cost = |threads: f64, procpool: f64| 1.0 - procpool / threads;
+    // What the hop adds to each request, in µs: the mechanism behind the share.
+    let hop_us = |threads: f64, procpool: f64| 1e6 / procpool - 1e6 / threads;
+    Ok(row(
+        python,
+        "procpool-overhead",
+        "share of the tiny-request rate a process pool costs",
+        bands::PROCPOOL_COST,
+        (cost(threads.0, procpool.0), cost(threads.1, procpool.1)),
+        format!(
+            "`fib 1` per second, threads → procpool: CPython {:.0} → {:.0} (the pool adds {:.0} µs a request: pickling and the executor's own threads, all under the GIL), emulation {:.0} → {:.0} (adds {:.0} µs: a pipe round trip, no interpreter work)",
+            threads.0,
+            procpool.0,
+            hop_us(threads.0, procpool.0),
+            threads.1,
+            procpool.1,
+            hop_us(threads.1, procpool.1)
+        ),
+    ))
+}
+
+fn c10k(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
+    lab.step(&format!("cpython: {} idle connections", python.label()));
+    let connections = lab.profile.pick(1_000, 2_000, 2_000);
+    let limit = (connections + 100).to_string();
+    let one = lab.placement.server_one.clone();
+    let window = Duration::from_millis(lab.profile.pick(1000, 1500, 1500));
+    let (cpython, emulated) = on_both(
+        lab,
+        python,
+        (
+            &["--model", "asyncio"],
+            &["--model", "eventloop", "--max-connections", &limit],
+        ),
+        &one,
+        |lab, server, _| {
+            let held = thread_memory::hold(lab, server, connections, Vec::new(), window)?;
+            Ok((
+                thread_memory::per_connection(
+                    held.before.rss_kib,
+                    held.during.rss_kib,
+                    held.opened,
+                ),
+                held.opened,
+            ))
+        },
+    )?;
+    Ok(row(
+        python,
+        "c10k",
+        "resident KiB per idle connection (asyncio vs eventloop)",
+        bands::C10K,
+        (cpython.0, emulated.0),
+        format!(
+            "{} and {} idle connections held; the band is a cost: the event loop may cost up to twice asyncio's",
+            cpython.1, emulated.1
+        ),
+    ))
+}
+
+fn io_bound(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
+    lab.step(&format!("cpython: {} I/O-bound clients", python.label()));
+    let one = lab.placement.server_one.clone();
+    let (cpython, emulated) = on_both(
+        lab,
+        python,
+        (&["--model", "threads"], &["--model", "threads"]),
+        &one,
+        |lab, server, _| rate(lab, server, 16, "sleep 20"),
+    )?;
+    Ok(row(
+        python,
+        "io-bound",
+        "requests/s of 16 clients sending `sleep 20` to threads",
+        bands::IO_BOUND,
+        (cpython, emulated),
+        format!("CPython {cpython:.0}/s, emulation {emulated:.0}/s (ideal 800/s)"),
+    ))
+}
+
+// ---- in-process ------------------------------------------------------------------------
+
+fn long_instruction(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
+    lab.step(&format!("cpython: {} long instruction", python.label()));
+    #[derive(serde::Deserialize)]
+    struct PythonLong {
+        section_ms: f64,
+        longest_gap_ms: Option<f64>,
+        signal_delay_ms: Option<f64>,
+    }
+    let length_ms: u64 = lab.profile.pick(150, 300, 300);
+    let all = lab.placement.server_all.clone();
+    let cpython: PythonLong = bench(
+        &python.path,
+        &lab.scripts,
+        &["long", "--ms", &length_ms.to_string()],
+        Some(&all),
+        Duration::from_secs(60),
+    )
+    .map_err(|why| LabError::Measurement(format!("{} long: {why}", python.label())))?;
+    let emulated =
+        long_instruction::measure(gil_config(python), Duration::from_millis(length_ms), &all)?;
+    let missing =
+        |what: &str| LabError::Measurement(format!("{}: no {what} was measured", python.label()));
+    let note = format!(
+        "one C-level call of {:.0} ms in CPython (sum over a range), {length_ms} ms uninterruptible in the emulation; a 10 ms ticker thread; a signal due a quarter of the way in",
+        cpython.section_ms
+    );
+    Ok(vec![
+        row(
+            python,
+            "long-instruction",
+            "ticker thread's longest gap (ms)",
+            bands::LONG_INSTRUCTION,
+            (
+                cpython
+                    .longest_gap_ms
+                    .ok_or_else(|| missing("ticker gap"))?,
+                emulated.longest_gap_ms,
+            ),
+            note.clone(),
+        ),
+        row(
+            python,
+            "long-instruction",
+            "signal handler's delay (ms)",
+            bands::LONG_INSTRUCTION,
+            (
+                cpython
+                    .signal_delay_ms
+                    .ok_or_else(|| missing("signal delay"))?,
+                emulated.signal_handled_ms - emulated.signal_sent_ms,
+            ),
+            note,
+        ),
+    ])
+}
+
+fn race(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
+    lab.step(&format!("cpython: {} race", python.label()));
+    let each = lab.profile.pick(1_000_000, 2_000_000, 2_000_000);
+    let all = lab.placement.server_all.clone();
+    let cpython = race::python_race(lab, python, each, &all)?;
+    let emulated = race::lost_under_gil(gil_config(python), each, &all);
+    let share = |lost: u64| lost as f64 / (2 * each) as f64;
+    Ok(row(
+        python,
+        "race",
+        "share of increments lost, two threads",
+        bands::RACE,
+        (share(cpython.lost), share(emulated)),
+        format!(
+            "lost of {}: CPython {}, emulation {} ({} switch points)",
+            2 * each,
+            cpython.lost,
+            emulated,
+            python.switch_points().name()
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fib_n_is_chosen_by_time() {
+        // fib(30) makes 1,664,079 calls: at 18 ns each, about 30 ms.
+        assert_eq!(fib_n_for(18.0, Duration::from_millis(30)), 30);
+        assert_eq!(fib_n_for(1.5, Duration::from_millis(30)), 35);
+    }
+}

@@ -1,0 +1,479 @@
+//! The real CPython interpreters the lab measures beside the emulation: found through pyenv
+//! and `PATH`, probed (version, GIL kind) and calibrated (the tick) once per run, and the
+//! reference programs of `python/` written out for them.
+//!
+//! A missing or broken interpreter is never a failure: it becomes a one-line note, and the
+//! lab goes on with the others.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::gil::{SwitchPoints, Variant};
+use crate::lab::LabError;
+use crate::lab::process::run_to_completion;
+
+/// The reference servers and in-process programs, embedded so the lab needs no checkout.
+const SCRIPTS: [(&str, &str); 3] = [
+    (
+        "clab_server.py",
+        include_str!("../../python/clab_server.py"),
+    ),
+    ("clab_aio.py", include_str!("../../python/clab_aio.py")),
+    ("clab_bench.py", include_str!("../../python/clab_bench.py")),
+];
+
+/// How long probing or calibrating one interpreter may take.
+const PROBE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Which interpreters to measure.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Selection {
+    /// One per era: the newest 2.x, `python3`, the newest 3.x, and a free-threaded build.
+    #[default]
+    PerEra,
+    /// Every interpreter found.
+    All,
+    /// These executables, in this order.
+    Paths(Vec<PathBuf>),
+}
+
+/// The kind of lock an interpreter has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PythonGil {
+    /// 2.x: release and re-acquire every 100 ticks.
+    Legacy,
+    /// 3.2+: the switch interval and the forced handoff.
+    New,
+    /// A free-threaded build (3.13t+) running without its GIL.
+    FreeThreaded,
+}
+
+impl PythonGil {
+    pub fn name(self) -> &'static str {
+        match self {
+            PythonGil::Legacy => "legacy",
+            PythonGil::New => "new",
+            PythonGil::FreeThreaded => "free-threaded",
+        }
+    }
+}
+
+/// What CPython's eval loop costs here, from `clab_bench.py tick`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Calibration {
+    /// One iteration of `while n > 0: n -= 1`.
+    pub iteration_ns: f64,
+    /// Eval-breaker checks in that iteration (2 up to 3.9, 1 from 3.10).
+    pub checks_per_iteration: u32,
+    /// The time between two checks: the emulation's `--tick`.
+    pub tick_ns: f64,
+    /// One call of the recursive fib.
+    pub fib_call_ns: f64,
+}
+
+/// One interpreter, probed and calibrated.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Python {
+    pub path: PathBuf,
+    /// "3.11.7".
+    pub version: String,
+    pub major: u32,
+    pub minor: u32,
+    pub gil: PythonGil,
+    pub calibration: Calibration,
+}
+
+impl Python {
+    /// "CPython 3.11.7".
+    pub fn label(&self) -> String {
+        format!("CPython {}", self.version)
+    }
+
+    /// The emulation's matching GIL: legacy for 2.x, new for 3.2+, none for free threading.
+    pub fn variant(&self) -> Variant {
+        match self.gil {
+            PythonGil::Legacy => Variant::Legacy,
+            PythonGil::New => Variant::New,
+            PythonGil::FreeThreaded => Variant::None,
+        }
+    }
+
+    /// Where its eval loop may switch threads: every instruction up to 3.9, calls and
+    /// backward jumps from 3.10.
+    pub fn switch_points(&self) -> SwitchPoints {
+        if (self.major, self.minor) >= (3, 10) {
+            SwitchPoints::CallsAndJumps
+        } else {
+            SwitchPoints::EveryInstruction
+        }
+    }
+
+    /// The tick, rounded to whole nanoseconds (at least one).
+    pub fn tick(&self) -> Duration {
+        Duration::from_nanos((self.calibration.tick_ns.round() as u64).max(1))
+    }
+
+    /// `clab serve` options that emulate this interpreter.
+    pub fn emulation_args(&self) -> Vec<String> {
+        vec![
+            "--gil".into(),
+            self.variant().name().into(),
+            "--tick".into(),
+            format!("{}ns", self.tick().as_nanos()),
+            "--switch-points".into(),
+            self.switch_points().name().into(),
+        ]
+    }
+
+    /// Has `sys.setswitchinterval` (3.2+).
+    pub fn has_switch_interval(&self) -> bool {
+        self.major >= 3
+    }
+
+    /// Has asyncio (3.4+; the reference server needs 3.6).
+    pub fn has_asyncio(&self) -> bool {
+        (self.major, self.minor) >= (3, 6)
+    }
+}
+
+/// The reference programs, written into a directory for the interpreters to run.
+#[derive(Debug, Clone)]
+pub struct Scripts {
+    dir: PathBuf,
+}
+
+impl Scripts {
+    pub fn write(dir: &Path) -> Result<Scripts, LabError> {
+        std::fs::create_dir_all(dir).map_err(|e| LabError::Io(dir.into(), e))?;
+        for (name, text) in SCRIPTS {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|e| LabError::Io(path, e))?;
+        }
+        Ok(Scripts { dir: dir.into() })
+    }
+
+    pub fn server(&self) -> PathBuf {
+        self.dir.join("clab_server.py")
+    }
+
+    pub fn bench(&self) -> PathBuf {
+        self.dir.join("clab_bench.py")
+    }
+}
+
+/// Executables that may be CPython: pyenv's versions, then `python2.7`, `python3.N` and
+/// free-threaded `python3.Nt` on `PATH`, then `python3` itself.
+pub fn candidates() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let root = pyenv_root();
+    if let Some(root) = &root
+        && let Ok(versions) = std::fs::read_dir(root.join("versions"))
+    {
+        let mut paths: Vec<PathBuf> = versions
+            .flatten()
+            .map(|version| version.path().join("bin/python"))
+            .filter(|path| path.is_file())
+            .collect();
+        paths.sort();
+        found.extend(paths);
+    }
+    let mut names = vec!["python2.7".to_owned()];
+    for minor in 0..=20 {
+        names.push(format!("python3.{minor}"));
+        names.push(format!("python3.{minor}t"));
+    }
+    // pyenv's shims stand for the versions already listed (and fail for those not selected);
+    // only `python3` is asked even there, to learn which version the machine calls python3.
+    let shims = root.map(|root| root.join("shims"));
+    found.extend(
+        names
+            .iter()
+            .filter_map(|name| on_path(name))
+            .filter(|path| !shims.as_ref().is_some_and(|shims| path.starts_with(shims))),
+    );
+    found.extend(on_path("python3"));
+    found
+}
+
+fn pyenv_root() -> Option<PathBuf> {
+    if let Some(root) = std::env::var_os("PYENV_ROOT") {
+        return Some(root.into());
+    }
+    let mut command = Command::new("pyenv");
+    command.arg("root");
+    if let Ok(out) = run_to_completion(command, Duration::from_secs(10)) {
+        return Some(PathBuf::from(out.trim()));
+    }
+    std::env::var_os("HOME").map(|home| Path::new(&home).join(".pyenv"))
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+/// Runs `clab_bench.py <args>` on `python` and parses the JSON it prints.
+pub fn bench<T: serde::de::DeserializeOwned>(
+    python: &Path,
+    scripts: &Scripts,
+    args: &[&str],
+    cpus: Option<&[usize]>,
+    limit: Duration,
+) -> Result<T, String> {
+    let mut command = Command::new(python);
+    command.arg(scripts.bench()).args(args);
+    let out = match cpus {
+        Some(cpus) => crate::lab::process::run_pinned(command, cpus, limit),
+        None => run_to_completion(command, limit),
+    }
+    .map_err(|e| e.to_string())?;
+    serde_json::from_str(out.trim()).map_err(|_| format!("it printed {:?}", out.trim()))
+}
+
+#[derive(serde::Deserialize)]
+struct Probe {
+    version: String,
+    gil: String,
+}
+
+/// What an interpreter says it is, before it is calibrated.
+#[derive(Debug, Clone, PartialEq)]
+struct Identity {
+    path: PathBuf,
+    version: String,
+    major: u32,
+    minor: u32,
+    gil: PythonGil,
+}
+
+/// Asks `path` what it is; an error says why it cannot be used.
+fn identify(path: &Path, scripts: &Scripts) -> Result<Identity, String> {
+    let probe: Probe = bench(path, scripts, &["probe"], None, PROBE_PATIENCE)?;
+    let mut parts = probe.version.split('.').map(|part| part.parse::<u32>());
+    let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
+        return Err(format!("unexpected version {:?}", probe.version));
+    };
+    let gil = match probe.gil.as_str() {
+        "legacy" => PythonGil::Legacy,
+        "new" => PythonGil::New,
+        "free-threaded" => PythonGil::FreeThreaded,
+        other => return Err(format!("unknown GIL kind {other:?}")),
+    };
+    Ok(Identity {
+        path: path.into(),
+        version: probe.version,
+        major,
+        minor,
+        gil,
+    })
+}
+
+/// Measures the interpreter's tick (about a second).
+fn calibrate(identity: Identity, scripts: &Scripts) -> Result<Python, String> {
+    let calibration: Calibration = bench(&identity.path, scripts, &["tick"], None, PROBE_PATIENCE)?;
+    if !(calibration.tick_ns > 0.0 && calibration.fib_call_ns > 0.0) {
+        return Err(format!("implausible calibration {calibration:?}"));
+    }
+    Ok(Python {
+        path: identity.path,
+        version: identity.version,
+        major: identity.major,
+        minor: identity.minor,
+        gil: identity.gil,
+        calibration,
+    })
+}
+
+/// What a selection found: the interpreters to measure, and a note for each one skipped.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub pythons: Vec<Python>,
+    pub notes: Vec<String>,
+}
+
+/// Finds, identifies, picks and calibrates the interpreters `selection` asks for.
+pub fn select(selection: &Selection, scripts: &Scripts) -> Found {
+    let mut notes = Vec::new();
+    let paths = match selection {
+        Selection::Paths(paths) => paths.clone(),
+        Selection::PerEra | Selection::All => candidates(),
+    };
+    let mut identities: Vec<Identity> = Vec::new();
+    let mut python3 = None;
+    for path in &paths {
+        match identify(path, scripts) {
+            Ok(identity) => {
+                if path.file_name().is_some_and(|name| name == "python3") {
+                    python3 = Some(identity.version.clone());
+                }
+                // Shims and symlinks lead to the same interpreter: keep the first.
+                if !identities
+                    .iter()
+                    .any(|seen| seen.version == identity.version && seen.gil == identity.gil)
+                {
+                    identities.push(identity);
+                }
+            }
+            Err(why) => notes.push(format!("{} skipped: {why}", path.display())),
+        }
+    }
+    if *selection == Selection::PerEra {
+        identities = per_era(&identities, python3.as_deref());
+        if !identities
+            .iter()
+            .any(|identity| identity.gil == PythonGil::FreeThreaded)
+        {
+            notes.push(
+                "no free-threaded CPython (python3.13t, python3.14t) was found: free threading is not measured".into(),
+            );
+        }
+    }
+    let mut pythons = Vec::new();
+    for identity in identities {
+        let path = identity.path.clone();
+        match calibrate(identity, scripts) {
+            Ok(python) => pythons.push(python),
+            Err(why) => notes.push(format!("{} skipped: {why}", path.display())),
+        }
+    }
+    Found { pythons, notes }
+}
+
+/// The newest 2.x, `python3`, the newest 3.x with a GIL, and the newest free-threaded
+/// build, without repeats, oldest first.
+fn per_era(all: &[Identity], python3: Option<&str>) -> Vec<Identity> {
+    let newest = |keep: &dyn Fn(&Identity) -> bool| {
+        all.iter()
+            .filter(|python| keep(python))
+            .max_by_key(|python| (python.major, python.minor))
+    };
+    let mut chosen: Vec<&Identity> = Vec::new();
+    for pick in [
+        newest(&|python| python.major == 2),
+        python3.and_then(|version| {
+            all.iter()
+                .find(|python| python.version == version && python.gil == PythonGil::New)
+        }),
+        newest(&|python| python.major == 3 && python.gil == PythonGil::New),
+        newest(&|python| python.gil == PythonGil::FreeThreaded),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !chosen
+            .iter()
+            .any(|seen| seen.version == pick.version && seen.gil == pick.gil)
+        {
+            chosen.push(pick);
+        }
+    }
+    chosen.sort_by_key(|python| (python.major, python.minor, python.gil));
+    chosen.into_iter().cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(version: &str, gil: PythonGil) -> Identity {
+        let mut parts = version.split('.').map(|p| p.parse().unwrap());
+        Identity {
+            path: PathBuf::from(format!("/x/{version}")),
+            version: version.into(),
+            major: parts.next().unwrap(),
+            minor: parts.next().unwrap(),
+            gil,
+        }
+    }
+
+    fn python(version: &str, gil: PythonGil) -> Python {
+        let identity = identity(version, gil);
+        Python {
+            path: identity.path,
+            version: identity.version,
+            major: identity.major,
+            minor: identity.minor,
+            gil,
+            calibration: Calibration {
+                iteration_ns: 20.0,
+                checks_per_iteration: 1,
+                tick_ns: 20.0,
+                fib_call_ns: 30.0,
+            },
+        }
+    }
+
+    #[test]
+    fn one_interpreter_per_era() {
+        let all = [
+            identity("2.7.18", PythonGil::Legacy),
+            identity("3.6.15", PythonGil::New),
+            identity("3.11.7", PythonGil::New),
+            identity("3.13.0", PythonGil::New),
+            identity("3.13.0", PythonGil::FreeThreaded),
+        ];
+        let chosen: Vec<_> = per_era(&all, Some("3.11.7"))
+            .iter()
+            .map(|p| (p.version.clone(), p.gil))
+            .collect();
+        assert_eq!(
+            chosen,
+            [
+                ("2.7.18".into(), PythonGil::Legacy),
+                ("3.11.7".into(), PythonGil::New),
+                ("3.13.0".into(), PythonGil::New),
+                ("3.13.0".into(), PythonGil::FreeThreaded),
+            ]
+        );
+        // python3 being the newest 3.x is measured once.
+        assert_eq!(per_era(&all[..4], Some("3.13.0")).len(), 2);
+    }
+
+    #[test]
+    fn each_era_is_emulated_with_its_own_lock_and_switch_points() {
+        let legacy = python("2.7.18", PythonGil::Legacy);
+        assert_eq!(legacy.variant(), Variant::Legacy);
+        assert_eq!(legacy.switch_points(), SwitchPoints::EveryInstruction);
+        assert_eq!(
+            python("3.9.18", PythonGil::New).switch_points(),
+            SwitchPoints::EveryInstruction
+        );
+        let modern = python("3.11.7", PythonGil::New);
+        assert_eq!(modern.switch_points(), SwitchPoints::CallsAndJumps);
+        assert_eq!(
+            modern.emulation_args(),
+            [
+                "--gil",
+                "new",
+                "--tick",
+                "20ns",
+                "--switch-points",
+                "calls-and-jumps"
+            ]
+        );
+        assert_eq!(
+            python("3.13.0", PythonGil::FreeThreaded).variant(),
+            Variant::None
+        );
+    }
+
+    #[test]
+    fn a_bogus_interpreter_is_a_note_not_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let scripts = Scripts::write(dir.path()).unwrap();
+        let found = select(
+            &Selection::Paths(vec!["/nonexistent/python9".into()]),
+            &scripts,
+        );
+        assert!(found.pythons.is_empty());
+        assert_eq!(found.notes.len(), 1, "{:?}", found.notes);
+        assert!(
+            found.notes[0].starts_with("/nonexistent/python9 skipped: "),
+            "{:?}",
+            found.notes
+        );
+    }
+}

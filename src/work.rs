@@ -148,12 +148,19 @@ pub struct WorkCosts {
 pub fn work_costs() -> WorkCosts {
     static COSTS: OnceLock<WorkCosts> = OnceLock::new();
     *COSTS.get_or_init(|| {
+        // Timed as it runs under a lock: counting calls, with a checkpoint every few. (The
+        // plain recursion is about 1.6× faster: the compiler folds part of it into a loop.)
         // fib(24) makes 92,735 calls (2·fib(n) − 1): about a tenth of a millisecond.
         let calls = 2 * fib_free(24) - 1;
         let best = (0..5)
             .map(|_| {
+                let mut counted = Counted {
+                    interpreter: &mut Listening,
+                    every: 8,
+                    left: 8,
+                };
                 let started = Instant::now();
-                black_box(fib_free(black_box(24)));
+                black_box(fib_counted(black_box(24), &mut counted));
                 started.elapsed()
             })
             .min()
@@ -164,6 +171,27 @@ pub fn work_costs() -> WorkCosts {
             spin_iteration_ns: 1e6 / spin_iterations_per_ms() as f64,
         }
     })
+}
+
+/// An interpreter whose checkpoints cost a call the optimiser cannot drop: what a lock's
+/// uncontended checkpoint costs, for timing the counted paths.
+struct Listening;
+
+impl Interpreter for Listening {
+    #[inline(never)]
+    fn checkpoint(&mut self) {
+        black_box(());
+    }
+
+    fn instruction(&mut self) {}
+
+    fn pace(&self) -> Option<Pace> {
+        None
+    }
+
+    fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        f()
+    }
 }
 
 /// Iterations of the mixing loop timed as one batch when calibrating, and run between
@@ -278,6 +306,49 @@ mod tests {
         // Never less than one call or iteration, however short the tick.
         let finest = Pace::for_tick(Duration::from_nanos(1));
         assert!(finest.fib_calls >= 1 && finest.spin_iterations >= 1);
+    }
+
+    /// Counts checkpoints at a given pace.
+    struct Paced(u64, Pace);
+    impl Interpreter for Paced {
+        fn checkpoint(&mut self) {
+            self.0 += 1;
+        }
+        fn instruction(&mut self) {}
+        fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        fn pace(&self) -> Option<Pace> {
+            Some(self.1)
+        }
+    }
+
+    /// Measured directly: the time between two checkpoints of fib and of spin is the tick,
+    /// within a factor of two (the fastest of a few runs, the least disturbed).
+    #[test]
+    fn checkpoints_come_a_tick_of_work_apart() {
+        let tick = Duration::from_nanos(400);
+        let pace = Pace::for_tick(tick);
+        let apart = |work: &dyn Fn(&mut Paced)| {
+            (0..5)
+                .map(|_| {
+                    let mut counted = Paced(0, pace);
+                    let started = Instant::now();
+                    work(&mut counted);
+                    started.elapsed().as_nanos() as f64 / counted.0.max(1) as f64
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let fib_ns = apart(&|counted| {
+            black_box(fib(27, counted));
+        });
+        let spin_ns = apart(&|counted| spin(5, counted));
+        for (what, ns) in [("fib", fib_ns), ("spin", spin_ns)] {
+            assert!(
+                (200.0..800.0).contains(&ns),
+                "{what}: {ns:.0} ns between checkpoints for a 400 ns tick ({pace:?})"
+            );
+        }
     }
 
     #[test]

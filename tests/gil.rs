@@ -7,59 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use clab::gil::{Gil, GilConfig, GilThread, Variant};
-use clab::work::{self, Free, Interpreter};
+use clab::gil::{Gil, GilConfig, PythonThread, SwitchPoints, Variant};
+use clab::work::{self, Interpreter};
 
 /// These tests measure time on two cores: run them one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn serialise() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A thread's interpreter: free without a GIL, attached with one.
-enum Py {
-    Free(Free),
-    Attached(GilThread),
-}
-
-impl Py {
-    fn new(gil: Option<&Gil>, name: &str) -> Py {
-        match gil {
-            None => Py::Free(Free),
-            Some(gil) => Py::Attached(gil.attach(name)),
-        }
-    }
-}
-
-impl Interpreter for Py {
-    fn checkpoint(&mut self) {
-        match self {
-            Py::Free(free) => free.checkpoint(),
-            Py::Attached(thread) => thread.checkpoint(),
-        }
-    }
-
-    fn instruction(&mut self) {
-        match self {
-            Py::Free(free) => free.instruction(),
-            Py::Attached(thread) => thread.instruction(),
-        }
-    }
-
-    fn pace(&self) -> Option<work::Pace> {
-        match self {
-            Py::Free(free) => free.pace(),
-            Py::Attached(thread) => thread.pace(),
-        }
-    }
-
-    fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        match self {
-            Py::Free(free) => free.allow_threads(f),
-            Py::Attached(thread) => thread.allow_threads(f),
-        }
-    }
 }
 
 fn lock(variant: Variant) -> Option<Gil> {
@@ -76,14 +31,14 @@ fn io_loop(variant: Variant, with_cpu_thread: bool, duration: Duration) -> (f64,
         if with_cpu_thread {
             let (gil, stop) = (gil.as_ref(), &stop);
             scope.spawn(move || {
-                let mut py = Py::new(gil, "cpu");
+                let mut py = PythonThread::attach(gil, "cpu");
                 while !stop.load(Ordering::Relaxed) {
                     work::fib(20, &mut py);
                 }
             });
             thread::sleep(Duration::from_millis(20));
         }
-        let mut py = Py::new(gil.as_ref(), "io");
+        let mut py = PythonThread::attach(gil.as_ref(), "io");
         let started = Instant::now();
         let mut operations = 0u64;
         while started.elapsed() < duration {
@@ -147,7 +102,7 @@ fn two_jobs_slowdown(variant: Variant) -> [f64; 2] {
     // The faster of two solo runs: the first one may pay for a cold start.
     let solo = (0..2)
         .map(|_| {
-            let mut py = Py::new(gil.as_ref(), "solo");
+            let mut py = PythonThread::attach(gil.as_ref(), "solo");
             let started = Instant::now();
             work::fib(N, &mut py);
             started.elapsed()
@@ -160,7 +115,7 @@ fn two_jobs_slowdown(variant: Variant) -> [f64; 2] {
                 let gil = gil.as_ref();
                 scope.spawn(move || {
                     let started = Instant::now();
-                    let mut py = Py::new(gil, &format!("job {index}"));
+                    let mut py = PythonThread::attach(gil, &format!("job {index}"));
                     work::fib(N, &mut py);
                     started.elapsed()
                 })
@@ -220,7 +175,7 @@ fn stall_behind_a_long_instruction(variant: Variant) -> Duration {
             thread::yield_now();
         }
         let asked = Instant::now();
-        let mut py = Py::new(gil.as_ref(), "other");
+        let mut py = PythonThread::attach(gil.as_ref(), "other");
         py.checkpoint();
         let stalled = asked.elapsed();
         drop(py);
@@ -303,5 +258,77 @@ fn the_trace_shows_the_convoy_cycle() {
             .windows(2)
             .all(|pair| pair[0].t_ns <= pair[1].t_ns),
         "events are in time order"
+    );
+}
+
+/// Two threads doing `x += 1` as CPython does it — a load, other instructions, a store, then
+/// the loop's backward jump — `each` times each under a new GIL with `switch_points`.
+fn lost_increments(switch_points: SwitchPoints, each: u64) -> u64 {
+    use std::sync::atomic::AtomicU64;
+    let gil = Gil::new(GilConfig {
+        switch_interval: Duration::from_micros(20),
+        switch_points,
+        ..GilConfig::new(Variant::New)
+    });
+    let counter = AtomicU64::new(0);
+    let start = std::sync::Barrier::new(2);
+    thread::scope(|scope| {
+        for index in 0..2 {
+            let (gil, counter, start) = (&gil, &counter, &start);
+            scope.spawn(move || {
+                let mut py = gil.attach(format!("incrementer {index}"));
+                py.allow_threads(|| start.wait());
+                for _ in 0..each {
+                    let value = counter.load(Ordering::Relaxed);
+                    py.instruction();
+                    counter.store(value + 1, Ordering::Relaxed);
+                    py.checkpoint();
+                }
+            });
+        }
+    });
+    2 * each - counter.load(Ordering::Relaxed)
+}
+
+#[test]
+fn a_bare_increment_is_cut_only_where_every_instruction_is_a_switch_point() {
+    let _one = serialise();
+    // 3.10+: no switch between the load and the store, so nothing can be lost, ever.
+    assert_eq!(lost_increments(SwitchPoints::CallsAndJumps, 1_000_000), 0);
+    // ≤ 3.9: with hundreds of forced switches, some land between the two.
+    let lost = lost_increments(SwitchPoints::EveryInstruction, 1_000_000);
+    assert!(
+        lost > 0,
+        "no increment was lost switching at every instruction"
+    );
+}
+
+#[test]
+fn a_lone_legacy_thread_pays_nothing_for_its_check_interval() {
+    let _one = serialise();
+    // The uncontended release-and-reacquire costs nothing, as in CPython 2's user-space
+    // semaphore: with a 2.7-like tick (a release every 100 × 8 ns), fib under the legacy GIL
+    // takes about as long as under the new GIL, whose lone holder never releases.
+    let fastest = |variant: Variant| {
+        let gil = Gil::new(GilConfig {
+            tick: Duration::from_nanos(8),
+            ..GilConfig::new(variant)
+        });
+        let mut py = gil.attach("main");
+        (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                work::fib(27, &mut py);
+                started.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let new = fastest(Variant::New);
+    let legacy = fastest(Variant::Legacy);
+    eprintln!("fib 27 alone: new GIL {new:?}, legacy GIL {legacy:?}");
+    assert!(
+        legacy.as_secs_f64() < new.as_secs_f64() * 1.5,
+        "legacy {legacy:?} against new {new:?}"
     );
 }

@@ -104,6 +104,48 @@ fn an_unknown_experiment_is_a_one_line_error() {
     assert!(output.stdout.is_empty());
 }
 
+fn python3_exists() -> bool {
+    Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// An interpreter that does not exist is a one-line note and a skip, never a failure.
+#[test]
+fn a_bogus_python_is_a_note_and_a_skip() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-bogus-python");
+    let _ = std::fs::remove_dir_all(&out);
+    let mut command = clab();
+    command
+        .args([
+            "lab",
+            "run",
+            "cpython",
+            "--quick",
+            "--python",
+            "/nonexistent/python9.9",
+        ])
+        .arg("--out")
+        .arg(&out);
+    let output = run_with_limit(command, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let notes: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("/nonexistent/python9.9"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{stderr}");
+    assert!(
+        notes[0].starts_with("note: /nonexistent/python9.9 skipped: "),
+        "{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["outcomes"][0]["verdict"], "skipped");
+    assert_eq!(report["fidelity"], serde_json::json!([]));
+}
+
 fn report_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-quick");
     let _ = std::fs::remove_dir_all(&dir);
@@ -185,8 +227,37 @@ fn the_quick_catalogue_writes_a_complete_report() {
         assert!(figures.iter().any(|f| f == required), "{required} missing");
     }
 
+    // Real CPython beside the emulation, on every interpreter the lab found: one row per
+    // metric, with both values, the band fixed before the run and the verdict on it.
+    let fidelity = report["fidelity"].as_array().unwrap();
+    let cpython = outcomes.iter().find(|o| o["id"] == "cpython").unwrap();
+    if python3_exists() {
+        assert_ne!(cpython["verdict"], "skipped", "{}", cpython["summary"]);
+        assert!(fidelity.len() >= 10, "{fidelity:?}");
+        for row in fidelity {
+            for key in [
+                "experiment",
+                "metric",
+                "python",
+                "gil",
+                "cpython",
+                "emulation",
+            ] {
+                assert!(!row[key].is_null(), "{key} in {row}");
+            }
+            let band = row["band"].as_array().unwrap();
+            assert!(
+                band[0].as_f64().unwrap() <= band[1].as_f64().unwrap(),
+                "{row}"
+            );
+            assert!(row["faithful"].is_boolean(), "{row}");
+        }
+    }
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("Claims and verdicts") && html.matches("<svg").count() >= figures.len());
+    if !fidelity.is_empty() {
+        assert!(html.contains("Fidelity: the emulation beside real CPython"));
+    }
     let markdown = std::fs::read_to_string(out.join("README.md")).unwrap();
     for id in &catalogue {
         assert!(

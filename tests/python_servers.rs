@@ -1,44 +1,69 @@
-//! The CPython reference servers in `python/` (the lab runs them beside the emulation):
-//! every model speaks the same protocol as `clab serve`, survives `clab load`, and stops on
-//! SIGTERM without leaving a child behind. Skipped, with a message, where python3 is missing.
+//! The CPython reference programs in `python/` (the lab runs them beside the emulation), on
+//! every era's interpreter the lab would pick here (the newest 2.x, python3, the newest
+//! 3.x): every server model speaks the same protocol as `clab serve`, survives `clab load`,
+//! and stops on SIGTERM without leaving a child behind; the in-process programs and the
+//! tick calibration agree with direct measurements. Skipped, with a message, where no
+//! CPython is found.
 
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use clab::lab::pythons::{Python, PythonGil, Scripts, Selection};
 use common::{Server, children, clab};
 use nix::sys::signal::Signal;
 
-fn python_available() -> bool {
-    let found = Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        eprintln!("python3 is not installed: the CPython reference servers are not tested");
-    }
-    found
+/// The interpreters, found and calibrated once for this file.
+fn interpreters() -> &'static [Python] {
+    static FOUND: OnceLock<(tempfile::TempDir, Vec<Python>)> = OnceLock::new();
+    &FOUND
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let scripts = Scripts::write(dir.path()).unwrap();
+            let found = clab::lab::pythons::select(&Selection::PerEra, &scripts);
+            for note in &found.notes {
+                eprintln!("{note}");
+            }
+            if found.pythons.is_empty() {
+                eprintln!("no CPython is installed: the reference programs are not tested");
+            }
+            (dir, found.pythons)
+        })
+        .1
 }
 
-fn start(model: &str) -> Server {
-    let mut command = Command::new("python3");
+fn start(python: &Python, model: &str, extra: &[&str]) -> Server {
+    let mut command = Command::new(&python.path);
     command
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/python/clab_server.py"
         ))
-        .args(["--model", model, "--addr", "127.0.0.1:0", "--workers", "2"]);
+        .args(["--model", model, "--addr", "127.0.0.1:0", "--workers", "2"])
+        .args(extra);
     Server::spawn(command)
 }
 
 fn speaks_the_protocol_and_stops_cleanly(model: &str) {
-    if !python_available() {
-        return;
+    speaks_the_protocol_and_stops_cleanly_with(model, &[]);
+}
+
+fn speaks_the_protocol_and_stops_cleanly_with(model: &str, extra: &[&str]) {
+    for python in interpreters() {
+        if model == "asyncio" && !python.has_asyncio() {
+            continue;
+        }
+        eprintln!("{} {model} {extra:?}", python.label());
+        serve_and_stop(python, model, extra);
     }
-    let mut server = start(model);
+}
+
+fn serve_and_stop(python: &Python, model: &str, extra: &[&str]) {
+    let label = format!("{} {model}", python.label());
+    let mut server = start(python, model, extra);
     {
         let mut client = server.connect();
         for (request, reply) in [
@@ -52,14 +77,14 @@ fn speaks_the_protocol_and_stops_cleanly(model: &str) {
             ("fib 1 2", "ERR usage: fib <n>"),
             ("", "ERR empty request"),
         ] {
-            assert_eq!(client.request(request), reply, "{model}: {request:?}");
+            assert_eq!(client.request(request), reply, "{label}: {request:?}");
         }
         let stats: serde_json::Value = serde_json::from_str(&client.request("stats")).unwrap();
         assert_eq!(stats["model"], model);
     }
     let mut bare = server.connect();
     bare.send(b"10");
-    assert_eq!(bare.read_line(), "55", "{model}: a bare request");
+    assert_eq!(bare.read_line(), "55", "{label}: a bare request");
     drop(bare);
 
     let output = clab()
@@ -80,14 +105,14 @@ fn speaks_the_protocol_and_stops_cleanly(model: &str) {
     let summary = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && !summary.contains("errors:"),
-        "{model}: {summary}"
+        "{label}: {summary}"
     );
 
     let kids = children(server.pid());
     server.signal(Signal::SIGTERM);
     assert!(
         server.wait_exit(Duration::from_secs(10)).success(),
-        "{model}: SIGTERM exits 0"
+        "{label}: SIGTERM exits 0"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while kids
@@ -96,7 +121,7 @@ fn speaks_the_protocol_and_stops_cleanly(model: &str) {
     {
         assert!(
             Instant::now() < deadline,
-            "{model}: children {kids:?} outlived the server"
+            "{label}: children {kids:?} outlived the server"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -130,4 +155,91 @@ fn prefork() {
 #[test]
 fn asyncio() {
     speaks_the_protocol_and_stops_cleanly("asyncio");
+}
+
+#[test]
+fn hybrid_offloading_to_threads() {
+    speaks_the_protocol_and_stops_cleanly_with("hybrid", &["--pool", "threads"]);
+}
+
+fn bench(python: &Python, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(&python.path)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/python/clab_bench.py"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}: {args:?}: {output:?}",
+        python.label()
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The calibrated tick against a direct measurement: a countdown loop timed from outside,
+/// through the interpreter's own clock, divided by the checks per iteration of its era.
+#[test]
+fn the_tick_is_within_twice_a_direct_measurement() {
+    for python in interpreters() {
+        const N: u64 = 3_000_000;
+        // In a function, as the calibration runs it: a module-level loop looks its
+        // variable up by name and is about twice as slow.
+        let script = format!(
+            "import time\ndef countdown(n):\n    while n > 0:\n        n -= 1\nt = time.time()\ncountdown({N})\nprint(time.time() - t)"
+        );
+        let best = (0..3)
+            .map(|_| {
+                let output = Command::new(&python.path)
+                    .args(["-c", &script])
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&output.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .unwrap()
+            })
+            .fold(f64::INFINITY, f64::min);
+        let checks = if (python.major, python.minor) >= (3, 10) {
+            1.0
+        } else {
+            2.0
+        };
+        let direct_ns = best * 1e9 / N as f64 / checks;
+        let tick = python.calibration.tick_ns;
+        eprintln!(
+            "{}: tick {tick:.1} ns, direct {direct_ns:.1} ns",
+            python.label()
+        );
+        assert!(
+            tick > direct_ns / 2.0 && tick < direct_ns * 2.0,
+            "{}: calibrated tick {tick:.1} ns, measured directly {direct_ns:.1} ns",
+            python.label()
+        );
+    }
+}
+
+/// The in-process programs print what the lab reads, on every era: CPython ≤ 3.9 loses
+/// increments, 3.10+ does not; one long C call holds back the ticker and the signal.
+#[test]
+fn the_in_process_programs_report_each_era() {
+    for python in interpreters() {
+        let race = bench(python, &["race", "--each", "300000"]);
+        let lost = race["lost"].as_u64().unwrap();
+        assert_eq!(race["expected"], 600_000);
+        if (python.major, python.minor) >= (3, 10) {
+            assert_eq!(lost, 0, "{}: {race}", python.label());
+        }
+        let long = bench(python, &["long", "--ms", "100"]);
+        let gap = long["longest_gap_ms"].as_f64().unwrap();
+        assert!(gap > 60.0, "{}: the ticker ran on: {long}", python.label());
+        let serial = bench(python, &["countdown", "--n", "100000", "--mode", "serial"]);
+        assert!(serial["seconds"].as_f64().unwrap() > 0.0);
+        let probe = bench(python, &["probe"]);
+        let expected = if python.major == 2 {
+            PythonGil::Legacy
+        } else {
+            python.gil
+        };
+        assert_eq!(probe["gil"], expected.name(), "{}", python.label());
+    }
 }

@@ -158,15 +158,26 @@ enum Side {
     Emulation,
 }
 
-/// A short closed-loop load's window, by profile.
+/// A short closed-loop load's window, by profile: the matrix makes some sixty loads.
 fn window(lab: &Lab) -> Duration {
-    Duration::from_millis(lab.profile.pick(600, 1000, 1000))
+    Duration::from_millis(lab.profile.pick(500, 800, 1000))
+}
+
+/// A plan with the matrix's short window and warm-up.
+fn plan(
+    lab: &Lab,
+    server: &ChildServer,
+    classes: Vec<crate::load::ClassPlan>,
+) -> crate::load::Plan {
+    let mut plan = lab.plan(server, window(lab), classes);
+    plan.warmup = Duration::from_millis(lab.profile.pick(200, 300, 500));
+    plan
 }
 
 fn rate(lab: &Lab, server: &ChildServer, clients: usize, request: &str) -> Result<f64, LabError> {
-    let plan = lab.plan(
+    let plan = plan(
+        lab,
         server,
-        window(lab),
         vec![Lab::class("load", clients, request, Duration::ZERO)],
     );
     Ok(class(&lab.load(server, plan)?, "load")?.rate_per_s)
@@ -321,7 +332,6 @@ fn two_clients(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
     lab.step(&format!("cpython: {} two clients", python.label()));
     let (py_request, rust_request) = fib_requests(python, Duration::from_millis(30));
     let all = lab.placement.server_all.clone();
-    let window = window(lab);
     let slowdown = |lab: &mut Lab, server: &ChildServer, side: Side| {
         let request = if side == Side::CPython {
             &py_request
@@ -329,9 +339,9 @@ fn two_clients(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
             &rust_request
         };
         let latency = |lab: &mut Lab, clients| {
-            let plan = lab.plan(
+            let plan = plan(
+                lab,
                 server,
-                window,
                 vec![Lab::class("clients", clients, request, Duration::ZERO)],
             );
             p50_ms(&lab.load(server, plan)?, "clients")
@@ -488,9 +498,9 @@ fn switch_interval(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError>
                 } else {
                     &rust_hog
                 };
-                let plan = lab.plan(
+                let plan = plan(
+                    lab,
                     server,
-                    window(lab),
                     vec![
                         Lab::class("rapid", 1, "fib 1", Duration::ZERO),
                         Lab::class("hog", 1, hog, Duration::ZERO),
@@ -526,30 +536,44 @@ fn switch_interval(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError>
     ))
 }
 
+/// A `fib 1` client's rate on a threads server and through a process pool of two: CPython's
+/// own `ProcessPoolExecutor` (`multiprocessing.Pool` on 2.x), servers on one CPU.
+pub fn cpython_pool_rates(lab: &mut Lab, python: &Python) -> Result<(f64, f64), LabError> {
+    pool_rates(lab, |lab, args, cpus| {
+        cpython_server(lab, python, args, cpus)
+    })
+}
+
+fn pool_rates(
+    lab: &mut Lab,
+    mut start: impl FnMut(&mut Lab, &[&str], &[usize]) -> Result<ChildServer, LabError>,
+) -> Result<(f64, f64), LabError> {
+    let one = lab.placement.server_one.clone();
+    let mut rates = [0.0; 2];
+    for (index, args) in [
+        &["--model", "threads"][..],
+        &["--model", "procpool", "--workers", "2"][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let server = start(lab, args, &one)?;
+        rates[index] = rate(lab, &server, 1, "fib 1")?;
+        server.stop();
+    }
+    Ok((rates[0], rates[1]))
+}
+
 fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
     lab.step(&format!(
         "cpython: {} process-pool overhead",
         python.label()
     ));
-    let one = lab.placement.server_one.clone();
-    let measure = |lab: &mut Lab, server: &ChildServer, _| rate(lab, server, 1, "fib 1");
-    let threads = on_both(
-        lab,
-        python,
-        (&["--model", "threads"], &["--model", "threads"]),
-        &one,
-        measure,
-    )?;
-    let procpool = on_both(
-        lab,
-        python,
-        (
-            &["--model", "procpool", "--workers", "2"],
-            &["--model", "procpool", "--workers", "2"],
-        ),
-        &one,
-        measure,
-    )?;
+    let cpython = cpython_pool_rates(lab, python)?;
+    let emulated = pool_rates(lab, |lab, args, cpus| {
+        emulation_server(lab, python, args, cpus)
+    })?;
+    let (threads, procpool) = ((cpython.0, emulated.0), (cpython.1, emulated.1));
     let cost = |threads: f64, procpool: f64| 1.0 - procpool / threads;
     // What the hop adds to each request, in µs: the mechanism behind the share.
     let hop_us = |threads: f64, procpool: f64| 1e6 / procpool - 1e6 / threads;
@@ -576,7 +600,7 @@ fn c10k(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
     let connections = lab.profile.pick(1_000, 2_000, 2_000);
     let limit = (connections + 100).to_string();
     let one = lab.placement.server_one.clone();
-    let window = Duration::from_millis(lab.profile.pick(1000, 1500, 1500));
+    let window = Duration::from_millis(lab.profile.pick(800, 1000, 1500));
     let (cpython, emulated) = on_both(
         lab,
         python,

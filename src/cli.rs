@@ -44,15 +44,19 @@ pub enum Command {
 }
 
 const LAB_EXAMPLES: &str = "\
-Each experiment starts real servers (`clab serve`, and CPython's for `cpython`) as child
-processes pinned to chosen CPUs, puts load on them from another CPU, and judges the claim
-by a rule fixed before the run: holds, does not hold, or inconclusive, with the numbers.
+Each experiment starts real servers (`clab serve`, and CPython's python/clab_server.py) as
+child processes pinned to chosen CPUs, puts load on them from another CPU, and judges the
+claim by a rule fixed before the run: holds, does not hold, or inconclusive, with the numbers.
+The `cpython` experiment measures every claim CPython can run on each interpreter found and on
+the emulation calibrated to it (GIL kind, switch points, measured tick): the fidelity matrix.
 
 Examples:
-  clab lab                          the whole catalogue, default profile (about 4 minutes)
-  clab lab --quick                  the whole catalogue in about 2 minutes
+  clab lab                          the whole catalogue, default profile (about 6 minutes)
+  clab lab --quick                  the whole catalogue in under 3 minutes
   clab lab list                     the experiments and their claims
   clab lab run convoy cpython       two experiments
+  clab lab run cpython --python all                 every CPython found (pyenv, PATH)
+  clab lab run cpython --python /usr/bin/python2.7  one interpreter
   clab lab all --thorough --out /tmp/report
 
 The report: <out>/index.html (one self-contained page), <out>/README.md, <out>/plots/
@@ -63,7 +67,7 @@ pub struct LabArgs {
     #[command(subcommand)]
     pub action: Option<LabAction>,
 
-    /// The whole catalogue in about two minutes: short runs, fewest points
+    /// The whole catalogue in under three minutes: short runs, fewest points
     #[arg(long, global = true, conflicts_with = "thorough")]
     pub quick: bool,
 

@@ -43,7 +43,7 @@ pub enum LabError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
-    /// The whole catalogue in about two minutes: short windows, the fewest configurations
+    /// The whole catalogue in under three minutes: short windows, the fewest configurations
     Quick,
     /// A few minutes: longer windows, more points per curve
     Default,

@@ -259,9 +259,9 @@ pub fn spin(ms: u64, interpreter: &mut impl Interpreter) {
 mod tests {
     use super::*;
 
-    /// Counts checkpoints, at a pace of one every `pace` fib calls and spin iterations.
-    struct Counter(u64, u32);
-    impl Interpreter for Counter {
+    /// Counts checkpoints at a given pace.
+    struct Paced(u64, Pace);
+    impl Interpreter for Paced {
         fn checkpoint(&mut self) {
             self.0 += 1;
         }
@@ -270,11 +270,19 @@ mod tests {
             f()
         }
         fn pace(&self) -> Option<Pace> {
-            Some(Pace {
-                fib_calls: self.1,
-                spin_iterations: self.1,
-            })
+            Some(self.1)
         }
+    }
+
+    /// Counts a checkpoint every `every` fib calls and spin iterations.
+    fn counter(every: u32) -> Paced {
+        Paced(
+            0,
+            Pace {
+                fib_calls: every,
+                spin_iterations: every,
+            },
+        )
     }
 
     #[test]
@@ -286,11 +294,11 @@ mod tests {
 
     #[test]
     fn fib_checkpoints_once_per_tick_of_calls() {
-        let mut every_call = Counter(0, 1);
+        let mut every_call = counter(1);
         assert_eq!(fib(10, &mut every_call), 55);
         // calls(n) = calls(n-1) + calls(n-2) + 1, with calls(1) = calls(2) = 1.
         assert_eq!(every_call.0, 109);
-        let mut every_tenth = Counter(0, 10);
+        let mut every_tenth = counter(10);
         assert_eq!(fib(10, &mut every_tenth), 55);
         assert_eq!(every_tenth.0, 10);
     }
@@ -306,21 +314,6 @@ mod tests {
         // Never less than one call or iteration, however short the tick.
         let finest = Pace::for_tick(Duration::from_nanos(1));
         assert!(finest.fib_calls >= 1 && finest.spin_iterations >= 1);
-    }
-
-    /// Counts checkpoints at a given pace.
-    struct Paced(u64, Pace);
-    impl Interpreter for Paced {
-        fn checkpoint(&mut self) {
-            self.0 += 1;
-        }
-        fn instruction(&mut self) {}
-        fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        fn pace(&self) -> Option<Pace> {
-            Some(self.1)
-        }
     }
 
     /// Measured directly: the time between two checkpoints of fib and of spin is the tick,
@@ -353,7 +346,7 @@ mod tests {
 
     #[test]
     fn spin_checkpoints_per_unit_and_takes_about_its_time() {
-        let mut units = Counter(0, 1000);
+        let mut units = counter(1000);
         let started = Instant::now();
         spin(20, &mut units);
         let took = started.elapsed();

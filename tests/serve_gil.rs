@@ -130,25 +130,27 @@ fn gil_thread<'a>(stats: &'a serde_json::Value, prefix: &str) -> &'a serde_json:
         .unwrap_or_else(|| panic!("no GIL thread named {prefix}…: {stats}"))
 }
 
+/// The essays' threshold server under the GIL, offloading fib n > 15 to `target`.
+fn threshold_hybrid(target: &str) -> [&str; 8] {
+    [
+        "--gil",
+        "new",
+        "--workers",
+        "2",
+        "--offload",
+        "threshold:15",
+        "--offload-to",
+        target,
+    ]
+}
+
 /// The essays' threshold server under the GIL: offloading `fib 40` to threads of the same
 /// interpreter does not free the event loop — the pool thread holds the GIL while the loop
 /// waits a switch interval for it at every request, as asyncio's loop does beside a
 /// `ThreadPoolExecutor` in CPython (measured there: ~11,600 → ~200 requests/s).
 #[test]
 fn under_the_gil_offloading_to_threads_stalls_the_event_loop() {
-    let convoy = convoy_on(
-        "hybrid",
-        &[
-            "--gil",
-            "new",
-            "--workers",
-            "2",
-            "--offload",
-            "threshold:15",
-            "--offload-to",
-            "pool",
-        ],
-    );
+    let convoy = convoy_on("hybrid", &threshold_hybrid("pool"));
     let event_loop = gil_thread(&convoy.stats, "event loop");
     let pool_forced: u64 = convoy.stats["gil"]["threads"]
         .as_array()
@@ -183,19 +185,7 @@ fn under_the_gil_offloading_to_threads_stalls_the_event_loop() {
 /// process's GIL, and the loop's own GIL is never asked for.
 #[test]
 fn under_the_gil_offloading_to_processes_keeps_the_event_loop_responsive() {
-    let convoy = convoy_on(
-        "hybrid",
-        &[
-            "--gil",
-            "new",
-            "--workers",
-            "2",
-            "--offload",
-            "threshold:15",
-            "--offload-to",
-            "procpool",
-        ],
-    );
+    let convoy = convoy_on("hybrid", &threshold_hybrid("procpool"));
     let event_loop = gil_thread(&convoy.stats, "event loop");
     assert_eq!(
         event_loop["drop_requests"], 0,

@@ -380,64 +380,48 @@ fn convoy(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
         Duration::from_secs(seconds / 2),
     );
     let mut rows = Vec::new();
-    for (metric, cpython_args, emulation_args) in [
+    // The essays' threshold server on each side: fib n > 15 goes to a pool of two.
+    let hybrid = |cpython_pool: &'static str, emulation_pool: &'static str| {
         (
-            "rate kept beside a hog: threads",
-            &["--model", "threads"][..],
-            &["--model", "threads"][..],
-        ),
-        (
-            "rate kept beside a hog: hybrid offloading to a thread pool",
-            &[
+            vec![
                 "--model",
                 "hybrid",
-                "--pool",
-                "threads",
                 "--workers",
                 "2",
                 "--threshold",
                 "15",
-            ][..],
-            &[
+                "--pool",
+                cpython_pool,
+            ],
+            vec![
                 "--model",
                 "hybrid",
+                "--workers",
+                "2",
                 "--offload",
                 "threshold:15",
                 "--offload-to",
-                "pool",
-                "--workers",
-                "2",
-            ][..],
+                emulation_pool,
+            ],
+        )
+    };
+    let threads = (vec!["--model", "threads"], vec!["--model", "threads"]);
+    for (metric, (cpython_args, emulation_args)) in [
+        ("rate kept beside a hog: threads", threads),
+        (
+            "rate kept beside a hog: hybrid offloading to a thread pool",
+            hybrid("threads", "pool"),
         ),
         (
             "rate kept beside a hog: hybrid offloading to a process pool",
-            &[
-                "--model",
-                "hybrid",
-                "--pool",
-                "processes",
-                "--workers",
-                "2",
-                "--threshold",
-                "15",
-            ][..],
-            &[
-                "--model",
-                "hybrid",
-                "--offload",
-                "threshold:15",
-                "--offload-to",
-                "procpool",
-                "--workers",
-                "2",
-            ][..],
+            hybrid("processes", "procpool"),
         ),
     ] {
         lab.step(&format!("cpython: {} convoy, {metric}", python.label()));
         let (cpython, emulated) = on_both(
             lab,
             python,
-            (cpython_args, emulation_args),
+            (&cpython_args, &emulation_args),
             &one,
             |lab, server, side| {
                 let hog = if side == Side::CPython {

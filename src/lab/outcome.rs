@@ -295,6 +295,30 @@ impl Fidelity {
     }
 }
 
+impl Fidelity {
+    /// The row as tables show it: experiment, metric, CPython, emulation, emulation ÷
+    /// CPython, band, faithful.
+    pub fn cells(&self) -> Vec<String> {
+        vec![
+            self.experiment.clone(),
+            self.metric.clone(),
+            significant(self.cpython),
+            significant(self.emulation),
+            if self.cpython == 0.0 {
+                "—".into()
+            } else {
+                format!("{:.2}", self.emulation / self.cpython)
+            },
+            format!(
+                "{} – {}",
+                significant(self.band[0]),
+                significant(self.band[1])
+            ),
+            if self.faithful { "yes" } else { "no" }.into(),
+        ]
+    }
+}
+
 /// A number of any size with three significant digits ("0.0172", "1.46", "12800").
 pub fn significant(number: f64) -> String {
     if number == 0.0 || !number.is_finite() {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::lab::outcome::{Fidelity, significant};
+use crate::lab::outcome::Fidelity;
 use crate::lab::{Outcome, Placement, Profile};
 use crate::load::result::Machine;
 
@@ -80,26 +80,11 @@ impl LabReport {
     }
 }
 
-/// One fidelity row as the pages show it.
+/// One fidelity row as the pages show it: the interpreter, then the row's own cells.
 fn fidelity_cells(row: &Fidelity) -> Vec<String> {
-    vec![
-        format!("CPython {} ({} GIL)", row.python, row.gil),
-        row.experiment.clone(),
-        row.metric.clone(),
-        significant(row.cpython),
-        significant(row.emulation),
-        if row.cpython == 0.0 {
-            "—".into()
-        } else {
-            format!("{:.2}", row.emulation / row.cpython)
-        },
-        format!(
-            "{} – {}",
-            significant(row.band[0]),
-            significant(row.band[1])
-        ),
-        if row.faithful { "yes" } else { "no" }.into(),
-    ]
+    let mut cells = vec![format!("CPython {} ({} GIL)", row.python, row.gil)];
+    cells.extend(row.cells());
+    cells
 }
 
 /// Writes the report under `out`, returning the path of `index.html`.

@@ -90,20 +90,7 @@ fn scatter<DB: DrawingBackend>(
 ) -> DrawResult {
     let (x, y) = bounds(series, true, true);
     let span = x.start.min(y.start)..x.end.max(y.end);
-    let mut chart = ChartBuilder::on(root)
-        .caption(&figure.title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(70)
-        .build_cartesian_2d(log(span.clone()), log(span.clone()))
-        .map_err(drawing_error)?;
-    chart
-        .configure_mesh()
-        .x_desc(figure.x_label.as_str())
-        .y_desc(figure.y_label.as_str())
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(drawing_error)?;
+    let mut chart = axes(root, figure, log(span.clone()), log(span.clone()))?;
     chart
         .draw_series(DashedLineSeries::new(
             vec![(span.start, span.start), (span.end, span.end)],
@@ -134,6 +121,35 @@ fn scatter<DB: DrawingBackend>(
         .position(SeriesLabelPosition::UpperLeft)
         .draw()
         .map_err(drawing_error)
+}
+
+/// A chart with the figure's title, its axes labelled and a light grid.
+fn axes<'a, DB, X, Y>(
+    root: &'a DrawingArea<DB, Shift>,
+    figure: &Figure,
+    x: X,
+    y: Y,
+) -> Result<ChartContext<'a, DB, Cartesian2d<X, Y>>, String>
+where
+    DB: DrawingBackend,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(&figure.title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, y)
+        .map_err(drawing_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(figure.x_label.as_str())
+        .y_desc(figure.y_label.as_str())
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(drawing_error)?;
+    Ok(chart)
 }
 
 fn drawing_error<E: std::error::Error + Send + Sync>(error: DrawingAreaErrorKind<E>) -> String {
@@ -194,20 +210,7 @@ where
         let range = y.range();
         (range.start, range.end)
     };
-    let mut chart = ChartBuilder::on(root)
-        .caption(&figure.title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(44)
-        .y_label_area_size(70)
-        .build_cartesian_2d(x, y)
-        .map_err(drawing_error)?;
-    chart
-        .configure_mesh()
-        .x_desc(figure.x_label.as_str())
-        .y_desc(figure.y_label.as_str())
-        .label_style(("sans-serif", 13))
-        .draw()
-        .map_err(drawing_error)?;
+    let mut chart = axes(root, figure, x, y)?;
     for marker in markers {
         chart
             .draw_series(std::iter::once(PathElement::new(

@@ -3,7 +3,7 @@
 //! it, each pair judged against a band fixed before the run ([`crate::lab::fidelity`]).
 
 use crate::lab::fidelity::{self, bands};
-use crate::lab::outcome::{Band, Chart, Fidelity, Figure, Series, Table, significant};
+use crate::lab::outcome::{Band, Chart, Fidelity, Figure, Series, Table};
 use crate::lab::pythons::Python;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
 
@@ -136,24 +136,9 @@ fn table(python: &Python, rows: &[Fidelity]) -> Table {
         ],
     );
     for row in rows {
-        table.row(vec![
-            row.experiment.clone(),
-            row.metric.clone(),
-            significant(row.cpython),
-            significant(row.emulation),
-            if row.cpython == 0.0 {
-                "—".into()
-            } else {
-                format!("{:.2}", row.emulation / row.cpython)
-            },
-            format!(
-                "{} – {}",
-                significant(row.band[0]),
-                significant(row.band[1])
-            ),
-            if row.faithful { "yes" } else { "**no**" }.into(),
-            row.note.clone(),
-        ]);
+        let mut cells = row.cells();
+        cells.push(row.note.clone());
+        table.row(cells);
     }
     table
 }

@@ -262,8 +262,9 @@ fn the_trace_shows_the_convoy_cycle() {
 }
 
 /// Two threads doing `x += 1` as CPython does it — a load, other instructions, a store, then
-/// the loop's backward jump — `each` times each under a new GIL with `switch_points`.
-fn lost_increments(switch_points: SwitchPoints, each: u64) -> u64 {
+/// the loop's backward jump — for `duration` each under a new GIL with `switch_points`:
+/// the increments lost, and the forced switches that happened.
+fn lost_increments(switch_points: SwitchPoints, duration: Duration) -> (u64, u64) {
     use std::sync::atomic::AtomicU64;
     let gil = Gil::new(GilConfig {
         switch_interval: Duration::from_micros(20),
@@ -272,34 +273,47 @@ fn lost_increments(switch_points: SwitchPoints, each: u64) -> u64 {
     });
     let counter = AtomicU64::new(0);
     let start = std::sync::Barrier::new(2);
-    thread::scope(|scope| {
-        for index in 0..2 {
-            let (gil, counter, start) = (&gil, &counter, &start);
-            scope.spawn(move || {
-                let mut py = gil.attach(format!("incrementer {index}"));
-                py.allow_threads(|| start.wait());
-                for _ in 0..each {
-                    let value = counter.load(Ordering::Relaxed);
-                    py.instruction();
-                    counter.store(value + 1, Ordering::Relaxed);
-                    py.checkpoint();
-                }
-            });
-        }
+    let made: u64 = thread::scope(|scope| {
+        let threads: Vec<_> = (0..2)
+            .map(|index| {
+                let (gil, counter, start) = (&gil, &counter, &start);
+                scope.spawn(move || {
+                    let mut py = gil.attach(format!("incrementer {index}"));
+                    py.allow_threads(|| start.wait());
+                    let started = Instant::now();
+                    let mut made = 0u64;
+                    // Long enough for hundreds of forced switches, however fast the loop.
+                    while started.elapsed() < duration {
+                        let value = counter.load(Ordering::Relaxed);
+                        py.instruction();
+                        counter.store(value + 1, Ordering::Relaxed);
+                        py.checkpoint();
+                        made += 1;
+                    }
+                    made
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
     });
-    2 * each - counter.load(Ordering::Relaxed)
+    let switches = gil.report().ended_threads.forced_releases;
+    (made - counter.load(Ordering::Relaxed), switches)
 }
 
 #[test]
 fn a_bare_increment_is_cut_only_where_every_instruction_is_a_switch_point() {
     let _one = serialise();
+    let duration = Duration::from_millis(50);
     // 3.10+: no switch between the load and the store, so nothing can be lost, ever.
-    assert_eq!(lost_increments(SwitchPoints::CallsAndJumps, 1_000_000), 0);
-    // ≤ 3.9: with hundreds of forced switches, some land between the two.
-    let lost = lost_increments(SwitchPoints::EveryInstruction, 1_000_000);
+    let (lost, switches) = lost_increments(SwitchPoints::CallsAndJumps, duration);
+    assert!(switches >= 10, "only {switches} forced switches");
+    assert_eq!(lost, 0, "lost with {switches} switches at calls and jumps");
+    // ≤ 3.9: each forced switch lands between the two about half the time.
+    let (lost, switches) = lost_increments(SwitchPoints::EveryInstruction, duration);
+    assert!(switches >= 10, "only {switches} forced switches");
     assert!(
         lost > 0,
-        "no increment was lost switching at every instruction"
+        "no increment was lost in {switches} switches at every instruction"
     );
 }
 

@@ -255,6 +255,20 @@ pub fn spin(ms: u64, interpreter: &mut impl Interpreter) {
     black_box(state);
 }
 
+/// `n` bytecode instructions' worth of busy work, a tick each, with an instruction boundary
+/// after each: a switch point only where every instruction is one (CPython ≤ 3.9).
+pub fn instructions(n: u32, interpreter: &mut impl Interpreter) {
+    let iterations = interpreter
+        .pace()
+        .map_or(1, |pace| u64::from(pace.spin_iterations));
+    let mut state = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..n {
+        state = spin_unit(state, iterations);
+        interpreter.instruction();
+    }
+    black_box(state);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -320,6 +320,9 @@ pub fn select(selection: &Selection, scripts: &Scripts) -> Found {
             Err(why) => notes.push(format!("{} skipped: {why}", path.display())),
         }
     }
+    if *selection == Selection::All {
+        identities.sort_by_key(|identity| (identity.major, identity.minor, identity.gil));
+    }
     if *selection == Selection::PerEra {
         identities = per_era(&identities, python3.as_deref());
         if !identities

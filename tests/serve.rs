@@ -346,6 +346,11 @@ fn procpool_a_killed_worker_fails_only_its_request_and_is_replaced() {
             .unwrap();
     }
     assert_eq!(client.read_line(), "ERR worker died");
+    // SIGKILL tears a process down asynchronously: wait until the idle one is dead, so the
+    // next request tests its replacement, not a race with the kernel.
+    for worker in &workers {
+        common::wait_dead(*worker);
+    }
     assert_eq!(
         client.request("fib 20"),
         "6765",

@@ -228,6 +228,28 @@ pub fn placement(pid: u32) -> String {
     )
 }
 
+/// Waits until process `pid` has died (a zombie awaiting its reaper, or gone), failing the
+/// test after `PATIENCE`.
+pub fn wait_dead(pid: u32) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let close = stat.rfind(')')?;
+                stat[close + 1..]
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_owned)
+            });
+        if matches!(state.as_deref(), None | Some("Z" | "X")) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} did not die");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// The process ids of `pid`'s children (from /proc, over all its threads).
 pub fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {

@@ -97,7 +97,7 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
     let python_labels = found
         .pythons
         .iter()
-        .map(|python| format!("{} ({} GIL)", python.label(), python.gil.name()))
+        .map(clab::lab::pythons::Python::label_with_gil)
         .collect();
     let step_bar = bar.clone();
     let mut lab = clab::lab::Lab::new(

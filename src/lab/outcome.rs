@@ -227,8 +227,7 @@ impl Band {
             Band::Factor(factor) | Band::ZeroOrFactor(factor) if cpython != 0.0 => {
                 ordered(cpython / factor, cpython * factor)
             }
-            Band::ZeroOrFactor(_) => [0.0, 0.0],
-            Band::Factor(_) => [0.0, 0.0],
+            Band::Factor(_) | Band::ZeroOrFactor(_) => [0.0, 0.0],
             Band::Absolute(delta) => [cpython - delta, cpython + delta],
             Band::AtMost(factor) => ordered(0.0, cpython * factor),
         }
@@ -266,7 +265,6 @@ pub struct Fidelity {
 }
 
 impl Fidelity {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         experiment: &str,
         metric: &str,
@@ -293,9 +291,7 @@ impl Fidelity {
             note,
         }
     }
-}
 
-impl Fidelity {
     /// The row as tables show it: experiment, metric, CPython, emulation, emulation ÷
     /// CPython, band, faithful.
     pub fn cells(&self) -> Vec<String> {

@@ -91,6 +91,11 @@ impl Python {
         format!("CPython {}", self.version)
     }
 
+    /// "CPython 3.11.7 (new GIL)".
+    pub fn label_with_gil(&self) -> String {
+        format!("{} ({} GIL)", self.label(), self.gil.name())
+    }
+
     /// The emulation's matching GIL: legacy for 2.x, new for 3.2+, none for free threading.
     pub fn variant(&self) -> Variant {
         match self.gil {

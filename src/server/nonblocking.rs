@@ -8,7 +8,7 @@
 //! GIL while it runs tasks and releases it while it is parked waiting for events (asyncio's
 //! `select`), and — as CPython's socket module does — around every `recv` and `send`, even
 //! one that does not block. [`hold_gil_while_running`] installs the first on a runtime
-//! builder; [`read`] and [`write_all`] do the second.
+//! builder; [`read_into`] and [`write_all`] do the second.
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -44,6 +44,16 @@ pub fn detach_this_thread() {
     LOOP_GIL.with_borrow_mut(|thread| drop(thread.take()));
 }
 
+/// Releases the calling runtime thread's GIL, if it has one, until [`retake_gil`].
+fn release_gil() {
+    LOOP_GIL.with_borrow_mut(|thread| thread.as_mut().map_or((), GilThread::detach));
+}
+
+/// Takes the calling runtime thread's GIL back after [`release_gil`].
+fn retake_gil() {
+    LOOP_GIL.with_borrow_mut(|thread| thread.as_mut().map_or((), GilThread::reattach));
+}
+
 /// Makes every runtime thread a Python thread running an event loop: attached to `gil`
 /// from its start, it releases the GIL when it parks and takes it back when it wakes.
 /// (`block_on`'s own thread is the caller's to attach.) The servers never `spawn_blocking`:
@@ -55,12 +65,8 @@ pub fn hold_gil_while_running(
     builder
         .on_thread_start(move || attach_this_thread(&gil))
         .on_thread_stop(detach_this_thread)
-        .on_thread_park(|| {
-            LOOP_GIL.with_borrow_mut(|thread| thread.as_mut().map_or((), GilThread::detach))
-        })
-        .on_thread_unpark(|| {
-            LOOP_GIL.with_borrow_mut(|thread| thread.as_mut().map_or((), GilThread::reattach))
-        })
+        .on_thread_park(release_gil)
+        .on_thread_unpark(retake_gil)
 }
 
 /// The interpreter of code running in a task: checkpoints go to the runtime thread's GIL.
@@ -91,9 +97,9 @@ impl Interpreter for LoopGil {
     /// Tasks never block, but CPython releases the GIL around every socket call, however
     /// short: each is a moment in which another thread waiting for the GIL may take it.
     fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        LOOP_GIL.with_borrow_mut(|thread| thread.as_mut().map_or((), GilThread::detach));
+        release_gil();
         let result = f();
-        LOOP_GIL.with_borrow_mut(|thread| thread.as_mut().map_or((), GilThread::reattach));
+        retake_gil();
         result
     }
 }

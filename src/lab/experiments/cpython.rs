@@ -3,7 +3,7 @@
 //! it, each pair judged against a band fixed before the run ([`crate::lab::fidelity`]).
 
 use crate::lab::fidelity::{self, bands};
-use crate::lab::outcome::{Band, Chart, Fidelity, Figure, Series, Table};
+use crate::lab::outcome::{Chart, Fidelity, Figure, Series, Table};
 use crate::lab::pythons::Python;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
 
@@ -98,11 +98,7 @@ fn judge(python: &Python, rows: &[Fidelity]) -> Check {
         .map(|row| format!("{} {}", row.experiment, row.metric))
         .collect();
     Check::new(
-        format!(
-            "{} ({} GIL) beside the emulation",
-            python.label(),
-            python.gil.name()
-        ),
+        format!("{} beside the emulation", python.label_with_gil()),
         verdict,
         if unfaithful.is_empty() {
             format!("all {} metrics within their bands", rows.len())
@@ -119,9 +115,8 @@ fn judge(python: &Python, rows: &[Fidelity]) -> Check {
 fn table(python: &Python, rows: &[Fidelity]) -> Table {
     let mut table = Table::new(
         format!(
-            "Fidelity: {} ({} GIL) against `clab serve {}`",
-            python.label(),
-            python.gil.name(),
+            "Fidelity: {} against `clab serve {}`",
+            python.label_with_gil(),
             python.emulation_args().join(" ")
         ),
         &[
@@ -179,7 +174,7 @@ fn setup(lab: &Lab) -> Vec<String> {
         bands::PROCPOOL_COST.describe(),
         bands::LONG_INSTRUCTION.describe(),
         bands::RACE.describe(),
-        Band::describe(bands::C10K),
+        bands::C10K.describe(),
         bands::IO_BOUND.describe(),
     ));
     setup

@@ -1,5 +1,5 @@
 //! concurrency-lab: one Fibonacci service under every classic concurrency model, built to
-//! see and measure why each model behaves as it does (see `shared/DESIGN.md`).
+//! see and measure why each model behaves as it does (the README describes each part).
 //!
 //! - [`protocol`]: the line protocol, parsing and framing, without I/O;
 //! - [`work`]: the workloads (fib, spin, sleep, echo) with interpreter-lock checkpoints;

@@ -1,5 +1,5 @@
-//! The emulated GIL's behaviour, in process, against the shapes of gil-model.md §5.5: the
-//! convoy, two CPU-bound jobs, and a long uninterruptible instruction. Margins are wide; the
+//! The emulated GIL's behaviour, in process, against the shapes the essays describe: the
+//! convoy, two CPU-bound jobs, a long uninterruptible instruction, and each era's switch points. Margins are wide; the
 //! figures are printed so a run can be read, not just passed.
 
 use std::sync::Mutex;

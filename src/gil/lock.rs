@@ -1,6 +1,6 @@
-//! The lock itself: `take` and `release` as CPython's `take_gil` / `drop_gil` (gil-model.md
-//! §1.2–1.4), the legacy tick check (§2) and Beazley's priority rule (§4), with statistics
-//! and trace events recorded at each transition under the same mutex.
+//! The lock itself: `take` and `release` as CPython's `take_gil` / `drop_gil` (Python/ceval_gil.c
+//! in 3.2–3.12), the legacy tick check of 2.x's eval loop and Beazley's priority rule, with
+//! statistics and trace events recorded at each transition under the same mutex.
 //!
 //! The two condition variables of CPython (`cond` for waiters, `switch_cond` for the forced
 //! handoff) share one mutex here. The handoff check of `last_holder` and the wait on

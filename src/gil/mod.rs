@@ -1,4 +1,4 @@
-//! The emulated CPython GIL on real OS threads (DESIGN §4, `shared/reference/gil-model.md`).
+//! The emulated CPython GIL on real OS threads (the README's *The emulated GIL*).
 //!
 //! One [`Gil`] plays one interpreter's lock. Each OS thread that runs "Python" attaches and
 //! gets a [`GilThread`] handle, which implements [`Interpreter`](crate::work::Interpreter):

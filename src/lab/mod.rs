@@ -1,4 +1,4 @@
-//! `clab lab` (DESIGN §7): every claim of the essays as an experiment with a verdict.
+//! `clab lab` (the README's *The lab*): every claim of the essays as an experiment with a verdict.
 //!
 //! An [`Experiment`] is one file in [`experiments`]: its claim, the essay that makes it, the
 //! rule that decides the verdict (fixed, with its thresholds, before anything runs) and a
@@ -116,7 +116,7 @@ impl Report {
 
 /// Where things run. With two CPUs: servers get CPU 0 (or both, when the claim is about
 /// using two cores), the load generator CPU 1, so ping-pongs always cross cores and never
-/// flip between same-core and cross-core from run to run (DESIGN §9).
+/// flip between same-core and cross-core from run to run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Placement {
     pub server_one: Vec<usize>,

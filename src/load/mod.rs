@@ -1,4 +1,4 @@
-//! `clab load`: the load generator (DESIGN §6). The essays' two clients — one timing
+//! `clab load`: the load generator (the README's *Load*). The essays' two clients — one timing
 //! `fib(30)` again and again (`latency`), one counting tiny requests per second (`rate`) —
 //! and what serious generators add: mixed classes with their own histograms and timelines,
 //! an open loop on a fixed schedule without coordinated omission, thousands of idle

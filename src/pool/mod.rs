@@ -1,4 +1,4 @@
-//! Executors: the `concurrent.futures` of this project (DESIGN §5). A job is a protocol
+//! Executors: the `concurrent.futures` of this project. A job is a protocol
 //! request; [`Executor::submit`] returns a [`JobFuture`] for its reply.
 //!
 //! - [`ThreadPool`]: N threads of this process (optionally attached to an emulated GIL);

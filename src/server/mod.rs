@@ -1,4 +1,4 @@
-//! The service under each concurrency model (DESIGN §3).
+//! The service under each concurrency model (the README's *Models*).
 //!
 //! Every model is `serve(listener, config, shutdown)`: it takes a bound listener (so tests use
 //! port 0) and a shutdown signal, and returns once shutdown has been triggered and in-flight

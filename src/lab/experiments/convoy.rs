@@ -262,7 +262,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         whole intervals while the connection thread waits. A rate kept above 100 % is placement, \
         not speed: with the hog busy on CPU 0, the scheduler moves the server's tiny-request path to \
         CPU 1, beside the load generator, and a same-core ping-pong is much faster here than a \
-        cross-core one (DESIGN §9)."
+        cross-core one."
         .into();
     report.raw("runs", &runs);
     Ok(report)

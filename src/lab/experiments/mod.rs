@@ -1,4 +1,4 @@
-//! The catalogue of DESIGN §7, one file per claim. Each file starts with its
+//! The lab's catalogue, one file per claim. Each file starts with its
 //! [`Experiment`](crate::lab::Experiment): the claim, the essay, the rule with its
 //! thresholds; then the setup and the measurement that apply it.
 

@@ -166,7 +166,7 @@ fn the_quick_catalogue_writes_a_complete_report() {
 
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["schema"], "clab-lab/1");
+    assert_eq!(report["schema"], "clab-lab/2");
     let outcomes = report["outcomes"].as_array().unwrap();
     let ids: Vec<&str> = outcomes.iter().map(|o| o["id"].as_str().unwrap()).collect();
     let catalogue: Vec<&str> = clab::lab::catalogue().iter().map(|e| e.id).collect();

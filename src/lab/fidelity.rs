@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread};
 use crate::lab::experiments::{convoy, long_instruction, race, switch_interval, thread_memory};
+use crate::lab::health::HealthLog;
 use crate::lab::outcome::{Band, Fidelity};
 use crate::lab::process::ChildServer;
 use crate::lab::pythons::{Python, PythonGil, bench};
@@ -218,7 +219,7 @@ fn cpython_countdown(
         &python.path,
         &lab.scripts,
         &["countdown", "--n", &n.to_string(), "--mode", how.name()],
-        Some(cpus),
+        Some((cpus, &lab.health)),
         Duration::from_secs(120),
     )
     .map_err(|why| LabError::Measurement(format!("{} countdown: {why}", python.label())))?;
@@ -228,7 +229,12 @@ fn cpython_countdown(
 /// Seconds for two `spin job_ms` on the emulated GIL `config`, in this process, on threads
 /// pinned to `cpus`: one after the other on one thread, on two threads of one interpreter,
 /// or on two interpreters (two processes: a GIL each).
-fn emulated_countdown(config: &GilConfig, job_ms: u64, how: Countdown, cpus: &[usize]) -> f64 {
+fn emulated_countdown(
+    config: &GilConfig,
+    job_ms: u64,
+    how: Countdown,
+    (cpus, log): (&[usize], &HealthLog),
+) -> f64 {
     let shared = config.lock();
     let started = Instant::now();
     std::thread::scope(|scope| {
@@ -242,7 +248,7 @@ fn emulated_countdown(config: &GilConfig, job_ms: u64, how: Countdown, cpus: &[u
                 .flatten();
             let shared = shared.as_ref();
             scope.spawn(move || {
-                let _ = crate::load::pin(cpus);
+                log.pin_thread(&format!("countdown {} {index}", how.name()), cpus);
                 let gil = if how == Countdown::Processes {
                     own.as_ref()
                 } else {
@@ -302,8 +308,8 @@ fn countdown(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> 
                     / cpython_countdown(lab, python, n, Countdown::Serial, cpus)?,
             );
             emulated.push(
-                emulated_countdown(&config, job_ms, how, cpus)
-                    / emulated_countdown(&config, job_ms, Countdown::Serial, cpus),
+                emulated_countdown(&config, job_ms, how, (cpus, &lab.health))
+                    / emulated_countdown(&config, job_ms, Countdown::Serial, (cpus, &lab.health)),
             );
         }
         let (cpython, emulated) = (median(cpython), median(emulated));
@@ -654,12 +660,16 @@ fn long_instruction(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, Lab
         &python.path,
         &lab.scripts,
         &["long", "--ms", &length_ms.to_string()],
-        Some(&all),
+        Some((&all, &lab.health)),
         Duration::from_secs(60),
     )
     .map_err(|why| LabError::Measurement(format!("{} long: {why}", python.label())))?;
-    let emulated =
-        long_instruction::measure(gil_config(python), Duration::from_millis(length_ms), &all)?;
+    let emulated = long_instruction::measure(
+        gil_config(python),
+        long_instruction::Operation::Uninterruptible,
+        Duration::from_millis(length_ms),
+        (&all, &lab.health),
+    )?;
     let missing =
         |what: &str| LabError::Measurement(format!("{}: no {what} was measured", python.label()));
     let note = format!(
@@ -689,7 +699,7 @@ fn long_instruction(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, Lab
                 cpython
                     .signal_delay_ms
                     .ok_or_else(|| missing("signal delay"))?,
-                emulated.signal_handled_ms - emulated.signal_sent_ms,
+                emulated.signal_delay_ms(),
             ),
             note,
         ),
@@ -701,7 +711,7 @@ fn race(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
     let each = lab.profile.pick(1_000_000, 2_000_000, 2_000_000);
     let all = lab.placement.server_all.clone();
     let cpython = race::python_race(lab, python, each, &all)?;
-    let emulated = race::lost_under_gil(gil_config(python), each, &all);
+    let emulated = race::lost_under_gil(gil_config(python), each, (&all, &lab.health));
     let share = |lost: u64| lost as f64 / (2 * each) as f64;
     Ok(row(
         python,

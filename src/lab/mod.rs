@@ -9,6 +9,7 @@
 
 pub mod experiments;
 pub mod fidelity;
+pub mod health;
 pub mod outcome;
 pub mod process;
 pub mod pythons;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 pub use outcome::{Check, Contrast, Outcome, Verdict};
 
+use crate::lab::health::{Health, HealthLog};
 use crate::lab::process::ChildServer;
 use crate::lab::pythons::{Found, Python, Scripts};
 use crate::load::{ClassPlan, LoadResult, Pacing, Plan};
@@ -86,6 +88,8 @@ pub struct Experiment {
     pub essay: &'static str,
     /// The verdict rule in words, with the thresholds the code applies.
     pub rule: &'static str,
+    /// Every change of the rule after it had been run, with date and reason.
+    pub history: &'static [outcome::RuleChange],
     pub run: fn(&mut Lab) -> Result<Report, LabError>,
 }
 
@@ -166,6 +170,8 @@ pub struct Lab {
     pub python_notes: Vec<String>,
     /// The reference programs of `python/`, written out for the interpreters.
     pub scripts: Scripts,
+    /// The health records of the experiment being run ([`health`]).
+    pub health: HealthLog,
     /// Progress text for the current step.
     step: Box<dyn FnMut(&str)>,
     servers_started: usize,
@@ -188,6 +194,7 @@ impl Lab {
             pythons: pythons.pythons,
             python_notes: pythons.notes,
             scripts,
+            health: HealthLog::default(),
             step,
             servers_started: 0,
         }
@@ -217,7 +224,16 @@ impl Lab {
         let log = self
             .scratch
             .join(format!("server-{}.log", self.servers_started));
-        ChildServer::start(command, label, cpus, &log)
+        let record = self
+            .health
+            .open(Health::new(format!("server {label}"), cpus));
+        ChildServer::start(
+            command,
+            label,
+            cpus,
+            &log,
+            Some((self.health.clone(), record)),
+        )
     }
 
     /// A file in the scratch directory.
@@ -246,7 +262,9 @@ impl Lab {
     }
 
     /// Runs `plan` on the load CPU, calling `each_second` once a second (to sample the
-    /// server while it is under load).
+    /// server while it is under load). The load's health (its thread's CPUs read back,
+    /// errors, aborted requests, saturation) and the server's placement, read back while
+    /// it is loaded, go to the experiment's health records.
     pub fn load_sampling(
         &self,
         server: &ChildServer,
@@ -255,18 +273,37 @@ impl Lab {
     ) -> Result<LoadResult, LabError> {
         let cpus = self.placement.load.clone();
         let label = server.label.clone();
+        let mut record = Health::new(format!("load on {label}"), &cpus);
         // A thread of its own, pinned: the threads the load starts inherit its CPU, and the
         // lab's main thread (which starts servers) keeps its own placement.
-        std::thread::scope(|scope| {
+        let (result, actual) = std::thread::scope(|scope| {
             scope
                 .spawn(move || {
                     crate::load::pin(&cpus)?;
-                    crate::load::run(plan, |elapsed, _| each_second(elapsed))
+                    let actual = health::this_thread_cpus();
+                    let result = crate::load::run(plan, |elapsed, _| {
+                        if elapsed == Duration::from_secs(1) {
+                            // Workers and children exist by now.
+                            server.check_placement();
+                        }
+                        each_second(elapsed)
+                    })?;
+                    Ok((result, actual))
                 })
                 .join()
                 .expect("the load thread does not panic")
         })
-        .map_err(|e| LabError::Load(label, e))
+        .map_err(|e| LabError::Load(label, e))?;
+        server.check_placement();
+        match actual {
+            Some(actual) => record.observe("the load thread", &actual),
+            None => record
+                .problems
+                .push("its placement cannot be read back".into()),
+        }
+        record.add_load(&result);
+        self.health.add(record);
+        Ok(result)
     }
 
     pub fn load(&self, server: &ChildServer, plan: Plan) -> Result<LoadResult, LabError> {
@@ -416,17 +453,38 @@ fn finish(
             ..Report::default()
         }
     });
-    let verdict = report
+    let mut verdict = report
         .verdict
         .unwrap_or_else(|| Verdict::all(report.checks.iter().map(|check| check.verdict)));
+    let health = lab.health.take();
+    let mut summary = report.summary;
+    let mut checks = report.checks;
+    // A run that went wrong gives no verdict on the claim, whatever its numbers say.
+    if let Some((fatal, problems)) = health::judge(&health) {
+        let unclean = if fatal {
+            Verdict::Error
+        } else {
+            Verdict::Inconclusive
+        };
+        if matches!(verdict, Verdict::Holds | Verdict::DoesNotHold) || fatal {
+            summary = format!(
+                "{} — the run was not clean: {problems}; its numbers: {summary}",
+                unclean.label()
+            );
+            verdict = unclean;
+        }
+        checks.push(Check::new("the run is clean", unclean, problems));
+    }
     Outcome {
         id: experiment.id,
         claim: experiment.claim,
         essay: experiment.essay,
         rule: experiment.rule,
+        rule_history: experiment.history,
         verdict,
-        summary: report.summary,
-        checks: report.checks,
+        summary,
+        checks,
+        health,
         contrast: report.contrast,
         setup: report.setup,
         placement: lab.placement_words(),

@@ -83,6 +83,10 @@ pub struct Check {
     pub verdict: Verdict,
     /// The numbers the verdict rests on, in words.
     pub evidence: String,
+    /// Why a number is past what the mechanism allows (e.g. more than 110 % of a rate kept),
+    /// when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artefact: Option<String>,
 }
 
 impl Check {
@@ -91,7 +95,14 @@ impl Check {
             subject: subject.into(),
             verdict,
             evidence: evidence.into(),
+            artefact: None,
         }
+    }
+
+    /// Flags a number past what the mechanism allows, with why.
+    pub fn artefact(mut self, why: impl Into<String>) -> Check {
+        self.artefact = Some(why.into());
+        self
     }
 }
 
@@ -123,6 +134,17 @@ impl Table {
         debug_assert_eq!(cells.len(), self.columns.len());
         self.rows.push(cells);
     }
+}
+
+/// A change of an experiment's rule after it had been run, shown in the report with its
+/// reason: the rule a verdict rests on is fixed before the run, and any later change is on
+/// the record.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RuleChange {
+    /// YYYY-MM-DD.
+    pub date: &'static str,
+    pub change: &'static str,
+    pub reason: &'static str,
 }
 
 /// A named series of (x, y) points.
@@ -198,6 +220,23 @@ pub struct Figure {
     pub x_label: String,
     pub y_label: String,
     pub chart: Chart,
+}
+
+impl Figure {
+    pub fn new(
+        name: impl Into<String>,
+        title: impl Into<String>,
+        (x_label, y_label): (&str, &str),
+        chart: Chart,
+    ) -> Figure {
+        Figure {
+            name: name.into(),
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            chart,
+        }
+    }
 }
 
 /// How close the emulation must come to CPython on one metric, fixed before the run.
@@ -331,6 +370,8 @@ pub struct Outcome {
     pub claim: &'static str,
     pub essay: &'static str,
     pub rule: &'static str,
+    /// Changes of the rule after runs, with their reasons.
+    pub rule_history: &'static [RuleChange],
     pub verdict: Verdict,
     /// The verdict's numbers in one sentence, for the claims table.
     pub summary: String,
@@ -346,6 +387,8 @@ pub struct Outcome {
     pub figures: Vec<Figure>,
     /// Metrics measured on real CPython and on the emulation side by side.
     pub fidelity: Vec<Fidelity>,
+    /// Every server, load and pinned thread of the run: placement read back, errors, exits.
+    pub health: Vec<crate::lab::health::Health>,
     /// Raw measurements (load results, traces' summaries, samples).
     pub raw: serde_json::Value,
     pub elapsed_s: f64,

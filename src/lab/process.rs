@@ -16,6 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::lab::LabError;
+use crate::lab::health::{HealthLog, cpus_allowed};
 
 /// How long a server may take to print its address.
 const START_PATIENCE: Duration = Duration::from_secs(20);
@@ -29,6 +30,8 @@ pub struct ChildServer {
     pub label: String,
     pub addr: SocketAddr,
     child: Option<Child>,
+    /// Its health record: placement read back, how it exited.
+    health: Option<(HealthLog, usize)>,
 }
 
 /// A process tree's memory and CPU, read from `/proc`.
@@ -49,11 +52,13 @@ pub struct Usage {
 impl ChildServer {
     /// Starts `command` pinned to `cpus` and waits for its "listening on HOST:PORT" line.
     /// The child's standard error goes to `log`, which the error message quotes if it fails.
+    /// `health` is the record its placement and exit go to.
     pub fn start(
         mut command: Command,
         label: impl Into<String>,
         cpus: &[usize],
         log: &Path,
+        health: Option<(HealthLog, usize)>,
     ) -> Result<ChildServer, LabError> {
         let label = label.into();
         place(&mut command, cpus).map_err(|e| LabError::Placement(cpus.to_vec(), e))?;
@@ -81,6 +86,7 @@ impl ChildServer {
             label: label.clone(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             child: Some(child),
+            health,
         };
         let first = receiver.recv_timeout(START_PATIENCE).unwrap_or_default();
         match first
@@ -132,16 +138,54 @@ impl ChildServer {
         usage
     }
 
-    /// SIGTERM, a bounded wait for the drain, then SIGKILL; always reaped.
+    /// Reads back the CPUs of every thread of the server and of the processes below it
+    /// into its health record.
+    pub fn check_placement(&self) {
+        let (Some((log, index)), Some(pid)) = (&self.health, self.pid()) else {
+            return;
+        };
+        let mut tasks = Vec::new();
+        tree_placement(pid as i32, &mut tasks, 0);
+        log.update(*index, |record| {
+            if tasks.is_empty() {
+                record
+                    .problems
+                    .push("its placement cannot be read back".into());
+            }
+            for (task, cpus) in &tasks {
+                record.observe(task, cpus);
+            }
+        });
+    }
+
+    /// SIGTERM, a bounded wait for the drain, then SIGKILL; always reaped. A server that
+    /// died before, or exits other than cleanly, marks its health record.
     pub fn stop(mut self) {
         let Some(child) = self.child.as_mut() else {
             return;
         };
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        if let Ok(Some(_)) = wait_until(child, Instant::now() + STOP_PATIENCE) {
-            self.child = None;
-        } else {
-            self.kill();
+        let (how, abnormal) = match child.try_wait() {
+            Ok(Some(status)) => (format!("died before it was stopped: {status}"), true),
+            _ => {
+                self.check_placement();
+                let child = self.child.as_mut().expect("still running");
+                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+                match wait_until(child, Instant::now() + STOP_PATIENCE) {
+                    Ok(Some(status)) => (format!("{status} after SIGTERM"), !status.success()),
+                    _ => (
+                        format!("did not exit within {STOP_PATIENCE:?} of SIGTERM; killed"),
+                        true,
+                    ),
+                }
+            }
+        };
+        self.record_exit(how, abnormal);
+        self.kill();
+    }
+
+    fn record_exit(&self, how: String, abnormal: bool) {
+        if let Some((log, index)) = &self.health {
+            log.update(*index, |record| record.exited(how, abnormal));
         }
     }
 
@@ -155,7 +199,29 @@ impl ChildServer {
 
 impl Drop for ChildServer {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            self.record_exit("killed: the experiment stopped before it".into(), false);
+        }
         self.kill();
+    }
+}
+
+/// Every task's CPU set in the process tree under `pid`: ("pid 12 task 14", [0]).
+fn tree_placement(pid: i32, tasks: &mut Vec<(String, Vec<usize>)>, depth: usize) {
+    let Ok(process) = procfs::process::Process::new(pid) else {
+        return;
+    };
+    let Ok(threads) = process.tasks() else { return };
+    for task in threads.flatten() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/task/{}/status", task.tid));
+        if let Some(cpus) = status.ok().as_deref().and_then(cpus_allowed) {
+            tasks.push((format!("process {pid} thread {}", task.tid), cpus));
+        }
+        if depth < 4 {
+            for child in task.children().unwrap_or_default() {
+                tree_placement(child as i32, tasks, depth + 1);
+            }
+        }
     }
 }
 
@@ -206,14 +272,25 @@ fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<Ex
 }
 
 /// [`run_to_completion`], pinned to `cpus` from before it runs (its threads and children
-/// inherit the set).
+/// inherit the set); its placement, read back once it runs, goes to `log` as `what`.
 pub fn run_pinned(
     mut command: Command,
     cpus: &[usize],
     limit: Duration,
+    (log, what): (&HealthLog, &str),
 ) -> Result<String, std::io::Error> {
     place(&mut command, cpus).map_err(std::io::Error::from)?;
-    run_to_completion(command, limit)
+    run_watched(command, limit, |pid| {
+        let mut record = crate::lab::health::Health::new(what, cpus);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+        match status.ok().as_deref().and_then(cpus_allowed) {
+            Some(actual) => record.observe(&format!("process {pid}"), &actual),
+            None => record
+                .problems
+                .push("its placement cannot be read back".into()),
+        }
+        log.add(record);
+    })
 }
 
 /// Makes `command`'s process start pinned to `cpus`, and die with the lab.
@@ -234,12 +311,22 @@ fn place(command: &mut Command, cpus: &[usize]) -> nix::Result<()> {
 }
 
 /// Runs a short program to completion with a deadline, returning its standard output.
-pub fn run_to_completion(mut command: Command, limit: Duration) -> Result<String, std::io::Error> {
+pub fn run_to_completion(command: Command, limit: Duration) -> Result<String, std::io::Error> {
+    run_watched(command, limit, |_| {})
+}
+
+/// [`run_to_completion`], calling `started` with the child's pid once it runs.
+fn run_watched(
+    mut command: Command,
+    limit: Duration,
+    started: impl FnOnce(u32),
+) -> Result<String, std::io::Error> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
+    started(child.id());
     let mut stdout = child.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {
         let mut out = String::new();

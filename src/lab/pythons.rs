@@ -225,13 +225,14 @@ pub fn bench<T: serde::de::DeserializeOwned>(
     python: &Path,
     scripts: &Scripts,
     args: &[&str],
-    cpus: Option<&[usize]>,
+    pinned: Option<(&[usize], &crate::lab::health::HealthLog)>,
     limit: Duration,
 ) -> Result<T, String> {
     let mut command = Command::new(python);
     command.arg(scripts.bench()).args(args);
-    let out = match cpus {
-        Some(cpus) => crate::lab::process::run_pinned(command, cpus, limit),
+    let what = format!("{} clab_bench.py {}", python.display(), args.join(" "));
+    let out = match pinned {
+        Some((cpus, log)) => crate::lab::process::run_pinned(command, cpus, limit, (log, &what)),
         None => run_to_completion(command, limit),
     }
     .map_err(|e| e.to_string())?;

@@ -38,7 +38,7 @@ pub enum LoadError {
 }
 
 /// A generator that used more than this share of its CPUs may itself be the bottleneck.
-const BUSY_GENERATOR: f64 = 0.8;
+pub const BUSY_GENERATOR: f64 = 0.8;
 
 /// The set of `cpus`, for `sched_setaffinity`.
 pub fn cpu_set(cpus: &[usize]) -> nix::Result<CpuSet> {
@@ -113,7 +113,7 @@ pub fn run(
         cpu_utilisation: cpu_time_s / capacity,
     };
     let mut warnings = Vec::new();
-    if generator.cpu_utilisation > BUSY_GENERATOR {
+    if generator.saturated() {
         warnings.push(format!(
             "the generator used {:.0} % of its {} CPU(s): it, not the server, may be what limits these numbers; \
              give it its own CPU (--cpus) or fewer clients",

@@ -55,7 +55,7 @@ impl ErrorCounts {
         }
     }
 
-    fn add(&mut self, other: &ErrorCounts) {
+    pub fn add(&mut self, other: &ErrorCounts) {
         self.refused += other.refused;
         self.reset += other.reset;
         self.timeout += other.timeout;

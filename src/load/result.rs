@@ -77,6 +77,13 @@ pub struct Generator {
     pub cpu_utilisation: f64,
 }
 
+impl Generator {
+    /// Busy enough that it, not the server, may be what limits the numbers.
+    pub fn saturated(&self) -> bool {
+        self.cpu_utilisation > super::BUSY_GENERATOR
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ClassResult {
     pub name: String,

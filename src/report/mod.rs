@@ -16,7 +16,7 @@ use crate::lab::{Outcome, Placement, Profile};
 use crate::load::result::Machine;
 
 /// The value of `report.json`'s `schema` field.
-pub const SCHEMA: &str = "clab-lab/1";
+pub const SCHEMA: &str = "clab-lab/2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -118,6 +118,10 @@ pub fn write(report: &LabReport, out: &Path) -> Result<PathBuf, ReportError> {
                 template.render(minijinja::context! {
                     svgs => svgs.clone(),
                     fidelity_rows => report.fidelity.iter().map(fidelity_cells).collect::<Vec<_>>(),
+                    health_columns => crate::lab::health::Health::COLUMNS,
+                    health_rows => report.outcomes.iter().map(|o| {
+                        (o.id, o.health.iter().map(|h| h.cells()).collect::<Vec<_>>())
+                    }).collect::<BTreeMap<_, _>>(),
                     ..minijinja::value::Serde(report)
                 })
             })
@@ -167,6 +171,11 @@ mod tests {
             claim: "a claim with <html> & pipes |",
             essay: "an essay",
             rule: "a rule",
+            rule_history: &[crate::lab::outcome::RuleChange {
+                date: "2026-11-25",
+                change: "a threshold moved",
+                reason: "it could not fail",
+            }],
             verdict: Verdict::DoesNotHold,
             summary: "it did not".into(),
             checks: vec![Check::new("part", Verdict::DoesNotHold, "1 < 2")],
@@ -196,6 +205,7 @@ mod tests {
                 2.1,
                 "measured".into(),
             )],
+            health: vec![crate::lab::health::Health::new("server demo", &[0])],
             raw: serde_json::json!({"k": 1}),
             elapsed_s: 1.5,
         }
@@ -228,6 +238,10 @@ mod tests {
                 .unwrap();
         assert_eq!(json["fidelity"][0]["band"], serde_json::json!([1.8, 2.2]));
         assert_eq!(json["fidelity"][0]["faithful"], true);
+        assert_eq!(json["schema"], "clab-lab/2");
+        assert_eq!(json["outcomes"][0]["health"][0]["what"], "server demo");
+        assert!(markdown.contains("2026-11-25: a threshold moved (why: it could not fail)"));
+        assert!(html.contains("<td>server demo</td><td>0</td>"), "{html}");
         for file in [
             "plots/demo-line.svg",
             "plots/demo-line.png",

@@ -16,6 +16,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     rule: "the event loop holds when it keeps > 80 % of a `fib 1` client's rate beside the idle \
            connections and its memory per connection (resident plus kernel stacks) is < 1/2 of \
            threads'; does not hold when it keeps < 50 % or costs more than threads.",
+    history: &[],
     run,
 };
 

@@ -19,6 +19,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     rule: "rate kept = tiny-request rate after the hog joins / rate before. Under the GIL: holds when \
            kept < 20 %, does not hold when kept > 50 %. Priority GIL, process pool and hybrid: hold \
            the rate when kept > 50 %, do not when kept < 20 %.",
+    history: &[],
     run,
 };
 

@@ -15,6 +15,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     rule: "parallel/serial = time for two jobs at once / time for two in a row (2 × one job). \
            No faster than serial: holds when > 0.85, does not hold when < 0.7. Uses both cores: \
            holds when < 0.7, does not hold when > 0.85.",
+    history: &[],
     run,
 };
 

@@ -15,6 +15,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     essay: "Burton, Concurrency in Python – A Primer: threads and event loops are for waiting on I/O",
     rule: "with 16 clients sending `sleep 20`: threads and the event loop hold when each reaches \
            > 90 % of the process pool's throughput with less memory (PSS); do not hold below 70 %.",
+    history: &[],
     run,
 };
 

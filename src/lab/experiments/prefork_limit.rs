@@ -14,6 +14,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): with a pre-forked server you are strictly limited in concurrency",
     rule: "with 2 children, throughput with 4 clients / with 2 clients: holds when < 1.25 (capped), \
            does not hold when > 1.6; threads must reach > 1.6 in the same runs for the check to mean anything.",
+    history: &[],
     run,
 };
 

@@ -18,6 +18,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): a process pool cuts perf2's rate by about 95 %",
     rule: "cost = 1 − rate through the process pool / rate computing on the connection's thread \
            (both --gil new). Holds when cost > 50 %, does not hold when cost < 25 %.",
+    history: &[],
     run,
 };
 
@@ -69,10 +70,11 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let count = lab.profile.pick(2_000, 10_000, 10_000);
     let cpu = lab.placement.server_one.clone();
     let clab = lab.clab.clone();
+    let log = lab.health.clone();
     let (thread_us, process_us) = std::thread::scope(|scope| {
         scope
             .spawn(move || -> Result<(f64, f64), LabError> {
-                crate::load::pin(&cpu).map_err(|e| LabError::Measurement(e.to_string()))?;
+                log.pin_thread("pool round trips", &cpu);
                 let threads = ThreadPool::new(1, None)
                     .map_err(|e| LabError::Measurement(format!("thread pool: {e}")))?;
                 let thread_us = round_trip_us(&threads, count)?;

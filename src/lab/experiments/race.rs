@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::gil::{GilConfig, PythonThread, SwitchPoints, Variant};
+use crate::lab::health::HealthLog;
 use crate::lab::outcome::Table;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
 use crate::work::{self, Interpreter};
@@ -18,6 +19,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     essay: "Maniakowska, An Introduction to Concurrency in Python: two threads modifying a global variable without locking",
     rule: "holds when the unsynchronised counter (no GIL) ends short of the increments made, and \
            the locked and atomic counters end exactly right; does not hold otherwise.",
+    history: &[],
     run,
 };
 
@@ -30,8 +32,8 @@ enum Method {
 
 /// Lost increments of two threads doing `each` increments each under the emulated GIL
 /// configured by `config`.
-pub(crate) fn lost_under_gil(config: GilConfig, each: u64, cpus: &[usize]) -> u64 {
-    2 * each - count(&Method::UnderGil(config), each, cpus)
+pub(crate) fn lost_under_gil(config: GilConfig, each: u64, placed: (&[usize], &HealthLog)) -> u64 {
+    2 * each - count(&Method::UnderGil(config), each, placed)
 }
 
 /// A GIL with a short interval, so a forced switch can land between read and write often.
@@ -44,7 +46,7 @@ fn eager(switch_points: SwitchPoints) -> GilConfig {
 }
 
 /// Two threads, `each` increments each; returns the final count.
-fn count(method: &Method, each: u64, cpus: &[usize]) -> u64 {
+fn count(method: &Method, each: u64, (cpus, log): (&[usize], &HealthLog)) -> u64 {
     let counter = AtomicU64::new(0);
     let locked = Mutex::new(0u64);
     let gil = match method {
@@ -58,7 +60,7 @@ fn count(method: &Method, each: u64, cpus: &[usize]) -> u64 {
             let (counter, locked, gil, start) = (&counter, &locked, gil.as_ref(), &start);
             let cpu = cpus[index % cpus.len()];
             scope.spawn(move || {
-                let _ = crate::load::pin(&[cpu]);
+                log.pin_thread(&format!("incrementer {index}"), &[cpu]);
                 start.wait();
                 match method {
                     Method::Unsynchronised => {
@@ -123,7 +125,7 @@ pub(crate) fn python_race(
         &python.path,
         &lab.scripts,
         &["race", "--each", &each.to_string()],
-        Some(cpus),
+        Some((cpus, &lab.health)),
         Duration::from_secs(120),
     )
     .map_err(|why| LabError::Measurement(format!("{} race: {why}", python.label())))
@@ -156,7 +158,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         (Method::Atomic, "an atomic fetch_add", each),
     ] {
         lab.step(&format!("race: {label}"));
-        let total = count(&method, each, &cpus);
+        let total = count(&method, each, (&cpus, &lab.health));
         let missing = 2 * each - total;
         table.row(vec![
             label.into(),

@@ -14,6 +14,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     essay: "Beazley, A Tale of Two Concurrencies (Part 1) (the GIL's switching behind perf2's collapse); CPython's sys.setswitchinterval",
     rule: "fit log(rate) against log(interval) by least squares. Holds when the slope is between \
            −1.35 and −0.65; does not hold when it is above −0.4 or below −1.6.",
+    history: &[],
     run,
 };
 

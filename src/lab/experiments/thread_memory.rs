@@ -16,6 +16,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): a thread's 8 MB stack is a reservation of virtual memory, not physical memory",
     rule: "threads with 8 MiB stacks, per idle connection: holds when virtual memory grows > 6 MiB \
            and resident memory < 1/8 of that; does not hold when virtual < 4 MiB or resident > 1/2 of virtual.",
+    history: &[],
     run,
 };
 

@@ -17,6 +17,7 @@ pub static EXPERIMENT: Experiment = Experiment {
            beside two hog clients / alone; scaling = 2 × hog latency alone / hog latency with two \
            hog clients (2 = both cores). The hybrid holds when rate kept > 80 % and scaling > 1.5; \
            does not hold when rate kept < 50 % or scaling < 1.2.",
+    history: &[],
     run,
 };
 

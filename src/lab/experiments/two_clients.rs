@@ -12,6 +12,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): perf1's times double when a second client starts",
     rule: "slowdown = median latency with two clients / with one. Doubles: holds when slowdown > 1.6, \
            does not hold when < 1.3. Flat: holds when slowdown < 1.3, does not hold when > 1.6.",
+    history: &[],
     run,
 };
 

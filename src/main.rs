@@ -108,6 +108,11 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
         scripts,
         Box::new(move |step: &str| step_bar.set_message(step.to_owned())),
     );
+    lab.step("measuring fib and spin on this machine");
+    lab.setups = clab::lab::setups::measure(&mut lab).context("cannot measure the setups")?;
+    for line in lab.setups.describe() {
+        say(format!("setup: {line}"));
+    }
     let outcomes = clab::lab::run(&experiments, &mut lab, |outcome| {
         bar.inc(1);
         say(format!(
@@ -123,6 +128,7 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
         elapsed_s: started.elapsed().as_secs_f64(),
         environment: clab::report::Environment::detect(python_labels),
         placement: lab.placement.clone(),
+        setups: lab.setups.clone(),
         fidelity: clab::report::LabReport::collect_fidelity(&outcomes),
         outcomes,
     };

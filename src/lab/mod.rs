@@ -13,6 +13,8 @@ pub mod health;
 pub mod outcome;
 pub mod process;
 pub mod pythons;
+pub mod setups;
+pub mod spec;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -170,6 +172,8 @@ pub struct Lab {
     pub python_notes: Vec<String>,
     /// The reference programs of `python/`, written out for the interpreters.
     pub scripts: Scripts,
+    /// The sizes of requests, measured at the start ([`setups::measure`]).
+    pub setups: setups::Setups,
     /// The health records of the experiment being run ([`health`]).
     pub health: HealthLog,
     /// Progress text for the current step.
@@ -194,6 +198,7 @@ impl Lab {
             pythons: pythons.pythons,
             python_notes: pythons.notes,
             scripts,
+            setups: setups::Setups::default(),
             health: HealthLog::default(),
             step,
             servers_started: 0,
@@ -203,6 +208,19 @@ impl Lab {
     /// Reports what is being measured now (the progress bar's message).
     pub fn step(&mut self, what: &str) {
         (self.step)(what);
+    }
+
+    /// Starts the server `spec` describes, pinned to `cpus`.
+    pub fn serve_spec(
+        &mut self,
+        spec: &spec::ServerSpec,
+        cpus: &[usize],
+    ) -> Result<ChildServer, LabError> {
+        let mut command = Command::new(&self.clab);
+        command
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(spec.argv());
+        self.start(command, &spec.label(), cpus)
     }
 
     /// Starts `clab serve --addr 127.0.0.1:0 <args>` pinned to `cpus`.

@@ -65,6 +65,8 @@ pub struct LabReport {
     pub elapsed_s: f64,
     pub environment: Environment,
     pub placement: Placement,
+    /// The request sizes measured at the start.
+    pub setups: crate::lab::setups::Setups,
     pub outcomes: Vec<Outcome>,
     /// Every metric measured on real CPython and on the emulation, from all outcomes.
     pub fidelity: Vec<Fidelity>,
@@ -118,6 +120,7 @@ pub fn write(report: &LabReport, out: &Path) -> Result<PathBuf, ReportError> {
                 template.render(minijinja::context! {
                     svgs => svgs.clone(),
                     fidelity_rows => report.fidelity.iter().map(fidelity_cells).collect::<Vec<_>>(),
+                    setup_lines => report.setups.describe(),
                     health_columns => crate::lab::health::Health::COLUMNS,
                     health_rows => report.outcomes.iter().map(|o| {
                         (o.id, o.health.iter().map(|h| h.cells()).collect::<Vec<_>>())
@@ -221,6 +224,7 @@ mod tests {
             elapsed_s: 2.0,
             environment: Environment::detect(Vec::new()),
             placement: Placement::from_allowed(&[0, 1]),
+            setups: crate::lab::setups::Setups::default(),
             outcomes: vec![outcome()],
             fidelity: LabReport::collect_fidelity(&[outcome()]),
         };

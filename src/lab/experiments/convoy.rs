@@ -4,11 +4,14 @@
 
 use std::time::Duration;
 
+use crate::gil::Variant;
 use crate::gil::trace::{EventKind, Trace};
-use crate::lab::outcome::{Chart, Figure, Lane, LaneState, Marker, Series, Table};
+use crate::lab::outcome::{Chart, Figure, Lane, LaneState, Marker, RuleChange, Series, Table};
 use crate::lab::process::ChildServer;
-use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Sample, Verdict, class};
+use crate::lab::spec::ServerSpec;
+use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Verdict, class};
 use crate::load::LoadResult;
+use crate::server::Model;
 
 use super::percent;
 
@@ -18,14 +21,19 @@ pub static EXPERIMENT: Experiment = Experiment {
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): perf2 drops from ~22,000 to ~100 requests/s",
     rule: "rate kept = tiny-request rate after the hog joins / rate before. Under the GIL: holds when \
            kept < 20 %, does not hold when kept > 50 %. Priority GIL, process pool and hybrid: hold \
-           the rate when kept > 50 %, do not when kept < 20 %.",
-    history: &[],
+           the rate when kept > 50 %, do not when kept < 20 %. A rate kept above 110 % is flagged \
+           as an artefact with its cause.",
+    history: &[RuleChange {
+        date: "2026-11-25",
+        change: "the process pool and the hybrid run on the one server CPU like the threads \
+                 servers, leaving the load generator's CPU to it alone (since 2026-11-22 they \
+                 could use both CPUs); thresholds unchanged; rates kept above 110 % flagged",
+        reason: "on two CPUs 'both cores' included the generator's: the published 165 % \
+                 (procpool) and 372 % (hybrid) were the same-core ping-pong artefact, not the model",
+    }],
     run,
 };
 
-/// The hog: a Fibonacci that runs for tens of milliseconds here (fib 38 ≈ 50–90 ms), as
-/// CPython's fib(30) does in the essay, so each hog request spans many switch intervals.
-pub const HOG: &str = "fib 38";
 const COLLAPSED: f64 = 0.20;
 const HELD: f64 = 0.50;
 
@@ -109,92 +117,72 @@ pub fn measure_timed(
     })
 }
 
-fn run(lab: &mut Lab) -> Result<Report, LabError> {
-    let (one, all) = (
-        lab.placement.server_one.clone(),
-        lab.placement.server_all.clone(),
+/// A rate kept above this is more than the mechanism allows: something else sped the
+/// tiny requests up, and the check says what.
+pub const ARTEFACT: f64 = 1.10;
+
+/// One convoy configuration: the server and what the rule expects of it.
+struct Configuration {
+    spec: ServerSpec,
+    collapses: bool,
+}
+
+fn configurations(trace: &str) -> Vec<Configuration> {
+    let threads = |gil| ServerSpec::new(Model::Threads, gil);
+    let expect = |spec, collapses| Configuration { spec, collapses };
+    vec![
+        expect(threads(Variant::New).quiet_option("--trace", trace), true),
+        expect(threads(Variant::None), true),
+        expect(threads(Variant::Priority), false),
+        expect(
+            ServerSpec::new(Model::Procpool, Variant::New).workers(2),
+            false,
+        ),
+        expect(ServerSpec::threshold_hybrid(), false),
+    ]
+}
+
+/// The rule's check of one run, flagged when it keeps more than the mechanism allows.
+fn check(run: &ConvoyRun, collapses: bool) -> Check {
+    let evidence = format!(
+        "{:.0} → {:.0} requests/s: {} kept",
+        run.before_per_s,
+        run.after_per_s,
+        percent(run.kept)
     );
-    let trace_path = lab.scratch_file("convoy-gil.json");
-    let trace = trace_path.to_string_lossy().into_owned();
-    let configurations: Vec<Vec<&str>> = vec![
-        vec!["--model", "threads", "--gil", "new", "--trace", &trace],
-        vec!["--model", "threads", "--gil", "none"],
-        vec!["--model", "threads", "--gil", "priority"],
-        vec!["--model", "procpool", "--workers", "2", "--gil", "new"],
-        super::THRESHOLD_HYBRID.to_vec(),
-    ];
-    let mut runs = Vec::new();
-    for args in &configurations {
-        lab.step(&format!("convoy: {}", args[1..].join(" ")));
-        // Threads compete for one core, GIL or not; processes are there to use the other.
-        let cpus = if args[1] == "threads" { &one } else { &all };
-        let server = lab.serve(args, cpus)?;
-        let (run, kept) =
-            lab.median_run(|run: &ConvoyRun| run.kept, |lab| measure(lab, &server, HOG))?;
-        server.stop();
-        runs.push((run, kept));
-    }
-    let (runs, spreads): (Vec<ConvoyRun>, Vec<Sample>) = runs.into_iter().unzip();
-    let mut report = Report::default();
-    let kept = |index: usize| runs[index].kept;
-    let evidence = |run: &ConvoyRun| {
-        format!(
-            "{:.0} → {:.0} requests/s: {} kept",
-            run.before_per_s,
-            run.after_per_s,
-            percent(run.kept)
+    let check = if collapses {
+        Check::new(
+            format!("{}: the rate collapses", run.label),
+            Verdict::at_most(run.kept, COLLAPSED, HELD),
+            evidence,
+        )
+    } else {
+        Check::new(
+            format!("{}: holds the rate", run.label),
+            Verdict::at_least(run.kept, HELD, COLLAPSED),
+            evidence,
         )
     };
-    let collapse = Check::new(
-        "threads --gil new: the rate collapses",
-        Verdict::at_most(kept(0), COLLAPSED, HELD),
-        evidence(&runs[0]),
-    );
-    report.contrast = Some(Contrast {
-        with_gil: collapse.clone(),
-        without_gil: Check::new(
-            "threads --gil none: the rate collapses",
-            Verdict::at_most(kept(1), COLLAPSED, HELD),
-            evidence(&runs[1]),
-        ),
-    });
-    report.checks.push(collapse);
-    for (index, subject) in [
-        (2, "threads --gil priority: holds the rate"),
-        (3, "procpool --gil new: holds the rate"),
-        (
-            4,
-            "hybrid --gil new, fib n > 15 to a process pool: holds the rate",
-        ),
-    ] {
-        report.checks.push(Check::new(
-            subject,
-            Verdict::at_least(kept(index), HELD, COLLAPSED),
-            evidence(&runs[index]),
-        ));
+    if run.kept > ARTEFACT {
+        check.artefact(format!(
+            "more than {} of the rate kept, where a hog can at best leave it unchanged: with the \
+             server's CPU kept busy by the hog, the tiny-request thread is woken on a running CPU \
+             instead of one that must first leave an idle state, so each round trip is quicker \
+             than before the hog came; the placement is as intended (see the health records)",
+            percent(ARTEFACT)
+        ))
+    } else {
+        check
     }
-    report.summary = format!(
-        "under --gil new the hog leaves {} of the rate ({:.0} → {:.0}/s); without a GIL {}; priority {}, procpool {}, hybrid {}",
-        percent(kept(0)),
-        runs[0].before_per_s,
-        runs[0].after_per_s,
-        percent(kept(1)),
-        percent(kept(2)),
-        percent(kept(3)),
-        percent(kept(4)),
-    );
-    let (window, hog_at) = timing(lab);
-    report.setup = vec![
-        format!(
-            "one client sends `fib 1` back to back for {}; a second client sends `{HOG}` back to back from {} on",
-            super::seconds(window),
-            super::seconds(hog_at)
-        ),
-        format!(
-            "`{HOG}` takes tens of milliseconds here, like CPython's fib(30) in the essay: each hog request spans many 5 ms switch intervals"
-        ),
-        "the threads servers are pinned to one CPU, so the hog and the tiny requests compete for one core, GIL or not; procpool and hybrid may use both, as processes are there to use the other core".into(),
-    ];
+}
+
+fn run(lab: &mut Lab) -> Result<Report, LabError> {
+    let one = lab.placement.server_one.clone();
+    let trace_path = lab.scratch_file("convoy-gil.json");
+    let trace = trace_path.to_string_lossy().into_owned();
+    let hog = lab.setups.hog.request();
+    let mut runs = Vec::new();
+    let mut checks = Vec::new();
     let mut table = Table::new(
         "Tiny-request rate before and after the hog joins",
         &[
@@ -205,30 +193,89 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             "hog requests done",
         ],
     );
-    for (run, spread) in runs.iter().zip(&spreads) {
+    for configuration in configurations(&trace) {
+        lab.step(&format!("convoy: {}", configuration.spec.label()));
+        // Every server on one CPU, GIL or not: the load generator keeps the other to itself.
+        let server = lab.serve_spec(&configuration.spec, &one)?;
+        let (run, kept) = lab.median_run(
+            |run: &ConvoyRun| run.kept,
+            |lab| measure(lab, &server, &hog),
+        )?;
+        server.stop();
         table.row(vec![
-            run.label.replace(&format!(" --trace {trace}"), ""),
+            run.label.clone(),
             format!("{:.0}", run.before_per_s),
             format!("{:.0}", run.after_per_s),
-            spread.show_with(percent),
+            kept.show_with(percent),
             run.hog_completed.to_string(),
         ]);
+        checks.push(check(&run, configuration.collapses));
+        runs.push(run);
     }
-    report.tables.push(table);
-    report.figures.push(Figure {
-        name: "timeline".into(),
-        title: "Tiny requests per second; the hog joins half-way".into(),
-        x_label: "time (s)".into(),
-        y_label: "requests/s".into(),
-        chart: Chart::Lines {
+    let kept = |index: usize| percent(runs[index].kept);
+    let mut report = Report {
+        summary: format!(
+            "under --gil new the hog leaves {} of the rate ({:.0} → {:.0}/s); without a GIL {}; priority {}, procpool {}, hybrid {}",
+            kept(0),
+            runs[0].before_per_s,
+            runs[0].after_per_s,
+            kept(1),
+            kept(2),
+            kept(3),
+            kept(4),
+        ),
+        contrast: Some(Contrast {
+            with_gil: checks[0].clone(),
+            without_gil: checks.remove(1),
+        }),
+        checks,
+        setup: setup(lab, &hog),
+        tables: vec![table],
+        figures: vec![timeline(&runs)],
+        explanation: EXPLANATION.into(),
+        ..Report::default()
+    };
+    match std::fs::read(&trace_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Trace>(&bytes).ok())
+    {
+        Some(trace) => {
+            report.figures.extend(gil_timeline(&trace));
+            report.raw("gil_trace_events", trace.events.len());
+        }
+        None => report
+            .setup
+            .push("the GIL trace could not be read: no timeline".into()),
+    }
+    report.raw("runs", &runs);
+    Ok(report)
+}
+
+fn setup(lab: &Lab, hog: &str) -> Vec<String> {
+    let (window, hog_at) = timing(lab);
+    vec![
+        format!(
+            "one client sends `fib 1` back to back for {}; a second client sends `{hog}` back to back from {} on",
+            super::seconds(window),
+            super::seconds(hog_at)
+        ),
+        format!(
+            "`{hog}` takes {} here (measured at the start of the lab), like CPython's fib(30) in the essay: each hog request spans many 5 ms switch intervals",
+            lab.setups.hog.show()
+        ),
+        "every server is pinned to one CPU and the load generator to the other, which no server thread may use: the hog and the tiny requests compete for one core, GIL or not. The process pool and the hybrid hold the rate because their hog runs in another process with its own GIL, which the scheduler interleaves with the tiny requests, not because of a second core".into(),
+    ]
+}
+
+fn timeline(runs: &[ConvoyRun]) -> Figure {
+    Figure::new(
+        "timeline",
+        "Tiny requests per second; the hog joins half-way",
+        ("time (s)", "requests/s"),
+        Chart::Lines {
             series: runs
                 .iter()
-                .map(|run| {
-                    Series::new(
-                        run.label.replace(&format!(" --trace {trace}"), ""),
-                        run.timeline.clone(),
-                    )
-                })
+                .map(|run| Series::new(run.label.clone(), run.timeline.clone()))
                 .collect(),
             markers: vec![Marker {
                 x: runs[0].hog_at_s,
@@ -237,37 +284,23 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             log_x: false,
             log_y: true,
         },
-    });
-    match std::fs::read(&trace_path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Trace>(&bytes).ok())
-    {
-        Some(trace) => {
-            if let Some(figure) = gil_timeline(&trace) {
-                report.figures.push(figure);
-            }
-            report.raw("gil_trace_events", trace.events.len());
-        }
-        None => report
-            .setup
-            .push("the GIL trace could not be read: no timeline".into()),
-    }
-    report.explanation = "Under the emulated GIL the tiny-request thread releases the lock at every \
-        socket read. When its next request arrives the hog holds the lock, so it waits a full switch \
-        interval (5 ms) before it may even ask the hog to drop it; the hog then takes the lock back \
-        right after. One or two tiny requests per interval is all that gets through, instead of \
-        thousands. Without a GIL both threads run and the scheduler interleaves them within \
-        microseconds. The priority GIL lets the thread that released voluntarily (I/O) preempt the \
-        CPU-bound holder at once; the process pool and the hybrid put the hog's work in other \
-        processes with their own GIL. The GIL timeline shows the convoy: the hog's lane holds for \
-        whole intervals while the connection thread waits. A rate kept above 100 % is placement, \
-        not speed: with the hog busy on CPU 0, the scheduler moves the server's tiny-request path to \
-        CPU 1, beside the load generator, and a same-core ping-pong is much faster here than a \
-        cross-core one."
-        .into();
-    report.raw("runs", &runs);
-    Ok(report)
+    )
 }
+
+const EXPLANATION: &str = "Under the emulated GIL the tiny-request thread releases the lock at every \
+    socket read. When its next request arrives the hog holds the lock, so it waits a full switch \
+    interval (5 ms) before it may even ask the hog to drop it; the hog then takes the lock back \
+    right after. One or two tiny requests per interval is all that gets through, instead of \
+    thousands. Without a GIL both threads run and the scheduler interleaves them within \
+    microseconds. The priority GIL lets the thread that released voluntarily (I/O) preempt the \
+    CPU-bound holder at once; the process pool and the hybrid put the hog's work in other \
+    processes with their own GIL, so the kernel's scheduler, not a lock, shares the core. That is \
+    enough for the hybrid, which answers `fib 1` on its loop with one wake-up per request; the \
+    process pool sends even `fib 1` to a worker, and each of its hand-offs on the shared core \
+    (connection thread → worker → connection thread) waits for the scheduler to pick it over the \
+    running hog, so on one core it loses the rate. With a core for the hog's worker that no \
+    generator needs (three CPUs or more) it would not wait. The GIL timeline shows the convoy: \
+    the hog's lane holds for whole intervals while the connection thread waits.";
 
 /// The GIL timeline: a window of the trace after the hog's thread first took the GIL, a
 /// lane per thread, holding / waiting / released.

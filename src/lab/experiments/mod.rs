@@ -37,21 +37,6 @@ pub static ALL: &[&Experiment] = &[
     &cpython::EXPERIMENT,
 ];
 
-/// The essays' threshold server: an event loop under the GIL that sends fib n > 15 to two
-/// worker processes.
-pub(crate) const THRESHOLD_HYBRID: &[&str] = &[
-    "--model",
-    "hybrid",
-    "--gil",
-    "new",
-    "--offload",
-    "threshold:15",
-    "--offload-to",
-    "procpool",
-    "--workers",
-    "2",
-];
-
 /// "1, 2, 4".
 pub fn list<T: std::fmt::Display>(items: &[T]) -> String {
     items

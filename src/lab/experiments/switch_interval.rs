@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use crate::gil::Variant;
 use crate::lab::outcome::{Chart, Figure, Series, Table};
+use crate::lab::spec::ServerSpec;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class};
-
-use super::convoy::HOG;
+use crate::server::Model;
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "switch-interval",
@@ -39,32 +40,24 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     );
     let one = lab.placement.server_one.clone();
     let window = lab.profile.window().max(Duration::from_secs(1));
+    let hog = lab.setups.hog.request();
     let mut points = Vec::new();
     let mut table = Table::new(
-        format!("Tiny-request rate beside a `{HOG}` hog, threads --gil new"),
+        format!("Tiny-request rate beside a `{hog}` hog, threads --gil new"),
         &["switch interval", "requests/s", "requests per interval"],
     );
     for &interval in &intervals_us {
         lab.step(&format!("switch-interval: {interval} µs"));
-        let interval_arg = format!("{interval}us");
-        let server = lab.serve(
-            &[
-                "--model",
-                "threads",
-                "--gil",
-                "new",
-                "--switch-interval",
-                &interval_arg,
-            ],
-            &one,
-        )?;
+        let spec = ServerSpec::new(Model::Threads, Variant::New)
+            .option("--switch-interval", format!("{interval}us"));
+        let server = lab.serve_spec(&spec, &one)?;
         let rate = lab.repeat(|lab| {
             let plan = lab.plan(
                 &server,
                 window,
                 vec![
                     Lab::class("rapid", 1, "fib 1", Duration::ZERO),
-                    Lab::class("hog", 1, HOG, Duration::ZERO),
+                    Lab::class("hog", 1, &hog, Duration::ZERO),
                 ],
             );
             Ok(class(&lab.load(&server, plan)?, "rapid")?.rate_per_s)
@@ -136,8 +129,9 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     });
     report.setup = vec![
         format!(
-            "threads --gil new --switch-interval I, one CPU; a `fib 1` client and a `{HOG}` client together for {} per interval",
-            super::seconds(window)
+            "threads --gil new --switch-interval I, one CPU; a `fib 1` client and a `{hog}` client together for {} per interval; `{hog}` took {}",
+            super::seconds(window),
+            lab.setups.hog.show()
         ),
         format!(
             "I = {} ms",

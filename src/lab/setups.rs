@@ -1,0 +1,144 @@
+//! The sizes the experiments' setups state — a hog request of about 50 ms, the two-clients
+//! job of about 30 ms — chosen on this machine at the start of the lab and measured there, so
+//! a setup says what ran, not what was hoped. `fib n` is chosen from the measured cost of a
+//! call under a lock, then timed over a real socket against a one-CPU server under the
+//! emulated GIL, as the experiments will run it; `spin` is timed the same way.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::gil::Variant;
+use crate::lab::fidelity::fib_n_for;
+use crate::lab::spec::ServerSpec;
+use crate::lab::{Lab, LabError, Sample};
+use crate::server::Model;
+
+/// A request sized for a time scale, and what it measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sized {
+    pub n: u32,
+    pub target_ms: f64,
+    /// The median of a few timed requests; `None` until measured.
+    pub measured_ms: Option<f64>,
+}
+
+impl Sized {
+    fn aimed_at(target: Duration) -> Sized {
+        Sized {
+            n: fib_n_for(crate::work::work_costs().fib_call_ns, target),
+            target_ms: target.as_secs_f64() * 1e3,
+            measured_ms: None,
+        }
+    }
+
+    /// `fib n`.
+    pub fn request(&self) -> String {
+        format!("fib {}", self.n)
+    }
+
+    /// "52 ms (`fib 38`, aimed at 50 ms)".
+    pub fn show(&self) -> String {
+        match self.measured_ms {
+            Some(ms) => format!(
+                "{ms:.0} ms (`fib {}`, aimed at {:.0} ms)",
+                self.n, self.target_ms
+            ),
+            None => format!(
+                "about {:.0} ms (`fib {}`, not measured)",
+                self.target_ms, self.n
+            ),
+        }
+    }
+}
+
+/// Every measured size, shown at the top of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Setups {
+    /// The convoy's and switch-interval's hog: many 5 ms switch intervals long.
+    pub hog: Sized,
+    /// The two-clients job, as the essays' perf1 times fib(30).
+    pub job: Sized,
+    /// The threshold's hog: expensive against n > 15, short enough for many per window.
+    pub threshold_hog: Sized,
+    /// `spin 20` as timed over the socket, in ms.
+    pub spin_20_ms: Option<f64>,
+    /// Where they were measured.
+    pub server: String,
+}
+
+impl Default for Setups {
+    fn default() -> Setups {
+        Setups {
+            hog: Sized::aimed_at(Duration::from_millis(50)),
+            job: Sized::aimed_at(Duration::from_millis(30)),
+            threshold_hog: Sized::aimed_at(Duration::from_millis(13)),
+            spin_20_ms: None,
+            server: String::new(),
+        }
+    }
+}
+
+impl Setups {
+    /// The lines the report shows.
+    pub fn describe(&self) -> Vec<String> {
+        vec![
+            format!("hog request (convoy, switch-interval): {}", self.hog.show()),
+            format!("two-clients job: {}", self.job.show()),
+            format!("threshold's hog: {}", self.threshold_hog.show()),
+            match self.spin_20_ms {
+                Some(ms) => format!("`spin 20`: {ms:.1} ms"),
+                None => "`spin 20`: not measured".into(),
+            },
+            format!("measured against {}", self.server),
+        ]
+    }
+}
+
+/// Times each size (the median of five requests) against `clab serve --model serial --gil
+/// new` on the servers' one CPU.
+pub fn measure(lab: &mut Lab) -> Result<Setups, LabError> {
+    let mut setups = Setups::default();
+    let spec = ServerSpec::new(Model::Serial, Variant::New);
+    let one = lab.placement.server_one.clone();
+    let server = lab.serve_spec(&spec, &one)?;
+    let time = |request: &str| -> Result<f64, LabError> {
+        let took = (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                let reply = server.ask(request)?;
+                if reply.starts_with("ERR") {
+                    return Err(LabError::Measurement(format!("{request:?}: {reply}")));
+                }
+                Ok(started.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Sample::new(took).median)
+    };
+    for sized in [&mut setups.hog, &mut setups.job, &mut setups.threshold_hog] {
+        // The cost model lands within an n or two; each n is φ ≈ 1.6 times the last, so the
+        // nearest n is within ×0.79–×1.27 of the target.
+        for _ in 0..4 {
+            let took = time(&sized.request())?;
+            sized.measured_ms = Some(took);
+            match took / sized.target_ms {
+                ratio if ratio > 1.27 && sized.n > 20 => sized.n -= 1,
+                ratio if ratio < 0.79 && sized.n < 45 => sized.n += 1,
+                _ => break,
+            }
+        }
+    }
+    setups.spin_20_ms = Some(time("spin 20")?);
+    setups.server = format!(
+        "{} on CPU {}",
+        spec.label(),
+        crate::lab::experiments::list(&one)
+    );
+    server.stop();
+    if let Some((_, problems)) = crate::lab::health::judge(&lab.health.take()) {
+        return Err(LabError::Measurement(format!(
+            "measuring the setups' sizes: {problems}"
+        )));
+    }
+    Ok(setups)
+}

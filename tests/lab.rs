@@ -13,12 +13,17 @@ use common::clab;
 const LAB_LIMIT: Duration = Duration::from_secs(600);
 
 fn run_with_limit(mut command: Command, limit: Duration) -> Output {
-    let mut child = command
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the command");
+    wait_with_limit(child, limit)
+}
+
+/// Waits for `child` (its output piped), killing it past `limit`.
+fn wait_with_limit(mut child: std::process::Child, limit: Duration) -> Output {
     let deadline = Instant::now() + limit;
     // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
     let stdout = child.stdout.take().unwrap();
@@ -38,7 +43,7 @@ fn run_with_limit(mut command: Command, limit: Duration) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{command:?} ran past {limit:?}");
+            panic!("the command ran past {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -172,6 +177,7 @@ fn the_quick_catalogue_writes_a_complete_report() {
     let catalogue: Vec<&str> = clab::lab::catalogue().iter().map(|e| e.id).collect();
     assert_eq!(ids, catalogue);
     for outcome in outcomes {
+        assert_clean_health(outcome);
         let verdict = outcome["verdict"].as_str().unwrap();
         assert!(
             ["holds", "does_not_hold", "inconclusive", "skipped"].contains(&verdict),
@@ -268,12 +274,125 @@ fn the_quick_catalogue_writes_a_complete_report() {
     render_in_chromium(&out);
 }
 
+/// Every server, load and pinned thread ran where it was meant to, no load had an error and
+/// every server drained and exited 0 when stopped.
+fn assert_clean_health(outcome: &serde_json::Value) {
+    let id = &outcome["id"];
+    let health = outcome["health"].as_array().unwrap();
+    if outcome["verdict"] != "skipped" {
+        assert!(!health.is_empty(), "{id}: no health records");
+    }
+    for record in health {
+        assert_eq!(
+            record["intended_cpus"], record["actual_cpus"],
+            "{id}: placement: {record}"
+        );
+        let errors = &record["errors"];
+        let total: u64 = errors
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|count| count.as_u64().unwrap())
+            .sum();
+        assert_eq!(total, 0, "{id}: load errors: {record}");
+        let what = record["what"].as_str().unwrap();
+        if what.starts_with("server ") {
+            assert_eq!(
+                record["server_exit"], "exit status: 0 after SIGTERM",
+                "{id}: {record}"
+            );
+        }
+    }
+}
+
+/// A server SIGKILLed in the middle of the convoy's measurement leaves that experiment an
+/// `error` with the reason, never a verdict on the claim; and nothing behind.
+#[test]
+fn a_server_killed_mid_measurement_gives_an_error_not_a_verdict() {
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-killed-server");
+    let _ = std::fs::remove_dir_all(&out);
+    let before = clab_servers();
+    let mut command = clab();
+    command
+        .args(["lab", "run", "convoy", "--quick", "--python", "/nonexistent/python"])
+        .arg("--out")
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let lab = command.spawn().unwrap();
+    let lab_pid = lab.id();
+    // The convoy's first server is `threads --gil new`: kill it 1.5 s into its run, during
+    // the rapid client's measurement.
+    let killed = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Some(pid) = child_serving(lab_pid, "threads") {
+                std::thread::sleep(Duration::from_millis(1500));
+                return nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .is_ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    });
+    let output = wait_with_limit(lab, LAB_LIMIT);
+    assert!(killed.join().unwrap(), "no convoy server was found to kill");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect(&stderr)).unwrap();
+    let convoy = &report["outcomes"][0];
+    assert_eq!(convoy["verdict"], "error", "{}", convoy["summary"]);
+    let summary = convoy["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("died before it was stopped") && summary.contains("SIGKILL"),
+        "{summary}"
+    );
+    let record = convoy["health"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["what"] == "server threads --gil new")
+        .unwrap();
+    assert!(record["problems"].as_array().unwrap().len() >= 1, "{record}");
+    assert!(!output.status.success(), "an error is a failing exit");
+    assert_eq!(clab_servers(), before, "the lab left processes behind");
+}
+
+/// The pid of a `clab serve --model <model> …` child of `parent`, if one runs.
+fn child_serving(parent: u32, model: &str) -> Option<i32> {
+    let tasks = std::fs::read_dir(format!("/proc/{parent}/task")).ok()?;
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+            let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let words: Vec<&[u8]> = command.split(|byte| *byte == 0).collect();
+            let serves = words.get(1) == Some(&&b"serve"[..]);
+            let is_model = words
+                .windows(2)
+                .any(|pair| pair[0] == b"--model" && pair[1] == model.as_bytes());
+            if serves && is_model {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
 /// Headless Chromium draws the page to a PNG: the HTML is a page a browser can show.
 fn render_in_chromium(out: &Path) {
     let Some(chromium) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|path| Path::new(path).exists())
     else {
+        // CI installs it: there, a missing browser is a broken setup, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but chromium is not installed: the page cannot be rendered"
+        );
         eprintln!("chromium is not installed: the page was not rendered (CI installs it)");
         return;
     };

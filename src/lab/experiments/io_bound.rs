@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
+use crate::gil::Variant;
 use crate::lab::outcome::{Chart, Figure, Table};
+use crate::lab::spec::ServerSpec;
+use crate::server::Model;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class};
 
 use super::percent;
@@ -22,10 +25,126 @@ pub static EXPERIMENT: Experiment = Experiment {
 const CLIENTS: usize = 16;
 const REQUEST: &str = "sleep 20";
 
-fn run(lab: &mut Lab) -> Result<Report, LabError> {
+/// One server's numbers.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Row {
+    label: String,
+    rate_per_s: f64,
+    cpu_ms: f64,
+    /// The highest PSS sampled once a second while the clients were waiting.
+    peak_pss_kib: u64,
+    processes: usize,
+}
+
+/// Serves the clients for a window, sampling the server's memory each second of the load.
+fn measure(lab: &mut Lab, spec: &ServerSpec) -> Result<Row, LabError> {
+    lab.step(&format!("io-bound: {}", spec.label()));
     let one = lab.placement.server_one.clone();
-    let window = lab.profile.window();
-    let workers = CLIENTS.to_string();
+    let server = lab.serve_spec(spec, &one)?;
+    // Workers start lazily on some models: one request each way first.
+    server.ask(REQUEST)?;
+    let before = server.usage();
+    let mut peak = before;
+    let plan = lab.plan(
+        &server,
+        lab.profile.window(),
+        vec![Lab::class("clients", CLIENTS, REQUEST, Duration::ZERO)],
+    );
+    let result = lab.load_sampling(&server, plan, |_| {
+        let now = server.usage();
+        if now.pss_kib > peak.pss_kib {
+            peak = now;
+        }
+    })?;
+    let after = server.usage();
+    server.stop();
+    Ok(Row {
+        label: spec.label(),
+        rate_per_s: class(&result, "clients")?.rate_per_s,
+        cpu_ms: (after.cpu_s - before.cpu_s) * 1e3,
+        peak_pss_kib: peak.pss_kib,
+        processes: peak.processes,
+    })
+}
+
+fn run(lab: &mut Lab) -> Result<Report, LabError> {
+    let rows = vec![
+        measure(lab, &ServerSpec::new(Model::Threads, Variant::New))?,
+        measure(lab, &ServerSpec::new(Model::Eventloop, Variant::New))?,
+        measure(
+            lab,
+            &ServerSpec::new(Model::Procpool, Variant::New).workers(CLIENTS),
+        )?,
+    ];
+    let processes = &rows[2];
+    let checks = rows[..2]
+        .iter()
+        .map(|row| {
+            let share = row.rate_per_s / processes.rate_per_s;
+            let verdict = match Verdict::at_least(share, 0.9, 0.7) {
+                Verdict::Holds if row.peak_pss_kib >= processes.peak_pss_kib => {
+                    Verdict::DoesNotHold
+                }
+                verdict => verdict,
+            };
+            Check::new(
+                format!("{}: overlaps as well as processes, for less", row.label),
+                verdict,
+                format!(
+                    "{:.0} requests/s ({} of the process pool's) in {} KiB at peak against {} KiB",
+                    row.rate_per_s,
+                    percent(share),
+                    row.peak_pss_kib,
+                    processes.peak_pss_kib
+                ),
+            )
+        })
+        .collect();
+    let mib = |row: &Row| row.peak_pss_kib as f64 / 1024.0;
+    let mut report = Report {
+        checks,
+        summary: format!(
+            "{CLIENTS} waiting clients: threads {:.0}/s in {:.1} MiB, the event loop {:.0}/s in {:.1} MiB, a 16-process pool {:.0}/s in {:.1} MiB (peak memory under load)",
+            rows[0].rate_per_s,
+            mib(&rows[0]),
+            rows[1].rate_per_s,
+            mib(&rows[1]),
+            rows[2].rate_per_s,
+            mib(&rows[2]),
+        ),
+        tables: vec![table(&rows)],
+        figures: vec![Figure::new(
+            "memory",
+            format!("Peak memory while overlapping {CLIENTS} waits"),
+            ("server", "PSS (KiB)"),
+            Chart::Bars {
+                categories: rows.iter().map(|r| r.label.clone()).collect(),
+                series: vec![(
+                    "PSS".into(),
+                    rows.iter().map(|r| r.peak_pss_kib as f64).collect(),
+                )],
+            },
+        )],
+        setup: vec![
+            format!(
+                "{CLIENTS} closed-loop clients sending `{REQUEST}` (a 20 ms wait without CPU, the I/O stand-in) for {}; servers on one CPU",
+                super::seconds(lab.profile.window())
+            ),
+            "memory is the proportional set size of the server and all its processes (shared pages split), sampled once a second during the load; the table shows the peak".into(),
+        ],
+        explanation: "A sleeping request releases the GIL and uses no CPU, so one thread per \
+            connection, or one event loop, waits for all sixteen at once — the waits overlap and \
+            the throughput is close to sixteen per 20 ms. A process pool overlaps them too, but \
+            needs sixteen processes, each with its own interpreter's worth of memory, and a hop per \
+            request."
+            .into(),
+        ..Report::default()
+    };
+    report.raw("rows", &rows);
+    Ok(report)
+}
+
+fn table(rows: &[Row]) -> Table {
     let mut table = Table::new(
         format!(
             "{CLIENTS} clients sending `{REQUEST}` (ideal: {} requests/s)",
@@ -36,105 +155,19 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             "requests/s",
             "of ideal",
             "server CPU (ms)",
-            "memory, PSS (KiB)",
+            "peak memory, PSS (KiB)",
             "processes",
         ],
     );
-    let mut rows = Vec::new();
-    for (label, args) in [
-        (
-            "threads --gil new",
-            vec!["--model", "threads", "--gil", "new"],
-        ),
-        (
-            "eventloop --gil new",
-            vec!["--model", "eventloop", "--gil", "new"],
-        ),
-        (
-            "procpool --gil new, 16 workers",
-            vec!["--model", "procpool", "--gil", "new", "--workers", &workers],
-        ),
-    ] {
-        lab.step(&format!("io-bound: {label}"));
-        let server = lab.serve(&args, &one)?;
-        // Workers start lazily on some models: one request each way first.
-        server.ask(REQUEST)?;
-        let before = server.usage();
-        let result = lab.load(
-            &server,
-            lab.plan(
-                &server,
-                window,
-                vec![Lab::class("clients", CLIENTS, REQUEST, Duration::ZERO)],
-            ),
-        )?;
-        let after = server.usage();
-        server.stop();
-        let rate = class(&result, "clients")?.rate_per_s;
-        let cpu_ms = (after.cpu_s - before.cpu_s) * 1e3;
+    for row in rows {
         table.row(vec![
-            label.into(),
-            format!("{rate:.0}"),
-            percent(rate / (CLIENTS as f64 * 50.0)),
-            format!("{cpu_ms:.0}"),
-            after.pss_kib.to_string(),
-            after.processes.to_string(),
+            row.label.clone(),
+            format!("{:.0}", row.rate_per_s),
+            percent(row.rate_per_s / (CLIENTS as f64 * 50.0)),
+            format!("{:.0}", row.cpu_ms),
+            row.peak_pss_kib.to_string(),
+            row.processes.to_string(),
         ]);
-        rows.push((label, rate, cpu_ms, after.pss_kib as f64));
     }
-    let processes = rows[2];
-    let mut report = Report::default();
-    for row in &rows[..2] {
-        let share = row.1 / processes.1;
-        let cheaper = row.3 < processes.3;
-        let verdict = match Verdict::at_least(share, 0.9, 0.7) {
-            Verdict::Holds if !cheaper => Verdict::DoesNotHold,
-            verdict => verdict,
-        };
-        report.checks.push(Check::new(
-            format!("{}: overlaps as well as processes, for less", row.0),
-            verdict,
-            format!(
-                "{:.0} requests/s ({} of the process pool's) in {:.0} KiB against {:.0} KiB",
-                row.1,
-                percent(share),
-                row.3,
-                processes.3
-            ),
-        ));
-    }
-    report.summary = format!(
-        "{CLIENTS} waiting clients: threads {:.0}/s in {:.1} MiB, the event loop {:.0}/s in {:.1} MiB, a 16-process pool {:.0}/s in {:.1} MiB",
-        rows[0].1,
-        rows[0].3 / 1024.0,
-        rows[1].1,
-        rows[1].3 / 1024.0,
-        rows[2].1,
-        rows[2].3 / 1024.0
-    );
-    report.tables.push(table);
-    report.figures.push(Figure {
-        name: "memory".into(),
-        title: format!("Memory to overlap {CLIENTS} waits"),
-        x_label: "server".into(),
-        y_label: "PSS (KiB)".into(),
-        chart: Chart::Bars {
-            categories: rows.iter().map(|r| r.0.to_string()).collect(),
-            series: vec![("PSS".into(), rows.iter().map(|r| r.3).collect())],
-        },
-    });
-    report.setup = vec![
-        format!(
-            "{CLIENTS} closed-loop clients sending `{REQUEST}` (a 20 ms wait without CPU, the I/O stand-in) for {}; servers on one CPU",
-            super::seconds(window)
-        ),
-        "memory is the proportional set size of the server and all its processes, shared pages split".into(),
-    ];
-    report.explanation = "A sleeping request releases the GIL and uses no CPU, so one thread per \
-        connection, or one event loop, waits for all sixteen at once — the waits overlap and the \
-        throughput is close to sixteen per 20 ms. A process pool overlaps them too, but needs sixteen \
-        processes, each with its own interpreter's worth of memory, and a hop per request."
-        .into();
-    report.raw("rows", &rows);
-    Ok(report)
+    table
 }

@@ -2,7 +2,8 @@
 //! convoy, two CPU-bound jobs, a long uninterruptible instruction, and each era's switch points. Margins are wide; the
 //! figures are printed so a run can be read, not just passed.
 
-use std::sync::Mutex;
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -10,12 +11,7 @@ use std::time::{Duration, Instant};
 use clab::gil::{Gil, GilConfig, PythonThread, SwitchPoints, Variant};
 use clab::work::{self, Interpreter};
 
-/// These tests measure time on two cores: run them one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn serialise() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::{pin_to_nth_cpu as pin, timing_lock as serialise};
 
 fn lock(variant: Variant) -> Option<Gil> {
     GilConfig::new(variant).lock()
@@ -31,6 +27,7 @@ fn io_loop(variant: Variant, with_cpu_thread: bool, duration: Duration) -> (f64,
         if with_cpu_thread {
             let (gil, stop) = (gil.as_ref(), &stop);
             scope.spawn(move || {
+                pin(0);
                 let mut py = PythonThread::attach(gil, "cpu");
                 while !stop.load(Ordering::Relaxed) {
                     work::fib(20, &mut py);
@@ -38,6 +35,7 @@ fn io_loop(variant: Variant, with_cpu_thread: bool, duration: Duration) -> (f64,
             });
             thread::sleep(Duration::from_millis(20));
         }
+        pin(1);
         let mut py = PythonThread::attach(gil.as_ref(), "io");
         let started = Instant::now();
         let mut operations = 0u64;
@@ -99,6 +97,7 @@ fn convoy_a_cpu_thread_collapses_an_io_thread_under_the_new_gil_only() {
 fn two_jobs_slowdown(variant: Variant) -> [f64; 2] {
     const N: u32 = 37;
     let gil = lock(variant);
+    pin(0);
     // The faster of two solo runs: the first one may pay for a cold start.
     let solo = (0..2)
         .map(|_| {
@@ -114,6 +113,7 @@ fn two_jobs_slowdown(variant: Variant) -> [f64; 2] {
             .map(|index| {
                 let gil = gil.as_ref();
                 scope.spawn(move || {
+                    pin(index);
                     let started = Instant::now();
                     let mut py = PythonThread::attach(gil, &format!("job {index}"));
                     work::fib(N, &mut py);
@@ -159,6 +159,7 @@ fn stall_behind_a_long_instruction(variant: Variant) -> Duration {
     thread::scope(|scope| {
         let (gil_ref, holding_ref) = (gil.as_ref(), &holding);
         let long = scope.spawn(move || {
+            pin(0);
             let started = Instant::now();
             let busy = || {
                 holding_ref.store(true, Ordering::SeqCst);
@@ -174,6 +175,7 @@ fn stall_behind_a_long_instruction(variant: Variant) -> Duration {
         while !holding.load(Ordering::SeqCst) {
             thread::yield_now();
         }
+        pin(1);
         let asked = Instant::now();
         let mut py = PythonThread::attach(gil.as_ref(), "other");
         py.checkpoint();
@@ -220,12 +222,14 @@ fn the_trace_shows_the_convoy_cycle() {
     thread::scope(|scope| {
         let (gil, stop) = (&gil, &stop);
         scope.spawn(move || {
+            pin(0);
             let mut py = gil.attach("cpu");
             while !stop.load(Ordering::Relaxed) {
                 work::fib(20, &mut py);
             }
         });
         thread::sleep(Duration::from_millis(20));
+        pin(1);
         let mut py = gil.attach("io");
         for _ in 0..20 {
             py.allow_threads(|| thread::sleep(Duration::from_micros(50)));
@@ -278,6 +282,7 @@ fn lost_increments(switch_points: SwitchPoints, duration: Duration) -> (u64, u64
             .map(|index| {
                 let (gil, counter, start) = (&gil, &counter, &start);
                 scope.spawn(move || {
+                    pin(index);
                     let mut py = gil.attach(format!("incrementer {index}"));
                     py.allow_threads(|| start.wait());
                     let started = Instant::now();
@@ -323,6 +328,7 @@ fn a_lone_legacy_thread_pays_nothing_for_its_check_interval() {
     // The uncontended release-and-reacquire costs nothing, as in CPython 2's user-space
     // semaphore: with a 2.7-like tick (a release every 100 × 8 ns), fib under the legacy GIL
     // takes about as long as under the new GIL, whose lone holder never releases.
+    pin(0);
     let fastest = |variant: Variant| {
         let gil = Gil::new(GilConfig {
             tick: Duration::from_nanos(8),

@@ -14,10 +14,8 @@ use common::{Server, clab};
 use serde_json::Value;
 
 /// Measurements that need the two cores to themselves (as far as this file goes).
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serialise() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+fn serialise() -> common::TimingLock {
+    common::timing_lock()
 }
 
 /// A fresh JSON path under the temp directory, unique to this test process and call.

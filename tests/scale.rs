@@ -13,10 +13,8 @@ use common::{PATIENCE, Server, clab, pin_process, stats};
 use serde_json::Value;
 
 /// Each test here opens ten thousand connections and measures: one at a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serialise() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+fn serialise() -> common::TimingLock {
+    common::timing_lock()
 }
 
 /// Runs `clab load rate` from CPU `cpu` for a second; its requests per second.

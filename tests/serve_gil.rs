@@ -9,15 +9,11 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Client, Server, pin_this_thread, placement, server_and_load_cpus};
-
-/// The measurements need the machine's two cores to themselves, as far as this file goes.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Requests per second of a closed-loop `fib 1` client over `duration`.
 fn rapid_fire_rate(client: &mut Client, duration: Duration) -> f64 {
@@ -45,7 +41,7 @@ fn rate_kept_beside_a_hog(gil: &str) -> f64 {
 /// The convoy on `model` started with `args`, the server on one CPU and the clients on
 /// another.
 fn convoy_on(model: &str, args: &[&str]) -> Convoy {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = common::timing_lock();
     let (server_cpu, load_cpu) = server_and_load_cpus();
     let mut args = args.to_vec();
     args.extend(["--switch-interval", "5ms"]);
@@ -202,7 +198,7 @@ fn under_the_gil_offloading_to_processes_keeps_the_event_loop_responsive() {
 
 #[test]
 fn stats_and_trace_report_the_gil() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = common::timing_lock();
     let dir = std::env::temp_dir().join(format!("clab-trace-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let trace_path = dir.join("gil.json");

@@ -7,8 +7,8 @@ use std::time::Duration;
 use crate::gil::Variant;
 use crate::lab::outcome::{Chart, Figure, Table};
 use crate::lab::spec::ServerSpec;
-use crate::server::Model;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class};
+use crate::server::Model;
 
 use super::percent;
 

@@ -2,9 +2,12 @@
 //! parallel (one GIL, one event-loop thread) each request takes twice as long; where it can
 //! (threads without a GIL, processes, pre-forked children) latency stays flat.
 
+use crate::gil::Variant;
 use crate::lab::outcome::{Chart, Figure, Series, Table};
 use crate::lab::process::ChildServer;
+use crate::lab::spec::ServerSpec;
 use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Sample, Verdict, p50_ms};
+use crate::server::Model;
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "two-clients",
@@ -16,9 +19,6 @@ pub static EXPERIMENT: Experiment = Experiment {
     run,
 };
 
-/// About 30 ms here (fib 37), the scale of the essay's CPython fib(30) requests, so a
-/// second-long window holds dozens of them.
-pub const REQUEST: &str = "fib 37";
 const DOUBLED: f64 = 1.6;
 const FLAT: f64 = 1.3;
 
@@ -41,128 +41,151 @@ pub fn latency(
     })
 }
 
-struct Model {
-    args: &'static [&'static str],
-    label: &'static str,
+/// A server and what the rule expects of its latency.
+struct Configuration {
+    spec: ServerSpec,
     doubles: bool,
 }
 
-const MODELS: &[Model] = &[
-    Model {
-        args: &["--model", "threads", "--gil", "new"],
-        label: "threads --gil new",
-        doubles: true,
-    },
-    Model {
-        args: &["--model", "eventloop"],
-        label: "eventloop",
-        doubles: true,
-    },
-    Model {
-        args: &["--model", "threads", "--gil", "none"],
-        label: "threads --gil none",
-        doubles: false,
-    },
-    Model {
-        args: &["--model", "procpool", "--gil", "new", "--workers", "4"],
-        label: "procpool --gil new",
-        doubles: false,
-    },
-    Model {
-        args: &["--model", "prefork", "--gil", "new", "--workers", "4"],
-        label: "prefork --gil new",
-        doubles: false,
-    },
-];
+fn configurations() -> Vec<Configuration> {
+    let expect = |spec, doubles| Configuration { spec, doubles };
+    vec![
+        expect(ServerSpec::new(Model::Threads, Variant::New), true),
+        expect(ServerSpec::new(Model::Eventloop, Variant::None), true),
+        expect(ServerSpec::new(Model::Threads, Variant::None), false),
+        expect(
+            ServerSpec::new(Model::Procpool, Variant::New).workers(4),
+            false,
+        ),
+        expect(
+            ServerSpec::new(Model::Prefork, Variant::New).workers(4),
+            false,
+        ),
+    ]
+}
+
+/// One server's median latencies by number of clients.
+struct Row {
+    label: String,
+    doubles: bool,
+    /// (clients, median latency with its spread), one per count.
+    latencies: Vec<(usize, Sample)>,
+}
+
+impl Row {
+    fn slowdown(&self) -> f64 {
+        self.latencies[1].1.median / self.latencies[0].1.median
+    }
+
+    fn check(&self, doubles: bool) -> Check {
+        let slowdown = self.slowdown();
+        let (verdict, expected) = if doubles {
+            (Verdict::at_least(slowdown, DOUBLED, FLAT), "doubles")
+        } else {
+            (Verdict::at_most(slowdown, FLAT, DOUBLED), "flat")
+        };
+        Check::new(
+            format!("{}: latency {expected}", self.label),
+            verdict,
+            format!(
+                "{:.1} ms → {:.1} ms: ×{slowdown:.2}",
+                self.latencies[0].1.median, self.latencies[1].1.median
+            ),
+        )
+    }
+}
 
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let all = lab.placement.server_all.clone();
     let counts: Vec<usize> = lab
         .profile
         .pick(vec![1, 2], vec![1, 2, 3, 4], vec![1, 2, 3, 4]);
-    let mut report = Report::default();
+    let request = lab.setups.job.request();
+    let mut rows = Vec::new();
+    for configuration in configurations() {
+        lab.step(&format!("two-clients: {}", configuration.spec.label()));
+        let server = lab.serve_spec(&configuration.spec, &all)?;
+        let latencies = counts
+            .iter()
+            .map(|&clients| Ok((clients, latency(lab, &server, &request, clients)?)))
+            .collect::<Result<Vec<_>, LabError>>()?;
+        server.stop();
+        rows.push(Row {
+            label: configuration.spec.label(),
+            doubles: configuration.doubles,
+            latencies,
+        });
+    }
+    let slowdown = |index: usize| rows[index].slowdown();
+    Ok(Report {
+        checks: rows.iter().map(|row| row.check(row.doubles)).collect(),
+        contrast: Some(Contrast {
+            with_gil: rows[0].check(true),
+            without_gil: rows[2].check(true),
+        }),
+        summary: format!(
+            "a second client slows requests ×{:.2} under --gil new and ×{:.2} on the event loop; ×{:.2} without a GIL, ×{:.2} procpool, ×{:.2} prefork",
+            slowdown(0),
+            slowdown(1),
+            slowdown(2),
+            slowdown(3),
+            slowdown(4)
+        ),
+        setup: vec![
+            format!(
+                "closed-loop clients sending `{request}` ({} here, the time scale of CPython's fib(30) in the essay), {} clients, {} each",
+                lab.setups.job.show(),
+                super::list(&counts),
+                super::seconds(lab.profile.window())
+            ),
+            "servers may use both CPUs — the claim is about using two cores; the load generator, waiting for 30 ms replies, uses next to none of its CPU, and measures latency, not a rate; procpool and prefork have 4 workers, so no client waits for one".into(),
+            "beyond two clients the two cores are busy whatever the model: only 1 → 2 is judged".into(),
+        ],
+        tables: vec![table(&rows)],
+        figures: vec![Figure::new(
+            "latency",
+            format!("Median latency of `{request}` against concurrent clients"),
+            ("clients", "median latency (ms)"),
+            Chart::Lines {
+                series: rows
+                    .iter()
+                    .map(|row| {
+                        let points = row
+                            .latencies
+                            .iter()
+                            .map(|(clients, sample)| (*clients as f64, sample.median))
+                            .collect();
+                        Series::new(row.label.clone(), points)
+                    })
+                    .collect(),
+                markers: Vec::new(),
+                log_x: false,
+                log_y: false,
+            },
+        )],
+        explanation: "Two clients, two cores. Under the GIL the two handler threads take turns \
+            holding the one lock, so each request progresses at half speed; on the event loop one \
+            thread computes one request at a time, so the second client waits for the first. \
+            Without a GIL the two threads run on the two cores at once; process pools and \
+            pre-forked servers have a lock (or an interpreter) per process."
+            .into(),
+        ..Report::default()
+    })
+}
+
+fn table(rows: &[Row]) -> Table {
     let mut table = Table::new(
         "Median latency (ms) by number of concurrent clients",
         &["server", "1 client", "2 clients", "slowdown", "expected"],
     );
-    let mut series = Vec::new();
-    let mut slowdowns = Vec::new();
-    for model in MODELS {
-        lab.step(&format!("two-clients: {}", model.label));
-        let server = lab.serve(model.args, &all)?;
-        let mut points = Vec::new();
-        let mut samples = Vec::new();
-        for &clients in &counts {
-            let sample = latency(lab, &server, REQUEST, clients)?;
-            points.push((clients as f64, sample.median));
-            samples.push(sample);
-        }
-        server.stop();
-        let slowdown = points[1].1 / points[0].1;
-        let verdict = if model.doubles {
-            Verdict::at_least(slowdown, DOUBLED, FLAT)
-        } else {
-            Verdict::at_most(slowdown, FLAT, DOUBLED)
-        };
-        let evidence = format!(
-            "{:.1} ms → {:.1} ms: ×{slowdown:.2}",
-            points[0].1, points[1].1
-        );
-        let expected = if model.doubles { "doubles" } else { "flat" };
-        report.checks.push(Check::new(
-            format!("{}: latency {expected}", model.label),
-            verdict,
-            evidence.clone(),
-        ));
+    for row in rows {
         table.row(vec![
-            model.label.into(),
-            samples[0].show(1),
-            samples[1].show(1),
-            format!("×{slowdown:.2}"),
-            expected.into(),
+            row.label.clone(),
+            row.latencies[0].1.show(1),
+            row.latencies[1].1.show(1),
+            format!("×{:.2}", row.slowdown()),
+            if row.doubles { "doubles" } else { "flat" }.into(),
         ]);
-        slowdowns.push(slowdown);
-        series.push(Series::new(model.label, points));
     }
-    report.contrast = Some(Contrast {
-        with_gil: report.checks[0].clone(),
-        without_gil: Check::new(
-            "threads --gil none: latency doubles",
-            Verdict::at_least(slowdowns[2], DOUBLED, FLAT),
-            report.checks[2].evidence.clone(),
-        ),
-    });
-    report.summary = format!(
-        "a second client slows requests ×{:.2} under --gil new and ×{:.2} on the event loop; ×{:.2} without a GIL, ×{:.2} procpool, ×{:.2} prefork",
-        slowdowns[0], slowdowns[1], slowdowns[2], slowdowns[3], slowdowns[4]
-    );
-    report.setup = vec![
-        format!(
-            "closed-loop clients sending `{REQUEST}` (≈30 ms here, the time scale of CPython's fib(30) in the essay), {} clients, {} each",
-            super::list(&counts),
-            super::seconds(lab.profile.window())
-        ),
-        "servers may use both CPUs; procpool and prefork have 4 workers, so no client waits for one".into(),
-        "beyond two clients the two cores are busy whatever the model: only 1 → 2 is judged".into(),
-    ];
-    report.tables.push(table);
-    report.figures.push(Figure {
-        name: "latency".into(),
-        title: format!("Median latency of `{REQUEST}` against concurrent clients"),
-        x_label: "clients".into(),
-        y_label: "median latency (ms)".into(),
-        chart: Chart::Lines {
-            series,
-            markers: Vec::new(),
-            log_x: false,
-            log_y: false,
-        },
-    });
-    report.explanation = "Two clients, two cores. Under the GIL the two handler threads take turns \
-        holding the one lock, so each request progresses at half speed; on the event loop one thread \
-        computes one request at a time, so the second client waits for the first. Without a GIL the \
-        two threads run on the two cores at once; process pools and pre-forked servers have a lock \
-        (or an interpreter) per process."
-        .into();
-    Ok(report)
+    table
 }

@@ -119,6 +119,8 @@ fn python3_exists() -> bool {
 /// An interpreter that does not exist is a one-line note and a skip, never a failure.
 #[test]
 fn a_bogus_python_is_a_note_and_a_skip() {
+    // Labs start servers and measure: one at a time, and never beside a timing test.
+    let _one = common::timing_lock();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-bogus-python");
     let _ = std::fs::remove_dir_all(&out);
     let mut command = clab();
@@ -159,6 +161,8 @@ fn report_dir() -> PathBuf {
 
 #[test]
 fn the_quick_catalogue_writes_a_complete_report() {
+    // Labs start servers and measure: one at a time, and never beside a timing test.
+    let _one = common::timing_lock();
     let out = report_dir();
     let before = clab_servers();
     let mut command = clab();
@@ -309,6 +313,8 @@ fn assert_clean_health(outcome: &serde_json::Value) {
 /// `error` with the reason, never a verdict on the claim; and nothing behind.
 #[test]
 fn a_server_killed_mid_measurement_gives_an_error_not_a_verdict() {
+    // Labs start servers and measure: one at a time, and never beside a timing test.
+    let _one = common::timing_lock();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-killed-server");
     let _ = std::fs::remove_dir_all(&out);
     let before = clab_servers();

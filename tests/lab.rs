@@ -63,11 +63,19 @@ fn clab_servers() -> usize {
         .filter_map(|entry| entry.ok())
         .filter(|entry| std::fs::read_link(entry.path().join("exe")).is_ok_and(|exe| exe == binary))
         .filter(|entry| {
-            let command = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let mut words = command.split(|byte| *byte == 0).skip(1);
-            matches!(words.next(), Some(b"serve" | b"worker"))
+            let words = command_words(&entry.path());
+            matches!(words.get(1).map(String::as_str), Some("serve" | "worker"))
         })
         .count()
+}
+
+/// The words of a process's command line, from `/proc/<pid>/cmdline`.
+fn command_words(proc_dir: &Path) -> Vec<String> {
+    let command = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+    command
+        .split(|byte| *byte == 0)
+        .map(|word| String::from_utf8_lossy(word).into_owned())
+        .collect()
 }
 
 #[test]
@@ -387,12 +395,11 @@ fn child_serving(parent: u32, model: &str) -> Option<i32> {
             .split_whitespace()
             .filter_map(|p| p.parse::<i32>().ok())
         {
-            let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let words: Vec<&[u8]> = command.split(|byte| *byte == 0).collect();
-            let serves = words.get(1) == Some(&&b"serve"[..]);
+            let words = command_words(Path::new(&format!("/proc/{pid}")));
+            let serves = words.get(1).is_some_and(|word| word == "serve");
             let is_model = words
                 .windows(2)
-                .any(|pair| pair[0] == b"--model" && pair[1] == model.as_bytes());
+                .any(|pair| pair[0] == "--model" && pair[1] == model);
             if serves && is_model {
                 return Some(pid);
             }

@@ -53,11 +53,14 @@ impl Health {
         }
     }
 
-    /// Adds CPU sets read back for some tasks; a set other than the intended one is a
-    /// placement mismatch.
-    pub fn observe(&mut self, task: &str, cpus: &[usize]) {
-        let union: BTreeSet<usize> = self.actual_cpus.iter().chain(cpus).copied().collect();
-        self.actual_cpus = union.into_iter().collect();
+    /// Adds the CPU set read back for a task; a set other than the intended one is a
+    /// placement mismatch, and one that could not be read is a problem too.
+    pub fn observe(&mut self, task: &str, cpus: Option<&[usize]>) {
+        let Some(cpus) = cpus else {
+            self.problem(format!("{task}: its placement cannot be read back"));
+            return;
+        };
+        self.add_actual(cpus);
         if cpus != self.intended_cpus.as_slice() {
             self.problem(format!(
                 "{task} runs on CPUs [{}], not the intended [{}]",
@@ -65,6 +68,25 @@ impl Health {
                 super::experiments::list(&self.intended_cpus)
             ));
         }
+    }
+
+    fn add_actual(&mut self, cpus: &[usize]) {
+        let union: BTreeSet<usize> = self.actual_cpus.iter().chain(cpus).copied().collect();
+        self.actual_cpus = union.into_iter().collect();
+    }
+
+    /// Takes in a later record about the same thing: CPUs, counts and problems together.
+    fn absorb(&mut self, other: Health) {
+        self.add_actual(&other.actual_cpus);
+        self.errors.add(&other.errors);
+        self.requests += other.requests;
+        self.aborted += other.aborted;
+        self.generator_saturated |= other.generator_saturated;
+        self.fatal |= other.fatal;
+        for problem in other.problems {
+            self.problem(problem);
+        }
+        self.judge_errors();
     }
 
     /// Adds a load's errors, aborted requests and saturation.
@@ -184,23 +206,7 @@ impl HealthLog {
             .iter_mut()
             .find(|r| r.what == record.what && r.intended_cpus == record.intended_cpus)
         {
-            Some(existing) => {
-                for cpu in &record.actual_cpus {
-                    if !existing.actual_cpus.contains(cpu) {
-                        existing.actual_cpus.push(*cpu);
-                    }
-                }
-                existing.actual_cpus.sort_unstable();
-                existing.errors.add(&record.errors);
-                existing.requests += record.requests;
-                existing.aborted += record.aborted;
-                existing.generator_saturated |= record.generator_saturated;
-                existing.fatal |= record.fatal;
-                for problem in record.problems {
-                    existing.problem(problem);
-                }
-                existing.judge_errors();
-            }
+            Some(existing) => existing.absorb(record),
             None => records.push(record),
         }
     }
@@ -211,10 +217,7 @@ impl HealthLog {
         if let Err(error) = crate::load::pin(cpus) {
             record.problem(format!("cannot pin: {error}"));
         }
-        match this_thread_cpus() {
-            Some(actual) => record.observe(what, &actual),
-            None => record.problem("its placement cannot be read back".into()),
-        }
+        record.observe(what, this_thread_cpus().as_deref());
         self.add(record);
     }
 
@@ -233,7 +236,12 @@ impl HealthLog {
 
 /// The calling thread's CPUs as the kernel reports them.
 pub fn this_thread_cpus() -> Option<Vec<usize>> {
-    cpus_allowed(&std::fs::read_to_string("/proc/thread-self/status").ok()?)
+    status_cpus("/proc/thread-self/status")
+}
+
+/// The CPUs in a `/proc/…/status` file (of a process or a task), if it can be read.
+pub fn status_cpus(path: &str) -> Option<Vec<usize>> {
+    cpus_allowed(&std::fs::read_to_string(path).ok()?)
 }
 
 /// The `Cpus_allowed_list` of a `/proc/…/status` text.
@@ -325,7 +333,10 @@ mod tests {
     #[test]
     fn a_mismatch_a_dead_server_and_errors_are_problems() {
         let mut placed = Health::new("server x", &[0]);
-        placed.observe("task 12", &[0, 1]);
+        placed.observe("task 12", Some(&[0, 1]));
+        let mut unread = Health::new("thread y", &[0]);
+        unread.observe("thread y", None);
+        assert!(unread.problems[0].contains("cannot be read back"));
         assert_eq!(placed.actual_cpus, vec![0, 1]);
         let mut died = Health::new("server y", &[0]);
         died.exited("exited by itself: signal 9".into(), true);

@@ -16,7 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::lab::LabError;
-use crate::lab::health::{HealthLog, cpus_allowed};
+use crate::lab::health::{Health, HealthLog, status_cpus};
 
 /// How long a server may take to print its address.
 const START_PATIENCE: Duration = Duration::from_secs(20);
@@ -148,12 +148,10 @@ impl ChildServer {
         tree_placement(pid as i32, &mut tasks, 0);
         log.update(*index, |record| {
             if tasks.is_empty() {
-                record
-                    .problems
-                    .push("its placement cannot be read back".into());
+                record.observe(&format!("process {pid}"), None);
             }
             for (task, cpus) in &tasks {
-                record.observe(task, cpus);
+                record.observe(task, Some(cpus));
             }
         });
     }
@@ -213,8 +211,7 @@ fn tree_placement(pid: i32, tasks: &mut Vec<(String, Vec<usize>)>, depth: usize)
     };
     let Ok(threads) = process.tasks() else { return };
     for task in threads.flatten() {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/task/{}/status", task.tid));
-        if let Some(cpus) = status.ok().as_deref().and_then(cpus_allowed) {
+        if let Some(cpus) = status_cpus(&format!("/proc/{pid}/task/{}/status", task.tid)) {
             tasks.push((format!("process {pid} thread {}", task.tid), cpus));
         }
         if depth < 4 {
@@ -281,14 +278,9 @@ pub fn run_pinned(
 ) -> Result<String, std::io::Error> {
     place(&mut command, cpus).map_err(std::io::Error::from)?;
     run_watched(command, limit, |pid| {
-        let mut record = crate::lab::health::Health::new(what, cpus);
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
-        match status.ok().as_deref().and_then(cpus_allowed) {
-            Some(actual) => record.observe(&format!("process {pid}"), &actual),
-            None => record
-                .problems
-                .push("its placement cannot be read back".into()),
-        }
+        let mut record = Health::new(what, cpus);
+        let actual = status_cpus(&format!("/proc/{pid}/status"));
+        record.observe(&format!("process {pid}"), actual.as_deref());
         log.add(record);
     })
 }

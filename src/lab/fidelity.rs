@@ -9,12 +9,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread};
-use crate::lab::experiments::{convoy, long_instruction, race, switch_interval, thread_memory};
+use crate::lab::experiments::{long_instruction, race, switch_interval};
 use crate::lab::health::HealthLog;
+use crate::lab::measure;
 use crate::lab::outcome::{Band, Fidelity};
 use crate::lab::process::ChildServer;
 use crate::lab::pythons::{Python, PythonGil, bench};
+use crate::lab::spec::{OffloadTo, ServerSpec};
 use crate::lab::{Lab, LabError, class, p50_ms};
+use crate::server::Model;
 use crate::work::spin;
 
 /// The bands, fixed before any run; the experiment's rule states them in words.
@@ -123,31 +126,19 @@ fn cpython_server(
     lab.start(command, &label, cpus)
 }
 
-/// Starts `clab serve <args>` emulating `python`, pinned to `cpus`.
-fn emulation_server(
-    lab: &mut Lab,
-    python: &Python,
-    args: &[&str],
-    cpus: &[usize],
-) -> Result<ChildServer, LabError> {
-    let emulation = python.emulation_args();
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(emulation.iter().map(String::as_str));
-    lab.serve(&all, cpus)
-}
-
-/// Measures the same thing on the CPython server and on the emulation's, one at a time.
+/// Measures the same thing on the CPython server (`python/clab_server.py <cpython_args>`)
+/// and on the emulation's, one at a time.
 fn on_both<T>(
     lab: &mut Lab,
     python: &Python,
-    (cpython_args, emulation_args): (&[&str], &[&str]),
+    (cpython_args, emulation): (&[&str], &ServerSpec),
     cpus: &[usize],
     mut measure: impl FnMut(&mut Lab, &ChildServer, Side) -> Result<T, LabError>,
 ) -> Result<(T, T), LabError> {
     let server = cpython_server(lab, python, cpython_args, cpus)?;
     let cpython = measure(lab, &server, Side::CPython)?;
     server.stop();
-    let server = emulation_server(lab, python, emulation_args, cpus)?;
+    let server = lab.serve_spec(emulation, cpus)?;
     let emulated = measure(lab, &server, Side::Emulation)?;
     server.stop();
     Ok((cpython, emulated))
@@ -358,7 +349,7 @@ fn two_clients(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
     let (cpython, emulated) = on_both(
         lab,
         python,
-        (&["--model", "threads"], &["--model", "threads"]),
+        (&["--model", "threads"], &python.emulation(Model::Threads)),
         &all,
         slowdown,
     )?;
@@ -387,47 +378,32 @@ fn convoy(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
     );
     let mut rows = Vec::new();
     // The essays' threshold server on each side: fib n > 15 goes to a pool of two.
-    let hybrid = |cpython_pool: &'static str, emulation_pool: &'static str| {
+    let hybrid = |cpython_pool: &'static str, to: OffloadTo| {
         (
-            vec![
-                "--model",
-                "hybrid",
-                "--workers",
-                "2",
-                "--threshold",
-                "15",
-                "--pool",
-                cpython_pool,
-            ],
-            vec![
-                "--model",
-                "hybrid",
-                "--workers",
-                "2",
-                "--offload",
-                "threshold:15",
-                "--offload-to",
-                emulation_pool,
-            ],
+            vec!["--model", "hybrid", "--workers", "2", "--threshold", "15"]
+                .into_iter()
+                .chain(["--pool", cpython_pool])
+                .collect::<Vec<_>>(),
+            python.emulation(Model::Hybrid).workers(2).offload(15, to),
         )
     };
-    let threads = (vec!["--model", "threads"], vec!["--model", "threads"]);
-    for (metric, (cpython_args, emulation_args)) in [
+    let threads = (vec!["--model", "threads"], python.emulation(Model::Threads));
+    for (metric, (cpython_args, emulation)) in [
         ("rate kept beside a hog: threads", threads),
         (
             "rate kept beside a hog: hybrid offloading to a thread pool",
-            hybrid("threads", "pool"),
+            hybrid("threads", OffloadTo::Threads),
         ),
         (
             "rate kept beside a hog: hybrid offloading to a process pool",
-            hybrid("processes", "procpool"),
+            hybrid("processes", OffloadTo::Processes),
         ),
     ] {
         lab.step(&format!("cpython: {} convoy, {metric}", python.label()));
         let (cpython, emulated) = on_both(
             lab,
             python,
-            (&cpython_args, &emulation_args),
+            (&cpython_args, &emulation),
             &one,
             |lab, server, side| {
                 let hog = if side == Side::CPython {
@@ -435,7 +411,7 @@ fn convoy(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
                 } else {
                     &rust_hog
                 };
-                convoy::measure_timed(lab, server, hog, window, hog_at)
+                measure::rate_kept(lab, server, hog, window, hog_at)
             },
         )?;
         rows.push(row(
@@ -473,13 +449,15 @@ fn switch_interval(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError>
             python.label()
         ));
         let seconds = format!("{}", ms / 1e3);
-        let duration = format!("{}us", (ms * 1e3) as u64);
+        let emulation = python
+            .emulation(Model::Threads)
+            .option("--switch-interval", format!("{}us", (ms * 1e3) as u64));
         let (py_rate, rust_rate) = on_both(
             lab,
             python,
             (
                 &["--model", "threads", "--switch-interval", &seconds],
-                &["--model", "threads", "--switch-interval", &duration],
+                &emulation,
             ),
             &one,
             |lab, server, side| {
@@ -491,10 +469,7 @@ fn switch_interval(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError>
                 let plan = plan(
                     lab,
                     server,
-                    vec![
-                        Lab::class("rapid", 1, "fib 1", Duration::ZERO),
-                        Lab::class("hog", 1, hog, Duration::ZERO),
-                    ],
+                    vec![measure::rapid(), Lab::class("hog", 1, hog, Duration::ZERO)],
                 );
                 Ok(class(&lab.load(server, plan)?, "rapid")?.rate_per_s)
             },
@@ -529,29 +504,26 @@ fn switch_interval(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError>
 /// A `fib 1` client's rate on a threads server and through a process pool of two: CPython's
 /// own `ProcessPoolExecutor` (`multiprocessing.Pool` on 2.x), servers on one CPU.
 pub fn cpython_pool_rates(lab: &mut Lab, python: &Python) -> Result<(f64, f64), LabError> {
-    pool_rates(lab, |lab, args, cpus| {
-        cpython_server(lab, python, args, cpus)
-    })
+    let start =
+        |lab: &mut Lab, args: &[&str], cpus: &[usize]| cpython_server(lab, python, args, cpus);
+    Ok((
+        pool_rate(lab, |lab, cpus| start(lab, &["--model", "threads"], cpus))?,
+        pool_rate(lab, |lab, cpus| {
+            start(lab, &["--model", "procpool", "--workers", "2"], cpus)
+        })?,
+    ))
 }
 
-fn pool_rates(
+/// A `fib 1` client's rate against the server `start` starts on the servers' CPU.
+fn pool_rate(
     lab: &mut Lab,
-    mut start: impl FnMut(&mut Lab, &[&str], &[usize]) -> Result<ChildServer, LabError>,
-) -> Result<(f64, f64), LabError> {
+    start: impl FnOnce(&mut Lab, &[usize]) -> Result<ChildServer, LabError>,
+) -> Result<f64, LabError> {
     let one = lab.placement.server_one.clone();
-    let mut rates = [0.0; 2];
-    for (index, args) in [
-        &["--model", "threads"][..],
-        &["--model", "procpool", "--workers", "2"][..],
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let server = start(lab, args, &one)?;
-        rates[index] = rate(lab, &server, 1, "fib 1")?;
-        server.stop();
-    }
-    Ok((rates[0], rates[1]))
+    let server = start(lab, &one)?;
+    let rate = rate(lab, &server, 1, "fib 1")?;
+    server.stop();
+    Ok(rate)
 }
 
 fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
@@ -560,9 +532,14 @@ fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabErro
         python.label()
     ));
     let cpython = cpython_pool_rates(lab, python)?;
-    let emulated = pool_rates(lab, |lab, args, cpus| {
-        emulation_server(lab, python, args, cpus)
-    })?;
+    let emulated = (
+        pool_rate(lab, |lab, cpus| {
+            lab.serve_spec(&python.emulation(Model::Threads), cpus)
+        })?,
+        pool_rate(lab, |lab, cpus| {
+            lab.serve_spec(&python.emulation(Model::Procpool).workers(2), cpus)
+        })?,
+    );
     let (threads, procpool) = ((cpython.0, emulated.0), (cpython.1, emulated.1));
     let cost = |threads: f64, procpool: f64| 1.0 - procpool / threads;
     // What the hop adds to each request, in µs: the mechanism behind the share.
@@ -588,27 +565,19 @@ fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabErro
 fn c10k(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
     lab.step(&format!("cpython: {} idle connections", python.label()));
     let connections = lab.profile.pick(1_000, 2_000, 2_000);
-    let limit = (connections + 100).to_string();
     let one = lab.placement.server_one.clone();
     let window = Duration::from_millis(lab.profile.pick(800, 1000, 1500));
+    let emulation = python
+        .emulation(Model::Eventloop)
+        .quiet_option("--max-connections", connections + 100);
     let (cpython, emulated) = on_both(
         lab,
         python,
-        (
-            &["--model", "asyncio"],
-            &["--model", "eventloop", "--max-connections", &limit],
-        ),
+        (&["--model", "asyncio"], &emulation),
         &one,
         |lab, server, _| {
-            let held = thread_memory::hold(lab, server, connections, Vec::new(), window)?;
-            Ok((
-                thread_memory::per_connection(
-                    held.before.rss_kib,
-                    held.during.rss_kib,
-                    held.opened,
-                ),
-                held.opened,
-            ))
+            let held = measure::hold(lab, server, connections, Vec::new(), window)?;
+            Ok((held.resident_per_connection(), held.opened))
         },
     )?;
     Ok(row(
@@ -630,7 +599,7 @@ fn io_bound(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
     let (cpython, emulated) = on_both(
         lab,
         python,
-        (&["--model", "threads"], &["--model", "threads"]),
+        (&["--model", "threads"], &python.emulation(Model::Threads)),
         &one,
         |lab, server, _| rate(lab, server, 16, "sleep 20"),
     )?;

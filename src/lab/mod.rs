@@ -10,6 +10,7 @@
 pub mod experiments;
 pub mod fidelity;
 pub mod health;
+pub mod measure;
 pub mod outcome;
 pub mod process;
 pub mod pythons;

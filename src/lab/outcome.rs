@@ -212,6 +212,37 @@ pub enum Chart {
     Scatter { series: Vec<Series> },
 }
 
+impl Chart {
+    /// Lines on linear axes, no markers.
+    pub fn lines(series: Vec<Series>) -> Chart {
+        Chart::Lines {
+            series,
+            markers: Vec::new(),
+            log_x: false,
+            log_y: false,
+        }
+    }
+
+    /// Lines on log–log axes, no markers.
+    pub fn log_log(series: Vec<Series>) -> Chart {
+        Chart::Lines {
+            series,
+            markers: Vec::new(),
+            log_x: true,
+            log_y: true,
+        }
+    }
+
+    /// One bar per category: a single named series.
+    pub fn bars(name: &str, bars: impl IntoIterator<Item = (String, f64)>) -> Chart {
+        let (categories, values) = bars.into_iter().unzip();
+        Chart::Bars {
+            categories,
+            series: vec![(name.into(), values)],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Figure {
     /// File stem, unique within the experiment.

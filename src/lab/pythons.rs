@@ -12,6 +12,8 @@ use std::time::Duration;
 use crate::gil::{SwitchPoints, Variant};
 use crate::lab::LabError;
 use crate::lab::process::run_to_completion;
+use crate::lab::spec::ServerSpec;
+use crate::server::Model;
 
 /// The reference servers and in-process programs, embedded so the lab needs no checkout.
 const SCRIPTS: [(&str, &str); 3] = [
@@ -120,16 +122,16 @@ impl Python {
         Duration::from_nanos((self.calibration.tick_ns.round() as u64).max(1))
     }
 
-    /// `clab serve` options that emulate this interpreter.
+    /// A `clab serve` of `model` emulating this interpreter: its GIL, tick and switch points.
+    pub fn emulation(&self, model: Model) -> ServerSpec {
+        ServerSpec::new(model, self.variant())
+            .option("--tick", format!("{}ns", self.tick().as_nanos()))
+            .option("--switch-points", self.switch_points().name())
+    }
+
+    /// The `clab serve` options, after the model, that emulate this interpreter.
     pub fn emulation_args(&self) -> Vec<String> {
-        vec![
-            "--gil".into(),
-            self.variant().name().into(),
-            "--tick".into(),
-            format!("{}ns", self.tick().as_nanos()),
-            "--switch-points".into(),
-            self.switch_points().name().into(),
-        ]
+        self.emulation(Model::Threads).argv().split_off(2)
     }
 
     /// Has `sys.setswitchinterval` (3.2+).

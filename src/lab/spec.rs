@@ -40,13 +40,18 @@ impl ServerSpec {
         self
     }
 
+    /// A hybrid's fixed threshold: `fib n` with n above it goes to `to`.
+    pub fn offload(mut self, threshold: u32, to: OffloadTo) -> ServerSpec {
+        self.offload = Some((threshold, to));
+        self
+    }
+
     /// The essays' threshold server: an event loop under the GIL that sends `fib n > 15`
     /// to two worker processes.
     pub fn threshold_hybrid() -> ServerSpec {
-        ServerSpec {
-            offload: Some((15, OffloadTo::Processes)),
-            ..ServerSpec::new(Model::Hybrid, Variant::New).workers(2)
-        }
+        ServerSpec::new(Model::Hybrid, Variant::New)
+            .workers(2)
+            .offload(15, OffloadTo::Processes)
     }
 
     /// An option that changes behaviour, shown in the label.

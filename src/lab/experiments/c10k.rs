@@ -3,11 +3,14 @@
 
 use std::time::Duration;
 
+use crate::gil::Variant;
+use crate::lab::measure::{self, hold, rapid};
 use crate::lab::outcome::Table;
+use crate::lab::spec::ServerSpec;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class};
+use crate::server::Model;
 
 use super::percent;
-use super::thread_memory::{hold, per_connection};
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "c10k",
@@ -20,15 +23,117 @@ pub static EXPERIMENT: Experiment = Experiment {
     run,
 };
 
+/// One server: the busy client's rate alone and beside the idle connections, and what
+/// those cost.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Row {
+    label: String,
+    alone_per_s: f64,
+    beside_per_s: f64,
+    resident_kib: f64,
+    kernel_stack_kib: f64,
+    threads: u64,
+    opened: u64,
+}
+
+impl Row {
+    fn kept(&self) -> f64 {
+        self.beside_per_s / self.alone_per_s
+    }
+
+    /// Memory per connection: resident plus the kernel stacks resident memory leaves out.
+    fn cost_kib(&self) -> f64 {
+        self.resident_kib + self.kernel_stack_kib
+    }
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            format!("{} ({} connections held)", self.label, self.opened),
+            format!("{:.0}", self.alone_per_s),
+            format!("{:.0}", self.beside_per_s),
+            percent(self.kept()),
+            format!("{:.1}", self.resident_kib),
+            format!("{:.1}", self.kernel_stack_kib),
+            self.threads.to_string(),
+        ]
+    }
+}
+
+/// The busy client alone, then beside `connections` idle ones, on one CPU.
+fn measure(
+    lab: &mut Lab,
+    spec: ServerSpec,
+    connections: usize,
+    window: Duration,
+) -> Result<Row, LabError> {
+    // Room for every idle connection and the busy client, whatever the default cap.
+    let spec = spec.quiet_option("--max-connections", connections + 100);
+    lab.step(&format!("c10k: {}", spec.label()));
+    let one = lab.placement.server_one.clone();
+    let server = lab.serve_spec(&spec, &one)?;
+    let alone = measure::rate(lab, &server, window, vec![rapid()], "rapid")?;
+    let held = hold(lab, &server, connections, vec![rapid()], window)?;
+    server.stop();
+    Ok(Row {
+        label: spec.label(),
+        alone_per_s: alone,
+        beside_per_s: class(&held.load, "rapid")?.rate_per_s,
+        resident_kib: held.resident_per_connection(),
+        kernel_stack_kib: held.kernel_stack_per_connection(),
+        threads: held.during.threads,
+        opened: held.opened,
+    })
+}
+
+fn checks(threads: &Row, eventloop: &Row, connections: usize) -> Vec<Check> {
+    let mut checks = vec![
+        Check::new(
+            "eventloop: the busy client keeps its rate",
+            Verdict::at_least(eventloop.kept(), 0.8, 0.5),
+            format!(
+                "{:.0} → {:.0} requests/s: {}",
+                eventloop.alone_per_s,
+                eventloop.beside_per_s,
+                percent(eventloop.kept())
+            ),
+        ),
+        Check::new(
+            "eventloop: far less memory per connection than threads",
+            Verdict::at_most(eventloop.cost_kib() / threads.cost_kib(), 0.5, 1.0),
+            format!(
+                "{:.1} KiB against {:.1} KiB per connection, resident plus kernel stacks",
+                eventloop.cost_kib(),
+                threads.cost_kib()
+            ),
+        ),
+    ];
+    if threads.opened < connections as u64 || eventloop.opened < connections as u64 {
+        checks.push(Check::new(
+            "every idle connection was opened",
+            Verdict::DoesNotHold,
+            format!(
+                "threads held {}, eventloop {} of {connections}",
+                threads.opened, eventloop.opened
+            ),
+        ));
+    }
+    checks
+}
+
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let connections = lab.profile.pick(2_000, 10_000, 10_000);
-    let limit = (connections + 100).to_string();
-    let one = lab.placement.server_one.clone();
     let window = lab.profile.pick(
         Duration::from_millis(1500),
         Duration::from_secs(3),
         Duration::from_secs(3),
     );
+    let server = |model| ServerSpec::new(model, Variant::None);
+    let threads = server(Model::Threads).option("--thread-stack", "256k");
+    let rows = [threads, server(Model::Eventloop), server(Model::Async)]
+        .into_iter()
+        .map(|spec| measure(lab, spec, connections, window))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (threads, eventloop) = (&rows[0], &rows[1]);
     let mut table = Table::new(
         format!("{connections} idle connections beside one `fib 1` client"),
         &[
@@ -41,101 +146,33 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             "threads",
         ],
     );
-    let mut rows = Vec::new();
-    for (label, args) in [
-        (
-            "threads, 256 KiB stacks",
-            vec![
-                "--model",
-                "threads",
-                "--thread-stack",
-                "256k",
-                "--max-connections",
-                &limit,
-            ],
+    rows.iter().for_each(|row| table.row(row.cells()));
+    let mut report = Report {
+        checks: checks(threads, eventloop, connections),
+        summary: format!(
+            "beside {connections} idle connections the event loop kept {} of the busy client's rate at {:.1} KiB per connection (resident plus kernel stacks); threads kept {} at {:.1} KiB and one thread each",
+            percent(eventloop.kept()),
+            eventloop.cost_kib(),
+            percent(threads.kept()),
+            threads.cost_kib()
         ),
-        (
-            "eventloop",
-            vec!["--model", "eventloop", "--max-connections", &limit],
-        ),
-        (
-            "async",
-            vec!["--model", "async", "--max-connections", &limit],
-        ),
-    ] {
-        lab.step(&format!("c10k: {label}"));
-        let server = lab.serve(&args, &one)?;
-        let rapid = || Lab::class("rapid", 1, "fib 1", Duration::ZERO);
-        let alone = lab.load(&server, lab.plan(&server, window, vec![rapid()]))?;
-        let held = hold(lab, &server, connections, vec![rapid()], window)?;
-        server.stop();
-        let alone = class(&alone, "rapid")?.rate_per_s;
-        let beside = class(&held.load, "rapid")?.rate_per_s;
-        let resident = per_connection(held.before.rss_kib, held.during.rss_kib, held.opened);
-        let kernel = held.kernel_stack_per_connection();
-        table.row(vec![
-            format!("{label} ({} connections held)", held.opened),
-            format!("{alone:.0}"),
-            format!("{beside:.0}"),
-            percent(beside / alone),
-            format!("{resident:.1}"),
-            format!("{kernel:.1}"),
-            held.during.threads.to_string(),
-        ]);
-        rows.push((label, alone, beside, resident + kernel, held.opened));
-    }
-    let (threads, eventloop) = (&rows[0], &rows[1]);
-    let kept = eventloop.2 / eventloop.1;
-    let mut report = Report::default();
-    report.checks.push(Check::new(
-        "eventloop: the busy client keeps its rate",
-        Verdict::at_least(kept, 0.8, 0.5),
-        format!(
-            "{:.0} → {:.0} requests/s: {}",
-            eventloop.1,
-            eventloop.2,
-            percent(kept)
-        ),
-    ));
-    report.checks.push(Check::new(
-        "eventloop: far less memory per connection than threads",
-        Verdict::at_most(eventloop.3 / threads.3, 0.5, 1.0),
-        format!(
-            "{:.1} KiB against {:.1} KiB per connection, resident plus kernel stacks",
-            eventloop.3, threads.3
-        ),
-    ));
-    if threads.4 < connections as u64 || eventloop.4 < connections as u64 {
-        report.checks.push(Check::new(
-            "every idle connection was opened",
-            Verdict::DoesNotHold,
+        tables: vec![table],
+        setup: vec![
             format!(
-                "threads held {}, eventloop {} of {connections}",
-                threads.4, eventloop.4
+                "per server: a `fib 1` client alone for {w}, then {connections} idle connections plus the same client for {w}",
+                w = super::seconds(window)
             ),
-        ));
-    }
-    report.summary = format!(
-        "beside {connections} idle connections the event loop kept {} of the busy client's rate at {:.1} KiB per connection (resident plus kernel stacks); threads kept {} at {:.1} KiB and one thread each",
-        percent(kept),
-        eventloop.3,
-        percent(threads.2 / threads.1),
-        threads.3
-    );
-    report.tables.push(table);
-    report.setup = vec![
-        format!(
-            "per server: a `fib 1` client alone for {w}, then {connections} idle connections plus the same client for {w}",
-            w = super::seconds(window)
-        ),
-        "threads get 256 KiB stacks so that ten thousand of them fit any machine; servers on one CPU".into(),
-    ];
-    report.explanation = "An idle connection costs a thread-per-connection server a thread: its \
-        stack pages, its kernel task, a slot in the scheduler. An event loop keeps a small task and a \
-        buffer per connection and one `epoll` registration; the sockets it is not reading cost it \
-        nothing per request. Both keep the busy client's rate here, because idle threads are blocked \
-        and cost no CPU — the price of threads is memory and the thread count, not time."
-        .into();
+            "threads get 256 KiB stacks so that ten thousand of them fit any machine; servers on one CPU".into(),
+        ],
+        explanation: EXPLANATION.into(),
+        ..Report::default()
+    };
     report.raw("rows", &rows);
     Ok(report)
 }
+
+const EXPLANATION: &str = "An idle connection costs a thread-per-connection server a thread: \
+    its stack pages, its kernel task, a slot in the scheduler. An event loop keeps a small task \
+    and a buffer per connection and one `epoll` registration; the sockets it is not reading cost \
+    it nothing per request. Both keep the busy client's rate here, because idle threads are \
+    blocked and cost no CPU — the price of threads is memory and the thread count, not time.";

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use crate::gil::Variant;
 use crate::gil::trace::{EventKind, Trace};
+use crate::lab::measure::{RateKept, rate_kept};
 use crate::lab::outcome::{Chart, Figure, Lane, LaneState, Marker, RuleChange, Series, Table};
 use crate::lab::process::ChildServer;
 use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Verdict, class};
-use crate::load::LoadResult;
+use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Verdict};
 use crate::server::Model;
 
 use super::percent;
@@ -37,23 +37,9 @@ pub static EXPERIMENT: Experiment = Experiment {
 const COLLAPSED: f64 = 0.20;
 const HELD: f64 = 0.50;
 
-/// The tiny-request rate before and after a hog joins, from one run.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ConvoyRun {
-    pub label: String,
-    pub before_per_s: f64,
-    pub after_per_s: f64,
-    pub kept: f64,
-    /// (second, requests in that second).
-    pub timeline: Vec<(f64, f64)>,
-    pub hog_at_s: f64,
-    pub hog_completed: u64,
-    pub load: LoadResult,
-}
-
 /// The window and the hog's arrival for the profile: whole seconds, so the per-second
 /// timeline splits exactly at the arrival.
-pub fn timing(lab: &Lab) -> (Duration, Duration) {
+fn timing(lab: &Lab) -> (Duration, Duration) {
     let seconds = lab.profile.pick(4, 6, 6);
     (
         Duration::from_secs(seconds),
@@ -62,59 +48,9 @@ pub fn timing(lab: &Lab) -> (Duration, Duration) {
 }
 
 /// One rapid client sending `fib 1`; one hog client sending `hog` from half-way.
-pub fn measure(lab: &mut Lab, server: &ChildServer, hog: &str) -> Result<ConvoyRun, LabError> {
+fn measure(lab: &Lab, server: &ChildServer, hog: &str) -> Result<RateKept, LabError> {
     let (window, hog_at) = timing(lab);
-    measure_timed(lab, server, hog, window, hog_at)
-}
-
-/// [`measure`] over `window`, the hog joining at `hog_at` (whole seconds, so the per-second
-/// timeline splits exactly there).
-pub fn measure_timed(
-    lab: &mut Lab,
-    server: &ChildServer,
-    hog: &str,
-    window: Duration,
-    hog_at: Duration,
-) -> Result<ConvoyRun, LabError> {
-    let plan = lab.plan(
-        server,
-        window,
-        vec![
-            Lab::class("rapid", 1, "fib 1", Duration::ZERO),
-            Lab::class("hog", 1, hog, hog_at),
-        ],
-    );
-    let load = lab.load(server, plan)?;
-    let rapid = class(&load, "rapid")?;
-    let split = hog_at.as_secs() as usize;
-    let per_second: Vec<f64> = rapid
-        .timeline
-        .iter()
-        .map(|second| second.completed as f64)
-        .collect();
-    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len().max(1) as f64;
-    let before = mean(&per_second[..split.min(per_second.len())]);
-    let after = mean(&per_second[split.min(per_second.len())..]);
-    if before == 0.0 {
-        return Err(LabError::Measurement(format!(
-            "{}: the rapid client completed nothing before the hog joined",
-            server.label
-        )));
-    }
-    Ok(ConvoyRun {
-        label: server.label.clone(),
-        before_per_s: before,
-        after_per_s: after,
-        kept: after / before,
-        timeline: per_second
-            .iter()
-            .enumerate()
-            .map(|(second, count)| (second as f64 + 0.5, *count))
-            .collect(),
-        hog_at_s: hog_at.as_secs_f64(),
-        hog_completed: class(&load, "hog")?.completed,
-        load,
-    })
+    rate_kept(lab, server, hog, window, hog_at)
 }
 
 /// A rate kept above this is more than the mechanism allows: something else sped the
@@ -143,7 +79,7 @@ fn configurations(trace: &str) -> Vec<Configuration> {
 }
 
 /// The rule's check of one run, flagged when it keeps more than the mechanism allows.
-fn check(run: &ConvoyRun, collapses: bool) -> Check {
+fn check(run: &RateKept, collapses: bool) -> Check {
     let evidence = format!(
         "{:.0} → {:.0} requests/s: {} kept",
         run.before_per_s,
@@ -197,10 +133,8 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         lab.step(&format!("convoy: {}", configuration.spec.label()));
         // Every server on one CPU, GIL or not: the load generator keeps the other to itself.
         let server = lab.serve_spec(&configuration.spec, &one)?;
-        let (run, kept) = lab.median_run(
-            |run: &ConvoyRun| run.kept,
-            |lab| measure(lab, &server, &hog),
-        )?;
+        let (run, kept) =
+            lab.median_run(|run: &RateKept| run.kept, |lab| measure(lab, &server, &hog))?;
         server.stop();
         table.row(vec![
             run.label.clone(),
@@ -267,7 +201,7 @@ fn setup(lab: &Lab, hog: &str) -> Vec<String> {
     ]
 }
 
-fn timeline(runs: &[ConvoyRun]) -> Figure {
+fn timeline(runs: &[RateKept]) -> Figure {
     Figure::new(
         "timeline",
         "Tiny requests per second; the hog joins half-way",

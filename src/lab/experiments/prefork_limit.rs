@@ -4,9 +4,13 @@
 
 use std::time::Duration;
 
+use crate::gil::Variant;
 use crate::lab::outcome::{Chart, Figure, Series, Table};
+use crate::lab::process::ChildServer;
+use crate::lab::spec::ServerSpec;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
 use crate::load::LoadResult;
+use crate::server::Model;
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "prefork-limit",
@@ -23,111 +27,145 @@ const REQUEST: &str = "sleep 50";
 const CAPPED: f64 = 1.25;
 const SCALED: f64 = 1.6;
 
-/// One class per client, so each client's replies can be counted.
-fn clients(
-    lab: &Lab,
-    server: &crate::lab::process::ChildServer,
-    count: usize,
-) -> Result<LoadResult, LabError> {
+/// One run of `clients` persistent clients.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Point {
+    clients: usize,
+    requests_per_s: f64,
+    /// Clients that got no reply in the whole window.
+    starved: usize,
+    load: LoadResult,
+}
+
+/// One server's throughput by number of clients.
+struct Row {
+    label: String,
+    points: Vec<Point>,
+}
+
+impl Row {
+    /// Throughput with 4 clients / with 2.
+    fn doubling(&self) -> f64 {
+        let at = |clients| {
+            self.points
+                .iter()
+                .find(|point| point.clients == clients)
+                .map_or(f64::NAN, |point| point.requests_per_s)
+        };
+        at(4) / at(2)
+    }
+
+    fn series(&self) -> Series {
+        let points = self.points.iter();
+        let points = points.map(|p| (p.clients as f64, p.requests_per_s));
+        Series::new(self.label.clone(), points.collect())
+    }
+}
+
+/// `count` clients, one class each so that each client's replies can be counted.
+fn clients(lab: &Lab, server: &ChildServer, count: usize) -> Result<Point, LabError> {
     let classes = (0..count)
         .map(|index| Lab::class(&format!("client{}", index + 1), 1, REQUEST, Duration::ZERO))
         .collect();
-    lab.load(server, lab.plan(server, lab.profile.window(), classes))
+    let load = lab.load(server, lab.plan(server, lab.profile.window(), classes))?;
+    Ok(Point {
+        clients: count,
+        requests_per_s: load.classes.iter().map(|class| class.rate_per_s).sum(),
+        starved: load.classes.iter().filter(|c| c.completed == 0).count(),
+        load,
+    })
 }
 
-fn throughput(result: &LoadResult) -> f64 {
-    result.classes.iter().map(|class| class.rate_per_s).sum()
-}
-
-fn run(lab: &mut Lab) -> Result<Report, LabError> {
+/// Every count of clients against `spec` on the server CPU.
+fn measure(lab: &mut Lab, spec: &ServerSpec, counts: &[usize]) -> Result<Row, LabError> {
+    lab.step(&format!("prefork-limit: {}", spec.label()));
     let one = lab.placement.server_one.clone();
-    let counts = lab
-        .profile
-        .pick(vec![2, 4], vec![1, 2, 3, 4, 6], vec![1, 2, 3, 4, 6]);
-    let mut series = Vec::new();
-    let mut results = Vec::new();
+    let server = lab.serve_spec(spec, &one)?;
+    let points = counts
+        .iter()
+        .map(|&count| clients(lab, &server, count))
+        .collect::<Result<Vec<_>, _>>()?;
+    server.stop();
+    Ok(Row {
+        label: spec.label(),
+        points,
+    })
+}
+
+fn table(rows: &[&Row]) -> Table {
     let mut table = Table::new(
         format!("`{REQUEST}` clients against {CHILDREN} pre-forked children and against threads"),
         &["server", "clients", "requests/s", "clients never answered"],
     );
-    let mut at =
-        |label: &str, args: &[&str], lab: &mut Lab| -> Result<Vec<(usize, f64)>, LabError> {
-            lab.step(&format!("prefork-limit: {label}"));
-            let server = lab.serve(args, &one)?;
-            let mut points = Vec::new();
-            for &count in &counts {
-                let result = clients(lab, &server, count)?;
-                let starved = result.classes.iter().filter(|c| c.completed == 0).count();
-                table.row(vec![
-                    label.into(),
-                    count.to_string(),
-                    format!("{:.0}", throughput(&result)),
-                    starved.to_string(),
-                ]);
-                points.push((count, throughput(&result)));
-                results.push(result);
-            }
-            server.stop();
-            Ok(points)
-        };
-    let workers = CHILDREN.to_string();
-    let prefork = at(
-        "prefork, 2 children",
-        &["--model", "prefork", "--workers", &workers],
-        lab,
-    )?;
-    let threads = at("threads", &["--model", "threads"], lab)?;
-    let ratio = |points: &[(usize, f64)]| {
-        let at = |n| points.iter().find(|p| p.0 == n).map_or(f64::NAN, |p| p.1);
-        at(4) / at(2)
-    };
-    let (prefork_ratio, threads_ratio) = (ratio(&prefork), ratio(&threads));
-    let mut report = Report::default();
-    report.checks.push(Check::new(
-        "prefork, 2 children: 4 clients get no more done than 2",
-        Verdict::at_most(prefork_ratio, CAPPED, SCALED),
-        format!("4 clients / 2 clients = {prefork_ratio:.2}"),
-    ));
-    report.checks.push(Check::new(
-        "threads (the control): 4 clients get twice as much done as 2",
-        Verdict::at_least(threads_ratio, SCALED, CAPPED),
-        format!("4 clients / 2 clients = {threads_ratio:.2}"),
-    ));
-    report.summary = format!(
-        "doubling the clients from 2 to 4 multiplies prefork's throughput by {prefork_ratio:.2} (2 children) and threads' by {threads_ratio:.2}"
-    );
-    for (label, points) in [("prefork, 2 children", &prefork), ("threads", &threads)] {
-        series.push(Series::new(
-            label,
-            points.iter().map(|(n, r)| (*n as f64, *r)).collect(),
-        ));
+    for row in rows {
+        for point in &row.points {
+            table.row(vec![
+                row.label.clone(),
+                point.clients.to_string(),
+                format!("{:.0}", point.requests_per_s),
+                point.starved.to_string(),
+            ]);
+        }
     }
-    report.tables.push(table);
-    report.figures.push(Figure {
-        name: "throughput".into(),
-        title: format!("Throughput of `{REQUEST}` clients"),
-        x_label: "clients".into(),
-        y_label: "requests/s".into(),
-        chart: Chart::Lines {
-            series,
-            markers: Vec::new(),
-            log_x: false,
-            log_y: false,
-        },
-    });
-    report.setup = vec![
-        format!(
-            "closed-loop clients sending `{REQUEST}`, each on its own connection, {} clients, {} per run",
-            super::list(&counts),
-            super::seconds(lab.profile.window())
+    table
+}
+
+fn run(lab: &mut Lab) -> Result<Report, LabError> {
+    let counts = lab
+        .profile
+        .pick(vec![2, 4], vec![1, 2, 3, 4, 6], vec![1, 2, 3, 4, 6]);
+    let prefork = ServerSpec::new(Model::Prefork, Variant::None).workers(CHILDREN);
+    let prefork = measure(lab, &prefork, &counts)?;
+    let threads = measure(
+        lab,
+        &ServerSpec::new(Model::Threads, Variant::None),
+        &counts,
+    )?;
+    let (capped, scaled) = (prefork.doubling(), threads.doubling());
+    let mut report = Report {
+        checks: vec![
+            Check::new(
+                format!("{}: 4 clients get no more done than 2", prefork.label),
+                Verdict::at_most(capped, CAPPED, SCALED),
+                format!("4 clients / 2 clients = {capped:.2}"),
+            ),
+            Check::new(
+                format!(
+                    "{} (the control): 4 clients get twice as much done as 2",
+                    threads.label
+                ),
+                Verdict::at_least(scaled, SCALED, CAPPED),
+                format!("4 clients / 2 clients = {scaled:.2}"),
+            ),
+        ],
+        summary: format!(
+            "doubling the clients from 2 to 4 multiplies prefork's throughput by {capped:.2} ({CHILDREN} children) and threads' by {scaled:.2}"
         ),
-        "sleeping requests use no CPU: the cap seen is the process count, not the two cores".into(),
-    ];
-    report.explanation = "Each pre-forked child accepts one connection and serves it until the \
-        client goes away. With persistent clients, the first two connections occupy both children; \
-        the others sit in the listen backlog and get nothing at all, while the machine idles. A \
-        thread per connection has no such cap."
-        .into();
-    report.raw("loads", &results);
+        tables: vec![table(&[&prefork, &threads])],
+        figures: vec![Figure::new(
+            "throughput",
+            format!("Throughput of `{REQUEST}` clients"),
+            ("clients", "requests/s"),
+            Chart::lines(vec![prefork.series(), threads.series()]),
+        )],
+        setup: vec![
+            format!(
+                "closed-loop clients sending `{REQUEST}`, each on its own connection, {} clients, {} per run; servers on one CPU",
+                super::list(&counts),
+                super::seconds(lab.profile.window())
+            ),
+            "sleeping requests use no CPU: the cap seen is the process count, not the two cores"
+                .into(),
+        ],
+        explanation: EXPLANATION.into(),
+        ..Report::default()
+    };
+    let points = [&prefork, &threads].map(|row| &row.points);
+    report.raw("loads", points);
     Ok(report)
 }
+
+const EXPLANATION: &str = "Each pre-forked child accepts one connection and serves it until \
+    the client goes away. With persistent clients, the first two connections occupy both \
+    children; the others sit in the listen backlog and get nothing at all, while the machine \
+    idles. A thread per connection has no such cap.";

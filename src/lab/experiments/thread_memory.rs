@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
+use crate::gil::Variant;
+use crate::lab::measure::{Held, hold};
 use crate::lab::outcome::{Chart, Figure, Table};
-use crate::lab::process::{ChildServer, Usage};
+use crate::lab::spec::ServerSpec;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
-use crate::load::{ClassPlan, LoadResult, Pacing};
+use crate::server::Model;
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "thread-memory",
@@ -20,91 +22,125 @@ pub static EXPERIMENT: Experiment = Experiment {
     run,
 };
 
-/// The memory of a server before and while `connections` idle connections are open.
+/// What a connection cost one server, in KiB: growth per connection while they were held;
+/// for prefork, a child process's share (a process per connection).
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Held {
-    pub before: Usage,
-    pub during: Usage,
-    /// The machine's kernel stacks (`KernelStack` in `/proc/meminfo`), which a process's
-    /// resident memory leaves out: each thread has one, 16 KiB on x86-64.
-    pub kernel_stacks_before_kib: u64,
-    pub kernel_stacks_during_kib: u64,
-    pub opened: u64,
-    pub load: LoadResult,
+struct Row {
+    label: String,
+    connections: u64,
+    virtual_kib: f64,
+    resident_kib: f64,
+    pss_kib: f64,
+    kernel_stack_kib: f64,
+    threads: u64,
+    /// What the figure shows: resident memory, or PSS where shared pages would be counted
+    /// once per process.
+    charged_kib: f64,
+    held: Held,
 }
 
-/// Opens `connections` idle connections (plus `extra` classes) for `window`, sampling the
-/// server's `/proc` every second; keeps the sample with the most resident memory.
-pub fn hold(
-    lab: &Lab,
-    server: &ChildServer,
-    connections: usize,
-    extra: Vec<ClassPlan>,
-    window: Duration,
-) -> Result<Held, LabError> {
-    let before = server.usage();
-    let kernel_stacks_before_kib = kernel_stacks_kib();
-    let mut kernel_stacks_during_kib = kernel_stacks_before_kib;
-    let mut classes = vec![
-        ClassPlan::new(
-            "idle",
-            connections,
-            "fib 1",
-            Pacing::Idle { interval: None },
-        )
-        .expect("a valid request"),
-    ];
-    classes.extend(extra);
-    let mut during = before;
-    let load = lab.load_sampling(server, lab.plan(server, window, classes), |_| {
-        let now = server.usage();
-        if now.rss_kib >= during.rss_kib {
-            during = now;
-            kernel_stacks_during_kib = kernel_stacks_kib();
+impl Row {
+    fn per_connection(label: String, held: Held) -> Row {
+        let resident_kib = held.resident_per_connection();
+        Row {
+            label,
+            connections: held.opened,
+            virtual_kib: held.per_connection(|usage| usage.virtual_kib),
+            resident_kib,
+            pss_kib: held.per_connection(|usage| usage.pss_kib),
+            kernel_stack_kib: held.kernel_stack_per_connection(),
+            threads: held.during.threads,
+            charged_kib: resident_kib,
+            held,
         }
-    })?;
-    let opened = crate::lab::class(&load, "idle")?.connections_opened;
-    Ok(Held {
-        before,
-        during,
-        kernel_stacks_before_kib,
-        kernel_stacks_during_kib,
-        opened,
-        load,
-    })
-}
+    }
 
-/// The whole machine's kernel stacks now, in KiB (0 when unreadable).
-fn kernel_stacks_kib() -> u64 {
-    use procfs::Current;
-    procfs::Meminfo::current()
-        .ok()
-        .and_then(|info| info.kernel_stack)
-        .map_or(0, |bytes| bytes / 1024)
-}
+    /// A pre-forked server: each process's virtual and resident memory, and each child's
+    /// proportional share, with the pages shared copy-on-write split between them.
+    fn per_process(label: String, held: Held) -> Row {
+        let during = held.during;
+        let processes = during.processes.max(1) as f64;
+        let pss_kib = during.pss_kib as f64 / during.processes.saturating_sub(1).max(1) as f64;
+        Row {
+            virtual_kib: during.virtual_kib as f64 / processes,
+            resident_kib: during.rss_kib as f64 / processes,
+            pss_kib,
+            charged_kib: pss_kib,
+            ..Row::per_connection(label, held)
+        }
+    }
 
-impl Held {
-    /// Kernel stack memory per connection, in KiB (machine-wide, so other processes' threads
-    /// starting or ending meanwhile blur it).
-    pub fn kernel_stack_per_connection(&self) -> f64 {
-        per_connection(
-            self.kernel_stacks_before_kib,
-            self.kernel_stacks_during_kib,
-            self.opened,
-        )
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.label.clone(),
+            self.connections.to_string(),
+            format!("{:.1}", self.virtual_kib),
+            format!("{:.1}", self.resident_kib),
+            format!("{:.1}", self.pss_kib),
+            format!("{:.1}", self.kernel_stack_kib),
+            self.threads.to_string(),
+        ]
     }
 }
 
-/// KiB per connection between two samples.
-pub fn per_connection(before: u64, during: u64, connections: u64) -> f64 {
-    during.saturating_sub(before) as f64 / connections.max(1) as f64
+/// Holds `connections` idle connections against `spec` on the server CPU.
+fn held(lab: &mut Lab, spec: &ServerSpec, connections: usize) -> Result<Held, LabError> {
+    lab.step(&format!("thread-memory: {}", spec.label()));
+    let one = lab.placement.server_one.clone();
+    let server = lab.serve_spec(spec, &one)?;
+    let held = hold(lab, &server, connections, Vec::new(), WINDOW)?;
+    server.stop();
+    Ok(held)
+}
+
+const WINDOW: Duration = Duration::from_millis(1500);
+
+/// The rule, on the thread-per-connection row.
+fn check(threads: &Row) -> Check {
+    let (virtual_kib, resident) = (threads.virtual_kib, threads.resident_kib);
+    let verdict = if virtual_kib > 6.0 * 1024.0 && resident < virtual_kib / 8.0 {
+        Verdict::Holds
+    } else if virtual_kib < 4.0 * 1024.0 || resident > virtual_kib / 2.0 {
+        Verdict::DoesNotHold
+    } else {
+        Verdict::Inconclusive
+    };
+    Check::new(
+        "threads: 8 MiB of virtual stack, little resident",
+        verdict,
+        format!(
+            "per connection {:.1} MiB virtual, {resident:.0} KiB resident",
+            virtual_kib / 1024.0
+        ),
+    )
 }
 
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let connections = lab.profile.pick(200, 1000, 1000);
     let processes = lab.profile.pick(8, 32, 32);
-    let one = lab.placement.server_one.clone();
-    let window = Duration::from_millis(1500);
+    let mut rows = Vec::new();
+    for (spec, what) in [
+        (
+            ServerSpec::new(Model::Threads, Variant::None).option("--thread-stack", "8m"),
+            "a thread each",
+        ),
+        (
+            ServerSpec::new(Model::Eventloop, Variant::None),
+            "a task each",
+        ),
+        (ServerSpec::new(Model::Async, Variant::None), "a task each"),
+    ] {
+        let held = held(lab, &spec, connections)?;
+        rows.push(Row::per_connection(
+            format!("{} ({what})", spec.label()),
+            held,
+        ));
+    }
+    let prefork = ServerSpec::new(Model::Prefork, Variant::None).workers(processes);
+    let held = held(lab, &prefork, processes)?;
+    let label = format!("{} (a process each, per process)", prefork.label());
+    rows.push(Row::per_process(label, held));
+    let (threads, eventloop, prefork) = (&rows[0], &rows[1], &rows[3]);
     let mut table = Table::new(
         "Memory per idle connection",
         &[
@@ -117,116 +153,49 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             "threads",
         ],
     );
-    let mut bars = Vec::new();
-    let mut thread_costs = (0.0, 0.0);
-    let mut raw = Vec::new();
-    for (label, args) in [
-        (
-            "threads, 8 MiB stacks",
-            vec!["--model", "threads", "--thread-stack", "8m"],
+    rows.iter().for_each(|row| table.row(row.cells()));
+    let mut report = Report {
+        checks: vec![check(threads)],
+        summary: format!(
+            "a thread per connection reserved {:.1} MiB of virtual memory but {:.0} KiB resident; an event-loop task {:.1} KiB; a pre-forked process {:.0} KiB (PSS)",
+            threads.virtual_kib / 1024.0,
+            threads.resident_kib,
+            eventloop.resident_kib,
+            prefork.pss_kib,
         ),
-        ("eventloop (a task each)", vec!["--model", "eventloop"]),
-        ("async (a task each)", vec!["--model", "async"]),
-    ] {
-        lab.step(&format!("thread-memory: {label}"));
-        let server = lab.serve(&args, &one)?;
-        let held = hold(lab, &server, connections, Vec::new(), window)?;
-        server.stop();
-        let n = held.opened;
-        let virtual_kib = per_connection(held.before.virtual_kib, held.during.virtual_kib, n);
-        let resident = per_connection(held.before.rss_kib, held.during.rss_kib, n);
-        let pss = per_connection(held.before.pss_kib, held.during.pss_kib, n);
-        if args[1] == "threads" {
-            thread_costs = (virtual_kib, resident);
-        }
-        table.row(vec![
-            label.into(),
-            n.to_string(),
-            format!("{virtual_kib:.1}"),
-            format!("{resident:.1}"),
-            format!("{pss:.1}"),
-            format!("{:.1}", held.kernel_stack_per_connection()),
-            held.during.threads.to_string(),
-        ]);
-        bars.push((label.to_string(), virtual_kib, resident));
-        raw.push((label, held));
-    }
-    // A pre-forked connection is a whole process: what each child costs, shared pages split.
-    lab.step("thread-memory: prefork");
-    let workers = processes.to_string();
-    let server = lab.serve(&["--model", "prefork", "--workers", &workers], &one)?;
-    let held = hold(lab, &server, processes, Vec::new(), window)?;
-    server.stop();
-    let children = held.during.processes.saturating_sub(1).max(1) as f64;
-    let (virtual_kib, resident, pss) = (
-        held.during.virtual_kib as f64 / held.during.processes.max(1) as f64,
-        held.during.rss_kib as f64 / held.during.processes.max(1) as f64,
-        held.during.pss_kib as f64 / children,
-    );
-    table.row(vec![
-        format!("prefork (a process each, {processes} children)"),
-        held.opened.to_string(),
-        format!("{virtual_kib:.1}"),
-        format!("{resident:.1}"),
-        format!("{pss:.1}"),
-        format!("{:.1}", held.kernel_stack_per_connection()),
-        held.during.threads.to_string(),
-    ]);
-    bars.push(("prefork (a process each)".into(), virtual_kib, pss));
-    raw.push(("prefork", held));
-
-    let (thread_virtual, thread_resident) = thread_costs;
-    let mut report = Report::default();
-    let verdict = if thread_virtual > 6.0 * 1024.0 && thread_resident < thread_virtual / 8.0 {
-        Verdict::Holds
-    } else if thread_virtual < 4.0 * 1024.0 || thread_resident > thread_virtual / 2.0 {
-        Verdict::DoesNotHold
-    } else {
-        Verdict::Inconclusive
+        tables: vec![table],
+        figures: vec![Figure::new(
+            "memory",
+            "Memory per connection (resident; PSS for processes)",
+            ("server", "KiB per connection"),
+            Chart::bars(
+                "resident",
+                rows.iter().map(|row| (row.label.clone(), row.charged_kib)),
+            ),
+        )],
+        setup: vec![
+            format!(
+                "{connections} idle connections held open against each server for {}, on one CPU; `/proc/<pid>/status` and `smaps_rollup` read before and (every second) during, the largest sample kept",
+                super::seconds(WINDOW)
+            ),
+            format!(
+                "prefork: {processes} children, one idle connection each; its row is per process, shared pages split between the processes (PSS)"
+            ),
+            "8 MiB is Linux's default stack limit (`ulimit -s`), what CPython's threads get".into(),
+        ],
+        explanation: EXPLANATION.into(),
+        ..Report::default()
     };
-    report.checks.push(Check::new(
-        "threads: 8 MiB of virtual stack, little resident",
-        verdict,
-        format!(
-            "per connection {:.1} MiB virtual, {thread_resident:.0} KiB resident",
-            thread_virtual / 1024.0
-        ),
-    ));
-    report.summary = format!(
-        "a thread per connection reserved {:.1} MiB of virtual memory but {thread_resident:.0} KiB resident; an event-loop task {:.1} KiB; a pre-forked process {pss:.0} KiB (PSS)",
-        thread_virtual / 1024.0,
-        bars[1].2,
-    );
-    report.tables.push(table);
-    report.figures.push(Figure {
-        name: "memory".into(),
-        title: "Memory per connection (resident; PSS for processes)".into(),
-        x_label: "server".into(),
-        y_label: "KiB per connection".into(),
-        chart: Chart::Bars {
-            categories: bars.iter().map(|b| b.0.clone()).collect(),
-            series: vec![("resident".into(), bars.iter().map(|b| b.2).collect())],
-        },
-    });
-    report.setup = vec![
-        format!(
-            "{connections} idle connections held open against each server for {}; `/proc/<pid>/status` and `smaps_rollup` read before and (every second) during, the largest sample kept",
-            super::seconds(window)
-        ),
-        format!(
-            "prefork: {processes} children, one idle connection each; its row is per process, shared pages split between the processes (PSS)"
-        ),
-        "8 MiB is Linux's default stack limit (`ulimit -s`), what CPython's threads get".into(),
-    ];
-    report.explanation = "A new thread maps its whole stack at once — 8 MiB of address space — but \
-        the kernel backs a page with memory only when it is touched, and a thread blocked in `read` \
-        has touched a few: resident memory grows by kilobytes. (The virtual growth exceeds the stack \
-        because glibc also reserves address space for per-thread malloc arenas; the kernel keeps a \
-        16 KiB stack of its own per thread, outside the process's resident memory.) An event-loop task is a future on the \
-        heap plus the connection's read buffer. A process, even one forked from the same parent and \
-        sharing its pages copy-on-write, brings its own page tables, stack, heap and kernel \
-        structures: the most expensive way to hold a connection."
-        .into();
-    report.raw("held", &raw);
+    report.raw("rows", &rows);
     Ok(report)
 }
+
+const EXPLANATION: &str = "A new thread maps its whole stack at once — 8 MiB of address \
+    space — but the kernel backs a page with memory only when it is touched, and a thread \
+    blocked in `read` has touched a few: resident memory grows by kilobytes. (The virtual growth \
+    exceeds the stack because glibc also reserves address space for per-thread malloc arenas; \
+    the kernel keeps a 16 KiB stack of its own per thread, outside the process's resident \
+    memory.) An event-loop task is a future on the heap plus the connection's read buffer. A \
+    process, even one forked from the same parent and sharing its pages copy-on-write, brings \
+    its own page tables, stack, heap and kernel structures: the most expensive way to hold a \
+    connection.";

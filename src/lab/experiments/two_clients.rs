@@ -3,10 +3,10 @@
 //! (threads without a GIL, processes, pre-forked children) latency stays flat.
 
 use crate::gil::Variant;
+use crate::lab::measure::latency;
 use crate::lab::outcome::{Chart, Figure, Series, Table};
-use crate::lab::process::ChildServer;
 use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Sample, Verdict, p50_ms};
+use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Sample, Verdict};
 use crate::server::Model;
 
 pub static EXPERIMENT: Experiment = Experiment {
@@ -21,25 +21,6 @@ pub static EXPERIMENT: Experiment = Experiment {
 
 const DOUBLED: f64 = 1.6;
 const FLAT: f64 = 1.3;
-
-/// Median latency of `request` with `clients` closed-loop clients (the median of the
-/// profile's repeats, with their spread).
-pub fn latency(
-    lab: &mut Lab,
-    server: &ChildServer,
-    request: &str,
-    clients: usize,
-) -> Result<Sample, LabError> {
-    let window = lab.profile.window();
-    lab.repeat(|lab| {
-        let plan = lab.plan(
-            server,
-            window,
-            vec![Lab::class("clients", clients, request, Default::default())],
-        );
-        p50_ms(&lab.load(server, plan)?, "clients")
-    })
-}
 
 /// A server and what the rule expects of its latency.
 struct Configuration {
@@ -146,9 +127,8 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             "latency",
             format!("Median latency of `{request}` against concurrent clients"),
             ("clients", "median latency (ms)"),
-            Chart::Lines {
-                series: rows
-                    .iter()
+            Chart::lines(
+                rows.iter()
                     .map(|row| {
                         let points = row
                             .latencies
@@ -158,10 +138,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
                         Series::new(row.label.clone(), points)
                     })
                     .collect(),
-                markers: Vec::new(),
-                log_x: false,
-                log_y: false,
-            },
+            ),
         )],
         explanation: "Two clients, two cores. Under the GIL the two handler threads take turns \
             holding the one lock, so each request progresses at half speed; on the event loop one \

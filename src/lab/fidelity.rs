@@ -138,7 +138,7 @@ fn on_both<T>(
     let server = cpython_server(lab, python, cpython_args, cpus)?;
     let cpython = measure(lab, &server, Side::CPython)?;
     server.stop();
-    let server = lab.serve_spec(emulation, cpus)?;
+    let server = lab.serve(emulation, cpus)?;
     let emulated = measure(lab, &server, Side::Emulation)?;
     server.stop();
     Ok((cpython, emulated))
@@ -325,6 +325,12 @@ fn median(values: Vec<f64>) -> f64 {
 
 // ---- servers --------------------------------------------------------------------------
 
+/// One client's median latency, and how much slower each request is with two.
+struct Slowdown {
+    one_ms: f64,
+    slowdown: f64,
+}
+
 fn two_clients(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
     lab.step(&format!("cpython: {} two clients", python.label()));
     let (py_request, rust_request) = fib_requests(python, Duration::from_millis(30));
@@ -343,8 +349,11 @@ fn two_clients(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
             );
             p50_ms(&lab.load(server, plan)?, "clients")
         };
-        let one = latency(lab, 1)?;
-        Ok((one, latency(lab, 2)? / one))
+        let one_ms = latency(lab, 1)?;
+        Ok(Slowdown {
+            one_ms,
+            slowdown: latency(lab, 2)? / one_ms,
+        })
     };
     let (cpython, emulated) = on_both(
         lab,
@@ -358,11 +367,11 @@ fn two_clients(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
         "two-clients",
         "latency slowdown, two clients ÷ one",
         bands::TWO_CLIENTS,
-        (cpython.1, emulated.1),
+        (cpython.slowdown, emulated.slowdown),
         format!(
             "one client: CPython `{py_request}` {:.1} ms, emulation `{rust_request}` {:.1} ms; threads servers on CPUs {}",
-            cpython.0,
-            emulated.0,
+            cpython.one_ms,
+            emulated.one_ms,
             crate::lab::experiments::list(&all)
         ),
     ))
@@ -501,17 +510,46 @@ fn switch_interval(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError>
     ))
 }
 
-/// A `fib 1` client's rate on a threads server and through a process pool of two: CPython's
-/// own `ProcessPoolExecutor` (`multiprocessing.Pool` on 2.x), servers on one CPU.
-pub fn cpython_pool_rates(lab: &mut Lab, python: &Python) -> Result<(f64, f64), LabError> {
-    let start =
-        |lab: &mut Lab, args: &[&str], cpus: &[usize]| cpython_server(lab, python, args, cpus);
-    Ok((
-        pool_rate(lab, |lab, cpus| start(lab, &["--model", "threads"], cpus))?,
-        pool_rate(lab, |lab, cpus| {
-            start(lab, &["--model", "procpool", "--workers", "2"], cpus)
-        })?,
-    ))
+/// A `fib 1` client's rate on a threads server and through a process pool of two, servers
+/// on one CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolRates {
+    pub threads: f64,
+    pub procpool: f64,
+}
+
+impl PoolRates {
+    /// The share of the rate the process pool costs.
+    pub fn cost(&self) -> f64 {
+        1.0 - self.procpool / self.threads
+    }
+
+    /// What the hop adds to each request, in µs: the mechanism behind the share.
+    pub fn hop_us(&self) -> f64 {
+        1e6 / self.procpool - 1e6 / self.threads
+    }
+
+    /// CPython's own: `ProcessPoolExecutor` (`multiprocessing.Pool` on 2.x).
+    pub fn cpython(lab: &mut Lab, python: &Python) -> Result<PoolRates, LabError> {
+        let threads = ["--model", "threads"];
+        let procpool = ["--model", "procpool", "--workers", "2"];
+        Ok(PoolRates {
+            threads: pool_rate(lab, |lab, cpus| cpython_server(lab, python, &threads, cpus))?,
+            procpool: pool_rate(lab, |lab, cpus| {
+                cpython_server(lab, python, &procpool, cpus)
+            })?,
+        })
+    }
+
+    /// The emulation of `python`: `clab serve`'s threads and procpool.
+    fn emulation(lab: &mut Lab, python: &Python) -> Result<PoolRates, LabError> {
+        let threads = python.emulation(Model::Threads);
+        let procpool = python.emulation(Model::Procpool).workers(2);
+        Ok(PoolRates {
+            threads: pool_rate(lab, |lab, cpus| lab.serve(&threads, cpus))?,
+            procpool: pool_rate(lab, |lab, cpus| lab.serve(&procpool, cpus))?,
+        })
+    }
 }
 
 /// A `fib 1` client's rate against the server `start` starts on the servers' CPU.
@@ -531,33 +569,22 @@ fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabErro
         "cpython: {} process-pool overhead",
         python.label()
     ));
-    let cpython = cpython_pool_rates(lab, python)?;
-    let emulated = (
-        pool_rate(lab, |lab, cpus| {
-            lab.serve_spec(&python.emulation(Model::Threads), cpus)
-        })?,
-        pool_rate(lab, |lab, cpus| {
-            lab.serve_spec(&python.emulation(Model::Procpool).workers(2), cpus)
-        })?,
-    );
-    let (threads, procpool) = ((cpython.0, emulated.0), (cpython.1, emulated.1));
-    let cost = |threads: f64, procpool: f64| 1.0 - procpool / threads;
-    // What the hop adds to each request, in µs: the mechanism behind the share.
-    let hop_us = |threads: f64, procpool: f64| 1e6 / procpool - 1e6 / threads;
+    let cpython = PoolRates::cpython(lab, python)?;
+    let emulated = PoolRates::emulation(lab, python)?;
     Ok(row(
         python,
         "procpool-overhead",
         "share of the tiny-request rate a process pool costs",
         bands::PROCPOOL_COST,
-        (cost(threads.0, procpool.0), cost(threads.1, procpool.1)),
+        (cpython.cost(), emulated.cost()),
         format!(
             "`fib 1` per second, threads → procpool: CPython {:.0} → {:.0} (the pool adds {:.0} µs a request: pickling and the executor's own threads, all under the GIL), emulation {:.0} → {:.0} (adds {:.0} µs: a pipe round trip, no interpreter work)",
-            threads.0,
-            procpool.0,
-            hop_us(threads.0, procpool.0),
-            threads.1,
-            procpool.1,
-            hop_us(threads.1, procpool.1)
+            cpython.threads,
+            cpython.procpool,
+            cpython.hop_us(),
+            emulated.threads,
+            emulated.procpool,
+            emulated.hop_us()
         ),
     ))
 }
@@ -575,20 +602,20 @@ fn c10k(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
         python,
         (&["--model", "asyncio"], &emulation),
         &one,
-        |lab, server, _| {
-            let held = measure::hold(lab, server, connections, Vec::new(), window)?;
-            Ok((held.resident_per_connection(), held.opened))
-        },
+        |lab, server, _| measure::hold(lab, server, connections, Vec::new(), window),
     )?;
     Ok(row(
         python,
         "c10k",
         "resident KiB per idle connection (asyncio vs eventloop)",
         bands::C10K,
-        (cpython.0, emulated.0),
+        (
+            cpython.resident_per_connection(),
+            emulated.resident_per_connection(),
+        ),
         format!(
             "{} and {} idle connections held; the band is a cost: the event loop may cost up to twice asyncio's",
-            cpython.1, emulated.1
+            cpython.opened, emulated.opened
         ),
     ))
 }

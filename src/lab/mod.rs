@@ -211,30 +211,17 @@ impl Lab {
         (self.step)(what);
     }
 
-    /// Starts the server `spec` describes, pinned to `cpus`.
-    pub fn serve_spec(
+    /// Starts `clab serve --addr 127.0.0.1:0` as `spec` describes it, pinned to `cpus`.
+    pub fn serve(
         &mut self,
         spec: &spec::ServerSpec,
         cpus: &[usize],
     ) -> Result<ChildServer, LabError> {
-        self.clab_serve(&spec.argv(), &spec.label(), cpus)
-    }
-
-    /// Starts `clab serve --addr 127.0.0.1:0 <args>` pinned to `cpus`.
-    pub fn serve(&mut self, args: &[&str], cpus: &[usize]) -> Result<ChildServer, LabError> {
-        let label = args.join(" ").replace("--model ", "");
-        self.clab_serve(args, &label, cpus)
-    }
-
-    fn clab_serve(
-        &mut self,
-        args: &[impl AsRef<std::ffi::OsStr>],
-        label: &str,
-        cpus: &[usize],
-    ) -> Result<ChildServer, LabError> {
         let mut command = Command::new(&self.clab);
-        command.args(["serve", "--addr", "127.0.0.1:0"]).args(args);
-        self.start(command, label, cpus)
+        command
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(spec.argv());
+        self.start(command, &spec.label(), cpus)
     }
 
     /// Starts any server that prints "listening on HOST:PORT" when ready.

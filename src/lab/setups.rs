@@ -101,7 +101,7 @@ pub fn measure(lab: &mut Lab) -> Result<Setups, LabError> {
     let mut setups = Setups::default();
     let spec = ServerSpec::new(Model::Serial, Variant::New);
     let one = lab.placement.server_one.clone();
-    let server = lab.serve_spec(&spec, &one)?;
+    let server = lab.serve(&spec, &one)?;
     let time = |request: &str| -> Result<f64, LabError> {
         let took = (0..5)
             .map(|_| {

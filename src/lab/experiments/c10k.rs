@@ -70,7 +70,7 @@ fn measure(
     let spec = spec.quiet_option("--max-connections", connections + 100);
     lab.step(&format!("c10k: {}", spec.label()));
     let one = lab.placement.server_one.clone();
-    let server = lab.serve_spec(&spec, &one)?;
+    let server = lab.serve(&spec, &one)?;
     let alone = measure::rate(lab, &server, window, vec![rapid()], "rapid")?;
     let held = hold(lab, &server, connections, vec![rapid()], window)?;
     server.stop();

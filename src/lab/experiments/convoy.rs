@@ -132,7 +132,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     for configuration in configurations(&trace) {
         lab.step(&format!("convoy: {}", configuration.spec.label()));
         // Every server on one CPU, GIL or not: the load generator keeps the other to itself.
-        let server = lab.serve_spec(&configuration.spec, &one)?;
+        let server = lab.serve(&configuration.spec, &one)?;
         let (run, kept) =
             lab.median_run(|run: &RateKept| run.kept, |lab| measure(lab, &server, &hog))?;
         server.stop();
@@ -300,18 +300,20 @@ pub fn gil_timeline(trace: &Trace) -> Option<Figure> {
             });
         }
     }
-    Some(Figure {
-        name: "gil-timeline".into(),
-        title: format!(
+    Some(Figure::new(
+        "gil-timeline",
+        format!(
             "Who holds the GIL ({} GIL, {} µs switch interval), from the moment the hog starts",
             trace.variant, trace.switch_interval_us
         ),
-        x_label: "time (ms); holds shorter than a pixel are drawn a pixel wide".into(),
-        y_label: "thread".into(),
-        chart: Chart::Lanes {
+        (
+            "time (ms); holds shorter than a pixel are drawn a pixel wide",
+            "thread",
+        ),
+        Chart::Lanes {
             lanes,
             start: 0.0,
             end: span_ns as f64 / 1e6,
         },
-    })
+    ))
 }

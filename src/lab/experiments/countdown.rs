@@ -74,7 +74,7 @@ impl Row {
 fn measure(lab: &mut Lab, spec: &ServerSpec, job: &str) -> Result<Row, LabError> {
     lab.step(&format!("countdown: {}", spec.label()));
     let all = lab.placement.server_all.clone();
-    let server = lab.serve_spec(spec, &all)?;
+    let server = lab.serve(spec, &all)?;
     let one_ms = latency(lab, &server, job, 1)?.median;
     let both_ms = latency(lab, &server, job, 2)?.median;
     server.stop();

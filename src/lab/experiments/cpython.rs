@@ -205,12 +205,10 @@ fn scatter(rows: &[Fidelity]) -> Figure {
             None => series.push(Series::new(name, vec![(x, y)])),
         }
     }
-    Figure {
-        name: "fidelity".into(),
-        title: "Emulated against real CPython: one point per metric (on the line = faithful)"
-            .into(),
-        x_label: "CPython".into(),
-        y_label: "emulation".into(),
-        chart: Chart::Scatter { series },
-    }
+    Figure::new(
+        "fidelity",
+        "Emulated against real CPython: one point per metric (on the line = faithful)",
+        ("CPython", "emulation"),
+        Chart::Scatter { series },
+    )
 }

@@ -40,7 +40,7 @@ struct Row {
 fn measure(lab: &mut Lab, spec: &ServerSpec) -> Result<Row, LabError> {
     lab.step(&format!("io-bound: {}", spec.label()));
     let one = lab.placement.server_one.clone();
-    let server = lab.serve_spec(spec, &one)?;
+    let server = lab.serve(spec, &one)?;
     // Workers start lazily on some models: one request each way first.
     server.ask(REQUEST)?;
     let before = server.usage();
@@ -117,13 +117,10 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             "memory",
             format!("Peak memory while overlapping {CLIENTS} waits"),
             ("server", "PSS (KiB)"),
-            Chart::Bars {
-                categories: rows.iter().map(|r| r.label.clone()).collect(),
-                series: vec![(
-                    "PSS".into(),
-                    rows.iter().map(|r| r.peak_pss_kib as f64).collect(),
-                )],
-            },
+            Chart::bars(
+                "PSS",
+                rows.iter().map(|r| (r.label.clone(), r.peak_pss_kib as f64)),
+            ),
         )],
         setup: vec![
             format!(

@@ -80,7 +80,7 @@ fn clients(lab: &Lab, server: &ChildServer, count: usize) -> Result<Point, LabEr
 fn measure(lab: &mut Lab, spec: &ServerSpec, counts: &[usize]) -> Result<Row, LabError> {
     lab.step(&format!("prefork-limit: {}", spec.label()));
     let one = lab.placement.server_one.clone();
-    let server = lab.serve_spec(spec, &one)?;
+    let server = lab.serve(spec, &one)?;
     let points = counts
         .iter()
         .map(|&count| clients(lab, &server, count))

@@ -2,13 +2,18 @@
 //! process, on top of the network round trip. How much of the rate that costs depends on
 //! how expensive the rest of the round trip is — in CPython, most of it.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use crate::gil::Variant;
+use crate::lab::fidelity::PoolRates;
+use crate::lab::measure::{self, rapid};
 use crate::lab::outcome::{Chart, Figure, Table};
 use crate::lab::pythons::PythonGil;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class};
+use crate::lab::spec::ServerSpec;
+use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
 use crate::pool::{Executor, ProcessPool, ThreadPool, WorkerCommand};
 use crate::protocol::Request;
+use crate::server::Model;
 
 use super::percent;
 
@@ -25,20 +30,84 @@ pub static EXPERIMENT: Experiment = Experiment {
 const MOST: f64 = 0.5;
 const LITTLE: f64 = 0.25;
 
-fn rate(lab: &mut Lab, args: &[&str]) -> Result<f64, LabError> {
+/// A `fib 1` client's rate against `spec` on the server CPU: the median of the repeats.
+fn rate(lab: &mut Lab, spec: &ServerSpec) -> Result<f64, LabError> {
+    lab.step(&format!("procpool-overhead: {}", spec.label()));
     let one = lab.placement.server_one.clone();
-    let server = lab.serve(args, &one)?;
+    let server = lab.serve(spec, &one)?;
     let window = lab.profile.window();
-    let sample = lab.repeat(|lab| {
-        let plan = lab.plan(
-            &server,
-            window,
-            vec![Lab::class("rapid", 1, "fib 1", Duration::ZERO)],
-        );
-        Ok(class(&lab.load(&server, plan)?, "rapid")?.rate_per_s)
-    })?;
+    let sample = lab.repeat(|lab| measure::rate(lab, &server, window, vec![rapid()], "rapid"))?;
     server.stop();
     Ok(sample.median)
+}
+
+/// The tiny-request rate, requests/s, by where the work runs.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct Rates {
+    /// On the connection's thread.
+    threads: f64,
+    /// Handed to a thread pool.
+    pool: f64,
+    /// Handed to a process pool.
+    procpool: f64,
+}
+
+impl Rates {
+    fn measure(lab: &mut Lab) -> Result<Rates, LabError> {
+        let server = |model| ServerSpec::new(model, Variant::New);
+        Ok(Rates {
+            threads: rate(lab, &server(Model::Threads))?,
+            pool: rate(lab, &server(Model::Pool).workers(2))?,
+            procpool: rate(lab, &server(Model::Procpool).workers(2))?,
+        })
+    }
+
+    /// The share of the rate the process pool costs.
+    fn cost(&self) -> f64 {
+        1.0 - self.procpool / self.threads
+    }
+}
+
+/// A tiny job's round trip through each pool alone, without the network, µs.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+struct RoundTrips {
+    count: usize,
+    thread_us: f64,
+    process_us: f64,
+}
+
+impl RoundTrips {
+    /// Both pools of one worker, in this process, on the servers' CPU.
+    fn measure(lab: &mut Lab) -> Result<RoundTrips, LabError> {
+        lab.step("procpool-overhead: pool round trips");
+        let count = lab.profile.pick(2_000, 10_000, 10_000);
+        let (cpu, clab, log) = (
+            lab.placement.server_one.clone(),
+            lab.clab.clone(),
+            lab.health.clone(),
+        );
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || -> Result<RoundTrips, LabError> {
+                    log.pin_thread("pool round trips", &cpu);
+                    let threads = ThreadPool::new(1, None)
+                        .map_err(|e| LabError::Measurement(format!("thread pool: {e}")))?;
+                    let thread_us = round_trip_us(&threads, count)?;
+                    threads.shutdown(true);
+                    let processes = ProcessPool::new(1, WorkerCommand::clab(clab, 45))
+                        .map_err(|e| LabError::Measurement(format!("process pool: {e}")))?;
+                    let process_us = round_trip_us(&processes, count)?;
+                    processes.shutdown(true);
+                    Ok(RoundTrips {
+                        count,
+                        thread_us,
+                        process_us,
+                    })
+                })
+                .join()
+                .expect("the pool measurement does not panic")
+        })
+    }
 }
 
 /// Mean time of `count` tiny jobs submitted and waited for one at a time, in µs.
@@ -54,152 +123,141 @@ fn round_trip_us(executor: &dyn Executor, count: usize) -> Result<f64, LabError>
     Ok(started.elapsed().as_secs_f64() * 1e6 / count as f64)
 }
 
-fn run(lab: &mut Lab) -> Result<Report, LabError> {
-    lab.step("procpool-overhead: threads");
-    let threads = rate(lab, &["--model", "threads", "--gil", "new"])?;
-    lab.step("procpool-overhead: pool");
-    let pool = rate(lab, &["--model", "pool", "--gil", "new", "--workers", "2"])?;
-    lab.step("procpool-overhead: procpool");
-    let procpool = rate(
-        lab,
-        &["--model", "procpool", "--gil", "new", "--workers", "2"],
-    )?;
-    // The pools alone, in this process, on the servers' CPU: what a hand-off costs without
-    // the network around it.
-    lab.step("procpool-overhead: pool round trips");
-    let count = lab.profile.pick(2_000, 10_000, 10_000);
-    let cpu = lab.placement.server_one.clone();
-    let clab = lab.clab.clone();
-    let log = lab.health.clone();
-    let (thread_us, process_us) = std::thread::scope(|scope| {
-        scope
-            .spawn(move || -> Result<(f64, f64), LabError> {
-                log.pin_thread("pool round trips", &cpu);
-                let threads = ThreadPool::new(1, None)
-                    .map_err(|e| LabError::Measurement(format!("thread pool: {e}")))?;
-                let thread_us = round_trip_us(&threads, count)?;
-                threads.shutdown(true);
-                let processes = ProcessPool::new(1, WorkerCommand::clab(clab, 45))
-                    .map_err(|e| LabError::Measurement(format!("process pool: {e}")))?;
-                let process_us = round_trip_us(&processes, count)?;
-                processes.shutdown(true);
-                Ok((thread_us, process_us))
-            })
-            .join()
-            .expect("the pool measurement does not panic")
-    })?;
-    // CPython's own cost, measured on the first interpreter with the new GIL (python3 where
-    // the lab picked one per era), rather than quoted from the essay.
-    let cpython = match lab
-        .pythons
-        .iter()
-        .find(|p| p.gil == PythonGil::New)
-        .cloned()
-    {
-        Some(python) => {
-            lab.step(&format!("procpool-overhead: {}", python.label()));
-            let (threads, procpool) = crate::lab::fidelity::cpython_pool_rates(lab, &python)?;
-            Some((python.label(), threads, procpool))
+/// CPython's own threads and process-pool rates, measured on the first interpreter with the
+/// new GIL (python3 where the lab picked one per era) rather than quoted from the essay.
+struct CPythonRates {
+    label: String,
+    rates: PoolRates,
+}
+
+impl CPythonRates {
+    fn measure(lab: &mut Lab) -> Result<Option<CPythonRates>, LabError> {
+        let new_gil = lab.pythons.iter().find(|p| p.gil == PythonGil::New);
+        let Some(python) = new_gil.cloned() else {
+            return Ok(None);
+        };
+        lab.step(&format!("procpool-overhead: {}", python.label()));
+        Ok(Some(CPythonRates {
+            label: python.label(),
+            rates: PoolRates::cpython(lab, &python)?,
+        }))
+    }
+
+    fn words(cpython: &Option<CPythonRates>) -> String {
+        match cpython {
+            Some(c) => format!(
+                "{}: {} ({:.0} → {:.0}/s)",
+                c.label,
+                percent(c.rates.cost()),
+                c.rates.threads,
+                c.rates.procpool
+            ),
+            None => "no CPython 3 measured here; the essay's: ≈95 %".into(),
         }
-        None => None,
-    };
-    let cpython_words = match &cpython {
-        Some((label, threads, procpool)) => format!(
-            "{label}: {} ({threads:.0} → {procpool:.0}/s)",
-            percent(1.0 - procpool / threads)
-        ),
-        None => "no CPython 3 measured here; the essay's: ≈95 %".into(),
-    };
-    let cost = 1.0 - procpool / threads;
-    let mut report = Report::default();
-    let extra_us = 1e6 / procpool - 1e6 / threads;
-    report.checks.push(Check::new(
-        "procpool --gil new against threads --gil new: the pool costs most of the rate",
-        Verdict::at_least(cost, MOST, LITTLE),
-        format!(
-            "{threads:.0} → {procpool:.0} requests/s: {} lost, {extra_us:.0} µs more per request",
-            percent(cost)
-        ),
-    ));
-    report.summary = format!(
-        "a process pool costs {} of the tiny-request rate here ({threads:.0} → {procpool:.0}/s; {cpython_words}): a pool round trip is {process_us:.1} µs against a {:.0} µs network round trip",
-        percent(cost),
-        1e6 / threads
-    );
+    }
+}
+
+fn rates_table(rates: &Rates, cpython: &Option<CPythonRates>) -> Table {
     let mut table = Table::new(
         "Tiny requests (`fib 1`), one client",
         &["server", "requests/s", "µs per request", "against threads"],
     );
-    for (label, value) in [
-        ("threads --gil new", threads),
-        ("pool --gil new (thread pool hand-off)", pool),
-        ("procpool --gil new (process pool)", procpool),
-    ] {
+    let mut row = |label: String, value: f64, against: f64| {
         table.row(vec![
-            label.into(),
+            label,
             format!("{value:.0}"),
             format!("{:.1}", 1e6 / value),
-            percent(value / threads),
-        ]);
+            percent(value / against),
+        ])
+    };
+    row("threads --gil new".into(), rates.threads, rates.threads);
+    let pool = "pool --gil new, 2 workers (thread pool hand-off)";
+    row(pool.into(), rates.pool, rates.threads);
+    let procpool = "procpool --gil new, 2 workers (process pool)";
+    row(procpool.into(), rates.procpool, rates.threads);
+    if let Some(CPythonRates { label, rates }) = cpython {
+        row(format!("{label} threads"), rates.threads, rates.threads);
+        let executor = format!("{label} procpool (ProcessPoolExecutor)");
+        row(executor, rates.procpool, rates.threads);
     }
-    if let Some((label, cpython_threads, cpython_procpool)) = &cpython {
-        for (server, value) in [
-            ("threads", cpython_threads),
-            ("procpool (ProcessPoolExecutor)", cpython_procpool),
-        ] {
-            table.row(vec![
-                format!("{label} {server}"),
-                format!("{value:.0}"),
-                format!("{:.1}", 1e6 / value),
-                percent(value / cpython_threads),
-            ]);
-        }
-    }
-    report.tables.push(table);
+    table
+}
+
+fn round_trips_table(trips: &RoundTrips) -> Table {
     let mut pools = Table::new(
         format!(
-            "A tiny job's round trip through a pool, alone, {count} times, on the servers' CPU"
+            "A tiny job's round trip through a pool, alone, {} times, on the servers' CPU",
+            trips.count
         ),
         &["executor", "µs per job"],
     );
-    pools.row(vec!["thread pool".into(), format!("{thread_us:.1}")]);
+    pools.row(vec![
+        "thread pool".into(),
+        format!("{:.1}", trips.thread_us),
+    ]);
     pools.row(vec![
         "process pool (`clab worker` over pipes)".into(),
-        format!("{process_us:.1}"),
+        format!("{:.1}", trips.process_us),
     ]);
-    report.tables.push(pools);
-    report.figures.push(Figure {
-        name: "rates".into(),
-        title: "Tiny-request rate by where the work runs".into(),
-        x_label: "server".into(),
-        y_label: "requests/s".into(),
-        chart: Chart::Bars {
-            categories: vec![
-                "threads".into(),
-                "thread pool".into(),
-                "process pool".into(),
-            ],
-            series: vec![("requests/s".into(), vec![threads, pool, procpool])],
-        },
-    });
-    report.setup = vec![
-        format!(
-            "one client sending `fib 1` back to back for {}; servers on one CPU (pool workers inherit it)",
-            super::seconds(lab.profile.window())
+    pools
+}
+
+fn run(lab: &mut Lab) -> Result<Report, LabError> {
+    let rates = Rates::measure(lab)?;
+    let trips = RoundTrips::measure(lab)?;
+    let cpython = CPythonRates::measure(lab)?;
+    let cpython_words = CPythonRates::words(&cpython);
+    let (threads, procpool) = (rates.threads, rates.procpool);
+    let network_us = 1e6 / threads;
+    let mut report = Report {
+        checks: vec![Check::new(
+            "procpool --gil new against threads --gil new: the pool costs most of the rate",
+            Verdict::at_least(rates.cost(), MOST, LITTLE),
+            format!(
+                "{threads:.0} → {procpool:.0} requests/s: {} lost, {:.0} µs more per request",
+                percent(rates.cost()),
+                1e6 / procpool - network_us
+            ),
+        )],
+        summary: format!(
+            "a process pool costs {} of the tiny-request rate here ({threads:.0} → {procpool:.0}/s; {cpython_words}): a pool round trip is {:.1} µs against a {network_us:.0} µs network round trip",
+            percent(rates.cost()),
+            trips.process_us,
         ),
-        "then, without the network, a thread pool and a process pool of one worker each timing a tiny job's round trip".into(),
-    ];
-    report.explanation = format!(
-        "Through the process pool a request is written to a worker's pipe, the worker wakes, parses, \
-         computes and writes back, and the handler thread wakes again: {process_us:.1} µs here against \
-         {thread_us:.1} µs for a thread pool. The network round trip to the client on the other core \
-         costs about {:.0} µs, so the pool adds a fraction of it. CPython pays far more per hop: \
-         pickling, a feeder thread and a result thread that all need the GIL ({cpython_words}; the \
-         essay's lost 95 %). The lesson carries over in proportion: send a process pool work that \
-         is large against the hop.",
-        1e6 / threads
-    );
-    report.raw("rates_per_s", [threads, pool, procpool]);
-    report.raw("round_trip_us", [thread_us, process_us]);
+        tables: vec![rates_table(&rates, &cpython), round_trips_table(&trips)],
+        figures: vec![Figure::new(
+            "rates",
+            "Tiny-request rate by where the work runs",
+            ("server", "requests/s"),
+            Chart::bars(
+                "requests/s",
+                [
+                    ("threads".into(), threads),
+                    ("thread pool".into(), rates.pool),
+                    ("process pool".into(), procpool),
+                ],
+            ),
+        )],
+        setup: vec![
+            format!(
+                "one client sending `fib 1` back to back for {}; servers on one CPU (pool workers inherit it)",
+                super::seconds(lab.profile.window())
+            ),
+            "then, without the network, a thread pool and a process pool of one worker each timing a tiny job's round trip".into(),
+        ],
+        explanation: format!(
+            "Through the process pool a request is written to a worker's pipe, the worker wakes, \
+             parses, computes and writes back, and the handler thread wakes again: {:.1} µs here \
+             against {:.1} µs for a thread pool. The network round trip to the client on the other \
+             core costs about {network_us:.0} µs, so the pool adds a fraction of it. CPython pays \
+             far more per hop: pickling, a feeder thread and a result thread that all need the GIL \
+             ({cpython_words}; the essay's lost 95 %). The lesson carries over in proportion: send \
+             a process pool work that is large against the hop.",
+            trips.process_us, trips.thread_us
+        ),
+        ..Report::default()
+    };
+    report.raw("rates_per_s", rates);
+    report.raw("round_trip_us", trips);
     Ok(report)
 }

@@ -131,111 +131,175 @@ pub(crate) fn python_race(
     .map_err(|why| LabError::Measurement(format!("{} race: {why}", python.label())))
 }
 
+/// One way of counting: how many increments each thread made and where the count ended.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Row {
+    label: String,
+    each: u64,
+    total: u64,
+}
+
+impl Row {
+    fn lost(&self) -> u64 {
+        2 * self.each - self.total
+    }
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.label.clone(),
+            self.each.to_string(),
+            self.total.to_string(),
+            self.lost().to_string(),
+        ]
+    }
+}
+
+/// Two threads of the lab's own process, pinned to the server CPUs, counting by `method`.
+fn counted(lab: &mut Lab, method: Method, label: &str, each: u64) -> Row {
+    lab.step(&format!("race: {label}"));
+    let cpus = lab.placement.server_all.clone();
+    let total = count(&method, each, (&cpus, &lab.health));
+    Row {
+        label: label.into(),
+        each,
+        total,
+    }
+}
+
+/// `counter[0] += 1` from two threads of `python`, at its default switching.
+fn python_row(
+    lab: &mut Lab,
+    python: &crate::lab::pythons::Python,
+    each: u64,
+) -> Result<Row, LabError> {
+    lab.step(&format!("race: {}", python.label()));
+    let cpus = lab.placement.server_all.clone();
+    let race = python_race(lab, python, each, &cpus)?;
+    if race.expected != 2 * each {
+        return Err(LabError::Measurement(format!(
+            "{} race: made {} increments where {} were asked for",
+            python.label(),
+            race.expected,
+            2 * each
+        )));
+    }
+    Ok(Row {
+        label: format!("{} `counter[0] += 1`", python.label()),
+        each,
+        total: race.total,
+    })
+}
+
+fn checks(unsynchronised: &Row, locked: &Row, atomic: &Row) -> Vec<Check> {
+    let verdict = |holds| match holds {
+        true => Verdict::Holds,
+        false => Verdict::DoesNotHold,
+    };
+    vec![
+        Check::new(
+            "unsynchronised read-modify-write loses updates",
+            verdict(unsynchronised.lost() > 0),
+            format!(
+                "{} of {} increments lost",
+                unsynchronised.lost(),
+                2 * unsynchronised.each
+            ),
+        ),
+        Check::new(
+            "a lock and an atomic lose none",
+            verdict(locked.lost() == 0 && atomic.lost() == 0),
+            format!("lost: lock {}, atomic {}", locked.lost(), atomic.lost()),
+        ),
+    ]
+}
+
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let each: u64 = lab.profile.pick(2_000_000, 10_000_000, 10_000_000);
     // Under the emulated GIL each increment is eleven instructions of a tick each, as in
     // CPython: a tenth as many keep those rows as short as the others.
     let each_under_gil = each / 10;
-    let cpus = lab.placement.server_all.clone();
+    let unsynchronised = counted(
+        lab,
+        Method::Unsynchronised,
+        "read, then write (no GIL)",
+        each,
+    );
+    let every_instruction = counted(
+        lab,
+        Method::UnderGil(eager(SwitchPoints::EveryInstruction)),
+        "read, then write, under --gil new switching at every instruction (≤ 3.9), 50 µs interval",
+        each_under_gil,
+    );
+    let calls_and_jumps = counted(
+        lab,
+        Method::UnderGil(eager(SwitchPoints::CallsAndJumps)),
+        "read, then write, under --gil new switching at calls and jumps (3.10+), 50 µs interval",
+        each_under_gil,
+    );
+    let locked = counted(lab, Method::Locked, "a mutex around the increment", each);
+    let atomic = counted(lab, Method::Atomic, "an atomic fetch_add", each);
+    let python_each = lab.profile.pick(1_000_000, 2_000_000, 2_000_000);
+    let pythons = lab
+        .pythons
+        .clone()
+        .iter()
+        .map(|python| python_row(lab, python, python_each))
+        .collect::<Result<Vec<_>, _>>()?;
+    let python_note = if pythons.is_empty() {
+        "no CPython was measured".to_owned()
+    } else {
+        let lost = pythons
+            .iter()
+            .map(|row| format!("{} lost {} of {}", row.label, row.lost(), 2 * row.each));
+        lost.collect::<Vec<_>>().join(", ")
+    };
+    let emulated = [
+        &unsynchronised,
+        &every_instruction,
+        &calls_and_jumps,
+        &locked,
+        &atomic,
+    ];
     let mut table = Table::new(
         "Two threads incrementing one counter",
         &["method", "increments each", "final count", "lost updates"],
     );
-    let mut lost = Vec::new();
-    for (method, label, each) in [
-        (Method::Unsynchronised, "read, then write (no GIL)", each),
-        (
-            Method::UnderGil(eager(SwitchPoints::EveryInstruction)),
-            "read, then write, under --gil new switching at every instruction (≤ 3.9), 50 µs interval",
-            each_under_gil,
-        ),
-        (
-            Method::UnderGil(eager(SwitchPoints::CallsAndJumps)),
-            "read, then write, under --gil new switching at calls and jumps (3.10+), 50 µs interval",
-            each_under_gil,
-        ),
-        (Method::Locked, "a mutex around the increment", each),
-        (Method::Atomic, "an atomic fetch_add", each),
-    ] {
-        lab.step(&format!("race: {label}"));
-        let total = count(&method, each, (&cpus, &lab.health));
-        let missing = 2 * each - total;
-        table.row(vec![
-            label.into(),
-            each.to_string(),
-            total.to_string(),
-            missing.to_string(),
-        ]);
-        lost.push(missing);
+    for row in emulated.into_iter().chain(&pythons) {
+        table.row(row.cells());
     }
-    let python_each = lab.profile.pick(1_000_000, 2_000_000, 2_000_000);
-    let mut python_notes = Vec::new();
-    for python in lab.pythons.clone() {
-        lab.step(&format!("race: {}", python.label()));
-        let race = python_race(lab, &python, python_each, &cpus)?;
-        table.row(vec![
-            format!("{} `counter[0] += 1`, default switching", python.label()),
-            python_each.to_string(),
-            race.total.to_string(),
-            race.lost.to_string(),
-        ]);
-        python_notes.push(format!(
-            "{} lost {} of {}",
-            python.label(),
-            race.lost,
-            race.expected
-        ));
-    }
-    let python_note = if python_notes.is_empty() {
-        "no CPython was measured".to_owned()
-    } else {
-        python_notes.join(", ")
+    let mut report = Report {
+        checks: checks(&unsynchronised, &locked, &atomic),
+        summary: format!(
+            "two threads lost {} of {} unsynchronised increments ({} under the emulated GIL switching at every instruction, {} switching only at calls and jumps); a lock and an atomic lost {} and {}; {python_note}",
+            unsynchronised.lost(),
+            2 * each,
+            every_instruction.lost(),
+            calls_and_jumps.lost(),
+            locked.lost(),
+            atomic.lost()
+        ),
+        tables: vec![table],
+        setup: vec![
+            format!(
+                "in the lab's own process: two threads pinned to CPUs {}, {each} increments each, four ways",
+                super::list(&lab.placement.server_all)
+            ),
+            "the unsynchronised increment is an atomic load followed by an atomic store, so the race is real but not undefined behaviour".into(),
+            "each CPython measured runs `counter[0] += 1` from two threads (python/clab_bench.py race) at its default switch interval, or check interval on 2.x".into(),
+        ],
+        explanation: EXPLANATION.into(),
+        ..Report::default()
     };
-    let mut report = Report::default();
-    report.checks.push(Check::new(
-        "unsynchronised read-modify-write loses updates",
-        if lost[0] > 0 {
-            Verdict::Holds
-        } else {
-            Verdict::DoesNotHold
-        },
-        format!("{} of {} increments lost", lost[0], 2 * each),
-    ));
-    report.checks.push(Check::new(
-        "a lock and an atomic lose none",
-        if lost[3] == 0 && lost[4] == 0 {
-            Verdict::Holds
-        } else {
-            Verdict::DoesNotHold
-        },
-        format!("lost: lock {}, atomic {}", lost[3], lost[4]),
-    ));
-    report.summary = format!(
-        "two threads lost {} of {} unsynchronised increments ({} under the emulated GIL switching at every instruction, {} switching only at calls and jumps); a lock and an atomic lost {} and {}; {python_note}",
-        lost[0],
-        2 * each,
-        lost[1],
-        lost[2],
-        lost[3],
-        lost[4]
-    );
-    report.tables.push(table);
-    report.setup = vec![
-        format!("in the lab's own process: two threads pinned to CPUs {}, {each} increments each, four ways", super::list(&cpus)),
-        "the unsynchronised increment is an atomic load followed by an atomic store, so the race is real but not undefined behaviour".into(),
-        "each CPython measured runs `counter[0] += 1` from two threads (python/clab_bench.py race) at its default switch interval, or check interval on 2.x".into(),
-    ];
-    report.explanation = "A read-modify-write is two steps; if the other thread writes between them, \
-        one of the two increments is overwritten. On two cores without a GIL this happens constantly. \
-        Under the GIL only a thread switch between the read and the write can do it, so losses are \
-        rarer but still there — and each one costs more: the stale write undoes everything the other \
-        thread did while it held the lock. The GIL protects the interpreter's own structures, not your data. \
-        Modern CPython (3.10+) checks for a switch only at calls and backward jumps, which makes a \
-        plain `counter += 1` in a loop lose far fewer updates than the essays' Pythons did — often \
-        none — but any call between the read and the write brings the race back. A lock or an atomic \
-        increment makes the step indivisible."
-        .into();
-    report.raw("lost", &lost);
-    report.raw("cpython", python_note);
+    report.raw("rows", (emulated, &pythons));
     Ok(report)
 }
+
+const EXPLANATION: &str = "A read-modify-write is two steps; if the other thread writes \
+    between them, one of the two increments is overwritten. On two cores without a GIL this \
+    happens constantly. Under the GIL only a thread switch between the read and the write can \
+    do it, so losses are rarer but still there — and each one costs more: the stale write undoes \
+    everything the other thread did while it held the lock. The GIL protects the interpreter's \
+    own structures, not your data. Modern CPython (3.10+) checks for a switch only at calls and \
+    backward jumps, which makes a plain `counter += 1` in a loop lose far fewer updates than the \
+    essays' Pythons did — often none — but any call between the read and the write brings the \
+    race back. A lock or an atomic increment makes the step indivisible.";

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
+use crate::lab::measure::{self, rapid};
 use crate::lab::outcome::{Chart, Figure, Series, Table};
 use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class};
+use crate::lab::{Check, Experiment, Lab, LabError, Report, Sample, Verdict};
 use crate::server::Model;
 
 pub static EXPERIMENT: Experiment = Experiment {
@@ -32,51 +33,39 @@ pub(crate) fn slope(points: &[(f64, f64)]) -> f64 {
     covariance / variance
 }
 
-fn run(lab: &mut Lab) -> Result<Report, LabError> {
-    let intervals_us: Vec<u64> = lab.profile.pick(
-        vec![1_000, 5_000, 20_000],
-        vec![500, 1_000, 2_000, 5_000, 10_000, 20_000],
-        vec![500, 1_000, 2_000, 5_000, 10_000, 20_000],
-    );
+/// The tiny-request rate at one switch interval.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Point {
+    interval_ms: f64,
+    rate: Sample,
+}
+
+/// A `fib 1` client and a `hog` client together against threads under the GIL switching
+/// every `interval_us`, on the server CPU.
+fn measure(lab: &mut Lab, interval_us: u64, hog: &str) -> Result<Point, LabError> {
+    lab.step(&format!("switch-interval: {interval_us} µs"));
+    let spec = ServerSpec::new(Model::Threads, Variant::New)
+        .option("--switch-interval", format!("{interval_us}us"));
     let one = lab.placement.server_one.clone();
-    let window = lab.profile.window().max(Duration::from_secs(1));
-    let hog = lab.setups.hog.request();
-    let mut points = Vec::new();
-    let mut table = Table::new(
-        format!("Tiny-request rate beside a `{hog}` hog, threads --gil new"),
-        &["switch interval", "requests/s", "requests per interval"],
-    );
-    for &interval in &intervals_us {
-        lab.step(&format!("switch-interval: {interval} µs"));
-        let spec = ServerSpec::new(Model::Threads, Variant::New)
-            .option("--switch-interval", format!("{interval}us"));
-        let server = lab.serve_spec(&spec, &one)?;
-        let rate = lab.repeat(|lab| {
-            let plan = lab.plan(
-                &server,
-                window,
-                vec![
-                    Lab::class("rapid", 1, "fib 1", Duration::ZERO),
-                    Lab::class("hog", 1, &hog, Duration::ZERO),
-                ],
-            );
-            Ok(class(&lab.load(&server, plan)?, "rapid")?.rate_per_s)
-        })?;
-        server.stop();
-        let ms = interval as f64 / 1e3;
-        table.row(vec![
-            format!("{ms} ms"),
-            rate.show(0),
-            format!("{:.2}", rate.median * ms / 1e3),
-        ]);
-        points.push((ms, rate.median));
-    }
-    if points.iter().any(|(_, rate)| *rate <= 0.0) {
-        return Err(LabError::Measurement(
-            "a run completed no tiny request: no slope to fit".into(),
-        ));
-    }
-    let fitted = slope(&points);
+    let server = lab.serve(&spec, &one)?;
+    let window = window(lab);
+    let rate = lab.repeat(|lab| {
+        let classes = vec![rapid(), Lab::class("hog", 1, hog, Duration::ZERO)];
+        measure::rate(lab, &server, window, classes, "rapid")
+    })?;
+    server.stop();
+    Ok(Point {
+        interval_ms: interval_us as f64 / 1e3,
+        rate,
+    })
+}
+
+fn window(lab: &Lab) -> Duration {
+    lab.profile.window().max(Duration::from_secs(1))
+}
+
+/// The rule applied to the fitted slope.
+fn check(fitted: f64, first: &Point, last: &Point) -> Check {
     let verdict = if (-1.35..=-0.65).contains(&fitted) {
         Verdict::Holds
     } else if !(-1.6..=-0.4).contains(&fitted) {
@@ -84,70 +73,102 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     } else {
         Verdict::Inconclusive
     };
-    let mut report = Report::default();
-    report.checks.push(Check::new(
+    Check::new(
         "threads --gil new: rate ∝ 1 / switch interval",
         verdict,
         format!(
             "slope {fitted:.2} on log–log axes over {}–{} ms",
-            points[0].0,
-            points[points.len() - 1].0
+            first.interval_ms, last.interval_ms
         ),
-    ));
-    report.summary = format!(
-        "the tiny-request rate beside a hog falls with slope {fitted:.2} against the switch interval on log–log axes (−1 is 1 / interval): {:.0}/s at {} ms, {:.0}/s at {} ms",
-        points[0].1,
-        points[0].0,
-        points[points.len() - 1].1,
-        points[points.len() - 1].0
-    );
+    )
+}
+
+/// The measured rates on log–log axes, with 1 / interval dashed through the 5 ms point.
+fn figure(points: &[(f64, f64)]) -> Figure {
     let anchor = points
         .iter()
         .find(|(ms, _)| (*ms - 5.0).abs() < 1e-9)
         .copied()
         .unwrap_or(points[0]);
-    let mut ideal = Series::new(
-        "1 / interval (through the 5 ms point)",
-        points
-            .iter()
-            .map(|(ms, _)| (*ms, anchor.1 * anchor.0 / ms))
-            .collect(),
-    );
+    let ideal = points.iter().map(|(ms, _)| (*ms, anchor.1 * anchor.0 / ms));
+    let mut ideal = Series::new("1 / interval (through the 5 ms point)", ideal.collect());
     ideal.reference = true;
-    report.tables.push(table);
-    report.figures.push(Figure {
-        name: "rate".into(),
-        title: "Tiny-request rate beside a hog against the switch interval".into(),
-        x_label: "switch interval (ms)".into(),
-        y_label: "requests/s".into(),
-        chart: Chart::Lines {
-            series: vec![Series::new("threads --gil new", points.clone()), ideal],
-            markers: Vec::new(),
-            log_x: true,
-            log_y: true,
-        },
-    });
-    report.setup = vec![
-        format!(
-            "threads --gil new --switch-interval I, one CPU; a `fib 1` client and a `{hog}` client together for {} per interval; `{hog}` took {}",
-            super::seconds(window),
-            lab.setups.hog.show()
+    Figure::new(
+        "rate",
+        "Tiny-request rate beside a hog against the switch interval",
+        ("switch interval (ms)", "requests/s"),
+        Chart::log_log(vec![
+            Series::new("threads --gil new", points.to_vec()),
+            ideal,
+        ]),
+    )
+}
+
+fn run(lab: &mut Lab) -> Result<Report, LabError> {
+    let intervals_us: Vec<u64> = lab.profile.pick(
+        vec![1_000, 5_000, 20_000],
+        vec![500, 1_000, 2_000, 5_000, 10_000, 20_000],
+        vec![500, 1_000, 2_000, 5_000, 10_000, 20_000],
+    );
+    let hog = lab.setups.hog.request();
+    let measured = intervals_us
+        .iter()
+        .map(|&interval| measure(lab, interval, &hog))
+        .collect::<Result<Vec<_>, _>>()?;
+    if measured.iter().any(|point| point.rate.median <= 0.0) {
+        return Err(LabError::Measurement(
+            "a run completed no tiny request: no slope to fit".into(),
+        ));
+    }
+    let points: Vec<(f64, f64)> = measured
+        .iter()
+        .map(|point| (point.interval_ms, point.rate.median))
+        .collect();
+    let fitted = slope(&points);
+    let (first, last) = (&measured[0], &measured[measured.len() - 1]);
+    let mut table = Table::new(
+        format!("Tiny-request rate beside a `{hog}` hog, threads --gil new"),
+        &["switch interval", "requests/s", "requests per interval"],
+    );
+    for point in &measured {
+        table.row(vec![
+            format!("{} ms", point.interval_ms),
+            point.rate.show(0),
+            format!("{:.2}", point.rate.median * point.interval_ms / 1e3),
+        ]);
+    }
+    let mut report = Report {
+        checks: vec![check(fitted, first, last)],
+        summary: format!(
+            "the tiny-request rate beside a hog falls with slope {fitted:.2} against the switch interval on log–log axes (−1 is 1 / interval): {:.0}/s at {} ms, {:.0}/s at {} ms",
+            first.rate.median, first.interval_ms, last.rate.median, last.interval_ms
         ),
-        format!(
-            "I = {} ms",
-            super::list(&points.iter().map(|p| p.0).collect::<Vec<_>>())
-        ),
-    ];
-    report.explanation = "Every tiny request releases the GIL to read its socket and must take it \
-        back from the hog, which only lets go after the waiter has waited a full interval and asked. \
-        So the requests come through at about one burst per interval: halve the interval and the rate \
-        doubles, until the cost of the switch itself (a cross-thread wake-up, tens of microseconds \
-        here) takes over at the shortest intervals."
-        .into();
+        tables: vec![table],
+        figures: vec![figure(&points)],
+        setup: vec![
+            format!(
+                "threads --gil new --switch-interval I, one CPU; a `fib 1` client and a `{hog}` client together for {} per interval; `{hog}` took {}",
+                super::seconds(window(lab)),
+                lab.setups.hog.show()
+            ),
+            format!(
+                "I = {} ms",
+                super::list(&points.iter().map(|p| p.0).collect::<Vec<_>>())
+            ),
+        ],
+        explanation: EXPLANATION.into(),
+        ..Report::default()
+    };
     report.raw("points_ms_rate", &points);
     report.raw("slope", fitted);
     Ok(report)
 }
+
+const EXPLANATION: &str = "Every tiny request releases the GIL to read its socket and must \
+    take it back from the hog, which only lets go after the waiter has waited a full interval \
+    and asked. So the requests come through at about one burst per interval: halve the \
+    interval and the rate doubles, until the cost of the switch itself (a cross-thread wake-up, \
+    tens of microseconds here) takes over at the shortest intervals.";
 
 #[cfg(test)]
 mod tests {

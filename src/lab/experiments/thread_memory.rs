@@ -87,7 +87,7 @@ impl Row {
 fn held(lab: &mut Lab, spec: &ServerSpec, connections: usize) -> Result<Held, LabError> {
     lab.step(&format!("thread-memory: {}", spec.label()));
     let one = lab.placement.server_one.clone();
-    let server = lab.serve_spec(spec, &one)?;
+    let server = lab.serve(spec, &one)?;
     let held = hold(lab, &server, connections, Vec::new(), WINDOW)?;
     server.stop();
     Ok(held)

@@ -77,13 +77,13 @@ fn measure(lab: &mut Lab, spec: &ServerSpec) -> Result<Row, LabError> {
     let hogs = |clients| Lab::class("hog", clients, &hog, Duration::ZERO);
     lab.step(&format!("threshold: {}, tiny requests", spec.label()));
     let one = lab.placement.server_one.clone();
-    let server = lab.serve_spec(spec, &one)?;
+    let server = lab.serve(spec, &one)?;
     let alone = load(lab, &server, window, vec![rapid()])?;
     let beside = load(lab, &server, window, vec![rapid(), hogs(2)])?;
     server.stop();
     lab.step(&format!("threshold: {}, hog scaling", spec.label()));
     let all = lab.placement.server_all.clone();
-    let server = lab.serve_spec(spec, &all)?;
+    let server = lab.serve(spec, &all)?;
     let one_hog = load(lab, &server, window, vec![hogs(1)])?;
     let two_hogs = load(lab, &server, window, vec![hogs(2)])?;
     server.stop();

@@ -54,8 +54,17 @@ struct Row {
 }
 
 impl Row {
+    /// The median latency with one client (the first count) and with two (the second).
+    fn one_and_two(&self) -> (&Sample, &Sample) {
+        let [(_, one), (_, two), ..] = &self.latencies[..] else {
+            unreachable!("every profile measures one client and two")
+        };
+        (one, two)
+    }
+
     fn slowdown(&self) -> f64 {
-        self.latencies[1].1.median / self.latencies[0].1.median
+        let (one, two) = self.one_and_two();
+        two.median / one.median
     }
 
     fn check(&self, doubles: bool) -> Check {
@@ -70,7 +79,8 @@ impl Row {
             verdict,
             format!(
                 "{:.1} ms → {:.1} ms: ×{slowdown:.2}",
-                self.latencies[0].1.median, self.latencies[1].1.median
+                self.one_and_two().0.median,
+                self.one_and_two().1.median
             ),
         )
     }
@@ -85,7 +95,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let mut rows = Vec::new();
     for configuration in configurations() {
         lab.step(&format!("two-clients: {}", configuration.spec.label()));
-        let server = lab.serve_spec(&configuration.spec, &all)?;
+        let server = lab.serve(&configuration.spec, &all)?;
         let latencies = counts
             .iter()
             .map(|&clients| Ok((clients, latency(lab, &server, &request, clients)?)))
@@ -158,8 +168,8 @@ fn table(rows: &[Row]) -> Table {
     for row in rows {
         table.row(vec![
             row.label.clone(),
-            row.latencies[0].1.show(1),
-            row.latencies[1].1.show(1),
+            row.one_and_two().0.show(1),
+            row.one_and_two().1.show(1),
             format!("×{:.2}", row.slowdown()),
             if row.doubles { "doubles" } else { "flat" }.into(),
         ]);

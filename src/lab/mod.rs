@@ -132,6 +132,13 @@ pub struct Placement {
 }
 
 impl Placement {
+    /// Two or more server CPUs none of which the load generator uses (three CPUs or more),
+    /// for a claim about a server using more than one core beside a measured rate.
+    pub fn servers_apart(&self) -> Option<Vec<usize>> {
+        let apart = !self.server_all.iter().any(|cpu| self.load.contains(cpu));
+        (apart && self.server_all.len() >= 2).then(|| self.server_all.clone())
+    }
+
     pub fn from_allowed(cpus: &[usize]) -> Placement {
         match cpus {
             [] => Placement {
@@ -530,4 +537,20 @@ pub fn select(ids: &[String]) -> Result<Vec<&'static Experiment>, String> {
 /// The report's directory must be writable before minutes are spent measuring.
 pub fn prepare_out(out: &Path) -> Result<(), LabError> {
     std::fs::create_dir_all(out).map_err(|e| LabError::Io(out.into(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Placement;
+
+    #[test]
+    fn the_load_keeps_a_cpu_and_servers_apart_from_it_need_three() {
+        let two = Placement::from_allowed(&[0, 1]);
+        assert_eq!((two.server_one, two.load.clone()), (vec![0], vec![1]));
+        assert_eq!(Placement::from_allowed(&[0, 1]).servers_apart(), None);
+        let four = Placement::from_allowed(&[0, 1, 2, 3]);
+        assert_eq!(four.load, vec![3]);
+        assert_eq!(four.servers_apart(), Some(vec![0, 1, 2]));
+        assert_eq!(Placement::from_allowed(&[5]).servers_apart(), None);
+    }
 }

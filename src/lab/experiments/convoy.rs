@@ -10,7 +10,7 @@ use crate::lab::measure::{RateKept, rate_kept};
 use crate::lab::outcome::{Chart, Figure, Lane, LaneState, Marker, RuleChange, Series, Table};
 use crate::lab::process::ChildServer;
 use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Verdict};
+use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Sample, Verdict};
 use crate::server::Model;
 
 use super::percent;
@@ -137,13 +137,41 @@ fn check(run: &RateKept, collapses: bool) -> Check {
     }
 }
 
+/// One configuration's median run (by rate kept), with the spread of the repeats, and its
+/// check.
+fn measure_configuration(
+    lab: &mut Lab,
+    configuration: &Configuration,
+    hog: &str,
+) -> Result<(RateKept, Sample, Check), LabError> {
+    lab.step(&format!("convoy: {}", configuration.spec.label()));
+    // Every server on one CPU, GIL or not, the load generator on a CPU of its own; the
+    // process pool on more where there are more apart from the generator's.
+    let apart = lab.placement.servers_apart();
+    let cpus = match (&apart, configuration.needs_a_core) {
+        (Some(apart), true) => apart.clone(),
+        _ => lab.placement.server_one.clone(),
+    };
+    let server = lab.serve(&configuration.spec, &cpus)?;
+    let (run, kept) =
+        lab.median_run(|run: &RateKept| run.kept, |lab| measure(lab, &server, hog))?;
+    server.stop();
+    let mut check = check(&run, configuration.collapses);
+    if configuration.needs_a_core && apart.is_none() {
+        check.verdict = Verdict::Inconclusive;
+        check.evidence += &format!(
+            " on one core shared with the hog; judged only with a core for the hog's worker apart from the load generator's (three CPUs or more, {} here)",
+            lab.placement.server_all.len()
+        );
+    }
+    Ok((run, kept, check))
+}
+
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
-    let one = lab.placement.server_one.clone();
     let trace_path = lab.scratch_file("convoy-gil.json");
     let trace = trace_path.to_string_lossy().into_owned();
     let hog = lab.setups.hog.request();
-    let mut runs = Vec::new();
-    let mut checks = Vec::new();
+    let (mut runs, mut checks) = (Vec::new(), Vec::new());
     let mut table = Table::new(
         "Tiny-request rate before and after the hog joins",
         &[
@@ -154,19 +182,8 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             "hog requests done",
         ],
     );
-    let apart = lab.placement.servers_apart();
     for configuration in configurations(&trace) {
-        lab.step(&format!("convoy: {}", configuration.spec.label()));
-        // Every server on one CPU, GIL or not, the load generator on a CPU of its own; the
-        // process pool on more where there are more apart from the generator's.
-        let cpus = match (&apart, configuration.needs_a_core) {
-            (Some(apart), true) => apart.clone(),
-            _ => one.clone(),
-        };
-        let server = lab.serve(&configuration.spec, &cpus)?;
-        let (run, kept) =
-            lab.median_run(|run: &RateKept| run.kept, |lab| measure(lab, &server, &hog))?;
-        server.stop();
+        let (run, kept, check) = measure_configuration(lab, &configuration, &hog)?;
         table.row(vec![
             run.label.clone(),
             format!("{:.0}", run.before_per_s),
@@ -174,14 +191,6 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             kept.show_with(percent),
             run.hog_completed.to_string(),
         ]);
-        let mut check = check(&run, configuration.collapses);
-        if configuration.needs_a_core && apart.is_none() {
-            check.verdict = Verdict::Inconclusive;
-            check.evidence += &format!(
-                " on one core shared with the hog; judged only with a core for the hog's worker apart from the load generator's (three CPUs or more, {} here)",
-                lab.placement.server_all.len()
-            );
-        }
         checks.push(check);
         runs.push(run);
     }

@@ -1,5 +1,6 @@
 //! concurrency-lab: one Fibonacci service under every classic concurrency model, built to
-//! see and measure why each model behaves as it does (the README describes each part).
+//! see and measure why each model behaves as it does (`docs/architecture.md` describes the
+//! layers and how a request and a load flow through them).
 //!
 //! - [`protocol`]: the line protocol, parsing and framing, without I/O;
 //! - [`work`]: the workloads (fib, spin, sleep, echo) with interpreter-lock checkpoints;

@@ -1,5 +1,5 @@
-//! The wire protocol shared by clients, the lab and process-pool workers (the README's
-//! *The protocol*).
+//! The wire protocol shared by clients, the lab and process-pool workers
+//! (`docs/protocol.md`).
 //!
 //! Requests and replies are single ASCII lines. This module parses and formats them and
 //! frames a byte stream into lines; it does no I/O and holds no policy about sockets, so the

@@ -1,4 +1,4 @@
-//! The emulated CPython GIL on real OS threads (the README's *The emulated GIL*).
+//! The emulated CPython GIL on real OS threads (`docs/gil.md`).
 //!
 //! One [`Gil`] plays one interpreter's lock. Each OS thread that runs "Python" attaches and
 //! gets a [`GilThread`] handle, which implements [`Interpreter`](crate::work::Interpreter):

@@ -10,16 +10,17 @@
 //! - [`load`]: the load generator (`clab load`);
 //! - [`lab`]: the essays' claims as experiments with verdicts (`clab lab`);
 //! - [`report`]: the lab's report: tables, plots, Markdown and HTML;
+//! - [`system`]: what the layers share with the OS: CPU sets, limits, the machine, the socket registry;
 //! - [`cli`]: the command-line definitions of the `clab` binary.
 
 pub mod cli;
 pub mod gil;
 pub mod lab;
-pub mod limits;
 pub mod load;
 pub mod pool;
 pub mod protocol;
 pub mod report;
 pub mod server;
 mod sync;
+pub mod system;
 pub mod work;

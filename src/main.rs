@@ -154,7 +154,7 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
 fn load(args: &LoadArgs) -> anyhow::Result<()> {
     let plan = args.plan()?;
     if let Some(cpus) = &args.cpus {
-        clab::load::pin(&cpus.0)?;
+        clab::system::cpus::pin(&cpus.0)?;
     }
     let mut progress = Progress::new(&plan);
     let quiet = args.quiet;
@@ -181,7 +181,8 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if args.workers.is_some() && !config.model.uses_workers() {
         tracing::warn!(model = %config.model, "--workers has no effect on this model");
     }
-    if let Err(limit) = clab::limits::ensure_descriptors(config.max_connections as u64 + 64) {
+    if let Err(limit) = clab::system::limits::ensure_descriptors(config.max_connections as u64 + 64)
+    {
         tracing::warn!(%limit, "--max-connections {} may not be reachable", config.max_connections);
     }
     let listener =

@@ -360,7 +360,7 @@ fn the_closed_loop_is_about_as_fast_as_a_minimal_client() {
     let _one = serialise();
     let server = Server::start("threads", &[]);
     // The same placement for both: server on CPU 0, client on CPU 1 (where there are two).
-    let cpus = clab::load::allowed_cpus();
+    let cpus = clab::system::cpus::allowed_cpus();
     let (server_cpu, client_cpu) = match cpus[..] {
         [a, b, ..] => (a, b),
         [a] => (a, a),
@@ -376,7 +376,7 @@ fn the_closed_loop_is_about_as_fast_as_a_minimal_client() {
         let pinned = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    clab::load::pin(&[client_cpu]).unwrap();
+                    clab::system::cpus::pin(&[client_cpu]).unwrap();
                     minimal_client_rate(server.addr, Duration::from_millis(700))
                 })
                 .join()

@@ -85,7 +85,7 @@ fn hold_idle(server: &Server, connections: usize, seconds: u64) -> Child {
 }
 
 fn cpus() -> (usize, usize) {
-    match clab::load::allowed_cpus()[..] {
+    match clab::system::cpus::allowed_cpus()[..] {
         [a, b, ..] => (a, b),
         [a] => (a, a),
         [] => (0, 0),

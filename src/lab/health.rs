@@ -214,7 +214,7 @@ impl HealthLog {
     /// Pins the calling thread to `cpus`, reads its placement back and records it as `what`.
     pub fn pin_thread(&self, what: &str, cpus: &[usize]) {
         let mut record = Health::new(format!("thread {what}"), cpus);
-        if let Err(error) = crate::load::pin(cpus) {
+        if let Err(error) = crate::system::cpus::pin(cpus) {
             record.problem(format!("cannot pin: {error}"));
         }
         record.observe(what, this_thread_cpus().as_deref());
@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn a_pinned_thread_reads_its_placement_back() {
         let log = HealthLog::default();
-        let allowed = crate::load::allowed_cpus();
+        let allowed = crate::system::cpus::allowed_cpus();
         let first = allowed[0];
         std::thread::spawn({
             let log = log.clone();

@@ -200,7 +200,7 @@ impl Lab {
     ) -> Lab {
         Lab {
             profile,
-            placement: Placement::from_allowed(&crate::load::allowed_cpus()),
+            placement: Placement::from_allowed(&crate::system::cpus::allowed_cpus()),
             clab,
             scratch,
             pythons: pythons.pythons,
@@ -297,7 +297,7 @@ impl Lab {
         let (result, actual) = std::thread::scope(|scope| {
             scope
                 .spawn(move || {
-                    crate::load::pin(&cpus)?;
+                    crate::system::cpus::pin(&cpus)?;
                     let actual = health::this_thread_cpus();
                     let result = crate::load::run(plan, |elapsed, _| {
                         if elapsed == Duration::from_secs(1) {

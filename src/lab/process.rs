@@ -287,7 +287,7 @@ pub fn run_pinned(
 
 /// Makes `command`'s process start pinned to `cpus`, and die with the lab.
 fn place(command: &mut Command, cpus: &[usize]) -> nix::Result<()> {
-    let set = crate::load::cpu_set(cpus)?;
+    let set = crate::system::cpus::cpu_set(cpus)?;
     // SAFETY: between fork and exec only async-signal-safe calls: two raw syscalls.
     unsafe {
         command.pre_exec(move || {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::load::plan::{ClassPlan, Pacing, Plan};
 use crate::load::record::{ErrorKind, Recorder};
 use crate::protocol::{Reply, ReplyLine};
-use crate::server::connections::{Connection, Connections};
+use crate::system::connections::{Connection, Connections};
 
 /// A send more than this behind its due time counts as late.
 pub const LATE: Duration = Duration::from_millis(1);

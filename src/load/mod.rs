@@ -16,16 +16,16 @@ pub mod result;
 
 use std::time::{Instant, SystemTime};
 
-use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::resource::{UsageWho, getrusage};
-use nix::unistd::Pid;
 
 pub use plan::{ClassPlan, Pacing, Plan, PlanError};
 pub use result::{ClassResult, LoadResult};
 
-use crate::limits::{DescriptorLimit, ensure_descriptors};
 use crate::load::driver::LiveCounts;
-use crate::load::result::{DEADLINE_POLICY, Environment, Generator, Machine, SCHEMA};
+use crate::load::result::{DEADLINE_POLICY, Environment, Generator, SCHEMA};
+use crate::system::cpus::{PinError, allowed_cpus};
+use crate::system::limits::{DescriptorLimit, ensure_descriptors};
+use crate::system::machine::Machine;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -33,38 +33,12 @@ pub enum LoadError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Descriptors(#[from] DescriptorLimit),
-    #[error("cannot pin the generator to CPUs {0:?}")]
-    Pin(Vec<usize>, #[source] nix::Error),
+    #[error("cannot pin the generator")]
+    Pin(#[from] PinError),
 }
 
 /// A generator that used more than this share of its CPUs may itself be the bottleneck.
 pub const BUSY_GENERATOR: f64 = 0.8;
-
-/// The set of `cpus`, for `sched_setaffinity`.
-pub fn cpu_set(cpus: &[usize]) -> nix::Result<CpuSet> {
-    let mut set = CpuSet::new();
-    for cpu in cpus {
-        set.set(*cpu)?;
-    }
-    Ok(set)
-}
-
-/// Pins the calling thread (and the threads it starts afterwards) to `cpus`.
-pub fn pin(cpus: &[usize]) -> Result<(), LoadError> {
-    cpu_set(cpus)
-        .and_then(|set| sched_setaffinity(Pid::from_raw(0), &set))
-        .map_err(|e| LoadError::Pin(cpus.to_vec(), e))
-}
-
-/// The CPUs the calling thread may run on.
-pub fn allowed_cpus() -> Vec<usize> {
-    let Ok(set) = sched_getaffinity(Pid::from_raw(0)) else {
-        return Vec::new();
-    };
-    (0..CpuSet::count())
-        .filter(|cpu| set.is_set(*cpu).unwrap_or(false))
-        .collect()
-}
 
 /// The descriptors a run needs: closed- and open-loop connections hold two (one for the
 /// deadline sweep), idle ones one, plus a margin for everything else.

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::lab::outcome::Fidelity;
 use crate::lab::{Outcome, Placement, Profile};
-use crate::load::result::Machine;
+use crate::system::machine::Machine;
 
 /// The value of `report.json`'s `schema` field.
 pub const SCHEMA: &str = "clab-lab/2";

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::server::connections::Connection;
 use crate::server::service::Service;
 use crate::server::session::{Action, READ_CHUNK, Session, bytes_pending};
+use crate::system::accept::accept_backoff;
+use crate::system::connections::Connection;
 use crate::work::{Free, Interpreter};
 
 /// Accepts connections until shutdown, handing each admitted one to `dispatch`. A
@@ -63,23 +64,6 @@ pub fn accept_loop(
                 }
             }
         }
-    }
-}
-
-/// Whether an accept error ends the server (`Err`), passes (`Ok(None)`), or calls for a
-/// pause before the next try (`Ok(Some(pause))`): out of descriptors or memory, the loop
-/// would otherwise spin while the condition lasts.
-pub fn accept_backoff(error: io::Error) -> io::Result<Option<Duration>> {
-    match error.kind() {
-        ErrorKind::WouldBlock | ErrorKind::Interrupted | ErrorKind::ConnectionAborted => Ok(None),
-        _ => match error.raw_os_error() {
-            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                tracing::warn!(%error, "cannot accept a connection now; backing off");
-                Ok(Some(Duration::from_millis(50)))
-            }
-            Some(libc::EPROTO | libc::EPERM | libc::ECONNRESET) => Ok(None),
-            _ => Err(error),
-        },
     }
 }
 

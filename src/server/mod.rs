@@ -11,7 +11,6 @@
 
 pub mod async_runtime;
 pub mod blocking;
-pub mod connections;
 pub mod eventloop;
 pub mod nonblocking;
 pub mod offload;

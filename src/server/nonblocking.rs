@@ -18,10 +18,10 @@ use tokio::task::JoinSet;
 
 use crate::gil::{Gil, GilThread};
 use crate::server::ServeError;
-use crate::server::blocking::accept_backoff;
-use crate::server::connections::Connection;
 use crate::server::service::Service;
 use crate::server::session::{Action, READ_CHUNK, Session, bytes_pending};
+use crate::system::accept::accept_backoff;
+use crate::system::connections::Connection;
 use crate::work::{Free, Interpreter};
 
 thread_local! {

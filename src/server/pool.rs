@@ -8,9 +8,9 @@ use crossbeam_channel::Receiver;
 use std::thread;
 
 use crate::server::blocking::{accept_loop, serve_connection};
-use crate::server::connections::Connection;
 use crate::server::service::Service;
 use crate::server::{ServeError, server_thread};
+use crate::system::connections::Connection;
 use crate::work::{Free, Interpreter};
 
 /// A worker's life: take a connection, serve it to its end, repeat until the queue closes.

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use crate::gil::{Gil, GilConfig};
 use crate::pool::{Executor, JobFuture, Outcome, Pool, ProcessPool, ThreadPool, WorkerCommand};
 use crate::protocol::{Reply, Request};
-use crate::server::connections::{Connections, Refusal};
 use crate::server::offload::{Kind, OffloadConfig, Offloader, Policy, Target};
 use crate::server::shutdown::Shutdown;
 use crate::server::stats::Stats;
 use crate::server::{Model, ServerConfig};
+use crate::system::connections::{Connections, Refusal};
 use crate::work::{self, Interpreter};
 
 /// Lock events a server keeps for `--trace`: the newest million (about 24 MB).

@@ -1,4 +1,5 @@
-//! `clab`: parse the command line, run the library, map errors to exit codes.
+//! `clab`: parse the command line, run the library, and print any error as one line
+//! (`clab: …` with its causes) with a failing exit status.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -3,7 +3,7 @@
 //!
 //! Requests and replies are single ASCII lines. This module parses and formats them and
 //! frames a byte stream into lines; it does no I/O and holds no policy about sockets, so the
-//! blocking and the async servers (and later the workers and the load generator) share it.
+//! blocking and the async servers, the process-pool workers and the load generator share it.
 
 use std::fmt;
 

@@ -127,10 +127,6 @@ impl Gil {
         }
     }
 
-    pub fn config(&self) -> &GilConfig {
-        &self.shared.config
-    }
-
     /// Registers the calling OS thread under `name` and takes the GIL for it.
     pub fn attach(&self, name: impl Into<String>) -> GilThread {
         let id = {
@@ -278,11 +274,6 @@ pub struct GilThread {
 }
 
 impl GilThread {
-    /// This thread's id in statistics and traces.
-    pub fn id(&self) -> u32 {
-        self.id
-    }
-
     /// Releases the GIL around a wait that is not one closure — an event loop parking in
     /// `epoll_wait` — until [`reattach`](GilThread::reattach); a voluntary release, like
     /// [`allow_threads`](Interpreter::allow_threads).

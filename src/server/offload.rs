@@ -112,10 +112,6 @@ impl Offloader {
         }
     }
 
-    pub fn policy(&self) -> Policy {
-        self.policy
-    }
-
     /// Whether to offload a request of `kind`.
     pub fn should_offload(&self, kind: Kind) -> bool {
         match (self.policy, kind) {

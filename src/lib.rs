@@ -4,6 +4,7 @@
 //!
 //! - [`protocol`]: the line protocol, parsing and framing, without I/O;
 //! - [`work`]: the workloads (fib, spin, sleep, echo) with interpreter-lock checkpoints;
+//! - [`histogram`]: durations in a histogram and their percentiles, for the GIL and the load;
 //! - [`gil`]: the emulated CPython GIL (new, legacy, priority) on real threads;
 //! - [`pool`]: executors with futures over threads and `clab worker` processes;
 //! - [`server`]: the service under each model, `serve(listener, config, shutdown)`;
@@ -11,10 +12,11 @@
 //! - [`lab`]: the essays' claims as experiments with verdicts (`clab lab`);
 //! - [`report`]: the lab's report: tables, plots, Markdown and HTML;
 //! - [`system`]: what the layers share with the OS: CPU sets, limits, the machine, the socket registry;
-//! - [`cli`]: the command-line definitions of the `clab` binary.
+//! - [`choice`]: settings chosen by name (a model, a GIL variant), parsed and listed one way.
 
-pub mod cli;
+pub mod choice;
 pub mod gil;
+pub mod histogram;
 pub mod lab;
 pub mod load;
 pub mod pool;

@@ -17,10 +17,10 @@ use proptest::prelude::*;
 
 fn service() -> Arc<Service> {
     // A small max_n keeps any fib the fuzzer writes cheap.
-    let config = ServerConfig {
-        max_n: 20,
-        ..ServerConfig::new(Model::Serial)
-    };
+    let config = ServerConfig::builder(Model::Serial)
+        .max_n(20)
+        .build()
+        .unwrap();
     Service::new(config, Shutdown::new().unwrap()).unwrap()
 }
 

@@ -44,7 +44,7 @@ fn io_loop(variant: Variant, with_cpu_thread: bool, duration: Duration) -> (f64,
             operations += 1;
         }
         let rate = operations as f64 / started.elapsed().as_secs_f64();
-        let median_wait = gil.as_ref().map(|gil| {
+        let median_wait = gil.as_ref().and_then(|gil| {
             let report = gil.report();
             let io = report
                 .threads

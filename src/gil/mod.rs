@@ -24,20 +24,16 @@ pub mod trace;
 use std::time::Duration;
 
 pub use lock::{Gil, GilThread};
-pub use stats::{GilReport, Percentiles, ThreadReport};
+pub use stats::{GilReport, ThreadReport};
 pub use trace::{Event, EventKind, Trace, TraceThread};
 
 /// Which lock algorithm to emulate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Variant {
-    /// No GIL: threads run truly in parallel (free-threaded Python)
     None,
-    /// CPython 3.2+: timed wait of the switch interval, drop request, forced handoff
     New,
-    /// CPython 2.x: release and re-acquire every N ticks, no handoff
     Legacy,
-    /// New, plus Beazley's priority: I/O-bound threads preempt CPU-bound ones at once
     Priority,
 }
 
@@ -50,6 +46,37 @@ impl Variant {
             Variant::Priority => "priority",
         }
     }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Variant::None => "No GIL: threads run truly in parallel (free-threaded Python)",
+            Variant::New => {
+                "CPython 3.2+: timed wait of the switch interval, drop request, forced handoff"
+            }
+            Variant::Legacy => "CPython 2.x: release and re-acquire every N ticks, no handoff",
+            Variant::Priority => {
+                "New, plus Beazley's priority: I/O-bound threads preempt CPU-bound ones at once"
+            }
+        }
+    }
+}
+
+impl crate::choice::Choice for Variant {
+    const SETTING: &'static str = "GIL variant";
+    const ALL: &'static [Variant] = &[
+        Variant::None,
+        Variant::New,
+        Variant::Legacy,
+        Variant::Priority,
+    ];
+
+    fn name(self) -> &'static str {
+        Variant::name(self)
+    }
+
+    fn describe(self) -> &'static str {
+        Variant::describe(self)
+    }
 }
 
 impl std::fmt::Display for Variant {
@@ -59,14 +86,35 @@ impl std::fmt::Display for Variant {
 }
 
 /// Where a holder may be made to give the GIL up: the checkpoint policy of an era.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SwitchPoints {
     /// At any instruction boundary (CPython ≤ 3.9): `x += 1` can be cut between its load
-    /// and its store
+    /// and its store.
     EveryInstruction,
-    /// Only at calls and backward jumps (CPython 3.10+): a bare `x += 1` is never cut
+    /// Only at calls and backward jumps (CPython 3.10+): a bare `x += 1` is never cut.
     CallsAndJumps,
+}
+
+impl crate::choice::Choice for SwitchPoints {
+    const SETTING: &'static str = "switch points";
+    const ALL: &'static [SwitchPoints] =
+        &[SwitchPoints::EveryInstruction, SwitchPoints::CallsAndJumps];
+
+    fn name(self) -> &'static str {
+        SwitchPoints::name(self)
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            SwitchPoints::EveryInstruction => {
+                "At any instruction boundary (CPython <= 3.9): x += 1 can be cut in two"
+            }
+            SwitchPoints::CallsAndJumps => {
+                "Only at calls and backward jumps (CPython 3.10+): a bare x += 1 is never cut"
+            }
+        }
+    }
 }
 
 impl SwitchPoints {

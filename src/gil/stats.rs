@@ -3,16 +3,13 @@
 
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// Microsecond histograms from 1 µs to an hour, two significant digits: about 20 KB each.
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
-}
+use crate::histogram::{DurationHistogram, Percentiles};
 
-fn micros(duration: Duration) -> u64 {
-    (duration.as_micros() as u64).max(1)
+/// Two significant digits: about 20 KB a histogram, and a thread keeps two.
+fn histogram() -> DurationHistogram {
+    DurationHistogram::new(2)
 }
 
 /// One thread's record, kept under the GIL's state mutex.
@@ -21,11 +18,11 @@ pub(crate) struct ThreadStats {
     pub name: String,
     pub acquisitions: u64,
     pub hold: Duration,
-    pub wait: Histogram<u64>,
+    pub wait: DurationHistogram,
     pub voluntary_releases: u64,
     pub forced_releases: u64,
     pub drop_requests: u64,
-    pub drop_request_latency: Histogram<u64>,
+    pub drop_request_latency: DurationHistogram,
     pub retries: u64,
     pub handoff_wait: Duration,
 }
@@ -47,23 +44,22 @@ impl ThreadStats {
     }
 
     pub fn record_wait(&mut self, wait: Duration) {
-        self.wait.saturating_record(micros(wait));
+        self.wait.record(wait);
     }
 
     pub fn record_drop_request_latency(&mut self, latency: Duration) {
-        self.drop_request_latency.saturating_record(micros(latency));
+        self.drop_request_latency.record(latency);
     }
 
     /// Adds `other`'s record into this one (for threads that have ended).
     pub fn absorb(&mut self, other: &ThreadStats) {
         self.acquisitions += other.acquisitions;
         self.hold += other.hold;
-        // Same bounds on both sides, so adding cannot fail.
-        let _ = self.wait.add(&other.wait);
+        self.wait.add(&other.wait);
         self.voluntary_releases += other.voluntary_releases;
         self.forced_releases += other.forced_releases;
         self.drop_requests += other.drop_requests;
-        let _ = self.drop_request_latency.add(&other.drop_request_latency);
+        self.drop_request_latency.add(&other.drop_request_latency);
         self.retries += other.retries;
         self.handoff_wait += other.handoff_wait;
     }
@@ -73,38 +69,13 @@ impl ThreadStats {
             name: self.name.clone(),
             acquisitions: self.acquisitions,
             hold_ms: self.hold.as_secs_f64() * 1e3,
-            wait_ms: Percentiles::of(&self.wait),
+            wait_ms: self.wait.percentiles(),
             voluntary_releases: self.voluntary_releases,
             forced_releases: self.forced_releases,
             drop_requests: self.drop_requests,
-            drop_request_latency_ms: Percentiles::of(&self.drop_request_latency),
+            drop_request_latency_ms: self.drop_request_latency.percentiles(),
             retries: self.retries,
             handoff_wait_ms: self.handoff_wait.as_secs_f64() * 1e3,
-        }
-    }
-}
-
-/// Percentiles of a microsecond histogram, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
-pub struct Percentiles {
-    pub count: u64,
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub max: f64,
-    pub mean: f64,
-}
-
-impl Percentiles {
-    fn of(histogram: &Histogram<u64>) -> Percentiles {
-        let ms = |us: u64| us as f64 / 1e3;
-        Percentiles {
-            count: histogram.len(),
-            p50: ms(histogram.value_at_quantile(0.5)),
-            p90: ms(histogram.value_at_quantile(0.9)),
-            p99: ms(histogram.value_at_quantile(0.99)),
-            max: ms(histogram.max()),
-            mean: histogram.mean() / 1e3,
         }
     }
 }

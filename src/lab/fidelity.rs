@@ -16,7 +16,7 @@ use crate::lab::outcome::{Band, Fidelity};
 use crate::lab::process::ChildServer;
 use crate::lab::pythons::{Python, PythonGil, bench};
 use crate::lab::spec::{OffloadTo, ServerSpec};
-use crate::lab::{Lab, LabError, class, p50_ms};
+use crate::lab::{Lab, LabError, class_result, p50_ms};
 use crate::server::Model;
 use crate::work::spin;
 
@@ -160,10 +160,9 @@ fn plan(
     lab: &Lab,
     server: &ChildServer,
     classes: Vec<crate::load::ClassPlan>,
-) -> crate::load::Plan {
-    let mut plan = lab.plan(server, window(lab), classes);
-    plan.warmup = Duration::from_millis(lab.profile.pick(200, 300, 500));
-    plan
+) -> Result<crate::load::Plan, LabError> {
+    let warmup = Duration::from_millis(lab.profile.pick(200, 300, 500));
+    lab.plan_warmed(server, warmup, window(lab), classes)
 }
 
 fn rate(lab: &Lab, server: &ChildServer, clients: usize, request: &str) -> Result<f64, LabError> {
@@ -171,8 +170,8 @@ fn rate(lab: &Lab, server: &ChildServer, clients: usize, request: &str) -> Resul
         lab,
         server,
         vec![Lab::class("load", clients, request, Duration::ZERO)],
-    );
-    Ok(class(&lab.load(server, plan)?, "load")?.rate_per_s)
+    )?;
+    Ok(class_result(&lab.load(server, plan)?, "load")?.rate_per_s)
 }
 
 // ---- countdown ------------------------------------------------------------------------
@@ -346,7 +345,7 @@ fn two_clients(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
                 lab,
                 server,
                 vec![Lab::class("clients", clients, request, Duration::ZERO)],
-            );
+            )?;
             p50_ms(&lab.load(server, plan)?, "clients")
         };
         let one_ms = latency(lab, 1)?;
@@ -479,8 +478,8 @@ fn switch_interval(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError>
                     lab,
                     server,
                     vec![measure::rapid(), Lab::class("hog", 1, hog, Duration::ZERO)],
-                );
-                Ok(class(&lab.load(server, plan)?, "rapid")?.rate_per_s)
+                )?;
+                Ok(class_result(&lab.load(server, plan)?, "rapid")?.rate_per_s)
             },
         )?;
         cpython.push((ms, py_rate.max(f64::MIN_POSITIVE)));

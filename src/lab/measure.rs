@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::lab::process::{ChildServer, Usage};
-use crate::lab::{Lab, LabError, Sample, class, p50_ms};
+use crate::lab::{Lab, LabError, Sample, class_result, p50_ms};
 use crate::load::{ClassPlan, LoadResult, Pacing};
 
 /// One load of `classes` for `window`; the rate of the class `name`, requests/s.
@@ -18,8 +18,8 @@ pub fn rate(
     classes: Vec<ClassPlan>,
     name: &str,
 ) -> Result<f64, LabError> {
-    let load = lab.load(server, lab.plan(server, window, classes))?;
-    Ok(class(&load, name)?.rate_per_s)
+    let load = lab.load(server, lab.plan(server, window, classes)?)?;
+    Ok(class_result(&load, name)?.rate_per_s)
 }
 
 /// One closed-loop client sending `fib 1` back to back from the start: the essays' perf2.
@@ -41,7 +41,7 @@ pub fn latency(
             server,
             window,
             vec![Lab::class("clients", clients, request, Duration::ZERO)],
-        );
+        )?;
         p50_ms(&lab.load(server, plan)?, "clients")
     })
 }
@@ -73,9 +73,9 @@ pub fn rate_kept(
         server,
         window,
         vec![rapid(), Lab::class("hog", 1, hog, hog_at)],
-    );
+    )?;
     let load = lab.load(server, plan)?;
-    let per_second: Vec<f64> = class(&load, "rapid")?
+    let per_second: Vec<f64> = class_result(&load, "rapid")?
         .timeline
         .iter()
         .map(|second| second.completed as f64)
@@ -100,14 +100,14 @@ pub fn rate_kept(
             .map(|(second, count)| (second as f64 + 0.5, *count))
             .collect(),
         hog_at_s: hog_at.as_secs_f64(),
-        hog_completed: class(&load, "hog")?.completed,
+        hog_completed: class_result(&load, "hog")?.completed,
         load,
     })
 }
 
 /// The memory of a server before and while `connections` idle connections are open.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Held {
+pub struct HeldMemory {
     pub before: Usage,
     pub during: Usage,
     /// The machine's kernel stacks (`KernelStack` in `/proc/meminfo`), which a process's
@@ -118,7 +118,7 @@ pub struct Held {
     pub load: LoadResult,
 }
 
-impl Held {
+impl HeldMemory {
     /// Resident memory per connection, KiB.
     pub fn resident_per_connection(&self) -> f64 {
         self.per_connection(|usage| usage.rss_kib)
@@ -148,7 +148,7 @@ pub fn hold(
     connections: usize,
     extra: Vec<ClassPlan>,
     window: Duration,
-) -> Result<Held, LabError> {
+) -> Result<HeldMemory, LabError> {
     let before = server.usage();
     let kernel_stacks_before_kib = kernel_stacks_kib();
     let mut kernel_stacks_during_kib = kernel_stacks_before_kib;
@@ -162,19 +162,19 @@ pub fn hold(
     let mut classes = vec![idle];
     classes.extend(extra);
     let mut during = before;
-    let load = lab.load_sampling(server, lab.plan(server, window, classes), |_| {
+    let load = lab.load_sampling(server, lab.plan(server, window, classes)?, |_| {
         let now = server.usage();
         if now.rss_kib >= during.rss_kib {
             during = now;
             kernel_stacks_during_kib = kernel_stacks_kib();
         }
     })?;
-    Ok(Held {
+    Ok(HeldMemory {
         before,
         during,
         kernel_stacks_before_kib,
         kernel_stacks_during_kib,
-        opened: class(&load, "idle")?.connections_opened,
+        opened: class_result(&load, "idle")?.connections_opened,
         load,
     })
 }

@@ -1,21 +1,21 @@
 //! `clab lab` (the README's *The lab*): every claim of the essays as an experiment with a verdict.
 //!
-//! An [`Experiment`] is one file in [`experiments`]: its claim, the essay that makes it, the
+//! An [`Experiment`] is one file in `experiments`: its claim, the essay that makes it, the
 //! rule that decides the verdict (fixed, with its thresholds, before anything runs) and a
 //! `run` function that sets up servers and loads, measures, and applies the rule. Servers
 //! are child processes pinned to chosen CPUs ([`process`]); loads are [`crate::load`] plans
 //! run on the lab's own, separate CPU ([`Lab::load`]). Results are plain data
 //! ([`outcome`]); the report renders them ([`crate::report`]).
 
-pub mod experiments;
-pub mod fidelity;
+pub(crate) mod experiments;
+pub(crate) mod fidelity;
 pub mod health;
-pub mod measure;
+pub(crate) mod measure;
 pub mod outcome;
 pub mod process;
 pub mod pythons;
 pub mod setups;
-pub mod spec;
+pub(crate) mod spec;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +26,7 @@ pub use outcome::{Check, Contrast, Outcome, Verdict};
 use crate::lab::health::{Health, HealthLog};
 use crate::lab::process::ChildServer;
 use crate::lab::pythons::{Found, Python, Scripts};
-use crate::load::{ClassPlan, LoadResult, Pacing, Plan};
+use crate::load::{ClassPlan, LoadResult, Mode, Pacing, Plan, Window};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -42,6 +42,8 @@ pub enum LabError {
     Load(String, #[source] crate::load::LoadError),
     #[error("{0}")]
     Measurement(String),
+    #[error("no experiment {0:?}; the catalogue has: {1}")]
+    UnknownExperiment(String, String),
 }
 
 /// How long and how often to measure.
@@ -261,22 +263,36 @@ impl Lab {
 
     /// A closed-loop class.
     pub fn class(name: &str, clients: usize, request: &str, start_after: Duration) -> ClassPlan {
-        let mut class =
-            ClassPlan::new(name, clients, request, Pacing::Closed).expect("a valid request");
-        class.start_after = start_after;
-        class
+        ClassPlan::new(name, clients, request, Pacing::Closed)
+            .expect("a valid request")
+            .starting_after(start_after)
     }
 
     /// A plan against `server` with the profile's warm-up and `window`.
-    pub fn plan(&self, server: &ChildServer, window: Duration, classes: Vec<ClassPlan>) -> Plan {
-        Plan {
-            mode: "lab".into(),
-            target: server.addr,
-            warmup: self.profile.warmup(),
+    pub fn plan(
+        &self,
+        server: &ChildServer,
+        window: Duration,
+        classes: Vec<ClassPlan>,
+    ) -> Result<Plan, LabError> {
+        self.plan_warmed(server, self.profile.warmup(), window, classes)
+    }
+
+    /// A plan against `server` with `warmup` before `window`.
+    pub fn plan_warmed(
+        &self,
+        server: &ChildServer,
+        warmup: Duration,
+        window: Duration,
+        classes: Vec<ClassPlan>,
+    ) -> Result<Plan, LabError> {
+        let window = Window {
+            warmup,
             duration: window,
             timeout: Duration::from_secs(30),
-            classes,
-        }
+        };
+        Plan::new(Mode::Lab, server.addr, window, classes)
+            .map_err(|e| LabError::Load(server.label.clone(), e.into()))
     }
 
     /// Runs `plan` on the load CPU, calling `each_second` once a second (to sample the
@@ -411,7 +427,7 @@ impl Sample {
 }
 
 /// The class named `name` in a result.
-pub fn class<'a>(
+pub fn class_result<'a>(
     result: &'a LoadResult,
     name: &str,
 ) -> Result<&'a crate::load::ClassResult, LabError> {
@@ -424,10 +440,10 @@ pub fn class<'a>(
 
 /// The median latency of a class, or an error when nothing completed.
 pub fn p50_ms(result: &LoadResult, name: &str) -> Result<f64, LabError> {
-    class(result, name)?.latency_ms.p50.ok_or_else(|| {
+    class_result(result, name)?.latency_ms.p50.ok_or_else(|| {
         LabError::Measurement(format!(
             "class {name:?} against {} completed no request",
-            result.plan.target
+            result.plan.target()
         ))
     })
 }
@@ -515,28 +531,68 @@ pub fn catalogue() -> &'static [&'static Experiment] {
     experiments::ALL
 }
 
-/// Looks experiments up by id; an unknown id is an error that lists the known ones.
-pub fn select(ids: &[String]) -> Result<Vec<&'static Experiment>, String> {
-    ids.iter()
-        .map(|id| {
-            catalogue()
-                .iter()
-                .copied()
-                .find(|experiment| experiment.id == id)
-                .ok_or_else(|| {
-                    let known: Vec<_> = catalogue().iter().map(|e| e.id).collect();
-                    format!(
-                        "no experiment {id:?}; the catalogue has: {}",
-                        known.join(", ")
-                    )
-                })
-        })
-        .collect()
+/// What one `clab lab` run measures and where its report goes, checked once when made.
+#[derive(Clone)]
+pub struct Options {
+    experiments: Vec<&'static Experiment>,
+    profile: Profile,
+    out: PathBuf,
+    pythons: pythons::Selection,
 }
 
-/// The report's directory must be writable before minutes are spent measuring.
-pub fn prepare_out(out: &Path) -> Result<(), LabError> {
-    std::fs::create_dir_all(out).map_err(|e| LabError::Io(out.into(), e))
+impl Options {
+    /// The experiments named by `ids` (every one when empty; an unknown id is an error that
+    /// lists the catalogue), run in `profile`, with the report in `out` (created here, so a
+    /// directory that cannot be written is found before anything runs).
+    pub fn new(
+        ids: &[String],
+        profile: Profile,
+        out: PathBuf,
+        pythons: pythons::Selection,
+    ) -> Result<Options, LabError> {
+        let experiments = if ids.is_empty() {
+            catalogue().to_vec()
+        } else {
+            ids.iter().map(|id| find(id)).collect::<Result<_, _>>()?
+        };
+        std::fs::create_dir_all(&out).map_err(|e| LabError::Io(out.clone(), e))?;
+        Ok(Options {
+            experiments,
+            profile,
+            out,
+            pythons,
+        })
+    }
+
+    pub fn experiments(&self) -> &[&'static Experiment] {
+        &self.experiments
+    }
+
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// The report's directory.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// Which CPython interpreters to measure beside the emulation.
+    pub fn pythons(&self) -> &pythons::Selection {
+        &self.pythons
+    }
+}
+
+/// The experiment `id`.
+fn find(id: &str) -> Result<&'static Experiment, LabError> {
+    catalogue()
+        .iter()
+        .copied()
+        .find(|experiment| experiment.id == id)
+        .ok_or_else(|| {
+            let known: Vec<_> = catalogue().iter().map(|e| e.id).collect();
+            LabError::UnknownExperiment(id.to_owned(), known.join(", "))
+        })
 }
 
 #[cfg(test)]

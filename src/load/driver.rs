@@ -13,7 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::load::plan::{ClassPlan, Pacing, Plan};
-use crate::load::record::{ErrorKind, Recorder};
+use crate::load::record::{FailureKind, Recorder};
 use crate::protocol::{Reply, ReplyLine};
 use crate::system::connections::{Connection, Connections};
 
@@ -58,14 +58,14 @@ pub fn execute(
     let start = Instant::now() + Duration::from_millis(20);
     let window = Window {
         start,
-        measure_from: start + plan.warmup,
-        deadline: start + plan.warmup + plan.duration,
+        measure_from: start + plan.warmup(),
+        deadline: start + plan.warmup() + plan.duration(),
     };
     let sockets = Connections::new(usize::MAX);
-    let live: Vec<Arc<LiveCounts>> = plan.classes.iter().map(|_| Arc::default()).collect();
+    let live: Vec<Arc<LiveCounts>> = plan.classes().iter().map(|_| Arc::default()).collect();
     thread::scope(|scope| {
         let mut handles = Vec::new();
-        for (class, live) in plan.classes.iter().zip(&live) {
+        for (class, live) in plan.classes().iter().zip(&live) {
             let class_handles: Vec<_> = match class.pacing {
                 Pacing::Idle { interval } => {
                     let (sockets, live) = (&sockets, Arc::clone(live));
@@ -79,12 +79,12 @@ pub fn execute(
                         let (sockets, live) = (&sockets, Arc::clone(live));
                         scope.spawn(move || {
                             let client = Client {
-                                target: plan.target,
+                                target: plan.target(),
                                 class,
                                 window,
                                 sockets,
                                 live: &live,
-                                timeout: plan.timeout,
+                                timeout: plan.timeout(),
                             };
                             match pacing {
                                 Pacing::Open { rate } => client.open_loop(index, rate),
@@ -150,7 +150,7 @@ struct Link {
 /// What became of one request.
 enum Exchange {
     Reply(Instant),
-    Failed(ErrorKind),
+    Failed(FailureKind),
     /// The deadline came first.
     Aborted,
 }
@@ -178,9 +178,9 @@ impl Client<'_> {
             Err(error) => {
                 if Instant::now() < self.window.deadline {
                     let kind = if error.kind() == io::ErrorKind::ConnectionRefused {
-                        ErrorKind::Refused
+                        FailureKind::Refused
                     } else {
-                        ErrorKind::Reset
+                        FailureKind::Reset
                     };
                     self.fail(recorder, kind);
                     thread::sleep(RECONNECT_PAUSE);
@@ -190,7 +190,7 @@ impl Client<'_> {
         }
     }
 
-    fn fail(&self, recorder: &mut Recorder, kind: ErrorKind) {
+    fn fail(&self, recorder: &mut Recorder, kind: FailureKind) {
         recorder.failure(Instant::now(), kind);
         self.live.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -198,7 +198,7 @@ impl Client<'_> {
     /// Sends the request and reads its reply line into `line`.
     fn exchange(&self, link: &mut Link, request: &[u8], line: &mut String) -> Exchange {
         if link.reader.get_mut().write_all(request).is_err() {
-            return self.after_deadline_or(ErrorKind::Reset);
+            return self.after_deadline_or(FailureKind::Reset);
         }
         line.clear();
         match link.reader.read_line(line) {
@@ -210,20 +210,20 @@ impl Client<'_> {
                     Exchange::Reply(done)
                 }
             }
-            Ok(_) => self.after_deadline_or(ErrorKind::Reset),
+            Ok(_) => self.after_deadline_or(FailureKind::Reset),
             Err(error)
                 if matches!(
                     error.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                self.after_deadline_or(ErrorKind::Timeout)
+                self.after_deadline_or(FailureKind::Timeout)
             }
-            Err(_) => self.after_deadline_or(ErrorKind::Reset),
+            Err(_) => self.after_deadline_or(FailureKind::Reset),
         }
     }
 
-    fn after_deadline_or(&self, kind: ErrorKind) -> Exchange {
+    fn after_deadline_or(&self, kind: FailureKind) -> Exchange {
         if Instant::now() >= self.window.deadline {
             Exchange::Aborted
         } else {
@@ -269,10 +269,10 @@ impl Client<'_> {
     ) {
         let line = line.trim_end_matches('\n');
         match ReplyLine::parse(line) {
-            ReplyLine::Err(_) => return self.fail(recorder, ErrorKind::ErrReply),
+            ReplyLine::Err(_) => return self.fail(recorder, FailureKind::ErrReply),
             ReplyLine::Ok(_) => {
                 if let Reply::Error(_) = Reply::for_request(&self.class.parsed, line) {
-                    return self.fail(recorder, ErrorKind::Malformed);
+                    return self.fail(recorder, FailureKind::Malformed);
                 }
             }
         }
@@ -379,7 +379,7 @@ mod idle {
         let Ok(runtime) = runtime else {
             let mut recorder = recorder.borrow_mut();
             for _ in 0..class.connections {
-                recorder.failure(Instant::now(), ErrorKind::Refused);
+                recorder.failure(Instant::now(), FailureKind::Refused);
             }
             return recorder.clone();
         };
@@ -388,13 +388,13 @@ mod idle {
             tokio::time::sleep_until(window.class_start(class).into()).await;
             let connecting = Rc::new(Semaphore::new(CONNECTING_AT_ONCE));
             let hold = Rc::new(Hold {
-                target: plan.target,
+                target: plan.target(),
                 class: class.clone(),
                 interval,
                 window,
                 sockets: Arc::clone(sockets),
                 live,
-                timeout: plan.timeout,
+                timeout: plan.timeout(),
             });
             let mut tasks = Vec::with_capacity(class.connections);
             for index in 0..class.connections {
@@ -433,12 +433,12 @@ mod idle {
     }
 
     impl Hold {
-        fn fail(&self, recorder: &RefCell<Recorder>, kind: ErrorKind) {
+        fn fail(&self, recorder: &RefCell<Recorder>, kind: FailureKind) {
             recorder.borrow_mut().failure(Instant::now(), kind);
             self.live.errors.fetch_add(1, Ordering::Relaxed);
         }
 
-        async fn connect(&self, recorder: &RefCell<Recorder>) -> Option<Held> {
+        async fn connect(&self, recorder: &RefCell<Recorder>) -> Option<HeldConnection> {
             let deadline = tokio::time::Instant::from_std(self.window.deadline);
             let stream =
                 match tokio::time::timeout_at(deadline, TcpStream::connect(self.target)).await {
@@ -448,9 +448,9 @@ mod idle {
                         self.fail(
                             recorder,
                             if refused {
-                                ErrorKind::Refused
+                                FailureKind::Refused
                             } else {
-                                ErrorKind::Reset
+                                FailureKind::Reset
                             },
                         );
                         return None;
@@ -460,14 +460,14 @@ mod idle {
             let _ = stream.set_nodelay(true);
             let registered = self.sockets.admit(RawStream::of(&stream)).ok()?;
             recorder.borrow_mut().connected += 1;
-            Some(Held {
+            Some(HeldConnection {
                 _registered: registered,
                 stream: BufReader::new(stream),
             })
         }
 
         /// Holds the connection to the deadline, sending a request every interval if asked.
-        async fn hold(&self, held: Held, index: usize, recorder: &RefCell<Recorder>) {
+        async fn hold(&self, held: HeldConnection, index: usize, recorder: &RefCell<Recorder>) {
             let deadline = tokio::time::Instant::from_std(self.window.deadline);
             let mut held = held;
             let stream = &mut held.stream;
@@ -477,7 +477,7 @@ mod idle {
                 let mut byte = [0u8; 1];
                 let _ = tokio::time::timeout_at(deadline, stream.read(&mut byte)).await;
                 if Instant::now() < self.window.deadline {
-                    self.fail(recorder, ErrorKind::Reset);
+                    self.fail(recorder, FailureKind::Reset);
                 }
                 return;
             };
@@ -500,7 +500,7 @@ mod idle {
                     .await
                     .is_err()
                 {
-                    return self.fail(recorder, ErrorKind::Reset);
+                    return self.fail(recorder, FailureKind::Reset);
                 }
                 line.clear();
                 let reply = tokio::time::timeout(self.timeout, stream.read_line(&mut line)).await;
@@ -515,10 +515,10 @@ mod idle {
                             recorder.borrow_mut().success(done, done - sent, None);
                             self.live.completed.fetch_add(1, Ordering::Relaxed);
                         }
-                        ReplyLine::Err(_) => self.fail(recorder, ErrorKind::ErrReply),
+                        ReplyLine::Err(_) => self.fail(recorder, FailureKind::ErrReply),
                     },
-                    Ok(_) => return self.fail(recorder, ErrorKind::Reset),
-                    Err(_) => return self.fail(recorder, ErrorKind::Timeout),
+                    Ok(_) => return self.fail(recorder, FailureKind::Reset),
+                    Err(_) => return self.fail(recorder, FailureKind::Timeout),
                 }
             }
         }
@@ -526,7 +526,7 @@ mod idle {
 
     /// A held connection. Field order is drop order: the registration goes before the
     /// socket closes, so the sweep never touches a reused descriptor.
-    struct Held {
+    struct HeldConnection {
         _registered: Connection<RawStream>,
         stream: BufReader<TcpStream>,
     }

@@ -5,12 +5,12 @@
 //! connections, HdrHistogram percentiles, per-second timelines, errors by kind, the
 //! generator's own CPU use, and a versioned JSON document.
 //!
-//! Layers: [`plan`] (what to run), [`driver`] (running it), [`record`] (measurements),
+//! Layers: [`plan`] (what to run), `driver` (running it), `record` (measurements),
 //! [`result`] (plain-data results), [`render`] (text).
 
-pub mod driver;
+pub(crate) mod driver;
 pub mod plan;
-pub mod record;
+pub(crate) mod record;
 pub mod render;
 pub mod result;
 
@@ -18,11 +18,11 @@ use std::time::{Instant, SystemTime};
 
 use nix::sys::resource::{UsageWho, getrusage};
 
-pub use plan::{ClassPlan, Pacing, Plan, PlanError};
+pub use plan::{ClassPlan, Mode, Pacing, Plan, PlanError, Window};
 pub use result::{ClassResult, LoadResult};
 
 use crate::load::driver::LiveCounts;
-use crate::load::result::{DEADLINE_POLICY, Environment, Generator, SCHEMA};
+use crate::load::result::{DEADLINE_POLICY, Generator, LoadEnvironment, SCHEMA};
 use crate::system::cpus::{PinError, allowed_cpus};
 use crate::system::limits::{DescriptorLimit, ensure_descriptors};
 use crate::system::machine::Machine;
@@ -50,7 +50,7 @@ fn descriptors_needed(plan: &Plan) -> u64 {
             2
         }
     };
-    plan.classes
+    plan.classes()
         .iter()
         .map(|class| class.connections as u64 * per_connection(class))
         .sum::<u64>()
@@ -70,7 +70,6 @@ pub fn run(
     plan: Plan,
     each_second: impl FnMut(std::time::Duration, &[std::sync::Arc<LiveCounts>]),
 ) -> Result<LoadResult, LoadError> {
-    let plan = plan.validate()?;
     ensure_descriptors(descriptors_needed(&plan))?;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let (cpu_before, wall_before) = (cpu_seconds(), Instant::now());
@@ -96,10 +95,10 @@ pub fn run(
         ));
     }
     let classes: Vec<ClassResult> = plan
-        .classes
+        .classes()
         .iter()
         .zip(&recorders)
-        .map(|(class, recorder)| ClassResult::new(class, recorder, plan.duration))
+        .map(|(class, recorder)| ClassResult::new(class, recorder, plan.duration()))
         .collect();
     for class in &classes {
         if class.completed == 0 && !matches!(class.pacing, Pacing::Idle { interval: None }) {
@@ -109,10 +108,10 @@ pub fn run(
             ));
         }
     }
-    let environment = Environment {
+    let environment = LoadEnvironment {
         machine: Machine::detect(),
         generator_cpus,
-        target: plan.target.to_string(),
+        target: plan.target().to_string(),
     };
     Ok(LoadResult {
         schema: SCHEMA,

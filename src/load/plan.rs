@@ -41,21 +41,77 @@ pub struct ClassPlan {
     pub start_after: Duration,
 }
 
-/// A whole run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Plan {
-    pub mode: String,
-    pub target: SocketAddr,
+/// Which kind of run a plan is, as its result names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Closed-loop clients timing one request (the essays' perf1).
+    Latency,
+    /// Closed-loop rapid-fire tiny requests (perf2).
+    Rate,
+    /// Several classes at once.
+    Mix,
+    /// A fixed rate on a schedule.
+    Open,
+    /// Connections held open.
+    Idle,
+    /// A measurement of one of the lab's experiments.
+    Lab,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Latency => "latency",
+            Mode::Rate => "rate",
+            Mode::Mix => "mix",
+            Mode::Open => "open",
+            Mode::Idle => "idle",
+            Mode::Lab => "lab",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A run's time window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
     /// Run this long before measuring; nothing completed then is counted.
-    #[serde(rename = "warmup_s", with = "seconds")]
     pub warmup: Duration,
     /// Measure for this long after the warm-up.
-    #[serde(rename = "duration_s", with = "seconds")]
     pub duration: Duration,
     /// A request with no reply after this long is a timeout error.
-    #[serde(rename = "timeout_s", with = "seconds")]
     pub timeout: Duration,
-    pub classes: Vec<ClassPlan>,
+}
+
+impl Default for Window {
+    /// One second of warm-up, ten measured, ten before a request times out.
+    fn default() -> Window {
+        Window {
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A whole run, validated once when it is made ([`Plan::new`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    mode: Mode,
+    target: SocketAddr,
+    #[serde(rename = "warmup_s", with = "seconds")]
+    warmup: Duration,
+    #[serde(rename = "duration_s", with = "seconds")]
+    duration: Duration,
+    #[serde(rename = "timeout_s", with = "seconds")]
+    timeout: Duration,
+    classes: Vec<ClassPlan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +149,14 @@ impl ClassPlan {
     }
 }
 
+impl ClassPlan {
+    /// The class, starting `start_after` into the measured window.
+    pub fn starting_after(mut self, start_after: Duration) -> ClassPlan {
+        self.start_after = start_after;
+        self
+    }
+}
+
 /// `NAME=CLIENTS*REQUEST[@START]`: a closed-loop class for `mix`.
 impl FromStr for ClassPlan {
     type Err = PlanError;
@@ -117,28 +181,44 @@ impl FromStr for ClassPlan {
         if clients == 0 {
             return Err(value("a class needs at least one client".into()));
         }
-        let mut class = ClassPlan::new(name, clients, request.trim(), Pacing::Closed)?;
-        if let Some(start) = start {
-            class.start_after = humantime::parse_duration(start.trim())
-                .map_err(|e| value(format!("start {start:?}: {e}")))?;
+        let class = ClassPlan::new(name, clients, request.trim(), Pacing::Closed)?;
+        match start {
+            Some(start) => Ok(class.starting_after(
+                humantime::parse_duration(start.trim())
+                    .map_err(|e| value(format!("start {start:?}: {e}")))?,
+            )),
+            None => Ok(class),
         }
-        Ok(class)
     }
 }
 
 impl Plan {
-    /// Checks what the command line cannot: names unique, offsets inside the window.
-    pub fn validate(self) -> Result<Plan, PlanError> {
-        if self.classes.is_empty() {
+    /// A run of `classes` against `target`, if the classes fit the window: at least one,
+    /// names unique, each starting inside the measured duration, open rates positive.
+    pub fn new(
+        mode: Mode,
+        target: SocketAddr,
+        window: Window,
+        classes: Vec<ClassPlan>,
+    ) -> Result<Plan, PlanError> {
+        if classes.is_empty() {
             return Err(PlanError::Invalid(
                 "nothing to run: no class of clients".into(),
             ));
         }
-        if self.duration.is_zero() {
-            return Err(PlanError::Invalid("--duration must be more than 0".into()));
+        if window.duration.is_zero() {
+            return Err(PlanError::Invalid(
+                "the measured duration must be more than 0".into(),
+            ));
         }
-        for (index, class) in self.classes.iter().enumerate() {
-            if self.classes[..index]
+        for (index, class) in classes.iter().enumerate() {
+            if class.connections == 0 {
+                return Err(PlanError::Invalid(format!(
+                    "class {:?} has no connection",
+                    class.name
+                )));
+            }
+            if classes[..index]
                 .iter()
                 .any(|other| other.name == class.name)
             {
@@ -147,21 +227,56 @@ impl Plan {
                     class.name
                 )));
             }
-            if class.start_after >= self.duration {
+            if class.start_after >= window.duration {
                 return Err(PlanError::Invalid(format!(
                     "class {:?} starts after {:?}, at or past the end of the {:?} run",
-                    class.name, class.start_after, self.duration
+                    class.name, class.start_after, window.duration
                 )));
             }
             if let Pacing::Open { rate } = class.pacing
                 && !(rate > 0.0 && rate.is_finite())
             {
-                return Err(PlanError::Invalid(
-                    "--rate must be a positive number".into(),
-                ));
+                return Err(PlanError::Invalid(format!(
+                    "class {:?}: the rate must be a positive number of requests per second",
+                    class.name
+                )));
             }
         }
-        Ok(self)
+        Ok(Plan {
+            mode,
+            target,
+            warmup: window.warmup,
+            duration: window.duration,
+            timeout: window.timeout,
+            classes,
+        })
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn target(&self) -> SocketAddr {
+        self.target
+    }
+
+    /// Run this long before measuring; nothing completed then is counted.
+    pub fn warmup(&self) -> Duration {
+        self.warmup
+    }
+
+    /// Measure for this long after the warm-up.
+    pub fn duration(&self) -> Duration {
+        self.duration
+    }
+
+    /// A request with no reply after this long is a timeout error.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub fn classes(&self) -> &[ClassPlan] {
+        &self.classes
     }
 }
 
@@ -223,5 +338,32 @@ mod tests {
             "r=1*1@soon".parse::<ClassPlan>(),
             Err(PlanError::ClassValue(..))
         ));
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    fn closed(name: &str) -> ClassPlan {
+        ClassPlan::new(name, 1, "fib 1", Pacing::Closed).unwrap()
+    }
+
+    #[test]
+    fn a_plan_is_checked_when_it_is_made() {
+        let target: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let window = Window::default();
+        let plan = |classes| Plan::new(Mode::Mix, target, window, classes);
+        assert!(plan(vec![closed("a"), closed("b")]).is_ok());
+        assert!(plan(vec![]).is_err());
+        assert!(plan(vec![closed("a"), closed("a")]).is_err());
+        assert!(plan(vec![closed("a").starting_after(window.duration)]).is_err());
+        let open = ClassPlan::new("o", 1, "fib 1", Pacing::Open { rate: 0.0 }).unwrap();
+        assert!(plan(vec![open]).is_err());
+        let zero = Window {
+            duration: Duration::ZERO,
+            ..window
+        };
+        assert!(Plan::new(Mode::Rate, target, zero, vec![closed("a")]).is_err());
     }
 }

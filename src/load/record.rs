@@ -3,22 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// Microseconds, 1 µs to an hour, three significant digits.
-fn histogram(significant_digits: u8) -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, significant_digits)
-        .expect("valid histogram bounds")
-}
-
-fn micros(duration: Duration) -> u64 {
-    (duration.as_micros() as u64).max(1)
-}
+use crate::histogram::{DurationHistogram, Percentiles};
 
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
+pub enum FailureKind {
     /// The connection was refused.
     Refused,
     /// The connection broke: reset, or closed by the server mid-run.
@@ -45,13 +36,13 @@ impl ErrorCounts {
         self.refused + self.reset + self.timeout + self.err_reply + self.malformed
     }
 
-    fn count(&mut self, kind: ErrorKind) {
+    fn count(&mut self, kind: FailureKind) {
         match kind {
-            ErrorKind::Refused => self.refused += 1,
-            ErrorKind::Reset => self.reset += 1,
-            ErrorKind::Timeout => self.timeout += 1,
-            ErrorKind::ErrReply => self.err_reply += 1,
-            ErrorKind::Malformed => self.malformed += 1,
+            FailureKind::Refused => self.refused += 1,
+            FailureKind::Reset => self.reset += 1,
+            FailureKind::Timeout => self.timeout += 1,
+            FailureKind::ErrReply => self.err_reply += 1,
+            FailureKind::Malformed => self.malformed += 1,
         }
     }
 
@@ -68,7 +59,7 @@ impl ErrorCounts {
 struct Second {
     completed: u64,
     errors: u64,
-    latency: Histogram<u64>,
+    latency: DurationHistogram,
 }
 
 impl Second {
@@ -77,7 +68,7 @@ impl Second {
         Second {
             completed: 0,
             errors: 0,
-            latency: histogram(2),
+            latency: DurationHistogram::new(2),
         }
     }
 }
@@ -87,8 +78,8 @@ impl Second {
 pub struct Recorder {
     /// Start of measurement: what completes earlier is warm-up.
     measure_from: Instant,
-    latency: Histogram<u64>,
-    service_time: Option<Histogram<u64>>,
+    latency: DurationHistogram,
+    service_time: Option<DurationHistogram>,
     seconds: Vec<Second>,
     errors: ErrorCounts,
     pub late_sends: u64,
@@ -103,8 +94,8 @@ impl Recorder {
     pub fn new(measure_from: Instant, open: bool) -> Recorder {
         Recorder {
             measure_from,
-            latency: histogram(3),
-            service_time: open.then(|| histogram(3)),
+            latency: DurationHistogram::new(3),
+            service_time: open.then(|| DurationHistogram::new(3)),
             seconds: Vec::new(),
             errors: ErrorCounts::default(),
             late_sends: 0,
@@ -131,14 +122,14 @@ impl Recorder {
             return;
         };
         second.completed += 1;
-        second.latency.saturating_record(micros(latency));
-        self.latency.saturating_record(micros(latency));
+        second.latency.record(latency);
+        self.latency.record(latency);
         if let (Some(histogram), Some(service_time)) = (self.service_time.as_mut(), service_time) {
-            histogram.saturating_record(micros(service_time));
+            histogram.record(service_time);
         }
     }
 
-    pub fn failure(&mut self, at: Instant, kind: ErrorKind) {
+    pub fn failure(&mut self, at: Instant, kind: FailureKind) {
         let Some(second) = self.second(at) else {
             return;
         };
@@ -148,11 +139,11 @@ impl Recorder {
 
     /// Adds `other`'s measurements (same window) into this one.
     pub fn merge(&mut self, other: &Recorder) {
-        let _ = self.latency.add(&other.latency);
+        self.latency.add(&other.latency);
         if let (Some(mine), Some(theirs)) =
             (self.service_time.as_mut(), other.service_time.as_ref())
         {
-            let _ = mine.add(theirs);
+            mine.add(theirs);
         }
         while self.seconds.len() < other.seconds.len() {
             self.seconds.push(Second::new());
@@ -160,7 +151,7 @@ impl Recorder {
         for (mine, theirs) in self.seconds.iter_mut().zip(&other.seconds) {
             mine.completed += theirs.completed;
             mine.errors += theirs.errors;
-            let _ = mine.latency.add(&theirs.latency);
+            mine.latency.add(&theirs.latency);
         }
         self.errors.add(&other.errors);
         self.late_sends += other.late_sends;
@@ -178,24 +169,29 @@ impl Recorder {
     }
 
     pub fn latency(&self) -> Percentiles {
-        Percentiles::of(&self.latency)
+        self.latency.percentiles()
     }
 
     pub fn service_time(&self) -> Option<Percentiles> {
-        self.service_time.as_ref().map(Percentiles::of)
+        self.service_time
+            .as_ref()
+            .map(DurationHistogram::percentiles)
     }
 
     /// One entry per second of the window (`seconds` of them, trailing empty ones included).
     pub fn timeline(&self, seconds: usize) -> Vec<TimelineSecond> {
         (0..seconds.max(self.seconds.len()))
             .map(|index| match self.seconds.get(index) {
-                Some(second) => TimelineSecond {
-                    second: index as u64,
-                    completed: second.completed,
-                    errors: second.errors,
-                    p50_ms: ms(second.latency.value_at_quantile(0.5), second.latency.len()),
-                    p99_ms: ms(second.latency.value_at_quantile(0.99), second.latency.len()),
-                },
+                Some(second) => {
+                    let latency = second.latency.percentiles();
+                    TimelineSecond {
+                        second: index as u64,
+                        completed: second.completed,
+                        errors: second.errors,
+                        p50_ms: latency.p50,
+                        p99_ms: latency.p99,
+                    }
+                }
                 None => TimelineSecond {
                     second: index as u64,
                     completed: 0,
@@ -205,38 +201,6 @@ impl Recorder {
                 },
             })
             .collect()
-    }
-}
-
-fn ms(micros: u64, count: u64) -> Option<f64> {
-    (count > 0).then_some(micros as f64 / 1e3)
-}
-
-/// Latency percentiles in milliseconds; all `None` when nothing completed.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
-pub struct Percentiles {
-    pub p50: Option<f64>,
-    pub p90: Option<f64>,
-    pub p99: Option<f64>,
-    pub p99_9: Option<f64>,
-    pub max: Option<f64>,
-    pub mean: Option<f64>,
-    pub stdev: Option<f64>,
-}
-
-impl Percentiles {
-    fn of(histogram: &Histogram<u64>) -> Percentiles {
-        let count = histogram.len();
-        let at = |quantile| ms(histogram.value_at_quantile(quantile), count);
-        Percentiles {
-            p50: at(0.5),
-            p90: at(0.9),
-            p99: at(0.99),
-            p99_9: at(0.999),
-            max: ms(histogram.max(), count),
-            mean: (count > 0).then(|| histogram.mean() / 1e3),
-            stdev: (count > 0).then(|| histogram.stdev() / 1e3),
-        }
     }
 }
 
@@ -266,7 +230,7 @@ mod tests {
         );
         first.failure(
             measure_from + Duration::from_millis(1500),
-            ErrorKind::Timeout,
+            FailureKind::Timeout,
         );
         let mut second = Recorder::new(measure_from, false);
         second.success(

@@ -24,12 +24,12 @@ impl Progress {
     pub fn new(plan: &Plan) -> Progress {
         Progress {
             names: plan
-                .classes
+                .classes()
                 .iter()
                 .map(|class| class.name.clone())
                 .collect(),
-            warmup: plan.warmup,
-            last: vec![(0, 0); plan.classes.len()],
+            warmup: plan.warmup(),
+            last: vec![(0, 0); plan.classes().len()],
         }
     }
 
@@ -92,10 +92,10 @@ pub fn summary(result: &LoadResult) -> String {
     }
     let mut text = format!(
         "{} on {} for {:.1}s after {:.1}s warm-up\n{table}\n",
-        result.plan.mode,
-        result.plan.target,
-        result.plan.duration.as_secs_f64(),
-        result.plan.warmup.as_secs_f64()
+        result.plan.mode(),
+        result.plan.target(),
+        result.plan.duration().as_secs_f64(),
+        result.plan.warmup().as_secs_f64()
     );
     for class in &result.classes {
         let errors = &class.errors;

@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use crate::system::machine::Machine;
 
+use crate::histogram::Percentiles;
 use crate::load::plan::{ClassPlan, Pacing, Plan};
-use crate::load::record::{ErrorCounts, Percentiles, Recorder, TimelineSecond};
+use crate::load::record::{ErrorCounts, Recorder, TimelineSecond};
 
 /// The value of the document's `schema` field; bumped on any incompatible change.
 pub const SCHEMA: &str = "clab-load/1";
@@ -23,7 +24,7 @@ pub struct LoadResult {
     /// When the run started (RFC 3339, UTC).
     pub started_at: String,
     pub plan: Plan,
-    pub environment: Environment,
+    pub environment: LoadEnvironment,
     pub generator: Generator,
     pub deadline_policy: &'static str,
     pub classes: Vec<ClassResult>,
@@ -32,7 +33,7 @@ pub struct LoadResult {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Environment {
+pub struct LoadEnvironment {
     #[serde(flatten)]
     pub machine: Machine,
     /// The CPUs the generator was allowed to run on.

@@ -23,9 +23,9 @@ pub enum JobError {
 
 /// What a finished job ended with. Workers that die are not errors here: their jobs end
 /// with `Reply::Error("worker died")`, as the server sends it.
-pub type Outcome = Result<Reply, JobError>;
+pub type JobOutcome = Result<Reply, JobError>;
 
-type Callback = Box<dyn FnOnce(&Outcome) + Send>;
+type Callback = Box<dyn FnOnce(&JobOutcome) + Send>;
 
 #[derive(Default)]
 struct Slot {
@@ -49,7 +49,7 @@ enum Status {
     #[default]
     Queued,
     Running,
-    Finished(Outcome),
+    Finished(JobOutcome),
 }
 
 impl Slot {
@@ -83,7 +83,7 @@ pub(crate) fn job() -> (JobFuture, Completer) {
 
 impl JobFuture {
     /// Blocks until the job has finished.
-    pub fn wait(&self) -> Outcome {
+    pub fn wait(&self) -> JobOutcome {
         let mut state = self.slot.state();
         loop {
             if let Status::Finished(outcome) = &state.status {
@@ -98,7 +98,7 @@ impl JobFuture {
     }
 
     /// Blocks until the job has finished or `timeout` has passed (the job goes on).
-    pub fn wait_timeout(&self, timeout: Duration) -> Outcome {
+    pub fn wait_timeout(&self, timeout: Duration) -> JobOutcome {
         let deadline = Instant::now() + timeout;
         let mut state = self.slot.state();
         loop {
@@ -142,7 +142,7 @@ impl JobFuture {
 
     /// Calls `callback` with the outcome once the job has finished — at once, on this
     /// thread, if it already has; otherwise on the thread that finishes it.
-    pub fn add_done_callback(&self, callback: impl FnOnce(&Outcome) + Send + 'static) {
+    pub fn add_done_callback(&self, callback: impl FnOnce(&JobOutcome) + Send + 'static) {
         let mut state = self.slot.state();
         if let Status::Finished(outcome) = &state.status {
             let outcome = outcome.clone();
@@ -155,9 +155,9 @@ impl JobFuture {
 }
 
 impl std::future::Future for JobFuture {
-    type Output = Outcome;
+    type Output = JobOutcome;
 
-    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Outcome> {
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<JobOutcome> {
         let mut state = self.slot.state();
         if let Status::Finished(outcome) = &state.status {
             return Poll::Ready(outcome.clone());
@@ -204,7 +204,7 @@ impl Completer {
         }
     }
 
-    pub fn finish(self, outcome: Outcome) {
+    pub fn finish(self, outcome: JobOutcome) {
         let mut state = self.slot.state();
         if matches!(state.status, Status::Finished(_)) {
             return;

@@ -11,7 +11,7 @@ mod process_pool;
 mod thread_pool;
 pub mod worker;
 
-pub use future::{JobError, JobFuture, Outcome};
+pub use future::{JobError, JobFuture, JobOutcome};
 pub use process_pool::{ProcessPool, WorkerCommand};
 pub use thread_pool::ThreadPool;
 
@@ -90,7 +90,7 @@ pub trait Executor: Send + Sync {
     fn map(
         &self,
         requests: impl IntoIterator<Item = Request>,
-    ) -> Result<impl Iterator<Item = Outcome>, PoolError>
+    ) -> Result<impl Iterator<Item = JobOutcome>, PoolError>
     where
         Self: Sized,
     {
@@ -106,25 +106,25 @@ pub trait Executor: Send + Sync {
     fn shutdown(&self, wait: bool);
 }
 
-/// One of the two pools, chosen at run time (`--offload-to`).
+/// Either pool, chosen at run time (the offload target): threads or worker processes.
 #[derive(Debug)]
-pub enum Pool {
+pub enum AnyPool {
     Threads(ThreadPool),
     Processes(ProcessPool),
 }
 
-impl Executor for Pool {
+impl Executor for AnyPool {
     fn submit(&self, request: Request) -> Result<JobFuture, PoolError> {
         match self {
-            Pool::Threads(pool) => pool.submit(request),
-            Pool::Processes(pool) => pool.submit(request),
+            AnyPool::Threads(pool) => pool.submit(request),
+            AnyPool::Processes(pool) => pool.submit(request),
         }
     }
 
     fn shutdown(&self, wait: bool) {
         match self {
-            Pool::Threads(pool) => pool.shutdown(wait),
-            Pool::Processes(pool) => pool.shutdown(wait),
+            AnyPool::Threads(pool) => pool.shutdown(wait),
+            AnyPool::Processes(pool) => pool.shutdown(wait),
         }
     }
 }

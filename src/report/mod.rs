@@ -3,7 +3,7 @@
 //! PNG), `data/` (each experiment's outcome as JSON) and `report.json` (everything).
 //! The page templates live in `templates/` as text.
 
-pub mod plot;
+pub(crate) mod plot;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -29,7 +29,7 @@ pub enum ReportError {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Environment {
+pub struct LabEnvironment {
     #[serde(flatten)]
     pub machine: Machine,
     pub cpu_model: String,
@@ -37,8 +37,8 @@ pub struct Environment {
     pub pythons: Vec<String>,
 }
 
-impl Environment {
-    pub fn detect(pythons: Vec<String>) -> Environment {
+impl LabEnvironment {
+    pub fn detect(pythons: Vec<String>) -> LabEnvironment {
         let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|info| {
@@ -48,7 +48,7 @@ impl Environment {
                     .map(|(_, model)| model.trim().to_owned())
             })
             .unwrap_or_else(|| "unknown CPU".into());
-        Environment {
+        LabEnvironment {
             machine: Machine::detect(),
             cpu_model,
             pythons,
@@ -63,7 +63,7 @@ pub struct LabReport {
     pub started_at: String,
     pub profile: Profile,
     pub elapsed_s: f64,
-    pub environment: Environment,
+    pub environment: LabEnvironment,
     pub placement: Placement,
     /// The request sizes measured at the start.
     pub setups: crate::lab::setups::Setups,
@@ -222,7 +222,7 @@ mod tests {
             started_at: "now".into(),
             profile: Profile::Quick,
             elapsed_s: 2.0,
-            environment: Environment::detect(Vec::new()),
+            environment: LabEnvironment::detect(Vec::new()),
             placement: Placement::from_allowed(&[0, 1]),
             setups: crate::lab::setups::Setups::default(),
             outcomes: vec![outcome()],

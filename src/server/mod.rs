@@ -6,23 +6,23 @@
 //!
 //! - [`service`]: the one request path (parse, compute, reply) and the server's shared state;
 //! - [`session`]: one connection's protocol state machine, without I/O;
-//! - [`blocking`] / [`nonblocking`]: accept and connection loops on std / tokio sockets;
+//! - `blocking` / `nonblocking`: accept and connection loops on std / tokio sockets;
 //! - one file per model, which only decides where connections and work are scheduled.
 
-pub mod async_runtime;
-pub mod blocking;
-pub mod eventloop;
-pub mod nonblocking;
+pub(crate) mod async_runtime;
+pub(crate) mod blocking;
+pub(crate) mod eventloop;
+pub(crate) mod nonblocking;
 pub mod offload;
-pub mod pool;
+pub(crate) mod pool;
 pub mod prefork;
-pub mod serial;
+pub(crate) mod serial;
 pub mod service;
 pub mod session;
 pub mod shutdown;
 pub mod signals;
-pub mod stats;
-pub mod threads;
+pub(crate) mod stats;
+pub(crate) mod threads;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -35,32 +35,35 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::gil::{GilConfig, Variant};
 use crate::protocol::HARD_MAX_N;
-use crate::server::offload::OffloadConfig;
+use crate::server::offload::{OffloadConfig, Policy, Target};
 pub use service::Service;
 pub use shutdown::Shutdown;
 
-/// The concurrency models; each line is what `clab serve --help` shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+/// The concurrency models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Model {
-    /// One client at a time, served to its end by the accept loop
     Serial,
-    /// A new OS thread per connection, computing its own requests
     Threads,
-    /// A fixed pool of --workers threads; other connections queue
     Pool,
-    /// A thread per connection; the work done by --workers worker processes
     Procpool,
-    /// --workers forked children on one socket, each serving one client at a time
     Prefork,
-    /// One thread, one event loop; CPU work runs inline and stalls every client
     Eventloop,
-    /// Tokio's multi-threaded work-stealing runtime with --workers threads
     Async,
-    /// An event loop that offloads expensive requests to a pool (see --offload)
     Hybrid,
 }
 
 impl Model {
+    pub const ALL: [Model; 8] = [
+        Model::Serial,
+        Model::Threads,
+        Model::Pool,
+        Model::Procpool,
+        Model::Prefork,
+        Model::Eventloop,
+        Model::Async,
+        Model::Hybrid,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Model::Serial => "serial",
@@ -74,12 +77,41 @@ impl Model {
         }
     }
 
+    /// What the model does, in a line (`clab serve --help` shows it).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Model::Serial => "One client at a time, served to its end by the accept loop",
+            Model::Threads => "A new OS thread per connection, computing its own requests",
+            Model::Pool => "A fixed pool of worker threads; other connections queue",
+            Model::Procpool => "A thread per connection; the work done by worker processes",
+            Model::Prefork => "Forked children on one socket, each serving one client at a time",
+            Model::Eventloop => {
+                "One thread, one event loop; CPU work runs inline and stalls every client"
+            }
+            Model::Async => "Tokio's multi-threaded work-stealing runtime",
+            Model::Hybrid => "An event loop that offloads expensive requests to a pool",
+        }
+    }
+
     /// Whether `--workers` means anything to this model.
     pub fn uses_workers(self) -> bool {
         matches!(
             self,
             Model::Pool | Model::Procpool | Model::Prefork | Model::Async | Model::Hybrid
         )
+    }
+}
+
+impl crate::choice::Choice for Model {
+    const SETTING: &'static str = "model";
+    const ALL: &'static [Model] = &Model::ALL;
+
+    fn name(self) -> &'static str {
+        Model::name(self)
+    }
+
+    fn describe(self) -> &'static str {
+        Model::describe(self)
     }
 }
 
@@ -102,90 +134,191 @@ pub fn server_thread(config: &ServerConfig, name: String) -> std::thread::Builde
     }
 }
 
-/// A validated server configuration.
+/// A server configuration, validated once when it is built ([`ServerConfig::builder`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
-    pub model: Model,
-    /// Pool threads or runtime workers; at least 1.
-    pub workers: usize,
+    model: Model,
+    /// Pool threads, runtime workers, worker processes or prefork children; at least 1.
+    workers: usize,
     /// The largest `fib` argument accepted; at most [`HARD_MAX_N`].
-    pub max_n: u32,
+    max_n: u32,
     /// Connections open at once; further ones get `ERR server busy`. At least 1.
-    pub max_connections: usize,
+    max_connections: usize,
     /// Close a connection that sends nothing for this long (`None`: never).
-    pub idle_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
     /// The emulated interpreter lock; `Variant::None` runs without one.
-    pub gil: GilConfig,
+    gil: GilConfig,
     /// Write the GIL's event trace here when the server stops.
-    pub trace: Option<PathBuf>,
+    trace: Option<PathBuf>,
     /// `hybrid`: which requests go to which pool.
-    pub offload: OffloadConfig,
+    offload: OffloadConfig,
     /// Stack size of connection and pool threads (`None`: the platform default, 2 MiB for
     /// Rust threads). Small stacks let `threads` hold ten thousand connections.
-    pub thread_stack: Option<usize>,
+    thread_stack: Option<usize>,
 }
 
-/// A configuration value out of range.
+/// A setting out of range, or two that do not go together.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("--workers must be at least 1")]
+    #[error("workers must be at least 1")]
     NoWorkers,
-    #[error("--max-n must be at most {HARD_MAX_N} (fib({}) overflows 64 bits)", HARD_MAX_N + 1)]
+    #[error("max_n must be at most {HARD_MAX_N} (fib({}) overflows 64 bits)", HARD_MAX_N + 1)]
     MaxNTooLarge,
-    #[error("--max-connections must be at least 1")]
+    #[error("max_connections must be at least 1")]
     NoConnections,
-    #[error("--trace records the GIL's events: it needs --gil new, legacy or priority")]
+    #[error("a GIL trace records the lock's events: it needs a GIL (new, legacy or priority)")]
     TraceNeedsGil,
-    #[error("--offload and --offload-to apply to the hybrid model, not {0}")]
+    #[error("the offload policy and target apply to the hybrid model, not {0}")]
     OffloadNeedsHybrid(Model),
-    #[error("--thread-stack must be at least {MIN_THREAD_STACK} bytes")]
+    #[error("thread_stack must be at least {MIN_THREAD_STACK} bytes")]
     ThreadStackTooSmall,
 }
 
 impl ServerConfig {
-    /// The defaults for `model`: a worker per core, `max_n` 45, 1024 connections, a
-    /// one-minute idle timeout.
-    pub fn new(model: Model) -> ServerConfig {
-        ServerConfig {
-            model,
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            max_n: 45,
-            max_connections: 1024,
-            idle_timeout: Some(Duration::from_secs(60)),
-            gil: GilConfig::default(),
-            trace: None,
-            offload: OffloadConfig::default(),
-            thread_stack: None,
+    /// The defaults for `model` — a worker per core, `max_n` 45, 1024 connections, a
+    /// one-minute idle timeout, no GIL — to change with the builder's setters.
+    pub fn builder(model: Model) -> ServerConfigBuilder {
+        ServerConfigBuilder {
+            config: ServerConfig {
+                model,
+                workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                max_n: 45,
+                max_connections: 1024,
+                idle_timeout: Some(Duration::from_secs(60)),
+                gil: GilConfig::default(),
+                trace: None,
+                offload: OffloadConfig::default(),
+                thread_stack: None,
+            },
+            offload_chosen: false,
         }
     }
 
-    pub fn validate(self) -> Result<ServerConfig, ConfigError> {
-        if self.workers == 0 {
+    /// `model` with every default.
+    pub fn new(model: Model) -> ServerConfig {
+        ServerConfig::builder(model)
+            .build()
+            .expect("the defaults are valid")
+    }
+
+    pub fn model(&self) -> Model {
+        self.model
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    pub fn max_n(&self) -> u32 {
+        self.max_n
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+
+    pub fn gil(&self) -> &GilConfig {
+        &self.gil
+    }
+}
+
+/// Settings for a [`ServerConfig`], checked together by [`ServerConfigBuilder::build`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ServerConfigBuilder {
+    config: ServerConfig,
+    /// Whether an offload policy or target was set, which only `hybrid` takes.
+    offload_chosen: bool,
+}
+
+impl ServerConfigBuilder {
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.config.workers = workers;
+        self
+    }
+
+    pub fn max_n(mut self, max_n: u32) -> Self {
+        self.config.max_n = max_n;
+        self
+    }
+
+    pub fn max_connections(mut self, max_connections: usize) -> Self {
+        self.config.max_connections = max_connections;
+        self
+    }
+
+    /// `None`: never close an idle connection.
+    pub fn idle_timeout(mut self, idle_timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = idle_timeout;
+        self
+    }
+
+    pub fn gil(mut self, gil: GilConfig) -> Self {
+        self.config.gil = gil;
+        self
+    }
+
+    pub fn trace(mut self, path: PathBuf) -> Self {
+        self.config.trace = Some(path);
+        self
+    }
+
+    pub fn offload_policy(mut self, policy: Policy) -> Self {
+        self.config.offload.policy = policy;
+        self.offload_chosen = true;
+        self
+    }
+
+    pub fn offload_target(mut self, target: Target) -> Self {
+        self.config.offload.target = target;
+        self.offload_chosen = true;
+        self
+    }
+
+    pub fn offload_budget(mut self, budget: Duration) -> Self {
+        self.config.offload.budget = budget;
+        self
+    }
+
+    pub fn thread_stack(mut self, bytes: usize) -> Self {
+        self.config.thread_stack = Some(bytes);
+        self
+    }
+
+    /// The configuration, if every setting is in range and they go together.
+    pub fn build(self) -> Result<ServerConfig, ConfigError> {
+        let config = self.config;
+        if config.workers == 0 {
             return Err(ConfigError::NoWorkers);
         }
-        if self.max_n > HARD_MAX_N {
+        if config.max_n > HARD_MAX_N {
             return Err(ConfigError::MaxNTooLarge);
         }
-        if self.max_connections == 0 {
+        if config.max_connections == 0 {
             return Err(ConfigError::NoConnections);
         }
-        if self
+        if config
             .thread_stack
             .is_some_and(|bytes| bytes < MIN_THREAD_STACK)
         {
             return Err(ConfigError::ThreadStackTooSmall);
         }
-        if self.trace.is_some() && self.gil.variant == Variant::None {
+        if config.trace.is_some() && config.gil.variant == Variant::None {
             return Err(ConfigError::TraceNeedsGil);
         }
-        Ok(self)
+        if self.offload_chosen && config.model != Model::Hybrid {
+            return Err(ConfigError::OffloadNeedsHybrid(config.model));
+        }
+        Ok(config)
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("invalid configuration")]
-    Config(#[from] ConfigError),
     #[error("cannot prepare the listening socket")]
     Listener(#[source] io::Error),
     #[error("accepting connections failed")]
@@ -224,10 +357,8 @@ pub fn serve(
     run(listener, start(config, shutdown)?)
 }
 
-/// Everything a server needs before it takes connections: the validated configuration,
-/// calibrated work, the GIL and the worker processes. Once it returns, the server is ready.
+/// Everything a server needs before it takes connections: calibrated work, the GIL and the worker processes. Once it returns, the server is ready.
 pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<Arc<Service>, ServeError> {
-    let config = config.validate()?;
     // Measure the work costs now, so the first request does not pay for it.
     crate::work::work_costs();
     Service::new(config, shutdown).map_err(ServeError::Workers)

@@ -44,13 +44,32 @@ impl FromStr for Policy {
     }
 }
 
-/// Which pool takes offloaded work (`--offload-to`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Which pool takes offloaded work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// Threads of the server process
+    /// Threads of the server process.
     Pool,
-    /// `clab worker` processes
+    /// `clab worker` processes.
     Procpool,
+}
+
+impl crate::choice::Choice for Target {
+    const SETTING: &'static str = "offload target";
+    const ALL: &'static [Target] = &[Target::Pool, Target::Procpool];
+
+    fn name(self) -> &'static str {
+        match self {
+            Target::Pool => "pool",
+            Target::Procpool => "procpool",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Target::Pool => "Threads of the server process",
+            Target::Procpool => "`clab worker` processes",
+        }
+    }
 }
 
 /// `--offload`, `--offload-to` and `--offload-budget` together.

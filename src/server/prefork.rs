@@ -42,7 +42,6 @@ pub fn supervise(
     config: ServerConfig,
     drain_timeout: Duration,
 ) -> Result<(), ServeError> {
-    let config = config.validate()?;
     crate::work::work_costs(); // calibrate once, before forking: the children share it
     // Blocked before the first fork, so no SIGCHLD can be lost: pending ones wait for sigwait.
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervised()), None).map_err(io)?;

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::gil::{Gil, GilConfig};
-use crate::pool::{Executor, JobFuture, Outcome, Pool, ProcessPool, ThreadPool, WorkerCommand};
+use crate::pool::{
+    AnyPool, Executor, JobFuture, JobOutcome, ProcessPool, ThreadPool, WorkerCommand,
+};
 use crate::protocol::{Reply, Request};
 use crate::server::offload::{Kind, OffloadConfig, Offloader, Policy, Target};
 use crate::server::shutdown::Shutdown;
@@ -46,7 +48,7 @@ pub enum Answer {
 
 #[derive(Debug)]
 pub struct Offload {
-    pub pool: Pool,
+    pub pool: AnyPool,
     pub offloader: Arc<Offloader>,
 }
 
@@ -64,8 +66,8 @@ impl Offload {
             _ => return Ok(None),
         };
         let pool = match settings.target {
-            Target::Pool => Pool::Threads(ThreadPool::new(config.workers, gil.cloned())?),
-            Target::Procpool => Pool::Processes(ProcessPool::new(
+            Target::Pool => AnyPool::Threads(ThreadPool::new(config.workers, gil.cloned())?),
+            Target::Procpool => AnyPool::Processes(ProcessPool::new(
                 config.workers,
                 WorkerCommand::current_exe(config.max_n)?,
             )?),
@@ -161,7 +163,7 @@ impl Service {
     }
 
     /// The reply to send for an offloaded job's outcome (errors counted).
-    pub fn offloaded_reply(&self, outcome: Outcome) -> Reply {
+    pub fn offloaded_reply(&self, outcome: JobOutcome) -> Reply {
         match outcome {
             Ok(Reply::Error(reason)) => self.error(reason),
             Ok(reply) => reply,

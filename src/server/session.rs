@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use crate::pool::{JobFuture, Outcome};
+use crate::pool::{JobFuture, JobOutcome};
 use crate::protocol::{Frame, LineFramer, Reply};
 use crate::server::service::{Answer, Service};
 use crate::work::Interpreter;
@@ -99,7 +99,7 @@ impl Session {
     }
 
     /// An offloaded job has finished: queue its reply.
-    pub fn offload_finished(&mut self, service: &Service, outcome: Outcome) {
+    pub fn offload_finished(&mut self, service: &Service, outcome: JobOutcome) {
         let reply = service.offloaded_reply(outcome);
         self.queue(&reply);
     }

@@ -3,8 +3,8 @@
 //! sockets swept at shutdown, and when a failed `accept` calls for a pause. Nothing here
 //! knows about servers, loads or experiments.
 
-pub mod accept;
-pub mod connections;
+pub(crate) mod accept;
+pub(crate) mod connections;
 pub mod cpus;
 pub mod limits;
 pub mod machine;

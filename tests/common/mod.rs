@@ -18,7 +18,7 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Every model's name, from the library's own list.
 pub fn models() -> Vec<&'static str> {
-    <clab::server::Model as clap::ValueEnum>::value_variants()
+    clab::server::Model::ALL
         .iter()
         .map(|model| model.name())
         .collect()
@@ -28,7 +28,7 @@ pub fn models() -> Vec<&'static str> {
 /// the concurrent models can overlap on two cores.
 pub fn start_model(model: &str, extra: &[&str]) -> Server {
     let parsed =
-        <clab::server::Model as clap::ValueEnum>::from_str(model, false).expect("a model name");
+        <clab::server::Model as clab::choice::Choice>::from_name(model).expect("a model name");
     let mut args = Vec::new();
     if parsed.uses_workers() {
         args.extend(["--workers", "2"]);

@@ -7,7 +7,7 @@ use crate::gil::Variant;
 use crate::lab::measure::{self, hold, rapid};
 use crate::lab::outcome::Table;
 use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class};
+use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class_result};
 use crate::server::Model;
 
 use super::percent;
@@ -77,7 +77,7 @@ fn measure(
     Ok(Row {
         label: spec.label(),
         alone_per_s: alone,
-        beside_per_s: class(&held.load, "rapid")?.rate_per_s,
+        beside_per_s: class_result(&held.load, "rapid")?.rate_per_s,
         resident_kib: held.resident_per_connection(),
         kernel_stack_kib: held.kernel_stack_per_connection(),
         threads: held.during.threads,

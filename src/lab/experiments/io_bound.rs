@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::gil::Variant;
 use crate::lab::outcome::{Chart, Figure, Table};
 use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class};
+use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class_result};
 use crate::server::Model;
 
 use super::percent;
@@ -49,7 +49,7 @@ fn measure(lab: &mut Lab, spec: &ServerSpec) -> Result<Row, LabError> {
         &server,
         lab.profile.window(),
         vec![Lab::class("clients", CLIENTS, REQUEST, Duration::ZERO)],
-    );
+    )?;
     let result = lab.load_sampling(&server, plan, |_| {
         let now = server.usage();
         if now.pss_kib > peak.pss_kib {
@@ -60,7 +60,7 @@ fn measure(lab: &mut Lab, spec: &ServerSpec) -> Result<Row, LabError> {
     server.stop();
     Ok(Row {
         label: spec.label(),
-        rate_per_s: class(&result, "clients")?.rate_per_s,
+        rate_per_s: class_result(&result, "clients")?.rate_per_s,
         cpu_ms: (after.cpu_s - before.cpu_s) * 1e3,
         peak_pss_kib: peak.pss_kib,
         processes: peak.processes,

@@ -6,19 +6,19 @@ use std::time::Duration;
 
 use crate::lab::Experiment;
 
-pub mod c10k;
-pub mod convoy;
-pub mod countdown;
-pub mod cpython;
-pub mod io_bound;
-pub mod long_instruction;
-pub mod prefork_limit;
-pub mod procpool_overhead;
-pub mod race;
-pub mod switch_interval;
-pub mod thread_memory;
-pub mod threshold;
-pub mod two_clients;
+pub(crate) mod c10k;
+pub(crate) mod convoy;
+pub(crate) mod countdown;
+pub(crate) mod cpython;
+pub(crate) mod io_bound;
+pub(crate) mod long_instruction;
+pub(crate) mod prefork_limit;
+pub(crate) mod procpool_overhead;
+pub(crate) mod race;
+pub(crate) mod switch_interval;
+pub(crate) mod thread_memory;
+pub(crate) mod threshold;
+pub(crate) mod two_clients;
 
 /// Every experiment, in the report's order.
 pub static ALL: &[&Experiment] = &[

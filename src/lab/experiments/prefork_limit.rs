@@ -67,7 +67,7 @@ fn clients(lab: &Lab, server: &ChildServer, count: usize) -> Result<Point, LabEr
     let classes = (0..count)
         .map(|index| Lab::class(&format!("client{}", index + 1), 1, REQUEST, Duration::ZERO))
         .collect();
-    let load = lab.load(server, lab.plan(server, lab.profile.window(), classes))?;
+    let load = lab.load(server, lab.plan(server, lab.profile.window(), classes)?)?;
     Ok(Point {
         clients: count,
         requests_per_s: load.classes.iter().map(|class| class.rate_per_s).sum(),

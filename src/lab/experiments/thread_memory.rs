@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::measure::{Held, hold};
+use crate::lab::measure::{HeldMemory, hold};
 use crate::lab::outcome::{Chart, Figure, Table};
 use crate::lab::spec::ServerSpec;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
@@ -36,11 +36,11 @@ struct Row {
     /// What the figure shows: resident memory, or PSS where shared pages would be counted
     /// once per process.
     charged_kib: f64,
-    held: Held,
+    held: HeldMemory,
 }
 
 impl Row {
-    fn per_connection(label: String, held: Held) -> Row {
+    fn per_connection(label: String, held: HeldMemory) -> Row {
         let resident_kib = held.resident_per_connection();
         Row {
             label,
@@ -57,7 +57,7 @@ impl Row {
 
     /// A pre-forked server: each process's virtual and resident memory, and each child's
     /// proportional share, with the pages shared copy-on-write split between them.
-    fn per_process(label: String, held: Held) -> Row {
+    fn per_process(label: String, held: HeldMemory) -> Row {
         let during = held.during;
         let processes = during.processes.max(1) as f64;
         let pss_kib = during.pss_kib as f64 / during.processes.saturating_sub(1).max(1) as f64;
@@ -84,7 +84,7 @@ impl Row {
 }
 
 /// Holds `connections` idle connections against `spec` on the server CPU.
-fn held(lab: &mut Lab, spec: &ServerSpec, connections: usize) -> Result<Held, LabError> {
+fn held(lab: &mut Lab, spec: &ServerSpec, connections: usize) -> Result<HeldMemory, LabError> {
     lab.step(&format!("thread-memory: {}", spec.label()));
     let one = lab.placement.server_one.clone();
     let server = lab.serve(spec, &one)?;

@@ -8,7 +8,7 @@ use crate::gil::Variant;
 use crate::lab::outcome::{RuleChange, Table};
 use crate::lab::process::ChildServer;
 use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class, p50_ms};
+use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class_result, p50_ms};
 use crate::server::Model;
 
 use super::percent;
@@ -87,10 +87,10 @@ fn measure(lab: &mut Lab, spec: &ServerSpec) -> Result<Row, LabError> {
     let one_hog = load(lab, &server, window, vec![hogs(1)])?;
     let two_hogs = load(lab, &server, window, vec![hogs(2)])?;
     server.stop();
-    let tiny = class(&beside, "rapid")?;
+    let tiny = class_result(&beside, "rapid")?;
     Ok(Row {
         label: spec.label(),
-        alone_per_s: class(&alone, "rapid")?.rate_per_s,
+        alone_per_s: class_result(&alone, "rapid")?.rate_per_s,
         beside_per_s: tiny.rate_per_s,
         beside_p50_ms: tiny.latency_ms.p50.unwrap_or(f64::INFINITY),
         beside_p99_ms: tiny.latency_ms.p99.unwrap_or(f64::INFINITY),
@@ -104,7 +104,7 @@ fn load(
     window: Duration,
     classes: Vec<crate::load::ClassPlan>,
 ) -> Result<crate::load::LoadResult, LabError> {
-    lab.load(server, lab.plan(server, window, classes))
+    lab.load(server, lab.plan(server, window, classes)?)
 }
 
 fn run(lab: &mut Lab) -> Result<Report, LabError> {

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use clab::cli::{Cli, Command, LabAction, LabArgs, LoadArgs, ServeArgs};
+mod cli;
+
 use clab::load::render::{Progress, summary};
 use clab::server::{self, Model, Shutdown, prefork, signals};
+use cli::{Cli, Command, LabArgs, LoadArgs, ServeArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -40,16 +42,11 @@ fn main() -> ExitCode {
 }
 
 fn lab(args: &LabArgs) -> anyhow::Result<()> {
-    let experiments = match &args.action {
-        Some(LabAction::List) => {
-            print!("{}", clab::report::text::catalogue(clab::lab::catalogue()));
-            return Ok(());
-        }
-        Some(LabAction::Run { ids }) => clab::lab::select(ids).map_err(anyhow::Error::msg)?,
-        Some(LabAction::All) | None => clab::lab::catalogue().to_vec(),
+    let Some(options) = args.options()? else {
+        print!("{}", clab::report::text::catalogue(clab::lab::catalogue()));
+        return Ok(());
     };
-    let profile = args.profile();
-    clab::lab::prepare_out(&args.out)?;
+    let (experiments, profile) = (options.experiments(), options.profile());
     let scratch = tempfile::Builder::new()
         .prefix("clab-lab-")
         .tempdir()
@@ -76,13 +73,13 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
         "clab lab: {} experiment(s), {} profile; report in {}",
         experiments.len(),
         profile.name(),
-        args.out.display()
+        options.out().display()
     ));
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let started = std::time::Instant::now();
     bar.set_message("finding and calibrating CPython interpreters");
     let scripts = clab::lab::pythons::Scripts::write(&scratch.path().join("python"))?;
-    let found = clab::lab::pythons::select(&args.pythons(), &scripts);
+    let found = clab::lab::pythons::select(options.pythons(), &scripts);
     for python in &found.pythons {
         say(format!(
             "{} at {}: {} GIL, tick {:.1} ns",
@@ -114,7 +111,7 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
     for line in lab.setups.describe() {
         say(format!("setup: {line}"));
     }
-    let outcomes = clab::lab::run(&experiments, &mut lab, |outcome| {
+    let outcomes = clab::lab::run(experiments, &mut lab, |outcome| {
         bar.inc(1);
         say(format!(
             "[{:>5.1} s] {}: {} — {}",
@@ -127,13 +124,13 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
         started_at,
         profile,
         elapsed_s: started.elapsed().as_secs_f64(),
-        environment: clab::report::Environment::detect(python_labels),
+        environment: clab::report::LabEnvironment::detect(python_labels),
         placement: lab.placement.clone(),
         setups: lab.setups.clone(),
         fidelity: clab::report::LabReport::collect_fidelity(&outcomes),
         outcomes,
     };
-    let index = clab::report::write(&report, &args.out)?;
+    let index = clab::report::write(&report, options.out())?;
     print!("{}", clab::report::text::verdicts(&report.outcomes));
     println!("report: {}", index.display());
     let failed: Vec<_> = report
@@ -179,22 +176,23 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    if args.workers.is_some() && !config.model.uses_workers() {
-        tracing::warn!(model = %config.model, "--workers has no effect on this model");
+    let model = config.model();
+    if args.workers.is_some() && !model.uses_workers() {
+        tracing::warn!(%model, "--workers has no effect on this model");
     }
-    if let Err(limit) = clab::system::limits::ensure_descriptors(config.max_connections as u64 + 64)
-    {
-        tracing::warn!(%limit, "--max-connections {} may not be reachable", config.max_connections);
+    let max_connections = config.max_connections();
+    if let Err(limit) = clab::system::limits::ensure_descriptors(max_connections as u64 + 64) {
+        tracing::warn!(%limit, "--max-connections {max_connections} may not be reachable");
     }
     let listener =
         server::bind(args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    tracing::info!(model = %config.model, workers = config.workers, max_n = config.max_n, "serving");
+    tracing::info!(%model, workers = config.workers(), max_n = config.max_n(), "serving");
     // "listening on" goes to stdout once the server is ready to answer, so scripts and tests
     // can wait for it and read the port chosen for `--addr ...:0`.
-    if config.model == Model::Prefork {
+    if model == Model::Prefork {
         println!("listening on {addr}");
         // Before any thread exists: the supervisor forks (see `prefork`); the children
         // accept on the listener, where connections wait until they do.

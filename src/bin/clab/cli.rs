@@ -1,18 +1,32 @@
-//! Command-line definitions of `clab`, parsed once into validated library configurations.
+//! The command line of `clab`: clap's types live here only, and each subcommand's options
+//! are turned once into the library's validated configurations (`ServerConfig`, `Plan`,
+//! `lab::Options`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
-use crate::gil::{GilConfig, SwitchPoints, Variant};
-use crate::lab::Profile;
-use crate::lab::pythons::Selection;
-use crate::load::{ClassPlan, Pacing, Plan, PlanError};
-use crate::protocol::HARD_MAX_N;
-use crate::server::offload::{OffloadConfig, Policy, Target};
-use crate::server::{ConfigError, Model, ServerConfig};
+use clab::choice::Choice;
+use clab::gil::{GilConfig, SwitchPoints, Variant};
+use clab::lab::pythons::Selection;
+use clab::lab::{LabError, Options, Profile};
+use clab::load::{ClassPlan, Mode, Pacing, Plan, PlanError, Window};
+use clab::protocol::HARD_MAX_N;
+use clab::server::offload::{Policy, Target};
+use clab::server::{ConfigError, Model, ServerConfig};
+
+/// A parser for a setting chosen by name, listing each value with what it means.
+fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(
+        T::ALL
+            .iter()
+            .map(|value| PossibleValue::new(value.name()).help(value.describe())),
+    )
+    .map(|name| T::from_name(&name).expect("clap admits only the listed names"))
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,8 +115,18 @@ pub enum LabAction {
 }
 
 impl LabArgs {
+    /// The lab's options, or `None` for `clab lab list`.
+    pub fn options(&self) -> Result<Option<Options>, LabError> {
+        let ids: &[String] = match &self.action {
+            Some(LabAction::List) => return Ok(None),
+            Some(LabAction::Run { ids }) => ids,
+            Some(LabAction::All) | None => &[],
+        };
+        Options::new(ids, self.profile(), self.out.clone(), self.pythons()).map(Some)
+    }
+
     /// The interpreters `--python` asks for.
-    pub fn pythons(&self) -> Selection {
+    fn pythons(&self) -> Selection {
         if self.python.is_empty() {
             Selection::PerEra
         } else if self.python.iter().any(|path| path.as_os_str() == "all") {
@@ -112,7 +136,7 @@ impl LabArgs {
         }
     }
 
-    pub fn profile(&self) -> Profile {
+    fn profile(&self) -> Profile {
         match (self.quick, self.thorough) {
             (true, _) => Profile::Quick,
             (_, true) => Profile::Thorough,
@@ -321,9 +345,11 @@ impl LoadArgs {
             LoadMode::Rate => vec![class("rate", self.clients, &tiny, Pacing::Closed)?],
             LoadMode::Mix if !self.classes.is_empty() => self.classes.clone(),
             LoadMode::Mix => {
-                let mut hog = class("hog", 1, &format!("fib {}", self.hog), Pacing::Closed)?;
-                hog.start_after = self.hog_after;
-                vec![class("rapid", self.clients, &tiny, Pacing::Closed)?, hog]
+                let hog = class("hog", 1, &format!("fib {}", self.hog), Pacing::Closed)?;
+                vec![
+                    class("rapid", self.clients, &tiny, Pacing::Closed)?,
+                    hog.starting_after(self.hog_after),
+                ]
             }
             LoadMode::Open => {
                 vec![class(
@@ -348,22 +374,26 @@ impl LoadArgs {
         if !self.classes.is_empty() && self.mode != LoadMode::Mix {
             return Err(PlanError::Invalid("--class is for the mix mode".into()));
         }
-        Plan {
-            mode: format!("{:?}", self.mode).to_lowercase(),
-            target: self.addr,
+        let mode = match self.mode {
+            LoadMode::Latency => Mode::Latency,
+            LoadMode::Rate => Mode::Rate,
+            LoadMode::Mix => Mode::Mix,
+            LoadMode::Open => Mode::Open,
+            LoadMode::Idle => Mode::Idle,
+        };
+        let window = Window {
             warmup: self.warmup,
             duration: self.duration,
             timeout: self.timeout,
-            classes,
-        }
-        .validate()
+        };
+        Plan::new(mode, self.addr, window, classes)
     }
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The concurrency model
-    #[arg(long, value_enum, default_value_t = Model::Threads)]
+    #[arg(long, value_parser = choice::<Model>(), default_value = "threads")]
     pub model: Model,
 
     /// Address to listen on; port 0 picks a free port (the address is printed)
@@ -388,7 +418,7 @@ pub struct ServeArgs {
 
     /// Run handler code under an emulated CPython GIL (every model; each process of procpool
     /// and prefork has its own, as in Python)
-    #[arg(long, value_enum, default_value_t = Variant::None)]
+    #[arg(long, value_parser = choice::<Variant>(), default_value = "none")]
     pub gil: Variant,
 
     /// new/priority: how long a waiting thread waits before it asks the holder to drop the
@@ -407,7 +437,7 @@ pub struct ServeArgs {
 
     /// Where a holder may be made to drop the GIL: every-instruction (CPython ≤ 3.9) or
     /// calls-and-jumps (3.10+) [default: every-instruction for legacy, else calls-and-jumps]
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<SwitchPoints>())]
     pub switch_points: Option<SwitchPoints>,
 
     /// Write the GIL's lock events (the newest million) to this JSON file when the server
@@ -422,7 +452,7 @@ pub struct ServeArgs {
     pub offload: Option<Policy>,
 
     /// hybrid: the pool that takes offloaded requests [default: procpool]
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Target>())]
     pub offload_to: Option<Target>,
 
     /// hybrid: the cost above which a request is expensive
@@ -451,32 +481,35 @@ fn parse_tick(text: &str) -> Result<Duration, String> {
 impl ServeArgs {
     /// The server configuration these options describe.
     pub fn config(&self) -> Result<ServerConfig, ConfigError> {
-        let defaults = ServerConfig::new(self.model);
-        if (self.offload.is_some() || self.offload_to.is_some()) && self.model != Model::Hybrid {
-            return Err(ConfigError::OffloadNeedsHybrid(self.model));
+        let gil = GilConfig {
+            switch_interval: self.switch_interval,
+            check_interval: self.check_interval,
+            tick: self.tick,
+            switch_points: self.switch_points.unwrap_or(SwitchPoints::of_era(self.gil)),
+            ..GilConfig::new(self.gil)
+        };
+        let mut builder = ServerConfig::builder(self.model)
+            .max_n(self.max_n)
+            .max_connections(self.max_connections as usize)
+            .idle_timeout((!self.idle_timeout.is_zero()).then_some(self.idle_timeout))
+            .gil(gil)
+            .offload_budget(self.offload_budget);
+        if let Some(workers) = self.workers {
+            builder = builder.workers(workers as usize);
         }
-        ServerConfig {
-            workers: self.workers.map_or(defaults.workers, |n| n as usize),
-            max_n: self.max_n,
-            max_connections: self.max_connections as usize,
-            idle_timeout: (!self.idle_timeout.is_zero()).then_some(self.idle_timeout),
-            gil: GilConfig {
-                switch_interval: self.switch_interval,
-                check_interval: self.check_interval,
-                tick: self.tick,
-                switch_points: self.switch_points.unwrap_or(SwitchPoints::of_era(self.gil)),
-                ..GilConfig::new(self.gil)
-            },
-            trace: self.trace.clone(),
-            thread_stack: self.thread_stack,
-            offload: OffloadConfig {
-                policy: self.offload.unwrap_or(defaults.offload.policy),
-                target: self.offload_to.unwrap_or(defaults.offload.target),
-                budget: self.offload_budget,
-            },
-            ..defaults
+        if let Some(path) = &self.trace {
+            builder = builder.trace(path.clone());
         }
-        .validate()
+        if let Some(policy) = self.offload {
+            builder = builder.offload_policy(policy);
+        }
+        if let Some(target) = self.offload_to {
+            builder = builder.offload_target(target);
+        }
+        if let Some(bytes) = self.thread_stack {
+            builder = builder.thread_stack(bytes);
+        }
+        builder.build()
     }
 }
 
@@ -508,7 +541,7 @@ mod tests {
         };
         let config = args.config().unwrap();
         assert_eq!(
-            (config.model, config.workers, config.idle_timeout),
+            (config.model(), config.workers(), config.idle_timeout()),
             (Model::Pool, 3, None)
         );
     }
@@ -524,11 +557,15 @@ mod tests {
         };
         let config = parse(&["--gil", "new", "--switch-interval", "1ms"]).unwrap();
         assert_eq!(
-            (config.gil.variant, config.gil.switch_interval),
+            (config.gil().variant, config.gil().switch_interval),
             (Variant::New, Duration::from_millis(1))
         );
         let hybrid = parse(&["--model", "hybrid", "--gil", "priority"]).unwrap();
-        assert_eq!(hybrid.gil.variant, Variant::Priority);
+        assert_eq!(hybrid.gil().variant, Variant::Priority);
+        assert_eq!(
+            parse(&["--offload-to", "pool"]),
+            Err(ConfigError::OffloadNeedsHybrid(Model::Threads))
+        );
         assert_eq!(
             parse(&["--trace", "t.json"]),
             Err(ConfigError::TraceNeedsGil)
@@ -546,17 +583,18 @@ mod tests {
         };
         let mix = plan(&["mix", "--hog", "38", "--hog-after", "2s"]).unwrap();
         let names: Vec<_> = mix
-            .classes
+            .classes()
             .iter()
             .map(|c| (c.name.as_str(), c.request.as_str()))
             .collect();
         assert_eq!(names, [("rapid", "fib 1"), ("hog", "fib 38")]);
-        assert_eq!(mix.classes[1].start_after, Duration::from_secs(2));
+        assert_eq!(mix.classes()[1].start_after, Duration::from_secs(2));
+        assert_eq!(mix.mode(), Mode::Mix);
         let latency = plan(&["latency", "--n", "25", "--clients", "2"]).unwrap();
         assert_eq!(
             (
-                latency.classes[0].request.as_str(),
-                latency.classes[0].connections
+                latency.classes()[0].request.as_str(),
+                latency.classes()[0].connections
             ),
             ("fib 25", 2)
         );

@@ -7,10 +7,9 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{PATIENCE, Server, children};
 use nix::sys::signal::{Signal, kill};
@@ -80,20 +79,6 @@ fn sigkill(pid: u32) {
     let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
 }
 
-fn gone(pids: &[u32]) {
-    let deadline = Instant::now() + PATIENCE;
-    while pids
-        .iter()
-        .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "processes {pids:?} outlived their server"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn killed_pool_workers_fail_only_their_requests() {
     let server = Server::start("procpool", &["--workers", "2"]);
@@ -154,7 +139,7 @@ fn sigterm_under_load_drains(model: &str) {
     // (Prefork serves as many clients at once as it has children; the others wait their
     // turn, and at shutdown see their connection close, which `client` checks.)
     assert!(tallies.iter().map(|t| t.answered).sum::<u64>() > 0);
-    gone(&kids);
+    common::all_reaped(&kids, "the server's child");
 }
 
 #[test]
@@ -185,7 +170,7 @@ fn a_killed_server_leaves_no_children(model: &str) {
     assert_eq!(kids.len(), 2, "{model}: two children");
     server.signal(Signal::SIGKILL);
     server.wait_exit(Duration::from_secs(10));
-    gone(&kids);
+    common::all_reaped(&kids, "the server's child");
 }
 
 #[test]

@@ -1,31 +1,21 @@
 //! The process pool with real `clab worker` processes: jobs, futures, a worker killed
 //! mid-job, and shutdown reaping every child.
 
-use std::path::Path;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clab::pool::{Executor, JobError, ProcessPool, WorkerCommand};
 use clab::protocol::{Reply, Request};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+mod common;
+
+use common::{eventually, exists as alive};
+
 fn pool(workers: usize) -> ProcessPool {
     ProcessPool::new(workers, WorkerCommand::clab(env!("CARGO_BIN_EXE_clab"), 45))
         .expect("start the pool")
-}
-
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Waits until `condition` holds, failing the test after 10 s.
-fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

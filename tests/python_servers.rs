@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clab::lab::pythons::{Python, PythonGil, Scripts, Selection};
 use common::{Server, children, clab};
@@ -114,17 +113,7 @@ fn serve_and_stop(python: &Python, model: &str, extra: &[&str]) {
         server.wait_exit(Duration::from_secs(10)).success(),
         "{label}: SIGTERM exits 0"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while kids
-        .iter()
-        .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{label}: children {kids:?} outlived the server"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::all_reaped(&kids, &format!("{label}: the server's child"));
 }
 
 #[test]

@@ -46,19 +46,6 @@ impl Variant {
             Variant::Priority => "priority",
         }
     }
-
-    pub fn describe(self) -> &'static str {
-        match self {
-            Variant::None => "No GIL: threads run truly in parallel (free-threaded Python)",
-            Variant::New => {
-                "CPython 3.2+: timed wait of the switch interval, drop request, forced handoff"
-            }
-            Variant::Legacy => "CPython 2.x: release and re-acquire every N ticks, no handoff",
-            Variant::Priority => {
-                "New, plus Beazley's priority: I/O-bound threads preempt CPU-bound ones at once"
-            }
-        }
-    }
 }
 
 impl crate::choice::Choice for Variant {
@@ -75,7 +62,16 @@ impl crate::choice::Choice for Variant {
     }
 
     fn describe(self) -> &'static str {
-        Variant::describe(self)
+        match self {
+            Variant::None => "No GIL: threads run truly in parallel (free-threaded Python)",
+            Variant::New => {
+                "CPython 3.2+: timed wait of the switch interval, drop request, forced handoff"
+            }
+            Variant::Legacy => "CPython 2.x: release and re-acquire every N ticks, no handoff",
+            Variant::Priority => {
+                "New, plus Beazley's priority: I/O-bound threads preempt CPU-bound ones at once"
+            }
+        }
     }
 }
 

@@ -77,22 +77,6 @@ impl Model {
         }
     }
 
-    /// What the model does, in a line (`clab serve --help` shows it).
-    pub fn describe(self) -> &'static str {
-        match self {
-            Model::Serial => "One client at a time, served to its end by the accept loop",
-            Model::Threads => "A new OS thread per connection, computing its own requests",
-            Model::Pool => "A fixed pool of worker threads; other connections queue",
-            Model::Procpool => "A thread per connection; the work done by worker processes",
-            Model::Prefork => "Forked children on one socket, each serving one client at a time",
-            Model::Eventloop => {
-                "One thread, one event loop; CPU work runs inline and stalls every client"
-            }
-            Model::Async => "Tokio's multi-threaded work-stealing runtime",
-            Model::Hybrid => "An event loop that offloads expensive requests to a pool",
-        }
-    }
-
     /// Whether `--workers` means anything to this model.
     pub fn uses_workers(self) -> bool {
         matches!(
@@ -111,7 +95,18 @@ impl crate::choice::Choice for Model {
     }
 
     fn describe(self) -> &'static str {
-        Model::describe(self)
+        match self {
+            Model::Serial => "One client at a time, served to its end by the accept loop",
+            Model::Threads => "A new OS thread per connection, computing its own requests",
+            Model::Pool => "A fixed pool of worker threads; other connections queue",
+            Model::Procpool => "A thread per connection; the work done by worker processes",
+            Model::Prefork => "Forked children on one socket, each serving one client at a time",
+            Model::Eventloop => {
+                "One thread, one event loop; CPU work runs inline and stalls every client"
+            }
+            Model::Async => "Tokio's multi-threaded work-stealing runtime",
+            Model::Hybrid => "An event loop that offloads expensive requests to a pool",
+        }
     }
 }
 

@@ -80,7 +80,9 @@ impl Server {
     }
 
     /// Starts any server that, like `clab serve`, prints "listening on HOST:PORT" on its
-    /// first line of output once ready; waits for it.
+    /// first line of output once ready; waits for it. The lab has its own reader of that
+    /// line (`lab::process::ChildServer`), kept apart on purpose: these tests read the
+    /// binary's output as a user's script would, not through the code they test.
     pub fn spawn(mut command: Command) -> Server {
         let mut child = command
             .stdout(Stdio::piped())
@@ -226,6 +228,27 @@ pub fn placement(pid: u32) -> String {
         "pid {pid} allowed on cpus {allowed}; threads: {}",
         threads.join(", ")
     )
+}
+
+/// Waits until `condition` holds, failing the test with `what` after `PATIENCE`.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether process `pid` still has an entry in /proc (a zombie counts: nobody reaped it).
+pub fn exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Waits until none of `pids` exists any more: stopped and reaped.
+pub fn all_reaped(pids: &[u32], whose: &str) {
+    eventually(&format!("{whose} processes {pids:?} are reaped"), || {
+        !pids.iter().any(|&pid| exists(pid))
+    });
 }
 
 /// Waits until process `pid` has died (a zombie awaiting its reaper, or gone), failing the

@@ -400,7 +400,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:25000")]
     pub addr: SocketAddr,
 
-    /// Threads of the `pool` model or of the `async` runtime [default: one per core]
+    /// Workers: `pool` threads, `async` runtime threads, `procpool` and `hybrid` worker
+    /// processes, `prefork` children [default: one per core]
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub workers: Option<u64>,
 

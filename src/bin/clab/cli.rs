@@ -612,6 +612,30 @@ mod tests {
     }
 
     #[test]
+    fn every_named_setting_is_accepted_by_its_name() {
+        fn names<T: Choice>() -> Vec<&'static str> {
+            T::ALL.iter().map(|value| value.name()).collect()
+        }
+        for model in names::<Model>() {
+            let cli = Cli::try_parse_from(["clab", "serve", "--model", model]).unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve")
+            };
+            assert_eq!(args.model.name(), model);
+        }
+        for variant in names::<Variant>() {
+            assert!(Cli::try_parse_from(["clab", "serve", "--gil", variant]).is_ok());
+        }
+        for points in names::<SwitchPoints>() {
+            assert!(Cli::try_parse_from(["clab", "serve", "--switch-points", points]).is_ok());
+        }
+        for target in names::<Target>() {
+            let argv = ["clab", "serve", "--model", "hybrid", "--offload-to", target];
+            assert!(Cli::try_parse_from(argv).is_ok());
+        }
+    }
+
+    #[test]
     fn out_of_range_options_are_refused() {
         for args in [
             ["--max-n", "93"],

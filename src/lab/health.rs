@@ -249,26 +249,7 @@ pub fn cpus_allowed(status: &str) -> Option<Vec<usize>> {
     let list = status
         .lines()
         .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?;
-    parse_cpu_list(list.trim())
-}
-
-/// Parses the kernel's CPU list format: "0-2,5,7-8" → [0, 1, 2, 5, 7, 8].
-pub fn parse_cpu_list(list: &str) -> Option<Vec<usize>> {
-    let mut cpus = BTreeSet::new();
-    for part in list.split(',').filter(|part| !part.is_empty()) {
-        let (first, last) = match part.split_once('-') {
-            Some((first, last)) => (first.parse::<usize>().ok()?, last.parse().ok()?),
-            None => {
-                let cpu: usize = part.parse().ok()?;
-                (cpu, cpu)
-            }
-        };
-        if last < first || last > 1 << 16 {
-            return None;
-        }
-        cpus.extend(first..=last);
-    }
-    Some(cpus.into_iter().collect())
+    crate::system::cpus::parse_list(list.trim())
 }
 
 /// What the records say about the run: `None` when every one is clean, else whether a
@@ -287,31 +268,11 @@ pub fn judge(records: &[Health]) -> Option<(bool, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     #[test]
     fn the_kernels_cpu_lists_parse() {
-        assert_eq!(parse_cpu_list("0-2,5,7-8"), Some(vec![0, 1, 2, 5, 7, 8]));
-        assert_eq!(parse_cpu_list("1"), Some(vec![1]));
-        assert_eq!(parse_cpu_list(""), Some(vec![]));
-        assert_eq!(parse_cpu_list("3-1"), None);
-        assert_eq!(parse_cpu_list("a"), None);
         let status = "Name:\tclab\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n";
         assert_eq!(cpus_allowed(status), Some(vec![0, 1]));
-    }
-
-    proptest! {
-        #[test]
-        fn cpu_lists_round_trip(cpus in proptest::collection::btree_set(0usize..256, 0..40)) {
-            let list: Vec<String> = cpus.iter().map(usize::to_string).collect();
-            let cpus: Vec<usize> = cpus.into_iter().collect();
-            prop_assert_eq!(parse_cpu_list(&list.join(",")), Some(cpus));
-        }
-
-        #[test]
-        fn any_text_parses_or_is_refused_without_panicking(text in ".{0,40}") {
-            let _ = parse_cpu_list(&text);
-        }
     }
 
     #[test]

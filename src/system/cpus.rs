@@ -1,4 +1,7 @@
-//! CPU sets: pinning a thread (and what it starts afterwards) and reading where it may run.
+//! CPU sets: pinning a thread (and what it starts afterwards), reading where it may run, and
+//! the kernel's CPU list format that `/proc` and the command line both use.
+
+use std::collections::BTreeSet;
 
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
@@ -39,4 +42,53 @@ pub fn allowed_cpus() -> Vec<usize> {
     (0..CpuSet::count())
         .filter(|cpu| set.is_set(*cpu).unwrap_or(false))
         .collect()
+}
+
+/// Parses the kernel's CPU list format: "0-2,5,7-8" → [0, 1, 2, 5, 7, 8] (sorted, each once);
+/// `None` for anything else, a backward range included.
+pub fn parse_list(list: &str) -> Option<Vec<usize>> {
+    let mut cpus = BTreeSet::new();
+    for part in list.split(',').filter(|part| !part.is_empty()) {
+        let (first, last) = match part.split_once('-') {
+            Some((first, last)) => (first.parse::<usize>().ok()?, last.parse().ok()?),
+            None => {
+                let cpu: usize = part.parse().ok()?;
+                (cpu, cpu)
+            }
+        };
+        if last < first || last > 1 << 16 {
+            return None;
+        }
+        cpus.extend(first..=last);
+    }
+    Some(cpus.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_kernels_cpu_lists_parse() {
+        assert_eq!(parse_list("0-2,5,7-8"), Some(vec![0, 1, 2, 5, 7, 8]));
+        assert_eq!(parse_list("1"), Some(vec![1]));
+        assert_eq!(parse_list(""), Some(vec![]));
+        assert_eq!(parse_list("3-1"), None);
+        assert_eq!(parse_list("a"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn cpu_lists_round_trip(cpus in proptest::collection::btree_set(0usize..256, 0..40)) {
+            let list: Vec<String> = cpus.iter().map(usize::to_string).collect();
+            let cpus: Vec<usize> = cpus.into_iter().collect();
+            prop_assert_eq!(parse_list(&list.join(",")), Some(cpus));
+        }
+
+        #[test]
+        fn any_text_parses_or_is_refused_without_panicking(text in ".{0,40}") {
+            let _ = parse_list(&text);
+        }
+    }
 }

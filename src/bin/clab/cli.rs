@@ -308,23 +308,13 @@ fn parse_size(text: &str) -> Result<usize, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CpuList(pub Vec<usize>);
 
+/// A CPU list in the kernel's format (`1`, `0,1`, `0-1`); spaces are ignored.
 fn parse_cpu_list(text: &str) -> Result<CpuList, String> {
-    let mut cpus = Vec::new();
-    for part in text.split(',') {
-        let number = |s: &str| {
-            s.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("{s:?} is not a CPU number"))
-        };
-        match part.split_once('-') {
-            Some((first, last)) => cpus.extend(number(first)?..=number(last)?),
-            None => cpus.push(number(part)?),
-        }
-    }
-    if cpus.is_empty() {
-        return Err("no CPU given".into());
-    }
-    Ok(CpuList(cpus))
+    let compact: String = text.split_whitespace().collect();
+    clab::system::cpus::parse_list(&compact)
+        .filter(|cpus| !cpus.is_empty())
+        .map(CpuList)
+        .ok_or_else(|| format!("{text:?} is not a CPU list like 1, 0,1 or 0-1"))
 }
 
 impl LoadArgs {

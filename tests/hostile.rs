@@ -1,16 +1,17 @@
 //! Hostile clients against every model, bounded in time: a 10 MB line, a storm of
-//! connections, requests abandoned before their replies, and silent connections. After each,
-//! the server still answers, and its descriptors and threads (children included) return to
-//! what they were — nothing leaks.
+//! connections, requests abandoned before their replies, silent connections, and clients
+//! that send and send but never read a reply. After each, the server still answers, and its
+//! descriptors and threads (children included) return to what they were — nothing leaks.
 
 mod common;
 
-use std::io::Write;
-use std::net::TcpStream;
-use std::thread;
+use std::io::{ErrorKind, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{Client, Server, resources, settles_to, start_model};
+use nix::sys::signal::Signal;
 
 /// Serves one request, so lazily started parts exist, then notes what the server holds.
 fn baseline(server: &Server) -> (usize, usize) {
@@ -118,6 +119,82 @@ fn a_silent_connection_is_closed_at_the_idle_timeout(model: &str) {
     settles_to(&server, before);
 }
 
+/// A client that pipelines 4 KB `echo` lines and never reads a reply: once the buffers both
+/// ways are full, the server is blocked writing to it. The thread ends when a write fails —
+/// the server closed the connection — and returns how that write failed.
+fn never_reads(addr: SocketAddr) -> JoinHandle<ErrorKind> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    // Our own bound: a server that never closes fails the test instead of hanging it.
+    stream.set_write_timeout(Some(common::PATIENCE)).unwrap();
+    let line = format!("echo {}\n", "x".repeat(4090));
+    thread::spawn(move || {
+        loop {
+            if let Err(error) = stream.write_all(line.as_bytes()) {
+                return error.kind();
+            }
+        }
+    })
+}
+
+/// Waits until the server has stopped taking the non-reader's bytes (its write is blocked).
+fn until_blocked() {
+    thread::sleep(Duration::from_millis(500));
+}
+
+fn a_client_that_never_reads_is_closed_at_the_write_timeout(model: &str) {
+    let server = start_model(model, &["--write-timeout", "700ms"]);
+    let before = baseline(&server);
+    let started = Instant::now();
+    let hostile = never_reads(server.addr);
+    until_blocked();
+    if model != "serial" {
+        // Every model that serves more than one connection serves the others meanwhile.
+        let mut other = server.connect();
+        assert_eq!(other.request("fib 20"), "6765", "{model}: served beside it");
+    }
+    let failed = hostile.join().unwrap();
+    assert!(
+        matches!(
+            failed,
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+        ),
+        "{model}: the non-reading client's writes ended with {failed:?}, not a closed connection"
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "{model}: closed only after {took:?}"
+    );
+    if model != "prefork" {
+        // (A prefork child's counters are its own; a `stats` may reach another child.)
+        let stats = common::stats(&server);
+        assert_eq!(stats["write_timeouts"], 1, "{model}: {stats}");
+    }
+    still_serves(&server);
+    settles_to(&server, before);
+}
+
+fn a_drain_finishes_in_time_beside_a_client_that_never_reads(model: &str) {
+    let drain = Duration::from_secs(2);
+    // No write timeout: only the drain's cut can free the blocked writer.
+    let mut server = start_model(model, &["--write-timeout", "0", "--drain-timeout", "2s"]);
+    let hostile = never_reads(server.addr);
+    until_blocked();
+    let signalled = Instant::now();
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(common::PATIENCE);
+    let took = signalled.elapsed();
+    assert!(
+        status.success(),
+        "{model}: exited {status} after {took:?} with a non-reading client connected"
+    );
+    assert!(
+        took <= drain + Duration::from_millis(500),
+        "{model}: the drain took {took:?}, past its {drain:?}"
+    );
+    hostile.join().unwrap();
+}
+
 macro_rules! hostile_tests {
     ($($module:ident: $model:literal;)*) => {$(
         mod $module {
@@ -139,6 +216,16 @@ macro_rules! hostile_tests {
             #[test]
             fn a_silent_connection_is_closed_at_the_idle_timeout() {
                 super::a_silent_connection_is_closed_at_the_idle_timeout($model);
+            }
+
+            #[test]
+            fn a_client_that_never_reads_is_closed_at_the_write_timeout() {
+                super::a_client_that_never_reads_is_closed_at_the_write_timeout($model);
+            }
+
+            #[test]
+            fn a_drain_finishes_in_time_beside_a_client_that_never_reads() {
+                super::a_drain_finishes_in_time_beside_a_client_that_never_reads($model);
             }
         }
     )*};

@@ -2,13 +2,12 @@
 //! models (`serial`, `threads`, `pool`). The models differ only in what they do with an
 //! admitted connection — serve it now, on a new thread, or queue it for a pool.
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::time::Duration;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-
+use crate::server::ServerConfig;
 use crate::server::service::Service;
 use crate::server::session::{Action, READ_CHUNK, Session, bytes_pending};
 use crate::system::accept::accept_backoff;
@@ -90,7 +89,7 @@ pub fn serve_connection(
     interpreter: &mut impl Interpreter,
 ) {
     let stream = &mut connection.stream;
-    if let Err(error) = configure(stream, service.config.idle_timeout) {
+    if let Err(error) = configure(stream, &service.config) {
         tracing::debug!(%error, "cannot configure a connection; closing it");
         return;
     }
@@ -98,15 +97,17 @@ pub fn serve_connection(
     let mut buffer = [0u8; READ_CHUNK];
     loop {
         match session.next_action(service, interpreter, || bytes_pending(stream.as_fd())) {
-            Action::Write => {
-                if interpreter
-                    .allow_threads(|| stream.write_all(session.output()))
-                    .is_err()
+            Action::Write => match interpreter.allow_threads(|| stream.write_all(session.output()))
+            {
+                Ok(()) => session.written(),
+                // SO_SNDTIMEO expired: the client has taken nothing for the write timeout.
+                Err(error)
+                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
                 {
-                    return;
+                    return service.write_timed_out(connection.id());
                 }
-                session.written();
-            }
+                Err(_) => return,
+            },
             Action::Wait(duration) => interpreter.allow_threads(|| std::thread::sleep(duration)),
             Action::Await(job) => {
                 let outcome = interpreter.allow_threads(|| job.wait());
@@ -129,8 +130,9 @@ pub fn serve_connection(
     }
 }
 
-fn configure(stream: &TcpStream, idle_timeout: Option<Duration>) -> io::Result<()> {
+fn configure(stream: &TcpStream, config: &ServerConfig) -> io::Result<()> {
     // Replies are single small writes; Nagle would hold each one back for an ACK.
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(idle_timeout)
+    stream.set_read_timeout(config.idle_timeout())?;
+    stream.set_write_timeout(config.write_timeout())
 }

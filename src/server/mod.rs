@@ -141,6 +141,8 @@ pub struct ServerConfig {
     max_connections: usize,
     /// Close a connection that sends nothing for this long (`None`: never).
     idle_timeout: Option<Duration>,
+    /// Close a connection whose client takes none of a reply for this long (`None`: never).
+    write_timeout: Option<Duration>,
     /// The emulated interpreter lock; `Variant::None` runs without one.
     gil: GilConfig,
     /// Write the GIL's event trace here when the server stops.
@@ -171,7 +173,8 @@ pub enum ConfigError {
 
 impl ServerConfig {
     /// The defaults for `model` — a worker per core, `max_n` 45, 1024 connections, a
-    /// one-minute idle timeout, no GIL — to change with the builder's setters.
+    /// one-minute idle timeout, a ten-second write timeout, no GIL — to change with the
+    /// builder's setters.
     pub fn builder(model: Model) -> ServerConfigBuilder {
         ServerConfigBuilder {
             config: ServerConfig {
@@ -180,6 +183,7 @@ impl ServerConfig {
                 max_n: 45,
                 max_connections: 1024,
                 idle_timeout: Some(Duration::from_secs(60)),
+                write_timeout: Some(Duration::from_secs(10)),
                 gil: GilConfig::default(),
                 trace: None,
                 offload: OffloadConfig::default(),
@@ -216,6 +220,10 @@ impl ServerConfig {
         self.idle_timeout
     }
 
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
+    }
+
     pub fn gil(&self) -> &GilConfig {
         &self.gil
     }
@@ -249,6 +257,12 @@ impl ServerConfigBuilder {
     /// `None`: never close an idle connection.
     pub fn idle_timeout(mut self, idle_timeout: Option<Duration>) -> Self {
         self.config.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// `None`: never close a connection whose client stops reading.
+    pub fn write_timeout(mut self, write_timeout: Option<Duration>) -> Self {
+        self.config.write_timeout = write_timeout;
         self
     }
 

@@ -10,8 +10,10 @@
 //! one that does not block. [`hold_gil_while_running`] installs the first on a runtime
 //! builder; [`read_into`] and [`write_all`] do the second.
 
+use std::io::ErrorKind;
 use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -118,26 +120,32 @@ async fn read_into(
         match interpreter.allow_threads(|| stream.try_read(&mut chunk)) {
             Ok(0) => session.end_of_input(),
             Ok(n) => session.received(&chunk[..n]),
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => continue,
             Err(error) => return Err(error),
         }
         return Ok(());
     }
 }
 
-/// `sock.send` until all is sent, each call with the GIL released around it.
+/// `sock.send` until all is sent, each call with the GIL released around it. A client
+/// that takes nothing for `timeout` fails the write with `TimedOut` (as `SO_SNDTIMEO` does
+/// in the blocking models): a slow reader is served, one that stopped reading is not waited on.
 async fn write_all(
     stream: &TcpStream,
     mut bytes: &[u8],
+    timeout: Option<Duration>,
     interpreter: &mut impl Interpreter,
 ) -> std::io::Result<()> {
     while !bytes.is_empty() {
         match interpreter.allow_threads(|| stream.try_write(bytes)) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                stream.writable().await?
-            }
+            Err(error) if error.kind() == ErrorKind::WouldBlock => match timeout {
+                None => stream.writable().await?,
+                Some(limit) => tokio::time::timeout(limit, stream.writable())
+                    .await
+                    .map_err(|_elapsed| std::io::Error::from(ErrorKind::TimedOut))??,
+            },
             Err(error) => return Err(error),
         }
     }
@@ -214,13 +222,14 @@ async fn serve_connection<I: Interpreter + Default>(
     loop {
         match session.next_action(&service, &mut interpreter, || bytes_pending(stream.as_fd())) {
             Action::Write => {
-                if write_all(stream, session.output(), &mut interpreter)
-                    .await
-                    .is_err()
-                {
-                    return;
+                let timeout = service.config.write_timeout();
+                match write_all(stream, session.output(), timeout, &mut interpreter).await {
+                    Ok(()) => session.written(),
+                    Err(error) if error.kind() == ErrorKind::TimedOut => {
+                        return service.write_timed_out(connection.id());
+                    }
+                    Err(_) => return,
                 }
-                session.written();
             }
             Action::Wait(duration) => tokio::time::sleep(duration).await,
             // The loop serves other connections meanwhile: that is the hybrid's point.
@@ -233,7 +242,7 @@ async fn serve_connection<I: Interpreter + Default>(
                 };
                 match result {
                     Ok(Ok(())) => {}
-                    Ok(Err(error)) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                    Ok(Err(error)) if error.kind() == ErrorKind::Interrupted => {}
                     Ok(Err(_)) => return,
                     Err(_elapsed) => session.idle_timeout(&service),
                 }

@@ -80,12 +80,13 @@ impl Offload {
 }
 
 impl Service {
-    /// A service for `config`; a trigger of `shutdown` ends the reads of its connections.
-    /// Fails only if the model's worker processes cannot be started.
+    /// A service for `config`; a trigger of `shutdown` ends the reads of its connections,
+    /// its cut ends them whole. Fails only if the model's worker processes cannot be started.
     pub fn new(config: ServerConfig, shutdown: Shutdown) -> std::io::Result<Arc<Service>> {
         let connections = Connections::new(config.max_connections);
-        let sweep = Arc::clone(&connections);
+        let (sweep, cut) = (Arc::clone(&connections), Arc::clone(&connections));
         shutdown.on_trigger(move || sweep.close_reads());
+        shutdown.on_cut(move || cut.close_all());
         let trace_capacity = config.trace.as_ref().map(|_| TRACE_EVENTS);
         let gil = GilConfig {
             trace_capacity,
@@ -181,6 +182,17 @@ impl Service {
             }
             Refusal::Closing => None,
         }
+    }
+
+    /// A connection's client took nothing of a reply for the write timeout: it is closed,
+    /// and the log says so (nobody reading could be told).
+    pub fn write_timed_out(&self, connection: u64) {
+        self.stats.write_timeout();
+        tracing::warn!(
+            connection,
+            timeout = ?self.config.write_timeout(),
+            "closing a connection whose client is not reading its replies"
+        );
     }
 
     /// An `ERR` reply, counted.

@@ -2,6 +2,10 @@
 //! by the test itself in tests), observed by blocking loops through a file descriptor they
 //! can `poll`, by async loops through a future, and by whoever registered an action to run
 //! at the moment it fires.
+//!
+//! A drain has a second stage, the *cut*: when its deadline is near, the server stops
+//! waiting for clients (one that never reads its replies would otherwise hold a writer
+//! forever), and whoever registered for the cut closes what it holds.
 
 use std::io::{PipeReader, PipeWriter};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -27,8 +31,38 @@ struct Inner {
     wake_reader: PipeReader,
     wake_writer: Mutex<Option<PipeWriter>>,
     watch: watch::Sender<bool>,
-    /// Run once by `trigger`; `None` once they have run.
-    actions: Mutex<Option<Vec<Action>>>,
+    /// Run once by `trigger`.
+    on_trigger: Actions,
+    /// Run once by `cut`.
+    on_cut: Actions,
+}
+
+/// Actions to run once; `None` once they have run.
+struct Actions(Mutex<Option<Vec<Action>>>);
+
+impl Actions {
+    fn new() -> Actions {
+        Actions(Mutex::new(Some(Vec::new())))
+    }
+
+    /// Keeps `action` for `run`, or runs it now if `run` already happened.
+    fn add(&self, action: Action) {
+        let mut actions = lock(&self.0);
+        match actions.as_mut() {
+            Some(pending) => pending.push(action),
+            None => {
+                drop(actions);
+                action();
+            }
+        }
+    }
+
+    fn run(&self) {
+        let actions = lock(&self.0).take().unwrap_or_default();
+        for action in actions {
+            action();
+        }
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -48,7 +82,8 @@ impl Shutdown {
                 wake_reader,
                 wake_writer: Mutex::new(Some(wake_writer)),
                 watch: watch::Sender::new(false),
-                actions: Mutex::new(Some(Vec::new())),
+                on_trigger: Actions::new(),
+                on_cut: Actions::new(),
             }),
         })
     }
@@ -58,22 +93,25 @@ impl Shutdown {
         self.inner.triggered.store(true, Ordering::SeqCst);
         lock(&self.inner.wake_writer).take();
         self.inner.watch.send_replace(true);
-        let actions = lock(&self.inner.actions).take().unwrap_or_default();
-        for action in actions {
-            action();
-        }
+        self.inner.on_trigger.run();
     }
 
     /// Runs `action` when the signal is triggered, or now if it already was.
     pub fn on_trigger(&self, action: impl FnOnce() + Send + 'static) {
-        let mut actions = lock(&self.inner.actions);
-        match actions.as_mut() {
-            Some(pending) => pending.push(Box::new(action)),
-            None => {
-                drop(actions);
-                action();
-            }
-        }
+        self.inner.on_trigger.add(Box::new(action));
+    }
+
+    /// The drain's deadline is near: stop waiting for clients. Triggers the signal if it
+    /// was not, then runs the actions registered with [`Shutdown::on_cut`]; later calls do
+    /// nothing.
+    pub fn cut(&self) {
+        self.trigger();
+        self.inner.on_cut.run();
+    }
+
+    /// Runs `action` at the cut, or now if it already came.
+    pub fn on_cut(&self, action: impl FnOnce() + Send + 'static) {
+        self.inner.on_cut.add(Box::new(action));
     }
 
     pub fn is_triggered(&self) -> bool {
@@ -141,5 +179,24 @@ mod tests {
             counter.fetch_add(1, Ordering::SeqCst);
         });
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_cut_triggers_first_and_runs_its_own_actions_once() {
+        use std::sync::atomic::AtomicUsize;
+        let shutdown = Shutdown::new().unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let (first, second, counter) = (Arc::clone(&order), Arc::clone(&order), Arc::clone(&cuts));
+        shutdown.on_trigger(move || lock(&first).push("trigger"));
+        shutdown.on_cut(move || {
+            lock(&second).push("cut");
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        shutdown.cut();
+        shutdown.cut();
+        assert!(shutdown.is_triggered());
+        assert_eq!(*lock(&order), ["trigger", "cut"]);
+        assert_eq!(cuts.load(Ordering::SeqCst), 1);
     }
 }

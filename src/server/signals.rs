@@ -1,5 +1,10 @@
 //! SIGINT/SIGTERM handling for a serving process: the first signal triggers the shutdown
 //! signal and starts the drain deadline; a second one exits at once.
+//!
+//! Shortly before the deadline the drain is cut: connections still open are closed both
+//! ways, so a thread or task blocked writing to a client that never reads ends at once and
+//! the server can still exit 0 in time. Only a request still computing at the deadline
+//! makes it exit 1.
 
 use std::io;
 use std::thread;
@@ -11,8 +16,9 @@ use signal_hook::iterator::Signals;
 use crate::server::Shutdown;
 
 /// On the first SIGINT/SIGTERM, triggers `shutdown` and gives in-flight requests
-/// `drain_timeout` to finish before the process exits anyway (status 1); a second signal
-/// exits at once (status 130). Starts a thread: call it after any `fork`.
+/// `drain_timeout` to finish: [`cut_before`] it the drain is cut, and at it the process exits
+/// anyway (status 1); a second signal exits at once (status 130). Starts a thread: call it
+/// after any `fork`.
 pub fn watch(shutdown: Shutdown, drain_timeout: Duration) -> io::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
     thread::Builder::new()
@@ -27,7 +33,11 @@ pub fn watch(shutdown: Shutdown, drain_timeout: Duration) -> io::Result<()> {
                 );
                 shutdown.trigger();
                 thread::spawn(move || {
-                    thread::sleep(drain_timeout);
+                    let margin = cut_before(drain_timeout);
+                    thread::sleep(drain_timeout - margin);
+                    tracing::info!("drain deadline near: closing the connections still open");
+                    shutdown.cut();
+                    thread::sleep(margin);
                     eprintln!(
                         "clab: requests still in flight after {drain_timeout:?}; exiting anyway"
                     );
@@ -40,4 +50,10 @@ pub fn watch(shutdown: Shutdown, drain_timeout: Duration) -> io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// How long before the drain deadline the drain is cut: a tenth of it, at most a second —
+/// time for the connections' threads and tasks to see their sockets closed and return.
+pub fn cut_before(drain_timeout: Duration) -> Duration {
+    (drain_timeout / 10).min(Duration::from_secs(1))
 }

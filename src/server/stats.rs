@@ -17,6 +17,7 @@ pub struct Stats {
     requests: AtomicU64,
     errors: AtomicU64,
     offloaded: AtomicU64,
+    write_timeouts: AtomicU64,
 }
 
 /// One `stats` reply.
@@ -34,6 +35,9 @@ pub struct StatsReport {
     pub errors: u64,
     /// Requests computed on a pool rather than by the serving thread.
     pub offloaded: u64,
+    /// Connections closed because their client read nothing for the write timeout.
+    #[serde(default)]
+    pub write_timeouts: u64,
     pub uptime_s: f64,
     /// The emulated GIL's figures, when the server runs under one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -49,6 +53,7 @@ impl Stats {
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             offloaded: AtomicU64::new(0),
+            write_timeouts: AtomicU64::new(0),
         }
     }
 
@@ -68,6 +73,10 @@ impl Stats {
         self.offloaded.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn write_timeout(&self) {
+        self.write_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -81,6 +90,7 @@ impl Stats {
             requests: self.requests.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             offloaded: self.offloaded.load(Ordering::Relaxed),
+            write_timeouts: self.write_timeouts.load(Ordering::Relaxed),
             uptime_s: self.started.elapsed().as_secs_f64(),
             gil: None,
         }

@@ -1,5 +1,6 @@
 //! The registry of open connections: admission against `--max-connections`, the open count
-//! for `stats`, and the shutdown sweep that wakes every connection blocked in a read.
+//! for `stats`, the shutdown sweep that wakes every connection blocked in a read, and the
+//! cut at the drain's deadline that wakes every one blocked in a write.
 //!
 //! The sweep shuts down the read side of each registered socket. A reader blocked in
 //! `read` (blocking models) or waiting for readiness (async models) then sees end of file,
@@ -71,6 +72,16 @@ impl Connections {
 
     /// Refuses new connections and ends the reads of all open ones.
     pub fn close_reads(&self) {
+        self.shut(nix::sys::socket::Shutdown::Read);
+    }
+
+    /// Refuses new connections and ends both directions of all open ones: a writer blocked
+    /// on a client that does not read fails at once (EPIPE) instead of at its write timeout.
+    pub fn close_all(&self) {
+        self.shut(nix::sys::socket::Shutdown::Both);
+    }
+
+    fn shut(&self, how: nix::sys::socket::Shutdown) {
         let mut state = self.state();
         state.closing = true;
         // Each `fd` belongs to a registered `Connection`, which deregisters under this lock
@@ -78,7 +89,7 @@ impl Connections {
         // been closed and reused for something else.
         for &fd in state.open.values() {
             // The peer may already be gone (ENOTCONN); there is nothing left to wake then.
-            let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Read);
+            let _ = nix::sys::socket::shutdown(fd, how);
         }
     }
 }
@@ -152,5 +163,26 @@ mod tests {
         );
         let (_c, s) = pair(&listener);
         assert_eq!(registry.admit(s).unwrap_err().0, Refusal::Closing);
+    }
+
+    #[test]
+    fn close_all_wakes_a_writer_blocked_on_a_client_that_does_not_read() {
+        use std::io::Write;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let registry = Connections::new(10);
+        let (_client, server) = pair(&listener);
+        let mut connection = registry.admit(server).unwrap();
+        let writer = std::thread::spawn(move || {
+            let chunk = [b'x'; 64 * 1024];
+            // The client never reads: the buffers fill and a write blocks, until the cut.
+            loop {
+                if let Err(error) = connection.stream.write_all(&chunk) {
+                    return error.kind();
+                }
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        registry.close_all();
+        assert_eq!(writer.join().unwrap(), std::io::ErrorKind::BrokenPipe);
     }
 }

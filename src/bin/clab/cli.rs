@@ -167,7 +167,8 @@ Examples:
   printf '30\\n' | nc -q1 127.0.0.1 25000
 
 SIGINT or SIGTERM stops accepting, answers the requests in flight (for at most
---drain-timeout) and exits 0; a second signal exits at once.";
+--drain-timeout, closing connections still open just before it) and exits 0; a second
+signal exits at once.";
 
 const LOAD_EXAMPLES: &str = "\
 Modes:
@@ -407,6 +408,11 @@ pub struct ServeArgs {
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
 
+    /// Close a connection whose client takes none of a reply for this long — it stopped
+    /// reading — and log it; the other connections are served meanwhile (0 = never)
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+
     /// Run handler code under an emulated CPython GIL (every model; each process of procpool
     /// and prefork has its own, as in Python)
     #[arg(long, value_parser = choice::<Variant>(), default_value = "none")]
@@ -455,7 +461,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub thread_stack: Option<usize>,
 
-    /// On SIGINT/SIGTERM, how long in-flight requests may take before the server gives up
+    /// On SIGINT/SIGTERM, how long in-flight requests may take. Shortly before it (a tenth,
+    /// at most 1s) connections still open are closed, so clients that do not read cannot
+    /// hold the server; a request still computing at the deadline makes it exit 1
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 }
@@ -483,6 +491,7 @@ impl ServeArgs {
             .max_n(self.max_n)
             .max_connections(self.max_connections as usize)
             .idle_timeout((!self.idle_timeout.is_zero()).then_some(self.idle_timeout))
+            .write_timeout((!self.write_timeout.is_zero()).then_some(self.write_timeout))
             .gil(gil)
             .offload_budget(self.offload_budget);
         if let Some(workers) = self.workers {

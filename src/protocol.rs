@@ -263,6 +263,12 @@ impl LineFramer {
             Some(offset) => (self.scanned + offset, self.scanned + offset + 1),
             None if pending.len() > MAX_LINE => (pending.len(), pending.len()),
             None if !pending.is_empty() && partial_is_complete() => (pending.len(), pending.len()),
+            // Everything read has been taken: give the buffer back, so a connection that is
+            // waiting for its next request holds none.
+            None if pending.is_empty() => {
+                *self = LineFramer::default();
+                return None;
+            }
             None => {
                 self.scanned = pending.len();
                 return None;

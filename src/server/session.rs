@@ -18,7 +18,8 @@ pub const READ_CHUNK: usize = 8192;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Write all of [`Session::output`], then call [`Session::written`].
+    /// Write [`Session::output`], then call [`Session::written`] (or [`Session::wrote`] with
+    /// what was written).
     Write,
     /// Wait this long without holding the CPU; the reply is already queued.
     Wait(Duration),
@@ -114,8 +115,19 @@ impl Session {
         &self.output
     }
 
+    /// All of [`Session::output`] has been written.
     pub fn written(&mut self) {
-        self.output.clear();
+        self.wrote(self.output.len());
+    }
+
+    /// The first `n` bytes of [`Session::output`] have been written. Once all are, the
+    /// output's memory is given back: a connection that waits holds no buffer.
+    pub fn wrote(&mut self, n: usize) {
+        if n >= self.output.len() {
+            self.output = Vec::new();
+        } else {
+            self.output.drain(..n);
+        }
     }
 
     pub fn received(&mut self, bytes: &[u8]) {

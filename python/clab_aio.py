@@ -66,4 +66,9 @@ async def _serve(loop, listener, service, work, announce, max_line):
     announce(listener)
     await stop.wait()
     server.close()
-    await server.wait_closed()
+    # From 3.12 on, wait_closed also waits for every open connection to end: a client that
+    # stays connected would hold the server forever. Give them a moment, then stop anyway.
+    try:
+        await asyncio.wait_for(server.wait_closed(), 2)
+    except asyncio.TimeoutError:
+        pass

@@ -5,7 +5,6 @@
 //! Servers are `python/clab_server.py` and `clab serve`; in-process programs are
 //! `python/clab_bench.py` and the emulated GIL on threads of the lab's own process.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread};
@@ -110,22 +109,6 @@ fn fib_requests(python: &Python, target: Duration) -> (String, String) {
     )
 }
 
-/// Starts `python/clab_server.py <args>` on `python`, pinned to `cpus`.
-fn cpython_server(
-    lab: &mut Lab,
-    python: &Python,
-    args: &[&str],
-    cpus: &[usize],
-) -> Result<ChildServer, LabError> {
-    let mut command = Command::new(&python.path);
-    command
-        .arg(lab.scripts.server())
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args);
-    let label = format!("{} {}", python.label(), args.join(" "));
-    lab.start(command, &label, cpus)
-}
-
 /// Measures the same thing on the CPython server (`python/clab_server.py <cpython_args>`)
 /// and on the emulation's, one at a time.
 fn on_both<T>(
@@ -135,7 +118,7 @@ fn on_both<T>(
     cpus: &[usize],
     mut measure: impl FnMut(&mut Lab, &ChildServer, Side) -> Result<T, LabError>,
 ) -> Result<(T, T), LabError> {
-    let server = cpython_server(lab, python, cpython_args, cpus)?;
+    let server = lab.serve_cpython(python, cpython_args, cpus)?;
     let cpython = measure(lab, &server, Side::CPython)?;
     server.stop();
     let server = lab.serve(emulation, cpus)?;
@@ -533,10 +516,8 @@ impl PoolRates {
         let threads = ["--model", "threads"];
         let procpool = ["--model", "procpool", "--workers", "2"];
         Ok(PoolRates {
-            threads: pool_rate(lab, |lab, cpus| cpython_server(lab, python, &threads, cpus))?,
-            procpool: pool_rate(lab, |lab, cpus| {
-                cpython_server(lab, python, &procpool, cpus)
-            })?,
+            threads: pool_rate(lab, |lab, cpus| lab.serve_cpython(python, &threads, cpus))?,
+            procpool: pool_rate(lab, |lab, cpus| lab.serve_cpython(python, &procpool, cpus))?,
         })
     }
 

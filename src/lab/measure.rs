@@ -124,9 +124,18 @@ impl HeldMemory {
         self.per_connection(|usage| usage.rss_kib)
     }
 
-    /// Growth of one `/proc` figure per connection, KiB.
+    /// Growth of one `/proc` figure per connection the server held when it was sampled
+    /// (its new sockets; the connections opened, if it could not be counted), KiB.
     pub fn per_connection(&self, figure: impl Fn(&Usage) -> u64) -> f64 {
-        per_connection(figure(&self.before), figure(&self.during), self.opened)
+        per_connection(figure(&self.before), figure(&self.during), self.held())
+    }
+
+    /// The connections the server held at the sample: the sockets it gained.
+    pub fn held(&self) -> u64 {
+        match self.during.sockets.saturating_sub(self.before.sockets) {
+            0 => self.opened,
+            held => held,
+        }
     }
 
     /// Kernel stack memory per connection, KiB (machine-wide, so other processes' threads
@@ -135,13 +144,14 @@ impl HeldMemory {
         per_connection(
             self.kernel_stacks_before_kib,
             self.kernel_stacks_during_kib,
-            self.opened,
+            self.held(),
         )
     }
 }
 
 /// Opens `connections` idle connections (plus `extra` classes) for `window`, sampling the
-/// server's `/proc` every second; keeps the sample with the most resident memory.
+/// server's `/proc` every second; keeps the sample with the most sockets held (then the
+/// most resident memory), so costs are divided by connections the server really holds.
 pub fn hold(
     lab: &Lab,
     server: &ChildServer,
@@ -164,7 +174,7 @@ pub fn hold(
     let mut during = before;
     let load = lab.load_sampling(server, lab.plan(server, window, classes)?, |_| {
         let now = server.usage();
-        if now.rss_kib >= during.rss_kib {
+        if (now.sockets, now.rss_kib) >= (during.sockets, during.rss_kib) {
             during = now;
             kernel_stacks_during_kib = kernel_stacks_kib();
         }

@@ -233,6 +233,23 @@ impl Lab {
         self.start(command, &spec.label(), cpus)
     }
 
+    /// Starts CPython's reference server (`python/clab_server.py <args>`) under `python`,
+    /// pinned to `cpus`.
+    pub fn serve_cpython(
+        &mut self,
+        python: &Python,
+        args: &[&str],
+        cpus: &[usize],
+    ) -> Result<ChildServer, LabError> {
+        let mut command = Command::new(&python.path);
+        command
+            .arg(self.scripts.server())
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args);
+        let label = format!("{} {}", python.label(), args.join(" "));
+        self.start(command, &label, cpus)
+    }
+
     /// Starts any server that prints "listening on HOST:PORT" when ready.
     pub fn start(
         &mut self,

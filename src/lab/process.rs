@@ -47,6 +47,10 @@ pub struct Usage {
     pub virtual_kib: u64,
     /// User plus system CPU time of every thread in the tree.
     pub cpu_s: f64,
+    /// Open sockets summed over the tree: the connections a server really holds, which
+    /// may lag behind those its clients have opened (a slow accept loop leaves them in the
+    /// kernel's backlog, where they cost the server nothing yet).
+    pub sockets: u64,
 }
 
 impl ChildServer {
@@ -243,6 +247,12 @@ fn add_tree(pid: i32, usage: &mut Usage, depth: usize) {
     }
     if let Ok(stat) = process.stat() {
         usage.cpu_s += (stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64;
+    }
+    if let Ok(descriptors) = process.fd() {
+        usage.sockets += descriptors
+            .flatten()
+            .filter(|fd| matches!(fd.target, procfs::process::FDTarget::Socket(_)))
+            .count() as u64;
     }
     if depth > 4 {
         return;

@@ -77,6 +77,12 @@ impl Model {
         }
     }
 
+    /// Whether connections are served by an event loop (tasks on a tokio runtime) rather
+    /// than a thread each.
+    pub fn is_event_loop(self) -> bool {
+        matches!(self, Model::Eventloop | Model::Async | Model::Hybrid)
+    }
+
     /// Whether `--workers` means anything to this model.
     pub fn uses_workers(self) -> bool {
         matches!(
@@ -172,16 +178,16 @@ pub enum ConfigError {
 }
 
 impl ServerConfig {
-    /// The defaults for `model` — a worker per core, `max_n` 45, 1024 connections, a
-    /// one-minute idle timeout, a ten-second write timeout, no GIL — to change with the
-    /// builder's setters.
+    /// The defaults for `model` — a worker per core, `max_n` 45, the model's
+    /// [`default_max_connections`], a one-minute idle timeout, a ten-second write timeout,
+    /// no GIL — to change with the builder's setters.
     pub fn builder(model: Model) -> ServerConfigBuilder {
         ServerConfigBuilder {
             config: ServerConfig {
                 model,
                 workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
                 max_n: 45,
-                max_connections: 1024,
+                max_connections: default_max_connections(model),
                 idle_timeout: Some(Duration::from_secs(60)),
                 write_timeout: Some(Duration::from_secs(10)),
                 gil: GilConfig::default(),
@@ -228,6 +234,23 @@ impl ServerConfig {
         &self.gil
     }
 }
+
+/// The connections `model` holds at once unless told otherwise. An event loop (eventloop,
+/// async, hybrid) holds as many as the descriptor limit allows: an idle connection costs it
+/// about a kilobyte. A model with a thread per connection keeps [`THREAD_MODELS_CONNECTIONS`]:
+/// each is a stack and a kernel task, and a burst of clients should not exhaust memory or
+/// the system's thread limit before anyone decides it may.
+pub fn default_max_connections(model: Model) -> usize {
+    if model.is_event_loop() {
+        crate::system::limits::DescriptorBudget::of_this_process().connections() as usize
+    } else {
+        THREAD_MODELS_CONNECTIONS
+    }
+}
+
+/// The default connection cap of the models that give each connection a thread (or, for
+/// prefork, a child that serves it).
+pub const THREAD_MODELS_CONNECTIONS: usize = 1024;
 
 /// Settings for a [`ServerConfig`], checked together by [`ServerConfigBuilder::build`].
 #[derive(Debug, Clone)]

@@ -17,6 +17,7 @@ use clab::load::{ClassPlan, Mode, Pacing, Plan, PlanError, Window};
 use clab::protocol::HARD_MAX_N;
 use clab::server::offload::{Policy, Target};
 use clab::server::{ConfigError, Model, ServerConfig};
+use clab::system::limits::MAX_CONNECTIONS;
 
 /// A parser for a setting chosen by name, listing each value with what it means.
 fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
@@ -400,9 +401,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 45, value_parser = clap::value_parser!(u32).range(0..=HARD_MAX_N as i64))]
     pub max_n: u32,
 
-    /// Connections open at once; one more gets `ERR server busy` and is closed
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_connections: u64,
+    /// Connections open at once; one more gets `ERR server busy` and is closed. [default:
+    /// eventloop, async and hybrid hold as many as the descriptor limit allows, less a
+    /// twentieth kept for the server's own files (19000 under a limit of 20000): an idle
+    /// connection costs an event loop about a kilobyte. The other models keep 1024: each
+    /// connection is a thread (or a prefork child's turn) with its own stack, so the cap
+    /// bounds memory and the thread count]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS))]
+    pub max_connections: Option<u64>,
 
     /// Close a connection that sends nothing for this long (0 = never)
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -489,13 +495,15 @@ impl ServeArgs {
         };
         let mut builder = ServerConfig::builder(self.model)
             .max_n(self.max_n)
-            .max_connections(self.max_connections as usize)
             .idle_timeout((!self.idle_timeout.is_zero()).then_some(self.idle_timeout))
             .write_timeout((!self.write_timeout.is_zero()).then_some(self.write_timeout))
             .gil(gil)
             .offload_budget(self.offload_budget);
         if let Some(workers) = self.workers {
             builder = builder.workers(workers as usize);
+        }
+        if let Some(connections) = self.max_connections {
+            builder = builder.max_connections(connections as usize);
         }
         if let Some(path) = &self.trace {
             builder = builder.trace(path.clone());

@@ -11,6 +11,7 @@ mod cli;
 
 use clab::load::render::{Progress, summary};
 use clab::server::{self, Model, Shutdown, prefork, signals};
+use clab::system::limits::DescriptorBudget;
 use cli::{Cli, Command, LabArgs, LoadArgs, ServeArgs};
 
 fn main() -> ExitCode {
@@ -174,6 +175,23 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What caps the connections a server holds, for its start-up log.
+fn connection_cap(model: Model, chosen: Option<u64>, budget: DescriptorBudget) -> String {
+    match chosen {
+        Some(connections) => format!("at most {connections} connections (--max-connections)"),
+        None if model.is_event_loop() => format!(
+            "at most {} connections: the descriptor limit is {}, less {} kept for the server's own files (--max-connections to change)",
+            budget.connections(),
+            budget.limit,
+            budget.reserved
+        ),
+        None => format!(
+            "at most {} connections: {model} gives each a thread (or a child's turn) of its own, so it keeps a bounded default (--max-connections to change)",
+            server::THREAD_MODELS_CONNECTIONS
+        ),
+    }
+}
+
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let model = config.model();
@@ -181,9 +199,12 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         tracing::warn!(%model, "--workers has no effect on this model");
     }
     let max_connections = config.max_connections();
-    if let Err(limit) = clab::system::limits::ensure_descriptors(max_connections as u64 + 64) {
+    let budget = DescriptorBudget::of_this_process();
+    let needed = max_connections as u64 + budget.reserved;
+    if let Err(limit) = clab::system::limits::ensure_descriptors(needed) {
         tracing::warn!(%limit, "--max-connections {max_connections} may not be reachable");
     }
+    tracing::info!("{}", connection_cap(model, args.max_connections, budget));
     let listener =
         server::bind(args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener

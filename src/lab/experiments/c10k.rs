@@ -1,11 +1,14 @@
 //! Thousands of idle connections beside one busy client: a thread per connection pays for
-//! each in memory and threads; an event loop hardly notices them.
+//! each in memory and threads; an event loop hardly notices them. CPython's asyncio server
+//! is measured the same way beside them, on every interpreter the lab found with asyncio.
 
 use std::time::Duration;
 
 use crate::gil::Variant;
 use crate::lab::measure::{self, hold, rapid};
 use crate::lab::outcome::Table;
+use crate::lab::process::ChildServer;
+use crate::lab::pythons::Python;
 use crate::lab::spec::ServerSpec;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class_result};
 use crate::server::Model;
@@ -33,7 +36,10 @@ struct Row {
     resident_kib: f64,
     kernel_stack_kib: f64,
     threads: u64,
+    /// Idle connections the client opened.
     opened: u64,
+    /// Of those, the ones the server held when its memory was sampled.
+    held: u64,
 }
 
 impl Row {
@@ -48,7 +54,10 @@ impl Row {
 
     fn cells(&self) -> Vec<String> {
         vec![
-            format!("{} ({} connections held)", self.label, self.opened),
+            format!(
+                "{} ({} of {} connections held)",
+                self.label, self.held, self.opened
+            ),
             format!("{:.0}", self.alone_per_s),
             format!("{:.0}", self.beside_per_s),
             percent(self.kept()),
@@ -71,17 +80,42 @@ fn measure(
     lab.step(&format!("c10k: {}", spec.label()));
     let one = lab.placement.server_one.clone();
     let server = lab.serve(&spec, &one)?;
+    measure_server(lab, server, spec.label(), connections, window)
+}
+
+/// The same, on CPython's asyncio server under `python`.
+fn measure_asyncio(
+    lab: &mut Lab,
+    python: &Python,
+    connections: usize,
+    window: Duration,
+) -> Result<Row, LabError> {
+    let label = format!("{} asyncio", python.label());
+    lab.step(&format!("c10k: {label}"));
+    let one = lab.placement.server_one.clone();
+    let server = lab.serve_cpython(python, &["--model", "asyncio"], &one)?;
+    measure_server(lab, server, label, connections, window)
+}
+
+fn measure_server(
+    lab: &mut Lab,
+    server: ChildServer,
+    label: String,
+    connections: usize,
+    window: Duration,
+) -> Result<Row, LabError> {
     let alone = measure::rate(lab, &server, window, vec![rapid()], "rapid")?;
     let held = hold(lab, &server, connections, vec![rapid()], window)?;
     server.stop();
     Ok(Row {
-        label: spec.label(),
+        label,
         alone_per_s: alone,
         beside_per_s: class_result(&held.load, "rapid")?.rate_per_s,
         resident_kib: held.resident_per_connection(),
         kernel_stack_kib: held.kernel_stack_per_connection(),
         threads: held.during.threads,
         opened: held.opened,
+        held: held.held(),
     })
 }
 
@@ -129,11 +163,22 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     );
     let server = |model| ServerSpec::new(model, Variant::None);
     let threads = server(Model::Threads).option("--thread-stack", "256k");
-    let rows = [threads, server(Model::Eventloop), server(Model::Async)]
+    let mut rows = [threads, server(Model::Eventloop), server(Model::Async)]
         .into_iter()
         .map(|spec| measure(lab, spec, connections, window))
         .collect::<Result<Vec<_>, _>>()?;
+    // CPython's asyncio beside them, on every interpreter the lab measures that has it.
+    let pythons: Vec<Python> = lab
+        .pythons
+        .iter()
+        .filter(|p| p.has_asyncio())
+        .cloned()
+        .collect();
+    for python in &pythons {
+        rows.push(measure_asyncio(lab, python, connections, window)?);
+    }
     let (threads, eventloop) = (&rows[0], &rows[1]);
+    let asyncio = &rows[3..];
     let mut table = Table::new(
         format!("{connections} idle connections beside one `fib 1` client"),
         &[
@@ -150,14 +195,23 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let mut report = Report {
         checks: checks(threads, eventloop, connections),
         summary: format!(
-            "beside {connections} idle connections the event loop kept {} of the busy client's rate at {:.1} KiB per connection (resident plus kernel stacks); threads kept {} at {:.1} KiB and one thread each",
+            "beside {connections} idle connections the event loop kept {} of the busy client's rate at {:.1} KiB per connection (resident plus kernel stacks); threads kept {} at {:.1} KiB and one thread each{}",
             percent(eventloop.kept()),
             eventloop.cost_kib(),
             percent(threads.kept()),
-            threads.cost_kib()
+            threads.cost_kib(),
+            beside_asyncio(eventloop, asyncio),
         ),
         tables: vec![table],
         setup: vec![
+            format!(
+                "CPython's asyncio server (`python/clab_server.py --model asyncio`) on {}",
+                if pythons.is_empty() {
+                    "no interpreter: none with asyncio was found, so it is not shown".to_owned()
+                } else {
+                    pythons.iter().map(Python::label).collect::<Vec<_>>().join(", ")
+                }
+            ),
             format!(
                 "per server: a `fib 1` client alone for {w}, then {connections} idle connections plus the same client for {w}",
                 w = super::seconds(window)
@@ -171,8 +225,30 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     Ok(report)
 }
 
+/// The event loop's memory per connection as a share of each asyncio's, for the summary.
+fn beside_asyncio(eventloop: &Row, asyncio: &[Row]) -> String {
+    let shares: Vec<String> = asyncio
+        .iter()
+        .map(|row| {
+            format!(
+                "{} of {}'s {:.1} KiB",
+                percent(eventloop.resident_kib / row.resident_kib),
+                row.label,
+                row.resident_kib
+            )
+        })
+        .collect();
+    if shares.is_empty() {
+        String::new()
+    } else {
+        format!("; resident, the event loop costs {}", shares.join(", "))
+    }
+}
+
 const EXPLANATION: &str = "An idle connection costs a thread-per-connection server a thread: \
     its stack pages, its kernel task, a slot in the scheduler. An event loop keeps a small task \
-    and a buffer per connection and one `epoll` registration; the sockets it is not reading cost \
-    it nothing per request. Both keep the busy client's rate here, because idle threads are \
+    per connection and one `epoll` registration — no read buffer while nothing is pending, no \
+    timer of its own (one sweep times every idle connection) — about a kilobyte; asyncio keeps \
+    a transport, a protocol and their dictionaries, several times that. The sockets an event \
+    loop is not reading cost it nothing per request. Both keep the busy client's rate here, because idle threads are \
     blocked and cost no CPU — the price of threads is memory and the thread count, not time.";

@@ -44,7 +44,7 @@ impl Row {
         let resident_kib = held.resident_per_connection();
         Row {
             label,
-            connections: held.opened,
+            connections: held.held(),
             virtual_kib: held.per_connection(|usage| usage.virtual_kib),
             resident_kib,
             pss_kib: held.per_connection(|usage| usage.pss_kib),

@@ -171,10 +171,11 @@ fn threads_with_small_stacks_hold_ten_thousand_connections() {
     assert!(generator.wait().unwrap().success());
 }
 
-/// Resident memory of `pid` and its children, in KiB.
-fn resident_kib(pid: u32) -> u64 {
-    std::iter::once(pid)
-        .chain(common::children(pid))
+/// Resident memory (KiB) and open sockets of `pid` and its children.
+fn resident_and_sockets(pid: u32) -> (u64, u64) {
+    let tree: Vec<u32> = std::iter::once(pid).chain(common::children(pid)).collect();
+    let resident = tree
+        .iter()
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
         .filter_map(|status| {
             let line = status
@@ -183,31 +184,101 @@ fn resident_kib(pid: u32) -> u64 {
                 .to_owned();
             line.split_whitespace().nth(1)?.parse::<u64>().ok()
         })
-        .sum()
+        .sum();
+    let sockets = tree
+        .iter()
+        .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok())
+        .flat_map(|entries| entries.flatten())
+        .filter(|entry| {
+            std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+        })
+        .count() as u64;
+    (resident, sockets)
+}
+
+/// Holds `connections` idle connections on `server` until it has accepted them all (its
+/// sockets say so), and returns its resident KiB per connection held.
+fn resident_per_connection(server: &Server, connections: usize) -> f64 {
+    let before = resident_and_sockets(server.pid());
+    let mut generator = clab()
+        .args(["load", "idle", "--quiet", "--warmup", "0s"])
+        .args([
+            "--connections",
+            &connections.to_string(),
+            "--duration",
+            "20s",
+        ])
+        .args(["--addr", &server.addr.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut during = before;
+    while Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(500));
+        let now = resident_and_sockets(server.pid());
+        let settled = now == during;
+        during = now;
+        if during.1 >= before.1 + connections as u64 && settled {
+            break;
+        }
+    }
+    let _ = generator.kill();
+    let _ = generator.wait();
+    let held = during.1.saturating_sub(before.1);
+    assert!(
+        held >= connections as u64 * 9 / 10,
+        "the server held only {held} of {connections} connections ({before:?} → {during:?})"
+    );
+    during.0.saturating_sub(before.0) as f64 / held as f64
 }
 
 #[test]
 #[ignore = "measures memory for a report; run with --ignored --nocapture"]
 fn resident_memory_per_connection_for_each_model() {
     let _one = serialise();
-    const CONNECTIONS: usize = 2_000;
+    const CONNECTIONS: usize = 10_000;
     let mut rows = Vec::new();
-    // (pool is left out: its few workers serve one connection each, so the rest only queue,
-    // and no `stats` request could get through to count them.)
+    // (pool is left out: its few workers serve one connection each, so the rest only queue.
+    // prefork likewise: each child holds one connection at a time.)
     for model in ["threads", "procpool", "eventloop", "async", "hybrid"] {
         let mut args = vec!["--max-connections", "15000"];
-        if model == "threads" {
+        if model == "threads" || model == "procpool" {
             args.extend(["--thread-stack", "64k"]);
         }
         let server = Server::start(model, &args);
         assert_eq!(server.connect().request("fib 20"), "6765");
         thread::sleep(Duration::from_millis(200));
-        let before = resident_kib(server.pid());
-        let mut generator = hold_idle(&server, CONNECTIONS, 3);
-        let during = resident_kib(server.pid());
-        assert!(generator.wait().unwrap().success());
-        let per_connection = (during.saturating_sub(before)) as f64 / CONNECTIONS as f64;
-        rows.push(format!("{model:>9}: {before:>7} KiB idle, {during:>7} KiB with {CONNECTIONS} connections: {per_connection:.1} KiB each"));
+        let kib = resident_per_connection(&server, CONNECTIONS);
+        rows.push(format!("{model:>24}: {kib:.2} KiB per idle connection"));
+        eprintln!("{}", rows.last().unwrap());
     }
-    eprintln!("{}", rows.join("\n"));
+    // CPython's asyncio server, measured the same way, on every interpreter with asyncio.
+    let server_script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/clab_server.py");
+    let mut seen = std::collections::HashSet::new();
+    for python in clab::lab::pythons::candidates() {
+        let mut command = std::process::Command::new(&python);
+        command.args([server_script, "--model", "asyncio", "--addr", "127.0.0.1:0"]);
+        let Ok(status) = std::process::Command::new(&python)
+            .args(["-c", "import asyncio, sys; print(sys.version.split()[0])"])
+            .output()
+        else {
+            continue;
+        };
+        if !status.status.success() {
+            continue; // Python 2: no asyncio
+        }
+        let version = String::from_utf8_lossy(&status.stdout).trim().to_owned();
+        if !seen.insert(version.clone()) {
+            continue; // the same interpreter under another name
+        }
+        let server = Server::spawn(command);
+        let kib = resident_per_connection(&server, CONNECTIONS);
+        rows.push(format!(
+            "{:>24}: {kib:.2} KiB per idle connection",
+            format!("CPython {version} asyncio")
+        ));
+    }
+    eprintln!("{CONNECTIONS} idle connections each:\n{}", rows.join("\n"));
 }

@@ -182,3 +182,34 @@ fn a_killed_procpool_server_leaves_no_workers() {
 fn a_killed_hybrid_server_leaves_no_workers() {
     a_killed_server_leaves_no_children("hybrid");
 }
+
+#[test]
+fn a_pool_whose_worker_threads_cannot_start_says_so_and_exits() {
+    // A stack far larger than the machine's memory: the kernel refuses every worker thread.
+    let mut server = common::clab()
+        .args(["serve", "--model", "pool", "--workers", "2"])
+        .args(["--thread-stack", "100g", "--addr", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = server.kill();
+            let _ = server.wait();
+            panic!("the server hung instead of failing");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("cannot start a worker thread"),
+        "stderr: {stderr}"
+    );
+}

@@ -29,7 +29,7 @@ pub fn serve(listener: TcpListener, service: &Service) -> Result<(), ServeError>
     // Unbounded, because `--max-connections` already bounds what can be queued.
     let (queue, jobs) = crossbeam_channel::unbounded();
     thread::scope(|scope| {
-        for index in 0..service.config.workers {
+        let spawned = (0..service.config.workers).try_for_each(|index| {
             let jobs = jobs.clone();
             server_thread(&service.config, format!("clab-pool-{index}"))
                 .spawn_scoped(scope, move || match &service.gil {
@@ -40,7 +40,13 @@ pub fn serve(listener: TcpListener, service: &Service) -> Result<(), ServeError>
                         &mut gil.attach(format!("pool worker {index}")),
                     ),
                 })
-                .map_err(ServeError::Worker)?;
+                .map(drop)
+        });
+        if let Err(error) = spawned {
+            // The workers already started wait on the queue, and the scope joins them before
+            // it returns: close the queue first, or the error would never be returned.
+            drop(queue);
+            return Err(ServeError::Worker(error));
         }
         let accepted = accept_loop(&listener, service, |connection| {
             // The workers outlive the loop (the scope joins them), so the queue is open.

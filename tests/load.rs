@@ -271,19 +271,69 @@ fn bad_options_get_a_one_line_error() {
 }
 
 #[test]
-fn a_refused_target_is_counted_not_fatal() {
+fn nothing_listening_is_one_line_and_a_failure() {
     // Bind, learn the port, close: nothing listens there now.
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let (result, _) = load(addr, &["rate", "--duration", "500ms", "--warmup", "0s"]);
-    validate(&result);
-    assert!(result["classes"][0]["errors"]["refused"].as_u64().unwrap() > 0);
+    let started = Instant::now();
+    let output = clab()
+        .args([
+            "load",
+            "rate",
+            "--duration",
+            "5s",
+            "--addr",
+            &addr.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
     assert!(
-        !result["warnings"].as_array().unwrap().is_empty(),
-        "a run that completed nothing says so"
+        started.elapsed() < Duration::from_secs(4),
+        "it says so at once, not after the run"
     );
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(
+        stderr.trim_end(),
+        format!("clab: nothing is listening on {addr} (connection refused)")
+    );
+}
+
+#[test]
+fn a_run_in_which_every_request_failed_is_a_failure_with_its_numbers_kept() {
+    // Every `fib 20` is refused by a server that takes n ≤ 10 only.
+    let server = Server::start("threads", &["--max-n", "10"]);
+    let path = json_path();
+    let output = clab()
+        .args(["load", "rate", "--request", "fib 20", "--duration", "500ms"])
+        .args([
+            "--warmup",
+            "0s",
+            "--quiet",
+            "--addr",
+            &server.addr.to_string(),
+        ])
+        .args(["--json", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.trim_end().ends_with("none answered)") && stderr.contains("every request failed"),
+        "{stderr}"
+    );
+    let result: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    validate(&result);
+    assert!(
+        result["classes"][0]["errors"]["err_reply"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(result["classes"][0]["completed"], 0);
 }
 
 const PYTHON_SERVER: &str = r#"

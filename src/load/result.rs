@@ -32,6 +32,19 @@ pub struct LoadResult {
     pub warnings: Vec<String>,
 }
 
+impl LoadResult {
+    /// Requests were sent and not one was answered — in the warm-up or the measured window.
+    pub fn every_request_failed(&self) -> bool {
+        let answered: u64 = self
+            .classes
+            .iter()
+            .map(|class| class.completed + class.warmup_completed)
+            .sum();
+        let failed: u64 = self.classes.iter().map(|class| class.errors.total()).sum();
+        answered == 0 && failed > 0
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadEnvironment {
     #[serde(flatten)]

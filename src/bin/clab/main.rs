@@ -155,6 +155,7 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
     if let Some(cpus) = &args.cpus {
         clab::system::cpus::pin(&cpus.0)?;
     }
+    reachable(plan.target())?;
     let mut progress = Progress::new(&plan);
     let quiet = args.quiet;
     let result = clab::load::run(plan, |elapsed, live| {
@@ -172,7 +173,26 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
         std::io::Write::flush(&mut out)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    if result.every_request_failed() {
+        let errors: u64 = result.classes.iter().map(|c| c.errors.total()).sum();
+        anyhow::bail!("every request failed ({errors} errors, none answered)");
+    }
     Ok(())
+}
+
+/// Fails fast, in one line, where nothing listens: not an empty table after the whole run.
+fn reachable(target: std::net::SocketAddr) -> anyhow::Result<()> {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+    match std::net::TcpStream::connect_timeout(&target, PATIENCE) {
+        Ok(_probe) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+            anyhow::bail!("nothing is listening on {target} (connection refused)")
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+            anyhow::bail!("{target} did not accept a connection within {PATIENCE:?}")
+        }
+        Err(error) => anyhow::bail!("cannot connect to {target}: {error}"),
+    }
 }
 
 /// What caps the connections a server holds, for its start-up log.

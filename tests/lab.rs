@@ -386,6 +386,60 @@ fn a_server_killed_mid_measurement_gives_an_error_not_a_verdict() {
     assert_eq!(clab_servers(), before, "the lab left processes behind");
 }
 
+#[test]
+fn an_interrupted_lab_stops_its_servers_and_writes_a_partial_report() {
+    let _one = common::timing_lock();
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-interrupted");
+    let _ = std::fs::remove_dir_all(&out);
+    let before = clab_servers();
+    let mut command = clab();
+    command
+        .args(["lab", "run", "convoy", "two-clients", "--quick"])
+        .args(["--python", "/nonexistent/python", "--out"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let lab = command.spawn().unwrap();
+    let lab_pid = lab.id();
+    // SIGTERM the lab while the convoy's first server is measured.
+    let interrupted = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Some(pid) = child_serving(lab_pid, "threads") {
+                std::thread::sleep(Duration::from_millis(500));
+                let signalled = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(lab_pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                return signalled.is_ok().then_some(pid as u32);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    });
+    let output = wait_with_limit(lab, LAB_LIMIT);
+    let server = interrupted
+        .join()
+        .unwrap()
+        .expect("no convoy server was found");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    common::all_reaped(&[server], "the interrupted lab's server");
+    assert_eq!(clab_servers(), before, "the lab left processes behind");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect(&stderr)).unwrap();
+    assert_eq!(report["partial"], true);
+    assert_eq!(report["interrupted_by"], "SIGTERM");
+    assert!(
+        report["outcomes"].as_array().unwrap().is_empty(),
+        "the experiment cut short is left out, and the next one never ran"
+    );
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(readme.contains("Partial: interrupted by SIGTERM"));
+}
+
 /// The pid of a `clab serve --model <model> …` child of `parent`, if one runs.
 fn child_serving(parent: u32, model: &str) -> Option<i32> {
     let tasks = std::fs::read_dir(format!("/proc/{parent}/task")).ok()?;

@@ -10,6 +10,7 @@
 pub(crate) mod experiments;
 pub(crate) mod fidelity;
 pub mod health;
+pub mod interrupt;
 pub(crate) mod measure;
 pub mod outcome;
 pub mod process;
@@ -24,7 +25,8 @@ use std::time::{Duration, Instant};
 pub use outcome::{Check, Contrast, Outcome, Verdict};
 
 use crate::lab::health::{Health, HealthLog};
-use crate::lab::process::ChildServer;
+use crate::lab::interrupt::Interrupt;
+use crate::lab::process::{ChildServer, SERVER_DRAIN};
 use crate::lab::pythons::{Found, Python, Scripts};
 use crate::load::{ClassPlan, LoadResult, Mode, Pacing, Plan, Window};
 
@@ -44,6 +46,8 @@ pub enum LabError {
     Measurement(String),
     #[error("no experiment {0:?}; the catalogue has: {1}")]
     UnknownExperiment(String, String),
+    #[error("interrupted by {0}")]
+    Interrupted(String),
 }
 
 /// How long and how often to measure.
@@ -186,6 +190,8 @@ pub struct Lab {
     pub setups: setups::Setups,
     /// The health records of the experiment being run ([`health`]).
     pub health: HealthLog,
+    /// Set when a signal asks the run to stop; looked at before every server and load.
+    pub interrupt: Interrupt,
     /// Progress text for the current step.
     step: Box<dyn FnMut(&str)>,
     servers_started: usize,
@@ -210,6 +216,7 @@ impl Lab {
             scripts,
             setups: setups::Setups::default(),
             health: HealthLog::default(),
+            interrupt: Interrupt::new(),
             step,
             servers_started: 0,
         }
@@ -229,6 +236,10 @@ impl Lab {
         let mut command = Command::new(&self.clab);
         command
             .args(["serve", "--addr", "127.0.0.1:0"])
+            .args([
+                "--drain-timeout",
+                &humantime::format_duration(SERVER_DRAIN).to_string(),
+            ])
             .args(spec.argv());
         self.start(command, &spec.label(), cpus)
     }
@@ -257,6 +268,7 @@ impl Lab {
         label: &str,
         cpus: &[usize],
     ) -> Result<ChildServer, LabError> {
+        self.interrupt.check()?;
         self.servers_started += 1;
         let log = self
             .scratch
@@ -322,6 +334,7 @@ impl Lab {
         plan: Plan,
         mut each_second: impl FnMut(Duration) + Send,
     ) -> Result<LoadResult, LabError> {
+        self.interrupt.check()?;
         let cpus = self.placement.load.clone();
         let label = server.label.clone();
         let mut record = Health::new(format!("load on {label}"), &cpus);
@@ -466,7 +479,9 @@ pub fn p50_ms(result: &LoadResult, name: &str) -> Result<f64, LabError> {
 }
 
 /// Runs the experiments in order, naming each as the current step before it runs and
-/// calling `done` with its outcome after.
+/// calling `done` with its outcome after. An interrupt (see [`Lab::interrupt`]) ends the run:
+/// the experiment it cut short is left out, its servers stopped, and the outcomes of those
+/// that finished are returned.
 pub fn run(
     experiments: &[&Experiment],
     lab: &mut Lab,
@@ -474,9 +489,16 @@ pub fn run(
 ) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for experiment in experiments {
+        if lab.interrupt.signal().is_some() {
+            break;
+        }
         let started = Instant::now();
         lab.step(experiment.id);
         let result = (experiment.run)(lab);
+        if lab.interrupt.signal().is_some() {
+            lab.health.take();
+            break;
+        }
         let outcome = finish(experiment, lab, result, started.elapsed());
         done(&outcome);
         outcomes.push(outcome);

@@ -20,8 +20,11 @@ use crate::lab::health::{Health, HealthLog, status_cpus};
 
 /// How long a server may take to print its address.
 const START_PATIENCE: Duration = Duration::from_secs(20);
-/// How long a server may take to drain and exit after SIGTERM before it is killed.
-const STOP_PATIENCE: Duration = Duration::from_secs(5);
+/// The drain deadline the lab gives the servers it starts (`clab serve --drain-timeout`).
+pub const SERVER_DRAIN: Duration = Duration::from_secs(4);
+/// How long a server may take to drain and exit after SIGTERM before it is killed: its own
+/// drain deadline, and a second more.
+const STOP_PATIENCE: Duration = Duration::from_secs(SERVER_DRAIN.as_secs() + 1);
 
 /// A running server.
 #[derive(Debug)]
@@ -103,7 +106,7 @@ impl ChildServer {
                 Ok(server)
             }
             None => {
-                server.kill();
+                server.terminate();
                 let log = std::fs::read_to_string(log).unwrap_or_default();
                 let last = log.lines().last().unwrap_or("(nothing on stderr)").trim();
                 Err(LabError::Start(
@@ -163,16 +166,24 @@ impl ChildServer {
     /// SIGTERM, a bounded wait for the drain, then SIGKILL; always reaped. A server that
     /// died before, or exits other than cleanly, marks its health record.
     pub fn stop(mut self) {
-        let Some(child) = self.child.as_mut() else {
-            return;
+        if self.child.is_some() {
+            self.check_placement();
+            let (how, abnormal) = self.terminate();
+            self.record_exit(how, abnormal);
+        }
+    }
+
+    /// Stops the child: SIGTERM, then as long as its drain may take, then SIGKILL; reaps it.
+    /// Returns how it ended and whether that was abnormal.
+    fn terminate(&mut self) -> (String, bool) {
+        let Some(mut child) = self.child.take() else {
+            return ("already stopped".into(), false);
         };
-        let (how, abnormal) = match child.try_wait() {
+        let ended = match child.try_wait() {
             Ok(Some(status)) => (format!("died before it was stopped: {status}"), true),
             _ => {
-                self.check_placement();
-                let child = self.child.as_mut().expect("still running");
                 let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-                match wait_until(child, Instant::now() + STOP_PATIENCE) {
+                match wait_until(&mut child, Instant::now() + STOP_PATIENCE) {
                     Ok(Some(status)) => (format!("{status} after SIGTERM"), !status.success()),
                     _ => (
                         format!("did not exit within {STOP_PATIENCE:?} of SIGTERM; killed"),
@@ -181,8 +192,9 @@ impl ChildServer {
                 }
             }
         };
-        self.record_exit(how, abnormal);
-        self.kill();
+        let _ = child.kill();
+        let _ = child.wait();
+        ended
     }
 
     fn record_exit(&self, how: String, abnormal: bool) {
@@ -190,21 +202,19 @@ impl ChildServer {
             log.update(*index, |record| record.exited(how, abnormal));
         }
     }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 impl Drop for ChildServer {
+    /// An experiment that ends early (an error, an interrupt) stops its servers as `stop`
+    /// would — SIGTERM and their drain first — rather than killing them mid-request.
     fn drop(&mut self) {
         if self.child.is_some() {
-            self.record_exit("killed: the experiment stopped before it".into(), false);
+            let (how, _) = self.terminate();
+            self.record_exit(
+                format!("stopped because the experiment ended before it: {how}"),
+                false,
+            );
         }
-        self.kill();
     }
 }
 
@@ -298,22 +308,36 @@ pub fn run_pinned(
 /// Makes `command`'s process start pinned to `cpus`, and die with the lab.
 fn place(command: &mut Command, cpus: &[usize]) -> nix::Result<()> {
     let set = crate::system::cpus::cpu_set(cpus)?;
-    // SAFETY: between fork and exec only async-signal-safe calls: two raw syscalls.
+    // SAFETY: between fork and exec only an async-signal-safe call: one raw syscall.
     unsafe {
         command.pre_exec(move || {
-            sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)?;
-            // A lab killed outright takes its servers with it.
+            sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)
+        });
+    }
+    die_with_the_lab(command);
+    Ok(())
+}
+
+/// Makes `command`'s process the lab's alone to stop: in a process group of its own, so a
+/// Ctrl-C at the terminal reaches only the lab (which stops it in order, drain first), and
+/// killed by the kernel if the lab dies outright (parent-death signal).
+fn die_with_the_lab(command: &mut Command) {
+    command.process_group(0);
+    // SAFETY: between fork and exec only an async-signal-safe call: one raw syscall.
+    unsafe {
+        command.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
-    Ok(())
 }
 
-/// Runs a short program to completion with a deadline, returning its standard output.
-pub fn run_to_completion(command: Command, limit: Duration) -> Result<String, std::io::Error> {
+/// Runs a short program to completion with a deadline, returning its standard output. It
+/// dies with the lab, as every child of the lab does.
+pub fn run_to_completion(mut command: Command, limit: Duration) -> Result<String, std::io::Error> {
+    die_with_the_lab(&mut command);
     run_watched(command, limit, |_| {})
 }
 

@@ -70,6 +70,10 @@ pub struct LabReport {
     pub outcomes: Vec<Outcome>,
     /// Every metric measured on real CPython and on the emulation, from all outcomes.
     pub fidelity: Vec<Fidelity>,
+    /// Whether the run stopped before its last experiment, and what stopped it ("SIGINT"):
+    /// the report then holds only the experiments that finished.
+    pub partial: bool,
+    pub interrupted_by: Option<String>,
 }
 
 impl LabReport {
@@ -227,12 +231,16 @@ mod tests {
             setups: crate::lab::setups::Setups::default(),
             outcomes: vec![outcome()],
             fidelity: LabReport::collect_fidelity(&[outcome()]),
+            partial: true,
+            interrupted_by: Some("SIGINT".into()),
         };
         let index = write(&report, dir.path()).unwrap();
         let html = std::fs::read_to_string(index).unwrap();
         assert!(html.contains("<svg") && html.contains("&lt;html&gt;"));
         assert!(html.contains("does not hold"));
+        assert!(html.contains("Partial: interrupted by SIGINT"));
         let markdown = std::fs::read_to_string(dir.path().join("README.md")).unwrap();
+        assert!(markdown.contains("Partial: interrupted by SIGINT"));
         assert!(markdown.contains("| [demo](#demo) | a claim with <html> & pipes \\| |"));
         assert!(markdown.contains("![A line](plots/demo-line.png)"));
         assert!(markdown.contains("| CPython 3.11.7 (new GIL) | demo | a ratio | 2.00 | 2.10 | 1.05 | 1.80 – 2.20 | yes |"), "{markdown}");

@@ -9,6 +9,7 @@ use clap::Parser;
 
 mod cli;
 
+use clab::lab::interrupt::Interrupt;
 use clab::load::render::{Progress, summary};
 use clab::server::{self, Model, Shutdown, prefork, signals};
 use clab::system::limits::DescriptorBudget;
@@ -26,7 +27,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Load(args) => load(&args),
-        Command::Lab(args) => lab(&args),
+        Command::Lab(args) => match lab(&args) {
+            // Interrupted: the partial report is written; exit as the signal would (130/143).
+            Ok(Some(signal)) => return ExitCode::from(128 + signal as u8),
+            Ok(None) => Ok(()),
+            Err(error) => Err(error),
+        },
         Command::Worker(args) => {
             let stdin = std::io::stdin().lock();
             clab::pool::worker::serve(stdin, std::io::stdout().lock(), args.max_n)
@@ -42,10 +48,40 @@ fn main() -> ExitCode {
     }
 }
 
-fn lab(args: &LabArgs) -> anyhow::Result<()> {
+/// Catches SIGINT and SIGTERM for a lab run: the first asks the lab to stop at its next
+/// checkpoint (stopping its servers, writing the report of what finished); a second exits at
+/// once, its children killed by their parent-death signal.
+fn interrupt_on_signals(say: impl Fn(String) + Send + 'static) -> anyhow::Result<Interrupt> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let interrupt = Interrupt::new();
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot watch for signals")?;
+    let raised = interrupt.clone();
+    std::thread::Builder::new()
+        .name("clab-lab-signals".into())
+        .spawn(move || {
+            let mut signals = signals.forever();
+            if let Some(signal) = signals.next() {
+                raised.raise(signal);
+                say(format!(
+                    "clab lab: {} — stopping the servers and writing the report of what finished (again to quit at once)",
+                    raised.name().unwrap_or_default()
+                ));
+            }
+            if let Some(signal) = signals.next() {
+                eprintln!("clab lab: second signal; exiting at once");
+                std::process::exit(128 + signal);
+            }
+        })
+        .context("cannot watch for signals")?;
+    Ok(interrupt)
+}
+
+/// Runs the lab; `Some(signal)` if a signal cut it short (its partial report written).
+fn lab(args: &LabArgs) -> anyhow::Result<Option<i32>> {
     let Some(options) = args.options()? else {
         print!("{}", clab::report::text::catalogue(clab::lab::catalogue()));
-        return Ok(());
+        return Ok(None);
     };
     let (experiments, profile) = (options.experiments(), options.profile());
     let scratch = tempfile::Builder::new()
@@ -76,6 +112,7 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
         profile.name(),
         options.out().display()
     ));
+    let interrupt = interrupt_on_signals(say.clone())?;
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let started = std::time::Instant::now();
     bar.set_message("finding and calibrating CPython interpreters");
@@ -107,8 +144,14 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
         scripts,
         Box::new(move |step: &str| step_bar.set_message(step.to_owned())),
     );
+    lab.interrupt = interrupt.clone();
     lab.step("measuring fib and spin on this machine");
-    lab.setups = clab::lab::setups::measure(&mut lab).context("cannot measure the setups")?;
+    match clab::lab::setups::measure(&mut lab) {
+        Ok(setups) => lab.setups = setups,
+        // Nothing ran: the report says so, with no experiment in it.
+        Err(_) if interrupt.signal().is_some() => {}
+        Err(error) => return Err(error).context("cannot measure the setups"),
+    }
     for line in lab.setups.describe() {
         say(format!("setup: {line}"));
     }
@@ -129,11 +172,22 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
         placement: lab.placement.clone(),
         setups: lab.setups.clone(),
         fidelity: clab::report::LabReport::collect_fidelity(&outcomes),
+        partial: interrupt.signal().is_some(),
+        interrupted_by: interrupt.name(),
         outcomes,
     };
     let index = clab::report::write(&report, options.out())?;
     print!("{}", clab::report::text::verdicts(&report.outcomes));
     println!("report: {}", index.display());
+    if let Some(signal) = interrupt.signal() {
+        eprintln!(
+            "clab lab: interrupted by {} after {} of {} experiment(s); the report is partial",
+            interrupt.name().unwrap_or_default(),
+            report.outcomes.len(),
+            experiments.len()
+        );
+        return Ok(Some(signal));
+    }
     let failed: Vec<_> = report
         .outcomes
         .iter()
@@ -147,7 +201,7 @@ fn lab(args: &LabArgs) -> anyhow::Result<()> {
             failed.join(", ")
         );
     }
-    Ok(())
+    Ok(None)
 }
 
 fn load(args: &LoadArgs) -> anyhow::Result<()> {

@@ -98,7 +98,16 @@ fn event_loop_cap() -> usize {
     clab::system::limits::DescriptorBudget::of_this_process().connections() as usize
 }
 
-fn idle_connections_barely_slow_an_event_loop(model: &str) {
+/// How many idle connections an event-loop test holds.
+#[derive(Debug, Clone, Copy)]
+enum Idle {
+    /// A few thousand: seconds, for every `cargo test`.
+    Some(usize),
+    /// The whole default cap, less one for a last client, and the one after it refused.
+    FillTheCap,
+}
+
+fn idle_connections_barely_slow_an_event_loop(model: &str, idle: Idle) {
     let _one = serialise();
     // No --max-connections where the default cap is 19,000 or less: it must hold them. (A
     // machine allowing far more gets a cap of 19,000 set, so the run stays bounded.)
@@ -112,23 +121,29 @@ fn idle_connections_barely_slow_an_event_loop(model: &str) {
     let (server_cpu, client_cpu) = cpus();
     pin_process(server.pid(), server_cpu);
     let alone = rapid_rate(&server, client_cpu);
-    // All but one: a last client fills the cap below.
-    let idle = cap - 1;
-    let mut generator = hold_idle(&server, idle, 8);
+    let connections = match idle {
+        Idle::Some(connections) => connections,
+        // All but one: a last client fills the cap below.
+        Idle::FillTheCap => cap - 1,
+    };
+    let mut generator = hold_idle(&server, connections, 30);
     let beside = rapid_rate(&server, client_cpu);
-    // The cap is the default's: one more connection fills it, the next is refused.
-    let last = server.connect();
-    let mut refused = server.connect();
-    assert_eq!(
-        refused.read_line(),
-        "ERR server busy",
-        "{model}: past its cap"
-    );
-    drop((last, refused));
-    assert!(generator.wait().unwrap().success());
+    if let Idle::FillTheCap = idle {
+        // The cap is the default's: one more connection fills it, the next is refused.
+        let _last = server.connect();
+        let mut refused = server.connect();
+        assert_eq!(
+            refused.read_line(),
+            "ERR server busy",
+            "{model}: past its cap"
+        );
+    }
+    // Measured: the generator need not hold them to its end.
+    let _ = generator.kill();
+    let _ = generator.wait();
     let kept = beside / alone;
     eprintln!(
-        "{model}: fib 1 at {alone:.0} req/s alone, {beside:.0} req/s beside {idle} idle connections ({:.0} %)",
+        "{model}: fib 1 at {alone:.0} req/s alone, {beside:.0} req/s beside {connections} idle connections ({:.0} %)",
         kept * 100.0
     );
     assert!(
@@ -139,13 +154,25 @@ fn idle_connections_barely_slow_an_event_loop(model: &str) {
 }
 
 #[test]
-fn eventloop_holds_its_default_cap_of_idle_connections() {
-    idle_connections_barely_slow_an_event_loop("eventloop");
+fn eventloop_holds_five_thousand_idle_connections() {
+    idle_connections_barely_slow_an_event_loop("eventloop", Idle::Some(5_000));
 }
 
 #[test]
+fn async_holds_five_thousand_idle_connections() {
+    idle_connections_barely_slow_an_event_loop("async", Idle::Some(5_000));
+}
+
+#[test]
+#[ignore = "opens 19,000 connections; run with --ignored"]
+fn eventloop_holds_its_default_cap_of_idle_connections() {
+    idle_connections_barely_slow_an_event_loop("eventloop", Idle::FillTheCap);
+}
+
+#[test]
+#[ignore = "opens 19,000 connections; run with --ignored"]
 fn async_holds_its_default_cap_of_idle_connections() {
-    idle_connections_barely_slow_an_event_loop("async");
+    idle_connections_barely_slow_an_event_loop("async", Idle::FillTheCap);
 }
 
 #[test]

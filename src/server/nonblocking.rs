@@ -271,6 +271,7 @@ fn serve_connection<I: Interpreter + Default>(
                     }
                     Err(_) => return,
                 },
+                // The timer lives on the heap for the wait only, not in every task's future.
                 Action::Wait(duration) => Box::pin(tokio::time::sleep(duration)).await,
                 // The loop serves other connections meanwhile: that is the hybrid's point.
                 Action::Await(job) => session.offload_finished(&service, job.await),

@@ -1,11 +1,14 @@
 //! `clab serve --gil` over real TCP: the essays' convoy. A rapid-fire `fib 1` client loses
 //! nearly all of its rate when another client's `fib 40` loop joins under the new GIL, and
-//! keeps most of it without a GIL or under the priority GIL.
+//! keeps most of it without a GIL, under the priority GIL, or with the hog in a
+//! subinterpreter of its own (`interpreters`, a GIL per interpreter as in CPython 3.12+).
 //!
-//! Every measurement here pins the server to one CPU and the clients to another (on a
-//! one-CPU machine, both to the same one), so a request always crosses the same way and the
-//! server's threads compete for one core as the essays' did: what is asserted is the lock's
-//! mechanism, never a race between wake-ups on two idle cores.
+//! The convoys pin the server to one CPU and the clients to another (on a one-CPU machine,
+//! both to the same one), so a request always crosses the same way and the server's threads
+//! compete for one core as the essays' did: what is asserted is the lock's mechanism, never a
+//! race between wake-ups on two idle cores. The subinterpreters' point is computing on two
+//! cores at once, so their tests leave the server every CPU, and assert beside a contrast —
+//! threads under one GIL in the same placement — with margins far wider than placement moves.
 
 mod common;
 
@@ -46,16 +49,28 @@ fn rate_kept_beside_a_hog(gil: &str) -> f64 {
 /// The convoy on `model` started with `args`, the server on one CPU and the clients on
 /// another.
 fn convoy_on(model: &str, args: &[&str]) -> Convoy {
+    convoy(model, args, true)
+}
+
+/// The convoy, pinned as [`convoy_on`] says or (`pinned` false) with the server free to use
+/// every CPU — for a model whose point is computing on two cores at once.
+fn convoy(model: &str, args: &[&str], pinned: bool) -> Convoy {
     let _one = common::timing_lock();
     let (server_cpu, load_cpu) = server_and_load_cpus();
     let mut args = args.to_vec();
     args.extend(["--switch-interval", "5ms"]);
-    let server = Server::start_on(model, &args, server_cpu);
+    let server = if pinned {
+        Server::start_on(model, &args, server_cpu)
+    } else {
+        Server::start(model, &args)
+    };
     let label = format!("{model} {args:?}");
     thread::scope(|scope| {
         scope
             .spawn(|| {
-                pin_this_thread(load_cpu);
+                if pinned {
+                    pin_this_thread(load_cpu);
+                }
                 let mut rapid = server.connect();
                 rapid_fire_rate(&mut rapid, Duration::from_millis(200)); // warm up
                 let alone = rapid_fire_rate(&mut rapid, Duration::from_millis(700));
@@ -278,4 +293,117 @@ fn every_model_serves_under_the_gil() {
             "{model}: some thread took the GIL: {stats}"
         );
     }
+}
+
+/// Two `spin 300` requests on two connections at once, as a share of the time the same two
+/// take one after the other, on `model` with two workers under the new GIL (the server on
+/// every CPU): the median of three tries. Also the server's `stats` after them.
+fn overlap_under_the_gil(model: &str) -> (f64, serde_json::Value) {
+    let _one = common::timing_lock();
+    let server = Server::start(model, &["--gil", "new", "--workers", "2"]);
+    let spin = |clients: usize, each: usize| {
+        let started = Instant::now();
+        thread::scope(|scope| {
+            for _ in 0..clients {
+                scope.spawn(|| {
+                    let mut client = server.connect();
+                    for _ in 0..each {
+                        assert_eq!(client.request("spin 300"), "spun 300");
+                    }
+                });
+            }
+        });
+        started.elapsed().as_secs_f64()
+    };
+    let mut shares: Vec<f64> = (0..3).map(|_| spin(2, 1) / spin(1, 2)).collect();
+    shares.sort_by(f64::total_cmp);
+    let stats = serde_json::from_str(&server.connect().request("stats")).unwrap();
+    eprintln!(
+        "{model}: two spin 300 at once take {:.2}× the serial time",
+        shares[1]
+    );
+    (shares[1], stats)
+}
+
+#[test]
+fn subinterpreters_with_a_gil_each_compute_side_by_side_where_threads_cannot() {
+    if clab::system::cpus::allowed_cpus().len() < 2 {
+        eprintln!("one CPU: nothing can compute side by side here");
+        return;
+    }
+    let (interpreters, stats) = overlap_under_the_gil("interpreters");
+    let (threads, _) = overlap_under_the_gil("threads");
+    assert!(
+        interpreters <= 0.65,
+        "two subinterpreters took {interpreters:.2}× the serial time"
+    );
+    assert!(
+        threads >= 0.9,
+        "two threads under one GIL took only {threads:.2}× the serial time"
+    );
+    let gils = stats["interpreters"]
+        .as_array()
+        .expect("a GIL per interpreter");
+    assert_eq!(gils.len(), 2, "{stats}");
+    assert!(gils.iter().all(|gil| gil["variant"] == "new"), "{stats}");
+}
+
+#[test]
+fn a_hog_in_one_subinterpreter_leaves_the_rapid_client_its_rate() {
+    if clab::system::cpus::allowed_cpus().len() < 2 {
+        eprintln!("one CPU: the hog's interpreter and the rapid one's cannot both run");
+        return;
+    }
+    // The hog holds its own interpreter's GIL; `fib 1` runs in the other, under its own, on
+    // the other core. (On one shared core every hand-off to an interpreter waits for the
+    // scheduler behind the hog, as with procpool's processes: that measures placement.)
+    let mut kept: Vec<f64> = (0..3)
+        .map(|_| convoy("interpreters", &["--gil", "new", "--workers", "2"], false).kept)
+        .collect();
+    kept.sort_by(f64::total_cmp);
+    assert!(
+        kept[1] > 0.5,
+        "the rapid client kept {:.0} % beside a hog in another interpreter",
+        kept[1] * 100.0
+    );
+    // The same placement with one interpreter's threads: the convoy, whatever the cores.
+    let threads = convoy("threads", &["--gil", "new"], false).kept;
+    assert!(
+        threads < 0.2,
+        "threads under one GIL kept {:.0} %: the placement, not the GIL, decided",
+        threads * 100.0
+    );
+}
+
+#[test]
+fn the_hybrid_offloads_to_subinterpreters_each_with_its_own_gil() {
+    let server = Server::start(
+        "hybrid",
+        &[
+            "--gil",
+            "new",
+            "--workers",
+            "2",
+            "--offload",
+            "threshold:15",
+            "--offload-to",
+            "interpreters",
+        ],
+    );
+    let mut client = server.connect();
+    assert_eq!(client.request("fib 25"), "75025");
+    assert_eq!(client.request("fib 5"), "5");
+    let stats: serde_json::Value = serde_json::from_str(&client.request("stats")).unwrap();
+    assert_eq!(stats["offloaded"], 1, "only fib 25 left the loop: {stats}");
+    let interpreters = stats["interpreters"].as_array().unwrap();
+    assert_eq!(interpreters.len(), 2, "{stats}");
+    let acquisitions: u64 = interpreters
+        .iter()
+        .flat_map(|gil| gil["threads"].as_array().unwrap())
+        .map(|thread| thread["acquisitions"].as_u64().unwrap())
+        .sum();
+    assert!(
+        acquisitions > 0,
+        "an interpreter computed under its GIL: {stats}"
+    );
 }

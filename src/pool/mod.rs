@@ -4,14 +4,18 @@
 //! - [`ThreadPool`]: N threads of this process (optionally attached to an emulated GIL);
 //! - [`ProcessPool`]: N `clab worker` processes, re-executed from this binary like Python's
 //!   `spawn` start method, speaking the line protocol over their stdin/stdout. A worker that
-//!   dies fails only its in-flight job (`ERR worker died`) and is replaced.
+//!   dies fails only its in-flight job (`ERR worker died`) and is replaced;
+//! - [`InterpreterPool`]: N emulated subinterpreters, threads of this process with a GIL
+//!   each, to which requests and replies are copied.
 
 mod future;
+mod interpreter_pool;
 mod process_pool;
 mod thread_pool;
 pub mod worker;
 
 pub use future::{JobError, JobFuture, JobOutcome};
+pub use interpreter_pool::InterpreterPool;
 pub use process_pool::{ProcessPool, WorkerCommand};
 pub use thread_pool::ThreadPool;
 
@@ -65,11 +69,24 @@ impl JobQueue {
         Ok(future)
     }
 
+    /// Whether the queue still takes jobs.
+    pub fn is_open(&self) -> bool {
+        lock(&self.sender).is_some()
+    }
+
     pub fn close(&self, wait: bool) {
         lock(&self.sender).take();
         if wait {
-            for worker in lock(&self.workers).drain(..) {
-                let _ = worker.join();
+            // Joined outside the lock, round after round: a worker that replaces itself adds
+            // its successor while we wait (which then finds the queue closed and ends).
+            loop {
+                let workers: Vec<_> = lock(&self.workers).drain(..).collect();
+                if workers.is_empty() {
+                    break;
+                }
+                for worker in workers {
+                    let _ = worker.join();
+                }
             }
         }
     }
@@ -106,11 +123,13 @@ pub trait Executor: Send + Sync {
     fn shutdown(&self, wait: bool);
 }
 
-/// Either pool, chosen at run time (the offload target): threads or worker processes.
+/// Any pool, chosen at run time (the offload target): threads, worker processes or
+/// interpreters.
 #[derive(Debug)]
 pub enum AnyPool {
     Threads(ThreadPool),
     Processes(ProcessPool),
+    Interpreters(InterpreterPool),
 }
 
 impl Executor for AnyPool {
@@ -118,6 +137,7 @@ impl Executor for AnyPool {
         match self {
             AnyPool::Threads(pool) => pool.submit(request),
             AnyPool::Processes(pool) => pool.submit(request),
+            AnyPool::Interpreters(pool) => pool.submit(request),
         }
     }
 
@@ -125,6 +145,7 @@ impl Executor for AnyPool {
         match self {
             AnyPool::Threads(pool) => pool.shutdown(wait),
             AnyPool::Processes(pool) => pool.shutdown(wait),
+            AnyPool::Interpreters(pool) => pool.shutdown(wait),
         }
     }
 }

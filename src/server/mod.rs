@@ -50,10 +50,11 @@ pub enum Model {
     Eventloop,
     Async,
     Hybrid,
+    Interpreters,
 }
 
 impl Model {
-    pub const ALL: [Model; 8] = [
+    pub const ALL: [Model; 9] = [
         Model::Serial,
         Model::Threads,
         Model::Pool,
@@ -62,6 +63,7 @@ impl Model {
         Model::Eventloop,
         Model::Async,
         Model::Hybrid,
+        Model::Interpreters,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +76,7 @@ impl Model {
             Model::Eventloop => "eventloop",
             Model::Async => "async",
             Model::Hybrid => "hybrid",
+            Model::Interpreters => "interpreters",
         }
     }
 
@@ -87,7 +90,12 @@ impl Model {
     pub fn uses_workers(self) -> bool {
         matches!(
             self,
-            Model::Pool | Model::Procpool | Model::Prefork | Model::Async | Model::Hybrid
+            Model::Pool
+                | Model::Procpool
+                | Model::Prefork
+                | Model::Async
+                | Model::Hybrid
+                | Model::Interpreters
         )
     }
 }
@@ -112,6 +120,7 @@ impl crate::choice::Choice for Model {
             }
             Model::Async => "Tokio's multi-threaded work-stealing runtime",
             Model::Hybrid => "An event loop that offloads expensive requests to a pool",
+            Model::Interpreters => "A thread per connection; the work done by subinterpreters",
         }
     }
 }
@@ -401,9 +410,11 @@ pub fn run(listener: TcpListener, service: Arc<Service>) -> Result<(), ServeErro
     match service.config.model {
         // A prefork child (see `prefork::supervise`) serves like the serial model.
         Model::Serial | Model::Prefork => serial::serve(listener, &service),
-        // procpool schedules connections as threads does; its service sends the work to
-        // worker processes.
-        Model::Threads | Model::Procpool => threads::serve(listener, &service),
+        // procpool and interpreters schedule connections as threads does; their service
+        // sends the work to worker processes or to subinterpreters.
+        Model::Threads | Model::Procpool | Model::Interpreters => {
+            threads::serve(listener, &service)
+        }
         Model::Pool => pool::serve(listener, &service),
         // hybrid is an event loop whose service offloads expensive requests.
         Model::Eventloop | Model::Hybrid => eventloop::serve(listener, Arc::clone(&service)),

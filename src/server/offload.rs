@@ -1,7 +1,7 @@
 //! Where a request's work runs: on the serving thread, or offloaded to a pool.
 //!
-//! `procpool` offloads every computing request. `hybrid` offloads only expensive ones, by
-//! one of two policies:
+//! `procpool` and `interpreters` offload every computing request. `hybrid` offloads only
+//! expensive ones, by one of two policies:
 //! - `threshold:N`, the essays' threshold server: `fib n` with n > N, and `spin` above the
 //!   budget;
 //! - `adaptive`: no hand-tuned number. The cost of each request kind (each fib n, each spin
@@ -21,7 +21,7 @@ use crate::sync::lock;
 /// How `--offload` chooses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
-    /// Offload every computing request (`procpool`).
+    /// Offload every computing request (`procpool`, `interpreters`).
     Always,
     /// Offload `fib n` with n above this, and spin above the budget.
     Threshold(u32),
@@ -51,16 +51,19 @@ pub enum Target {
     Pool,
     /// `clab worker` processes.
     Procpool,
+    /// Emulated subinterpreters: threads of the server process with a GIL each.
+    Interpreters,
 }
 
 impl crate::choice::Choice for Target {
     const SETTING: &'static str = "offload target";
-    const ALL: &'static [Target] = &[Target::Pool, Target::Procpool];
+    const ALL: &'static [Target] = &[Target::Pool, Target::Procpool, Target::Interpreters];
 
     fn name(self) -> &'static str {
         match self {
             Target::Pool => "pool",
             Target::Procpool => "procpool",
+            Target::Interpreters => "interpreters",
         }
     }
 
@@ -68,6 +71,9 @@ impl crate::choice::Choice for Target {
         match self {
             Target::Pool => "Threads of the server process",
             Target::Procpool => "`clab worker` processes",
+            Target::Interpreters => {
+                "Subinterpreters: threads of the server process, each with its own GIL"
+            }
         }
     }
 }

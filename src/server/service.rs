@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::gil::{Gil, GilConfig};
 use crate::pool::{
-    AnyPool, Executor, JobFuture, JobOutcome, ProcessPool, ThreadPool, WorkerCommand,
+    AnyPool, Executor, InterpreterPool, JobFuture, JobOutcome, ProcessPool, ThreadPool,
+    WorkerCommand,
 };
 use crate::protocol::{Reply, Request};
 use crate::server::offload::{Kind, OffloadConfig, Offloader, Policy, Target};
@@ -54,14 +55,17 @@ pub struct Offload {
 
 impl Offload {
     /// The pool for `config`'s model, if it has one. Pool threads are Python threads of
-    /// this process (attached to its `gil`); pool processes have their own.
+    /// this process (attached to its `gil`); pool processes and subinterpreters have GILs of
+    /// their own.
     fn start(config: &ServerConfig, gil: Option<&Gil>) -> std::io::Result<Option<Offload>> {
+        let always = |target| OffloadConfig {
+            policy: Policy::Always,
+            target,
+            ..config.offload
+        };
         let settings = match config.model {
-            Model::Procpool => OffloadConfig {
-                policy: Policy::Always,
-                target: Target::Procpool,
-                ..config.offload
-            },
+            Model::Procpool => always(Target::Procpool),
+            Model::Interpreters => always(Target::Interpreters),
             Model::Hybrid => config.offload,
             _ => return Ok(None),
         };
@@ -70,6 +74,12 @@ impl Offload {
             Target::Procpool => AnyPool::Processes(ProcessPool::new(
                 config.workers,
                 WorkerCommand::current_exe(config.max_n)?,
+            )?),
+            // Each subinterpreter has a GIL of its own, like the main one's.
+            Target::Interpreters => AnyPool::Interpreters(InterpreterPool::new(
+                config.workers,
+                config.gil.clone(),
+                config.max_n,
             )?),
         };
         Ok(Some(Offload {
@@ -120,6 +130,13 @@ impl Service {
                     .stats
                     .report(self.config.model.name(), self.connections.open());
                 report.gil = self.gil.as_ref().map(Gil::report);
+                if let Some(Offload {
+                    pool: AnyPool::Interpreters(pool),
+                    ..
+                }) = &self.offload
+                {
+                    report.interpreters = pool.gil_reports();
+                }
                 // A struct of plain numbers and a string always serialises.
                 Answer::Now(Reply::Stats(
                     serde_json::to_string(&report).expect("stats serialise"),

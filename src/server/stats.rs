@@ -42,6 +42,9 @@ pub struct StatsReport {
     /// The emulated GIL's figures, when the server runs under one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub gil: Option<GilReport>,
+    /// Each subinterpreter's own GIL (`interpreters`, or `hybrid --offload-to interpreters`).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub interpreters: Vec<GilReport>,
 }
 
 impl Stats {
@@ -93,6 +96,7 @@ impl Stats {
             write_timeouts: self.write_timeouts.load(Ordering::Relaxed),
             uptime_s: self.started.elapsed().as_secs_f64(),
             gil: None,
+            interpreters: Vec::new(),
         }
     }
 }

@@ -8,6 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::clab;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 /// The quick catalogue takes about two minutes; this is the point at which it has hung.
 const LAB_LIMIT: Duration = Duration::from_secs(600);
@@ -326,42 +328,21 @@ fn a_server_killed_mid_measurement_gives_an_error_not_a_verdict() {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-killed-server");
     let _ = std::fs::remove_dir_all(&out);
     let before = clab_servers();
-    let mut command = clab();
-    command
-        .args([
-            "lab",
-            "run",
-            "convoy",
-            "--quick",
-            "--python",
-            "/nonexistent/python",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let lab = command.spawn().unwrap();
+    let lab = spawn_quick_lab(&["convoy"], &out);
     let lab_pid = lab.id();
     // The convoy's first server is `threads --gil new`: kill it 1.5 s into its run, during
     // the rapid client's measurement.
-    let killed = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            if let Some(pid) = child_serving(lab_pid, "threads") {
-                std::thread::sleep(Duration::from_millis(1500));
-                return nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                )
-                .is_ok();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    });
+    let killed = signal_while_serving(
+        lab_pid,
+        Duration::from_millis(1500),
+        Signal::SIGKILL,
+        Whom::Server,
+    );
     let output = wait_with_limit(lab, LAB_LIMIT);
-    assert!(killed.join().unwrap(), "no convoy server was found to kill");
+    assert!(
+        killed.join().unwrap().is_some(),
+        "no convoy server was found to kill"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).expect(&stderr)).unwrap();
@@ -392,32 +373,15 @@ fn an_interrupted_lab_stops_its_servers_and_writes_a_partial_report() {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lab-interrupted");
     let _ = std::fs::remove_dir_all(&out);
     let before = clab_servers();
-    let mut command = clab();
-    command
-        .args(["lab", "run", "convoy", "two-clients", "--quick"])
-        .args(["--python", "/nonexistent/python", "--out"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let lab = command.spawn().unwrap();
+    let lab = spawn_quick_lab(&["convoy", "two-clients"], &out);
     let lab_pid = lab.id();
     // SIGTERM the lab while the convoy's first server is measured.
-    let interrupted = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            if let Some(pid) = child_serving(lab_pid, "threads") {
-                std::thread::sleep(Duration::from_millis(500));
-                let signalled = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(lab_pid as i32),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-                return signalled.is_ok().then_some(pid as u32);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    });
+    let interrupted = signal_while_serving(
+        lab_pid,
+        Duration::from_millis(500),
+        Signal::SIGTERM,
+        Whom::Lab,
+    );
     let output = wait_with_limit(lab, LAB_LIMIT);
     let server = interrupted
         .join()
@@ -426,7 +390,7 @@ fn an_interrupted_lab_stops_its_servers_and_writes_a_partial_report() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(143), "{stderr}");
     assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
-    common::all_reaped(&[server], "the interrupted lab's server");
+    common::all_reaped(&[server as u32], "the interrupted lab's server");
     assert_eq!(clab_servers(), before, "the lab left processes behind");
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).expect(&stderr)).unwrap();
@@ -438,6 +402,55 @@ fn an_interrupted_lab_stops_its_servers_and_writes_a_partial_report() {
     );
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(readme.contains("Partial: interrupted by SIGTERM"));
+}
+
+/// Starts `clab lab run <experiments> --quick --out <out>` without CPython, output piped.
+fn spawn_quick_lab(experiments: &[&str], out: &Path) -> std::process::Child {
+    clab()
+        .args(["lab", "run"])
+        .args(experiments)
+        .args(["--quick", "--python", "/nonexistent/python", "--out"])
+        .arg(out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Who [`signal_while_serving`] signals.
+#[derive(Debug, Clone, Copy)]
+enum Whom {
+    Server,
+    Lab,
+}
+
+/// Once the lab `lab_pid` runs the convoy's first server (`threads`), waits `after` and sends
+/// `signal` to that server or to the lab; the server's pid, if one was found in two minutes
+/// and the signal sent.
+fn signal_while_serving(
+    lab_pid: u32,
+    after: Duration,
+    signal: Signal,
+    whom: Whom,
+) -> std::thread::JoinHandle<Option<i32>> {
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Some(server) = child_serving(lab_pid, "threads") {
+                std::thread::sleep(after);
+                let target = match whom {
+                    Whom::Server => server,
+                    Whom::Lab => lab_pid as i32,
+                };
+                return kill(Pid::from_raw(target), signal)
+                    .is_ok()
+                    .then_some(server);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    })
 }
 
 /// The pid of a `clab serve --model <model> …` child of `parent`, if one runs.

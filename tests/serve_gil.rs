@@ -377,19 +377,7 @@ fn a_hog_in_one_subinterpreter_leaves_the_rapid_client_its_rate() {
 
 #[test]
 fn the_hybrid_offloads_to_subinterpreters_each_with_its_own_gil() {
-    let server = Server::start(
-        "hybrid",
-        &[
-            "--gil",
-            "new",
-            "--workers",
-            "2",
-            "--offload",
-            "threshold:15",
-            "--offload-to",
-            "interpreters",
-        ],
-    );
+    let server = Server::start("hybrid", &threshold_hybrid("interpreters"));
     let mut client = server.connect();
     assert_eq!(client.request("fib 25"), "75025");
     assert_eq!(client.request("fib 5"), "5");

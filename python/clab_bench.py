@@ -6,7 +6,8 @@ every Python 3; each command prints one JSON object on stdout.
   probe                          version and GIL kind (legacy 2.x, new 3.2+, free-threaded)
   tick                           the time of one countdown-loop iteration and of one fib call,
                                  and the tick: the time between two eval-breaker checks
-  countdown --n N --mode M       two countdown(N) loops: serial, threads, or processes
+  countdown --n N --mode M       two countdown(N) loops: serial, threads, processes, or
+                                 interpreters (3.12+: a subinterpreter each, with its own GIL)
   race --each N                  two threads doing counter[0] += 1, N times each
   long --ms MS                   one C-level call of about MS ms (sum over a range) beside a
                                  10 ms ticker thread, with a signal due a quarter of the way in
@@ -15,6 +16,7 @@ every Python 3; each command prints one JSON object on stdout.
 from __future__ import print_function
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -79,12 +81,33 @@ def tick(_):
             "tick_ns": iteration_s * 1e9 / checks, "fib_call_ns": fib_call_s * 1e9}
 
 
-def counted(n, ready, go, done):
+def counted(count, ready, go, done):
     """A worker's countdown: say it is ready, wait for the start, count down, say when."""
     ready.set()
     go.wait()
-    countdown(n)
+    count()
     done.put(clock())
+
+
+def subinterpreters():
+    """The module that runs code in a subinterpreter with a GIL of its own: `_interpreters`
+    from 3.13 (under `concurrent.interpreters` from 3.14), `_xxsubinterpreters` on 3.12;
+    None before."""
+    for name in ("_interpreters", "_xxsubinterpreters"):
+        try:
+            return __import__(name)
+        except ImportError:
+            pass
+    return None
+
+
+def in_subinterpreter(module, n):
+    """A countdown(n) to run in a fresh subinterpreter: the function's source goes over as
+    text, as everything that crosses between interpreters is copied. (A function, as in the
+    main interpreter: a loop at module level would count down a global, twice as slowly.)"""
+    interpreter = module.create()
+    source = "def countdown(n):\n    while n > 0:\n        n -= 1\ncountdown(%d)\n" % n
+    return interpreter, lambda: module.run_string(interpreter, source)
 
 
 def run_countdown(args):
@@ -97,17 +120,28 @@ def run_countdown(args):
         countdown(n)
         countdown(n)
         return {"seconds": clock() - started}
+    try:
+        import queue
+    except ImportError:  # Python 2
+        import Queue as queue
+    interpreters = []
     if args.mode == "threads":
-        try:
-            import queue
-        except ImportError:  # Python 2
-            import Queue as queue
         kind, event, done = threading.Thread, threading.Event, queue.Queue()
+        counts = [functools.partial(countdown, n)] * 2
+    elif args.mode == "interpreters":
+        # 3.11 has `_xxsubinterpreters` too, but its subinterpreters share one GIL.
+        module = subinterpreters() if sys.version_info >= (3, 12) else None
+        if module is None:
+            raise SystemExit("no subinterpreters with a GIL of their own before Python 3.12")
+        kind, event, done = threading.Thread, threading.Event, queue.Queue()
+        interpreters, counts = zip(*[in_subinterpreter(module, n) for _ in range(2)])
     else:
         kind, event, done = multiprocessing.Process, multiprocessing.Event, multiprocessing.Queue()
+        counts = [functools.partial(countdown, n)] * 2
     go = event()
     readies = [event() for _ in range(2)]
-    workers = [kind(target=counted, args=(n, ready, go, done)) for ready in readies]
+    workers = [kind(target=counted, args=(count, ready, go, done))
+               for count, ready in zip(counts, readies)]
     for worker in workers:
         worker.start()
     for ready in readies:
@@ -118,6 +152,8 @@ def run_countdown(args):
     finished = max(done.get() for _ in workers)
     for worker in workers:
         worker.join()
+    for interpreter in interpreters:
+        module.destroy(interpreter)
     return {"seconds": finished - started}
 
 
@@ -179,7 +215,8 @@ def main():
     commands.add_parser("tick").set_defaults(run=tick)
     command = commands.add_parser("countdown")
     command.add_argument("--n", type=int, required=True)
-    command.add_argument("--mode", choices=["serial", "threads", "processes"], required=True)
+    command.add_argument("--mode", choices=["serial", "threads", "processes", "interpreters"],
+                         required=True)
     command.set_defaults(run=run_countdown)
     command = commands.add_parser("race")
     command.add_argument("--each", type=int, required=True)

@@ -19,6 +19,9 @@ use crate::lab::{Lab, LabError, class_result, p50_ms};
 use crate::server::Model;
 use crate::work::spin;
 
+/// The GIL label of a metric measured on subinterpreters, each with a GIL of its own.
+pub const PER_INTERPRETER: &str = "per-interpreter";
+
 /// The bands, fixed before any run; the experiment's rule states them in words.
 pub mod bands {
     use crate::lab::outcome::Band;
@@ -29,6 +32,8 @@ pub mod bands {
     pub const COUNTDOWN_TWO_CORES_LEGACY: Band = Band::Relative(0.20);
     pub const COUNTDOWN_TWO_CORES: Band = Band::Relative(0.15);
     pub const COUNTDOWN_PROCESSES: Band = Band::Relative(0.20);
+    /// Two GILs in one process are expected to behave as two processes' do.
+    pub const COUNTDOWN_INTERPRETERS: Band = Band::Relative(0.20);
     pub const TWO_CLIENTS: Band = Band::Relative(0.15);
     pub const CONVOY: Band = Band::Factor(2.0);
     pub const SWITCH_SLOPE: Band = Band::Absolute(0.15);
@@ -164,6 +169,8 @@ enum Countdown {
     Serial,
     Threads,
     Processes,
+    /// Two subinterpreters with a GIL each (CPython 3.12+); emulated as two locks.
+    Interpreters,
 }
 
 impl Countdown {
@@ -172,7 +179,13 @@ impl Countdown {
             Countdown::Serial => "serial",
             Countdown::Threads => "threads",
             Countdown::Processes => "processes",
+            Countdown::Interpreters => "interpreters",
         }
+    }
+
+    /// Whether each of the two workers has a GIL of its own.
+    fn own_gils(self) -> bool {
+        matches!(self, Countdown::Processes | Countdown::Interpreters)
     }
 }
 
@@ -213,20 +226,14 @@ fn emulated_countdown(
     std::thread::scope(|scope| {
         let jobs: &[u64] = match how {
             Countdown::Serial => &[2],
-            Countdown::Threads | Countdown::Processes => &[1, 1],
+            _ => &[1, 1],
         };
         for (index, &count) in jobs.iter().enumerate() {
-            let own = (how == Countdown::Processes)
-                .then(|| config.lock())
-                .flatten();
+            let own = how.own_gils().then(|| config.lock()).flatten();
             let shared = shared.as_ref();
             scope.spawn(move || {
                 log.pin_thread(&format!("countdown {} {index}", how.name()), cpus);
-                let gil = if how == Countdown::Processes {
-                    own.as_ref()
-                } else {
-                    shared
-                };
+                let gil = if how.own_gils() { own.as_ref() } else { shared };
                 let mut thread = PythonThread::attach(gil, &format!("countdown {index}"));
                 for _ in 0..count {
                     spin(job_ms, &mut thread);
@@ -271,7 +278,16 @@ fn countdown(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> 
             bands::COUNTDOWN_PROCESSES,
             "processes ÷ serial, two cores",
         ),
+        (
+            Countdown::Interpreters,
+            &all,
+            bands::COUNTDOWN_INTERPRETERS,
+            "subinterpreters ÷ serial, two cores",
+        ),
     ] {
+        if how == Countdown::Interpreters && !python.has_own_gil_subinterpreters() {
+            continue;
+        }
         lab.step(&format!("cpython: {} countdown {metric}", python.label()));
         let mut cpython = Vec::new();
         let mut emulated = Vec::new();
@@ -286,7 +302,7 @@ fn countdown(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> 
             );
         }
         let (cpython, emulated) = (median(cpython), median(emulated));
-        rows.push(row(
+        let mut row = row(
             python,
             "countdown",
             metric,
@@ -296,7 +312,12 @@ fn countdown(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> 
                 "two jobs of {job_ms} ms (CPython countdown({n}), emulation `spin {job_ms}`) on CPUs {}, timed from when both workers run; median of {repeats}",
                 crate::lab::experiments::list(cpus)
             ),
-        ));
+        );
+        if how == Countdown::Interpreters {
+            // Not the interpreter's main GIL: each subinterpreter's own.
+            row.gil = PER_INTERPRETER.into();
+        }
+        rows.push(row);
     }
     Ok(rows)
 }

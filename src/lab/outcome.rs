@@ -324,7 +324,8 @@ pub struct Fidelity {
     pub metric: String,
     /// The interpreter's version, e.g. "3.11.7".
     pub python: String,
-    /// Its GIL: "legacy", "new" or "free-threaded".
+    /// Its GIL: "legacy", "new", "free-threaded", or "per-interpreter" for a metric measured
+    /// on subinterpreters with a GIL each.
     pub gil: String,
     pub cpython: f64,
     pub emulation: f64,

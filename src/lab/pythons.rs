@@ -139,6 +139,12 @@ impl Python {
         self.major >= 3
     }
 
+    /// Has subinterpreters with a GIL each (3.12+, PEP 684; 3.11's share one GIL). A
+    /// free-threaded build has no GIL to give them.
+    pub fn has_own_gil_subinterpreters(&self) -> bool {
+        (self.major, self.minor) >= (3, 12) && self.gil == PythonGil::New
+    }
+
     /// Has asyncio (3.4+; the reference server needs 3.6).
     pub fn has_asyncio(&self) -> bool {
         (self.major, self.minor) >= (3, 6)

@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(replies, expected);
         let gils = pool.gil_reports();
         assert_eq!(gils.len(), 2, "one GIL per interpreter");
-        assert!(gils.iter().all(|gil| gil.threads.len() == 1), "{gils:?}");
+        assert!(gils.iter().all(|gil| gil.variant == "new"), "{gils:?}");
     }
 
     /// Panics on `fib 13`, computes everything else.

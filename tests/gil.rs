@@ -329,23 +329,26 @@ fn a_lone_legacy_thread_pays_nothing_for_its_check_interval() {
     // semaphore: with a 2.7-like tick (a release every 100 × 8 ns), fib under the legacy GIL
     // takes about as long as under the new GIL, whose lone holder never releases.
     pin(0);
-    let fastest = |variant: Variant| {
-        let gil = Gil::new(GilConfig {
+    let lock = |variant: Variant| {
+        Gil::new(GilConfig {
             tick: Duration::from_nanos(8),
             ..GilConfig::new(variant)
-        });
-        let mut py = gil.attach("main");
-        (0..5)
-            .map(|_| {
-                let started = Instant::now();
-                work::fib(27, &mut py);
-                started.elapsed()
-            })
-            .min()
-            .unwrap()
+        })
     };
-    let new = fastest(Variant::New);
-    let legacy = fastest(Variant::Legacy);
+    let (new_gil, legacy_gil) = (lock(Variant::New), lock(Variant::Legacy));
+    let (mut on_new, mut on_legacy) = (new_gil.attach("new"), legacy_gil.attach("legacy"));
+    let timed = |py: &mut clab::gil::GilThread| {
+        let started = Instant::now();
+        work::fib(27, py);
+        started.elapsed()
+    };
+    // Fastest of fifteen, taken in turns: a neighbour's burst on a shared host slows a few
+    // runs of both, not every run of one.
+    let (mut new, mut legacy) = (Duration::MAX, Duration::MAX);
+    for _ in 0..15 {
+        new = new.min(timed(&mut on_new));
+        legacy = legacy.min(timed(&mut on_legacy));
+    }
     eprintln!("fib 27 alone: new GIL {new:?}, legacy GIL {legacy:?}");
     assert!(
         legacy.as_secs_f64() < new.as_secs_f64() * 1.5,

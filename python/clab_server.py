@@ -9,6 +9,8 @@ differ only in scheduling:
   serial    one client at a time
   threads   a thread per connection
   procpool  a thread per connection; fib and spin computed by a process pool
+  interpreters  a thread per connection; fib and spin computed in subinterpreters with a GIL
+            each (Python 3.12+), one per pool thread
   hybrid    an event loop; fib n > --threshold (and spin) sent to a pool of --pool kind
             (asyncio on Python 3, a select() loop on Python 2)
   prefork   --workers forked children accepting on one socket, each serving serially
@@ -107,9 +109,13 @@ class Pool(object):
 
     def __init__(self, kind, workers):
         self.kind = kind
+        self.job = work
         if PY3:
             import concurrent.futures as futures
-            executor = futures.ThreadPoolExecutor if kind == "threads" else futures.ProcessPoolExecutor
+            if kind == "interpreters":
+                # Each pool thread runs its jobs in a subinterpreter of its own.
+                self.job = Subinterpreters().run
+            executor = futures.ProcessPoolExecutor if kind == "processes" else futures.ThreadPoolExecutor
             self.executor = executor(workers)
         else:
             from multiprocessing.pool import ThreadPool
@@ -121,13 +127,13 @@ class Pool(object):
 
     def run(self, kind, argument):
         if PY3:
-            return self.executor.submit(work, kind, argument).result()
+            return self.executor.submit(self.job, kind, argument).result()
         return self.executor.apply_async(work, (kind, argument)).get(3600)
 
     def start(self, kind, argument, done):
         """Runs the job and calls `done(reply)` on a pool-owned thread when it ends."""
         if PY3:
-            future = self.executor.submit(work, kind, argument)
+            future = self.executor.submit(self.job, kind, argument)
             future.add_done_callback(lambda f: done(f.result()))
         else:
             self.executor.apply_async(work, (kind, argument), callback=done)
@@ -137,6 +143,34 @@ class Pool(object):
             self.executor.shutdown(wait=False)
         else:
             self.executor.terminate()
+
+
+class Subinterpreters(object):
+    """The work run in subinterpreters with a GIL each (Python 3.12+, PEP 684), one per
+    calling thread, made on its first job. Only copies cross between interpreters: the work's
+    source and each job go in as text, and the reply comes back through a pipe. (3.14's
+    InterpreterPoolExecutor does the same with its own machinery.)"""
+
+    def __init__(self):
+        import inspect
+        from clab_bench import subinterpreters
+        self.module = subinterpreters()
+        self.setup = "import time\nclock = time.monotonic\n" + "".join(
+            inspect.getsource(function) for function in (fib, spin, work))
+        self.local = threading.local()
+
+    def run(self, kind, argument):
+        local = self.local
+        if not hasattr(local, "interpreter"):
+            local.interpreter = self.module.create()
+            local.read, local.write = os.pipe()
+            self.module.run_string(local.interpreter, self.setup)
+        self.module.run_string(local.interpreter, "import os\nos.write(%d, (work(%r, %r) + '\\n').encode())\n"
+                               % (local.write, kind, argument))
+        reply = b""
+        while not reply.endswith(b"\n"):
+            reply += os.read(local.read, 65536)
+        return reply.decode("utf-8").rstrip("\n")
 
 
 class Service(object):
@@ -376,11 +410,12 @@ def prefork(listener, service, workers):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["serial", "threads", "procpool", "hybrid", "prefork", "asyncio"], default="threads")
+    parser.add_argument("--model", choices=["serial", "threads", "procpool", "hybrid", "prefork", "asyncio",
+                                            "interpreters"], default="threads")
     parser.add_argument("--addr", default="127.0.0.1:25000", help="HOST:PORT; port 0 picks a free one")
     parser.add_argument("--workers", type=int, default=multiprocessing.cpu_count() or 2)
     parser.add_argument("--threshold", type=int, default=15, help="hybrid: offload fib n above this")
-    parser.add_argument("--pool", choices=["threads", "processes"], default="processes",
+    parser.add_argument("--pool", choices=["threads", "processes", "interpreters"], default="processes",
                         help="hybrid: where offloaded requests run")
     parser.add_argument("--switch-interval", type=float, metavar="SECONDS",
                         help="sys.setswitchinterval (Python 3.2+); Python 2 has none")
@@ -393,6 +428,8 @@ def main():
         sys.setswitchinterval(args.switch_interval)
     if args.model == "asyncio" and not PY3:
         parser.error("the asyncio model needs Python 3")
+    if "interpreters" in (args.model, args.pool) and sys.version_info < (3, 12):
+        parser.error("subinterpreters with a GIL each need Python 3.12+")
 
     host, port = args.addr.rsplit(":", 1)
     host = host.strip("[]")
@@ -407,6 +444,8 @@ def main():
     pool = None
     if args.model == "procpool":
         pool = Pool("processes", args.workers)
+    elif args.model == "interpreters":
+        pool = Pool("interpreters", args.workers)
     elif args.model == "hybrid":
         pool = Pool(args.pool, args.workers)
     threshold = args.threshold if args.model == "hybrid" else None

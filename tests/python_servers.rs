@@ -55,6 +55,9 @@ fn speaks_the_protocol_and_stops_cleanly_with(model: &str, extra: &[&str]) {
         if model == "asyncio" && !python.has_asyncio() {
             continue;
         }
+        if model == "interpreters" && !python.has_own_gil_subinterpreters() {
+            continue;
+        }
         eprintln!("{} {model} {extra:?}", python.label());
         serve_and_stop(python, model, extra);
     }
@@ -144,6 +147,35 @@ fn prefork() {
 #[test]
 fn asyncio() {
     speaks_the_protocol_and_stops_cleanly("asyncio");
+}
+
+#[test]
+fn subinterpreters() {
+    speaks_the_protocol_and_stops_cleanly("interpreters");
+}
+
+#[test]
+fn subinterpreters_are_refused_in_one_line_before_3_12() {
+    for python in interpreters()
+        .iter()
+        .filter(|python| !python.has_own_gil_subinterpreters())
+    {
+        let output = Command::new(&python.path)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/python/clab_server.py"
+            ))
+            .args(["--model", "interpreters", "--addr", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{}", python.label());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.trim_end().ends_with("need Python 3.12+"),
+            "{}: {stderr}",
+            python.label()
+        );
+    }
 }
 
 #[test]

@@ -47,7 +47,10 @@ pub mod bands {
 /// Every metric of `python` and its emulation, in the catalogue's order.
 pub fn measure(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
     let mut rows = countdown(lab, python)?;
-    rows.push(two_clients(lab, python)?);
+    rows.push(two_clients(lab, python, Model::Threads)?);
+    if python.has_own_gil_subinterpreters() {
+        rows.push(two_clients(lab, python, Model::Interpreters)?);
+    }
     rows.extend(convoy(lab, python)?);
     if python.has_switch_interval() {
         rows.push(switch_interval(lab, python)?);
@@ -334,8 +337,10 @@ struct Slowdown {
     slowdown: f64,
 }
 
-fn two_clients(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
-    lab.step(&format!("cpython: {} two clients", python.label()));
+/// The two-client slowdown on a `model` server: `threads` (one interpreter), or
+/// `interpreters` (the work in subinterpreters with a GIL each, 3.12+).
+fn two_clients(lab: &mut Lab, python: &Python, model: Model) -> Result<Fidelity, LabError> {
+    lab.step(&format!("cpython: {} two clients, {model}", python.label()));
     let (py_request, rust_request) = fib_requests(python, Duration::from_millis(30));
     let all = lab.placement.server_all.clone();
     let slowdown = |lab: &mut Lab, server: &ChildServer, side: Side| {
@@ -361,23 +366,31 @@ fn two_clients(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
     let (cpython, emulated) = on_both(
         lab,
         python,
-        (&["--model", "threads"], &python.emulation(Model::Threads)),
+        (&["--model", model.name()], &python.emulation(model)),
         &all,
         slowdown,
     )?;
-    Ok(row(
+    let metric = match model {
+        Model::Interpreters => "latency slowdown, two clients ÷ one, on subinterpreters",
+        _ => "latency slowdown, two clients ÷ one",
+    };
+    let mut row = row(
         python,
         "two-clients",
-        "latency slowdown, two clients ÷ one",
+        metric,
         bands::TWO_CLIENTS,
         (cpython.slowdown, emulated.slowdown),
         format!(
-            "one client: CPython `{py_request}` {:.1} ms, emulation `{rust_request}` {:.1} ms; threads servers on CPUs {}",
+            "one client: CPython `{py_request}` {:.1} ms, emulation `{rust_request}` {:.1} ms; {model} servers on CPUs {}",
             cpython.one_ms,
             emulated.one_ms,
             crate::lab::experiments::list(&all)
         ),
-    ))
+    );
+    if model == Model::Interpreters {
+        row.gil = PER_INTERPRETER.into();
+    }
+    Ok(row)
 }
 
 fn convoy(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {

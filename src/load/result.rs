@@ -33,6 +33,11 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// Failed requests over every class, in the measured window.
+    pub fn errors(&self) -> u64 {
+        self.classes.iter().map(|class| class.errors.total()).sum()
+    }
+
     /// Requests were sent and not one was answered — in the warm-up or the measured window.
     pub fn every_request_failed(&self) -> bool {
         let answered: u64 = self
@@ -40,8 +45,7 @@ impl LoadResult {
             .iter()
             .map(|class| class.completed + class.warmup_completed)
             .sum();
-        let failed: u64 = self.classes.iter().map(|class| class.errors.total()).sum();
-        answered == 0 && failed > 0
+        answered == 0 && self.errors() > 0
     }
 }
 

@@ -474,6 +474,11 @@ pub struct ServeArgs {
     pub drain_timeout: Duration,
 }
 
+/// A timeout given as `0` means "never".
+fn never_if_zero(timeout: Duration) -> Option<Duration> {
+    (!timeout.is_zero()).then_some(timeout)
+}
+
 /// A tick: a duration from 1 ns to 1 ms.
 fn parse_tick(text: &str) -> Result<Duration, String> {
     let tick = humantime::parse_duration(text).map_err(|e| e.to_string())?;
@@ -495,8 +500,8 @@ impl ServeArgs {
         };
         let mut builder = ServerConfig::builder(self.model)
             .max_n(self.max_n)
-            .idle_timeout((!self.idle_timeout.is_zero()).then_some(self.idle_timeout))
-            .write_timeout((!self.write_timeout.is_zero()).then_some(self.write_timeout))
+            .idle_timeout(never_if_zero(self.idle_timeout))
+            .write_timeout(never_if_zero(self.write_timeout))
             .gil(gil)
             .offload_budget(self.offload_budget);
         if let Some(workers) = self.workers {

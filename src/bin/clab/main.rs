@@ -228,8 +228,10 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if result.every_request_failed() {
-        let errors: u64 = result.classes.iter().map(|c| c.errors.total()).sum();
-        anyhow::bail!("every request failed ({errors} errors, none answered)");
+        anyhow::bail!(
+            "every request failed ({} errors, none answered)",
+            result.errors()
+        );
     }
     Ok(())
 }

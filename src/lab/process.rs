@@ -106,7 +106,8 @@ impl ChildServer {
                 Ok(server)
             }
             None => {
-                server.terminate();
+                // Never ready, so nothing to drain.
+                server.kill();
                 let log = std::fs::read_to_string(log).unwrap_or_default();
                 let last = log.lines().last().unwrap_or("(nothing on stderr)").trim();
                 Err(LabError::Start(
@@ -195,6 +196,14 @@ impl ChildServer {
         let _ = child.kill();
         let _ = child.wait();
         ended
+    }
+
+    /// SIGKILL and reap, for a server that never became ready.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     fn record_exit(&self, how: String, abnormal: bool) {

@@ -11,10 +11,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use crossbeam_channel::Receiver;
-
 use crate::gil::{Gil, GilConfig, GilReport, PythonThread};
-use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Task};
+use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Tasks};
 use crate::protocol::{Reply, Request};
 use crate::sync::lock;
 use crate::work::{self, Interpreter};
@@ -31,7 +29,7 @@ pub struct InterpreterPool {
 #[derive(Debug)]
 struct Inner {
     queue: JobQueue,
-    tasks: Receiver<Task>,
+    tasks: Tasks,
     /// Every interpreter's GIL settings (each gets a lock of its own).
     gil: GilConfig,
     max_n: u32,
@@ -99,7 +97,7 @@ fn start_interpreter(inner: &Arc<Inner>, index: usize) -> std::io::Result<()> {
 /// closes or a job panics (then a fresh interpreter replaces this one).
 fn run_interpreter(inner: &Arc<Inner>, index: usize, gil: Option<&Gil>) {
     let mut thread = PythonThread::attach(gil, &format!("interpreter {index}"));
-    while let Ok(task) = thread.allow_threads(|| inner.tasks.recv()) {
+    while let Some(task) = thread.allow_threads(|| inner.tasks.take()) {
         if !task.completer.start() {
             continue;
         }

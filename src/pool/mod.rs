@@ -19,14 +19,12 @@ pub use interpreter_pool::InterpreterPool;
 pub use process_pool::{ProcessPool, WorkerCommand};
 pub use thread_pool::ThreadPool;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-
-use crossbeam_channel::{Receiver, Sender};
 
 use crate::pool::future::{Completer, job};
 use crate::protocol::Request;
-use crate::sync::lock;
+use crate::sync::{BlockingQueue, lock};
 
 /// A submitted job on its way to a worker.
 pub(crate) struct Task {
@@ -34,25 +32,23 @@ pub(crate) struct Task {
     pub completer: Completer,
 }
 
-/// What both pools share: the queue their workers take jobs from, and those workers'
+/// The queue a pool's workers take their jobs from.
+pub(crate) type Tasks = Arc<BlockingQueue<Task>>;
+
+/// What every pool shares: the queue their workers take jobs from, and those workers'
 /// threads. Closing the queue lets the workers finish what is queued, then stop.
 #[derive(Debug, Default)]
 pub(crate) struct JobQueue {
-    sender: Mutex<Option<Sender<Task>>>,
+    tasks: Tasks,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl JobQueue {
-    /// An open queue, and the receiving end for the workers.
-    pub fn new() -> (JobQueue, Receiver<Task>) {
-        let (sender, tasks) = crossbeam_channel::unbounded();
-        (
-            JobQueue {
-                sender: Mutex::new(Some(sender)),
-                workers: Mutex::default(),
-            },
-            tasks,
-        )
+    /// An open queue, and the end the workers take from.
+    pub fn new() -> (JobQueue, Tasks) {
+        let queue = JobQueue::default();
+        let tasks = Arc::clone(&queue.tasks);
+        (queue, tasks)
     }
 
     pub fn add_worker(&self, worker: JoinHandle<()>) {
@@ -60,22 +56,20 @@ impl JobQueue {
     }
 
     pub fn submit(&self, request: Request) -> Result<JobFuture, PoolError> {
-        let sender = lock(&self.sender);
-        let sender = sender.as_ref().ok_or(PoolError::ShutDown)?;
         let (future, completer) = job();
-        sender
-            .send(Task { request, completer })
+        self.tasks
+            .put(Task { request, completer })
             .map_err(|_| PoolError::ShutDown)?;
         Ok(future)
     }
 
     /// Whether the queue still takes jobs.
     pub fn is_open(&self) -> bool {
-        lock(&self.sender).is_some()
+        self.tasks.is_open()
     }
 
     pub fn close(&self, wait: bool) {
-        lock(&self.sender).take();
+        self.tasks.close();
         if wait {
             // Joined outside the lock, round after round: a worker that replaces itself adds
             // its successor while we wait (which then finds the queue closed and ends).

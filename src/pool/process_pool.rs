@@ -11,11 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-
-use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Task};
+use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Task, Tasks};
 use crate::protocol::{Reply, Request};
-use crate::sync::lock;
+use crate::sync::{Taken, lock};
 
 /// How often an idle manager checks that its worker is still alive, so a worker killed
 /// while idle is replaced promptly rather than at its next job.
@@ -69,7 +67,7 @@ impl ProcessPool {
             let manager = Manager {
                 slot,
                 command: command.clone(),
-                tasks: tasks.clone(),
+                tasks: Arc::clone(&tasks),
                 pids: Arc::clone(&pool.pids),
             };
             // Each worker is started by its manager thread, which outlives it: a worker dies
@@ -122,7 +120,7 @@ impl Drop for ProcessPool {
 struct Manager {
     slot: usize,
     command: WorkerCommand,
-    tasks: Receiver<Task>,
+    tasks: Tasks,
     pids: Arc<Mutex<Vec<Option<u32>>>>,
 }
 
@@ -131,10 +129,10 @@ impl Manager {
         let mut worker = Some(first);
         loop {
             self.replace_if_dead(&mut worker);
-            match self.tasks.recv_timeout(LIVENESS_CHECK) {
-                Ok(task) => self.run_task(task, &mut worker),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
+            match self.tasks.take_timeout(LIVENESS_CHECK) {
+                Taken::Item(task) => self.run_task(task, &mut worker),
+                Taken::TimedOut => {}
+                Taken::Closed => {
                     if let Some(worker) = worker {
                         worker.stop();
                     }

@@ -2,10 +2,8 @@
 
 use std::thread;
 
-use crossbeam_channel::Receiver;
-
 use crate::gil::Gil;
-use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Task};
+use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Tasks};
 use crate::protocol::Request;
 use crate::work::{self, Free, Interpreter};
 
@@ -33,8 +31,8 @@ impl ThreadPool {
     }
 }
 
-fn run_tasks(tasks: &Receiver<Task>, interpreter: &mut impl Interpreter) {
-    while let Ok(task) = interpreter.allow_threads(|| tasks.recv()) {
+fn run_tasks(tasks: &Tasks, interpreter: &mut impl Interpreter) {
+    while let Some(task) = interpreter.allow_threads(|| tasks.take()) {
         if task.completer.start() {
             let reply = work::run(&task.request, interpreter);
             task.completer.finish(Ok(reply));

@@ -273,7 +273,42 @@ fn the_quick_catalogue_writes_a_complete_report() {
             assert!(row["faithful"].is_boolean(), "{row}");
         }
     }
+    // The eras table: at least seven claims, each judged in all four eras with its number.
+    let eras = report["eras"].as_array().unwrap();
+    assert!(eras.len() >= 7, "{eras:?}");
+    for row in eras {
+        let id = row["experiment"].as_str().unwrap();
+        assert!(catalogue.contains(&id), "{id}");
+        for era in ["legacy", "new", "per-interpreter", "free-threaded"] {
+            let cell = &row["verdicts"][era];
+            let verdict = cell["verdict"].as_str().unwrap();
+            assert!(
+                ["holds", "does_not_hold", "inconclusive"].contains(&verdict),
+                "{id} {era}: {cell}"
+            );
+            assert!(cell["emulation"].as_f64().is_some(), "{id} {era}: {cell}");
+            assert!(!cell["setup"].as_str().unwrap().is_empty(), "{id} {era}");
+        }
+    }
+    // What the GIL's eras mean for the essays' first claim: two countdowns gain nothing from
+    // threads under either GIL and run on both cores in two interpreters or without a GIL.
+    let countdown = eras
+        .iter()
+        .find(|row| row["experiment"] == "countdown")
+        .unwrap();
+    for (era, verdict) in [
+        ("legacy", "holds"),
+        ("new", "holds"),
+        ("per-interpreter", "does_not_hold"),
+        ("free-threaded", "does_not_hold"),
+    ] {
+        assert_eq!(
+            countdown["verdicts"][era]["verdict"], verdict,
+            "{countdown}"
+        );
+    }
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("The claims in each era of CPython"));
     assert!(html.contains("Claims and verdicts") && html.matches("<svg").count() >= figures.len());
     if !fidelity.is_empty() {
         assert!(html.contains("Fidelity: the emulation beside real CPython"));

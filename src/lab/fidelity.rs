@@ -8,19 +8,38 @@
 use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread};
-use crate::lab::experiments::{long_instruction, race, switch_interval};
+use crate::lab::experiments::{io_bound, long_instruction, race, switch_interval};
 use crate::lab::health::HealthLog;
 use crate::lab::measure;
 use crate::lab::outcome::{Band, Fidelity};
 use crate::lab::process::ChildServer;
 use crate::lab::pythons::{Python, PythonGil, bench};
-use crate::lab::spec::{OffloadTo, ServerSpec};
+use crate::lab::spec::ServerSpec;
 use crate::lab::{Lab, LabError, class_result, p50_ms};
 use crate::server::Model;
+use crate::server::offload::Target;
 use crate::work::spin;
 
 /// The GIL label of a metric measured on subinterpreters, each with a GIL of its own.
 pub const PER_INTERPRETER: &str = "per-interpreter";
+
+/// The names of the metrics other parts of the lab look up (the eras table takes CPython's
+/// numbers by them).
+pub mod metrics {
+    pub const COUNTDOWN_THREADS: &str = "threads ÷ serial, two cores";
+    pub const COUNTDOWN_INTERPRETERS: &str = "subinterpreters ÷ serial, two cores";
+    pub const TWO_CLIENTS_THREADS: &str = "latency slowdown, two clients ÷ one";
+    pub const TWO_CLIENTS_INTERPRETERS: &str =
+        "latency slowdown, two clients ÷ one, on subinterpreters";
+    pub const CONVOY_THREADS: &str = "rate kept beside a hog: threads";
+    pub const CONVOY_INTERPRETERS: &str = "rate kept beside a hog: subinterpreters";
+    pub const PROCESS_POOL_COST: &str = "share of the tiny-request rate a process pool costs";
+    pub const INTERPRETER_HOP_COST: &str =
+        "share of the tiny-request rate computing in subinterpreters costs";
+    pub const RACE_LOST: &str = "share of increments lost, two threads";
+    pub const IO_BOUND_SHARE: &str =
+        "share of the ideal 800 requests/s, 16 clients sending `sleep 20` to threads";
+}
 
 /// The bands, fixed before any run; the experiment's rule states them in words.
 pub mod bands {
@@ -55,7 +74,7 @@ pub fn measure(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError
     if python.has_switch_interval() {
         rows.push(switch_interval(lab, python)?);
     }
-    rows.push(procpool_overhead(lab, python)?);
+    rows.extend(procpool_overhead(lab, python)?);
     rows.extend(long_instruction(lab, python)?);
     rows.push(race(lab, python)?);
     if python.has_asyncio() {
@@ -273,7 +292,7 @@ fn countdown(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> 
             Countdown::Threads,
             &all,
             two_cores,
-            "threads ÷ serial, two cores",
+            metrics::COUNTDOWN_THREADS,
         ),
         (
             Countdown::Processes,
@@ -285,7 +304,7 @@ fn countdown(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> 
             Countdown::Interpreters,
             &all,
             bands::COUNTDOWN_INTERPRETERS,
-            "subinterpreters ÷ serial, two cores",
+            metrics::COUNTDOWN_INTERPRETERS,
         ),
     ] {
         if how == Countdown::Interpreters && !python.has_own_gil_subinterpreters() {
@@ -371,8 +390,8 @@ fn two_clients(lab: &mut Lab, python: &Python, model: Model) -> Result<Fidelity,
         slowdown,
     )?;
     let metric = match model {
-        Model::Interpreters => "latency slowdown, two clients ÷ one, on subinterpreters",
-        _ => "latency slowdown, two clients ÷ one",
+        Model::Interpreters => metrics::TWO_CLIENTS_INTERPRETERS,
+        _ => metrics::TWO_CLIENTS_THREADS,
     };
     let mut row = row(
         python,
@@ -403,7 +422,7 @@ fn convoy(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
     );
     let mut rows = Vec::new();
     // The essays' threshold server on each side: fib n > 15 goes to a pool of two.
-    let hybrid = |cpython_pool: &'static str, to: OffloadTo| {
+    let hybrid = |cpython_pool: &'static str, to: Target| {
         (
             vec!["--model", "hybrid", "--workers", "2", "--threshold", "15"]
                 .into_iter()
@@ -413,17 +432,27 @@ fn convoy(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
         )
     };
     let threads = (vec!["--model", "threads"], python.emulation(Model::Threads));
-    for (metric, (cpython_args, emulation)) in [
-        ("rate kept beside a hog: threads", threads),
+    let mut servers = vec![
+        (metrics::CONVOY_THREADS, threads),
         (
             "rate kept beside a hog: hybrid offloading to a thread pool",
-            hybrid("threads", OffloadTo::Threads),
+            hybrid("threads", Target::Pool),
         ),
         (
             "rate kept beside a hog: hybrid offloading to a process pool",
-            hybrid("processes", OffloadTo::Processes),
+            hybrid("processes", Target::Procpool),
         ),
-    ] {
+    ];
+    if python.has_own_gil_subinterpreters() {
+        servers.push((
+            metrics::CONVOY_INTERPRETERS,
+            (
+                vec!["--model", "interpreters", "--workers", "2"],
+                python.emulation(Model::Interpreters).workers(2),
+            ),
+        ));
+    }
+    for (metric, (cpython_args, emulation)) in servers {
         lab.step(&format!("cpython: {} convoy, {metric}", python.label()));
         let (cpython, emulated) = on_both(
             lab,
@@ -439,7 +468,7 @@ fn convoy(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
                 measure::rate_kept(lab, server, hog, window, hog_at)
             },
         )?;
-        rows.push(row(
+        let mut row = row(
             python,
             "convoy",
             metric,
@@ -453,7 +482,11 @@ fn convoy(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
                 emulated.after_per_s,
                 crate::lab::experiments::list(&one)
             ),
-        ));
+        );
+        if metric == metrics::CONVOY_INTERPRETERS {
+            row.gil = PER_INTERPRETER.into();
+        }
+        rows.push(row);
     }
     Ok(rows)
 }
@@ -578,17 +611,17 @@ fn pool_rate(
     Ok(rate)
 }
 
-fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
+fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
     lab.step(&format!(
         "cpython: {} process-pool overhead",
         python.label()
     ));
     let cpython = PoolRates::cpython(lab, python)?;
     let emulated = PoolRates::emulation(lab, python)?;
-    Ok(row(
+    let mut rows = vec![row(
         python,
         "procpool-overhead",
-        "share of the tiny-request rate a process pool costs",
+        metrics::PROCESS_POOL_COST,
         bands::PROCPOOL_COST,
         (cpython.cost(), emulated.cost()),
         format!(
@@ -600,7 +633,41 @@ fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabErro
             emulated.procpool,
             emulated.hop_us()
         ),
-    ))
+    )];
+    if python.has_own_gil_subinterpreters() {
+        lab.step(&format!("cpython: {} subinterpreter hop", python.label()));
+        let interpreters = ["--model", "interpreters", "--workers", "2"];
+        let cpython = PoolRates {
+            procpool: pool_rate(lab, |lab, cpus| {
+                lab.serve_cpython(python, &interpreters, cpus)
+            })?,
+            ..cpython
+        };
+        let spec = python.emulation(Model::Interpreters).workers(2);
+        let emulated = PoolRates {
+            procpool: pool_rate(lab, |lab, cpus| lab.serve(&spec, cpus))?,
+            ..emulated
+        };
+        let mut row = row(
+            python,
+            "procpool-overhead",
+            metrics::INTERPRETER_HOP_COST,
+            bands::PROCPOOL_COST,
+            (cpython.cost(), emulated.cost()),
+            format!(
+                "`fib 1` per second, threads → interpreters: CPython {:.0} → {:.0} (adds {:.0} µs a request: entering a subinterpreter and copying the request and the reply), emulation {:.0} → {:.0} (adds {:.0} µs: a hand-off to an interpreter's thread and the copies)",
+                cpython.threads,
+                cpython.procpool,
+                cpython.hop_us(),
+                emulated.threads,
+                emulated.procpool,
+                emulated.hop_us()
+            ),
+        );
+        row.gil = PER_INTERPRETER.into();
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 fn c10k(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
@@ -642,15 +709,21 @@ fn io_bound(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
         python,
         (&["--model", "threads"], &python.emulation(Model::Threads)),
         &one,
-        |lab, server, _| rate(lab, server, 16, "sleep 20"),
+        |lab, server, _| rate(lab, server, io_bound::CLIENTS, io_bound::REQUEST),
     )?;
     Ok(row(
         python,
         "io-bound",
-        "requests/s of 16 clients sending `sleep 20` to threads",
+        metrics::IO_BOUND_SHARE,
         bands::IO_BOUND,
-        (cpython, emulated),
-        format!("CPython {cpython:.0}/s, emulation {emulated:.0}/s (ideal 800/s)"),
+        (
+            cpython / io_bound::IDEAL_RATE,
+            emulated / io_bound::IDEAL_RATE,
+        ),
+        format!(
+            "CPython {cpython:.0}/s, emulation {emulated:.0}/s (ideal {:.0}/s)",
+            io_bound::IDEAL_RATE
+        ),
     ))
 }
 
@@ -726,7 +799,7 @@ fn race(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
     Ok(row(
         python,
         "race",
-        "share of increments lost, two threads",
+        metrics::RACE_LOST,
         bands::RACE,
         (share(cpython.lost), share(emulated)),
         format!(

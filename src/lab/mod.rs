@@ -7,6 +7,7 @@
 //! run on the lab's own, separate CPU ([`Lab::load`]). Results are plain data
 //! ([`outcome`]); the report renders them ([`crate::report`]).
 
+pub mod eras;
 pub(crate) mod experiments;
 pub(crate) mod fidelity;
 pub mod health;
@@ -54,7 +55,7 @@ pub enum LabError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
-    /// The whole catalogue in under three minutes: short windows, the fewest configurations
+    /// The whole catalogue in about four minutes: short windows, the fewest configurations
     Quick,
     /// A few minutes: longer windows, more points per curve
     Default,
@@ -99,6 +100,8 @@ pub struct Experiment {
     pub rule: &'static str,
     /// Every change of the rule after it had been run, with date and reason.
     pub history: &'static [outcome::RuleChange],
+    /// The claim as judged in each era of CPython's lock, where it means something there.
+    pub era: Option<&'static eras::EraClaim>,
     pub run: fn(&mut Lab) -> Result<Report, LabError>,
 }
 
@@ -115,6 +118,9 @@ pub struct Report {
     pub tables: Vec<outcome::Table>,
     pub figures: Vec<outcome::Figure>,
     pub fidelity: Vec<outcome::Fidelity>,
+    /// What was measured for each era of CPython's lock, in [`eras::Era::ALL`]'s order,
+    /// for the experiment's [`eras::EraClaim`].
+    pub era: Option<[eras::Measured; 4]>,
     pub raw: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -138,13 +144,6 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// Two or more server CPUs none of which the load generator uses (three CPUs or more),
-    /// for a claim about a server using more than one core beside a measured rate.
-    pub fn servers_apart(&self) -> Option<Vec<usize>> {
-        let apart = !self.server_all.iter().any(|cpu| self.load.contains(cpu));
-        (apart && self.server_all.len() >= 2).then(|| self.server_all.clone())
-    }
-
     pub fn from_allowed(cpus: &[usize]) -> Placement {
         match cpus {
             [] => Placement {
@@ -527,6 +526,10 @@ fn finish(
     let health = lab.health.take();
     let mut summary = report.summary;
     let mut checks = report.checks;
+    let mut era = experiment
+        .era
+        .zip(report.era)
+        .map(|(claim, measured)| claim.judge(experiment.id, measured));
     // A run that went wrong gives no verdict on the claim, whatever its numbers say.
     if let Some((fatal, problems)) = health::judge(&health) {
         let unclean = if fatal {
@@ -540,6 +543,9 @@ fn finish(
                 unclean.label()
             );
             verdict = unclean;
+        }
+        if let Some(era) = &mut era {
+            era.unclean(unclean);
         }
         checks.push(Check::new("the run is clean", unclean, problems));
     }
@@ -560,6 +566,7 @@ fn finish(
         tables: report.tables,
         figures: report.figures,
         fidelity: report.fidelity,
+        era,
         raw: serde_json::Value::Object(report.raw),
         elapsed_s: elapsed.as_secs_f64(),
     }
@@ -639,13 +646,12 @@ mod tests {
     use super::Placement;
 
     #[test]
-    fn the_load_keeps_a_cpu_and_servers_apart_from_it_need_three() {
+    fn the_load_keeps_a_cpu_of_its_own_where_there_are_two() {
         let two = Placement::from_allowed(&[0, 1]);
         assert_eq!((two.server_one, two.load.clone()), (vec![0], vec![1]));
-        assert_eq!(Placement::from_allowed(&[0, 1]).servers_apart(), None);
         let four = Placement::from_allowed(&[0, 1, 2, 3]);
-        assert_eq!(four.load, vec![3]);
-        assert_eq!(four.servers_apart(), Some(vec![0, 1, 2]));
-        assert_eq!(Placement::from_allowed(&[5]).servers_apart(), None);
+        assert_eq!((four.load, four.server_all), (vec![3], vec![0, 1, 2]));
+        let one = Placement::from_allowed(&[5]);
+        assert_eq!((one.server_one, one.load), (vec![5], vec![5]));
     }
 }

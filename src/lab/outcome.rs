@@ -419,6 +419,10 @@ pub struct Outcome {
     pub figures: Vec<Figure>,
     /// Metrics measured on real CPython and on the emulation side by side.
     pub fidelity: Vec<Fidelity>,
+    /// The claim in each era of CPython's lock; the report gathers these into its eras table
+    /// with CPython's numbers beside them, so the outcome leaves it out of its own JSON.
+    #[serde(skip)]
+    pub era: Option<crate::lab::eras::EraRow>,
     /// Every server, load and pinned thread of the run: placement read back, errors, exits.
     pub health: Vec<crate::lab::health::Health>,
     /// Raw measurements (load results, traces' summaries, samples).

@@ -2,15 +2,10 @@
 //! rendering its own `clab serve` arguments and its label — so tables, health records and
 //! argument lists cannot disagree about what ran.
 
+use crate::choice::Choice;
 use crate::gil::Variant;
 use crate::server::Model;
-
-/// Where a hybrid sends what it offloads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OffloadTo {
-    Threads,
-    Processes,
-}
+use crate::server::offload::Target;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerSpec {
@@ -18,7 +13,7 @@ pub struct ServerSpec {
     pub gil: Variant,
     pub workers: Option<usize>,
     /// A hybrid's fixed threshold (`fib n` with n above it is offloaded) and target.
-    pub offload: Option<(u32, OffloadTo)>,
+    pub offload: Option<(u32, Target)>,
     /// Further `clab serve` options, shown in the label when they change the model's
     /// behaviour (`--switch-interval`, `--tick`) and not when they only record (`--trace`).
     options: Vec<(String, String, bool)>,
@@ -41,7 +36,7 @@ impl ServerSpec {
     }
 
     /// A hybrid's fixed threshold: `fib n` with n above it goes to `to`.
-    pub fn offload(mut self, threshold: u32, to: OffloadTo) -> ServerSpec {
+    pub fn offload(mut self, threshold: u32, to: Target) -> ServerSpec {
         self.offload = Some((threshold, to));
         self
     }
@@ -51,7 +46,7 @@ impl ServerSpec {
     pub fn threshold_hybrid() -> ServerSpec {
         ServerSpec::new(Model::Hybrid, Variant::New)
             .workers(2)
-            .offload(15, OffloadTo::Processes)
+            .offload(15, Target::Procpool)
     }
 
     /// An option that changes behaviour, shown in the label.
@@ -82,11 +77,7 @@ impl ServerSpec {
                 "--offload".into(),
                 format!("threshold:{threshold}"),
                 "--offload-to".into(),
-                match to {
-                    OffloadTo::Threads => "pool",
-                    OffloadTo::Processes => "procpool",
-                }
-                .into(),
+                to.name().into(),
             ]);
         }
         for (flag, value, _) in &self.options {
@@ -102,8 +93,9 @@ impl ServerSpec {
         match (self.offload, self.workers) {
             (Some((threshold, to)), workers) => {
                 let to = match to {
-                    OffloadTo::Threads => "threads",
-                    OffloadTo::Processes => "processes",
+                    Target::Pool => "threads",
+                    Target::Procpool => "processes",
+                    Target::Interpreters => "interpreters",
                 };
                 label += &format!(", fib n > {threshold} to {} {to}", workers.unwrap_or(1));
             }

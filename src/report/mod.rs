@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::lab::eras::{self, Era, EraRow};
 use crate::lab::outcome::Fidelity;
 use crate::lab::{Outcome, Placement, Profile};
 use crate::system::machine::Machine;
@@ -70,6 +71,9 @@ pub struct LabReport {
     pub outcomes: Vec<Outcome>,
     /// Every metric measured on real CPython and on the emulation, from all outcomes.
     pub fidelity: Vec<Fidelity>,
+    /// Each claim that means something beyond one GIL, judged in each era of CPython's lock,
+    /// CPython's numbers beside the emulation's.
+    pub eras: Vec<EraRow>,
     /// Whether the run stopped before its last experiment, and what stopped it ("SIGINT"):
     /// the report then holds only the experiments that finished.
     pub partial: bool,
@@ -84,6 +88,11 @@ impl LabReport {
             .flat_map(|outcome| outcome.fidelity.iter().cloned())
             .collect()
     }
+
+    /// Gathers the outcomes' era rows, with CPython's numbers from `fidelity` beside them.
+    pub fn collect_eras(outcomes: &[Outcome], fidelity: &[Fidelity]) -> Vec<EraRow> {
+        eras::collect(outcomes.iter().filter_map(|o| o.era.as_ref()), fidelity)
+    }
 }
 
 /// One fidelity row as the pages show it: the interpreter, then the row's own cells.
@@ -91,6 +100,35 @@ fn fidelity_cells(row: &Fidelity) -> Vec<String> {
     let mut cells = vec![format!("CPython {} ({} GIL)", row.python, row.gil)];
     cells.extend(row.cells());
     cells
+}
+
+/// One row of the eras table as the pages show it.
+#[derive(Debug, Clone, Serialize)]
+struct EraCells {
+    experiment: &'static str,
+    claim: &'static str,
+    rule: String,
+    /// Each era's verdict (as `report.json` spells it, for the CSS class) and words.
+    cells: Vec<(crate::lab::Verdict, String)>,
+}
+
+fn era_cells(report: &LabReport) -> Vec<EraCells> {
+    report
+        .eras
+        .iter()
+        .map(|row| EraCells {
+            experiment: row.experiment,
+            claim: row.claim,
+            rule: format!("{}: {}", row.metric, row.rule),
+            cells: Era::ALL
+                .iter()
+                .map(|era| {
+                    let cell = row.verdicts.get(*era);
+                    (cell.verdict, cell.words())
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// Writes the report under `out`, returning the path of `index.html`.
@@ -124,6 +162,9 @@ pub fn write(report: &LabReport, out: &Path) -> Result<PathBuf, ReportError> {
                 template.render(minijinja::context! {
                     svgs => svgs.clone(),
                     fidelity_rows => report.fidelity.iter().map(fidelity_cells).collect::<Vec<_>>(),
+                    era_titles => Era::ALL.iter().map(|era| era.title()).collect::<Vec<_>>(),
+                    era_rows => minijinja::value::Serde(era_cells(report)),
+                    era_interpreters => eras::interpreters_by_era(&report.fidelity),
                     setup_lines => report.setups.describe(),
                     health_columns => crate::lab::health::Health::COLUMNS,
                     health_rows => report.outcomes.iter().map(|o| {
@@ -168,7 +209,19 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
     use crate::lab::outcome::{Chart, Check, Figure, Series, Table, Verdict};
+
+    const ERA: EraClaim = EraClaim {
+        claim: "two jobs at once are no faster",
+        metric: "at once ÷ in a row",
+        rule: Rule::AtLeast {
+            holds: 0.85,
+            fails: 0.7,
+        },
+        unit: Unit::Times,
+        cpython_metrics: [Some("a ratio"); 4],
+    };
 
     fn outcome() -> Outcome {
         let mut table = Table::new("numbers", &["a", "b|c"]);
@@ -212,6 +265,10 @@ mod tests {
                 2.1,
                 "measured".into(),
             )],
+            era: Some(ERA.judge(
+                "demo",
+                [1.1, 1.0, 0.5, 0.52].map(|ratio| Measured::new("threads", ratio)),
+            )),
             health: vec![crate::lab::health::Health::new("server demo", &[0])],
             raw: serde_json::json!({"k": 1}),
             elapsed_s: 1.5,
@@ -231,6 +288,7 @@ mod tests {
             setups: crate::lab::setups::Setups::default(),
             outcomes: vec![outcome()],
             fidelity: LabReport::collect_fidelity(&[outcome()]),
+            eras: LabReport::collect_eras(&[outcome()], &LabReport::collect_fidelity(&[outcome()])),
             partial: true,
             interrupted_by: Some("SIGINT".into()),
         };
@@ -245,11 +303,28 @@ mod tests {
         assert!(markdown.contains("![A line](plots/demo-line.png)"));
         assert!(markdown.contains("| CPython 3.11.7 (new GIL) | demo | a ratio | 2.00 | 2.10 | 1.05 | 1.80 – 2.20 | yes |"), "{markdown}");
         assert!(html.contains("<td>CPython 3.11.7 (new GIL)</td>"));
+        // The eras table: a column per era, CPython's number in the era it was measured in.
+        assert!(markdown.contains("| [demo](#demo) | two jobs at once are no faster (*at once ÷ in a row: holds at 0.85× or more, does not hold at 0.70× or less*) | **holds**: 1.10× (threads) | **holds**: 1.00× (threads); CPython 3.11.7: 2.00×, holds | **does not hold**: 0.50× (threads) |"), "{markdown}");
+        assert!(markdown.contains("free-threaded (3.13t+) — none: no free-threaded build"));
+        assert!(html.contains("<th>a GIL per interpreter (3.12+)</th>"));
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap())
                 .unwrap();
         assert_eq!(json["fidelity"][0]["band"], serde_json::json!([1.8, 2.2]));
         assert_eq!(json["fidelity"][0]["faithful"], true);
+        assert_eq!(json["eras"][0]["experiment"], "demo");
+        assert_eq!(
+            json["eras"][0]["verdicts"]["new"]["cpython"][0]["python"],
+            "3.11.7"
+        );
+        assert_eq!(
+            json["eras"][0]["verdicts"]["free-threaded"]["verdict"],
+            "does_not_hold"
+        );
+        assert!(
+            json["outcomes"][0].get("era").is_none(),
+            "kept once, in eras"
+        );
         assert_eq!(json["schema"], "clab-lab/2");
         assert_eq!(json["outcomes"][0]["health"][0]["what"], "server demo");
         assert!(markdown.contains("2026-11-25: a threshold moved (why: it could not fail)"));

@@ -82,7 +82,7 @@ pub struct LabArgs {
     #[command(subcommand)]
     pub action: Option<LabAction>,
 
-    /// The whole catalogue in under three minutes: short runs, fewest points
+    /// The whole catalogue in about four minutes: short runs, fewest points
     #[arg(long, global = true, conflicts_with = "thorough")]
     pub quick: bool,
 

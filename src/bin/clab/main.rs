@@ -163,6 +163,8 @@ fn lab(args: &LabArgs) -> anyhow::Result<Option<i32>> {
         ));
     });
     bar.finish_and_clear();
+    let fidelity = clab::report::LabReport::collect_fidelity(&outcomes);
+    let eras = clab::report::LabReport::collect_eras(&outcomes, &fidelity);
     let report = clab::report::LabReport {
         schema: clab::report::SCHEMA,
         started_at,
@@ -171,7 +173,8 @@ fn lab(args: &LabArgs) -> anyhow::Result<Option<i32>> {
         environment: clab::report::LabEnvironment::detect(python_labels),
         placement: lab.placement.clone(),
         setups: lab.setups.clone(),
-        fidelity: clab::report::LabReport::collect_fidelity(&outcomes),
+        fidelity,
+        eras,
         partial: interrupt.signal().is_some(),
         interrupted_by: interrupt.name(),
         outcomes,

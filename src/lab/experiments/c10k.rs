@@ -23,6 +23,7 @@ pub static EXPERIMENT: Experiment = Experiment {
            connections and its memory per connection (resident plus kernel stacks) is < 1/2 of \
            threads'; does not hold when it keeps < 50 % or costs more than threads.",
     history: &[],
+    era: None,
     run,
 };
 

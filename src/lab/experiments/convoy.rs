@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use crate::gil::Variant;
 use crate::gil::trace::{EventKind, Trace};
+use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::fidelity::metrics;
 use crate::lab::measure::{RateKept, rate_kept};
 use crate::lab::outcome::{Chart, Figure, Lane, LaneState, Marker, RuleChange, Series, Table};
 use crate::lab::process::ChildServer;
@@ -47,7 +49,26 @@ pub static EXPERIMENT: Experiment = Experiment {
                      hog's worker",
         },
     ],
+    era: Some(&ERA),
     run,
+};
+
+/// In each era: a hog and the tiny requests in one Python process, on its threads — with a
+/// GIL per interpreter, the work in its subinterpreters.
+static ERA: EraClaim = EraClaim {
+    claim: "a CPU-bound hog joining one Python process collapses its tiny-request rate",
+    metric: "tiny-request rate kept after the hog joins, the server on one CPU",
+    rule: Rule::AtMost {
+        holds: COLLAPSED,
+        fails: HELD,
+    },
+    unit: Unit::Percent,
+    cpython_metrics: [
+        Some(metrics::CONVOY_THREADS),
+        Some(metrics::CONVOY_THREADS),
+        Some(metrics::CONVOY_INTERPRETERS),
+        Some(metrics::CONVOY_THREADS),
+    ],
 };
 
 const COLLAPSED: f64 = 0.20;
@@ -73,33 +94,34 @@ fn measure(lab: &Lab, server: &ChildServer, hog: &str) -> Result<RateKept, LabEr
 /// tiny requests up, and the check says what.
 pub const ARTEFACT: f64 = 1.10;
 
-/// One convoy configuration: the server and what the rule expects of it.
+/// One convoy configuration: the server and what the rule expects of it (`None`: measured
+/// only for the eras table).
 struct Configuration {
     spec: ServerSpec,
-    collapses: bool,
-    /// Judged only with a core for the hog's worker apart from the generator's.
-    needs_a_core: bool,
+    collapses: Option<bool>,
 }
 
 fn configurations(trace: &str) -> Vec<Configuration> {
     let threads = |gil| ServerSpec::new(Model::Threads, gil);
     let expect = |spec, collapses| Configuration {
         spec,
-        collapses,
-        needs_a_core: false,
+        collapses: Some(collapses),
+    };
+    let era = |spec| Configuration {
+        spec,
+        collapses: None,
     };
     vec![
         expect(threads(Variant::New).quiet_option("--trace", trace), true),
         expect(threads(Variant::None), true),
         expect(threads(Variant::Priority), false),
-        Configuration {
-            needs_a_core: true,
-            ..expect(
-                ServerSpec::new(Model::Procpool, Variant::New).workers(2),
-                false,
-            )
-        },
+        expect(
+            ServerSpec::new(Model::Procpool, Variant::New).workers(2),
+            false,
+        ),
         expect(ServerSpec::threshold_hybrid(), false),
+        era(threads(Variant::Legacy)),
+        era(ServerSpec::new(Model::Interpreters, Variant::New).workers(2)),
     ]
 }
 
@@ -138,32 +160,22 @@ fn check(run: &RateKept, collapses: bool) -> Check {
 }
 
 /// One configuration's median run (by rate kept), with the spread of the repeats, and its
-/// check.
+/// check unless it is measured only for the eras table.
 fn measure_configuration(
     lab: &mut Lab,
     configuration: &Configuration,
     hog: &str,
-) -> Result<(RateKept, Sample, Check), LabError> {
+) -> Result<(RateKept, Sample, Option<Check>), LabError> {
     lab.step(&format!("convoy: {}", configuration.spec.label()));
-    // Every server on one CPU, GIL or not, the load generator on a CPU of its own; the
-    // process pool on more where there are more apart from the generator's.
-    let apart = lab.placement.servers_apart();
-    let cpus = match (&apart, configuration.needs_a_core) {
-        (Some(apart), true) => apart.clone(),
-        _ => lab.placement.server_one.clone(),
-    };
-    let server = lab.serve(&configuration.spec, &cpus)?;
+    // Every server on one CPU, GIL or not, the load generator on a CPU of its own.
+    let one = lab.placement.server_one.clone();
+    let server = lab.serve(&configuration.spec, &one)?;
     let (run, kept) =
         lab.median_run(|run: &RateKept| run.kept, |lab| measure(lab, &server, hog))?;
     server.stop();
-    let mut check = check(&run, configuration.collapses);
-    if configuration.needs_a_core && apart.is_none() {
-        check.verdict = Verdict::Inconclusive;
-        check.evidence += &format!(
-            " on one core shared with the hog; judged only with a core for the hog's worker apart from the load generator's (three CPUs or more, {} here)",
-            lab.placement.server_all.len()
-        );
-    }
+    let check = configuration
+        .collapses
+        .map(|collapses| check(&run, collapses));
     Ok((run, kept, check))
 }
 
@@ -191,14 +203,17 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             kept.show_with(percent),
             run.hog_completed.to_string(),
         ]);
-        checks.push(check);
+        checks.extend(check);
         runs.push(run);
     }
-    let (gil, others) = runs.split_first().expect("five configurations");
+    // In Era::ALL's order: legacy, new, per interpreter, free-threaded.
+    let era = [5, 0, 6, 1].map(|index: usize| Measured::new(&runs[index].label, runs[index].kept));
+    let (gil, others) = runs.split_first().expect("seven configurations");
     let others = others
         .iter()
         .map(|run| format!("{} {}", run.label, percent(run.kept)));
     let mut report = Report {
+        era: Some(era),
         summary: format!(
             "under --gil new the hog leaves {} of the rate ({:.0} → {:.0}/s); {}",
             percent(gil.kept),
@@ -245,11 +260,8 @@ fn setup(lab: &Lab, hog: &str) -> Vec<String> {
             "`{hog}` takes {} here (measured at the start of the lab), like CPython's fib(30) in the essay: each hog request spans many 5 ms switch intervals",
             lab.setups.hog.show()
         ),
-        "every server is pinned to one CPU and the load generator to another, which no server thread may use: the hog and the tiny requests compete for one core, GIL or not. The hybrid holds the rate because its hog runs in another process with its own GIL, which the scheduler interleaves with the tiny requests, not because of a second core".into(),
-        match lab.placement.servers_apart() {
-            Some(cpus) => format!("the process pool runs on CPUs {}, apart from the load generator's, so the hog's worker has a core of its own", super::list(&cpus)),
-            None => "the process pool is measured on the one server CPU too, and its check is inconclusive: the claim needs a core for the hog's worker apart from the load generator's, which takes three CPUs".into(),
-        },
+        "every server is pinned to one CPU and the load generator to another, which no server thread may use: the hog and the tiny requests compete for one core, GIL or not. The process pool and the hybrid hold the rate because their hog runs in another process with its own GIL, which the scheduler interleaves with the tiny requests, not because of a second core".into(),
+        "threads under the legacy GIL and the interpreters model (two interpreters with a GIL each) are measured for the eras table and not judged here".into(),
     ]
 }
 
@@ -280,13 +292,11 @@ const EXPLANATION: &str = "Under the emulated GIL the tiny-request thread releas
     thousands. Without a GIL both threads run and the scheduler interleaves them within \
     microseconds. The priority GIL lets the thread that released voluntarily (I/O) preempt the \
     CPU-bound holder at once; the process pool and the hybrid put the hog's work in other \
-    processes with their own GIL, so the kernel's scheduler, not a lock, shares the core. That is \
-    enough for the hybrid, which answers `fib 1` on its loop with one wake-up per request; the \
-    process pool sends even `fib 1` to a worker, and each of its hand-offs on the shared core \
-    (connection thread → worker → connection thread) waits for the scheduler to pick it over the \
-    running hog, so on one core it loses the rate. With a core for the hog's worker that no \
-    generator needs (three CPUs or more) it would not wait. The GIL timeline shows the convoy: \
-    the hog's lane holds for whole intervals while the connection thread waits.";
+    processes with their own GIL, so the kernel's scheduler, not a lock, shares the core: each \
+    wake-up of the tiny requests' threads preempts the hog within microseconds — twice per \
+    request for the process pool, whose `fib 1` crosses to a worker and back. Two interpreters \
+    of one process with a GIL each (3.12+) do the same with threads. The GIL timeline shows the \
+    convoy: the hog's lane holds for whole intervals while the connection thread waits.";
 
 /// The GIL timeline: a window of the trace after the hog's thread first took the GIL, a
 /// lane per thread, holding / waiting / released.

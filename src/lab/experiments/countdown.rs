@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
+use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::fidelity::metrics;
 use crate::lab::measure::latency;
 use crate::lab::outcome::{Chart, Figure, Table};
 use crate::lab::pythons::PythonGil;
@@ -20,7 +22,26 @@ pub static EXPERIMENT: Experiment = Experiment {
            No faster than serial: holds when > 0.85, does not hold when < 0.7. Uses both cores: \
            holds when < 0.7, does not hold when > 0.85.",
     history: &[],
+    era: Some(&ERA),
     run,
+};
+
+/// In each era: the two jobs on one Python process's threads — with a GIL per interpreter,
+/// in two of its subinterpreters.
+static ERA: EraClaim = EraClaim {
+    claim: "two CPU-bound jobs at once in one Python process take no less time than one after the other",
+    metric: "two at once ÷ two in a row, on both CPUs",
+    rule: Rule::AtLeast {
+        holds: NO_FASTER,
+        fails: BOTH_CORES,
+    },
+    unit: Unit::Times,
+    cpython_metrics: [
+        Some(metrics::COUNTDOWN_THREADS),
+        Some(metrics::COUNTDOWN_THREADS),
+        Some(metrics::COUNTDOWN_INTERPRETERS),
+        Some(metrics::COUNTDOWN_THREADS),
+    ],
 };
 
 const NO_FASTER: f64 = 0.85;
@@ -57,6 +78,10 @@ impl Row {
                 self.ratio()
             ),
         )
+    }
+
+    fn era(&self) -> Measured {
+        Measured::new(&self.label, self.ratio())
     }
 
     fn cells(&self) -> Vec<String> {
@@ -106,7 +131,9 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let none = measure(lab, &threads(Variant::None), &job)?;
     let procpool = ServerSpec::new(Model::Procpool, Variant::New).workers(2);
     let procpool = measure(lab, &procpool, &job)?;
-    let rows = [&new, &legacy, &none, &procpool];
+    let interpreters = ServerSpec::new(Model::Interpreters, Variant::New).workers(2);
+    let interpreters = measure(lab, &interpreters, &job)?;
+    let rows = [&new, &legacy, &none, &procpool, &interpreters];
     let mut table = Table::new(
         "Two CPU-bound jobs: one after the other against both at once",
         &[
@@ -124,12 +151,14 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             with_gil: new.check(true),
             without_gil: none.check(true),
         }),
+        era: Some([&legacy, &new, &interpreters, &none].map(Row::era)),
         summary: format!(
-            "both jobs at once take {:.2}× the serial time under --gil new ({:.2}× legacy), {:.2}× without a GIL, {:.2}× in a process pool",
+            "both jobs at once take {:.2}× the serial time under --gil new ({:.2}× legacy), {:.2}× without a GIL, {:.2}× in a process pool, {:.2}× in two interpreters",
             new.ratio(),
             legacy.ratio(),
             none.ratio(),
-            procpool.ratio()
+            procpool.ratio(),
+            interpreters.ratio()
         ),
         setup: vec![
             format!(
@@ -172,4 +201,5 @@ const EXPLANATION: &str = "Each job is pure computation. Under the GIL only the 
     alternate, so two jobs finish no sooner than one after the other. The legacy GIL is worse \
     on two cores: its holder releases and immediately re-takes the lock every 100 ticks while \
     the waiter is still waking up — time is lost to the thrash. Processes each have their own \
-    lock, and threads without one run on both cores.";
+    lock, and threads without one run on both cores; so do two interpreters of one process \
+    when each has a lock of its own (3.12+).";

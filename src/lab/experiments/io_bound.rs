@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
+use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::fidelity::metrics;
 use crate::lab::outcome::{Chart, Figure, Table};
 use crate::lab::spec::ServerSpec;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class_result};
@@ -19,11 +21,32 @@ pub static EXPERIMENT: Experiment = Experiment {
     rule: "with 16 clients sending `sleep 20`: threads and the event loop hold when each reaches \
            > 90 % of the process pool's throughput with less memory (PSS); do not hold below 70 %.",
     history: &[],
+    era: Some(&ERA),
     run,
 };
 
-const CLIENTS: usize = 16;
-const REQUEST: &str = "sleep 20";
+/// In each era: one Python process's threads overlapping the waits — with a GIL per
+/// interpreter, a server whose work runs in subinterpreters (its waits stay on the threads).
+static ERA: EraClaim = EraClaim {
+    claim: "threads of one Python process overlap I/O waits: sixteen waiting clients are served nearly as fast as if each had the server to itself",
+    metric: "requests/s ÷ the ideal 800/s",
+    rule: Rule::AtLeast {
+        holds: 0.9,
+        fails: 0.7,
+    },
+    unit: Unit::Percent,
+    cpython_metrics: [
+        Some(metrics::IO_BOUND_SHARE),
+        Some(metrics::IO_BOUND_SHARE),
+        None,
+        Some(metrics::IO_BOUND_SHARE),
+    ],
+};
+
+pub(crate) const CLIENTS: usize = 16;
+pub(crate) const REQUEST: &str = "sleep 20";
+/// Every client's request answered as soon as its wait is over: 16 × 50 requests/s.
+pub(crate) const IDEAL_RATE: f64 = CLIENTS as f64 * 50.0;
 
 /// One server's numbers.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -75,7 +98,16 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             lab,
             &ServerSpec::new(Model::Procpool, Variant::New).workers(CLIENTS),
         )?,
+        // For the eras table only.
+        measure(lab, &ServerSpec::new(Model::Threads, Variant::Legacy))?,
+        measure(
+            lab,
+            &ServerSpec::new(Model::Interpreters, Variant::New).workers(2),
+        )?,
+        measure(lab, &ServerSpec::new(Model::Threads, Variant::None))?,
     ];
+    let era = [&rows[3], &rows[0], &rows[4], &rows[5]]
+        .map(|row| Measured::new(&row.label, row.rate_per_s / IDEAL_RATE));
     let processes = &rows[2];
     let checks = rows[..2]
         .iter()
@@ -102,6 +134,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         .collect();
     let mib = |row: &Row| row.peak_pss_kib as f64 / 1024.0;
     let mut report = Report {
+        era: Some(era),
         checks,
         summary: format!(
             "{CLIENTS} waiting clients: threads {:.0}/s in {:.1} MiB, the event loop {:.0}/s in {:.1} MiB, a 16-process pool {:.0}/s in {:.1} MiB (peak memory under load)",
@@ -128,6 +161,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
                 super::seconds(lab.profile.window())
             ),
             "memory is the proportional set size of the server and all its processes (shared pages split), sampled once a second during the load; the table shows the peak".into(),
+            "threads under the legacy GIL and without one, and the interpreters model, are measured for the eras table and not judged here".into(),
         ],
         explanation: "A sleeping request releases the GIL and uses no CPU, so one thread per \
             connection, or one event loop, waits for all sixteen at once — the waits overlap and \
@@ -145,7 +179,7 @@ fn table(rows: &[Row]) -> Table {
     let mut table = Table::new(
         format!(
             "{CLIENTS} clients sending `{REQUEST}` (ideal: {} requests/s)",
-            CLIENTS * 50
+            IDEAL_RATE
         ),
         &[
             "server",
@@ -160,7 +194,7 @@ fn table(rows: &[Row]) -> Table {
         table.row(vec![
             row.label.clone(),
             format!("{:.0}", row.rate_per_s),
-            percent(row.rate_per_s / (CLIENTS as f64 * 50.0)),
+            percent(row.rate_per_s / IDEAL_RATE),
             format!("{:.0}", row.cpu_ms),
             row.peak_pss_kib.to_string(),
             row.processes.to_string(),

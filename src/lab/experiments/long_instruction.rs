@@ -35,6 +35,7 @@ pub static EXPERIMENT: Experiment = Experiment {
         reason: "the signal was looked for only between calls, outside the operation, so it was \
                  late by construction with or without a checkpoint inside: the rule could not fail",
     }],
+    era: None,
     run,
 };
 

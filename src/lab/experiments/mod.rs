@@ -66,6 +66,9 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), ALL.len());
         assert_eq!(ALL.len(), 13);
+        // The eras table covers at least seven claims.
+        let eras: Vec<_> = ALL.iter().filter_map(|e| e.era.map(|_| e.id)).collect();
+        assert!(eras.len() >= 7, "{eras:?}");
         for experiment in ALL {
             assert!(!experiment.claim.is_empty() && !experiment.rule.is_empty());
             assert!(!experiment.essay.is_empty(), "{}", experiment.id);

@@ -19,6 +19,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     rule: "with 2 children, throughput with 4 clients / with 2 clients: holds when < 1.25 (capped), \
            does not hold when > 1.6; threads must reach > 1.6 in the same runs for the check to mean anything.",
     history: &[],
+    era: None,
     run,
 };
 

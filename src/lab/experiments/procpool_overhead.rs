@@ -5,7 +5,8 @@
 use std::time::Instant;
 
 use crate::gil::Variant;
-use crate::lab::fidelity::PoolRates;
+use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::fidelity::{PoolRates, metrics};
 use crate::lab::measure::{self, rapid};
 use crate::lab::outcome::{Chart, Figure, Table};
 use crate::lab::pythons::PythonGil;
@@ -24,7 +25,26 @@ pub static EXPERIMENT: Experiment = Experiment {
     rule: "cost = 1 − rate through the process pool / rate computing on the connection's thread \
            (both --gil new). Holds when cost > 50 %, does not hold when cost < 25 %.",
     history: &[],
+    era: Some(&ERA),
     run,
+};
+
+/// In each era: each tiny request handed to the worker that era computes in parallel with —
+/// a process under a GIL, a subinterpreter with a GIL each, a thread without a GIL.
+static ERA: EraClaim = EraClaim {
+    claim: "handing each tiny request to the era's parallel worker (a process; from 3.12 a subinterpreter; free-threaded, a thread) costs most of the rate",
+    metric: "1 − rate through the worker ÷ rate on the connection's thread",
+    rule: Rule::AtLeast {
+        holds: MOST,
+        fails: LITTLE,
+    },
+    unit: Unit::Percent,
+    cpython_metrics: [
+        Some(metrics::PROCESS_POOL_COST),
+        Some(metrics::PROCESS_POOL_COST),
+        Some(metrics::INTERPRETER_HOP_COST),
+        None,
+    ],
 };
 
 const MOST: f64 = 0.5;
@@ -66,6 +86,35 @@ impl Rates {
     fn cost(&self) -> f64 {
         1.0 - self.procpool / self.threads
     }
+}
+
+/// The hop's cost in each era, in `Era::ALL`'s order, the new GIL's from `rates`.
+fn era_costs(lab: &mut Lab, rates: &Rates) -> Result<[Measured; 4], LabError> {
+    let cost = |lab: &mut Lab, direct: ServerSpec, through: ServerSpec| {
+        let label = format!("{} against {}", through.label(), direct.label());
+        let direct = rate(lab, &direct)?;
+        Ok::<_, LabError>(Measured::new(label, 1.0 - rate(lab, &through)? / direct))
+    };
+    let server = |model, gil| ServerSpec::new(model, gil);
+    let legacy = cost(
+        lab,
+        server(Model::Threads, Variant::Legacy),
+        server(Model::Procpool, Variant::Legacy).workers(2),
+    )?;
+    let new = Measured::new(
+        "procpool --gil new, 2 workers against threads --gil new",
+        rates.cost(),
+    );
+    let interpreters = Measured::new(
+        "interpreters --gil new, 2 workers against threads --gil new",
+        1.0 - rate(lab, &server(Model::Interpreters, Variant::New).workers(2))? / rates.threads,
+    );
+    let free_threaded = cost(
+        lab,
+        server(Model::Threads, Variant::None),
+        server(Model::Pool, Variant::None).workers(2),
+    )?;
+    Ok([legacy, new, interpreters, free_threaded])
 }
 
 /// A tiny job's round trip through each pool alone, without the network, µs.
@@ -204,12 +253,14 @@ fn round_trips_table(trips: &RoundTrips) -> Table {
 
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let rates = Rates::measure(lab)?;
+    let era = era_costs(lab, &rates)?;
     let trips = RoundTrips::measure(lab)?;
     let cpython = CPythonRates::measure(lab)?;
     let cpython_words = CPythonRates::words(&cpython);
     let (threads, procpool) = (rates.threads, rates.procpool);
     let network_us = 1e6 / threads;
     let mut report = Report {
+        era: Some(era),
         checks: vec![Check::new(
             "procpool --gil new against threads --gil new: the pool costs most of the rate",
             Verdict::at_least(rates.cost(), MOST, LITTLE),
@@ -244,6 +295,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
                 super::seconds(lab.profile.window())
             ),
             "then, without the network, a thread pool and a process pool of one worker each timing a tiny job's round trip".into(),
+            "for the eras table, the same rate through procpool and threads under the legacy GIL, through two interpreters (a GIL each), and through a thread pool and threads without a GIL".into(),
         ],
         explanation: format!(
             "Through the process pool a request is written to a worker's pipe, the worker wakes, \

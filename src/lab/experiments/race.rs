@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::gil::{GilConfig, PythonThread, SwitchPoints, Variant};
+use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::fidelity::metrics;
 use crate::lab::health::HealthLog;
 use crate::lab::outcome::Table;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
@@ -20,7 +22,22 @@ pub static EXPERIMENT: Experiment = Experiment {
     rule: "holds when the unsynchronised counter (no GIL) ends short of the increments made, and \
            the locked and atomic counters end exactly right; does not hold otherwise.",
     history: &[],
+    era: Some(&ERA),
     run,
+};
+
+/// In each era: two threads of one Python process incrementing one counter unsynchronised.
+static ERA: EraClaim = EraClaim {
+    claim: "two threads of one Python process doing an unsynchronised read-modify-write lose updates: the lock of the era does not make it atomic",
+    metric: "share of the increments lost",
+    rule: Rule::AboveZero,
+    unit: Unit::Percent,
+    cpython_metrics: [
+        Some(metrics::RACE_LOST),
+        Some(metrics::RACE_LOST),
+        None,
+        Some(metrics::RACE_LOST),
+    ],
 };
 
 enum Method {
@@ -144,6 +161,14 @@ impl Row {
         2 * self.each - self.total
     }
 
+    fn share_lost(&self) -> f64 {
+        self.lost() as f64 / (2 * self.each) as f64
+    }
+
+    fn era(&self) -> Measured {
+        Measured::new(&self.label, self.share_lost())
+    }
+
     fn cells(&self) -> Vec<String> {
         vec![
             self.label.clone(),
@@ -236,6 +261,12 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         "read, then write, under --gil new switching at calls and jumps (3.10+), 50 µs interval",
         each_under_gil,
     );
+    let legacy = counted(
+        lab,
+        Method::UnderGil(GilConfig::new(Variant::Legacy)),
+        "read, then write, under --gil legacy (a forced release every 100 ticks, as 2.x)",
+        each_under_gil,
+    );
     let locked = counted(lab, Method::Locked, "a mutex around the increment", each);
     let atomic = counted(lab, Method::Atomic, "an atomic fetch_add", each);
     let python_each = lab.profile.pick(1_000_000, 2_000_000, 2_000_000);
@@ -253,8 +284,20 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             .map(|row| format!("{} lost {} of {}", row.label, row.lost(), 2 * row.each));
         lost.collect::<Vec<_>>().join(", ")
     };
+    let era = [
+        legacy.era(),
+        calls_and_jumps.era().note(format!(
+            "3.2–3.9 could switch between any two instructions and lost {}",
+            Unit::Percent.show(every_instruction.share_lost())
+        )),
+        calls_and_jumps.era().note(
+            "the same threads: those of one interpreter share its GIL as under the new GIL, and interpreters share no objects to race on",
+        ),
+        unsynchronised.era(),
+    ];
     let emulated = [
         &unsynchronised,
+        &legacy,
         &every_instruction,
         &calls_and_jumps,
         &locked,
@@ -268,11 +311,13 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         table.row(row.cells());
     }
     let mut report = Report {
+        era: Some(era),
         checks: checks(&unsynchronised, &locked, &atomic),
         summary: format!(
-            "two threads lost {} of {} unsynchronised increments ({} under the emulated GIL switching at every instruction, {} switching only at calls and jumps); a lock and an atomic lost {} and {}; {python_note}",
+            "two threads lost {} of {} unsynchronised increments ({} under the emulated legacy GIL, {} under the new GIL switching at every instruction, {} switching only at calls and jumps); a lock and an atomic lost {} and {}; {python_note}",
             unsynchronised.lost(),
             2 * each,
+            legacy.lost(),
             every_instruction.lost(),
             calls_and_jumps.lost(),
             locked.lost(),
@@ -281,7 +326,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         tables: vec![table],
         setup: vec![
             format!(
-                "in the lab's own process: two threads pinned to CPUs {}, {each} increments each, four ways",
+                "in the lab's own process: two threads pinned to CPUs {}, {each} increments each, six ways",
                 super::list(&lab.placement.server_all)
             ),
             "the unsynchronised increment is an atomic load followed by an atomic store, so the race is real but not undefined behaviour".into(),

@@ -17,6 +17,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     rule: "fit log(rate) against log(interval) by least squares. Holds when the slope is between \
            −1.35 and −0.65; does not hold when it is above −0.4 or below −1.6.",
     history: &[],
+    era: None,
     run,
 };
 

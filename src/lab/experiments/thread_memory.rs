@@ -19,6 +19,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     rule: "threads with 8 MiB stacks, per idle connection: holds when virtual memory grows > 6 MiB \
            and resident memory < 1/8 of that; does not hold when virtual < 4 MiB or resident > 1/2 of virtual.",
     history: &[],
+    era: None,
     run,
 };
 

@@ -5,11 +5,13 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
+use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
 use crate::lab::outcome::{RuleChange, Table};
 use crate::lab::process::ChildServer;
 use crate::lab::spec::ServerSpec;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class_result, p50_ms};
 use crate::server::Model;
+use crate::server::offload::Target;
 
 use super::percent;
 
@@ -44,7 +46,22 @@ pub static EXPERIMENT: Experiment = Experiment {
                      client, now keeps the tiny requests from crowding the hogs",
         },
     ],
+    era: Some(&ERA),
     run,
+};
+
+/// In each era: the threshold server offloading to the era's parallel worker — processes
+/// under a GIL, subinterpreters with a GIL each, threads without a GIL.
+static ERA: EraClaim = EraClaim {
+    claim: "a server that answers cheap requests inline and sends expensive ones to the era's parallel worker keeps the tiny-request rate, stays prompt and scales",
+    metric: "tiny-request rate kept beside two hogs",
+    rule: Rule::Parts(
+        "the experiment's rule for its hybrid: holds when the rate kept > 50 %, the tiny \
+         requests' median < 2.5 ms and the hogs' scaling > 1.5; does not hold when the rate kept \
+         < 20 %, the median > 5 ms or the scaling < 1.2",
+    ),
+    unit: Unit::Percent,
+    cpython_metrics: [None; 4],
 };
 
 const KEPT: f64 = 0.5;
@@ -66,6 +83,50 @@ struct Row {
 impl Row {
     fn kept(&self) -> f64 {
         self.beside_per_s / self.alone_per_s
+    }
+
+    fn kept_words(&self) -> String {
+        format!(
+            "{:.0} → {:.0} requests/s beside two hogs: {}",
+            self.alone_per_s,
+            self.beside_per_s,
+            percent(self.kept())
+        )
+    }
+
+    /// The rule's three checks on a threshold server: rate, promptness, scaling.
+    fn checks(&self, name: &str) -> [Check; 3] {
+        [
+            Check::new(
+                format!("{name}: keeps the tiny-request rate"),
+                Verdict::at_least(self.kept(), KEPT, LOST),
+                self.kept_words(),
+            ),
+            Check::new(
+                format!("{name}: tiny requests stay prompt beside the hogs"),
+                Verdict::at_most(self.beside_p50_ms, PROMPT_MS, CONVOYED_MS),
+                format!(
+                    "median {:.2} ms, p99 {:.2} ms",
+                    self.beside_p50_ms, self.beside_p99_ms
+                ),
+            ),
+            Check::new(
+                format!("{name}: the hogs use both cores"),
+                Verdict::at_least(self.scaling, SCALES, SERIAL),
+                format!("scaling {:.2} of 2", self.scaling),
+            ),
+        ]
+    }
+
+    /// The row judged by the rule's three checks, for the eras table.
+    fn era(&self) -> Measured {
+        let verdict = Verdict::all(self.checks("").map(|check| check.verdict));
+        Measured::new(&self.label, self.kept())
+            .judged(verdict)
+            .note(format!(
+                "median {:.2} ms, scaling {:.2}",
+                self.beside_p50_ms, self.scaling
+            ))
     }
 }
 
@@ -114,43 +175,40 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         &ServerSpec::new(Model::Procpool, Variant::New).workers(2),
     )?;
     let hybrid = measure(lab, &ServerSpec::threshold_hybrid())?;
-    let rows = [threads, procpool, hybrid];
-    let [threads, procpool, hybrid] = &rows;
-    let hog = lab.setups.threshold_hog.request();
-    let kept = |row: &Row| {
-        format!(
-            "{:.0} → {:.0} requests/s beside two hogs: {}",
-            row.alone_per_s,
-            row.beside_per_s,
-            percent(row.kept())
-        )
+    let era_hybrid = |gil, to| {
+        ServerSpec::new(Model::Hybrid, gil)
+            .workers(2)
+            .offload(15, to)
     };
+    let legacy = measure(lab, &era_hybrid(Variant::Legacy, Target::Procpool))?;
+    let interpreters = measure(lab, &era_hybrid(Variant::New, Target::Interpreters))?;
+    let free_threaded = measure(lab, &era_hybrid(Variant::None, Target::Pool))?;
+    let era = [&legacy, &hybrid, &interpreters, &free_threaded].map(Row::era);
+    let rows = [
+        threads,
+        procpool,
+        hybrid,
+        legacy,
+        interpreters,
+        free_threaded,
+    ];
+    let [threads, procpool, hybrid, ..] = &rows;
+    let hog = lab.setups.threshold_hog.request();
     Ok(Report {
-        checks: vec![
-            Check::new(
-                "hybrid: keeps the tiny-request rate",
-                Verdict::at_least(hybrid.kept(), KEPT, LOST),
-                kept(hybrid),
-            ),
-            Check::new(
-                "hybrid: tiny requests stay prompt beside the hogs",
-                Verdict::at_most(hybrid.beside_p50_ms, PROMPT_MS, CONVOYED_MS),
-                format!(
-                    "median {:.2} ms, p99 {:.2} ms",
-                    hybrid.beside_p50_ms, hybrid.beside_p99_ms
-                ),
-            ),
-            Check::new(
-                "hybrid: the hogs use both cores",
-                Verdict::at_least(hybrid.scaling, SCALES, SERIAL),
-                format!("scaling {:.2} of 2", hybrid.scaling),
-            ),
-            Check::new(
+        era: Some(era),
+        checks: hybrid
+            .checks("hybrid")
+            .into_iter()
+            .chain([Check::new(
                 "threads --gil new (the contrast): lose the tiny-request rate",
                 Verdict::at_most(threads.kept(), LOST, KEPT),
-                format!("{}; median {:.2} ms", kept(threads), threads.beside_p50_ms),
-            ),
-        ],
+                format!(
+                    "{}; median {:.2} ms",
+                    threads.kept_words(),
+                    threads.beside_p50_ms
+                ),
+            )])
+            .collect(),
         summary: format!(
             "beside two hogs the hybrid keeps {} of the tiny-request rate (median {:.2} ms) and scales the hogs {:.2}×; threads under the GIL keep {} ({:.1} ms) and scale {:.2}×; procpool keeps {} and scales {:.2}×",
             percent(hybrid.kept()),
@@ -175,6 +233,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
                 lab.setups.threshold_hog.show()
             ),
             "procpool and hybrid have two worker processes".into(),
+            "for the eras table, the same hybrid under the legacy GIL, offloading to two interpreters with a GIL each, and offloading to two threads without a GIL".into(),
         ],
         tables: vec![table(&rows, &hog)],
         explanation: "The hybrid's event loop answers `fib 1` itself, without a hop, and sends \

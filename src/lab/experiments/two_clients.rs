@@ -3,6 +3,8 @@
 //! (threads without a GIL, processes, pre-forked children) latency stays flat.
 
 use crate::gil::Variant;
+use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::fidelity::metrics;
 use crate::lab::measure::latency;
 use crate::lab::outcome::{Chart, Figure, Series, Table};
 use crate::lab::spec::ServerSpec;
@@ -16,20 +18,47 @@ pub static EXPERIMENT: Experiment = Experiment {
     rule: "slowdown = median latency with two clients / with one. Doubles: holds when slowdown > 1.6, \
            does not hold when < 1.3. Flat: holds when slowdown < 1.3, does not hold when > 1.6.",
     history: &[],
+    era: Some(&ERA),
     run,
+};
+
+/// In each era: a threads server of one Python process — with a GIL per interpreter, one
+/// whose work runs in subinterpreters.
+static ERA: EraClaim = EraClaim {
+    claim: "a second client sending CPU-bound requests to one Python process doubles each request's latency",
+    metric: "median latency with two clients ÷ with one",
+    rule: Rule::AtLeast {
+        holds: DOUBLED,
+        fails: FLAT,
+    },
+    unit: Unit::Times,
+    cpython_metrics: [
+        Some(metrics::TWO_CLIENTS_THREADS),
+        Some(metrics::TWO_CLIENTS_THREADS),
+        Some(metrics::TWO_CLIENTS_INTERPRETERS),
+        Some(metrics::TWO_CLIENTS_THREADS),
+    ],
 };
 
 const DOUBLED: f64 = 1.6;
 const FLAT: f64 = 1.3;
 
-/// A server and what the rule expects of its latency.
+/// A server and what the rule expects of its latency: `None` for a server measured only for
+/// the eras table.
 struct Configuration {
     spec: ServerSpec,
-    doubles: bool,
+    doubles: Option<bool>,
 }
 
 fn configurations() -> Vec<Configuration> {
-    let expect = |spec, doubles| Configuration { spec, doubles };
+    let expect = |spec, doubles| Configuration {
+        spec,
+        doubles: Some(doubles),
+    };
+    let era = |spec| Configuration {
+        spec,
+        doubles: None,
+    };
     vec![
         expect(ServerSpec::new(Model::Threads, Variant::New), true),
         expect(ServerSpec::new(Model::Eventloop, Variant::None), true),
@@ -42,13 +71,15 @@ fn configurations() -> Vec<Configuration> {
             ServerSpec::new(Model::Prefork, Variant::New).workers(4),
             false,
         ),
+        era(ServerSpec::new(Model::Threads, Variant::Legacy)),
+        era(ServerSpec::new(Model::Interpreters, Variant::New).workers(4)),
     ]
 }
 
 /// One server's median latencies by number of clients.
 struct Row {
     label: String,
-    doubles: bool,
+    doubles: Option<bool>,
     /// (clients, median latency with its spread), one per count.
     latencies: Vec<(usize, Sample)>,
 }
@@ -65,6 +96,10 @@ impl Row {
     fn slowdown(&self) -> f64 {
         let (one, two) = self.one_and_two();
         two.median / one.median
+    }
+
+    fn era(&self) -> Measured {
+        Measured::new(&self.label, self.slowdown())
     }
 
     fn check(&self, doubles: bool) -> Check {
@@ -109,18 +144,24 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     }
     let slowdown = |index: usize| rows[index].slowdown();
     Ok(Report {
-        checks: rows.iter().map(|row| row.check(row.doubles)).collect(),
+        checks: rows
+            .iter()
+            .filter_map(|row| Some(row.check(row.doubles?)))
+            .collect(),
+        era: Some([&rows[5], &rows[0], &rows[6], &rows[2]].map(Row::era)),
         contrast: Some(Contrast {
             with_gil: rows[0].check(true),
             without_gil: rows[2].check(true),
         }),
         summary: format!(
-            "a second client slows requests ×{:.2} under --gil new and ×{:.2} on the event loop; ×{:.2} without a GIL, ×{:.2} procpool, ×{:.2} prefork",
+            "a second client slows requests ×{:.2} under --gil new (×{:.2} legacy) and ×{:.2} on the event loop; ×{:.2} without a GIL, ×{:.2} procpool, ×{:.2} prefork, ×{:.2} in subinterpreters",
             slowdown(0),
+            slowdown(5),
             slowdown(1),
             slowdown(2),
             slowdown(3),
-            slowdown(4)
+            slowdown(4),
+            slowdown(6)
         ),
         setup: vec![
             format!(
@@ -129,7 +170,8 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
                 super::list(&counts),
                 super::seconds(lab.profile.window())
             ),
-            "servers may use both CPUs — the claim is about using two cores; the load generator, waiting for 30 ms replies, uses next to none of its CPU, and measures latency, not a rate; procpool and prefork have 4 workers, so no client waits for one".into(),
+            "servers may use both CPUs — the claim is about using two cores; the load generator, waiting for 30 ms replies, uses next to none of its CPU, and measures latency, not a rate; procpool, prefork and interpreters have 4 workers, so no client waits for one".into(),
+            "threads under the legacy GIL and the interpreters model are measured for the eras table and not judged here".into(),
             "beyond two clients the two cores are busy whatever the model: only 1 → 2 is judged".into(),
         ],
         tables: vec![table(&rows)],
@@ -171,7 +213,12 @@ fn table(rows: &[Row]) -> Table {
             row.one_and_two().0.show(1),
             row.one_and_two().1.show(1),
             format!("×{:.2}", row.slowdown()),
-            if row.doubles { "doubles" } else { "flat" }.into(),
+            match row.doubles {
+                Some(true) => "doubles",
+                Some(false) => "flat",
+                None => "— (eras table)",
+            }
+            .into(),
         ]);
     }
     table

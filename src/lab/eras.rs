@@ -1,0 +1,536 @@
+//! The eras table: the essays' claims about one Python process, judged again in each era of
+//! CPython's lock — the legacy GIL of 2.x, the new GIL of 3.2–3.12, a GIL per interpreter
+//! (3.12+) and free threading (3.13t+). An experiment whose claim means something in these
+//! eras runs the era's version of its setup and returns one [`EraRow`]; the report puts
+//! CPython's own number beside the emulation's wherever the fidelity matrix measured the
+//! same metric on an interpreter of that era, judged by the same rule.
+
+use serde::Serialize;
+
+use crate::lab::outcome::{Fidelity, Verdict, significant};
+
+/// The columns of the eras table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    Legacy,
+    New,
+    PerInterpreter,
+    FreeThreaded,
+}
+
+impl Era {
+    pub const ALL: [Era; 4] = [
+        Era::Legacy,
+        Era::New,
+        Era::PerInterpreter,
+        Era::FreeThreaded,
+    ];
+
+    /// As `report.json` and the fidelity matrix's `gil` field name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Era::Legacy => "legacy",
+            Era::New => "new",
+            Era::PerInterpreter => crate::lab::fidelity::PER_INTERPRETER,
+            Era::FreeThreaded => "free-threaded",
+        }
+    }
+
+    /// The column's heading.
+    pub fn title(self) -> &'static str {
+        match self {
+            Era::Legacy => "legacy GIL (2.x)",
+            Era::New => "new GIL (3.2–3.12)",
+            Era::PerInterpreter => "a GIL per interpreter (3.12+)",
+            Era::FreeThreaded => "free-threaded (3.13t+)",
+        }
+    }
+}
+
+/// How a row's numbers read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// A ratio: "0.98×".
+    Times,
+    /// A share: "45 %", or "0.012 %" when small.
+    Percent,
+}
+
+impl Unit {
+    pub fn show(self, value: f64) -> String {
+        match self {
+            Unit::Times => format!("{value:.2}×"),
+            Unit::Percent if value != 0.0 && value.abs() < 0.01 => {
+                format!("{} %", significant(value * 100.0))
+            }
+            Unit::Percent => format!("{:.0} %", value * 100.0),
+        }
+    }
+}
+
+/// An era row's verdict rule, fixed before the run and kept as data, so that CPython's
+/// number is judged by the rule the emulation's was.
+#[derive(Debug, Clone, Copy)]
+pub enum Rule {
+    /// Holds at or above `holds`, does not hold at or below `fails`.
+    AtLeast { holds: f64, fails: f64 },
+    /// Holds at or below `holds`, does not hold at or above `fails`.
+    AtMost { holds: f64, fails: f64 },
+    /// Holds when any is measured at all (a lost update), does not hold at zero.
+    AboveZero,
+    /// The experiment's own parts, combined as its verdict is; said in words.
+    Parts(&'static str),
+}
+
+impl Rule {
+    /// The verdict on `value`; `None` for a rule of several parts, which its experiment judges.
+    pub fn judge(self, value: f64) -> Option<Verdict> {
+        match self {
+            Rule::AtLeast { holds, fails } => Some(Verdict::at_least(value, holds, fails)),
+            Rule::AtMost { holds, fails } => Some(Verdict::at_most(value, holds, fails)),
+            Rule::AboveZero => Some(if value > 0.0 {
+                Verdict::Holds
+            } else {
+                Verdict::DoesNotHold
+            }),
+            Rule::Parts(_) => None,
+        }
+    }
+
+    pub fn describe(self, unit: Unit) -> String {
+        match self {
+            Rule::AtLeast { holds, fails } => format!(
+                "holds at {} or more, does not hold at {} or less",
+                unit.show(holds),
+                unit.show(fails)
+            ),
+            Rule::AtMost { holds, fails } => format!(
+                "holds at {} or less, does not hold at {} or more",
+                unit.show(holds),
+                unit.show(fails)
+            ),
+            Rule::AboveZero => "holds when any is measured, does not hold at none".into(),
+            Rule::Parts(words) => words.into(),
+        }
+    }
+}
+
+/// A claim as the eras table judges it: fixed, like an experiment's rule, before anything runs.
+pub struct EraClaim {
+    /// The claim about one Python process, worded so that it can hold in one era and not
+    /// in the next.
+    pub claim: &'static str,
+    /// What the number is ("two jobs at once ÷ one after the other").
+    pub metric: &'static str,
+    pub rule: Rule,
+    pub unit: Unit,
+    /// The fidelity metric that measures the same number on CPython, per era (in
+    /// [`Era::ALL`]'s order), where the fidelity matrix has one.
+    pub cpython_metrics: [Option<&'static str>; 4],
+}
+
+/// What an experiment measured for one era.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// What ran, e.g. "threads --gil legacy".
+    pub setup: String,
+    pub value: f64,
+    /// The verdict the experiment gives instead of the rule's: a [`Rule::Parts`] rule's, from
+    /// its own checks (CPython's numbers beside it are then shown without one).
+    pub verdict: Option<Verdict>,
+    /// What a reader needs to read the number right (a measurement shared with another era).
+    pub note: Option<String>,
+}
+
+impl Measured {
+    pub fn new(setup: impl Into<String>, value: f64) -> Measured {
+        Measured {
+            setup: setup.into(),
+            value,
+            verdict: None,
+            note: None,
+        }
+    }
+
+    /// A number judged by its experiment's parts ([`Rule::Parts`]).
+    pub fn judged(mut self, verdict: Verdict) -> Measured {
+        self.verdict = Some(verdict);
+        self
+    }
+
+    pub fn note(mut self, note: impl Into<String>) -> Measured {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+/// CPython's own number for an era's cell, judged by the row's rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct CPythonNumber {
+    pub python: String,
+    pub value: f64,
+    pub shown: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+}
+
+/// One claim in one era.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub verdict: Verdict,
+    /// What the emulation ran.
+    pub setup: String,
+    pub emulation: f64,
+    pub shown: String,
+    /// CPython's numbers for the same metric on interpreters of this era, where measured.
+    pub cpython: Vec<CPythonNumber>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The fidelity metric to take CPython's numbers from.
+    #[serde(skip)]
+    cpython_metric: Option<&'static str>,
+    /// Whether the rule judges CPython's numbers: not where the experiment gave the verdict.
+    #[serde(skip)]
+    judges_cpython: bool,
+}
+
+impl Cell {
+    /// The cell as the pages show it: the verdict's numbers, then CPython's.
+    pub fn words(&self) -> String {
+        let mut words = format!("{} ({})", self.shown, self.setup);
+        for number in &self.cpython {
+            words += &format!("; CPython {}: {}", number.python, number.shown);
+            if let Some(verdict) = number.verdict {
+                words += &format!(", {verdict}");
+            }
+        }
+        if let Some(note) = &self.note {
+            words += &format!(" — {note}");
+        }
+        words
+    }
+}
+
+/// The four eras' cells of one row, named as `report.json` names the eras.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdicts {
+    pub legacy: Cell,
+    pub new: Cell,
+    #[serde(rename = "per-interpreter")]
+    pub per_interpreter: Cell,
+    #[serde(rename = "free-threaded")]
+    pub free_threaded: Cell,
+}
+
+impl Verdicts {
+    pub fn get(&self, era: Era) -> &Cell {
+        match era {
+            Era::Legacy => &self.legacy,
+            Era::New => &self.new,
+            Era::PerInterpreter => &self.per_interpreter,
+            Era::FreeThreaded => &self.free_threaded,
+        }
+    }
+
+    fn cells_mut(&mut self) -> [&mut Cell; 4] {
+        [
+            &mut self.legacy,
+            &mut self.new,
+            &mut self.per_interpreter,
+            &mut self.free_threaded,
+        ]
+    }
+}
+
+/// One claim across the four eras.
+#[derive(Debug, Clone, Serialize)]
+pub struct EraRow {
+    pub experiment: &'static str,
+    pub claim: &'static str,
+    pub metric: &'static str,
+    /// The rule in words.
+    pub rule: String,
+    pub verdicts: Verdicts,
+    #[serde(skip)]
+    judge: Rule,
+    #[serde(skip)]
+    unit: Unit,
+}
+
+impl EraClaim {
+    /// Judges the four eras' measurements, given in [`Era::ALL`]'s order.
+    pub fn judge(&self, experiment: &'static str, measured: [Measured; 4]) -> EraRow {
+        let [legacy, new, per_interpreter, free_threaded] =
+            std::array::from_fn(|index| self.cell(&measured[index], self.cpython_metrics[index]));
+        EraRow {
+            experiment,
+            claim: self.claim,
+            metric: self.metric,
+            rule: self.rule.describe(self.unit),
+            verdicts: Verdicts {
+                legacy,
+                new,
+                per_interpreter,
+                free_threaded,
+            },
+            judge: self.rule,
+            unit: self.unit,
+        }
+    }
+
+    fn cell(&self, measured: &Measured, cpython_metric: Option<&'static str>) -> Cell {
+        let verdict = measured
+            .verdict
+            .or_else(|| self.rule.judge(measured.value))
+            .unwrap_or(Verdict::Error);
+        Cell {
+            verdict: if measured.value.is_finite() {
+                verdict
+            } else {
+                Verdict::Error
+            },
+            setup: measured.setup.clone(),
+            emulation: measured.value,
+            shown: self.unit.show(measured.value),
+            cpython: Vec::new(),
+            note: measured.note.clone(),
+            cpython_metric,
+            judges_cpython: measured.verdict.is_none(),
+        }
+    }
+}
+
+impl EraRow {
+    /// A run that was not clean gives no verdict in any era: `unclean` replaces each one.
+    pub fn unclean(&mut self, unclean: Verdict) {
+        for cell in self.verdicts.cells_mut() {
+            if matches!(cell.verdict, Verdict::Holds | Verdict::DoesNotHold) {
+                cell.verdict = unclean;
+            }
+        }
+    }
+
+    /// Puts CPython's numbers beside the emulation's: every fidelity row of this experiment
+    /// with the cell's metric, on an interpreter of the cell's era, judged by the row's rule.
+    pub fn add_cpython(&mut self, fidelity: &[Fidelity]) {
+        let (judge, unit, experiment) = (self.judge, self.unit, self.experiment);
+        for (era, cell) in Era::ALL.into_iter().zip(self.verdicts.cells_mut()) {
+            let Some(metric) = cell.cpython_metric else {
+                continue;
+            };
+            cell.cpython = fidelity
+                .iter()
+                .filter(|row| {
+                    row.experiment == experiment && row.metric == metric && row.gil == era.name()
+                })
+                .map(|row| CPythonNumber {
+                    python: row.python.clone(),
+                    value: row.cpython,
+                    shown: unit.show(row.cpython),
+                    verdict: judge.judge(row.cpython).filter(|_| cell.judges_cpython),
+                })
+                .collect();
+        }
+    }
+}
+
+/// The report's eras table: each outcome's row, with CPython's numbers from the fidelity
+/// matrix beside the emulation's.
+pub fn collect<'a>(
+    rows: impl IntoIterator<Item = &'a EraRow>,
+    fidelity: &[Fidelity],
+) -> Vec<EraRow> {
+    rows.into_iter()
+        .map(|row| {
+            let mut row = row.clone();
+            row.add_cpython(fidelity);
+            row
+        })
+        .collect()
+}
+
+/// Which CPython interpreters stood for each era, in words, for the line under the table.
+pub fn interpreters_by_era(fidelity: &[Fidelity]) -> Vec<(String, String)> {
+    Era::ALL
+        .into_iter()
+        .map(|era| {
+            let mut pythons: Vec<&str> = Vec::new();
+            for row in fidelity.iter().filter(|row| row.gil == era.name()) {
+                if !pythons.contains(&row.python.as_str()) {
+                    pythons.push(&row.python);
+                }
+            }
+            let words = if pythons.is_empty() {
+                match era {
+                    Era::FreeThreaded => "none: no free-threaded build (python3.13t, python3.14t, or a GIL disabled at start) was found here".into(),
+                    Era::PerInterpreter => "none: no CPython 3.12+ was measured".into(),
+                    _ => "none measured".into(),
+                }
+            } else {
+                format!("CPython {}", pythons.join(", "))
+            };
+            (era.title().to_owned(), words)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::outcome::Band;
+
+    const CLAIM: EraClaim = EraClaim {
+        claim: "two jobs at once are no faster than serial",
+        metric: "at once ÷ in a row",
+        rule: Rule::AtLeast {
+            holds: 0.85,
+            fails: 0.7,
+        },
+        unit: Unit::Times,
+        cpython_metrics: [Some("m"), Some("m"), Some("sub"), Some("m")],
+    };
+
+    fn measured() -> [Measured; 4] {
+        [
+            Measured::new("threads --gil legacy", 1.3),
+            Measured::new("threads --gil new", 0.99),
+            Measured::new("interpreters --gil new, 2 workers", 0.5),
+            Measured::new("threads --gil none", 0.52),
+        ]
+    }
+
+    fn fidelity(metric: &str, (python, gil): (&str, &str), cpython: f64) -> Fidelity {
+        Fidelity::new(
+            "countdown",
+            metric,
+            (python, gil),
+            Band::Relative(0.2),
+            cpython,
+            cpython,
+            String::new(),
+        )
+    }
+
+    #[test]
+    fn each_era_is_judged_by_the_one_rule() {
+        let row = CLAIM.judge("countdown", measured());
+        let verdicts: Vec<Verdict> = Era::ALL
+            .iter()
+            .map(|era| row.verdicts.get(*era).verdict)
+            .collect();
+        use Verdict::*;
+        assert_eq!(verdicts, [Holds, Holds, DoesNotHold, DoesNotHold]);
+        assert_eq!(
+            row.rule,
+            "holds at 0.85× or more, does not hold at 0.70× or less"
+        );
+        assert_eq!(row.verdicts.new.shown, "0.99×");
+    }
+
+    #[test]
+    fn cpython_numbers_join_the_cells_of_their_era_and_metric() {
+        let mut row = CLAIM.judge("countdown", measured());
+        row.add_cpython(&[
+            fidelity("m", ("2.7.18", "legacy"), 1.1),
+            fidelity("m", ("3.11.7", "new"), 0.8),
+            fidelity("m", ("3.13.0", "new"), 0.95),
+            fidelity("sub", ("3.13.0", "per-interpreter"), 0.66),
+            fidelity("other", ("3.13.0", "new"), 9.0),
+        ]);
+        let pythons = |era| {
+            row.verdicts
+                .get(era)
+                .cpython
+                .iter()
+                .map(|n| (n.python.clone(), n.verdict))
+                .collect::<Vec<_>>()
+        };
+        use Verdict::*;
+        assert_eq!(pythons(Era::Legacy), [("2.7.18".into(), Some(Holds))]);
+        assert_eq!(
+            pythons(Era::New),
+            [
+                ("3.11.7".into(), Some(Inconclusive)),
+                ("3.13.0".into(), Some(Holds))
+            ]
+        );
+        assert_eq!(
+            pythons(Era::PerInterpreter),
+            [("3.13.0".into(), Some(DoesNotHold))]
+        );
+        assert!(pythons(Era::FreeThreaded).is_empty());
+        assert!(
+            row.verdicts
+                .per_interpreter
+                .words()
+                .contains("CPython 3.13.0: 0.66×, does not hold")
+        );
+    }
+
+    #[test]
+    fn report_json_names_the_four_eras() {
+        let row = CLAIM.judge("countdown", measured());
+        let json = serde_json::to_value(&row).unwrap();
+        for era in Era::ALL {
+            assert!(
+                json["verdicts"][era.name()]["verdict"].is_string(),
+                "{json}"
+            );
+        }
+        assert_eq!(json["experiment"], "countdown");
+        assert_eq!(
+            json["verdicts"]["free-threaded"]["verdict"],
+            "does_not_hold"
+        );
+    }
+
+    #[test]
+    fn an_unclean_run_or_a_missing_number_gives_no_verdict() {
+        let mut measured = measured();
+        measured[1].value = f64::NAN;
+        let mut row = CLAIM.judge("countdown", measured);
+        assert_eq!(row.verdicts.new.verdict, Verdict::Error);
+        row.unclean(Verdict::Inconclusive);
+        assert!(
+            Era::ALL
+                .iter()
+                .all(|era| row.verdicts.get(*era).verdict != Verdict::Holds)
+        );
+        assert_eq!(row.verdicts.new.verdict, Verdict::Error);
+    }
+
+    #[test]
+    fn rules_of_parts_and_of_any_loss() {
+        let parts = EraClaim {
+            rule: Rule::Parts("three checks"),
+            cpython_metrics: [None; 4],
+            ..CLAIM
+        };
+        let mut measured = measured();
+        measured[0] = measured[0].clone().judged(Verdict::Inconclusive);
+        let row = parts.judge("threshold", measured);
+        assert_eq!(row.verdicts.legacy.verdict, Verdict::Inconclusive);
+        assert_eq!(row.verdicts.new.verdict, Verdict::Error, "no verdict given");
+        let mut measured = super::tests::measured();
+        measured[2] = measured[2]
+            .clone()
+            .judged(Verdict::Inconclusive)
+            .note("needs a core apart");
+        let mut row = CLAIM.judge("countdown", measured);
+        row.add_cpython(&[fidelity("sub", ("3.13.0", "per-interpreter"), 0.66)]);
+        let cell = &row.verdicts.per_interpreter;
+        assert_eq!(cell.verdict, Verdict::Inconclusive);
+        assert_eq!(
+            cell.cpython[0].verdict, None,
+            "not judged where the cell is not"
+        );
+        assert!(
+            cell.words()
+                .ends_with("CPython 3.13.0: 0.66× — needs a core apart")
+        );
+        assert_eq!(Rule::AboveZero.judge(1e-7), Some(Verdict::Holds));
+        assert_eq!(Rule::AboveZero.judge(0.0), Some(Verdict::DoesNotHold));
+        assert_eq!(Unit::Percent.show(0.0001), "0.0100 %");
+        assert_eq!(Unit::Percent.show(0.45), "45 %");
+    }
+}

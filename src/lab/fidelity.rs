@@ -564,18 +564,29 @@ fn switch_interval(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError>
 #[derive(Debug, Clone, Copy)]
 pub struct PoolRates {
     pub threads: f64,
-    pub procpool: f64,
+    /// Through a pool (the process pool, or subinterpreters).
+    pub pooled: f64,
 }
 
 impl PoolRates {
     /// The share of the rate the process pool costs.
     pub fn cost(&self) -> f64 {
-        1.0 - self.procpool / self.threads
+        1.0 - self.pooled / self.threads
     }
 
     /// What the hop adds to each request, in µs: the mechanism behind the share.
     pub fn hop_us(&self) -> f64 {
-        1e6 / self.procpool - 1e6 / self.threads
+        1e6 / self.pooled - 1e6 / self.threads
+    }
+
+    /// "18000 → 5000 (adds 140 µs a request: why)".
+    fn words(&self, why: &str) -> String {
+        format!(
+            "{:.0} → {:.0} (adds {:.0} µs a request: {why})",
+            self.threads,
+            self.pooled,
+            self.hop_us()
+        )
     }
 
     /// CPython's own: `ProcessPoolExecutor` (`multiprocessing.Pool` on 2.x).
@@ -584,7 +595,7 @@ impl PoolRates {
         let procpool = ["--model", "procpool", "--workers", "2"];
         Ok(PoolRates {
             threads: pool_rate(lab, |lab, cpus| lab.serve_cpython(python, &threads, cpus))?,
-            procpool: pool_rate(lab, |lab, cpus| lab.serve_cpython(python, &procpool, cpus))?,
+            pooled: pool_rate(lab, |lab, cpus| lab.serve_cpython(python, &procpool, cpus))?,
         })
     }
 
@@ -594,7 +605,7 @@ impl PoolRates {
         let procpool = python.emulation(Model::Procpool).workers(2);
         Ok(PoolRates {
             threads: pool_rate(lab, |lab, cpus| lab.serve(&threads, cpus))?,
-            procpool: pool_rate(lab, |lab, cpus| lab.serve(&procpool, cpus))?,
+            pooled: pool_rate(lab, |lab, cpus| lab.serve(&procpool, cpus))?,
         })
     }
 }
@@ -625,27 +636,23 @@ fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, La
         bands::PROCPOOL_COST,
         (cpython.cost(), emulated.cost()),
         format!(
-            "`fib 1` per second, threads → procpool: CPython {:.0} → {:.0} (the pool adds {:.0} µs a request: pickling and the executor's own threads, all under the GIL), emulation {:.0} → {:.0} (adds {:.0} µs: a pipe round trip, no interpreter work)",
-            cpython.threads,
-            cpython.procpool,
-            cpython.hop_us(),
-            emulated.threads,
-            emulated.procpool,
-            emulated.hop_us()
+            "`fib 1` per second, threads → procpool: CPython {}, emulation {}",
+            cpython.words("pickling and the executor's own threads, all under the GIL"),
+            emulated.words("a pipe round trip, no interpreter work")
         ),
     )];
     if python.has_own_gil_subinterpreters() {
         lab.step(&format!("cpython: {} subinterpreter hop", python.label()));
         let interpreters = ["--model", "interpreters", "--workers", "2"];
         let cpython = PoolRates {
-            procpool: pool_rate(lab, |lab, cpus| {
+            pooled: pool_rate(lab, |lab, cpus| {
                 lab.serve_cpython(python, &interpreters, cpus)
             })?,
             ..cpython
         };
         let spec = python.emulation(Model::Interpreters).workers(2);
         let emulated = PoolRates {
-            procpool: pool_rate(lab, |lab, cpus| lab.serve(&spec, cpus))?,
+            pooled: pool_rate(lab, |lab, cpus| lab.serve(&spec, cpus))?,
             ..emulated
         };
         let mut row = row(
@@ -655,13 +662,9 @@ fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, La
             bands::PROCPOOL_COST,
             (cpython.cost(), emulated.cost()),
             format!(
-                "`fib 1` per second, threads → interpreters: CPython {:.0} → {:.0} (adds {:.0} µs a request: entering a subinterpreter and copying the request and the reply), emulation {:.0} → {:.0} (adds {:.0} µs: a hand-off to an interpreter's thread and the copies)",
-                cpython.threads,
-                cpython.procpool,
-                cpython.hop_us(),
-                emulated.threads,
-                emulated.procpool,
-                emulated.hop_us()
+                "`fib 1` per second, threads → interpreters: CPython {}, emulation {}",
+                cpython.words("entering a subinterpreter and copying the request and the reply"),
+                emulated.words("a hand-off to an interpreter's thread and the copies")
             ),
         );
         row.gil = PER_INTERPRETER.into();

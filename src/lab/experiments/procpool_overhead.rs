@@ -199,7 +199,7 @@ impl CPythonRates {
                 c.label,
                 percent(c.rates.cost()),
                 c.rates.threads,
-                c.rates.procpool
+                c.rates.pooled
             ),
             None => "no CPython 3 measured here; the essay's: ≈95 %".into(),
         }
@@ -227,7 +227,7 @@ fn rates_table(rates: &Rates, cpython: &Option<CPythonRates>) -> Table {
     if let Some(CPythonRates { label, rates }) = cpython {
         row(format!("{label} threads"), rates.threads, rates.threads);
         let executor = format!("{label} procpool (ProcessPoolExecutor)");
-        row(executor, rates.procpool, rates.threads);
+        row(executor, rates.pooled, rates.threads);
     }
     table
 }

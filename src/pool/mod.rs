@@ -6,14 +6,18 @@
 //!   `spawn` start method, speaking the line protocol over their stdin/stdout. A worker that
 //!   dies fails only its in-flight job (`ERR worker died`) and is replaced;
 //! - [`InterpreterPool`]: N emulated subinterpreters, threads of this process with a GIL
-//!   each, to which requests and replies are copied.
+//!   each, to which requests and replies are copied;
+//! - [`BrokerPool`]: `clab worker --nats` processes anywhere, reached through a NATS
+//!   JetStream work queue ([`broker`]).
 
+pub mod broker;
 mod future;
 mod interpreter_pool;
 mod process_pool;
 mod thread_pool;
 pub mod worker;
 
+pub use broker::BrokerPool;
 pub use future::{JobError, JobFuture, JobOutcome};
 pub use interpreter_pool::InterpreterPool;
 pub use process_pool::{ProcessPool, WorkerCommand};
@@ -117,13 +121,14 @@ pub trait Executor: Send + Sync {
     fn shutdown(&self, wait: bool);
 }
 
-/// Any pool, chosen at run time (the offload target): threads, worker processes or
-/// interpreters.
+/// Any pool, chosen at run time (the offload target): threads, worker processes,
+/// interpreters, or workers behind a broker.
 #[derive(Debug)]
 pub enum AnyPool {
     Threads(ThreadPool),
     Processes(ProcessPool),
     Interpreters(InterpreterPool),
+    Broker(BrokerPool),
 }
 
 impl Executor for AnyPool {
@@ -132,6 +137,7 @@ impl Executor for AnyPool {
             AnyPool::Threads(pool) => pool.submit(request),
             AnyPool::Processes(pool) => pool.submit(request),
             AnyPool::Interpreters(pool) => pool.submit(request),
+            AnyPool::Broker(pool) => pool.submit(request),
         }
     }
 
@@ -140,6 +146,7 @@ impl Executor for AnyPool {
             AnyPool::Threads(pool) => pool.shutdown(wait),
             AnyPool::Processes(pool) => pool.shutdown(wait),
             AnyPool::Interpreters(pool) => pool.shutdown(wait),
+            AnyPool::Broker(pool) => pool.shutdown(wait),
         }
     }
 }

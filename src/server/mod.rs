@@ -35,7 +35,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::gil::{GilConfig, Variant};
 use crate::protocol::HARD_MAX_N;
-use crate::server::offload::{OffloadConfig, Policy, Target};
+use crate::server::offload::{Destination, OffloadConfig, Policy};
 pub use service::Service;
 pub use shutdown::Shutdown;
 
@@ -180,8 +180,12 @@ pub enum ConfigError {
     NoConnections,
     #[error("a GIL trace records the lock's events: it needs a GIL (new, legacy or priority)")]
     TraceNeedsGil,
-    #[error("the offload policy and target apply to the hybrid model, not {0}")]
+    #[error(
+        "the offload policy and target apply to the hybrid model (and a broker target to procpool), not {0}"
+    )]
     OffloadNeedsHybrid(Model),
+    #[error("the job timeout must be more than 0")]
+    NoJobTimeout,
     #[error("thread_stack must be at least {MIN_THREAD_STACK} bytes")]
     ThreadStackTooSmall,
 }
@@ -204,7 +208,8 @@ impl ServerConfig {
                 offload: OffloadConfig::default(),
                 thread_stack: None,
             },
-            offload_chosen: false,
+            policy_chosen: false,
+            destination_chosen: false,
         }
     }
 
@@ -266,8 +271,10 @@ pub const THREAD_MODELS_CONNECTIONS: usize = 1024;
 #[must_use]
 pub struct ServerConfigBuilder {
     config: ServerConfig,
-    /// Whether an offload policy or target was set, which only `hybrid` takes.
-    offload_chosen: bool,
+    /// Whether an offload policy or destination was set, which only `hybrid` takes (and
+    /// `procpool`, a broker destination).
+    policy_chosen: bool,
+    destination_chosen: bool,
 }
 
 impl ServerConfigBuilder {
@@ -310,13 +317,18 @@ impl ServerConfigBuilder {
 
     pub fn offload_policy(mut self, policy: Policy) -> Self {
         self.config.offload.policy = policy;
-        self.offload_chosen = true;
+        self.policy_chosen = true;
         self
     }
 
-    pub fn offload_target(mut self, target: Target) -> Self {
-        self.config.offload.target = target;
-        self.offload_chosen = true;
+    pub fn offload_to(mut self, destination: Destination) -> Self {
+        self.config.offload.destination = destination;
+        self.destination_chosen = true;
+        self
+    }
+
+    pub fn job_timeout(mut self, timeout: Duration) -> Self {
+        self.config.offload.job_timeout = timeout;
         self
     }
 
@@ -351,8 +363,17 @@ impl ServerConfigBuilder {
         if config.trace.is_some() && config.gil.variant == Variant::None {
             return Err(ConfigError::TraceNeedsGil);
         }
-        if self.offload_chosen && config.model != Model::Hybrid {
+        let procpool_through_a_broker = config.model == Model::Procpool
+            && !self.policy_chosen
+            && matches!(config.offload.destination, Destination::Broker(_));
+        if (self.policy_chosen || self.destination_chosen)
+            && config.model != Model::Hybrid
+            && !procpool_through_a_broker
+        {
             return Err(ConfigError::OffloadNeedsHybrid(config.model));
+        }
+        if config.offload.job_timeout.is_zero() {
+            return Err(ConfigError::NoJobTimeout);
         }
         Ok(config)
     }

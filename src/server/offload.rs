@@ -1,4 +1,5 @@
-//! Where a request's work runs: on the serving thread, or offloaded to a pool.
+//! Where a request's work runs: on the serving thread, or offloaded to a pool — one of this
+//! server's, or the workers behind a broker (`nats://HOST:PORT`).
 //!
 //! `procpool` and `interpreters` offload every computing request. `hybrid` offloads only
 //! expensive ones, by one of two policies:
@@ -15,6 +16,8 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::choice::Choice;
+use crate::pool::broker::BrokerUrl;
 use crate::protocol::Request;
 use crate::sync::lock;
 
@@ -78,13 +81,55 @@ impl crate::choice::Choice for Target {
     }
 }
 
-/// `--offload`, `--offload-to` and `--offload-budget` together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where offloaded work goes: a pool of this server's, or the workers behind a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Local(Target),
+    Broker(BrokerUrl),
+}
+
+impl FromStr for Destination {
+    type Err = String;
+
+    /// A target's name, or `nats://HOST:PORT`.
+    fn from_str(text: &str) -> Result<Destination, String> {
+        if text.contains("://") {
+            return text
+                .parse()
+                .map(Destination::Broker)
+                .map_err(|e: crate::pool::broker::BrokerError| e.to_string());
+        }
+        Target::from_name(text)
+            .map(Destination::Local)
+            .map_err(|_| {
+                let names: Vec<_> = Target::ALL.iter().map(|t| t.name()).collect();
+                format!(
+                    "unknown offload target {text:?}: expected one of {}, or nats://HOST:PORT",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Local(target) => f.write_str(target.name()),
+            Destination::Broker(url) => write!(f, "{url}"),
+        }
+    }
+}
+
+/// `--offload`, `--offload-to`, `--offload-budget` and `--job-timeout` together.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffloadConfig {
     pub policy: Policy,
-    pub target: Target,
+    pub destination: Destination,
     /// What counts as expensive: spin above it (threshold), predicted cost above it (adaptive).
     pub budget: Duration,
+    /// How long a job offloaded through a broker may go unanswered before it is answered
+    /// `ERR job timed out`.
+    pub job_timeout: Duration,
 }
 
 impl Default for OffloadConfig {
@@ -92,8 +137,9 @@ impl Default for OffloadConfig {
     fn default() -> OffloadConfig {
         OffloadConfig {
             policy: Policy::Adaptive,
-            target: Target::Procpool,
+            destination: Destination::Local(Target::Procpool),
             budget: Duration::from_millis(1),
+            job_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -186,6 +232,28 @@ impl Offloader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_the_destinations() {
+        assert_eq!("pool".parse(), Ok(Destination::Local(Target::Pool)));
+        assert_eq!(
+            "nats://127.0.0.1:4222"
+                .parse::<Destination>()
+                .unwrap()
+                .to_string(),
+            "nats://127.0.0.1:4222"
+        );
+        assert_eq!(
+            "bogus".parse::<Destination>(),
+            Err("unknown offload target \"bogus\": expected one of pool, procpool, interpreters, or nats://HOST:PORT".into())
+        );
+        assert!(
+            "nats://nowhere"
+                .parse::<Destination>()
+                .unwrap_err()
+                .contains("not a broker URL")
+        );
+    }
 
     #[test]
     fn parses_the_policies() {

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use crate::gil::{Gil, GilConfig};
 use crate::pool::{
-    AnyPool, Executor, InterpreterPool, JobFuture, JobOutcome, ProcessPool, ThreadPool,
+    AnyPool, BrokerPool, Executor, InterpreterPool, JobFuture, JobOutcome, ProcessPool, ThreadPool,
     WorkerCommand,
 };
 use crate::protocol::{Reply, Request};
-use crate::server::offload::{Kind, OffloadConfig, Offloader, Policy, Target};
+use crate::server::offload::{Destination, Kind, OffloadConfig, Offloader, Policy, Target};
 use crate::server::shutdown::Shutdown;
 use crate::server::stats::Stats;
 use crate::server::{Model, ServerConfig};
@@ -58,29 +58,33 @@ impl Offload {
     /// this process (attached to its `gil`); pool processes and subinterpreters have GILs of
     /// their own.
     fn start(config: &ServerConfig, gil: Option<&Gil>) -> std::io::Result<Option<Offload>> {
-        let always = |target| OffloadConfig {
+        let always = |destination| OffloadConfig {
             policy: Policy::Always,
-            target,
-            ..config.offload
+            destination,
+            ..config.offload.clone()
         };
         let settings = match config.model {
-            Model::Procpool => always(Target::Procpool),
-            Model::Interpreters => always(Target::Interpreters),
-            Model::Hybrid => config.offload,
+            // Its own worker processes, or a broker's (checked when the config was built).
+            Model::Procpool => always(config.offload.destination.clone()),
+            Model::Interpreters => always(Destination::Local(Target::Interpreters)),
+            Model::Hybrid => config.offload.clone(),
             _ => return Ok(None),
         };
-        let pool = match settings.target {
-            Target::Pool => AnyPool::Threads(ThreadPool::new(config.workers, gil.cloned())?),
-            Target::Procpool => AnyPool::Processes(ProcessPool::new(
+        let pool = match &settings.destination {
+            Destination::Local(Target::Pool) => {
+                AnyPool::Threads(ThreadPool::new(config.workers, gil.cloned())?)
+            }
+            Destination::Local(Target::Procpool) => AnyPool::Processes(ProcessPool::new(
                 config.workers,
                 WorkerCommand::current_exe(config.max_n)?,
             )?),
             // Each subinterpreter has a GIL of its own, like the main one's.
-            Target::Interpreters => AnyPool::Interpreters(InterpreterPool::new(
-                config.workers,
-                config.gil.clone(),
-                config.max_n,
-            )?),
+            Destination::Local(Target::Interpreters) => AnyPool::Interpreters(
+                InterpreterPool::new(config.workers, config.gil.clone(), config.max_n)?,
+            ),
+            Destination::Broker(url) => AnyPool::Broker(
+                BrokerPool::connect(url, settings.job_timeout).map_err(std::io::Error::other)?,
+            ),
         };
         Ok(Some(Offload {
             pool,

@@ -14,8 +14,9 @@ use clab::gil::{GilConfig, SwitchPoints, Variant};
 use clab::lab::pythons::Selection;
 use clab::lab::{LabError, Options, Profile};
 use clab::load::{ClassPlan, Mode, Pacing, Plan, PlanError, Window};
+use clab::pool::broker::BrokerUrl;
 use clab::protocol::HARD_MAX_N;
-use clab::server::offload::{Policy, Target};
+use clab::server::offload::{Destination, Policy};
 use clab::server::{ConfigError, Model, ServerConfig};
 use clab::system::limits::MAX_CONNECTIONS;
 
@@ -53,8 +54,9 @@ pub enum Command {
     /// Run the essays' claims as experiments and write a report with verdicts and plots
     #[command(after_long_help = LAB_EXAMPLES)]
     Lab(LabArgs),
-    /// A process-pool worker: requests on stdin, replies on stdout (started by the pool)
-    #[command(hide = true)]
+    /// A worker: with --nats, pulls jobs from a broker's work queue (run any number, on any
+    /// machine); without, a process-pool worker reading stdin (started by the pool)
+    #[command(after_long_help = WORKER_EXAMPLES)]
     Worker(WorkerArgs),
 }
 
@@ -151,7 +153,30 @@ pub struct WorkerArgs {
     /// Largest n accepted by `fib`
     #[arg(long, default_value_t = 45, value_parser = clap::value_parser!(u32).range(0..=HARD_MAX_N as i64))]
     pub max_n: u32,
+
+    /// Pull jobs from the NATS JetStream broker at this URL instead of reading stdin; out of
+    /// its reach, say so and try again, waiting longer each time
+    #[arg(long, value_name = "nats://HOST:PORT")]
+    pub nats: Option<BrokerUrl>,
+
+    /// --nats: jobs computed at once, on threads of this worker's one interpreter
+    #[arg(long, default_value_t = 1, requires = "nats", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+
+    /// --nats: the worker's emulated GIL, which its threads share
+    #[arg(long, value_parser = choice::<Variant>(), default_value = "none", requires = "nats")]
+    pub gil: Variant,
 }
+
+const WORKER_EXAMPLES: &str = "\
+Examples:
+  nats-server -js                                   # a broker with JetStream, on :4222
+  clab serve --model procpool --offload-to nats://127.0.0.1:4222
+  clab worker --nats nats://127.0.0.1:4222 --concurrency 2
+  clab worker --nats nats://broker.example:4222     # another machine: only the URL changes
+
+Jobs are delivered at least once: a worker that dies mid-job leaves it to another after
+5 s, and the server keeps the first reply to each job.";
 
 const SERVE_EXAMPLES: &str = "\
 Protocol: one request per line; a bare request without a newline works too.
@@ -454,9 +479,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "threshold:N|adaptive")]
     pub offload: Option<Policy>,
 
-    /// hybrid: the pool that takes offloaded requests [default: procpool]
-    #[arg(long, value_parser = choice::<Target>())]
-    pub offload_to: Option<Target>,
+    /// hybrid: where offloaded requests go [default: procpool]: `pool` (threads of the server
+    /// process), `procpool` (`clab worker` processes), `interpreters` (subinterpreters, a GIL
+    /// each), or `nats://HOST:PORT` — a NATS JetStream broker, whose `clab worker --nats`
+    /// processes compute them (procpool takes a broker too)
+    #[arg(long, value_name = "TARGET")]
+    pub offload_to: Option<Destination>,
+
+    /// How long a request offloaded through a broker may go unanswered before its client gets
+    /// `ERR job timed out`
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub job_timeout: Duration,
 
     /// hybrid: the cost above which a request is expensive
     #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
@@ -503,7 +536,8 @@ impl ServeArgs {
             .idle_timeout(never_if_zero(self.idle_timeout))
             .write_timeout(never_if_zero(self.write_timeout))
             .gil(gil)
-            .offload_budget(self.offload_budget);
+            .offload_budget(self.offload_budget)
+            .job_timeout(self.job_timeout);
         if let Some(workers) = self.workers {
             builder = builder.workers(workers as usize);
         }
@@ -516,8 +550,8 @@ impl ServeArgs {
         if let Some(policy) = self.offload {
             builder = builder.offload_policy(policy);
         }
-        if let Some(target) = self.offload_to {
-            builder = builder.offload_target(target);
+        if let Some(destination) = &self.offload_to {
+            builder = builder.offload_to(destination.clone());
         }
         if let Some(bytes) = self.thread_stack {
             builder = builder.thread_stack(bytes);
@@ -529,6 +563,7 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clab::server::offload::Target;
     use clap::CommandFactory;
 
     #[test]

@@ -33,11 +33,14 @@ fn main() -> ExitCode {
             Ok(None) => Ok(()),
             Err(error) => Err(error),
         },
-        Command::Worker(args) => {
-            let stdin = std::io::stdin().lock();
-            clab::pool::worker::serve(stdin, std::io::stdout().lock(), args.max_n)
-                .context("worker: the pipe to the pool broke")
-        }
+        Command::Worker(args) => match &args.nats {
+            Some(url) => broker_worker(url, &args),
+            None => {
+                let stdin = std::io::stdin().lock();
+                clab::pool::worker::serve(stdin, std::io::stdout().lock(), args.max_n)
+                    .context("worker: the pipe to the pool broke")
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -306,4 +309,34 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `clab worker --nats`: pulls jobs until SIGINT or SIGTERM, then finishes those in hand.
+fn broker_worker(
+    url: &clab::pool::broker::BrokerUrl,
+    args: &cli::WorkerArgs,
+) -> anyhow::Result<()> {
+    let options = clab::pool::broker::WorkerOptions {
+        url: url.clone(),
+        concurrency: args.concurrency as usize,
+        gil: clab::gil::GilConfig::new(args.gil),
+        max_n: args.max_n,
+    };
+    clab::pool::broker::run_worker(options, stop_signal()).context("clab worker")
+}
+
+/// Completes at the first SIGINT or SIGTERM (polled inside a tokio runtime).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot watch for signals: only SIGKILL stops this worker");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
 }

@@ -1,0 +1,317 @@
+//! Offloading through a real broker: `nats-server -js` on a free loopback port with a
+//! temporary store, `clab serve --offload-to nats://…` and `clab worker --nats` processes.
+//! Every request gets its reply or one `ERR` line — with a worker SIGKILLed mid-job, with the
+//! broker restarted under load — and a bad URL is one line and a failure.
+//!
+//! Skipped, saying so, where no `nats-server` is installed (`.ci/run` installs Debian's).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Client, Server, clab};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// A `nats-server -js` child on 127.0.0.1, stopped and reaped when dropped.
+struct Nats {
+    child: Child,
+    port: u16,
+}
+
+impl Nats {
+    /// On a free port (the server picks it), or `None` when nats-server is not installed.
+    fn start(store: &Path) -> Option<Nats> {
+        Nats::start_on(store, None)
+    }
+
+    fn start_on(store: &Path, port: Option<u16>) -> Option<Nats> {
+        let port_arg = port.map_or("-1".to_owned(), |port| port.to_string());
+        let spawned = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
+            .arg(store)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("skipped: no nats-server on PATH (`apt-get install nats-server`)");
+                return None;
+            }
+            Err(error) => panic!("cannot start nats-server: {error}"),
+        };
+        let log = BufReader::new(child.stderr.take().expect("piped stderr"));
+        let (found, port) = mpsc::channel();
+        thread::spawn(move || {
+            let marker = "Listening for client connections on 127.0.0.1:";
+            let mut told = false;
+            // Read to the end, so the server never blocks on a full pipe.
+            for line in log.lines().map_while(Result::ok) {
+                if !told && let Some((_, port)) = line.split_once(marker) {
+                    let _ = found.send(port.trim().parse::<u16>().ok());
+                    told = true;
+                }
+            }
+        });
+        match port.recv_timeout(common::PATIENCE) {
+            Ok(Some(port)) => Some(Nats { child, port }),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("nats-server did not say where it listens");
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the broker as an operator would (SIGTERM) and waits for it.
+    fn stop(mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `clab worker --nats` child, killed and reaped when dropped.
+struct Worker {
+    child: Child,
+}
+
+impl Worker {
+    fn start(url: &str, concurrency: usize) -> Worker {
+        let child = clab()
+            .args(["worker", "--nats", url, "--concurrency"])
+            .arg(concurrency.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a worker");
+        Worker { child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `procpool` offloading everything to the broker at `url`.
+fn server_through(url: &str, extra: &[&str]) -> Server {
+    let mut args = vec!["--offload-to", url];
+    args.extend(extra);
+    Server::start("procpool", &args)
+}
+
+#[test]
+fn requests_go_through_the_broker_to_a_worker_and_back() {
+    let store = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(store.path()) else {
+        return;
+    };
+    let server = server_through(&nats.url(), &[]);
+    let _worker = Worker::start(&nats.url(), 2);
+    assert_eq!(server.connect().request("fib 20"), "6765");
+    let mut client = server.connect();
+    for (request, reply) in [
+        ("fib 25", "75025"),
+        ("spin 5", "spun 5"),
+        ("echo not offloaded", "not offloaded"),
+        ("7", "13"),
+        ("fib 99", "ERR n must be an integer from 0 to 45"),
+    ] {
+        assert_eq!(client.request(request), reply, "{request}");
+    }
+    let stats: serde_json::Value = serde_json::from_str(&client.request("stats")).unwrap();
+    assert!(stats["offloaded"].as_u64().unwrap() >= 4, "{stats}");
+}
+
+/// The acceptance: 20 `fib 32` from four clients, one of two workers SIGKILLed
+/// while it holds a job: every reply is correct (the dead worker's job is redelivered).
+#[test]
+fn a_worker_killed_mid_job_leaves_every_request_answered() {
+    let store = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(store.path()) else {
+        return;
+    };
+    let server = server_through(&nats.url(), &[]);
+    let mut doomed = Worker::start(&nats.url(), 1);
+    let _survivor = Worker::start(&nats.url(), 1);
+    assert_eq!(server.connect().request("fib 1"), "1");
+    let (answered, replies) = mpsc::channel();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, answered) = (server.addr, answered.clone());
+            thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for _ in 0..5 {
+                    answered.send(client.request("fib 32")).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(answered);
+    // Both workers are busy once a few replies are in: one job is in the doomed one's hands.
+    let mut got: Vec<String> = replies.iter().take(3).collect();
+    doomed.kill();
+    got.extend(replies.iter());
+    for client in clients {
+        client.join().expect("a client saw no reply");
+    }
+    assert_eq!(got.len(), 20);
+    assert!(got.iter().all(|reply| reply == "2178309"), "{got:?}");
+}
+
+#[test]
+fn the_broker_restarted_under_load_answers_every_request_and_service_resumes() {
+    let store = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(store.path()) else {
+        return;
+    };
+    let port = nats.port;
+    let url = nats.url();
+    let server = server_through(&url, &["--job-timeout", "8s"]);
+    let _worker = Worker::start(&url, 2);
+    assert_eq!(server.connect().request("fib 10"), "55");
+    let (answered, replies) = mpsc::channel();
+    let client = {
+        let addr = server.addr;
+        thread::spawn(move || {
+            let mut client = Client::connect(addr);
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(6) {
+                let reply = client.request("fib 15");
+                answered.send(reply).unwrap();
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+    nats.stop();
+    thread::sleep(Duration::from_millis(500));
+    let nats = Nats::start_on(store.path(), Some(port)).expect("nats-server ran a moment ago");
+    client.join().expect("every request got a line");
+    let replies: Vec<String> = replies.iter().collect();
+    assert!(
+        replies.iter().all(|r| r == "610" || r.starts_with("ERR ")),
+        "{replies:?}"
+    );
+    // Service resumes: the server and the worker reconnect by themselves.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut client = server.connect();
+    loop {
+        let reply = client.request("fib 12");
+        if reply == "144" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no service after the restart: {reply}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    drop(nats);
+}
+
+#[test]
+fn a_worker_out_of_the_brokers_reach_says_so_and_keeps_trying() {
+    let store = tempfile::tempdir().unwrap();
+    // Learn a free port from a broker, then stop it: the worker starts with nobody there.
+    let Some(first) = Nats::start(store.path()) else {
+        return;
+    };
+    let (port, url) = (first.port, first.url());
+    first.stop();
+    let mut worker = clab()
+        .args(["worker", "--nats", &url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = BufReader::new(worker.stderr.take().unwrap());
+    let (said, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in log.lines().map_while(Result::ok) {
+            let _ = said.send(line);
+        }
+    });
+    let complaint = lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the worker says it cannot reach the broker");
+    assert!(
+        complaint.contains("cannot reach the broker at") && complaint.contains("trying again"),
+        "{complaint}"
+    );
+    let nats = Nats::start_on(store.path(), Some(port)).expect("nats-server ran a moment ago");
+    let server = server_through(&nats.url(), &[]);
+    assert_eq!(server.connect().request("fib 11"), "89");
+    let _ = worker.kill();
+    let _ = worker.wait();
+}
+
+#[test]
+fn a_bad_broker_url_is_one_line_and_a_failure() {
+    for argv in [
+        &[
+            "serve",
+            "--model",
+            "procpool",
+            "--offload-to",
+            "nats://nowhere",
+        ][..],
+        &[
+            "serve",
+            "--model",
+            "hybrid",
+            "--offload-to",
+            "http://127.0.0.1:4222",
+        ],
+        &["worker", "--nats", "127.0.0.1:4222"],
+    ] {
+        let output = clab().args(argv).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{argv:?}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.contains("is not a broker URL"), "{argv:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{argv:?}: {stderr}");
+    }
+    // A well-formed URL where no broker listens: the server says so and does not start.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let output = clab()
+        .args(["serve", "--model", "procpool", "--offload-to"])
+        .arg(format!("nats://127.0.0.1:{port}"))
+        .args(["--addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let last = stderr.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("cannot reach the broker at nats://127.0.0.1:"),
+        "{stderr}"
+    );
+}

@@ -31,22 +31,19 @@ impl Nats {
     }
 
     fn start_on(store: &Path, port: Option<u16>) -> Option<Nats> {
+        let Some(program) = clab::system::programs::find("nats-server") else {
+            eprintln!("skipped: no nats-server installed (`apt-get install nats-server`)");
+            return None;
+        };
         let port_arg = port.map_or("-1".to_owned(), |port| port.to_string());
-        let spawned = Command::new("nats-server")
+        let spawned = Command::new(program)
             .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
             .arg(store)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!("skipped: no nats-server on PATH (`apt-get install nats-server`)");
-                return None;
-            }
-            Err(error) => panic!("cannot start nats-server: {error}"),
-        };
+        let mut child = spawned.expect("start nats-server");
         let log = BufReader::new(child.stderr.take().expect("piped stderr"));
         let (found, port) = mpsc::channel();
         thread::spawn(move || {
@@ -146,6 +143,47 @@ fn requests_go_through_the_broker_to_a_worker_and_back() {
     }
     let stats: serde_json::Value = serde_json::from_str(&client.request("stats")).unwrap();
     assert!(stats["offloaded"].as_u64().unwrap() >= 4, "{stats}");
+}
+
+/// The hybrid answers cheap requests on its loop and sends only the expensive ones through
+/// the broker; with the broker gone, an expensive request gets an `ERR` line, not silence.
+#[test]
+fn the_hybrid_offloads_only_expensive_requests_and_says_when_the_broker_is_gone() {
+    let store = tempfile::tempdir().unwrap();
+    let Some(nats) = Nats::start(store.path()) else {
+        return;
+    };
+    let server = Server::start(
+        "hybrid",
+        &[
+            "--offload",
+            "threshold:15",
+            "--offload-to",
+            &nats.url(),
+            "--job-timeout",
+            "3s",
+        ],
+    );
+    let mut client = server.connect();
+    // No worker yet: only a request answered on the loop can come back.
+    assert_eq!(client.request("fib 10"), "55");
+    let _worker = Worker::start(&nats.url(), 1);
+    assert_eq!(client.request("fib 20"), "6765");
+    let stats: serde_json::Value = serde_json::from_str(&client.request("stats")).unwrap();
+    assert_eq!(stats["offloaded"], 1, "{stats}");
+    nats.stop();
+    let started = Instant::now();
+    let reply = client.request("fib 21");
+    assert!(
+        reply == "ERR broker unavailable" || reply == "ERR job timed out",
+        "{reply}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(client.request("fib 11"), "89", "the loop still answers");
 }
 
 /// The acceptance: 20 `fib 32` from four clients, one of two workers SIGKILLed

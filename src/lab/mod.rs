@@ -27,7 +27,7 @@ pub use outcome::{Check, Contrast, Outcome, Verdict};
 
 use crate::lab::health::{Health, HealthLog};
 use crate::lab::interrupt::Interrupt;
-use crate::lab::process::{ChildServer, SERVER_DRAIN};
+use crate::lab::process::{ChildKind, ChildServer, SERVER_DRAIN};
 use crate::lab::pythons::{Found, Python, Scripts};
 use crate::load::{ClassPlan, LoadResult, Mode, Pacing, Plan, Window};
 
@@ -267,17 +267,64 @@ impl Lab {
         label: &str,
         cpus: &[usize],
     ) -> Result<ChildServer, LabError> {
+        self.start_child(command, (label, ChildKind::Server), cpus)
+    }
+
+    /// Starts `nats-server` with JetStream on a free loopback port, its store in the scratch
+    /// directory, pinned to `cpus`; `None` where no `nats-server` is installed.
+    pub fn start_broker(&mut self, cpus: &[usize]) -> Result<Option<ChildServer>, LabError> {
+        let Some(program) = crate::system::programs::find("nats-server") else {
+            return Ok(None);
+        };
+        let store = self
+            .scratch
+            .join(format!("nats-{}", self.servers_started + 1));
+        let mut command = Command::new(program);
+        command
+            .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+            .arg(store);
+        self.start_child(command, ("nats-server -js", ChildKind::Broker), cpus)
+            .map(Some)
+    }
+
+    /// Starts a `clab worker --nats` for `broker`, computing `concurrency` jobs at once,
+    /// pinned to `cpus`.
+    pub fn start_worker(
+        &mut self,
+        broker: &ChildServer,
+        concurrency: usize,
+        cpus: &[usize],
+    ) -> Result<ChildServer, LabError> {
+        let mut command = Command::new(&self.clab);
+        command
+            .args(["worker", "--nats", &format!("nats://{}", broker.addr)])
+            .args(["--concurrency", &concurrency.to_string()]);
+        let label = format!("clab worker --concurrency {concurrency}");
+        self.start_child(command, (&label, ChildKind::Worker), cpus)
+    }
+
+    fn start_child(
+        &mut self,
+        command: Command,
+        (label, kind): (&str, ChildKind),
+        cpus: &[usize],
+    ) -> Result<ChildServer, LabError> {
         self.interrupt.check()?;
         self.servers_started += 1;
         let log = self
             .scratch
             .join(format!("server-{}.log", self.servers_started));
+        let what = match kind {
+            ChildKind::Server => "server",
+            ChildKind::Broker => "broker",
+            ChildKind::Worker => "worker",
+        };
         let record = self
             .health
-            .open(Health::new(format!("server {label}"), cpus));
+            .open(Health::new(format!("{what} {label}"), cpus));
         ChildServer::start(
             command,
-            label,
+            (label, kind),
             cpus,
             &log,
             Some((self.health.clone(), record)),

@@ -1,7 +1,8 @@
-//! Servers as child processes of the lab: started pinned to the CPUs an experiment chose,
-//! waited for until they print their address, read from `/proc` (memory, CPU time, their
-//! own children), and always stopped and reaped — by [`ChildServer::stop`], or by `Drop`
-//! when an experiment fails half-way.
+//! Servers as child processes of the lab — and the brokers and broker workers some
+//! experiments add: started pinned to the CPUs an experiment chose, waited for until they
+//! say where they listen, read from `/proc` (memory, CPU time, their own children), and
+//! always stopped and reaped — by [`ChildServer::stop`], or by `Drop` when an experiment
+//! fails half-way.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -26,12 +27,38 @@ pub const SERVER_DRAIN: Duration = Duration::from_secs(4);
 /// drain deadline, and a second more.
 const STOP_PATIENCE: Duration = Duration::from_secs(SERVER_DRAIN.as_secs() + 1);
 
-/// A running server.
+/// What kind of child a [`ChildServer`] is: how it says it is ready, and how it is asked
+/// to stop cleanly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildKind {
+    /// Prints "listening on HOST:PORT" as its first line (`clab serve`, CPython's reference
+    /// server); stops on SIGTERM, after its drain.
+    Server,
+    /// `nats-server`: logs "Listening for client connections on HOST:PORT" on standard
+    /// error; exits cleanly on SIGINT (SIGTERM makes it exit 1).
+    Broker,
+    /// `clab worker --nats`: no address, ready once started; stops on SIGTERM after the jobs
+    /// in hand.
+    Worker,
+}
+
+impl ChildKind {
+    fn stop_signal(self) -> Signal {
+        match self {
+            ChildKind::Broker => Signal::SIGINT,
+            ChildKind::Server | ChildKind::Worker => Signal::SIGTERM,
+        }
+    }
+}
+
+/// A running server (or broker, or broker worker: see [`ChildKind`]).
 #[derive(Debug)]
 pub struct ChildServer {
     /// What it is, e.g. "threads --gil new", for tables and errors.
     pub label: String,
+    /// Where it listens (a worker listens nowhere: 127.0.0.1:0).
     pub addr: SocketAddr,
+    kind: ChildKind,
     child: Option<Child>,
     /// Its health record: placement read back, how it exited.
     health: Option<(HealthLog, usize)>,
@@ -57,50 +84,76 @@ pub struct Usage {
 }
 
 impl ChildServer {
-    /// Starts `command` pinned to `cpus` and waits for its "listening on HOST:PORT" line.
-    /// The child's standard error goes to `log`, which the error message quotes if it fails.
-    /// `health` is the record its placement and exit go to.
+    /// Starts `command` pinned to `cpus` and waits until it says where it listens, as its
+    /// `kind` does. The child's standard error goes to `log`, which the error message quotes
+    /// if it fails. `health` is the record its placement and exit go to.
     pub fn start(
         mut command: Command,
-        label: impl Into<String>,
+        (label, kind): (impl Into<String>, ChildKind),
         cpus: &[usize],
         log: &Path,
         health: Option<(HealthLog, usize)>,
     ) -> Result<ChildServer, LabError> {
         let label = label.into();
         place(&mut command, cpus).map_err(|e| LabError::Placement(cpus.to_vec(), e))?;
-        let stderr = std::fs::File::create(log).map_err(|e| LabError::Io(log.into(), e))?;
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .env("RUST_LOG", "warn");
+        let log_file = std::fs::File::create(log).map_err(|e| LabError::Io(log.into(), e))?;
+        command.stdin(Stdio::null()).env("RUST_LOG", "warn");
+        match kind {
+            ChildKind::Server => command.stdout(Stdio::piped()).stderr(log_file),
+            ChildKind::Broker => command.stdout(Stdio::null()).stderr(Stdio::piped()),
+            ChildKind::Worker => command.stdout(Stdio::null()).stderr(log_file),
+        };
         let program = format!("{:?}", command.get_program());
         let mut child = command
             .spawn()
             .map_err(|e| LabError::Start(label.clone(), format!("cannot run {program}: {e}")))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
         let (sender, receiver) = mpsc::channel();
-        // The reader keeps draining stdout after the first line, so a chatty server never
-        // blocks on a full pipe; it ends when the server does.
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next().and_then(Result::ok).unwrap_or_default();
-            let _ = sender.send(first);
-            for _ in lines {}
-        });
+        match kind {
+            ChildKind::Server => {
+                let stdout = child.stdout.take().expect("stdout is piped");
+                // The reader keeps draining stdout after the first line, so a chatty server
+                // never blocks on a full pipe; it ends when the server does.
+                std::thread::spawn(move || {
+                    let mut lines = BufReader::new(stdout).lines();
+                    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+                    let address = first
+                        .trim()
+                        .strip_prefix("listening on ")
+                        .map(str::to_owned);
+                    let _ = sender.send((first.clone(), address));
+                    for _ in lines {}
+                });
+            }
+            ChildKind::Broker => {
+                let stderr = child.stderr.take().expect("stderr is piped");
+                let mut log_file = log_file_for_broker(log)?;
+                // Copies the broker's log to the file, telling where it listens on the way.
+                std::thread::spawn(move || {
+                    let marker = "Listening for client connections on ";
+                    let mut sender = Some(sender);
+                    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                        let _ = writeln!(log_file, "{line}");
+                        if let Some((_, address)) = line.split_once(marker)
+                            && let Some(sender) = sender.take()
+                        {
+                            let _ = sender.send((line.clone(), Some(address.trim().to_owned())));
+                        }
+                    }
+                });
+            }
+            ChildKind::Worker => {
+                let _ = sender.send((String::new(), Some("127.0.0.1:0".into())));
+            }
+        }
         let mut server = ChildServer {
             label: label.clone(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            kind,
             child: Some(child),
             health,
         };
-        let first = receiver.recv_timeout(START_PATIENCE).unwrap_or_default();
-        match first
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|addr| addr.parse().ok())
-        {
+        let (first, address) = receiver.recv_timeout(START_PATIENCE).unwrap_or_default();
+        match address.and_then(|addr| addr.parse().ok()) {
             Some(addr) => {
                 server.addr = addr;
                 Ok(server)
@@ -183,11 +236,12 @@ impl ChildServer {
         let ended = match child.try_wait() {
             Ok(Some(status)) => (format!("died before it was stopped: {status}"), true),
             _ => {
-                let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+                let signal = self.kind.stop_signal();
+                let _ = kill(Pid::from_raw(child.id() as i32), signal);
                 match wait_until(&mut child, Instant::now() + STOP_PATIENCE) {
-                    Ok(Some(status)) => (format!("{status} after SIGTERM"), !status.success()),
+                    Ok(Some(status)) => (format!("{status} after {signal}"), !status.success()),
                     _ => (
-                        format!("did not exit within {STOP_PATIENCE:?} of SIGTERM; killed"),
+                        format!("did not exit within {STOP_PATIENCE:?} of {signal}; killed"),
                         true,
                     ),
                 }
@@ -225,6 +279,14 @@ impl Drop for ChildServer {
             );
         }
     }
+}
+
+/// The file a broker's log is copied to (created empty by `start`).
+fn log_file_for_broker(log: &Path) -> Result<std::fs::File, LabError> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .map_err(|e| LabError::Io(log.into(), e))
 }
 
 /// Every task's CPU set in the process tree under `pid`: ("pid 12 task 14", [0]).

@@ -14,6 +14,7 @@ use crate::lab::LabError;
 use crate::lab::process::run_to_completion;
 use crate::lab::spec::ServerSpec;
 use crate::server::Model;
+use crate::system::programs::on_path;
 
 /// The reference servers and in-process programs, embedded so the lab needs no checkout.
 const SCRIPTS: [(&str, &str); 3] = [
@@ -220,12 +221,6 @@ fn pyenv_root() -> Option<PathBuf> {
         return Some(PathBuf::from(out.trim()));
     }
     std::env::var_os("HOME").map(|home| Path::new(&home).join(".pyenv"))
-}
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
 }
 
 /// Runs `clab_bench.py <args>` on `python` and parses the JSON it prints.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::lab::Experiment;
 
+pub(crate) mod broker;
 pub(crate) mod c10k;
 pub(crate) mod convoy;
 pub(crate) mod countdown;
@@ -34,6 +35,7 @@ pub static ALL: &[&Experiment] = &[
     &c10k::EXPERIMENT,
     &race::EXPERIMENT,
     &io_bound::EXPERIMENT,
+    &broker::EXPERIMENT,
     &cpython::EXPERIMENT,
 ];
 
@@ -65,7 +67,7 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), ALL.len());
-        assert_eq!(ALL.len(), 13);
+        assert_eq!(ALL.len(), 14);
         // The eras table covers at least seven claims.
         let eras: Vec<_> = ALL.iter().filter_map(|e| e.era.map(|_| e.id)).collect();
         assert!(eras.len() >= 7, "{eras:?}");

@@ -25,6 +25,7 @@ const SWEEP: Duration = Duration::from_millis(100);
 /// Jobs offloaded to whichever `clab worker --nats` takes them.
 #[derive(Debug)]
 pub struct BrokerPool {
+    /// Where the jobs go, for `Debug`.
     url: BrokerUrl,
     /// Closed on shutdown: the client thread then answers what is pending and ends.
     jobs: Mutex<Option<UnboundedSender<Task>>>,
@@ -85,10 +86,6 @@ impl BrokerPool {
             jobs: Mutex::new(Some(jobs)),
             thread: Mutex::new(Some(thread)),
         })
-    }
-
-    pub fn url(&self) -> &BrokerUrl {
-        &self.url
     }
 }
 

@@ -25,8 +25,6 @@ const SWEEP: Duration = Duration::from_millis(100);
 /// Jobs offloaded to whichever `clab worker --nats` takes them.
 #[derive(Debug)]
 pub struct BrokerPool {
-    /// Where the jobs go, for `Debug`.
-    url: BrokerUrl,
     /// Closed on shutdown: the client thread then answers what is pending and ends.
     jobs: Mutex<Option<UnboundedSender<Task>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -82,7 +80,6 @@ impl BrokerPool {
         }
         tracing::info!(%url, "offloading through the broker");
         Ok(BrokerPool {
-            url: url.clone(),
             jobs: Mutex::new(Some(jobs)),
             thread: Mutex::new(Some(thread)),
         })

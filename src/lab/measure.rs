@@ -53,7 +53,7 @@ pub struct RateKept {
     pub before_per_s: f64,
     pub after_per_s: f64,
     pub kept: f64,
-    /// (second, requests in that second).
+    /// (time in s, the rate in the 100 ms around it, requests/s).
     pub timeline: Vec<(f64, f64)>,
     pub hog_at_s: f64,
     pub hog_completed: u64,
@@ -94,10 +94,12 @@ pub fn rate_kept(
         before_per_s: before,
         after_per_s: after,
         kept: after / before,
-        timeline: per_second
+        // Drawn in 100 ms buckets, so the hog's arrival shows within a tenth of a second.
+        timeline: class_result(&load, "rapid")?
+            .completed_per_100ms
             .iter()
             .enumerate()
-            .map(|(second, count)| (second as f64 + 0.5, *count))
+            .map(|(tenth, count)| (tenth as f64 / 10.0 + 0.05, *count as f64 * 10.0))
             .collect(),
         hog_at_s: hog_at.as_secs_f64(),
         hog_completed: class_result(&load, "hog")?.completed,

@@ -81,6 +81,8 @@ pub struct Recorder {
     latency: DurationHistogram,
     service_time: Option<DurationHistogram>,
     seconds: Vec<Second>,
+    /// Replies completed in each 100 ms of the window: the timeline a hog's arrival shows in.
+    tenths: Vec<u64>,
     errors: ErrorCounts,
     pub late_sends: u64,
     pub warmup_completed: u64,
@@ -97,6 +99,7 @@ impl Recorder {
             latency: DurationHistogram::new(3),
             service_time: open.then(|| DurationHistogram::new(3)),
             seconds: Vec::new(),
+            tenths: Vec::new(),
             errors: ErrorCounts::default(),
             late_sends: 0,
             warmup_completed: 0,
@@ -124,6 +127,11 @@ impl Recorder {
         second.completed += 1;
         second.latency.record(latency);
         self.latency.record(latency);
+        let tenth = (at.saturating_duration_since(self.measure_from).as_millis() / 100) as usize;
+        if self.tenths.len() <= tenth {
+            self.tenths.resize(tenth + 1, 0);
+        }
+        self.tenths[tenth] += 1;
         if let (Some(histogram), Some(service_time)) = (self.service_time.as_mut(), service_time) {
             histogram.record(service_time);
         }
@@ -147,6 +155,12 @@ impl Recorder {
         }
         while self.seconds.len() < other.seconds.len() {
             self.seconds.push(Second::new());
+        }
+        if self.tenths.len() < other.tenths.len() {
+            self.tenths.resize(other.tenths.len(), 0);
+        }
+        for (mine, theirs) in self.tenths.iter_mut().zip(&other.tenths) {
+            *mine += theirs;
         }
         for (mine, theirs) in self.seconds.iter_mut().zip(&other.seconds) {
             mine.completed += theirs.completed;
@@ -176,6 +190,16 @@ impl Recorder {
         self.service_time
             .as_ref()
             .map(DurationHistogram::percentiles)
+    }
+
+    /// Replies completed in each 100 ms of the window (`tenths` entries at least, trailing
+    /// empty ones included).
+    pub fn per_100ms(&self, tenths: usize) -> Vec<u64> {
+        let mut counts = self.tenths.clone();
+        if counts.len() < tenths {
+            counts.resize(tenths, 0);
+        }
+        counts
     }
 
     /// One entry per second of the window (`seconds` of them, trailing empty ones included).
@@ -250,6 +274,13 @@ mod tests {
             first.errors().total()
         );
         assert_eq!(timeline[3].p50_ms, None);
+        // The same replies in 100 ms buckets: at 10 ms and at 2,500 ms into the window.
+        let tenths = first.per_100ms(30);
+        assert_eq!(tenths.len(), 30);
+        assert_eq!(
+            (tenths[0], tenths[25], tenths.iter().sum::<u64>()),
+            (1, 1, 2)
+        );
         let latency = first.latency();
         assert!((1.99..=2.01).contains(&latency.p50.unwrap()), "{latency:?}");
         assert!((3.99..=4.01).contains(&latency.max.unwrap()), "{latency:?}");

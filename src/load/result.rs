@@ -97,6 +97,8 @@ pub struct ClassResult {
     pub aborted_at_deadline: u64,
     pub connections_opened: u64,
     pub timeline: Vec<TimelineSecond>,
+    /// Replies completed in each 100 ms of the window.
+    pub completed_per_100ms: Vec<u64>,
 }
 
 impl ClassResult {
@@ -123,6 +125,8 @@ impl ClassResult {
             aborted_at_deadline: recorder.aborted_at_deadline,
             connections_opened: recorder.connected,
             timeline: recorder.timeline(duration.as_secs_f64().ceil() as usize),
+            completed_per_100ms: recorder
+                .per_100ms((duration.as_secs_f64() * 10.0).ceil() as usize),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use plotters::coord::Shift;
+use plotters::coord::combinators::{BindKeyPoints, WithKeyPoints};
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
@@ -146,6 +147,8 @@ where
         .configure_mesh()
         .x_desc(figure.x_label.as_str())
         .y_desc(figure.y_label.as_str())
+        .x_label_formatter(&|value| tick(*value))
+        .y_label_formatter(&|value| tick(*value))
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(drawing_error)?;
@@ -160,8 +163,60 @@ fn linear(range: Range<f64>) -> RangedCoordf64 {
     range.into()
 }
 
-fn log(range: Range<f64>) -> LogCoord<f64> {
-    range.log_scale().into()
+/// A log axis labelled at 1, 2 and 5 times the powers of ten it spans — or at every digit
+/// when it spans less than that gives three labels — never crowded past ten.
+fn log(range: Range<f64>) -> WithKeyPoints<LogCoord<f64>> {
+    let ticks = log_ticks(range.start, range.end);
+    let axis: LogCoord<f64> = range.log_scale().into();
+    axis.with_key_points(ticks)
+}
+
+fn log_ticks(low: f64, high: f64) -> Vec<f64> {
+    let within = |steps: &[f64]| -> Vec<f64> {
+        let mut ticks = Vec::new();
+        let mut decade = 10f64.powf(low.log10().floor());
+        while decade <= high {
+            for step in steps {
+                let tick = decade * step;
+                if tick >= low && tick <= high {
+                    ticks.push(tick);
+                }
+            }
+            decade *= 10.0;
+        }
+        ticks
+    };
+    let mut ticks = within(&[1.0, 2.0, 5.0]);
+    if ticks.len() < 3 {
+        ticks = within(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    }
+    if ticks.len() > 10 {
+        ticks = within(&[1.0]);
+    }
+    // Even at one per decade: a wide span keeps every n-th so labels never touch.
+    let every = ticks.len().div_ceil(10).max(1);
+    ticks.into_iter().step_by(every).collect()
+}
+
+/// A tick label as a reader writes it: "1k", "20k", "1.5M", "250", "0.5", "0.002" — at most
+/// three significant digits, no trailing zeros, no "10000.0".
+fn tick(value: f64) -> String {
+    if value == 0.0 || !value.is_finite() {
+        return "0".into();
+    }
+    let (scaled, suffix) = match value.abs() {
+        v if v >= 1e6 => (value / 1e6, "M"),
+        v if v >= 1e3 => (value / 1e3, "k"),
+        _ => (value, ""),
+    };
+    let decimals = (2 - scaled.abs().log10().floor() as i32).max(0) as usize;
+    let text = format!("{scaled:.decimals$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text}{suffix}")
 }
 
 /// The data's extent with a margin; positive for log axes.
@@ -232,7 +287,8 @@ where
             .points
             .iter()
             .copied()
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            // Within the axis: a log axis leaves out an empty bucket rather than draw log 0.
+            .filter(|(x, y)| x.is_finite() && *y >= y_low && *y <= y_high)
             .collect();
         let style = colour.stroke_width(2);
         let drawn = if one.reference {
@@ -303,6 +359,7 @@ fn bars<DB: DrawingBackend>(
         .x_labels(0)
         .x_desc(figure.x_label.as_str())
         .y_desc(figure.y_label.as_str())
+        .y_label_formatter(&|value| tick(*value))
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(drawing_error)?;
@@ -433,6 +490,36 @@ fn lanes_chart<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_labels_read_as_people_write_them() {
+        let labels: Vec<String> = [10000.0, 1500.0, 250.0, 20.0, 1.5, 0.5, 0.002, 2.5e6, 0.0]
+            .into_iter()
+            .map(tick)
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "10k", "1.5k", "250", "20", "1.5", "0.5", "0.002", "2.5M", "0"
+            ]
+        );
+    }
+
+    #[test]
+    fn log_axes_are_labelled_at_round_numbers_and_never_crowded() {
+        assert_eq!(
+            log_ticks(60.0, 30_000.0),
+            [100.0, 200.0, 500.0, 1e3, 2e3, 5e3, 1e4, 2e4]
+        );
+        // A narrow span: every digit, not "9.0 10.0" squeezed together.
+        assert_eq!(log_ticks(7.0, 30.0), [7.0, 8.0, 9.0, 10.0, 20.0, 30.0]);
+        let wide = log_ticks(0.01, 1e9);
+        assert!(wide.len() <= 10, "{wide:?}");
+        assert!(
+            wide.windows(2).all(|pair| pair[1] >= pair[0] * 10.0),
+            "{wide:?}"
+        );
+    }
 
     #[test]
     fn every_chart_kind_draws_to_svg_with_text() {

@@ -268,7 +268,7 @@ fn setup(lab: &Lab, hog: &str) -> Vec<String> {
 fn timeline(runs: &[RateKept]) -> Figure {
     Figure::new(
         "timeline",
-        "Tiny requests per second; the hog joins half-way",
+        "Tiny requests per second, in 100 ms buckets; the hog joins half-way",
         ("time (s)", "requests/s"),
         Chart::Lines {
             series: runs

@@ -524,34 +524,37 @@ fn render_in_chromium(out: &Path) {
         eprintln!("chromium is not installed: the page was not rendered (CI installs it)");
         return;
     };
-    let screenshot = out.join("screenshot.png");
-    let profile = tempfile::tempdir().unwrap();
-    let mut command = Command::new(chromium);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1200,2400",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--screenshot={}", screenshot.display()))
-        .arg(format!("file://{}", out.join("index.html").display()));
-    let output = run_with_limit(command, Duration::from_secs(120));
-    assert!(
-        output.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let size = screenshot.metadata().map_or(0, |m| m.len());
-    assert!(
-        size > 20_000,
-        "the screenshot is {size} bytes: a blank page?"
-    );
+    // A desktop and a phone.
+    for (name, width) in [("desktop", 1200), ("phone", 390)] {
+        let screenshot = out.join(format!("screenshot-{name}.png"));
+        let profile = tempfile::tempdir().unwrap();
+        let mut command = Command::new(chromium);
+        command
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+            ])
+            .arg(format!("--window-size={width},2400"))
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(format!("--screenshot={}", screenshot.display()))
+            .arg(format!("file://{}", out.join("index.html").display()));
+        let output = run_with_limit(command, Duration::from_secs(120));
+        assert!(
+            output.status.success(),
+            "chromium failed at {width} px: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let size = screenshot.metadata().map_or(0, |m| m.len());
+        assert!(
+            size > 20_000,
+            "the {name} screenshot is {size} bytes: a blank page?"
+        );
+    }
 }

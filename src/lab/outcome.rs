@@ -186,6 +186,8 @@ pub struct Lane {
     pub name: String,
     /// (start, end, state) in the chart's x unit; gaps are "released".
     pub spans: Vec<(f64, f64, LaneState)>,
+    /// When this thread asked the holder to drop the lock (the GIL's drop requests).
+    pub requests: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -28,6 +28,7 @@ const COLOURS: [RGBColor; 7] = [
 ];
 const HOLDING: RGBColor = RGBColor(0, 114, 178);
 const WAITING: RGBColor = RGBColor(230, 159, 0);
+const REQUEST: RGBColor = RGBColor(213, 94, 0);
 
 type DrawResult = Result<(), String>;
 
@@ -437,6 +438,7 @@ fn lanes_chart<DB: DrawingBackend>(
         .disable_y_mesh()
         .y_labels(0)
         .x_desc(figure.x_label.as_str())
+        .x_label_formatter(&|value| tick(*value))
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(drawing_error)?;
@@ -461,6 +463,15 @@ fn lanes_chart<DB: DrawingBackend>(
                 Rectangle::new([(*from, base + 0.15), (to, base + 0.6)], colour.filled())
             }))
             .map_err(drawing_error)?;
+        // A drop request: a mark above the lane, where the waiter asked.
+        chart
+            .draw_series(lane.requests.iter().map(|at| {
+                PathElement::new(
+                    vec![(*at, base + 0.6), (*at, base + 0.75)],
+                    REQUEST.stroke_width(3),
+                )
+            }))
+            .map_err(drawing_error)?;
         chart
             .draw_series(std::iter::once(Text::new(
                 lane.name.clone(),
@@ -470,7 +481,11 @@ fn lanes_chart<DB: DrawingBackend>(
             .map_err(drawing_error)?;
     }
     // The legend, drawn as two empty series so it sits with the others' style.
-    for (name, colour) in [("holding the GIL", HOLDING), ("waiting for it", WAITING)] {
+    for (name, colour) in [
+        ("holding the GIL", HOLDING),
+        ("waiting for it", WAITING),
+        ("asks the holder to drop it", REQUEST),
+    ] {
         chart
             .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
             .map_err(drawing_error)?
@@ -544,6 +559,7 @@ mod tests {
                         (0.0, 1.0, LaneState::Holding),
                         (1.0, 2.0, LaneState::Waiting),
                     ],
+                    requests: vec![1.5],
                 }],
                 start: 0.0,
                 end: 3.0,

@@ -330,6 +330,7 @@ pub fn gil_timeline(trace: &Trace) -> Option<Figure> {
         // Replay the thread's state from the beginning, so the window starts in the right one.
         let mut state: Option<(u64, LaneState)> = None;
         let mut spans = Vec::new();
+        let mut requests = Vec::new();
         let close = |from: u64, to: u64, what: LaneState, spans: &mut Vec<_>| {
             let (from, to) = (from.max(start), to.min(end));
             if to > from {
@@ -344,7 +345,13 @@ pub fn gil_timeline(trace: &Trace) -> Option<Figure> {
                 EventKind::Wait => Some(LaneState::Waiting),
                 EventKind::Acquire => Some(LaneState::Holding),
                 EventKind::ReleaseForced | EventKind::ReleaseVoluntary => None,
-                EventKind::DropRequest | EventKind::Retry => continue,
+                EventKind::DropRequest => {
+                    if event.t_ns >= start {
+                        requests.push((event.t_ns - start) as f64 / 1e6);
+                    }
+                    continue;
+                }
+                EventKind::Retry => continue,
             };
             if let Some((from, what)) = state {
                 close(from, event.t_ns, what, &mut spans);
@@ -359,6 +366,7 @@ pub fn gil_timeline(trace: &Trace) -> Option<Figure> {
             lanes.push(Lane {
                 name: format!("{}{role}", thread.name),
                 spans,
+                requests,
             });
         }
     }
@@ -369,7 +377,7 @@ pub fn gil_timeline(trace: &Trace) -> Option<Figure> {
             trace.variant, trace.switch_interval_us
         ),
         (
-            "time (ms); holds shorter than a pixel are drawn a pixel wide",
+            "time (ms); holds shorter than a pixel are drawn a pixel wide; a mark above a lane: a drop request",
             "thread",
         ),
         Chart::Lanes {

@@ -26,6 +26,43 @@ const COLOURS: [RGBColor; 7] = [
     RGBColor(86, 180, 233),
     RGBColor(100, 100, 100),
 ];
+/// The colour a configuration keeps in every figure, by the start of its label (the longest
+/// match wins); other series take the palette's colours this figure leaves unused.
+const KNOWN: [(&str, RGBColor); 12] = [
+    ("threads --gil new", RGBColor(0, 114, 178)),
+    ("threads --gil none", RGBColor(213, 94, 0)),
+    ("threads --gil priority", RGBColor(0, 158, 115)),
+    ("threads --gil legacy", RGBColor(86, 180, 233)),
+    ("procpool", RGBColor(204, 121, 167)),
+    ("hybrid", RGBColor(230, 159, 0)),
+    ("interpreters", RGBColor(100, 100, 100)),
+    ("eventloop", RGBColor(140, 86, 75)),
+    ("prefork", RGBColor(0, 0, 0)),
+    ("async", RGBColor(128, 128, 0)),
+    ("pool", RGBColor(148, 103, 189)),
+    ("serial", RGBColor(188, 189, 34)),
+];
+
+/// A colour per series: a configuration's own where it has one and no other series of this
+/// figure took it first; otherwise the palette's next unused colour.
+fn series_colours<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<RGBColor> {
+    let mut used: Vec<RGBColor> = Vec::new();
+    let mut pick = |name: &str| {
+        let known = KNOWN
+            .iter()
+            .filter(|(prefix, _)| name.starts_with(prefix))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, colour)| *colour)
+            .filter(|colour| !used.contains(colour));
+        let colour = known
+            .or_else(|| COLOURS.iter().copied().find(|c| !used.contains(c)))
+            .unwrap_or(COLOURS[used.len() % COLOURS.len()]);
+        used.push(colour);
+        colour
+    };
+    names.into_iter().map(&mut pick).collect()
+}
+
 const HOLDING: RGBColor = RGBColor(0, 114, 178);
 const WAITING: RGBColor = RGBColor(230, 159, 0);
 const REQUEST: RGBColor = RGBColor(213, 94, 0);
@@ -103,8 +140,8 @@ fn scatter<DB: DrawingBackend>(
         .map_err(drawing_error)?
         .label("emulation = CPython")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.5)));
-    for (index, one) in series.iter().enumerate() {
-        let colour = COLOURS[index % COLOURS.len()];
+    let colours = series_colours(series.iter().map(|one| one.name.as_str()));
+    for (one, colour) in series.iter().zip(colours) {
         chart
             .draw_series(
                 one.points
@@ -282,8 +319,8 @@ where
             )))
             .map_err(drawing_error)?;
     }
-    for (index, one) in series.iter().enumerate() {
-        let colour = COLOURS[index % COLOURS.len()];
+    let colours = series_colours(series.iter().map(|one| one.name.as_str()));
+    for (one, colour) in series.iter().zip(colours) {
         let points: Vec<(f64, f64)> = one
             .points
             .iter()
@@ -365,8 +402,8 @@ fn bars<DB: DrawingBackend>(
         .draw()
         .map_err(drawing_error)?;
     let width = 0.7 / series.len().max(1) as f64;
-    for (index, (name, values)) in series.iter().enumerate() {
-        let colour = COLOURS[index % COLOURS.len()];
+    let colours = series_colours(series.iter().map(|(name, _)| name.as_str()));
+    for (index, ((name, values), colour)) in series.iter().zip(colours).enumerate() {
         chart
             .draw_series(values.iter().enumerate().map(|(category, value)| {
                 let left = category as f64 + 0.15 + index as f64 * width;
@@ -505,6 +542,33 @@ fn lanes_chart<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configuration_keeps_its_colour_and_no_two_series_share_one() {
+        let convoy = series_colours([
+            "threads --gil new",
+            "threads --gil none",
+            "procpool --gil new, 2 workers",
+        ]);
+        let other = series_colours([
+            "procpool --gil new, 4 workers",
+            "threads --gil new --switch-interval 1ms",
+        ]);
+        assert_eq!(
+            convoy[0], other[1],
+            "threads --gil new is one colour everywhere"
+        );
+        assert_eq!(convoy[2], other[0], "so is procpool");
+        let same = series_colours([
+            "CPython 3.11.7",
+            "CPython 3.13.0",
+            "threads --gil new",
+            "threads --gil new",
+        ]);
+        for (index, colour) in same.iter().enumerate() {
+            assert!(!same[..index].contains(colour), "{same:?}");
+        }
+    }
 
     #[test]
     fn tick_labels_read_as_people_write_them() {

@@ -6,9 +6,11 @@
 //! - [`work`]: the workloads (fib, spin, sleep, echo) with interpreter-lock checkpoints;
 //! - [`histogram`]: durations in a histogram and their percentiles, for the GIL and the load;
 //! - [`gil`]: the emulated CPython GIL (new, legacy, priority) on real threads;
-//! - [`pool`]: executors with futures over threads and `clab worker` processes;
+//! - [`pool`]: executors with futures over threads, `clab worker` processes, emulated
+//!   subinterpreters and a NATS broker;
 //! - [`server`]: the service under each model, `serve(listener, config, shutdown)`;
 //! - [`load`]: the load generator (`clab load`);
+//! - [`top`]: a running server watched through its `stats` (`clab top`);
 //! - [`lab`]: the essays' claims as experiments with verdicts (`clab lab`);
 //! - [`report`]: the lab's report: tables, plots, Markdown and HTML;
 //! - [`system`]: what the layers share with the OS: CPU sets, limits, the machine, the socket registry;
@@ -25,4 +27,5 @@ pub mod report;
 pub mod server;
 mod sync;
 pub mod system;
+pub mod top;
 pub mod work;

@@ -21,7 +21,7 @@ pub mod service;
 pub mod session;
 pub mod shutdown;
 pub mod signals;
-pub(crate) mod stats;
+pub mod stats;
 pub(crate) mod threads;
 
 use std::io;

@@ -51,6 +51,10 @@ pub enum Command {
     /// Put load on a server and measure it: latency, rate, mixed classes, open loop, idle
     #[command(after_long_help = LOAD_EXAMPLES)]
     Load(LoadArgs),
+    /// Watch a running server: requests/s, connections, errors, and its GIL — how much of
+    /// each moment it is held, switches, forced and voluntary releases, the longest waits
+    #[command(after_long_help = TOP_EXAMPLES)]
+    Top(TopArgs),
     /// Run the essays' claims as experiments and write a report with verdicts and plots
     #[command(after_long_help = LAB_EXAMPLES)]
     Lab(LabArgs),
@@ -239,6 +243,35 @@ pub enum LoadMode {
     /// Many open connections
     Idle,
 }
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The server
+    #[arg(long, default_value = "127.0.0.1:25000")]
+    pub addr: SocketAddr,
+
+    /// How often to ask the server for its `stats`
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+
+    /// Stop after this long [default: at Ctrl-C]
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// One line per refresh, for logs and pipes (today the only view)
+    #[arg(long)]
+    pub plain: bool,
+}
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  clab serve --model threads --gil new &
+  clab load mix --hog 40 --hog-after 3s --duration 8s &
+  clab top --plain --duration 8s     # watch the GIL go to the hog when it joins
+
+Each line covers one interval: requests answered per second, open connections, errors; under
+a GIL, the share of the interval some thread held it, switches per second, forced and
+voluntary releases, drop requests, and the thread with the longest 99th-percentile wait.";
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Load(args) => load(&args),
+        Command::Top(args) => top(&args),
         Command::Lab(args) => match lab(&args) {
             // Interrupted: the partial report is written; exit as the signal would (130/143).
             Ok(Some(signal)) => return ExitCode::from(128 + signal as u8),
@@ -339,4 +340,18 @@ async fn stop_signal() {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
+}
+
+/// `clab top`: one line per refresh until `--duration` (or Ctrl-C).
+fn top(args: &cli::TopArgs) -> anyhow::Result<()> {
+    if args.interval.is_zero() {
+        anyhow::bail!("--interval must be more than 0");
+    }
+    clab::top::plain(
+        args.addr,
+        args.interval,
+        args.duration,
+        std::io::stdout().lock(),
+    )?;
+    Ok(())
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 use futures_util::StreamExt;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 
 use super::{
     ACK_WAIT, BrokerError, BrokerUrl, CONSUMER, JOB_HEADER, REPLY_HEADER, connect, job_stream,
@@ -170,25 +170,17 @@ async fn answer(
 /// Runs `request` on the worker's threads, telling the broker every half ack wait that the
 /// job is still in hand, so a long job is not handed to another worker.
 async fn compute(job: &jetstream::Message, threads: &ThreadPool, request: Request) -> Reply {
-    let future = match threads.submit(request) {
+    let outcome = match threads.submit(request) {
         Ok(future) => future,
         Err(error) => return Reply::Error(error.to_string()),
     };
-    let (done, outcome) = oneshot::channel();
-    future.add_done_callback(move |outcome| {
-        let _ = done.send(outcome.clone());
-    });
     tokio::pin!(outcome);
     let mut still_working = tokio::time::interval(ACK_WAIT / 2);
     still_working.tick().await;
     loop {
         tokio::select! {
             outcome = &mut outcome => {
-                return match outcome {
-                    Ok(Ok(reply)) => reply,
-                    Ok(Err(error)) => Reply::Error(error.to_string()),
-                    Err(_) => Reply::Error("the worker's thread died".into()),
-                };
+                return outcome.unwrap_or_else(|error| Reply::Error(error.to_string()));
             }
             _ = still_working.tick() => {
                 let _ = job.ack_with(AckKind::Progress).await;

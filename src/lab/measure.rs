@@ -27,6 +27,14 @@ pub fn rapid() -> ClassPlan {
     Lab::class("rapid", 1, "fib 1", Duration::ZERO)
 }
 
+/// The [`rapid`] client's rate against `server` over the profile's window, requests/s: the
+/// median of the profile's repeats.
+pub fn rapid_rate(lab: &mut Lab, server: &ChildServer) -> Result<f64, LabError> {
+    let window = lab.profile.window();
+    let sample = lab.repeat(|lab| rate(lab, server, window, vec![rapid()], "rapid"))?;
+    Ok(sample.median)
+}
+
 /// Median latency of `request` with `clients` closed-loop clients, ms: the median of the
 /// profile's repeats, with their spread.
 pub fn latency(

@@ -98,7 +98,7 @@ impl Hops {
         let one = lab.placement.server_one.clone();
         let on_one = |lab: &mut Lab, spec: ServerSpec| {
             let server = lab.serve(&spec, &one)?;
-            let rate = rate(lab, &server, 1, "fib 1");
+            let rate = measure::rapid_rate(lab, &server);
             server.stop();
             rate
         };
@@ -110,7 +110,7 @@ impl Hops {
         )?;
         lab.step("broker: the hop through NATS");
         let server = broker.server(lab, &one)?;
-        let through = rate(lab, &server, 1, "fib 1")?;
+        let through = measure::rapid_rate(lab, &server)?;
         server.stop();
         Ok(Hops {
             inline,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::gil::Variant;
 use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
 use crate::lab::fidelity::{PoolRates, metrics};
-use crate::lab::measure::{self, rapid};
+use crate::lab::measure;
 use crate::lab::outcome::{Chart, Figure, Table};
 use crate::lab::pythons::PythonGil;
 use crate::lab::spec::ServerSpec;
@@ -55,10 +55,9 @@ fn rate(lab: &mut Lab, spec: &ServerSpec) -> Result<f64, LabError> {
     lab.step(&format!("procpool-overhead: {}", spec.label()));
     let one = lab.placement.server_one.clone();
     let server = lab.serve(spec, &one)?;
-    let window = lab.profile.window();
-    let sample = lab.repeat(|lab| measure::rate(lab, &server, window, vec![rapid()], "rapid"))?;
+    let rate = measure::rapid_rate(lab, &server)?;
     server.stop();
-    Ok(sample.median)
+    Ok(rate)
 }
 
 /// The tiny-request rate, requests/s, by where the work runs.

@@ -346,8 +346,9 @@ fn a_hog_in_one_subinterpreter_leaves_the_rapid_client_its_rate() {
     // the one server core the scheduler shares between them, each hand-off to an interpreter
     // wakes a sleeping thread, which preempts the hog at once (CPython 3.13 keeps ~74 %).
     let kept = median_kept("interpreters", &["--gil", "new", "--workers", "2"]);
+    // The mark: more than half (80–82 % measured here; 2 % with the old channel).
     assert!(
-        kept > 0.3,
+        kept > 0.5,
         "the rapid client kept {:.0} % beside a hog in another interpreter",
         kept * 100.0
     );

@@ -30,6 +30,9 @@ pub enum Request {
     Echo(String),
     /// Reply with the server's counters as one JSON object.
     Stats,
+    /// Reply with the GIL's events after this time (nanoseconds on the lock's clock) as one
+    /// JSON object: what `clab top` polls.
+    Events(u64),
 }
 
 /// Why a request line was refused; its `Display` is the reason sent after `ERR `.
@@ -74,6 +77,12 @@ impl Request {
             "sleep" => parse_millis(one_argument("sleep <ms>")?).map(Request::Sleep),
             "stats" if rest.is_empty() => Ok(Request::Stats),
             "stats" => Err(RequestError::Usage { usage: "stats" }),
+            "events" => one_argument("events <since_ns>")?
+                .parse()
+                .map(Request::Events)
+                .map_err(|_| RequestError::Usage {
+                    usage: "events <since_ns>",
+                }),
             // A bare number is `fib <n>`, as the essays' clients send it; anything that
             // looks like a number (a sign, digits) gets the range message, not "unknown".
             _ if rest.is_empty() && looks_numeric(first) => parse_n(first, max_n),
@@ -129,6 +138,7 @@ impl fmt::Display for Request {
             Request::Sleep(ms) => write!(f, "sleep {ms}"),
             Request::Echo(text) => write!(f, "echo {text}"),
             Request::Stats => f.write_str("stats"),
+            Request::Events(since_ns) => write!(f, "events {since_ns}"),
         }
     }
 }
@@ -140,7 +150,8 @@ pub enum Reply {
     Spun(u64),
     Slept(u64),
     Echo(String),
-    Stats(String),
+    /// `stats` and `events`: one JSON object.
+    Json(String),
     Error(String),
 }
 
@@ -151,7 +162,7 @@ impl fmt::Display for Reply {
             Reply::Fib(value) => write!(f, "{value}"),
             Reply::Spun(ms) => write!(f, "spun {ms}"),
             Reply::Slept(ms) => write!(f, "slept {ms}"),
-            Reply::Echo(text) | Reply::Stats(text) => f.write_str(text),
+            Reply::Echo(text) | Reply::Json(text) => f.write_str(text),
             Reply::Error(reason) => write!(f, "ERR {reason}"),
         }
     }
@@ -168,7 +179,7 @@ impl Reply {
         let expected = match request {
             Request::Fib(_) => return text.parse().map_or_else(|_| malformed(text), Reply::Fib),
             Request::Echo(_) => return Reply::Echo(text.to_owned()),
-            Request::Stats => return Reply::Stats(text.to_owned()),
+            Request::Stats | Request::Events(_) => return Reply::Json(text.to_owned()),
             Request::Spin(ms) => Reply::Spun(*ms),
             Request::Sleep(ms) => Reply::Slept(*ms),
         };
@@ -337,6 +348,16 @@ mod tests {
             parse("stats now"),
             Err(RequestError::Usage { usage: "stats" })
         );
+        assert_eq!(parse("events 0"), Ok(Request::Events(0)));
+        for bad in ["events", "events -1", "events soon", "events 1 2"] {
+            assert_eq!(
+                parse(bad),
+                Err(RequestError::Usage {
+                    usage: "events <since_ns>"
+                }),
+                "{bad}"
+            );
+        }
         assert_eq!(Request::parse(b"\xff\xfe", 45), Err(RequestError::NotUtf8));
     }
 
@@ -435,6 +456,7 @@ mod tests {
             (0..=MAX_MILLIS).prop_map(Request::Sleep),
             "[ -~]{0,100}".prop_map(Request::Echo),
             Just(Request::Stats),
+            any::<u64>().prop_map(Request::Events),
         ]
     }
 

@@ -29,7 +29,9 @@ pub fn run(request: &Request, interpreter: &mut impl Interpreter) -> Reply {
             Reply::Slept(*ms)
         }
         Request::Echo(text) => Reply::Echo(text.clone()),
-        Request::Stats => Reply::Error("stats are kept by the server, not by a worker".into()),
+        Request::Stats | Request::Events(_) => {
+            Reply::Error("stats and events are kept by the server, not by a worker".into())
+        }
     }
 }
 
@@ -49,6 +51,14 @@ pub trait Interpreter {
 
     /// Runs blocking `f` with the lock released (`Py_BEGIN_ALLOW_THREADS`).
     fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R;
+
+    /// Releases the lock until [`reattach`](Interpreter::reattach), for a thread that has no
+    /// Python code to run for a while (a connection that only watches the server). Where
+    /// the lock cannot be let go that long, the thread keeps it, which is always correct.
+    fn detach(&mut self) {}
+
+    /// Takes the lock back after [`detach`](Interpreter::detach); nothing if it is held.
+    fn reattach(&mut self) {}
 }
 
 /// No interpreter lock: checkpoints and releases cost nothing.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::gil::stats::{GilReport, ThreadStats};
 use crate::gil::sync::{AtomicBool, AtomicI64, Condvar, Mutex, MutexGuard, Ordering};
-use crate::gil::trace::{Event, EventKind, Trace, TraceBuffer, TraceThread};
+use crate::gil::trace::{Event, EventKind, RecentEvents, Trace, TraceBuffer};
 use crate::gil::{GilConfig, SwitchPoints, Variant};
 use crate::work::{Interpreter, Pace};
 
@@ -68,7 +68,6 @@ struct State {
     ended: ThreadStats,
     hold_total: Duration,
     trace: Option<TraceBuffer>,
-    trace_threads: Vec<TraceThread>,
 }
 
 /// Why a thread releases the GIL.
@@ -114,7 +113,6 @@ impl Gil {
                     ended: ThreadStats::new("ended threads".into()),
                     hold_total: Duration::ZERO,
                     trace,
-                    trace_threads: Vec::new(),
                 }),
                 cond: Condvar::new(),
                 switch_cond: Condvar::new(),
@@ -134,11 +132,8 @@ impl Gil {
             let id = state.next_thread;
             state.next_thread += 1;
             let name = name.into();
-            if state.trace.is_some() {
-                state.trace_threads.push(TraceThread {
-                    id,
-                    name: name.clone(),
-                });
+            if let Some(trace) = state.trace.as_mut() {
+                trace.attached(id, name.clone());
             }
             state.threads.insert(id, ThreadStats::new(name));
             id
@@ -191,7 +186,20 @@ impl Gil {
             buffer,
             self.shared.config.variant.name(),
             self.shared.config.switch_interval.as_micros() as u64,
-            state.trace_threads.clone(),
+        ))
+    }
+
+    /// The events after `since_ns` (on the lock's clock), if tracing is on: a watcher's
+    /// poll, which holds the lock's mutex only to copy a few thousand events at most.
+    pub fn recent_events(&self, since_ns: u64) -> Option<RecentEvents> {
+        let state = self.shared.lock_state();
+        let buffer = state.trace.as_ref()?;
+        Some(RecentEvents::from_buffer(
+            buffer,
+            since_ns,
+            self.shared.created.elapsed().as_nanos() as u64,
+            self.shared.config.variant.name(),
+            self.shared.config.switch_interval.as_micros() as u64,
         ))
     }
 
@@ -497,6 +505,14 @@ impl Interpreter for GilThread {
         self.reattach();
         result
     }
+
+    fn detach(&mut self) {
+        GilThread::detach(self);
+    }
+
+    fn reattach(&mut self) {
+        GilThread::reattach(self);
+    }
 }
 
 impl Drop for GilThread {
@@ -507,6 +523,9 @@ impl Drop for GilThread {
         let mut state = self.shared.lock_state();
         if let Some(stats) = state.threads.remove(&self.id) {
             state.ended.absorb(&stats);
+        }
+        if let Some(trace) = state.trace.as_mut() {
+            trace.ended(self.id);
         }
     }
 }

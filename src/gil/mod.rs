@@ -25,7 +25,7 @@ use std::time::Duration;
 
 pub use lock::{Gil, GilThread};
 pub use stats::{GilReport, ThreadReport};
-pub use trace::{Event, EventKind, Trace, TraceThread};
+pub use trace::{Event, EventKind, RecentEvents, Trace, TraceThread};
 
 /// Which lock algorithm to emulate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

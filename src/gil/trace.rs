@@ -1,7 +1,8 @@
 //! The GIL event trace: a bounded ring of lock transitions with thread and nanosecond
-//! timestamps, written as JSON for the lab's timeline plot (one lane per thread).
+//! timestamps, written as JSON for the lab's timeline plot (one lane per thread), and read
+//! live by `clab top` through the `events` request ([`RecentEvents`]).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -31,13 +32,21 @@ pub struct Event {
     pub event: EventKind,
 }
 
-/// The newest `capacity` events; older ones are counted, not kept.
+/// The newest `capacity` events; older ones are counted, not kept. It also names the
+/// threads its events may mention.
 #[derive(Debug)]
 pub(crate) struct TraceBuffer {
     events: VecDeque<Event>,
     capacity: usize,
     dropped: u64,
+    names: BTreeMap<u32, String>,
+    /// Threads attached and not yet ended: their names are kept even with no event held.
+    live: std::collections::BTreeSet<u32>,
 }
+
+/// Thread names held before the ones no event mentions are let go (a server that has
+/// served millions of connections must not keep millions of names).
+const NAMES_KEPT: usize = 4096;
 
 impl TraceBuffer {
     pub fn new(capacity: usize) -> TraceBuffer {
@@ -45,7 +54,55 @@ impl TraceBuffer {
             events: VecDeque::with_capacity(capacity.min(1 << 16)),
             capacity,
             dropped: 0,
+            names: BTreeMap::new(),
+            live: Default::default(),
         }
+    }
+
+    /// A thread attached under `name`.
+    pub fn attached(&mut self, id: u32, name: String) {
+        if self.names.len() >= NAMES_KEPT {
+            let mentioned: std::collections::BTreeSet<u32> =
+                self.events.iter().map(|event| event.thread).collect();
+            let live = &self.live;
+            self.names
+                .retain(|id, _| live.contains(id) || mentioned.contains(id));
+        }
+        self.names.insert(id, name);
+        self.live.insert(id);
+    }
+
+    /// A thread ended; its name stays while its events do.
+    pub fn ended(&mut self, id: u32) {
+        self.live.remove(&id);
+    }
+
+    fn threads(&self, ids: impl IntoIterator<Item = u32>) -> Vec<TraceThread> {
+        let ids: std::collections::BTreeSet<u32> = ids.into_iter().collect();
+        ids.into_iter()
+            .map(|id| TraceThread {
+                id,
+                name: self
+                    .names
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| format!("thread {id}")),
+            })
+            .collect()
+    }
+
+    /// The events after `since_ns`, at most the newest `max`, and how many more there were.
+    fn since(&self, since_ns: u64, max: usize) -> (u64, Vec<Event>) {
+        // Pushed in order under the lock's mutex, so the timestamps only grow.
+        let first = self.events.partition_point(|event| event.t_ns <= since_ns);
+        let after = self.events.len() - first;
+        let kept = after.min(max);
+        let events = self
+            .events
+            .range(self.events.len() - kept..)
+            .copied()
+            .collect();
+        ((after - kept) as u64, events)
     }
 
     pub fn push(&mut self, event: Event) {
@@ -85,13 +142,12 @@ impl Trace {
         buffer: &TraceBuffer,
         variant: &str,
         switch_interval_us: u64,
-        threads: Vec<TraceThread>,
     ) -> Trace {
         Trace {
             version: 1,
             variant: variant.to_owned(),
             switch_interval_us,
-            threads,
+            threads: buffer.threads(buffer.names.keys().copied()),
             dropped_events: buffer.dropped,
             events: buffer.events.iter().copied().collect(),
         }
@@ -102,6 +158,44 @@ impl Trace {
         serde_json::to_writer(&mut out, self)?;
         out.write_all(b"\n")?;
         out.flush()
+    }
+}
+
+/// The reply to `events <since_ns>`: what the lock did after `since_ns`, for a watcher
+/// that polls (`clab top`). Only the newest events fit one reply; the rest are counted.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct RecentEvents {
+    /// The lock's clock now, nanoseconds since it was created: the next poll's `since_ns`.
+    pub now_ns: u64,
+    pub variant: String,
+    pub switch_interval_us: u64,
+    /// Events after `since_ns` older than the ones sent, left out.
+    pub skipped: u64,
+    /// The threads the events mention.
+    pub threads: Vec<TraceThread>,
+    pub events: Vec<Event>,
+}
+
+impl RecentEvents {
+    /// The most events one reply carries: about 200 KB of JSON.
+    pub const MAX_EVENTS: usize = 4096;
+
+    pub(crate) fn from_buffer(
+        buffer: &TraceBuffer,
+        since_ns: u64,
+        now_ns: u64,
+        variant: &str,
+        switch_interval_us: u64,
+    ) -> RecentEvents {
+        let (skipped, events) = buffer.since(since_ns, Self::MAX_EVENTS);
+        RecentEvents {
+            now_ns,
+            variant: variant.to_owned(),
+            switch_interval_us,
+            skipped,
+            threads: buffer.threads(events.iter().map(|event| event.thread)),
+            events,
+        }
     }
 }
 
@@ -119,7 +213,7 @@ mod tests {
                 event: EventKind::Acquire,
             });
         }
-        let trace = Trace::from_buffer(&buffer, "new", 5000, vec![]);
+        let trace = Trace::from_buffer(&buffer, "new", 5000);
         assert_eq!(trace.dropped_events, 3);
         assert_eq!(
             trace.events.iter().map(|e| e.t_ns).collect::<Vec<_>>(),
@@ -129,5 +223,54 @@ mod tests {
         trace.write_json(&mut json).unwrap();
         let back: Trace = serde_json::from_slice(&json).unwrap();
         assert_eq!(back, trace);
+    }
+
+    fn event(t_ns: u64, thread: u32) -> Event {
+        Event {
+            t_ns,
+            thread,
+            event: EventKind::Acquire,
+        }
+    }
+
+    #[test]
+    fn a_watcher_gets_the_newest_events_after_its_last_poll() {
+        let mut buffer = TraceBuffer::new(100);
+        buffer.attached(1, "connection 0".into());
+        buffer.attached(2, "connection 1".into());
+        for t_ns in 1..=10 {
+            buffer.push(event(t_ns * 10, if t_ns <= 5 { 1 } else { 2 }));
+        }
+        let recent = RecentEvents::from_buffer(&buffer, 50, 200, "new", 5000);
+        assert_eq!(recent.skipped, 0);
+        assert_eq!(recent.events.first().map(|e| e.t_ns), Some(60));
+        assert_eq!(
+            recent.threads,
+            [TraceThread {
+                id: 2,
+                name: "connection 1".into()
+            }]
+        );
+        let (skipped, events) = buffer.since(0, 3);
+        assert_eq!(
+            (skipped, events.iter().map(|e| e.t_ns).collect::<Vec<_>>()),
+            (7, vec![80, 90, 100])
+        );
+        assert!(buffer.since(100, 3).1.is_empty());
+    }
+
+    #[test]
+    fn names_of_ended_threads_no_event_mentions_are_let_go() {
+        let mut buffer = TraceBuffer::new(10);
+        buffer.attached(1, "kept: live".into());
+        buffer.attached(2, "kept: in an event".into());
+        buffer.push(event(1, 2));
+        buffer.ended(2);
+        for id in 3..NAMES_KEPT as u32 + 2 {
+            buffer.attached(id, format!("connection {id}"));
+            buffer.ended(id);
+        }
+        assert!(buffer.names.len() < NAMES_KEPT);
+        assert!(buffer.names.contains_key(&1) && buffer.names.contains_key(&2));
     }
 }

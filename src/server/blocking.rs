@@ -83,6 +83,9 @@ pub fn serve_on_this_thread(service: &Service, connection: Connection<TcpStream>
 /// Under an interpreter lock the thread holds it while it parses and computes, and releases
 /// it around every socket call and sleep, as CPython's socket module does — even when the
 /// call returns at once. That unconditional release is what the convoy effect feeds on.
+/// A connection that has only watched the server (`stats`, `events`) does not take the lock
+/// back after a socket call: it runs no Python code, and `clab top` polling it must not
+/// cause the switches it shows.
 pub fn serve_connection(
     service: &Service,
     mut connection: Connection<TcpStream>,
@@ -97,8 +100,9 @@ pub fn serve_connection(
     let mut buffer = [0u8; READ_CHUNK];
     loop {
         match session.next_action(service, interpreter, || bytes_pending(stream.as_fd())) {
-            Action::Write => match interpreter.allow_threads(|| stream.write_all(session.output()))
-            {
+            Action::Write => match socket_call(interpreter, session.watching(), || {
+                stream.write_all(session.output())
+            }) {
                 Ok(()) => session.written(),
                 // SO_SNDTIMEO expired: the client has taken nothing for the write timeout.
                 Err(error)
@@ -113,20 +117,33 @@ pub fn serve_connection(
                 let outcome = interpreter.allow_threads(|| job.wait());
                 session.offload_finished(service, outcome);
             }
-            Action::Read => match interpreter.allow_threads(|| stream.read(&mut buffer)) {
-                Ok(0) => session.end_of_input(),
-                Ok(n) => session.received(&buffer[..n]),
-                Err(error) if error.kind() == ErrorKind::Interrupted => {}
-                // SO_RCVTIMEO expired: the idle timeout.
-                Err(error)
-                    if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-                {
-                    session.idle_timeout(service)
+            Action::Read => {
+                match socket_call(interpreter, session.watching(), || stream.read(&mut buffer)) {
+                    Ok(0) => session.end_of_input(),
+                    Ok(n) => session.received(&buffer[..n]),
+                    Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                    // SO_RCVTIMEO expired: the idle timeout.
+                    Err(error)
+                        if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                    {
+                        session.idle_timeout(service)
+                    }
+                    Err(_) => return,
                 }
-                Err(_) => return,
-            },
+            }
             Action::Close => return,
         }
+    }
+}
+
+/// A socket call with the lock released; taken back after it unless the connection is only
+/// watching (then the next Python request takes it).
+fn socket_call<R>(interpreter: &mut impl Interpreter, watching: bool, f: impl FnOnce() -> R) -> R {
+    if watching {
+        interpreter.detach();
+        f()
+    } else {
+        interpreter.allow_threads(f)
     }
 }
 

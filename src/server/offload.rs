@@ -157,7 +157,7 @@ impl Kind {
         match request {
             Request::Fib(n) => Some(Kind::Fib(*n)),
             Request::Spin(ms) => Some(Kind::Spin(*ms)),
-            Request::Sleep(_) | Request::Echo(_) | Request::Stats => None,
+            Request::Sleep(_) | Request::Echo(_) | Request::Stats | Request::Events(_) => None,
         }
     }
 }

@@ -23,6 +23,10 @@ use crate::work::{self, Interpreter};
 /// Lock events a server keeps for `--trace`: the newest million (about 24 MB).
 const TRACE_EVENTS: usize = 1_000_000;
 
+/// Lock events every server under a GIL keeps for the `events` request (about 1.5 MB): a
+/// second or more of the busiest convoy, for a watcher polling several times a second.
+const LIVE_EVENTS: usize = 1 << 16;
+
 #[derive(Debug)]
 pub struct Service {
     pub config: ServerConfig,
@@ -42,6 +46,8 @@ pub struct Service {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Answer {
     Now(Reply),
+    /// A reply about the server itself (`stats`, `events`), given without the interpreter.
+    Observed(Reply),
     After(Duration, Reply),
     /// Computing on a pool: the reply is this job's outcome.
     Offloaded(JobFuture),
@@ -101,7 +107,11 @@ impl Service {
         let (sweep, cut) = (Arc::clone(&connections), Arc::clone(&connections));
         shutdown.on_trigger(move || sweep.close_reads());
         shutdown.on_cut(move || cut.close_all());
-        let trace_capacity = config.trace.as_ref().map(|_| TRACE_EVENTS);
+        let trace_capacity = Some(if config.trace.is_some() {
+            TRACE_EVENTS
+        } else {
+            LIVE_EVENTS
+        });
         let gil = GilConfig {
             trace_capacity,
             ..config.gil.clone()
@@ -119,7 +129,8 @@ impl Service {
     }
 
     /// Parses and executes one request line. CPU work runs right here, on the caller's
-    /// thread, checkpointing through `interpreter`.
+    /// thread, checkpointing through `interpreter`, which it takes back first if the
+    /// connection had let it go; a question about the server itself needs no interpreter.
     pub fn respond(&self, line: &[u8], interpreter: &mut impl Interpreter) -> Answer {
         self.stats.request();
         let request = match Request::parse(line, self.config.max_n) {
@@ -127,27 +138,44 @@ impl Service {
             Err(error) => return Answer::Now(self.error(error.to_string())),
         };
         match request {
+            Request::Stats => Answer::Observed(Reply::Json(self.stats_json())),
+            Request::Events(since_ns) => match self
+                .gil
+                .as_ref()
+                .and_then(|gil| gil.recent_events(since_ns))
+            {
+                // A struct of plain numbers and strings always serialises.
+                Some(events) => Answer::Observed(Reply::Json(
+                    serde_json::to_string(&events).expect("events serialise"),
+                )),
+                None => Answer::Now(
+                    self.error("events are the GIL's: serve with --gil new, legacy or priority"),
+                ),
+            },
             // How to wait is the model's business (block a thread, or yield to the loop).
             Request::Sleep(ms) => Answer::After(Duration::from_millis(ms), Reply::Slept(ms)),
-            Request::Stats => {
-                let mut report = self
-                    .stats
-                    .report(self.config.model.name(), self.connections.open());
-                report.gil = self.gil.as_ref().map(Gil::report);
-                if let Some(Offload {
-                    pool: AnyPool::Interpreters(pool),
-                    ..
-                }) = &self.offload
-                {
-                    report.interpreters = pool.gil_reports();
-                }
-                // A struct of plain numbers and a string always serialises.
-                Answer::Now(Reply::Stats(
-                    serde_json::to_string(&report).expect("stats serialise"),
-                ))
+            request => {
+                interpreter.reattach();
+                self.compute(request, interpreter)
             }
-            request => self.compute(request, interpreter),
         }
+    }
+
+    /// The `stats` reply's JSON object.
+    fn stats_json(&self) -> String {
+        let mut report = self
+            .stats
+            .report(self.config.model.name(), self.connections.open());
+        report.gil = self.gil.as_ref().map(Gil::report);
+        if let Some(Offload {
+            pool: AnyPool::Interpreters(pool),
+            ..
+        }) = &self.offload
+        {
+            report.interpreters = pool.gil_reports();
+        }
+        // A struct of plain numbers and a string always serialises.
+        serde_json::to_string(&report).expect("stats serialise")
     }
 
     /// Computes `request` here, or hands it to the pool when the offload policy says so,

@@ -32,9 +32,12 @@ pub enum Action {
     Close,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Session {
     framer: LineFramer,
+    /// Every request so far asked about the server (`stats`, `events`): a watcher, whose
+    /// thread need not take the GIL back after a socket call.
+    watching: bool,
     output: Vec<u8>,
     /// Set by a wait: the queued reply goes out only after the driver has waited.
     waiting: Option<Duration>,
@@ -43,9 +46,27 @@ pub struct Session {
     closing: bool,
 }
 
+impl Default for Session {
+    fn default() -> Session {
+        Session {
+            framer: LineFramer::default(),
+            watching: true,
+            output: Vec::new(),
+            waiting: None,
+            end_of_input: false,
+            closing: false,
+        }
+    }
+}
+
 impl Session {
     pub fn new() -> Session {
         Session::default()
+    }
+
+    /// Whether the connection has only watched the server so far (and runs no Python code).
+    pub fn watching(&self) -> bool {
+        self.watching
     }
 
     /// What the driver should do next. `bytes_pending` tells whether more request bytes
@@ -81,8 +102,10 @@ impl Session {
             None if end_of_input => return Action::Close,
             None => return Action::Read,
         };
-        match service.respond(line, interpreter) {
-            Answer::Now(reply) => {
+        let answer = service.respond(line, interpreter);
+        self.watching &= matches!(answer, Answer::Observed(_));
+        match answer {
+            Answer::Now(reply) | Answer::Observed(reply) => {
                 self.queue(&reply);
                 Action::Write
             }

@@ -28,4 +28,5 @@ pub mod server;
 mod sync;
 pub mod system;
 pub mod top;
+pub mod tui;
 pub mod work;

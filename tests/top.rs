@@ -24,15 +24,7 @@ fn top_prints_a_line_per_refresh_with_rate_and_gil_figures() {
             });
         }
         let output = clab()
-            .args([
-                "top",
-                "--plain",
-                "--duration",
-                "2s",
-                "--interval",
-                "250ms",
-                "--addr",
-            ])
+            .args(["top", "--plain", "--duration", "3s", "--addr"])
             .arg(server.addr.to_string())
             .output()
             .unwrap();

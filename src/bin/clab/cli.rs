@@ -250,15 +250,15 @@ pub struct TopArgs {
     #[arg(long, default_value = "127.0.0.1:25000")]
     pub addr: SocketAddr,
 
-    /// How often to ask the server for its `stats`
-    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    /// How often to ask the server for its `stats` (and under a GIL its `events`)
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     pub interval: Duration,
 
     /// Stop after this long [default: at Ctrl-C]
     #[arg(long, value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
 
-    /// One line per refresh, for logs and pipes (today the only view)
+    /// One line per refresh, for logs and pipes (the view whenever stdout is not a terminal)
     #[arg(long)]
     pub plain: bool,
 }
@@ -266,12 +266,20 @@ pub struct TopArgs {
 const TOP_EXAMPLES: &str = "\
 Examples:
   clab serve --model threads --gil new &
-  clab load mix --hog 40 --hog-after 3s --duration 8s &
-  clab top --plain --duration 8s     # watch the GIL go to the hog when it joins
+  clab load mix --hog 40 --hog-after 3s --duration 20s --no-tui &
+  clab top                           # watch the GIL go to the hog when it joins; q quits
+  clab top --plain --duration 8s     # the same as lines, for a log
 
-Each line covers one interval: requests answered per second, open connections, errors; under
-a GIL, the share of the interval some thread held it, switches per second, forced and
-voluntary releases, drop requests, and the thread with the longest 99th-percentile wait.";
+On a terminal: requests per second (a sparkline), connections and errors; under a GIL, the
+share of the last refresh it was held, switches per second, forced and voluntary releases,
+drop requests; a row per thread over the last second (holding, waiting or released now, its
+share of the hold, its waits' median and 99th percentile, its drop requests); and a strip of
+who held the GIL over the last half second. The dashboard polls `stats` and `events` on one
+connection, which takes no GIL switches of its own (docs/protocol.md).
+
+With --plain, each line covers one interval: requests answered per second, open connections,
+errors, and under a GIL its share held, switches, releases, drop requests and the thread
+with the longest 99th-percentile wait.";
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {

@@ -342,16 +342,20 @@ async fn stop_signal() {
     }
 }
 
-/// `clab top`: one line per refresh until `--duration` (or Ctrl-C).
+/// `clab top`: the dashboard on a terminal; one line per refresh with `--plain` or off one.
 fn top(args: &cli::TopArgs) -> anyhow::Result<()> {
     if args.interval.is_zero() {
         anyhow::bail!("--interval must be more than 0");
     }
-    clab::top::plain(
-        args.addr,
-        args.interval,
-        args.duration,
-        std::io::stdout().lock(),
-    )?;
+    if args.plain || !std::io::stdout().is_terminal() {
+        clab::top::plain(
+            args.addr,
+            args.interval,
+            args.duration,
+            std::io::stdout().lock(),
+        )?;
+    } else {
+        clab::tui::top::run(args.addr, args.interval, args.duration)?;
+    }
     Ok(())
 }

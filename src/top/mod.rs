@@ -1,12 +1,17 @@
 //! `clab top`: a running server watched through its own `stats` line, asked for on one
 //! connection at every refresh. What changed between two answers — requests per second,
 //! errors, connections, and under a GIL how much of the interval it was held, switches and
-//! releases — is an [`Interval`], plain data; rendering it is the caller's.
+//! releases — is an [`Interval`], plain data; rendering it is the caller's. Under a GIL the
+//! watcher also asks for the lock's `events` since its last poll, which [`live`] turns into
+//! per-thread figures and a lane strip for the terminal dashboard.
+
+pub mod live;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::gil::RecentEvents;
 use crate::gil::stats::{GilReport, ThreadReport};
 use crate::server::stats::StatsReport;
 
@@ -18,6 +23,8 @@ pub enum TopError {
     Gone(SocketAddr, #[source] std::io::Error),
     #[error("the server at {0} answered `stats` with {1:?}, not its statistics")]
     NotStats(SocketAddr, String),
+    #[error("cannot draw on this terminal")]
+    Terminal(#[source] std::io::Error),
 }
 
 /// One connection to a server, asking it for `stats`.
@@ -40,16 +47,35 @@ impl Watcher {
     }
 
     pub fn stats(&mut self) -> Result<StatsReport, TopError> {
+        let line = self.ask("stats")?;
+        serde_json::from_str(&line)
+            .map_err(|_| TopError::NotStats(self.addr, line.chars().take(60).collect()))
+    }
+
+    /// The GIL's events after `since_ns`; `None` where the server keeps none (no GIL, or a
+    /// server that does not know the request, such as CPython's).
+    pub fn events(&mut self, since_ns: u64) -> Result<Option<RecentEvents>, TopError> {
+        let line = self.ask(&format!("events {since_ns}"))?;
+        Ok(serde_json::from_str(&line).ok())
+    }
+
+    /// One request line out, its reply line back (without the newline).
+    fn ask(&mut self, request: &str) -> Result<String, TopError> {
         let gone = |e| TopError::Gone(self.addr, e);
-        self.reader.get_mut().write_all(b"stats\n").map_err(gone)?;
+        let stream = self.reader.get_mut();
+        stream
+            .write_all(format!("{request}\n").as_bytes())
+            .map_err(gone)?;
         let mut line = String::new();
         match self.reader.read_line(&mut line) {
-            Ok(0) => return Err(gone(std::io::ErrorKind::UnexpectedEof.into())),
-            Ok(_) => {}
-            Err(error) => return Err(gone(error)),
+            Ok(0) => Err(gone(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(_) => Ok(line.trim_end().to_owned()),
+            Err(error) => Err(gone(error)),
         }
-        serde_json::from_str(line.trim_end())
-            .map_err(|_| TopError::NotStats(self.addr, line.trim_end().chars().take(60).collect()))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 
@@ -80,11 +106,13 @@ pub struct GilInterval {
 }
 
 impl Interval {
-    /// From `before` to `after`, two answers on one connection.
-    pub fn between(before: &StatsReport, after: &StatsReport) -> Interval {
+    /// From `before` to `after`, two answers on one connection, between which the watcher
+    /// itself sent `own_requests` (its `stats`, and its `events` if it asks for them).
+    pub fn between(before: &StatsReport, after: &StatsReport, own_requests: u64) -> Interval {
         let seconds = (after.uptime_s - before.uptime_s).max(1e-9);
-        // Our own `stats` request is one of those answered in the interval.
-        let requests = after.requests.saturating_sub(before.requests + 1);
+        let requests = after
+            .requests
+            .saturating_sub(before.requests + own_requests);
         Interval {
             uptime_s: after.uptime_s,
             requests_per_s: requests as f64 / seconds,
@@ -174,7 +202,7 @@ pub fn plain(
         std::thread::sleep(every);
         let after = watcher.stats()?;
         // A closed pipe (`| head`) ends the watch quietly.
-        if writeln!(out, "{}", Interval::between(&before, &after)).is_err() {
+        if writeln!(out, "{}", Interval::between(&before, &after, 1)).is_err() {
             return Ok(());
         }
         before = after;
@@ -225,16 +253,23 @@ mod tests {
 
     #[test]
     fn an_interval_is_what_changed_less_the_watcher_itself() {
-        let interval =
-            Interval::between(&report(1.0, 100, 100.0, 10), &report(1.5, 601, 550.0, 110));
+        let interval = Interval::between(
+            &report(1.0, 100, 100.0, 10),
+            &report(1.5, 601, 550.0, 110),
+            1,
+        );
         assert_eq!(interval.requests_per_s, 1000.0);
         assert_eq!(interval.open_connections, 2);
         let gil = interval.gil.unwrap();
         assert!((gil.held - 0.9).abs() < 1e-9, "{gil:?}");
         assert_eq!((gil.switches_per_s, gil.forced_releases), (200.0, 100));
         assert_eq!(gil.slowest_waiter, Some(("connection 0".into(), 5.0)));
-        let line = Interval::between(&report(1.0, 100, 100.0, 10), &report(1.5, 601, 550.0, 110))
-            .to_string();
+        let line = Interval::between(
+            &report(1.0, 100, 100.0, 10),
+            &report(1.5, 601, 550.0, 110),
+            1,
+        )
+        .to_string();
         assert!(
             line.contains("1000 req/s") && line.contains("GIL new: held  90 %"),
             "{line}"

@@ -391,7 +391,7 @@ impl Lab {
                 .spawn(move || {
                     crate::system::cpus::pin(&cpus)?;
                     let actual = health::this_thread_cpus();
-                    let result = crate::load::run(plan, |elapsed, _| {
+                    let result = crate::load::run(plan, Duration::from_secs(1), |elapsed, _| {
                         if elapsed == Duration::from_secs(1) {
                             // Workers and children exist by now.
                             server.check_placement();

@@ -7,11 +7,12 @@
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::ops::ControlFlow;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::histogram::DurationHistogram;
 use crate::load::plan::{ClassPlan, Pacing, Plan};
 use crate::load::record::{FailureKind, Recorder};
 use crate::protocol::{Reply, ReplyLine};
@@ -41,18 +42,48 @@ impl Window {
     }
 }
 
-/// Completed requests and errors per class so far, for the per-second progress lines.
-#[derive(Debug, Default)]
+/// Completed requests and errors per class so far, and the latencies since someone last
+/// took them, for the progress lines and the live view.
+#[derive(Debug)]
 pub struct LiveCounts {
     pub completed: AtomicU64,
     pub errors: AtomicU64,
+    /// One lock per reply: uncontended but for the watcher's brief swap at each tick.
+    latencies: Mutex<DurationHistogram>,
 }
 
-/// Runs `plan` to its deadline; calls `each_second` once per second of the run with the
-/// live counters, and returns one merged recorder per class, in plan order.
+impl Default for LiveCounts {
+    fn default() -> LiveCounts {
+        LiveCounts {
+            completed: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latencies: Mutex::new(DurationHistogram::new(2)),
+        }
+    }
+}
+
+impl LiveCounts {
+    fn completed(&self, latency: Duration) {
+        self.completed.fetch_add(1, Ordering::Relaxed);
+        self.latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(latency);
+    }
+
+    /// The latencies recorded since the last call.
+    pub fn take_latencies(&self) -> DurationHistogram {
+        let mut latencies = self.latencies.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *latencies, DurationHistogram::new(2))
+    }
+}
+
+/// Runs `plan` to its deadline; calls `each_tick` every `tick` of the run with the live
+/// counters, and returns one merged recorder per class, in plan order.
 pub fn execute(
     plan: &Plan,
-    mut each_second: impl FnMut(Duration, &[Arc<LiveCounts>]),
+    tick: Duration,
+    mut each_tick: impl FnMut(Duration, &[Arc<LiveCounts>]),
 ) -> Vec<Recorder> {
     // A short head start, so every thread is waiting when the run begins.
     let start = Instant::now() + Duration::from_millis(20);
@@ -96,11 +127,11 @@ pub fn execute(
             };
             handles.push(class_handles);
         }
-        let mut tick = window.start + Duration::from_secs(1);
-        while tick <= window.deadline {
-            sleep_until(tick);
-            each_second(tick - window.start, &live);
-            tick += Duration::from_secs(1);
+        let mut next = window.start + tick;
+        while next <= window.deadline {
+            sleep_until(next);
+            each_tick(next - window.start, &live);
+            next += tick;
         }
         sleep_until(window.deadline);
         sockets.close_reads();
@@ -277,7 +308,7 @@ impl Client<'_> {
             }
         }
         recorder.success(done, done - due, open.then(|| done - sent));
-        self.live.completed.fetch_add(1, Ordering::Relaxed);
+        self.live.completed(done - due);
     }
 
     /// Send, wait, record, repeat until the deadline.
@@ -513,7 +544,7 @@ mod idle {
                     Ok(Ok(_)) if line.ends_with('\n') => match ReplyLine::parse(line.trim_end()) {
                         ReplyLine::Ok(_) => {
                             recorder.borrow_mut().success(done, done - sent, None);
-                            self.live.completed.fetch_add(1, Ordering::Relaxed);
+                            self.live.completed(done - sent);
                         }
                         ReplyLine::Err(_) => self.fail(recorder, FailureKind::ErrReply),
                     },

@@ -6,9 +6,10 @@
 //! generator's own CPU use, and a versioned JSON document.
 //!
 //! Layers: [`plan`] (what to run), `driver` (running it), `record` (measurements),
-//! [`result`] (plain-data results), [`render`] (text).
+//! [`result`] (plain-data results), [`live`] (the run as it goes), [`render`] (text).
 
 pub(crate) mod driver;
+pub mod live;
 pub mod plan;
 pub(crate) mod record;
 pub mod render;
@@ -21,7 +22,7 @@ use nix::sys::resource::{UsageWho, getrusage};
 pub use plan::{ClassPlan, Mode, Pacing, Plan, PlanError, Window};
 pub use result::{ClassResult, LoadResult};
 
-use crate::load::driver::LiveCounts;
+pub use crate::load::driver::LiveCounts;
 use crate::load::result::{DEADLINE_POLICY, Generator, LoadEnvironment, SCHEMA};
 use crate::system::cpus::{PinError, allowed_cpus};
 use crate::system::limits::{DescriptorLimit, ensure_descriptors};
@@ -64,16 +65,17 @@ fn cpu_seconds() -> f64 {
     })
 }
 
-/// Runs `plan`, calling `each_second` with the live counts once a second, and gathers the
+/// Runs `plan`, calling `each_tick` with the live counts every `tick`, and gathers the
 /// result.
 pub fn run(
     plan: Plan,
-    each_second: impl FnMut(std::time::Duration, &[std::sync::Arc<LiveCounts>]),
+    tick: std::time::Duration,
+    each_tick: impl FnMut(std::time::Duration, &[std::sync::Arc<LiveCounts>]),
 ) -> Result<LoadResult, LoadError> {
     ensure_descriptors(descriptors_needed(&plan))?;
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let (cpu_before, wall_before) = (cpu_seconds(), Instant::now());
-    let recorders = driver::execute(&plan, each_second);
+    let recorders = driver::execute(&plan, tick, each_tick);
     let (cpu_time_s, wall_time_s) = (
         cpu_seconds() - cpu_before,
         wall_before.elapsed().as_secs_f64(),

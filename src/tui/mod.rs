@@ -3,6 +3,7 @@
 //! on SIGTERM, SIGINT or SIGHUP (watched here, acted on at the next key poll) — and the
 //! widgets that draw each view's plain data.
 
+pub mod load;
 pub mod top;
 
 use std::io;
@@ -77,6 +78,13 @@ impl Screen {
                 }));
             }
         }
+    }
+}
+
+impl Screen {
+    /// Gives the terminal back now, for a caller about to exit without unwinding.
+    pub fn give_back() {
+        ratatui::restore();
     }
 }
 

@@ -225,6 +225,11 @@ Closed-loop latency is each client's own service time: a client waits for its re
 it sends again, so a slow server slows the clients too. It is not what an open stream of
 users would see; the open mode measures that.
 
+On a terminal the run is shown live: each class's rate over the run (log scale) with the
+moment a late class joined marked, and its rate and latency percentiles now; q stops the run
+and keeps no result. Off a terminal, or with --no-tui, a line per second on stderr. Either
+way the summary table follows on stdout.
+
 The run lasts --warmup plus --duration; only the duration is measured. Requests still in
 flight at the end are abandoned and reported as such. --json writes every number shown
 plus the configuration and environment (schema: schema/load-result.v1.json).";
@@ -347,9 +352,13 @@ pub struct LoadArgs {
     #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
     pub cpus: Option<CpuList>,
 
-    /// No per-second lines
+    /// No per-second lines (and no live view)
     #[arg(long)]
     pub quiet: bool,
+
+    /// Per-second lines even on a terminal, instead of the live view
+    #[arg(long)]
+    pub no_tui: bool,
 }
 
 /// A byte size: a number with an optional k, m or g suffix (powers of 1024).

@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -217,13 +218,16 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
         clab::system::cpus::pin(&cpus.0)?;
     }
     reachable(plan.target())?;
-    let mut progress = Progress::new(&plan);
-    let quiet = args.quiet;
-    let result = clab::load::run(plan, |elapsed, live| {
-        if !quiet {
+    let result = if args.quiet {
+        clab::load::run(plan, Duration::from_secs(1), |_, _| {})?
+    } else if args.no_tui || !std::io::stdout().is_terminal() {
+        let mut progress = Progress::new(&plan);
+        clab::load::run(plan, Duration::from_secs(1), |elapsed, live| {
             eprintln!("{}", progress.line(elapsed, live));
-        }
-    })?;
+        })?
+    } else {
+        load_live(plan)?
+    };
     print!("{}", summary(&result));
     if let Some(path) = &args.json {
         let file = std::fs::File::create(path)
@@ -241,6 +245,29 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A load run drawn live on the terminal, refreshed four times a second. `q` (or Ctrl-C, or
+/// a signal) gives the terminal back and ends the process: the run is abandoned, as Ctrl-C
+/// abandons it off a terminal.
+fn load_live(plan: clab::load::Plan) -> anyhow::Result<clab::load::LoadResult> {
+    let mut live = clab::load::live::LiveLoad::new(&plan);
+    let mut screen = clab::tui::Screen::open().context("cannot take the terminal")?;
+    let result = clab::load::run(plan, Duration::from_millis(250), |elapsed, counts| {
+        live.update(elapsed, counts);
+        let drawn = screen.draw(|frame| clab::tui::load::draw(frame, frame.area(), &live));
+        let key = screen.key_before(std::time::Instant::now());
+        if drawn.is_err() || matches!(key, Ok(Some(clab::tui::Key::Quit)) | Err(_)) {
+            clab::tui::Screen::give_back();
+            eprintln!(
+                "clab load: stopped after {:.1} s; no result",
+                elapsed.as_secs_f64()
+            );
+            std::process::exit(130);
+        }
+    })?;
+    drop(screen);
+    Ok(result)
 }
 
 /// Fails fast, in one line, where nothing listens: not an empty table after the whole run.

@@ -1,0 +1,142 @@
+//! A load run as it goes, as plain data for the live view: per class, the rate and latency
+//! percentiles of each tick, and when a class that starts late (the hog) joins. Built from
+//! the driver's [`LiveCounts`] at each tick; drawing it is `crate::tui`'s.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::histogram::Percentiles;
+use crate::load::driver::LiveCounts;
+use crate::load::plan::Plan;
+
+#[derive(Debug, Clone)]
+pub struct LiveLoad {
+    pub target: SocketAddr,
+    pub mode: &'static str,
+    pub warmup: Duration,
+    /// Warm-up and measured time together.
+    pub total: Duration,
+    /// Since the run started, warm-up included.
+    pub elapsed: Duration,
+    pub classes: Vec<LiveClass>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LiveClass {
+    pub name: String,
+    pub request: String,
+    pub connections: usize,
+    /// When a late class joins, since the run started; `None` for one there from the start.
+    pub joins_at: Option<Duration>,
+    /// (seconds since the run started, requests per second) at each tick.
+    pub rates: Vec<(f64, f64)>,
+    /// The latencies of the replies in the last tick.
+    pub latest: Option<Percentiles>,
+    pub completed: u64,
+    pub errors: u64,
+}
+
+impl LiveLoad {
+    pub fn new(plan: &Plan) -> LiveLoad {
+        LiveLoad {
+            target: plan.target(),
+            mode: plan.mode().name(),
+            warmup: plan.warmup(),
+            total: plan.warmup() + plan.duration(),
+            elapsed: Duration::ZERO,
+            classes: plan
+                .classes()
+                .iter()
+                .map(|class| LiveClass {
+                    name: class.name.clone(),
+                    request: class.request.clone(),
+                    connections: class.connections,
+                    joins_at: (!class.start_after.is_zero())
+                        .then(|| plan.warmup() + class.start_after),
+                    rates: Vec::new(),
+                    latest: None,
+                    completed: 0,
+                    errors: 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes in the counters at `elapsed` into the run.
+    pub fn update(&mut self, elapsed: Duration, counts: &[Arc<LiveCounts>]) {
+        let seconds = elapsed.saturating_sub(self.elapsed).as_secs_f64().max(1e-9);
+        self.elapsed = elapsed;
+        for (class, counts) in self.classes.iter_mut().zip(counts) {
+            let completed = counts.completed.load(Ordering::Relaxed);
+            let latencies = counts.take_latencies();
+            // A class not there yet has no rate, rather than a rate of 0.
+            if class.joins_at.is_some_and(|at| at > elapsed) {
+                continue;
+            }
+            class.rates.push((
+                elapsed.as_secs_f64(),
+                completed.saturating_sub(class.completed) as f64 / seconds,
+            ));
+            class.latest = (!latencies.is_empty()).then(|| latencies.percentiles());
+            class.completed = completed;
+            class.errors = counts.errors.load(Ordering::Relaxed);
+        }
+    }
+
+    /// The late classes that have joined by now, and when.
+    pub fn arrivals(&self) -> impl Iterator<Item = (&str, Duration)> {
+        self.classes.iter().filter_map(|class| {
+            let at = class.joins_at?;
+            (at <= self.elapsed).then_some((class.name.as_str(), at))
+        })
+    }
+
+    /// The run's phase now, for the header.
+    pub fn phase(&self) -> String {
+        if self.elapsed < self.warmup {
+            "warm-up".into()
+        } else if self.elapsed >= self.total {
+            "done".into()
+        } else {
+            let measured = self.elapsed - self.warmup;
+            format!(
+                "{:.1} s of {:.0} s",
+                measured.as_secs_f64(),
+                (self.total - self.warmup).as_secs_f64()
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::plan::{Mode, Window};
+
+    #[test]
+    fn each_tick_adds_a_rate_and_the_hog_is_marked_once_it_joins() {
+        let classes = ["rapid=1*fib 1", "hog=1*fib 40@3s"].map(|spec| spec.parse().unwrap());
+        let (target, window) = ("127.0.0.1:1".parse().unwrap(), Window::default());
+        let plan = Plan::new(Mode::Mix, target, window, classes.into()).unwrap();
+        let mut live = LiveLoad::new(&plan);
+        let counts: Vec<Arc<LiveCounts>> = plan.classes().iter().map(|_| Arc::default()).collect();
+        counts[0].completed.store(500, Ordering::Relaxed);
+        live.update(Duration::from_millis(250), &counts);
+        assert_eq!(live.classes[0].rates, [(0.25, 2000.0)]);
+        assert_eq!(live.arrivals().count(), 0);
+        counts[0].completed.store(510, Ordering::Relaxed);
+        let hog_joins = live.classes[1].joins_at.unwrap();
+        live.update(hog_joins, &counts);
+        assert_eq!(
+            live.arrivals().map(|(name, _)| name).collect::<Vec<_>>(),
+            ["hog"]
+        );
+        assert!(
+            live.classes[0].rates[1].1 < 20.0,
+            "{:?}",
+            live.classes[0].rates
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The live `clab load` view (oha-style): each class's rate over the run on a log scale, with
+//! the moment a late class (the hog) joined marked, and a table of rates and latency
+//! percentiles over the last tick.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Row, Table};
+
+use crate::load::live::LiveLoad;
+use crate::tui::{ms, rate, style};
+
+/// A colour per class, in plan order; the hog, when there is one, always red.
+fn colour(name: &str, index: usize) -> Color {
+    const PALETTE: [Color; 5] = [
+        Color::Cyan,
+        Color::Magenta,
+        Color::Blue,
+        Color::Green,
+        Color::Yellow,
+    ];
+    if name == "hog" {
+        Color::Red
+    } else {
+        PALETTE[index % PALETTE.len()]
+    }
+}
+
+/// Draws `live` into `area`.
+pub fn draw(frame: &mut Frame, area: Rect, live: &LiveLoad) {
+    let rows = live.classes.len() as u16;
+    let [header, chart, table] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(6),
+        Constraint::Length(rows + 3),
+    ])
+    .areas(area);
+    frame.render_widget(Paragraph::new(header_line(live)), header);
+    draw_chart(frame, chart, live);
+    draw_table(frame, table, live);
+}
+
+fn header_line(live: &LiveLoad) -> Line<'static> {
+    let mut spans = vec![
+        Span::styled(format!("clab load {}", live.mode), style::title()),
+        Span::raw(format!(" → {} · {}", live.target, live.phase())),
+    ];
+    for (name, at) in live.arrivals() {
+        spans.push(Span::styled(
+            format!(" · {name} joined at {:.1} s", at.as_secs_f64()),
+            style::alarm(),
+        ));
+    }
+    spans.push(Span::styled("   q stops", style::dim()));
+    Line::from(spans)
+}
+
+/// Requests per second on a log axis: a fall from thousands to tens must show as the
+/// collapse it is, and a rate of a few must not vanish against one of thousands.
+fn draw_chart(frame: &mut Frame, area: Rect, live: &LiveLoad) {
+    let log = |rate: f64| rate.max(1.0).log10();
+    let points: Vec<Vec<(f64, f64)>> = live
+        .classes
+        .iter()
+        .map(|class| class.rates.iter().map(|&(t, r)| (t, log(r))).collect())
+        .collect();
+    let highest = points
+        .iter()
+        .flatten()
+        .map(|&(_, y)| y)
+        .fold(1.0_f64, f64::max)
+        .ceil();
+    // One decade a label: 1, 10, 100, 1k, 10k.
+    let y_labels: Vec<Span> = (0..=highest as u32)
+        .map(|decade| Span::raw(decade_label(decade)))
+        .collect();
+    let total = live.total.as_secs_f64().max(1.0);
+    let x_labels: Vec<Span> = [0.0, total / 2.0, total]
+        .iter()
+        .map(|t| Span::raw(format!("{t:.0} s")))
+        .collect();
+    let arrivals: Vec<Vec<(f64, f64)>> = live
+        .arrivals()
+        .map(|(_, at)| {
+            let x = at.as_secs_f64();
+            (0..=20)
+                .map(|step| (x, highest * step as f64 / 20.0))
+                .collect()
+        })
+        .collect();
+    let mut datasets: Vec<Dataset> = arrivals
+        .iter()
+        .map(|line| {
+            Dataset::default()
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Scatter)
+                .style(style::dim())
+                .data(line)
+        })
+        .collect();
+    datasets.extend(live.classes.iter().zip(&points).enumerate().map(
+        |(index, (class, points))| {
+            Dataset::default()
+                .name(class.name.clone())
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::new().fg(colour(&class.name, index)))
+                .data(points)
+        },
+    ));
+    let chart = Chart::new(datasets)
+        .block(
+            Block::bordered()
+                .title("requests/s per class (log scale; a dotted line: a class joined)"),
+        )
+        .x_axis(Axis::default().bounds([0.0, total]).labels(x_labels))
+        .y_axis(Axis::default().bounds([0.0, highest]).labels(y_labels));
+    frame.render_widget(chart, area);
+}
+
+/// 1, 10, 100, 1k, 10k, 100k, 1M: a decade's label, never `1.0k` or `10000.0`.
+fn decade_label(decade: u32) -> String {
+    match decade {
+        0..=2 => 10u64.pow(decade).to_string(),
+        3..=5 => format!("{}k", 10u64.pow(decade - 3)),
+        _ => format!("{}M", 10u64.pow(decade.saturating_sub(6).min(12))),
+    }
+}
+
+fn draw_table(frame: &mut Frame, area: Rect, live: &LiveLoad) {
+    let rows: Vec<Row> = live
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(index, class)| {
+            let now = class.rates.last().map_or(0.0, |&(_, r)| r);
+            let waiting = class.joins_at.is_some_and(|at| at > live.elapsed);
+            let latest = class.latest.as_ref();
+            Row::new(vec![
+                Span::styled(
+                    class.name.clone(),
+                    Style::new().fg(colour(&class.name, index)),
+                ),
+                Span::raw(class.request.clone()),
+                Span::raw(class.connections.to_string()),
+                Span::raw(if waiting { "not yet".into() } else { rate(now) }),
+                Span::raw(ms(latest.and_then(|p| p.p50))),
+                Span::raw(ms(latest.and_then(|p| p.p99))),
+                Span::raw(ms(latest.and_then(|p| p.max))),
+                Span::raw(class.completed.to_string()),
+                if class.errors > 0 {
+                    Span::styled(class.errors.to_string(), style::alarm())
+                } else {
+                    Span::raw("0")
+                },
+            ])
+        })
+        .collect();
+    let table = Table::new(
+        rows,
+        [
+            Constraint::Length(10),
+            Constraint::Length(12),
+            Constraint::Length(8),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(9),
+            Constraint::Length(10),
+            Constraint::Length(7),
+        ],
+    )
+    .header(
+        Row::new([
+            "class",
+            "request",
+            "clients",
+            "req/s",
+            "p50",
+            "p99",
+            "max",
+            "completed",
+            "errors",
+        ])
+        .style(style::title()),
+    )
+    .block(Block::bordered().title("now (latencies of the last refresh)"));
+    frame.render_widget(table, area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::LiveCounts;
+    use crate::load::plan::{Mode, Plan, Window};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    #[test]
+    fn the_rapid_rate_and_the_hogs_arrival_are_on_screen() {
+        let classes = ["rapid=1*fib 1", "hog=1*fib 40@3s"].map(|spec| spec.parse().unwrap());
+        let (target, window) = ("127.0.0.1:1".parse().unwrap(), Window::default());
+        let plan = Plan::new(Mode::Mix, target, window, classes.into()).unwrap();
+        let mut live = LiveLoad::new(&plan);
+        let counts: Vec<Arc<LiveCounts>> = plan.classes().iter().map(|_| Arc::default()).collect();
+        let mut completed = 0;
+        for tick in 1..=20 {
+            let elapsed = Duration::from_millis(250 * tick);
+            // 20k requests/s until the hog joins at 4 s (1 s warm-up + 3 s), then 200.
+            completed += if tick <= 16 { 5000 } else { 50 };
+            counts[0].completed.store(completed, Ordering::Relaxed);
+            live.update(elapsed, &counts);
+        }
+        let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+        terminal
+            .draw(|frame| draw(frame, frame.area(), &live))
+            .unwrap();
+        let buffer = terminal.backend().buffer();
+        let text: String = (0..30)
+            .map(|y| {
+                (0..120)
+                    .map(|x| buffer[(x, y)].symbol())
+                    .collect::<String>()
+                    + "\n"
+            })
+            .collect();
+        assert!(text.contains("hog joined at 4.0 s"), "{text}");
+        let rapid = text.lines().find(|l| l.contains("│rapid ")).expect(&text);
+        assert!(rapid.contains("200"), "{rapid}");
+        // The log axis labels decades: 1, 10, 100, 1k, 10k.
+        for label in ["│10k", "│1k ", "│100 "] {
+            assert!(text.contains(label), "{label}: {text}");
+        }
+        assert_eq!(
+            (0..8).map(decade_label).collect::<Vec<_>>(),
+            ["1", "10", "100", "1k", "10k", "100k", "1M", "10M"]
+        );
+    }
+}

@@ -17,6 +17,7 @@
 //! - [`choice`]: settings chosen by name (a model, a GIL variant), parsed and listed one way.
 
 pub mod choice;
+pub mod demo;
 pub mod gil;
 pub mod histogram;
 pub mod lab;

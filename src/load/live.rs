@@ -34,6 +34,8 @@ pub struct LiveClass {
     pub rates: Vec<(f64, f64)>,
     /// The latencies of the replies in the last tick.
     pub latest: Option<Percentiles>,
+    /// (seconds since the run started, median latency in ms) at each tick with replies.
+    pub medians: Vec<(f64, f64)>,
     pub completed: u64,
     pub errors: u64,
 }
@@ -57,6 +59,7 @@ impl LiveLoad {
                         .then(|| plan.warmup() + class.start_after),
                     rates: Vec::new(),
                     latest: None,
+                    medians: Vec::new(),
                     completed: 0,
                     errors: 0,
                 })
@@ -80,9 +83,16 @@ impl LiveLoad {
                 completed.saturating_sub(class.completed) as f64 / seconds,
             ));
             class.latest = (!latencies.is_empty()).then(|| latencies.percentiles());
+            if let Some(p50) = class.latest.and_then(|latest| latest.p50) {
+                class.medians.push((elapsed.as_secs_f64(), p50));
+            }
             class.completed = completed;
             class.errors = counts.errors.load(Ordering::Relaxed);
         }
+    }
+
+    pub fn class(&self, name: &str) -> Option<&LiveClass> {
+        self.classes.iter().find(|class| class.name == name)
     }
 
     /// The late classes that have joined by now, and when.
@@ -108,6 +118,28 @@ impl LiveLoad {
             )
         }
     }
+}
+
+impl LiveClass {
+    /// The median of its per-tick rates with `from <= t < to` (seconds since the start).
+    pub fn rate_between(&self, from: f64, to: f64) -> Option<f64> {
+        median(&self.rates, from, to)
+    }
+
+    /// The median of its per-tick median latencies (ms) with `from <= t < to`.
+    pub fn latency_between(&self, from: f64, to: f64) -> Option<f64> {
+        median(&self.medians, from, to)
+    }
+}
+
+fn median(points: &[(f64, f64)], from: f64, to: f64) -> Option<f64> {
+    let mut values: Vec<f64> = points
+        .iter()
+        .filter(|(t, _)| (from..to).contains(t))
+        .map(|&(_, value)| value)
+        .collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
 }
 
 #[cfg(test)]

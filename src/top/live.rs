@@ -281,7 +281,18 @@ impl LockHistory {
     /// Each thread active in the last [`ROW_WINDOW`] (or holding or waiting now), busiest
     /// holder first.
     pub fn rows(&self) -> Vec<ThreadRow> {
-        let from = self.now_ns.saturating_sub(ROW_WINDOW.as_nanos() as u64);
+        self.rows_over(ROW_WINDOW)
+    }
+
+    /// The thread that held the lock longest over the last `window`, and its share of it.
+    pub fn holder_over(&self, window: Duration) -> Option<(String, f64)> {
+        let top = self.rows_over(window).into_iter().next()?;
+        (top.held > 0.0).then_some((top.name, top.held))
+    }
+
+    /// [`rows`](LockHistory::rows) over the last `window`.
+    pub fn rows_over(&self, window: Duration) -> Vec<ThreadRow> {
+        let from = self.now_ns.saturating_sub(window.as_nanos() as u64);
         // Shares are of the time whose events arrived.
         let window_ns = (self.now_ns - from - self.unseen(from, self.now_ns)).max(1);
         let mut rows: BTreeMap<u32, ThreadRow> = BTreeMap::new();

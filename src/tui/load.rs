@@ -7,7 +7,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Row, Table};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType, Paragraph, Row, Table, Wrap};
 
 use crate::load::live::LiveLoad;
 use crate::tui::{ms, rate, style};
@@ -28,21 +28,26 @@ fn colour(name: &str, index: usize) -> Color {
     }
 }
 
-/// Draws `live` into `area`.
-pub fn draw(frame: &mut Frame, area: Rect, live: &LiveLoad) {
+/// Draws `live` into `area`, with `keys` (what the keys do) at the end of its title.
+pub fn draw(frame: &mut Frame, area: Rect, live: &LiveLoad, keys: &str) {
     let rows = live.classes.len() as u16;
+    // A narrow pane (half of `clab demo`) wraps the title onto a second line.
+    let title_height = if area.width < 100 { 2 } else { 1 };
     let [header, chart, table] = Layout::vertical([
-        Constraint::Length(1),
+        Constraint::Length(title_height),
         Constraint::Min(6),
         Constraint::Length(rows + 3),
     ])
     .areas(area);
-    frame.render_widget(Paragraph::new(header_line(live)), header);
+    frame.render_widget(
+        Paragraph::new(header_line(live, keys)).wrap(Wrap { trim: true }),
+        header,
+    );
     draw_chart(frame, chart, live);
     draw_table(frame, table, live);
 }
 
-fn header_line(live: &LiveLoad) -> Line<'static> {
+fn header_line(live: &LiveLoad, keys: &str) -> Line<'static> {
     let mut spans = vec![
         Span::styled(format!("clab load {}", live.mode), style::title()),
         Span::raw(format!(" → {} · {}", live.target, live.phase())),
@@ -53,7 +58,9 @@ fn header_line(live: &LiveLoad) -> Line<'static> {
             style::alarm(),
         ));
     }
-    spans.push(Span::styled("   q stops", style::dim()));
+    if !keys.is_empty() {
+        spans.push(Span::styled(format!("   {keys}"), style::dim()));
+    }
     Line::from(spans)
 }
 
@@ -111,10 +118,7 @@ fn draw_chart(frame: &mut Frame, area: Rect, live: &LiveLoad) {
         },
     ));
     let chart = Chart::new(datasets)
-        .block(
-            Block::bordered()
-                .title("requests/s per class (log scale; a dotted line: a class joined)"),
-        )
+        .block(Block::bordered().title("requests/s, log scale (dotted: a class joined)"))
         .x_axis(Axis::default().bounds([0.0, total]).labels(x_labels))
         .y_axis(Axis::default().bounds([0.0, highest]).labels(y_labels));
     frame.render_widget(chart, area);
@@ -143,13 +147,11 @@ fn draw_table(frame: &mut Frame, area: Rect, live: &LiveLoad) {
                     class.name.clone(),
                     Style::new().fg(colour(&class.name, index)),
                 ),
-                Span::raw(class.request.clone()),
-                Span::raw(class.connections.to_string()),
-                Span::raw(if waiting { "not yet".into() } else { rate(now) }),
+                Span::raw(format!("{}×{}", class.connections, class.request)),
+                Span::raw(if waiting { "later".into() } else { rate(now) }),
                 Span::raw(ms(latest.and_then(|p| p.p50))),
                 Span::raw(ms(latest.and_then(|p| p.p99))),
                 Span::raw(ms(latest.and_then(|p| p.max))),
-                Span::raw(class.completed.to_string()),
                 if class.errors > 0 {
                     Span::styled(class.errors.to_string(), style::alarm())
                 } else {
@@ -158,33 +160,22 @@ fn draw_table(frame: &mut Frame, area: Rect, live: &LiveLoad) {
             ])
         })
         .collect();
+    // Narrow enough for half of a 120-column terminal (`clab demo`).
     let table = Table::new(
         rows,
         [
-            Constraint::Length(10),
-            Constraint::Length(12),
-            Constraint::Length(8),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Length(9),
-            Constraint::Length(10),
             Constraint::Length(7),
+            Constraint::Length(11),
+            Constraint::Length(6),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(6),
         ],
     )
     .header(
-        Row::new([
-            "class",
-            "request",
-            "clients",
-            "req/s",
-            "p50",
-            "p99",
-            "max",
-            "completed",
-            "errors",
-        ])
-        .style(style::title()),
+        Row::new(["class", "clients", "req/s", "p50", "p99", "max", "errors"])
+            .style(style::title()),
     )
     .block(Block::bordered().title("now (latencies of the last refresh)"));
     frame.render_widget(table, area);
@@ -218,7 +209,7 @@ mod tests {
         }
         let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
         terminal
-            .draw(|frame| draw(frame, frame.area(), &live))
+            .draw(|frame| draw(frame, frame.area(), &live, "q stops"))
             .unwrap();
         let buffer = terminal.backend().buffer();
         let text: String = (0..30)

@@ -1,16 +1,19 @@
 //! The terminal views (`clab top`, the live `clab load`, `clab demo`): a [`Screen`] that
-//! takes the terminal and always gives it back — on return, on a panic (ratatui's hook) and
-//! on SIGTERM, SIGINT or SIGHUP (watched here, acted on at the next key poll) — and the
-//! widgets that draw each view's plain data.
+//! takes the terminal and always gives it back — on return, on a panic (ratatui's hook), on
+//! SIGTERM, SIGINT or SIGHUP (watched here, acted on at the next key poll) and when the
+//! terminal itself hangs up — and the widgets that draw each view's plain data.
 
+pub mod demo;
 pub mod load;
 pub mod top;
 
-use std::io;
+use std::io::{self, IsTerminal};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use ratatui::DefaultTerminal;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::style::{Color, Modifier, Style};
@@ -19,6 +22,9 @@ use ratatui::style::{Color, Modifier, Style};
 pub struct Screen {
     terminal: DefaultTerminal,
     signalled: Arc<AtomicBool>,
+    /// The terminal keys come from, as crossterm reads it: standard input if it is one,
+    /// else `/dev/tty`.
+    keys: std::fs::File,
 }
 
 /// What the person at the terminal asked for.
@@ -39,10 +45,16 @@ impl Screen {
         ] {
             signal_hook::flag::register(signal, Arc::clone(&signalled))?;
         }
+        let keys = if io::stdin().is_terminal() {
+            std::fs::File::from(io::stdin().as_fd().try_clone_to_owned()?)
+        } else {
+            std::fs::File::open("/dev/tty")?
+        };
         let terminal = ratatui::try_init()?;
         Ok(Screen {
             terminal,
             signalled,
+            keys,
         })
     }
 
@@ -50,18 +62,24 @@ impl Screen {
         self.terminal.draw(render).map(|_| ())
     }
 
-    /// Waits until `deadline` for a key; `None` if none came.
+    /// Waits until `deadline` for a key; `None` if none came. A terminal that hangs up (its
+    /// window closed) is a `Quit`, as a signal is.
     pub fn key_before(&mut self, deadline: Instant) -> io::Result<Option<Key>> {
         loop {
             if self.signalled.load(Ordering::Relaxed) {
                 return Ok(Some(Key::Quit));
             }
-            // Short polls, so a signal is noticed promptly.
             let left = deadline.saturating_duration_since(Instant::now());
-            if !event::poll(left.min(Duration::from_millis(50)))? {
-                if left.is_zero() {
-                    return Ok(None);
-                }
+            // Our own poll first, in short slices so a signal is noticed promptly: crossterm
+            // reads a hung-up terminal in an endless loop, so it is asked only once there is
+            // a key to read.
+            match self.wait_for_input(left.min(Duration::from_millis(50)))? {
+                Input::HungUp => return Ok(Some(Key::Quit)),
+                Input::None if left.is_zero() => return Ok(None),
+                Input::None => continue,
+                Input::Ready => {}
+            }
+            if !event::poll(Duration::ZERO)? {
                 continue;
             }
             if let Event::Key(key) = event::read()? {
@@ -79,6 +97,30 @@ impl Screen {
             }
         }
     }
+
+    fn wait_for_input(&self, timeout: Duration) -> io::Result<Input> {
+        let mut fds = [PollFd::new(self.keys.as_fd(), PollFlags::POLLIN)];
+        let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        match poll(&mut fds, PollTimeout::from(millis)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => Ok(Input::None),
+            Ok(_) => {
+                let events = fds[0].revents().unwrap_or(PollFlags::empty());
+                if events.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+                {
+                    Ok(Input::HungUp)
+                } else {
+                    Ok(Input::Ready)
+                }
+            }
+            Err(errno) => Err(errno.into()),
+        }
+    }
+}
+
+enum Input {
+    None,
+    Ready,
+    HungUp,
 }
 
 impl Screen {

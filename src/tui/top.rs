@@ -8,7 +8,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Row, Sparkline, Table};
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Sparkline, Table, Wrap};
 
 use crate::top::TopError;
 use crate::top::live::{Cell, LockHistory, ROW_WINDOW, ThreadState, View, Watch};
@@ -18,7 +18,7 @@ use crate::tui::{Key, Screen, ms, rate, style};
 pub const LANE_SPAN: Duration = Duration::from_millis(500);
 
 /// The widest a thread's name is shown.
-const NAME_WIDTH: u16 = 18;
+const NAME_WIDTH: u16 = 14;
 
 /// Watches the server at `addr` on the terminal, refreshing every `every`, until `q` (or a
 /// signal), or `duration` if given.
@@ -29,7 +29,7 @@ pub fn run(addr: SocketAddr, every: Duration, duration: Option<Duration>) -> Res
     let mut next = started + every;
     loop {
         screen
-            .draw(|frame| draw(frame, frame.area(), &watch.view))
+            .draw(|frame| draw(frame, frame.area(), &watch.view, "q quits"))
             .map_err(TopError::Terminal)?;
         if let Some(Key::Quit) = screen.key_before(next).map_err(TopError::Terminal)? {
             return Ok(());
@@ -44,8 +44,8 @@ pub fn run(addr: SocketAddr, every: Duration, duration: Option<Duration>) -> Res
     }
 }
 
-/// Draws `view` into `area`.
-pub fn draw(frame: &mut Frame, area: Rect, view: &View) {
+/// Draws `view` into `area`, with `keys` (what the keys do) at the end of its title.
+pub fn draw(frame: &mut Frame, area: Rect, view: &View, keys: &str) {
     let rows = view.gil.as_ref().map_or(Vec::new(), LockHistory::rows);
     let shown = rows.len().clamp(1, 8) as u16;
     // The sparkline takes what the GIL's panels leave, up to a dozen lines.
@@ -54,14 +54,19 @@ pub fn draw(frame: &mut Frame, area: Rect, view: &View) {
     } else {
         3
     };
+    // A narrow pane (half of `clab demo`) wraps the title onto a second line.
+    let title_height = if area.width < 100 { 2 } else { 1 };
     let [header, rate_area, gil_area, _] = Layout::vertical([
-        Constraint::Length(1),
+        Constraint::Length(title_height),
         Constraint::Max(12),
         Constraint::Length(gil_height),
         Constraint::Min(0),
     ])
     .areas(area);
-    frame.render_widget(Paragraph::new(header_line(view)), header);
+    frame.render_widget(
+        Paragraph::new(header_line(view, keys)).wrap(Wrap { trim: true }),
+        header,
+    );
     draw_rate(frame, rate_area, view);
     let Some(gil) = &view.gil else {
         let text = match view.latest.as_ref().and_then(|latest| latest.gil.as_ref()) {
@@ -85,7 +90,7 @@ pub fn draw(frame: &mut Frame, area: Rect, view: &View) {
     draw_lanes(frame, lanes, gil, &rows);
 }
 
-fn header_line(view: &View) -> Line<'static> {
+fn header_line(view: &View, keys: &str) -> Line<'static> {
     let mut spans = vec![Span::styled("clab top", style::title())];
     if let Some(addr) = view.addr {
         spans.push(Span::raw(format!(" · {addr}")));
@@ -93,7 +98,7 @@ fn header_line(view: &View) -> Line<'static> {
     spans.push(Span::raw(format!(" · {}", view.model)));
     if let Some(gil) = &view.gil {
         spans.push(Span::raw(format!(
-            " · GIL {}, switch interval {}",
+            " · GIL {} ({} interval)",
             gil.variant,
             ms(Some(gil.switch_interval.as_secs_f64() * 1e3))
         )));
@@ -101,7 +106,9 @@ fn header_line(view: &View) -> Line<'static> {
     if let Some(latest) = &view.latest {
         spans.push(Span::raw(format!(" · up {:.1} s", latest.uptime_s)));
     }
-    spans.push(Span::styled("   q quits", style::dim()));
+    if !keys.is_empty() {
+        spans.push(Span::styled(format!("   {keys}"), style::dim()));
+    }
     Line::from(spans)
 }
 
@@ -197,23 +204,16 @@ fn draw_threads(frame: &mut Frame, area: Rect, rows: &[crate::top::live::ThreadR
         body,
         [
             Constraint::Length(NAME_WIDTH),
+            Constraint::Length(8),
+            Constraint::Length(5),
             Constraint::Length(9),
-            Constraint::Length(7),
-            Constraint::Length(10),
-            Constraint::Length(10),
-            Constraint::Length(13),
+            Constraint::Length(9),
+            Constraint::Length(8),
         ],
     )
     .header(
-        Row::new([
-            "thread",
-            "now",
-            "held",
-            "wait p50",
-            "wait p99",
-            "drop requests",
-        ])
-        .style(style::title()),
+        Row::new(["thread", "now", "held", "wait p50", "wait p99", "drop req"])
+            .style(style::title()),
     )
     .block(Block::bordered().title(title));
     frame.render_widget(table, area);
@@ -283,7 +283,7 @@ mod tests {
     fn screen(view: &View, width: u16, height: u16) -> String {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
         terminal
-            .draw(|frame| draw(frame, frame.area(), view))
+            .draw(|frame| draw(frame, frame.area(), view, "q quits"))
             .unwrap();
         let buffer = terminal.backend().buffer();
         (0..height)
@@ -307,7 +307,7 @@ mod tests {
         }
         view.gil = Some(convoy());
         let text = screen(&view, 120, 40);
-        assert!(text.contains("GIL new, switch interval 5.0 ms"), "{text}");
+        assert!(text.contains("GIL new (5.0 ms interval)"), "{text}");
         let hog = text.lines().find(|l| l.contains("│hog ")).expect(&text);
         assert!(hog.contains("holding") && hog.contains("99 %"), "{hog}");
         let rapid = text.lines().find(|l| l.contains("│rapid ")).expect(&text);

@@ -10,6 +10,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use clab::choice::Choice;
+use clab::demo::Scenario;
 use clab::gil::{GilConfig, SwitchPoints, Variant};
 use clab::lab::pythons::Selection;
 use clab::lab::{LabError, Options, Profile};
@@ -55,6 +56,9 @@ pub enum Command {
     /// each moment it is held, switches, forced and voluntary releases, the longest waits
     #[command(after_long_help = TOP_EXAMPLES)]
     Top(TopArgs),
+    /// A story told live on the terminal: server, load and `top` side by side
+    #[command(after_long_help = DEMO_EXAMPLES)]
+    Demo(DemoArgs),
     /// Run the essays' claims as experiments and write a report with verdicts and plots
     #[command(after_long_help = LAB_EXAMPLES)]
     Lab(LabArgs),
@@ -285,6 +289,50 @@ connection, which takes no GIL switches of its own (docs/protocol.md).
 With --plain, each line covers one interval: requests answered per second, open connections,
 errors, and under a GIL its share held, switches, releases, drop requests and the thread
 with the longest 99th-percentile wait.";
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The story: convoy, two-clients or threshold
+    #[arg(value_parser = choice::<Scenario>())]
+    pub scenario: Scenario,
+
+    /// The first run's model [default: the story's own: threads, or hybrid for threshold]
+    #[arg(long, value_parser = choice::<Model>())]
+    pub model: Option<Model>,
+
+    /// The first run's GIL
+    #[arg(long, value_parser = choice::<Variant>(), default_value = "new")]
+    pub gil: Variant,
+
+    /// When the hog (or the second client) joins, after the one-second warm-up
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub joins_after: Duration,
+
+    /// How long a run measures
+    #[arg(long = "run", default_value = "12s", value_parser = humantime::parse_duration)]
+    pub length: Duration,
+}
+
+const DEMO_EXAMPLES: &str = "\
+Stories:
+  convoy       one client of tiny requests (fib 1), then a hog (fib 38 again and again):
+               under a GIL the tiny requests fall from thousands a second to a few hundred,
+               each waiting a switch interval for the GIL the hog holds
+  two-clients  one client computing fib 30, then a second: under a GIL each takes twice as
+               long; in processes, or without a GIL, they compute at once
+  threshold    the convoy against the hybrid server, which sends fib n > 15 to two worker
+               processes: the tiny requests keep their rate
+
+Examples:
+  clab demo convoy
+  clab demo convoy --gil none
+  clab demo two-clients --model procpool
+
+On screen: `clab top` of the server on the left, the live load on the right, and a caption
+of what the numbers measured right then say. Keys: g steps the GIL (new, priority, legacy,
+none) and m the model for the next run; r runs again; q stops the server and quits. The
+server runs on one CPU and the load on another, as the header says. Needs a terminal of at
+least 100×30; 120×40 shows everything.";
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Load(args) => load(&args),
         Command::Top(args) => top(&args),
+        Command::Demo(args) => demo(&args),
         Command::Lab(args) => match lab(&args) {
             // Interrupted: the partial report is written; exit as the signal would (130/143).
             Ok(Some(signal)) => return ExitCode::from(128 + signal as u8),
@@ -255,7 +256,8 @@ fn load_live(plan: clab::load::Plan) -> anyhow::Result<clab::load::LoadResult> {
     let mut screen = clab::tui::Screen::open().context("cannot take the terminal")?;
     let result = clab::load::run(plan, Duration::from_millis(250), |elapsed, counts| {
         live.update(elapsed, counts);
-        let drawn = screen.draw(|frame| clab::tui::load::draw(frame, frame.area(), &live));
+        let drawn =
+            screen.draw(|frame| clab::tui::load::draw(frame, frame.area(), &live, "q stops"));
         let key = screen.key_before(std::time::Instant::now());
         if drawn.is_err() || matches!(key, Ok(Some(clab::tui::Key::Quit)) | Err(_)) {
             clab::tui::Screen::give_back();
@@ -367,6 +369,34 @@ async fn stop_signal() {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
+}
+
+/// `clab demo`: a story told live; it needs a terminal to tell it on.
+fn demo(args: &cli::DemoArgs) -> anyhow::Result<()> {
+    if !std::io::stdout().is_terminal() {
+        anyhow::bail!(
+            "clab demo draws on a terminal; to watch in a log, use clab serve, clab load --no-tui and clab top --plain"
+        );
+    }
+    if args.joins_after >= args.length {
+        anyhow::bail!(
+            "--joins-after ({}) must come before the end of the --run ({})",
+            humantime::format_duration(args.joins_after),
+            humantime::format_duration(args.length)
+        );
+    }
+    let scenario = args.scenario;
+    let setup = clab::demo::Setup {
+        model: args.model.unwrap_or(scenario.first_setup().model),
+        gil: args.gil,
+    };
+    let options = clab::demo::DemoOptions {
+        setup,
+        joins_after: args.joins_after,
+        length: args.length,
+        clab: std::env::current_exe().context("cannot find the clab binary to serve with")?,
+    };
+    clab::demo::run(scenario, options).context("clab demo")
 }
 
 /// `clab top`: the dashboard on a terminal; one line per refresh with `--plain` or off one.

@@ -298,10 +298,11 @@ impl LockHistory {
         let mut rows: BTreeMap<u32, ThreadRow> = BTreeMap::new();
         let mut waits: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
         for span in self.spans() {
-            let overlap = span
-                .to_ns
-                .min(self.now_ns)
-                .saturating_sub(span.from_ns.max(from));
+            let (start, end) = (span.from_ns.max(from), span.to_ns.min(self.now_ns));
+            // Time in a gap is not known to have been spent so.
+            let overlap = end
+                .saturating_sub(start)
+                .saturating_sub(self.unseen(start, end.max(start)));
             let active = span.state != ThreadState::Released && span.to_ns >= self.now_ns;
             if overlap == 0 && !active && span.state == ThreadState::Released {
                 continue;
@@ -313,7 +314,9 @@ impl LockHistory {
                 row.now = span.state;
             }
             match span.state {
-                ThreadState::Holding => row.held += overlap as f64 / window_ns as f64,
+                ThreadState::Holding => {
+                    row.held = (row.held + overlap as f64 / window_ns as f64).min(1.0)
+                }
                 // A wait that ended in the window, by its whole length.
                 ThreadState::Waiting if span.to_ns >= from && span.to_ns < self.now_ns => waits
                     .entry(span.thread)
@@ -540,7 +543,8 @@ pub(crate) mod tests {
             .filter(|c| **c == Cell::Unseen)
             .count();
         assert!((18..=20).contains(&unseen), "{:?}", lanes[0]);
-        // Shares are of the time seen: the hog held the rest of it.
-        assert!(rows.iter().find(|r| r.name == "hog").unwrap().held > 0.95);
+        // Shares are of the time seen: the hog held the rest of it, and no more.
+        let hog = rows.iter().find(|r| r.name == "hog").unwrap().held;
+        assert!(hog > 0.95 && hog <= 1.0, "{hog}");
     }
 }

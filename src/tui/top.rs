@@ -18,7 +18,7 @@ use crate::tui::{Key, Screen, ms, rate, style};
 pub const LANE_SPAN: Duration = Duration::from_millis(500);
 
 /// The widest a thread's name is shown.
-const NAME_WIDTH: u16 = 14;
+const NAME_WIDTH: u16 = 16;
 
 /// Watches the server at `addr` on the terminal, refreshing every `every`, until `q` (or a
 /// signal), or `duration` if given.
@@ -206,8 +206,8 @@ fn draw_threads(frame: &mut Frame, area: Rect, rows: &[crate::top::live::ThreadR
             Constraint::Length(NAME_WIDTH),
             Constraint::Length(8),
             Constraint::Length(5),
-            Constraint::Length(9),
-            Constraint::Length(9),
+            Constraint::Length(8),
+            Constraint::Length(8),
             Constraint::Length(8),
         ],
     )

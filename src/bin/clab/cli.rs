@@ -318,10 +318,11 @@ Stories:
   convoy       one client of tiny requests (fib 1), then a hog (fib 38 again and again):
                under a GIL the tiny requests fall from thousands a second to a few hundred,
                each waiting a switch interval for the GIL the hog holds
-  two-clients  one client computing fib 30, then a second: under a GIL each takes twice as
+  two-clients  one client computing fib 36, then a second: under a GIL each takes twice as
                long; in processes, or without a GIL, they compute at once
-  threshold    the convoy against the hybrid server, which sends fib n > 15 to two worker
-               processes: the tiny requests keep their rate
+  threshold    rapid fib 1, then two hogs of fib 34, against the hybrid server, which sends
+               fib n > 15 to two worker processes: how much of the tiny requests' rate it
+               keeps when everything shares one CPU (m switches to threads, for contrast)
 
 Examples:
   clab demo convoy

@@ -181,14 +181,18 @@ fn demo_convoy_shows_the_rate_collapse_and_the_hog_taking_the_gil() {
     });
 }
 
+/// `clab top` on a terminal, watching a `threads --gil new` server that has computed once.
+fn top_on_a_terminal(name: &str) -> Option<(Server, Tmux)> {
+    let server = Server::start("threads", &["--gil", "new"]);
+    assert_eq!(server.connect().request("fib 25"), "75025");
+    let addr = server.addr.to_string();
+    let tmux = Tmux::run(name, &[env!("CARGO_BIN_EXE_clab"), "top", "--addr", &addr])?;
+    Some((server, tmux))
+}
+
 #[test]
 fn top_draws_the_dashboard_and_q_gives_the_terminal_back() {
-    let server = Server::start("threads", &["--gil", "new"]);
-    let mut client = server.connect();
-    assert_eq!(client.request("fib 25"), "75025");
-    let clab = env!("CARGO_BIN_EXE_clab");
-    let addr = server.addr.to_string();
-    let Some(tmux) = Tmux::run("top", &[clab, "top", "--addr", &addr]) else {
+    let Some((_server, tmux)) = top_on_a_terminal("top") else {
         return;
     };
     let screen = tmux.screen_when("dashboard", |screen| screen.contains("requests/s"));
@@ -203,10 +207,7 @@ fn top_draws_the_dashboard_and_q_gives_the_terminal_back() {
 
 #[test]
 fn a_signal_ends_top_and_gives_the_terminal_back() {
-    let server = Server::start("threads", &["--gil", "new"]);
-    let clab = env!("CARGO_BIN_EXE_clab");
-    let addr = server.addr.to_string();
-    let Some(tmux) = Tmux::run("top-signal", &[clab, "top", "--addr", &addr]) else {
+    let Some((_server, tmux)) = top_on_a_terminal("top-signal") else {
         return;
     };
     tmux.screen_when("dashboard", |screen| screen.contains("requests/s"));

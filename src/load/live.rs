@@ -143,17 +143,23 @@ fn median(points: &[(f64, f64)], from: f64, to: f64) -> Option<f64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::load::plan::{Mode, Window};
 
-    #[test]
-    fn each_tick_adds_a_rate_and_the_hog_is_marked_once_it_joins() {
+    /// The convoy's load — `rapid` from the start, `hog` 3 s into the measured window
+    /// after 1 s of warm-up — as the live view starts it, with counters to fill in.
+    pub(crate) fn convoy() -> (LiveLoad, Vec<Arc<LiveCounts>>) {
         let classes = ["rapid=1*fib 1", "hog=1*fib 40@3s"].map(|spec| spec.parse().unwrap());
         let (target, window) = ("127.0.0.1:1".parse().unwrap(), Window::default());
         let plan = Plan::new(Mode::Mix, target, window, classes.into()).unwrap();
-        let mut live = LiveLoad::new(&plan);
-        let counts: Vec<Arc<LiveCounts>> = plan.classes().iter().map(|_| Arc::default()).collect();
+        let counts = plan.classes().iter().map(|_| Arc::default()).collect();
+        (LiveLoad::new(&plan), counts)
+    }
+
+    #[test]
+    fn each_tick_adds_a_rate_and_the_hog_is_marked_once_it_joins() {
+        let (mut live, counts) = convoy();
         counts[0].completed.store(500, Ordering::Relaxed);
         live.update(Duration::from_millis(250), &counts);
         assert_eq!(live.classes[0].rates, [(0.25, 2000.0)]);

@@ -184,21 +184,15 @@ fn draw_table(frame: &mut Frame, area: Rect, live: &LiveLoad) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::LiveCounts;
-    use crate::load::plan::{Mode, Plan, Window};
+    use crate::load::live::tests::convoy;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
-    use std::sync::Arc;
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     #[test]
     fn the_rapid_rate_and_the_hogs_arrival_are_on_screen() {
-        let classes = ["rapid=1*fib 1", "hog=1*fib 40@3s"].map(|spec| spec.parse().unwrap());
-        let (target, window) = ("127.0.0.1:1".parse().unwrap(), Window::default());
-        let plan = Plan::new(Mode::Mix, target, window, classes.into()).unwrap();
-        let mut live = LiveLoad::new(&plan);
-        let counts: Vec<Arc<LiveCounts>> = plan.classes().iter().map(|_| Arc::default()).collect();
+        let (mut live, counts) = convoy();
         let mut completed = 0;
         for tick in 1..=20 {
             let elapsed = Duration::from_millis(250 * tick);

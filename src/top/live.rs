@@ -207,7 +207,7 @@ struct Span {
 }
 
 impl LockHistory {
-    /// Adds one poll's events and forgets those older than [`KEPT`].
+    /// Adds one poll's events and forgets those older than `KEPT` (two seconds).
     pub fn extend(&mut self, recent: RecentEvents) {
         self.variant = recent.variant;
         self.switch_interval = Duration::from_micros(recent.switch_interval_us);

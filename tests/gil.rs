@@ -92,23 +92,33 @@ fn convoy_a_cpu_thread_collapses_an_io_thread_under_the_new_gil_only() {
     }
 }
 
-/// Each of two threads computes the same fib at once; returns each one's time over the
-/// time one such job takes alone: the median of three such pairs, so a neighbour's burst on
-/// a shared host during one pair decides nothing.
+/// Each of two threads computes the same fib at once, each on its own CPU; returns each one's
+/// time over the time such a job takes alone on that CPU (a shared host's two vCPUs need not
+/// run at one speed): the median of three such pairs, so a neighbour's burst on a shared host
+/// during one pair decides nothing.
 fn two_jobs_slowdown(variant: Variant) -> [f64; 2] {
     const N: u32 = 37;
     let gil = lock(variant);
-    pin(0);
-    // The faster of two solo runs: the first one may pay for a cold start.
-    let solo = (0..2)
-        .map(|_| {
-            let mut py = PythonThread::attach(gil.as_ref(), "solo");
-            let started = Instant::now();
-            work::fib(N, &mut py);
-            started.elapsed()
+    // Per CPU, the faster of two solo runs: the first one may pay for a cold start.
+    let solo = [0, 1].map(|cpu| {
+        thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    pin(cpu);
+                    (0..2)
+                        .map(|_| {
+                            let mut py = PythonThread::attach(gil.as_ref(), "solo");
+                            let started = Instant::now();
+                            work::fib(N, &mut py);
+                            started.elapsed()
+                        })
+                        .min()
+                        .unwrap()
+                })
+                .join()
+                .unwrap()
         })
-        .min()
-        .unwrap();
+    });
     let pair = || -> Vec<Duration> {
         thread::scope(|scope| {
             let jobs: Vec<_> = (0..2)
@@ -130,12 +140,14 @@ fn two_jobs_slowdown(variant: Variant) -> [f64; 2] {
     let ratios = [0, 1].map(|job| {
         let mut ratios: Vec<f64> = pairs
             .iter()
-            .map(|times| times[job].as_secs_f64() / solo.as_secs_f64())
+            .map(|times| times[job].as_secs_f64() / solo[job].as_secs_f64())
             .collect();
         ratios.sort_by(f64::total_cmp);
         ratios[1]
     });
-    eprintln!("{variant}: fib({N}) alone {solo:?}; two at once {pairs:?}; medians {ratios:.2?} x");
+    eprintln!(
+        "{variant}: fib({N}) alone on CPU 0 and 1 {solo:?}; two at once {pairs:?}; medians {ratios:.2?} x"
+    );
     ratios
 }
 
@@ -150,9 +162,10 @@ fn two_cpu_bound_jobs_take_turns_under_the_gil_and_run_in_parallel_without() {
         );
     }
     if cores >= 2 {
+        // Halfway between running at once (1x) and taking turns (2x).
         for ratio in two_jobs_slowdown(Variant::None) {
             assert!(
-                ratio <= 1.3,
+                ratio <= 1.5,
                 "none: a job took {ratio:.2}x its solo time on {cores} cores"
             );
         }

@@ -21,7 +21,7 @@ pub enum TopError {
     Connect(SocketAddr, #[source] std::io::Error),
     #[error("the server at {0} went away")]
     Gone(SocketAddr, #[source] std::io::Error),
-    #[error("the server at {0} answered `stats` with {1:?}, not its statistics")]
+    #[error("the server at {0} answered `stats` with {1:?}, not a clab server's statistics")]
     NotStats(SocketAddr, String),
     #[error("cannot draw on this terminal")]
     Terminal(#[source] std::io::Error),

@@ -132,8 +132,9 @@ impl Gil {
             let id = state.next_thread;
             state.next_thread += 1;
             let name = name.into();
-            if let Some(trace) = state.trace.as_mut() {
-                trace.attached(id, name.clone());
+            let State { trace, threads, .. } = &mut *state;
+            if let Some(trace) = trace.as_mut() {
+                trace.attached(id, name.clone(), |id| threads.contains_key(&id));
             }
             state.threads.insert(id, ThreadStats::new(name));
             id
@@ -523,9 +524,6 @@ impl Drop for GilThread {
         let mut state = self.shared.lock_state();
         if let Some(stats) = state.threads.remove(&self.id) {
             state.ended.absorb(&stats);
-        }
-        if let Some(trace) = state.trace.as_mut() {
-            trace.ended(self.id);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! timestamps, written as JSON for the lab's timeline plot (one lane per thread), and read
 //! live by `clab top` through the `events` request ([`RecentEvents`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -40,12 +40,13 @@ pub(crate) struct TraceBuffer {
     capacity: usize,
     dropped: u64,
     names: BTreeMap<u32, String>,
-    /// Threads attached and not yet ended: their names are kept even with no event held.
-    live: std::collections::BTreeSet<u32>,
+    /// How many names may be held before those of threads that neither live nor appear in
+    /// an event are let go.
+    prune_at: usize,
 }
 
-/// Thread names held before the ones no event mentions are let go (a server that has
-/// served millions of connections must not keep millions of names).
+/// The fewest names held before any are let go (a server that has served millions of
+/// connections must not keep millions of names).
 const NAMES_KEPT: usize = 4096;
 
 impl TraceBuffer {
@@ -55,26 +56,21 @@ impl TraceBuffer {
             capacity,
             dropped: 0,
             names: BTreeMap::new(),
-            live: Default::default(),
+            prune_at: NAMES_KEPT,
         }
     }
 
-    /// A thread attached under `name`.
-    pub fn attached(&mut self, id: u32, name: String) {
-        if self.names.len() >= NAMES_KEPT {
-            let mentioned: std::collections::BTreeSet<u32> =
-                self.events.iter().map(|event| event.thread).collect();
-            let live = &self.live;
+    /// A thread attached under `name`; `live` tells which threads are still attached.
+    pub fn attached(&mut self, id: u32, name: String, live: impl Fn(u32) -> bool) {
+        if self.names.len() >= self.prune_at {
+            let mentioned: HashSet<u32> = self.events.iter().map(|event| event.thread).collect();
             self.names
-                .retain(|id, _| live.contains(id) || mentioned.contains(id));
+                .retain(|id, _| live(*id) || mentioned.contains(id));
+            // What is left stays until the names double again, so attaching costs a scan of
+            // the ring only now and then, however many threads live at once.
+            self.prune_at = (2 * self.names.len()).max(NAMES_KEPT);
         }
         self.names.insert(id, name);
-        self.live.insert(id);
-    }
-
-    /// A thread ended; its name stays while its events do.
-    pub fn ended(&mut self, id: u32) {
-        self.live.remove(&id);
     }
 
     fn threads(&self, ids: impl IntoIterator<Item = u32>) -> Vec<TraceThread> {
@@ -236,8 +232,8 @@ mod tests {
     #[test]
     fn a_watcher_gets_the_newest_events_after_its_last_poll() {
         let mut buffer = TraceBuffer::new(100);
-        buffer.attached(1, "connection 0".into());
-        buffer.attached(2, "connection 1".into());
+        buffer.attached(1, "connection 0".into(), |_| true);
+        buffer.attached(2, "connection 1".into(), |_| true);
         for t_ns in 1..=10 {
             buffer.push(event(t_ns * 10, if t_ns <= 5 { 1 } else { 2 }));
         }
@@ -262,13 +258,13 @@ mod tests {
     #[test]
     fn names_of_ended_threads_no_event_mentions_are_let_go() {
         let mut buffer = TraceBuffer::new(10);
-        buffer.attached(1, "kept: live".into());
-        buffer.attached(2, "kept: in an event".into());
+        // Thread 1 lives on; every other one has ended by the time names are let go.
+        let live = |id: u32| id == 1;
+        buffer.attached(1, "kept: live".into(), live);
+        buffer.attached(2, "kept: in an event".into(), live);
         buffer.push(event(1, 2));
-        buffer.ended(2);
         for id in 3..NAMES_KEPT as u32 + 2 {
-            buffer.attached(id, format!("connection {id}"));
-            buffer.ended(id);
+            buffer.attached(id, format!("connection {id}"), live);
         }
         assert!(buffer.names.len() < NAMES_KEPT);
         assert!(buffer.names.contains_key(&1) && buffer.names.contains_key(&2));

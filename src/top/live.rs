@@ -3,7 +3,7 @@
 //! events, from which each thread's state, hold share, waits and drop requests, and the lane
 //! strip of who held the lock, are computed. Drawing it is `crate::tui`'s.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -230,11 +230,14 @@ impl LockHistory {
         while self.gaps.front().is_some_and(|gap| gap.1 < horizon) {
             self.gaps.pop_front();
         }
-        // Names of threads neither remembered nor seen are let go.
-        let (before, events) = (&self.before, &self.events);
-        self.names.retain(|id, _| {
-            before.contains_key(id) || events.iter().any(|event| event.thread == *id)
-        });
+        // A thread released before the kept events and absent from them shows nowhere (no
+        // row, no lane): it is forgotten, so connections that came and went do not pile up.
+        let seen: HashSet<u32> = self.events.iter().map(|event| event.thread).collect();
+        self.before
+            .retain(|id, state| *state != ThreadState::Released || seen.contains(id));
+        let before = &self.before;
+        self.names
+            .retain(|id, _| before.contains_key(id) || seen.contains(id));
     }
 
     fn name(&self, thread: u32) -> String {
@@ -521,6 +524,41 @@ pub(crate) mod tests {
         assert!(count(&lanes[0], Cell::Held) >= 98, "{:?}", lanes[0]);
         // One brief hold in each 5 ms: in every cell of 5 ms, give or take a boundary.
         assert!(count(&lanes[1], Cell::Brief) >= 95, "{:?}", lanes[1]);
+    }
+
+    #[test]
+    fn a_thread_released_long_ago_is_forgotten_and_one_holding_is_not() {
+        let poll = |now_ns, events| RecentEvents {
+            now_ns,
+            variant: "new".into(),
+            switch_interval_us: 5000,
+            skipped: 0,
+            threads: vec![
+                TraceThread {
+                    id: 1,
+                    name: "hog".into(),
+                },
+                TraceThread {
+                    id: 3,
+                    name: "came and went".into(),
+                },
+            ],
+            events,
+        };
+        let mut history = LockHistory::default();
+        history.extend(poll(
+            2 * MS,
+            vec![
+                at(0, 1, EventKind::Acquire),
+                at(MS, 3, EventKind::Wait),
+                at(2 * MS, 3, EventKind::Acquire),
+                at(2 * MS, 3, EventKind::ReleaseVoluntary),
+            ],
+        ));
+        history.extend(poll(4_000 * MS, vec![]));
+        assert_eq!(history.before.get(&1), Some(&ThreadState::Holding));
+        assert!(!history.before.contains_key(&3) && !history.names.contains_key(&3));
+        assert_eq!(history.rows()[0].name, "hog");
     }
 
     #[test]

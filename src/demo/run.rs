@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::choice::Choice;
 use crate::demo::{Scenario, Setup, Sighting, caption};
+use crate::lab::Placement;
 use crate::lab::process::{ChildKind, ChildServer};
 use crate::load::live::LiveLoad;
 use crate::load::plan::PlanError;
@@ -43,31 +44,12 @@ pub struct DemoOptions {
     pub clab: std::path::PathBuf,
 }
 
-/// Where the server and the demo (its load and its screen) run.
-struct Placement {
-    server: Vec<usize>,
-    load: Vec<usize>,
-}
-
-impl Placement {
-    /// The server on the first allowed CPU, the demo on the second (both on the one there
-    /// is, where there is one).
-    fn choose() -> Placement {
-        let cpus = crate::system::cpus::allowed_cpus();
-        let first = cpus.first().copied().unwrap_or(0);
-        let second = cpus.get(1).copied().unwrap_or(first);
-        Placement {
-            server: vec![first],
-            load: vec![second],
-        }
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "server on CPU {}, load on CPU {}",
-            self.server[0], self.load[0]
-        )
-    }
+/// "server on CPU 0, load on CPU 1", for the title.
+fn describe(placement: &Placement) -> String {
+    format!(
+        "server on CPU {}, load on CPU {}",
+        placement.server_one[0], placement.load[0]
+    )
 }
 
 /// What the person at the terminal asked for during a run.
@@ -78,7 +60,9 @@ enum Next {
 
 /// Runs `scenario` on the terminal until `q`: a run, then another whenever a key asks.
 pub fn run(scenario: Scenario, options: DemoOptions) -> Result<(), DemoError> {
-    let placement = Placement::choose();
+    // As the lab places its runs: the server on the first CPU, the load (and this screen)
+    // on the last.
+    let placement = Placement::from_allowed(&crate::system::cpus::allowed_cpus());
     // This thread's CPU is inherited by the load's threads, started from it.
     crate::system::cpus::pin(&placement.load)?;
     let logs = tempfile::tempdir()?;
@@ -124,7 +108,7 @@ fn one_run(
     let server = ChildServer::start(
         command,
         (spec.label(), ChildKind::Server),
-        &placement.server,
+        &placement.server_one,
         log,
         None,
     )
@@ -172,7 +156,7 @@ fn one_run(
             title: format!(
                 "clab demo {} · {setup} · run {number} · {}",
                 scenario.name(),
-                placement.describe()
+                describe(placement)
             ),
             keys,
             top: &watch.view,

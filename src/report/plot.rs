@@ -238,7 +238,7 @@ fn log_ticks(low: f64, high: f64) -> Vec<f64> {
 
 /// A tick label as a reader writes it: "1k", "20k", "1.5M", "250", "0.5", "0.002" — at most
 /// three significant digits, no trailing zeros, no "10000.0".
-fn tick(value: f64) -> String {
+pub(crate) fn tick(value: f64) -> String {
     if value == 0.0 || !value.is_finite() {
         return "0".into();
     }

@@ -124,13 +124,9 @@ fn draw_chart(frame: &mut Frame, area: Rect, live: &LiveLoad) {
     frame.render_widget(chart, area);
 }
 
-/// 1, 10, 100, 1k, 10k, 100k, 1M: a decade's label, never `1.0k` or `10000.0`.
+/// 1, 10, 100, 1k, 10k, 100k, 1M: a decade's label as the report's plots write it.
 fn decade_label(decade: u32) -> String {
-    match decade {
-        0..=2 => 10u64.pow(decade).to_string(),
-        3..=5 => format!("{}k", 10u64.pow(decade - 3)),
-        _ => format!("{}M", 10u64.pow(decade.saturating_sub(6).min(12))),
-    }
+    crate::report::plot::tick(10f64.powi(decade as i32))
 }
 
 fn draw_table(frame: &mut Frame, area: Rect, live: &LiveLoad) {

@@ -103,18 +103,21 @@ impl LiveLoad {
         })
     }
 
-    /// The run's phase now, for the header.
+    /// The run's phase now, for the header: on the run's clock, warm-up included, as the
+    /// plot's axis and the arrivals are.
     pub fn phase(&self) -> String {
-        if self.elapsed < self.warmup {
-            "warm-up".into()
-        } else if self.elapsed >= self.total {
+        if self.elapsed >= self.total {
             "done".into()
         } else {
-            let measured = self.elapsed - self.warmup;
+            let warming = if self.elapsed < self.warmup {
+                " (warm-up)"
+            } else {
+                ""
+            };
             format!(
-                "{:.1} s of {:.0} s",
-                measured.as_secs_f64(),
-                (self.total - self.warmup).as_secs_f64()
+                "{:.1} s of {:.0} s{warming}",
+                self.elapsed.as_secs_f64(),
+                self.total.as_secs_f64()
             )
         }
     }

@@ -180,4 +180,18 @@ pub(crate) mod tests {
             live.classes[0].rates
         );
     }
+
+    #[test]
+    fn the_phase_counts_on_the_clock_the_arrivals_use() {
+        let (mut live, counts) = convoy();
+        let total = live.total.as_secs_f64();
+        live.update(Duration::from_millis(500), &counts);
+        assert_eq!(live.phase(), format!("0.5 s of {total:.0} s (warm-up)"));
+        let hog_joins = live.classes[1].joins_at.unwrap();
+        live.update(hog_joins, &counts);
+        let at = hog_joins.as_secs_f64();
+        assert_eq!(live.phase(), format!("{at:.1} s of {total:.0} s"));
+        live.update(live.total, &counts);
+        assert_eq!(live.phase(), "done");
+    }
 }

@@ -456,6 +456,24 @@ pub(crate) mod tests {
         }
     }
 
+    /// A reply to `events` at `now_ns` under the new GIL, naming `threads` by id.
+    fn poll(now_ns: u64, threads: &[(u32, &str)], events: Vec<Event>) -> RecentEvents {
+        RecentEvents {
+            now_ns,
+            variant: "new".into(),
+            switch_interval_us: 5000,
+            skipped: 0,
+            threads: threads
+                .iter()
+                .map(|&(id, name)| TraceThread {
+                    id,
+                    name: name.into(),
+                })
+                .collect(),
+            events,
+        }
+    }
+
     /// One second of the convoy under the new GIL, as the server reports it: the hog (1)
     /// holds; every 5 ms the rapid thread (2), having waited an interval, asks it to drop,
     /// takes the lock for 50 µs, releases it around its socket call and waits again.
@@ -477,23 +495,7 @@ pub(crate) mod tests {
             t = drop_at + 90_000;
         }
         let mut history = LockHistory::default();
-        history.extend(RecentEvents {
-            now_ns: 1_000 * MS,
-            variant: "new".into(),
-            switch_interval_us: 5000,
-            skipped: 0,
-            threads: vec![
-                TraceThread {
-                    id: 1,
-                    name: "hog".into(),
-                },
-                TraceThread {
-                    id: 2,
-                    name: "rapid".into(),
-                },
-            ],
-            events,
-        });
+        history.extend(poll(1_000 * MS, &[(1, "hog"), (2, "rapid")], events));
         history
     }
 
@@ -528,26 +530,11 @@ pub(crate) mod tests {
 
     #[test]
     fn a_thread_released_long_ago_is_forgotten_and_one_holding_is_not() {
-        let poll = |now_ns, events| RecentEvents {
-            now_ns,
-            variant: "new".into(),
-            switch_interval_us: 5000,
-            skipped: 0,
-            threads: vec![
-                TraceThread {
-                    id: 1,
-                    name: "hog".into(),
-                },
-                TraceThread {
-                    id: 3,
-                    name: "came and went".into(),
-                },
-            ],
-            events,
-        };
+        let threads = [(1, "hog"), (3, "came and went")];
         let mut history = LockHistory::default();
         history.extend(poll(
             2 * MS,
+            &threads,
             vec![
                 at(0, 1, EventKind::Acquire),
                 at(MS, 3, EventKind::Wait),
@@ -555,7 +542,7 @@ pub(crate) mod tests {
                 at(2 * MS, 3, EventKind::ReleaseVoluntary),
             ],
         ));
-        history.extend(poll(4_000 * MS, vec![]));
+        history.extend(poll(4_000 * MS, &threads, vec![]));
         assert_eq!(history.before.get(&1), Some(&ThreadState::Holding));
         assert!(!history.before.contains_key(&3) && !history.names.contains_key(&3));
         assert_eq!(history.rows()[0].name, "hog");
@@ -564,13 +551,10 @@ pub(crate) mod tests {
     #[test]
     fn a_poll_too_busy_to_fetch_whole_leaves_a_gap_not_idleness() {
         let mut history = convoy();
+        let released = vec![at(1_099 * MS, 1, EventKind::ReleaseVoluntary)];
         history.extend(RecentEvents {
-            now_ns: 1_100 * MS,
-            variant: "new".into(),
-            switch_interval_us: 5000,
             skipped: 10_000,
-            threads: vec![],
-            events: vec![at(1_099 * MS, 1, EventKind::ReleaseVoluntary)],
+            ..poll(1_100 * MS, &[], released)
         });
         assert!(history.has_gaps());
         let rows = history.rows();

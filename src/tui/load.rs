@@ -181,8 +181,6 @@ fn draw_table(frame: &mut Frame, area: Rect, live: &LiveLoad) {
 mod tests {
     use super::*;
     use crate::load::live::tests::convoy;
-    use ratatui::Terminal;
-    use ratatui::backend::TestBackend;
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
@@ -197,19 +195,7 @@ mod tests {
             counts[0].completed.store(completed, Ordering::Relaxed);
             live.update(elapsed, &counts);
         }
-        let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
-        terminal
-            .draw(|frame| draw(frame, frame.area(), &live, "q stops"))
-            .unwrap();
-        let buffer = terminal.backend().buffer();
-        let text: String = (0..30)
-            .map(|y| {
-                (0..120)
-                    .map(|x| buffer[(x, y)].symbol())
-                    .collect::<String>()
-                    + "\n"
-            })
-            .collect();
+        let text = crate::tui::drawn(120, 30, |frame| draw(frame, frame.area(), &live, "q stops"));
         assert!(text.contains("hog joined at 4.0 s"), "{text}");
         let rapid = text.lines().find(|l| l.contains("│rapid ")).expect(&text);
         assert!(rapid.contains("200"), "{rapid}");

@@ -98,6 +98,11 @@ impl Screen {
         }
     }
 
+    /// Gives the terminal back now, for a caller about to exit without unwinding.
+    pub fn give_back() {
+        ratatui::restore();
+    }
+
     fn wait_for_input(&self, timeout: Duration) -> io::Result<Input> {
         let mut fds = [PollFd::new(self.keys.as_fd(), PollFlags::POLLIN)];
         let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
@@ -121,13 +126,6 @@ enum Input {
     None,
     Ready,
     HungUp,
-}
-
-impl Screen {
-    /// Gives the terminal back now, for a caller about to exit without unwinding.
-    pub fn give_back() {
-        ratatui::restore();
-    }
 }
 
 impl Drop for Screen {
@@ -170,6 +168,23 @@ pub(crate) fn ms(value: Option<f64>) -> String {
         Some(v) if v >= 1.0 => format!("{v:.1} ms"),
         Some(v) => format!("{:.0} µs", v * 1000.0),
     }
+}
+
+/// What `draw` puts on a `width`×`height` terminal, as text: a line per row.
+#[cfg(test)]
+pub(crate) fn drawn(width: u16, height: u16, draw: impl FnOnce(&mut ratatui::Frame)) -> String {
+    let mut terminal =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)).unwrap();
+    terminal.draw(draw).unwrap();
+    let buffer = terminal.backend().buffer();
+    (0..height)
+        .map(|y| {
+            (0..width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+                + "\n"
+        })
+        .collect()
 }
 
 #[cfg(test)]

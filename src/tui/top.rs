@@ -277,23 +277,11 @@ fn truncate(text: &str, width: usize) -> String {
 mod tests {
     use super::*;
     use crate::top::live::tests::convoy;
-    use ratatui::Terminal;
-    use ratatui::backend::TestBackend;
 
     fn screen(view: &View, width: u16, height: u16) -> String {
-        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-        terminal
-            .draw(|frame| draw(frame, frame.area(), view, "q quits"))
-            .unwrap();
-        let buffer = terminal.backend().buffer();
-        (0..height)
-            .map(|y| {
-                (0..width)
-                    .map(|x| buffer[(x, y)].symbol().to_owned())
-                    .collect::<String>()
-                    + "\n"
-            })
-            .collect()
+        crate::tui::drawn(width, height, |frame| {
+            draw(frame, frame.area(), view, "q quits")
+        })
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::gil::{Event, EventKind, RecentEvents};
+use crate::histogram::DurationHistogram;
 use crate::server::stats::StatsReport;
 use crate::top::{Interval, TopError, Watcher};
 
@@ -299,7 +300,7 @@ impl LockHistory {
         // Shares are of the time whose events arrived.
         let window_ns = (self.now_ns - from - self.unseen(from, self.now_ns)).max(1);
         let mut rows: BTreeMap<u32, ThreadRow> = BTreeMap::new();
-        let mut waits: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
+        let mut waits: BTreeMap<u32, DurationHistogram> = BTreeMap::new();
         for span in self.spans() {
             let (start, end) = (span.from_ns.max(from), span.to_ns.min(self.now_ns));
             // Time in a gap is not known to have been spent so.
@@ -323,8 +324,8 @@ impl LockHistory {
                 // A wait that ended in the window, by its whole length.
                 ThreadState::Waiting if span.to_ns >= from && span.to_ns < self.now_ns => waits
                     .entry(span.thread)
-                    .or_default()
-                    .push((span.to_ns - span.from_ns) as f64 / 1e6),
+                    .or_insert_with(|| DurationHistogram::new(2))
+                    .record(Duration::from_nanos(span.to_ns - span.from_ns)),
                 _ => {}
             }
         }
@@ -333,11 +334,10 @@ impl LockHistory {
                 row.drop_requests += 1;
             }
         }
-        for (thread, mut waits) in waits {
-            waits.sort_by(f64::total_cmp);
+        for (thread, waits) in waits {
             if let Some(row) = rows.get_mut(&thread) {
-                row.wait_p50_ms = percentile(&waits, 0.50);
-                row.wait_p99_ms = percentile(&waits, 0.99);
+                let waits = waits.percentiles();
+                (row.wait_p50_ms, row.wait_p99_ms) = (waits.p50, waits.p99);
             }
         }
         let mut rows: Vec<ThreadRow> = rows
@@ -430,15 +430,6 @@ impl LockHistory {
             })
             .collect()
     }
-}
-
-/// The `q` quantile of sorted `values` (nearest rank).
-fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use crate::gil::Variant;
 use crate::load::live::LiveLoad;
 use crate::server::Model;
 use crate::top::live::LockHistory;
+use crate::tui::{ms, rate};
 
 /// When, after the late class joined, one thread was first seen holding the GIL for most of
 /// a refresh — the hog taking the lock.
@@ -65,7 +66,7 @@ pub fn caption(scenario: Scenario, setup: Setup, live: &LiveLoad, sighting: &Sig
             ),
             _ => format!(
                 "One client sends tiny requests back to back: {} requests/s. The {late} (`{}` again and again) joins at {joins:.0} s.",
-                crate::tui::rate(watched_class.rate_between(0.0, joins).unwrap_or(0.0)),
+                rate(watched_class.rate_between(0.0, joins).unwrap_or(0.0)),
                 late_class.request,
             ),
         };
@@ -108,8 +109,8 @@ pub fn caption(scenario: Scenario, setup: Setup, live: &LiveLoad, sighting: &Sig
             let mut text = format!(
                 "The {late} joined {:.1} s ago: tiny requests went from {} to {} per second ({}).",
                 now - joined,
-                crate::tui::rate(before),
-                crate::tui::rate(beside),
+                rate(before),
+                rate(beside),
                 change(fall)
             );
             match &sighting.holder {
@@ -145,10 +146,6 @@ fn change(fall_percent: f64) -> String {
     } else {
         format!("+{:.0} %", -fall_percent)
     }
-}
-
-fn ms(value: Option<f64>) -> String {
-    crate::tui::ms(value)
 }
 
 #[cfg(test)]

@@ -258,18 +258,13 @@ mod tests {
             &report(1.5, 601, 550.0, 110),
             1,
         );
+        let line = interval.to_string();
         assert_eq!(interval.requests_per_s, 1000.0);
         assert_eq!(interval.open_connections, 2);
         let gil = interval.gil.unwrap();
         assert!((gil.held - 0.9).abs() < 1e-9, "{gil:?}");
         assert_eq!((gil.switches_per_s, gil.forced_releases), (200.0, 100));
         assert_eq!(gil.slowest_waiter, Some(("connection 0".into(), 5.0)));
-        let line = Interval::between(
-            &report(1.0, 100, 100.0, 10),
-            &report(1.5, 601, 550.0, 110),
-            1,
-        )
-        .to_string();
         assert!(
             line.contains("1000 req/s") && line.contains("GIL new: held  90 %"),
             "{line}"

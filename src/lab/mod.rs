@@ -305,11 +305,15 @@ impl Lab {
 
     fn start_child(
         &mut self,
-        command: Command,
+        mut command: Command,
         (label, kind): (&str, ChildKind),
         cpus: &[usize],
     ) -> Result<ChildServer, LabError> {
         self.interrupt.check()?;
+        // The lab's broker asks for no credentials; the user's own are not for it.
+        for variable in crate::pool::broker::CREDENTIAL_VARIABLES {
+            command.env_remove(variable);
+        }
         self.servers_started += 1;
         let log = self
             .scratch

@@ -188,6 +188,12 @@ pub enum ConfigError {
     NoJobTimeout,
     #[error("thread_stack must be at least {MIN_THREAD_STACK} bytes")]
     ThreadStackTooSmall,
+    #[error(transparent)]
+    Broker(#[from] crate::pool::broker::BrokerError),
+    #[error(
+        "credentials and a CA are for a broker: offload to nats://HOST:PORT or tls://HOST:PORT"
+    )]
+    AccessNeedsBroker,
 }
 
 impl ServerConfig {
@@ -389,7 +395,7 @@ pub enum ServeError {
     Runtime(#[source] io::Error),
     #[error("cannot start a worker thread")]
     Worker(#[source] io::Error),
-    #[error("cannot start the worker processes")]
+    #[error("cannot start the workers its requests go to")]
     Workers(#[source] io::Error),
     #[error("cannot supervise the prefork children")]
     Supervise(#[source] io::Error),

@@ -1,5 +1,5 @@
 //! Where a request's work runs: on the serving thread, or offloaded to a pool — one of this
-//! server's, or the workers behind a broker (`nats://HOST:PORT`).
+//! server's, or the workers behind a broker (`nats://HOST:PORT` or `tls://HOST:PORT`).
 //!
 //! `procpool` and `interpreters` offload every computing request. `hybrid` offloads only
 //! expensive ones, by one of two policies:
@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::choice::Choice;
-use crate::pool::broker::BrokerUrl;
+use crate::pool::broker::Broker;
 use crate::protocol::Request;
 use crate::sync::lock;
 
@@ -85,13 +85,13 @@ impl crate::choice::Choice for Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
     Local(Target),
-    Broker(BrokerUrl),
+    Broker(Broker),
 }
 
 impl FromStr for Destination {
     type Err = String;
 
-    /// A target's name, or `nats://HOST:PORT`.
+    /// A target's name, or a broker's URL.
     fn from_str(text: &str) -> Result<Destination, String> {
         if text.contains("://") {
             return text
@@ -104,7 +104,7 @@ impl FromStr for Destination {
             .map_err(|_| {
                 let names: Vec<_> = Target::ALL.iter().map(|t| t.name()).collect();
                 format!(
-                    "unknown offload target {text:?}: expected one of {}, or nats://HOST:PORT",
+                    "unknown offload target {text:?}: expected one of {}, or nats://HOST:PORT (tls://HOST:PORT)",
                     names.join(", ")
                 )
             })
@@ -115,7 +115,7 @@ impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Destination::Local(target) => f.write_str(target.name()),
-            Destination::Broker(url) => write!(f, "{url}"),
+            Destination::Broker(broker) => write!(f, "{broker}"),
         }
     }
 }
@@ -245,7 +245,7 @@ mod tests {
         );
         assert_eq!(
             "bogus".parse::<Destination>(),
-            Err("unknown offload target \"bogus\": expected one of pool, procpool, interpreters, or nats://HOST:PORT".into())
+            Err("unknown offload target \"bogus\": expected one of pool, procpool, interpreters, or nats://HOST:PORT (tls://HOST:PORT)".into())
         );
         assert!(
             "nats://nowhere"

@@ -88,8 +88,8 @@ impl Offload {
             Destination::Local(Target::Interpreters) => AnyPool::Interpreters(
                 InterpreterPool::new(config.workers, config.gil.clone(), config.max_n)?,
             ),
-            Destination::Broker(url) => AnyPool::Broker(
-                BrokerPool::connect(url, settings.job_timeout).map_err(std::io::Error::other)?,
+            Destination::Broker(broker) => AnyPool::Broker(
+                BrokerPool::connect(broker, settings.job_timeout).map_err(std::io::Error::other)?,
             ),
         };
         Ok(Some(Offload {

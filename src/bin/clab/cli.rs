@@ -9,13 +9,16 @@ use std::time::Duration;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
+mod broker;
+pub use broker::BrokerAccessArgs;
+
 use clab::choice::Choice;
 use clab::demo::Scenario;
 use clab::gil::{GilConfig, SwitchPoints, Variant};
 use clab::lab::pythons::Selection;
 use clab::lab::{LabError, Options, Profile};
 use clab::load::{ClassPlan, Mode, Pacing, Plan, PlanError, Window};
-use clab::pool::broker::BrokerUrl;
+use clab::pool::broker::Broker;
 use clab::protocol::HARD_MAX_N;
 use clab::server::offload::{Destination, Policy};
 use clab::server::{ConfigError, Model, ServerConfig};
@@ -48,7 +51,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve the Fibonacci protocol under one concurrency model
     #[command(after_long_help = SERVE_EXAMPLES)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Put load on a server and measure it: latency, rate, mixed classes, open loop, idle
     #[command(after_long_help = LOAD_EXAMPLES)]
     Load(LoadArgs),
@@ -162,10 +165,11 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = 45, value_parser = clap::value_parser!(u32).range(0..=HARD_MAX_N as i64))]
     pub max_n: u32,
 
-    /// Pull jobs from the NATS JetStream broker at this URL instead of reading stdin; out of
-    /// its reach, say so and try again, waiting longer each time
+    /// Pull jobs from the NATS JetStream broker at this URL (tls:// for TLS) instead of
+    /// reading stdin; out of its reach, or refused by it, say so and try again, waiting longer
+    /// each time
     #[arg(long, value_name = "nats://HOST:PORT")]
-    pub nats: Option<BrokerUrl>,
+    pub nats: Option<Broker>,
 
     /// --nats: jobs computed at once, on threads of this worker's one interpreter
     #[arg(long, default_value_t = 1, requires = "nats", value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -174,17 +178,29 @@ pub struct WorkerArgs {
     /// --nats: the worker's emulated GIL, which its threads share
     #[arg(long, value_parser = choice::<Variant>(), default_value = "none", requires = "nats")]
     pub gil: Variant,
+
+    #[command(flatten)]
+    pub broker: BrokerAccessArgs,
 }
 
 const WORKER_EXAMPLES: &str = "\
 Examples:
-  nats-server -js                                   # a broker with JetStream, on :4222
+  nats-server -js -a 127.0.0.1                      # a broker with JetStream, on loopback
   clab serve --model procpool --offload-to nats://127.0.0.1:4222
   clab worker --nats nats://127.0.0.1:4222 --concurrency 2
-  clab worker --nats nats://broker.example:4222     # another machine: only the URL changes
+
+  # Other machines: TLS and a user each (README, \"Workers on other machines\")
+  CLAB_NATS_PASSWORD=... clab worker --nats tls://broker.example:4222 --nats-user worker \\
+      --nats-ca ca.pem
+
+Credentials come from the URL (nats://USER:PASSWORD@HOST:PORT, nats://TOKEN@HOST:PORT), an
+option, or else $CLAB_NATS_TOKEN, or $CLAB_NATS_USER with $CLAB_NATS_PASSWORD; a URL or an
+option is seen by `ps`, a file or the environment is not.
 
 Jobs are delivered at least once: a worker that dies mid-job leaves it to another after
-5 s, and the server keeps the first reply to each job.";
+5 s, and the server keeps the first reply to each job. A job the worker refuses (malformed,
+over --max-n, not fib or spin) is answered ERR and acknowledged; `stats` through the queue
+answers the worker's counts.";
 
 const SERVE_EXAMPLES: &str = "\
 Protocol: one request per line; a bare request without a newline works too.
@@ -580,8 +596,8 @@ pub struct ServeArgs {
 
     /// hybrid: where offloaded requests go [default: procpool]: `pool` (threads of the server
     /// process), `procpool` (`clab worker` processes), `interpreters` (subinterpreters, a GIL
-    /// each), or `nats://HOST:PORT` — a NATS JetStream broker, whose `clab worker --nats`
-    /// processes compute them (procpool takes a broker too)
+    /// each), or `nats://HOST:PORT` (`tls://` for TLS) — a NATS JetStream broker, whose
+    /// `clab worker --nats` processes compute them (procpool takes a broker too)
     #[arg(long, value_name = "TARGET")]
     pub offload_to: Option<Destination>,
 
@@ -604,6 +620,9 @@ pub struct ServeArgs {
     /// hold the server; a request still computing at the deadline makes it exit 1
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+
+    #[command(flatten)]
+    pub broker: BrokerAccessArgs,
 }
 
 /// A timeout given as `0` means "never".
@@ -649,8 +668,13 @@ impl ServeArgs {
         if let Some(policy) = self.offload {
             builder = builder.offload_policy(policy);
         }
-        if let Some(destination) = &self.offload_to {
-            builder = builder.offload_to(destination.clone());
+        match self.offload_to.clone() {
+            Some(Destination::Broker(broker)) => {
+                builder = builder.offload_to(Destination::Broker(self.broker.apply(broker)?));
+            }
+            _ if self.broker.given() => return Err(ConfigError::AccessNeedsBroker),
+            Some(local) => builder = builder.offload_to(local),
+            None => {}
         }
         if let Some(bytes) = self.thread_stack {
             builder = builder.thread_stack(bytes);

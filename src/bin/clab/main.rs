@@ -19,9 +19,7 @@ use cli::{Cli, Command, LabArgs, LoadArgs, ServeArgs};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
@@ -37,7 +35,10 @@ fn main() -> ExitCode {
             Err(error) => Err(error),
         },
         Command::Worker(args) => match &args.nats {
-            Some(url) => broker_worker(url, &args),
+            Some(broker) => broker_worker(broker, &args),
+            None if args.broker.given() => Err(anyhow::anyhow!(
+                "credentials and a CA are for a broker: give one with --nats URL"
+            )),
             None => {
                 let stdin = std::io::stdin().lock();
                 clab::pool::worker::serve(stdin, std::io::stdout().lock(), args.max_n)
@@ -52,6 +53,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `RUST_LOG`'s filter (`info` without it), with the NATS client's own lines off unless it
+/// names them: clab reports the broker in its own words, one line for a refusal.
+fn log_filter(asked: Option<String>) -> tracing_subscriber::EnvFilter {
+    let asked = asked.unwrap_or_else(|| "info".into());
+    let filter = if asked.contains("async_nats") {
+        asked
+    } else {
+        format!("{asked},async_nats=off")
+    };
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=off"))
 }
 
 /// Catches SIGINT and SIGTERM for a lab run: the first asks the lab to stop at its next
@@ -343,11 +357,11 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// `clab worker --nats`: pulls jobs until SIGINT or SIGTERM, then finishes those in hand.
 fn broker_worker(
-    url: &clab::pool::broker::BrokerUrl,
+    broker: &clab::pool::broker::Broker,
     args: &cli::WorkerArgs,
 ) -> anyhow::Result<()> {
     let options = clab::pool::broker::WorkerOptions {
-        url: url.clone(),
+        broker: args.broker.apply(broker.clone())?,
         concurrency: args.concurrency as usize,
         gil: clab::gil::GilConfig::new(args.gil),
         max_n: args.max_n,

@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use futures_util::StreamExt;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use super::{BrokerError, BrokerUrl, JOB_HEADER, REPLY_HEADER, SUBJECT, connect, job_stream};
+use super::{Broker, BrokerError, JOB_HEADER, REPLY_HEADER, REPLY_PREFIX, SUBJECT, job_stream};
 use crate::pool::future::{Completer, job};
 use crate::pool::{Executor, JobFuture, PoolError, Task};
 use crate::protocol::{Reply, Request};
@@ -38,13 +38,13 @@ struct Pending {
 }
 
 impl BrokerPool {
-    /// Connects to the broker at `url` (failing at once if it cannot), makes sure the job
-    /// stream exists, and starts the client thread. A job with no reply within `job_timeout`
-    /// is answered `ERR job timed out`.
-    pub fn connect(url: &BrokerUrl, job_timeout: Duration) -> Result<BrokerPool, BrokerError> {
+    /// Connects to `broker` (failing at once if it cannot, or if it refuses the
+    /// credentials), makes sure the job stream exists, and starts the client thread. A job
+    /// with no reply within `job_timeout` is answered `ERR job timed out`.
+    pub fn connect(broker: &Broker, job_timeout: Duration) -> Result<BrokerPool, BrokerError> {
         let (jobs, queued) = unbounded_channel();
         let (started, outcome) = std::sync::mpsc::channel();
-        let thread_url = url.clone();
+        let thread_broker = broker.clone();
         let thread = std::thread::Builder::new()
             .name("clab-broker".into())
             .spawn(move || {
@@ -59,7 +59,7 @@ impl BrokerPool {
                     }
                 };
                 runtime.block_on(async move {
-                    match Client::start(&thread_url, job_timeout).await {
+                    match Client::start(&thread_broker, job_timeout).await {
                         Ok(client) => {
                             let _ = started.send(Ok(()));
                             client.run(queued).await;
@@ -78,7 +78,7 @@ impl BrokerPool {
             let _ = thread.join();
             return Err(error);
         }
-        tracing::info!(%url, "offloading through the broker");
+        tracing::info!(url = %broker, tls = broker.tls(), "offloading through the broker");
         Ok(BrokerPool {
             jobs: Mutex::new(Some(jobs)),
             thread: Mutex::new(Some(thread)),
@@ -120,11 +120,12 @@ struct Client {
 }
 
 impl Client {
-    async fn start(url: &BrokerUrl, job_timeout: Duration) -> Result<Client, BrokerError> {
-        let client = connect(url, "clab serve", CONNECT_TIMEOUT).await?;
+    async fn start(broker: &Broker, job_timeout: Duration) -> Result<Client, BrokerError> {
+        let url = &broker.url;
+        let client = broker.connect("clab serve", CONNECT_TIMEOUT).await?;
         let jetstream = jetstream::new(client.clone());
         job_stream(url, &jetstream).await?;
-        let reply_to = client.new_inbox();
+        let reply_to = format!("{REPLY_PREFIX}{}", nuid::next());
         let replies = client
             .subscribe(reply_to.clone())
             .await

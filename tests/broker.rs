@@ -8,112 +8,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, Server, clab};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-
-/// A `nats-server -js` child on 127.0.0.1, stopped and reaped when dropped.
-struct Nats {
-    child: Child,
-    port: u16,
-}
-
-impl Nats {
-    /// On a free port (the server picks it), or `None` when nats-server is not installed.
-    fn start(store: &Path) -> Option<Nats> {
-        Nats::start_on(store, None)
-    }
-
-    fn start_on(store: &Path, port: Option<u16>) -> Option<Nats> {
-        let Some(program) = clab::system::programs::find("nats-server") else {
-            eprintln!("skipped: no nats-server installed (`apt-get install nats-server`)");
-            return None;
-        };
-        let port_arg = port.map_or("-1".to_owned(), |port| port.to_string());
-        let spawned = Command::new(program)
-            .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
-            .arg(store)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn();
-        let mut child = spawned.expect("start nats-server");
-        let log = BufReader::new(child.stderr.take().expect("piped stderr"));
-        let (found, port) = mpsc::channel();
-        thread::spawn(move || {
-            let marker = "Listening for client connections on 127.0.0.1:";
-            let mut told = false;
-            // Read to the end, so the server never blocks on a full pipe.
-            for line in log.lines().map_while(Result::ok) {
-                if !told && let Some((_, port)) = line.split_once(marker) {
-                    let _ = found.send(port.trim().parse::<u16>().ok());
-                    told = true;
-                }
-            }
-        });
-        match port.recv_timeout(common::PATIENCE) {
-            Ok(Some(port)) => Some(Nats { child, port }),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("nats-server did not say where it listens");
-            }
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the broker as an operator would (SIGTERM) and waits for it.
-    fn stop(mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A `clab worker --nats` child, killed and reaped when dropped.
-struct Worker {
-    child: Child,
-}
-
-impl Worker {
-    fn start(url: &str, concurrency: usize) -> Worker {
-        let child = clab()
-            .args(["worker", "--nats", url, "--concurrency"])
-            .arg(concurrency.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start a worker");
-        Worker { child }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use common::nats::{Nats, Worker};
+use common::{Client, PATIENCE, Server, clab, output_within};
 
 /// `procpool` offloading everything to the broker at `url`.
 fn server_through(url: &str, extra: &[&str]) -> Server {
@@ -328,7 +229,7 @@ fn a_bad_broker_url_is_one_line_and_a_failure() {
         ],
         &["worker", "--nats", "127.0.0.1:4222"],
     ] {
-        let output = clab().args(argv).output().unwrap();
+        let output = output_within(clab().args(argv), PATIENCE);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{argv:?}");
         let first = stderr.lines().next().unwrap_or_default();
@@ -339,12 +240,13 @@ fn a_bad_broker_url_is_one_line_and_a_failure() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let output = clab()
-        .args(["serve", "--model", "procpool", "--offload-to"])
-        .arg(format!("nats://127.0.0.1:{port}"))
-        .args(["--addr", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let output = output_within(
+        clab()
+            .args(["serve", "--model", "procpool", "--offload-to"])
+            .arg(format!("nats://127.0.0.1:{port}"))
+            .args(["--addr", "127.0.0.1:0"]),
+        PATIENCE,
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     let last = stderr.trim().lines().last().unwrap_or_default();

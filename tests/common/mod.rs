@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses its own part of the helpers
 
+pub mod nats;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -40,7 +42,38 @@ pub fn start_model(model: &str, extra: &[&str]) -> Server {
 pub fn clab() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_clab"));
     command.env("RUST_LOG", "warn");
+    // Broker credentials from the environment of whoever runs the tests are not the tests'.
+    for variable in clab::pool::broker::CREDENTIAL_VARIABLES {
+        command.env_remove(variable);
+    }
     command
+}
+
+/// Runs `command` to its end and returns what it printed, killing it and failing the test
+/// if it runs past `limit`.
+pub fn output_within(command: &mut Command, limit: Duration) -> std::process::Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let pid = Pid::from_raw(child.id() as i32);
+    let (done, finished) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let output = child.wait_with_output();
+        let _ = done.send(());
+        output
+    });
+    if finished.recv_timeout(limit).is_err() {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waiter.join();
+        panic!("{command:?} ran past {limit:?} and was killed");
+    }
+    waiter
+        .join()
+        .expect("the waiting thread")
+        .expect("read the output")
 }
 
 /// A `clab serve` child process, killed and reaped when dropped.

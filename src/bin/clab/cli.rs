@@ -194,8 +194,8 @@ Examples:
       --nats-ca ca.pem
 
 Credentials come from the URL (nats://USER:PASSWORD@HOST:PORT, nats://TOKEN@HOST:PORT), an
-option, or else $CLAB_NATS_TOKEN, or $CLAB_NATS_USER with $CLAB_NATS_PASSWORD; a URL or an
-option is seen by `ps`, a file or the environment is not.
+option, or else $CLAB_NATS_TOKEN, or $CLAB_NATS_USER with $CLAB_NATS_PASSWORD; a URL is
+seen by `ps` and kept in shell history, a file or the environment is not.
 
 Jobs are delivered at least once: a worker that dies mid-job leaves it to another after
 5 s, and the server keeps the first reply to each job. A job the worker refuses (malformed,

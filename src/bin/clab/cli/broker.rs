@@ -29,7 +29,7 @@ pub struct BrokerAccessArgs {
     pub nats_token_file: Option<Secret>,
 
     /// An NATS credentials file: a user's JWT and its NKey seed, as `nsc` writes them
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["nats_user", "nats_token_file"])]
+    #[arg(long, value_name = "FILE", value_parser = readable_file, conflicts_with_all = ["nats_user", "nats_token_file"])]
     pub nats_creds: Option<PathBuf>,
 
     /// The certificate authority (PEM) that signed the broker's certificate, for a private

@@ -78,6 +78,8 @@ pub struct LabReport {
     /// the report then holds only the experiments that finished.
     pub partial: bool,
     pub interrupted_by: Option<String>,
+    /// The command line that produced the run, one argument an item.
+    pub command_line: Vec<String>,
 }
 
 impl LabReport {
@@ -291,12 +293,15 @@ mod tests {
             eras: LabReport::collect_eras(&[outcome()], &LabReport::collect_fidelity(&[outcome()])),
             partial: true,
             interrupted_by: Some("SIGINT".into()),
+            command_line: vec!["clab".into(), "lab".into(), "--quick".into()],
         };
         let index = write(&report, dir.path()).unwrap();
         let html = std::fs::read_to_string(index).unwrap();
         assert!(html.contains("<svg") && html.contains("&lt;html&gt;"));
         assert!(html.contains("does not hold"));
         assert!(html.contains("Partial: interrupted by SIGINT"));
+        let build = format!("commit {}", crate::system::machine::COMMIT);
+        assert!(html.contains(&build) && html.contains("clab lab --quick"));
         let markdown = std::fs::read_to_string(dir.path().join("README.md")).unwrap();
         assert!(markdown.contains("Partial: interrupted by SIGINT"));
         assert!(markdown.contains("| [demo](#demo) | a claim with <html> & pipes \\| |"));

@@ -37,7 +37,7 @@ fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
 #[derive(Debug, Parser)]
 #[command(
     name = "clab",
-    version,
+    version = clab::system::machine::VERSION_LINE,
     about = "A workbench for concurrency models: one Fibonacci \
     service under every model, measured",
     propagate_version = true

@@ -197,6 +197,9 @@ fn lab(args: &LabArgs) -> anyhow::Result<Option<i32>> {
         eras,
         partial: interrupt.signal().is_some(),
         interrupted_by: interrupt.name(),
+        command_line: std::env::args_os()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect(),
         outcomes,
     };
     let index = clab::report::write(&report, options.out())?;

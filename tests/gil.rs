@@ -132,7 +132,7 @@ fn two_jobs_slowdown(variant: Variant) -> [f64; 2] {
         })
     };
     // A first solo run on each CPU pays for a cold start and is not counted.
-    [0, 1].map(solo);
+    let _cold = [0, 1].map(solo);
     let rounds: Vec<([Duration; 2], Vec<Duration>)> =
         (0..3).map(|_| ([0, 1].map(solo), pair())).collect();
     let ratios = [0, 1].map(|job| {

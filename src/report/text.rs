@@ -13,13 +13,45 @@ fn table(header: &[&str]) -> Table {
     table
 }
 
-/// `clab lab list`.
+/// `clab lab list`: each experiment's claim, the essay it comes from, its rule, and every
+/// change of that rule since it was first run.
 pub fn catalogue(experiments: &[&Experiment]) -> String {
-    let mut out = table(&["experiment", "claim"]);
+    let mut out = String::new();
     for experiment in experiments {
-        out.add_row(vec![experiment.id, experiment.claim]);
+        out += &format!("{}: {}\n", experiment.id, experiment.claim);
+        out += &format!("  essay: {}\n", experiment.essay);
+        out += &format!("  rule:  {}\n", one_line(experiment.rule));
+        for change in experiment.history {
+            out += &format!(
+                "  rule changed {}: {} ({})\n",
+                change.date, change.change, change.reason
+            );
+        }
+        out += "\n";
     }
-    format!("{out}\n")
+    out
+}
+
+/// `clab lab list --json`: the same, as one JSON array.
+pub fn catalogue_json(experiments: &[&Experiment]) -> String {
+    let entries: Vec<_> = experiments
+        .iter()
+        .map(|experiment| {
+            serde_json::json!({
+                "id": experiment.id,
+                "claim": experiment.claim,
+                "essay": experiment.essay,
+                "rule": one_line(experiment.rule),
+                "history": experiment.history,
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&entries).expect("the catalogue serialises") + "\n"
+}
+
+/// A rule written over several source lines, as one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The verdicts after a run.

@@ -188,11 +188,21 @@ impl std::fmt::Display for Interval {
     }
 }
 
+/// How `plain` writes each refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    /// One line for a person.
+    Text,
+    /// One JSON object per line, an [`Interval`], for a program.
+    Json,
+}
+
 /// Prints one line per `every` to `out` until `duration` has passed (or for ever).
 pub fn plain(
     addr: SocketAddr,
     every: Duration,
     duration: Option<Duration>,
+    format: LineFormat,
     mut out: impl Write,
 ) -> Result<(), TopError> {
     let started = Instant::now();
@@ -202,7 +212,12 @@ pub fn plain(
         std::thread::sleep(every);
         let after = watcher.stats()?;
         // A closed pipe (`| head`) ends the watch quietly.
-        if writeln!(out, "{}", Interval::between(&before, &after, 1)).is_err() {
+        let interval = Interval::between(&before, &after, 1);
+        let line = match format {
+            LineFormat::Text => interval.to_string(),
+            LineFormat::Json => serde_json::to_string(&interval).expect("an interval serialises"),
+        };
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
             return Ok(());
         }
         before = after;

@@ -18,6 +18,23 @@ use ratatui::DefaultTerminal;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::style::{Color, Modifier, Style};
 
+/// Whether the views draw in colour; `clab` turns it off for `NO_COLOR` or `--color never`.
+static COLOUR: AtomicBool = AtomicBool::new(true);
+
+/// Turns colour in every terminal view on or off, for the whole process.
+pub fn use_colour(on: bool) {
+    COLOUR.store(on, Ordering::Relaxed);
+}
+
+/// Drops every colour from a drawn frame, keeping bold, dim and the like: the widgets stay
+/// as they are, and a view without colour is still a view.
+fn without_colour(buffer: &mut ratatui::buffer::Buffer) {
+    for cell in &mut buffer.content {
+        cell.set_fg(Color::Reset);
+        cell.set_bg(Color::Reset);
+    }
+}
+
 /// The terminal, in raw mode on the alternate screen until dropped.
 pub struct Screen {
     terminal: DefaultTerminal,
@@ -59,7 +76,15 @@ impl Screen {
     }
 
     pub fn draw(&mut self, render: impl FnOnce(&mut ratatui::Frame)) -> io::Result<()> {
-        self.terminal.draw(render).map(|_| ())
+        let colour = COLOUR.load(Ordering::Relaxed);
+        self.terminal
+            .draw(|frame| {
+                render(frame);
+                if !colour {
+                    without_colour(frame.buffer_mut());
+                }
+            })
+            .map(|_| ())
     }
 
     /// Waits until `deadline` for a key; `None` if none came. A terminal that hangs up (its

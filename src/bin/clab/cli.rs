@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, ColorChoice, Parser, Subcommand};
 
 mod broker;
 pub use broker::BrokerAccessArgs;
@@ -40,12 +40,28 @@ fn choice<T: Choice>() -> impl TypedValueParser<Value = T> {
     version = clab::system::machine::VERSION_LINE,
     about = "A workbench for concurrency models: one Fibonacci \
     service under every model, measured",
-    propagate_version = true
+    propagate_version = true,
+    after_help = EXIT_STATUS
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Colour in the terminal views and the log: auto leaves it out where NO_COLOR is set
+    /// (the log also off a terminal)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
 }
+
+/// What `clab` exits with, for scripts and CI jobs.
+pub const EXIT_STATUS: &str = "\
+Exit status:
+  0         done
+  1         an error, said in one line starting `clab:` (a server that cannot start, a
+            lab experiment that could not measure, a load whose every request failed)
+  2         a usage error: an unknown option or a bad value
+  3         clab lab --fail-on: a claim ended as --fail-on names
+  130, 143  clab lab interrupted by SIGINT or SIGTERM (the partial report is written)";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -69,7 +85,23 @@ pub enum Command {
     /// machine); without, a process-pool worker reading stdin (started by the pool)
     #[command(after_long_help = WORKER_EXAMPLES)]
     Worker(WorkerArgs),
+    /// Print a completion script for a shell
+    #[command(after_long_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print clab's manual page (roff), generated from the same definitions as --help
+    #[command(after_long_help = "Example:\n  clab man | man -l -")]
+    Man,
 }
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  source <(clab completions bash)                      # this shell
+  clab completions bash > ~/.local/share/bash-completion/completions/clab
+  clab completions zsh > \"${fpath[1]}/_clab\"
+  clab completions fish > ~/.config/fish/completions/clab.fish";
 
 const LAB_EXAMPLES: &str = "\
 Each experiment starts real servers (`clab serve`, and CPython's python/clab_server.py) as
@@ -107,6 +139,11 @@ pub struct LabArgs {
     #[arg(long, global = true, default_value = "report", value_name = "DIR")]
     pub out: PathBuf,
 
+    /// Exit with status 3 when a claim ends this way (repeatable), so a CI job can use the
+    /// lab as a gate; an experiment that could not measure exits 1 regardless
+    #[arg(long, global = true, value_enum, value_name = "VERDICT")]
+    pub fail_on: Vec<FailOn>,
+
     /// A CPython to measure beside the emulation (repeatable), or `all` for every one found
     /// through pyenv and PATH [default: one per era — the newest 2.x, python3, the newest
     /// 3.x, and a free-threaded build where there is one]
@@ -114,10 +151,30 @@ pub struct LabArgs {
     pub python: Vec<PathBuf>,
 }
 
+/// The verdicts `clab lab --fail-on` fails on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    DoesNotHold,
+    Inconclusive,
+}
+
+impl FailOn {
+    pub fn verdict(self) -> clab::lab::Verdict {
+        match self {
+            FailOn::DoesNotHold => clab::lab::Verdict::DoesNotHold,
+            FailOn::Inconclusive => clab::lab::Verdict::Inconclusive,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LabAction {
-    /// List the experiments and their claims
-    List,
+    /// List the experiments: each claim, its essay, its rule and the rule's history
+    List {
+        /// As one JSON array
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the named experiments
     Run {
         /// Experiment ids, as `clab lab list` shows them
@@ -132,7 +189,7 @@ impl LabArgs {
     /// The lab's options, or `None` for `clab lab list`.
     pub fn options(&self) -> Result<Option<Options>, LabError> {
         let ids: &[String] = match &self.action {
-            Some(LabAction::List) => return Ok(None),
+            Some(LabAction::List { .. }) => return Ok(None),
             Some(LabAction::Run { ids }) => ids,
             Some(LabAction::All) | None => &[],
         };
@@ -286,6 +343,10 @@ pub struct TopArgs {
     /// One line per refresh, for logs and pipes (the view whenever stdout is not a terminal)
     #[arg(long)]
     pub plain: bool,
+
+    /// With --plain (implied): one JSON object per refresh, one per line
+    #[arg(long)]
+    pub json: bool,
 }
 
 const TOP_EXAMPLES: &str = "\
@@ -294,6 +355,7 @@ Examples:
   clab load mix --hog 40 --hog-after 3s --duration 20s --no-tui &
   clab top                           # watch the GIL go to the hog when it joins; q quits
   clab top --plain --duration 8s     # the same as lines, for a log
+  clab top --json --duration 8s      # one JSON object a line, for a program
 
 On a terminal: requests per second (a sparkline), connections and errors; under a GIL, the
 share of the last refresh it was held, switches per second, forced and voluntary releases,
@@ -409,8 +471,9 @@ pub struct LoadArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub interval: Option<Duration>,
 
-    /// Write the full result as JSON to this file
-    #[arg(long, value_name = "FILE")]
+    /// Write the full result as JSON to this file, or to standard output with `-` (the
+    /// summary then goes to standard error)
+    #[arg(long, value_name = "FILE|-")]
     pub json: Option<PathBuf>,
 
     /// Run the generator on these CPUs only, e.g. 1 or 0,1 or 0-1

@@ -16,12 +16,16 @@ use clab::server::{self, Model, Shutdown, prefork, signals};
 use clab::system::limits::DescriptorBudget;
 use cli::{Cli, Command, LabArgs, LoadArgs, ServeArgs};
 
+/// Exit status when a claim ended as `clab lab --fail-on` names (`clab --help` lists all).
+const CLAIM_FAILED: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    clab::tui::use_colour(colour(cli.color, true));
     tracing_subscriber::fmt()
         .with_env_filter(log_filter(std::env::var("RUST_LOG").ok()))
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(colour(cli.color, std::io::stderr().is_terminal()))
         .init();
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
@@ -30,10 +34,24 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo(&args),
         Command::Lab(args) => match lab(&args) {
             // Interrupted: the partial report is written; exit as the signal would (130/143).
-            Ok(Some(signal)) => return ExitCode::from(128 + signal as u8),
-            Ok(None) => Ok(()),
+            Ok(LabEnd::Interrupted(signal)) => return ExitCode::from(128 + signal as u8),
+            Ok(LabEnd::ClaimFailed) => return ExitCode::from(CLAIM_FAILED),
+            Ok(LabEnd::Done) => Ok(()),
             Err(error) => Err(error),
         },
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "clab", &mut script);
+            emit(&script)
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut page)
+                .context("cannot render the manual page")
+                .and_then(|()| emit(&page))
+        }
         Command::Worker(args) => match &args.nats {
             Some(broker) => broker_worker(broker, &args),
             None if args.broker.given() => Err(anyhow::anyhow!(
@@ -51,6 +69,30 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("clab: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes `bytes` to standard output; a reader that has gone (`| head`) is not an error.
+fn emit(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("cannot write to standard output")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether to colour output: `--color always` and `never` decide; `auto` colours a terminal
+/// unless `NO_COLOR` is set to anything (no-color.org).
+fn colour(choice: clap::ColorChoice, terminal: bool) -> bool {
+    match choice {
+        clap::ColorChoice::Always => true,
+        clap::ColorChoice::Never => false,
+        clap::ColorChoice::Auto => {
+            terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
         }
     }
 }
@@ -98,10 +140,25 @@ fn interrupt_on_signals(say: impl Fn(String) + Send + 'static) -> anyhow::Result
 }
 
 /// Runs the lab; `Some(signal)` if a signal cut it short (its partial report written).
-fn lab(args: &LabArgs) -> anyhow::Result<Option<i32>> {
+/// How a lab run ended, beside an error.
+enum LabEnd {
+    Done,
+    /// A claim ended as `--fail-on` names.
+    ClaimFailed,
+    /// By this signal, the partial report written.
+    Interrupted(i32),
+}
+
+fn lab(args: &LabArgs) -> anyhow::Result<LabEnd> {
     let Some(options) = args.options()? else {
-        print!("{}", clab::report::text::catalogue(clab::lab::catalogue()));
-        return Ok(None);
+        let catalogue = clab::lab::catalogue();
+        let text = if matches!(args.action, Some(cli::LabAction::List { json: true })) {
+            clab::report::text::catalogue_json(catalogue)
+        } else {
+            clab::report::text::catalogue(catalogue)
+        };
+        emit(text.as_bytes())?;
+        return Ok(LabEnd::Done);
     };
     let (experiments, profile) = (options.experiments(), options.profile());
     let scratch = tempfile::Builder::new()
@@ -212,7 +269,7 @@ fn lab(args: &LabArgs) -> anyhow::Result<Option<i32>> {
             report.outcomes.len(),
             experiments.len()
         );
-        return Ok(Some(signal));
+        return Ok(LabEnd::Interrupted(signal));
     }
     let failed: Vec<_> = report
         .outcomes
@@ -227,7 +284,21 @@ fn lab(args: &LabArgs) -> anyhow::Result<Option<i32>> {
             failed.join(", ")
         );
     }
-    Ok(None)
+    let failing: Vec<String> = report
+        .outcomes
+        .iter()
+        .filter(|outcome| args.fail_on.iter().any(|f| f.verdict() == outcome.verdict))
+        .map(|outcome| format!("{} ({})", outcome.id, outcome.verdict))
+        .collect();
+    if !failing.is_empty() {
+        eprintln!(
+            "clab lab: --fail-on: {} claim(s) ended so: {}",
+            failing.len(),
+            failing.join(", ")
+        );
+        return Ok(LabEnd::ClaimFailed);
+    }
+    Ok(LabEnd::Done)
 }
 
 fn load(args: &LoadArgs) -> anyhow::Result<()> {
@@ -236,9 +307,11 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
         clab::system::cpus::pin(&cpus.0)?;
     }
     reachable(plan.target())?;
+    // `--json -`: standard output is the JSON's alone; the summary goes to standard error.
+    let json_to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
     let result = if args.quiet {
         clab::load::run(plan, Duration::from_secs(1), |_, _| {})?
-    } else if args.no_tui || !std::io::stdout().is_terminal() {
+    } else if args.no_tui || json_to_stdout || !std::io::stdout().is_terminal() {
         let mut progress = Progress::new(&plan);
         clab::load::run(plan, Duration::from_secs(1), |elapsed, live| {
             eprintln!("{}", progress.line(elapsed, live));
@@ -246,15 +319,17 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
     } else {
         load_live(plan)?
     };
-    print!("{}", summary(&result));
-    if let Some(path) = &args.json {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        let mut out = std::io::BufWriter::new(file);
-        serde_json::to_writer_pretty(&mut out, &result).context("cannot write the JSON result")?;
-        std::io::Write::write_all(&mut out, b"\n")?;
-        std::io::Write::flush(&mut out)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+    if json_to_stdout {
+        eprint!("{}", summary(&result));
+        write_json(&result, std::io::stdout().lock()).context("cannot write the JSON result")?;
+    } else {
+        print!("{}", summary(&result));
+        if let Some(path) = &args.json {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            write_json(&result, file)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
     }
     if result.every_request_failed() {
         anyhow::bail!(
@@ -262,6 +337,15 @@ fn load(args: &LoadArgs) -> anyhow::Result<()> {
             result.errors()
         );
     }
+    Ok(())
+}
+
+/// A load's result as pretty JSON and a newline.
+fn write_json(result: &clab::load::LoadResult, out: impl std::io::Write) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(out);
+    serde_json::to_writer_pretty(&mut out, result)?;
+    std::io::Write::write_all(&mut out, b"\n")?;
+    std::io::Write::flush(&mut out)?;
     Ok(())
 }
 
@@ -421,11 +505,17 @@ fn top(args: &cli::TopArgs) -> anyhow::Result<()> {
     if args.interval.is_zero() {
         anyhow::bail!("--interval must be more than 0");
     }
-    if args.plain || !std::io::stdout().is_terminal() {
+    if args.plain || args.json || !std::io::stdout().is_terminal() {
+        let format = if args.json {
+            clab::top::LineFormat::Json
+        } else {
+            clab::top::LineFormat::Text
+        };
         clab::top::plain(
             args.addr,
             args.interval,
             args.duration,
+            format,
             std::io::stdout().lock(),
         )?;
     } else {

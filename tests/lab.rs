@@ -176,10 +176,19 @@ fn the_quick_catalogue_writes_a_complete_report() {
     let out = report_dir();
     let before = clab_servers();
     let mut command = clab();
-    command.args(["lab", "all", "--quick", "--out"]).arg(&out);
+    // As a CI gate would run it: status 3 exactly when some claim ends inconclusive.
+    command
+        .args([
+            "lab",
+            "all",
+            "--quick",
+            "--fail-on",
+            "inconclusive",
+            "--out",
+        ])
+        .arg(&out);
     let output = run_with_limit(command, LAB_LIMIT);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "clab lab failed:\n{stderr}");
     // Every server and worker the lab started is gone.
     assert_eq!(clab_servers(), before, "the lab left processes behind");
 
@@ -190,6 +199,12 @@ fn the_quick_catalogue_writes_a_complete_report() {
     let ids: Vec<&str> = outcomes.iter().map(|o| o["id"].as_str().unwrap()).collect();
     let catalogue: Vec<&str> = clab::lab::catalogue().iter().map(|e| e.id).collect();
     assert_eq!(ids, catalogue);
+    let inconclusive = outcomes.iter().any(|o| o["verdict"] == "inconclusive");
+    assert_eq!(
+        output.status.code(),
+        Some(if inconclusive { 3 } else { 0 }),
+        "clab lab --fail-on inconclusive:\n{stderr}"
+    );
     for outcome in outcomes {
         assert_clean_health(outcome);
         let verdict = outcome["verdict"].as_str().unwrap();
@@ -321,6 +336,56 @@ fn the_quick_catalogue_writes_a_complete_report() {
         );
     }
     render_in_chromium(&out);
+}
+
+/// `--fail-on` gates on the verdict a run reached: countdown on one CPU cannot use two cores,
+/// so its claim does not hold — status 3 with `--fail-on does-not-hold`, 0 with
+/// `--fail-on inconclusive`.
+#[test]
+fn fail_on_exits_3_exactly_when_a_claim_ends_as_named() {
+    let _one = common::timing_lock();
+    let cpu = clab::system::cpus::allowed_cpus()[0];
+    for (fail_on, status) in [("does-not-hold", 3), ("inconclusive", 0)] {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("lab-fail-on-{fail_on}"));
+        let mut command = clab();
+        command
+            .args([
+                "lab",
+                "run",
+                "countdown",
+                "--quick",
+                "--fail-on",
+                fail_on,
+                "--out",
+            ])
+            .arg(&out);
+        // SAFETY: between fork and exec only one system call, sched_setaffinity.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                clab::system::cpus::pin(&[cpu]).map_err(|e| std::io::Error::from(e.source))
+            });
+        }
+        let output = run_with_limit(command, LAB_LIMIT);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        assert_eq!(
+            report["outcomes"][0]["verdict"], "does_not_hold",
+            "{stderr}"
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(status),
+            "--fail-on {fail_on}: {stderr}"
+        );
+        if status == 3 {
+            let last = stderr.trim().lines().last().unwrap_or_default();
+            assert_eq!(
+                last,
+                "clab lab: --fail-on: 1 claim(s) ended so: countdown (does not hold)"
+            );
+        }
+    }
 }
 
 /// Every server, load and pinned thread ran where it was meant to, no load had an error and

@@ -63,6 +63,11 @@ impl Tmux {
         self.tmux(&["capture-pane", "-p", "-t", "t"])
     }
 
+    /// The screen with its attributes as escape sequences (`capture-pane -e`).
+    fn screen_escaped(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-e", "-t", "t"])
+    }
+
     /// The screen, once `ready` says it shows what is waited for.
     fn screen_when(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + PATIENCE;
@@ -206,11 +211,61 @@ fn demo_convoy_shows_the_rate_collapse_and_the_hog_taking_the_gil() {
 
 /// `clab top` on a terminal, watching a `threads --gil new` server that has computed once.
 fn top_on_a_terminal(name: &str) -> Option<(Server, Tmux)> {
+    top_on_a_terminal_with(name, &[], &[])
+}
+
+/// [`top_on_a_terminal`], run under `env` with `environment` (NAME=VALUE) and `options`.
+fn top_on_a_terminal_with(
+    name: &str,
+    environment: &[&str],
+    options: &[&str],
+) -> Option<(Server, Tmux)> {
     let server = Server::start("threads", &["--gil", "new"]);
     assert_eq!(server.connect().request("fib 25"), "75025");
     let addr = server.addr.to_string();
-    let tmux = Tmux::run(name, &[env!("CARGO_BIN_EXE_clab"), "top", "--addr", &addr])?;
+    let mut command = vec!["env"];
+    command.extend(environment);
+    command.extend([env!("CARGO_BIN_EXE_clab"), "top", "--addr", &addr]);
+    command.extend(options);
+    let tmux = Tmux::run(name, &command)?;
     Some((server, tmux))
+}
+
+/// How many colours the escape sequences in `screen` set (SGR 30–38, 40–48, 90–107; not
+/// 39 and 49, which go back to the terminal's own).
+fn colours_set(screen: &str) -> usize {
+    screen
+        .split("\x1b[")
+        .skip(1)
+        .filter_map(|sequence| sequence.split_once('m').map(|(parameters, _)| parameters))
+        .flat_map(|parameters| parameters.split(';'))
+        .filter(|parameter| {
+            parameter
+                .parse::<u32>()
+                .is_ok_and(|code| matches!(code, 30..=38 | 40..=48 | 90..=97 | 100..=107))
+        })
+        .count()
+}
+
+/// The dashboard is coloured, and not at all with NO_COLOR set or `--color never`.
+#[test]
+fn no_color_and_color_never_draw_the_dashboard_without_colour() {
+    for (name, environment, options, coloured) in [
+        ("top-colour", &[][..], &[][..], true),
+        ("top-no-color", &["NO_COLOR=1"][..], &[][..], false),
+        ("top-color-never", &[][..], &["--color", "never"][..], false),
+    ] {
+        let Some((_server, tmux)) = top_on_a_terminal_with(name, environment, options) else {
+            return;
+        };
+        tmux.screen_when("dashboard", |screen| {
+            screen.contains("requests/s") && screen.contains("who held the GIL")
+        });
+        let colours = colours_set(&tmux.screen_escaped());
+        assert_eq!(colours > 0, coloured, "{name}: {colours} colours set");
+        tmux.keys("q");
+        assert_eq!(tmux.exit_status(), 0);
+    }
 }
 
 #[test]

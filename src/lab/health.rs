@@ -236,20 +236,25 @@ impl HealthLog {
 
 /// The calling thread's CPUs as the kernel reports them.
 pub fn this_thread_cpus() -> Option<Vec<usize>> {
-    status_cpus("/proc/thread-self/status")
+    let tid = nix::unistd::gettid().as_raw();
+    let process = procfs::process::Process::myself().ok()?;
+    cpus_allowed(process.task_from_tid(tid).ok()?.status().ok()?)
 }
 
-/// The CPUs in a `/proc/…/status` file (of a process or a task), if it can be read.
-pub fn status_cpus(path: &str) -> Option<Vec<usize>> {
-    cpus_allowed(&std::fs::read_to_string(path).ok()?)
+/// A process's CPUs as the kernel reports them.
+pub fn process_cpus(pid: i32) -> Option<Vec<usize>> {
+    cpus_allowed(procfs::process::Process::new(pid).ok()?.status().ok()?)
 }
 
-/// The `Cpus_allowed_list` of a `/proc/…/status` text.
-pub fn cpus_allowed(status: &str) -> Option<Vec<usize>> {
-    let list = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?;
-    crate::system::cpus::parse_list(list.trim())
+/// The CPUs of a task's `Cpus_allowed_list`.
+pub fn cpus_allowed(status: procfs::process::Status) -> Option<Vec<usize>> {
+    let ranges = status.cpus_allowed_list?;
+    Some(
+        ranges
+            .into_iter()
+            .flat_map(|(first, last)| first as usize..=last as usize)
+            .collect(),
+    )
 }
 
 /// What the records say about the run: `None` when every one is clean, else whether a
@@ -270,9 +275,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_kernels_cpu_lists_parse() {
-        let status = "Name:\tclab\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n";
-        assert_eq!(cpus_allowed(status), Some(vec![0, 1]));
+    fn this_process_reads_its_own_cpus() {
+        let pid = std::process::id() as i32;
+        assert_eq!(
+            process_cpus(pid),
+            Some(crate::system::cpus::allowed_cpus()),
+            "the main thread's set, unpinned"
+        );
     }
 
     #[test]

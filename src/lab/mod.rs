@@ -589,10 +589,8 @@ fn finish(
             Verdict::Inconclusive
         };
         if matches!(verdict, Verdict::Holds | Verdict::DoesNotHold) || fatal {
-            summary = format!(
-                "{} — the run was not clean: {problems}; its numbers: {summary}",
-                unclean.label()
-            );
+            // The verdict is shown beside the summary: the summary does not repeat it.
+            summary = format!("the run was not clean: {problems}; its numbers: {summary}");
             verdict = unclean;
         }
         if let Some(era) = &mut era {
@@ -694,7 +692,50 @@ fn find(id: &str) -> Result<&'static Experiment, LabError> {
 
 #[cfg(test)]
 mod tests {
-    use super::Placement;
+    use super::*;
+
+    /// A run whose health has a problem gives no verdict on the claim, and its summary says
+    /// why without repeating the verdict the report shows beside it.
+    #[test]
+    fn an_unclean_run_is_inconclusive_and_says_so_once() {
+        static CLEAN_HOLDS: Experiment = Experiment {
+            id: "probe",
+            claim: "a claim",
+            essay: "an essay",
+            rule: "a rule",
+            history: &[],
+            era: None,
+            run: |_| unreachable!("finish() is handed the result"),
+        };
+        let scratch = tempfile::tempdir().unwrap();
+        let found = Found {
+            pythons: Vec::new(),
+            notes: Vec::new(),
+        };
+        let scripts = Scripts::write(scratch.path()).unwrap();
+        let lab = Lab::new(
+            Profile::Quick,
+            "clab".into(),
+            scratch.path().to_owned(),
+            found,
+            scripts,
+            Box::new(|_| {}),
+        );
+        let mut record = Health::new("load fib 1", &[0]);
+        record.problems.push("3 load errors".into());
+        lab.health.add(record);
+        let report = Report {
+            checks: vec![Check::new("part", Verdict::Holds, "fine")],
+            summary: "the numbers".into(),
+            ..Report::default()
+        };
+        let outcome = finish(&CLEAN_HOLDS, &lab, Ok(report), Duration::from_secs(1));
+        assert_eq!(outcome.verdict, Verdict::Inconclusive);
+        assert_eq!(
+            outcome.summary,
+            "the run was not clean: load fib 1: 3 load errors; its numbers: the numbers"
+        );
+    }
 
     #[test]
     fn the_load_keeps_a_cpu_of_its_own_where_there_are_two() {

@@ -17,7 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::lab::LabError;
-use crate::lab::health::{Health, HealthLog, status_cpus};
+use crate::lab::health::{Health, HealthLog, cpus_allowed, process_cpus};
 
 /// How long a server may take to print its address.
 const START_PATIENCE: Duration = Duration::from_secs(20);
@@ -296,7 +296,7 @@ fn tree_placement(pid: i32, tasks: &mut Vec<(String, Vec<usize>)>, depth: usize)
     };
     let Ok(threads) = process.tasks() else { return };
     for task in threads.flatten() {
-        if let Some(cpus) = status_cpus(&format!("/proc/{pid}/task/{}/status", task.tid)) {
+        if let Some(cpus) = task.status().ok().and_then(cpus_allowed) {
             tasks.push((format!("process {pid} thread {}", task.tid), cpus));
         }
         if depth < 4 {
@@ -370,7 +370,7 @@ pub fn run_pinned(
     place(&mut command, cpus).map_err(std::io::Error::from)?;
     run_watched(command, limit, |pid| {
         let mut record = Health::new(what, cpus);
-        let actual = status_cpus(&format!("/proc/{pid}/status"));
+        let actual = process_cpus(pid as i32);
         record.observe(&format!("process {pid}"), actual.as_deref());
         log.add(record);
     })
@@ -397,10 +397,7 @@ fn die_with_the_lab(command: &mut Command) {
     // SAFETY: between fork and exec only an async-signal-safe call: one raw syscall.
     unsafe {
         command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
         });
     }
 }
@@ -424,12 +421,17 @@ fn run_watched(
         .stderr(Stdio::piped())
         .spawn()?;
     started(child.id());
-    let mut stdout = child.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stdout.read_to_string(&mut out);
-        out
-    });
+    // Both pipes are drained as the program writes: one read only after it exits would
+    // stall a program that fills the pipe's buffer until its deadline.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let reader = drain(Box::new(child.stdout.take().expect("piped")));
+    let errors = drain(Box::new(child.stderr.take().expect("piped")));
     let Some(status) = wait_until(&mut child, Instant::now() + limit)? else {
         let _ = child.kill();
         let _ = child.wait();
@@ -439,15 +441,37 @@ fn run_watched(
         ));
     };
     let out = reader.join().unwrap_or_default();
+    let err = errors.join().unwrap_or_default();
     if !status.success() {
-        let mut err = String::new();
-        if let Some(mut stderr) = child.stderr.take() {
-            let _ = stderr.read_to_string(&mut err);
-        }
         return Err(std::io::Error::other(format!(
             "{status}: {}",
             err.lines().last().unwrap_or("").trim()
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both pipes are drained while the program runs: one that writes more to standard error
+    /// than a pipe holds (64 KiB) still ends at once, its output intact.
+    #[test]
+    fn a_program_writing_a_megabyte_to_stderr_finishes_at_once() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "yes | head -c 1000000 >&2; echo done"]);
+        let started = Instant::now();
+        let out = run_to_completion(command, Duration::from_secs(20)).unwrap();
+        assert_eq!(out, "done\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let mut failing = Command::new("sh");
+        failing.args(["-c", "yes | head -c 1000000 >&2; echo why >&2; exit 3"]);
+        let error = run_to_completion(failing, Duration::from_secs(20)).unwrap_err();
+        assert!(error.to_string().ends_with(": why"), "{error}");
+    }
 }

@@ -214,11 +214,12 @@ impl Worker {
             .stdout(Stdio::piped());
         // SAFETY: runs in the forked child before exec and only makes the prctl system call,
         // which is async-signal-safe. The worker then dies with the manager thread that
-        // started it (which outlives it), so no worker survives a killed server.
+        // started it (which outlives it), so no worker survives a killed server; a kernel
+        // that refuses fails the start rather than leaving that unsaid.
         unsafe {
             command_line.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(io::Error::from)
             });
         }
         let mut child = command_line.spawn().map_err(|e| {

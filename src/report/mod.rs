@@ -40,14 +40,9 @@ pub struct LabEnvironment {
 
 impl LabEnvironment {
     pub fn detect(pythons: Vec<String>) -> LabEnvironment {
-        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        let cpu_model = <procfs::CpuInfo as procfs::Current>::current()
             .ok()
-            .and_then(|info| {
-                info.lines()
-                    .find(|line| line.starts_with("model name"))
-                    .and_then(|line| line.split_once(':'))
-                    .map(|(_, model)| model.trim().to_owned())
-            })
+            .and_then(|info| info.model_name(0).map(str::to_owned))
             .unwrap_or_else(|| "unknown CPU".into());
         LabEnvironment {
             machine: Machine::detect(),

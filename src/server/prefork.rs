@@ -161,8 +161,7 @@ fn child_main(
     sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&supervised()), None).map_err(io)?;
     // If the supervisor is killed outright, its children go too instead of serving on as
     // orphans. (Checked after: the parent may have died before prctl ran.)
-    // SAFETY: prctl with PR_SET_PDEATHSIG takes one integer argument.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
+    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(io)?;
     if getppid() != parent {
         return Ok(());
     }

@@ -11,49 +11,11 @@ use common::clab;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// The quick catalogue takes about two minutes; this is the point at which it has hung.
+/// The quick catalogue takes about four minutes; this is the point at which it has hung.
 const LAB_LIMIT: Duration = Duration::from_secs(600);
 
 fn run_with_limit(mut command: Command, limit: Duration) -> Output {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the command");
-    wait_with_limit(child, limit)
-}
-
-/// Waits for `child` (its output piped), killing it past `limit`.
-fn wait_with_limit(mut child: std::process::Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            bytes
-        })
-    };
-    let (out, err) = (read(Box::new(stdout)), read(Box::new(stderr)));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll the command") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the command ran past {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    common::output_within(&mut command, limit)
 }
 
 /// Servers and pool workers running this test's `clab` binary (the other tests here run
@@ -438,7 +400,7 @@ fn a_server_killed_mid_measurement_gives_an_error_not_a_verdict() {
         Signal::SIGKILL,
         Whom::Server,
     );
-    let output = wait_with_limit(lab, LAB_LIMIT);
+    let output = common::wait_within(lab, LAB_LIMIT);
     assert!(
         killed.join().unwrap().is_some(),
         "no convoy server was found to kill"
@@ -482,7 +444,7 @@ fn an_interrupted_lab_stops_its_servers_and_writes_a_partial_report() {
         Signal::SIGTERM,
         Whom::Lab,
     );
-    let output = wait_with_limit(lab, LAB_LIMIT);
+    let output = common::wait_within(lab, LAB_LIMIT);
     let server = interrupted
         .join()
         .unwrap()

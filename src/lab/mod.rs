@@ -57,7 +57,8 @@ pub enum LabError {
 pub enum Profile {
     /// The whole catalogue in about four minutes: short windows, the fewest configurations
     Quick,
-    /// A few minutes: longer windows, more points per curve
+    /// About nine minutes on two cores with three interpreters: longer windows, more points
+    /// per curve
     Default,
     /// Each measurement repeated three times; medians with their spread
     Thorough,

@@ -58,22 +58,38 @@ pub fn output_within(command: &mut Command, limit: Duration) -> std::process::Ou
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the command");
-    let pid = Pid::from_raw(child.id() as i32);
-    let (done, finished) = mpsc::channel();
-    let waiter = thread::spawn(move || {
-        let output = child.wait_with_output();
-        let _ = done.send(());
-        output
-    });
-    if finished.recv_timeout(limit).is_err() {
-        let _ = kill(pid, Signal::SIGKILL);
-        let _ = waiter.join();
-        panic!("{command:?} ran past {limit:?} and was killed");
+    wait_within(child, limit)
+}
+
+/// Waits for `child` (its output piped), killing it and failing the test past `limit`.
+pub fn wait_within(mut child: Child, limit: Duration) -> std::process::Output {
+    let deadline = Instant::now() + limit;
+    // Drain both pipes while waiting, so a chatty child never blocks on a full pipe.
+    let read = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let out = read(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = read(Box::new(child.stderr.take().expect("piped stderr")));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the command") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the command ran past {limit:?} and was killed");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().expect("the stdout reader"),
+        stderr: err.join().expect("the stderr reader"),
     }
-    waiter
-        .join()
-        .expect("the waiting thread")
-        .expect("read the output")
 }
 
 /// A `clab serve` child process, killed and reaped when dropped.

@@ -111,8 +111,9 @@ The `cpython` experiment measures every claim CPython can run on each interprete
 the emulation calibrated to it (GIL kind, switch points, measured tick): the fidelity matrix.
 
 Examples:
-  clab lab                          the whole catalogue, default profile (about 6 minutes)
-  clab lab --quick                  the whole catalogue in under 3 minutes
+  clab lab                          the whole catalogue, default profile (about 9 minutes)
+  clab lab --quick                  the whole catalogue in about 4 minutes
+  clab lab --fail-on does-not-hold  as a CI gate: exit 3 if a claim does not hold
   clab lab list                     the experiments and their claims
   clab lab run convoy cpython       two experiments
   clab lab run cpython --python all                 every CPython found (pyenv, PATH)

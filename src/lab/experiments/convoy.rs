@@ -22,7 +22,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     claim: "a CPU hog joining collapses the tiny-request rate under the GIL (≈99 %); the priority GIL, processes and the hybrid hold it",
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): perf2 drops from ~22,000 to ~100 requests/s",
     rule: "rate kept = tiny-request rate after the hog joins / rate before. Under the GIL: holds when \
-           kept < 20 %, does not hold when kept > 50 %. Priority GIL, process pool and hybrid: hold \
+           kept < 20 %, does not hold when kept > 40 %. Priority GIL, process pool and hybrid: hold \
            the rate when kept > 50 %, do not when kept < 20 %. A rate kept above 110 % is flagged \
            as an artefact with its cause.",
     history: &[
@@ -48,6 +48,17 @@ pub static EXPERIMENT: Experiment = Experiment {
                      of processes; the essays' claim is about a machine with a core for the \
                      hog's worker",
         },
+        RuleChange {
+            date: "2026-12-03",
+            change: "the collapse does not hold when kept > 40 % (was > 50 %), for the threads \
+                     servers and the eras table; holding the rate is still judged at 50 %",
+            reason: "without a GIL the tiny requests and the hog share the server's one CPU, so \
+                     the scheduler's fair share leaves them about half the rate (49 %, 54 % and \
+                     56 % in three runs on an AMD EPYC host): the 50 % mark sat inside that \
+                     spread, and the no-GIL contrast came out 'does not hold' or 'inconclusive' \
+                     by chance. 40 % keeps a collapse (< 20 %) apart from a fair share, with \
+                     the legacy GIL's 31–35 % still between the two",
+        },
     ],
     era: Some(&ERA),
     run,
@@ -60,7 +71,7 @@ static ERA: EraClaim = EraClaim {
     metric: "tiny-request rate kept after the hog joins, the server on one CPU",
     rule: Rule::AtMost {
         holds: COLLAPSED,
-        fails: HELD,
+        fails: NOT_COLLAPSED,
     },
     unit: Unit::Percent,
     cpython_metrics: [
@@ -71,7 +82,11 @@ static ERA: EraClaim = EraClaim {
     ],
 };
 
+/// At most this much of the rate kept: the rate collapsed.
 const COLLAPSED: f64 = 0.20;
+/// More than this kept: no collapse. Below the half a fair share of one CPU leaves.
+const NOT_COLLAPSED: f64 = 0.40;
+/// At least this much kept: the rate held.
 const HELD: f64 = 0.50;
 
 /// The window and the hog's arrival for the profile: whole seconds, so the per-second
@@ -136,7 +151,7 @@ fn check(run: &RateKept, collapses: bool) -> Check {
     let check = if collapses {
         Check::new(
             format!("{}: the rate collapses", run.label),
-            Verdict::at_most(run.kept, COLLAPSED, HELD),
+            Verdict::at_most(run.kept, COLLAPSED, NOT_COLLAPSED),
             evidence,
         )
     } else {

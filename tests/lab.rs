@@ -191,14 +191,18 @@ fn the_quick_catalogue_writes_a_complete_report() {
             }
         }
     }
-    // The GIL's own claims: they hold with the emulated GIL and fail without it. The margins
-    // are wide (×2 against ×1; a few per cent of the rate against most of it).
+    // The GIL's own claims: they hold with the emulated GIL and never without it. The with-GIL
+    // side is far past its mark (×2 against 1.6; 1 % of the rate against 20 %). The no-GIL side
+    // is judged "does not hold" in a typical run, but one quick window on a shared host's
+    // vCPU in a slow stretch has read two no-GIL clients at ×1.31 against the 1.3 mark, so it
+    // may also be inconclusive here; that it never holds is the mechanism.
     for id in ["countdown", "two-clients", "convoy"] {
         let outcome = outcomes.iter().find(|o| o["id"] == id).unwrap();
         let contrast = &outcome["contrast"];
         assert_eq!(contrast["with_gil"]["verdict"], "holds", "{id}: {contrast}");
-        assert_eq!(
-            contrast["without_gil"]["verdict"], "does_not_hold",
+        assert!(
+            ["does_not_hold", "inconclusive"]
+                .contains(&contrast["without_gil"]["verdict"].as_str().unwrap()),
             "{id}: {contrast}"
         );
     }

@@ -107,8 +107,10 @@ fn the_new_gil_collapses_the_rapid_fire_rate() {
 #[test]
 fn without_a_gil_the_rapid_fire_rate_holds() {
     let kept = rate_kept_beside_a_hog("none");
+    // The scheduler's share of the one core, as with the priority GIL below (the lab read
+    // 49–56 % on an AMD EPYC host): far from the convoy's 1 % whatever the host.
     assert!(
-        kept > 0.5,
+        kept > 0.2,
         "under --gil none the rapid client kept only {:.1} % of its rate",
         kept * 100.0
     );
@@ -117,8 +119,11 @@ fn without_a_gil_the_rapid_fire_rate_holds() {
 #[test]
 fn the_priority_gil_keeps_the_rapid_fire_rate() {
     let kept = rate_kept_beside_a_hog("priority");
+    // Without the convoy the rapid client is left the scheduler's share of the one core it
+    // shares with the hog: 80 % on the Intel hosts of earlier sessions, 29–41 % on an AMD
+    // EPYC one. The new GIL's convoy leaves about 1 %: a fifth is far from both.
     assert!(
-        kept > 0.5,
+        kept > 0.2,
         "under --gil priority the rapid client kept only {:.1} % of its rate",
         kept * 100.0
     );
@@ -346,9 +351,11 @@ fn a_hog_in_one_subinterpreter_leaves_the_rapid_client_its_rate() {
     // the one server core the scheduler shares between them, each hand-off to an interpreter
     // wakes a sleeping thread, which preempts the hog at once (CPython 3.13 keeps ~74 %).
     let kept = median_kept("interpreters", &["--gil", "new", "--workers", "2"]);
-    // The mark: more than half (80–82 % measured here; 2 % with the old channel).
+    // The scheduler's share of the core: 80–82 % on the Intel hosts of earlier sessions,
+    // 43–54 % on an AMD EPYC one; 2 % with the old channel, about 1 % in a GIL's convoy. A
+    // fifth is far from both sides on either host.
     assert!(
-        kept > 0.5,
+        kept > 0.2,
         "the rapid client kept {:.0} % beside a hog in another interpreter",
         kept * 100.0
     );

@@ -139,7 +139,6 @@ fn interrupt_on_signals(say: impl Fn(String) + Send + 'static) -> anyhow::Result
     Ok(interrupt)
 }
 
-/// Runs the lab; `Some(signal)` if a signal cut it short (its partial report written).
 /// How a lab run ended, beside an error.
 enum LabEnd {
     Done,
@@ -149,6 +148,7 @@ enum LabEnd {
     Interrupted(i32),
 }
 
+/// Runs the lab (or lists it), writing the report, and says how the run ended.
 fn lab(args: &LabArgs) -> anyhow::Result<LabEnd> {
     let Some(options) = args.options()? else {
         let catalogue = clab::lab::catalogue();

@@ -92,81 +92,76 @@ fn convoy_a_cpu_thread_collapses_an_io_thread_under_the_new_gil_only() {
     }
 }
 
-/// Each of two threads computes the same fib at once, each on its own CPU; returns each one's
-/// time over the time such a job takes alone on that CPU (a shared host's two vCPUs need not
-/// run at one speed). Three rounds, each timing both solo runs and then the pair, so a round's
-/// ratio compares times taken under the same conditions; the median round's ratio is kept, so
-/// a neighbour's burst on a shared host during one round decides nothing.
-fn two_jobs_slowdown(variant: Variant) -> [f64; 2] {
+/// The CPU time this thread has used so far.
+fn thread_cpu_time() -> Duration {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD)
+        .expect("read this thread's CPU time");
+    let (user, system) = (usage.user_time(), usage.system_time());
+    let micros = |time: nix::sys::time::TimeVal| {
+        Duration::from_secs(time.tv_sec() as u64) + Duration::from_micros(time.tv_usec() as u64)
+    };
+    micros(user) + micros(system)
+}
+
+/// Two threads, each pinned to its own CPU, compute the same fib at once; returns how many of
+/// them ran at a time on average: their CPU time together over the wall time of the pair. Taking
+/// turns gives 1 whatever each CPU's speed; running at once gives up to 2. Unlike a slowdown
+/// against solo runs, this needs no second measurement taken at another moment, which a shared
+/// host's neighbour can slow by a third (CI here once timed one vCPU's solo run at 183 ms and
+/// the other's at 114 ms). Three rounds; the median is kept.
+fn two_jobs_concurrency(variant: Variant) -> f64 {
     const N: u32 = 37;
     let gil = lock(variant);
-    let solo = |cpu| {
-        thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    pin(cpu);
-                    let mut py = PythonThread::attach(gil.as_ref(), "solo");
-                    let started = Instant::now();
-                    work::fib(N, &mut py);
-                    started.elapsed()
-                })
-                .join()
-                .unwrap()
-        })
-    };
-    let pair = || -> Vec<Duration> {
-        thread::scope(|scope| {
+    let pair = || -> (Duration, Duration) {
+        let started = Instant::now();
+        let cpu: Duration = thread::scope(|scope| {
             let jobs: Vec<_> = (0..2)
                 .map(|index| {
                     let gil = gil.as_ref();
                     scope.spawn(move || {
                         pin(index);
-                        let started = Instant::now();
+                        let before = thread_cpu_time();
                         let mut py = PythonThread::attach(gil, &format!("job {index}"));
                         work::fib(N, &mut py);
-                        started.elapsed()
+                        drop(py);
+                        thread_cpu_time() - before
                     })
                 })
                 .collect();
-            jobs.into_iter().map(|job| job.join().unwrap()).collect()
-        })
+            jobs.into_iter().map(|job| job.join().unwrap()).sum()
+        });
+        (cpu, started.elapsed())
     };
-    // A first solo run on each CPU pays for a cold start and is not counted.
-    let _cold = [0, 1].map(solo);
-    let rounds: Vec<([Duration; 2], Vec<Duration>)> =
-        (0..3).map(|_| ([0, 1].map(solo), pair())).collect();
-    let ratios = [0, 1].map(|job| {
-        let mut ratios: Vec<f64> = rounds
-            .iter()
-            .map(|(solo, pair)| pair[job].as_secs_f64() / solo[job].as_secs_f64())
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        ratios[1]
-    });
+    let rounds: Vec<(Duration, Duration)> = (0..3).map(|_| pair()).collect();
+    let mut concurrency: Vec<f64> = rounds
+        .iter()
+        .map(|(cpu, wall)| cpu.as_secs_f64() / wall.as_secs_f64())
+        .collect();
+    concurrency.sort_by(f64::total_cmp);
     eprintln!(
-        "{variant}: fib({N}) alone and two at once, per round {rounds:?}; medians {ratios:.2?} x"
+        "{variant}: two fib({N}) at once, (CPU time, wall time) per round {rounds:?}; \
+         jobs running at a time {concurrency:.2?}"
     );
-    ratios
+    concurrency[1]
 }
 
 #[test]
 fn two_cpu_bound_jobs_take_turns_under_the_gil_and_run_in_parallel_without() {
     let _one = serialise();
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
-    for ratio in two_jobs_slowdown(Variant::New) {
-        assert!(
-            ratio >= 1.6,
-            "new: a job took only {ratio:.2}x its solo time"
-        );
-    }
+    // Taking turns is 1 job at a time; the margin is for the hand-over and the waiter's wake-ups.
+    let under_gil = two_jobs_concurrency(Variant::New);
+    assert!(
+        under_gil <= 1.25,
+        "new: {under_gil:.2} jobs ran at a time on average; the GIL lets one"
+    );
     if cores >= 2 {
-        // Halfway between running at once (1x) and taking turns (2x).
-        for ratio in two_jobs_slowdown(Variant::None) {
-            assert!(
-                ratio <= 1.5,
-                "none: a job took {ratio:.2}x its solo time on {cores} cores"
-            );
-        }
+        // Halfway between taking turns (1) and running at once (2).
+        let without = two_jobs_concurrency(Variant::None);
+        assert!(
+            without >= 1.5,
+            "none: only {without:.2} jobs ran at a time on average on {cores} cores"
+        );
     }
 }
 

@@ -11,7 +11,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use clab::lab::pythons::{Python, PythonGil, Scripts, Selection};
+use clab::lab::model::Era;
+use clab::lab::pythons::{Python, Scripts, Selection};
 use common::{Server, children, clab};
 use nix::sys::signal::Signal;
 
@@ -257,9 +258,9 @@ fn the_in_process_programs_report_each_era() {
         assert!(serial["seconds"].as_f64().unwrap() > 0.0);
         let probe = bench(python, &["probe"]);
         let expected = if python.major == 2 {
-            PythonGil::Legacy
+            Era::Legacy
         } else {
-            python.gil
+            python.era
         };
         assert_eq!(probe["gil"], expected.name(), "{}", python.label());
     }

@@ -7,45 +7,8 @@
 
 use serde::Serialize;
 
+pub use crate::lab::model::Era;
 use crate::lab::outcome::{Fidelity, Verdict, significant};
-
-/// The columns of the eras table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Era {
-    Legacy,
-    New,
-    PerInterpreter,
-    FreeThreaded,
-}
-
-impl Era {
-    pub const ALL: [Era; 4] = [
-        Era::Legacy,
-        Era::New,
-        Era::PerInterpreter,
-        Era::FreeThreaded,
-    ];
-
-    /// As `report.json` and the fidelity matrix's `gil` field name it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Era::Legacy => "legacy",
-            Era::New => "new",
-            Era::PerInterpreter => crate::lab::fidelity::PER_INTERPRETER,
-            Era::FreeThreaded => "free-threaded",
-        }
-    }
-
-    /// The column's heading.
-    pub fn title(self) -> &'static str {
-        match self {
-            Era::Legacy => "legacy GIL (2.x)",
-            Era::New => "new GIL (3.2–3.12)",
-            Era::PerInterpreter => "a GIL per interpreter (3.12+)",
-            Era::FreeThreaded => "free-threaded (3.13t+)",
-        }
-    }
-}
 
 /// How a row's numbers read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,7 +284,7 @@ impl EraRow {
             cell.cpython = fidelity
                 .iter()
                 .filter(|row| {
-                    row.experiment == experiment && row.metric == metric && row.gil == era.name()
+                    row.experiment == experiment && row.metric == metric && row.gil == era
                 })
                 .map(|row| CPythonNumber {
                     python: row.python.clone(),
@@ -355,7 +318,7 @@ pub fn interpreters_by_era(fidelity: &[Fidelity]) -> Vec<(String, String)> {
         .into_iter()
         .map(|era| {
             let mut pythons: Vec<&str> = Vec::new();
-            for row in fidelity.iter().filter(|row| row.gil == era.name()) {
+            for row in fidelity.iter().filter(|row| row.gil == era) {
                 if !pythons.contains(&row.python.as_str()) {
                     pythons.push(&row.python);
                 }
@@ -399,7 +362,7 @@ mod tests {
         ]
     }
 
-    fn fidelity(metric: &str, (python, gil): (&str, &str), cpython: f64) -> Fidelity {
+    fn fidelity(metric: &str, (python, gil): (&str, Era), cpython: f64) -> Fidelity {
         Fidelity::new(
             "countdown",
             metric,
@@ -431,11 +394,11 @@ mod tests {
     fn cpython_numbers_join_the_cells_of_their_era_and_metric() {
         let mut row = CLAIM.judge("countdown", measured());
         row.add_cpython(&[
-            fidelity("m", ("2.7.18", "legacy"), 1.1),
-            fidelity("m", ("3.11.7", "new"), 0.8),
-            fidelity("m", ("3.13.0", "new"), 0.95),
-            fidelity("sub", ("3.13.0", "per-interpreter"), 0.66),
-            fidelity("other", ("3.13.0", "new"), 9.0),
+            fidelity("m", ("2.7.18", Era::Legacy), 1.1),
+            fidelity("m", ("3.11.7", Era::New), 0.8),
+            fidelity("m", ("3.13.0", Era::New), 0.95),
+            fidelity("sub", ("3.13.0", Era::PerInterpreter), 0.66),
+            fidelity("other", ("3.13.0", Era::New), 9.0),
         ]);
         let pythons = |era| {
             row.verdicts
@@ -517,7 +480,7 @@ mod tests {
             .judged(Verdict::Inconclusive)
             .note("needs a core apart");
         let mut row = CLAIM.judge("countdown", measured);
-        row.add_cpython(&[fidelity("sub", ("3.13.0", "per-interpreter"), 0.66)]);
+        row.add_cpython(&[fidelity("sub", ("3.13.0", Era::PerInterpreter), 0.66)]);
         let cell = &row.verdicts.per_interpreter;
         assert_eq!(cell.verdict, Verdict::Inconclusive);
         assert_eq!(

@@ -11,17 +11,15 @@ use crate::gil::{GilConfig, PythonThread};
 use crate::lab::experiments::{io_bound, long_instruction, race, switch_interval};
 use crate::lab::health::HealthLog;
 use crate::lab::measure;
+use crate::lab::model::Era;
 use crate::lab::outcome::{Band, Fidelity};
 use crate::lab::process::ChildServer;
-use crate::lab::pythons::{Python, PythonGil, bench};
+use crate::lab::pythons::{Python, bench};
 use crate::lab::spec::ServerSpec;
 use crate::lab::{Lab, LabError, class_result, p50_ms};
 use crate::server::Model;
 use crate::server::offload::Target;
 use crate::work::spin;
-
-/// The GIL label of a metric measured on subinterpreters, each with a GIL of its own.
-pub const PER_INTERPRETER: &str = "per-interpreter";
 
 /// The names of the metrics other parts of the lab look up (the eras table takes CPython's
 /// numbers by them).
@@ -104,7 +102,7 @@ fn row(
     Fidelity::new(
         experiment,
         metric,
-        (&python.version, python.gil.name()),
+        (&python.version, python.era),
         band,
         cpython,
         emulation,
@@ -276,7 +274,7 @@ fn countdown(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> 
         lab.placement.server_all.clone(),
     );
     let mut rows = Vec::new();
-    let two_cores = if python.gil == PythonGil::Legacy {
+    let two_cores = if python.era == Era::Legacy {
         bands::COUNTDOWN_TWO_CORES_LEGACY
     } else {
         bands::COUNTDOWN_TWO_CORES
@@ -337,7 +335,7 @@ fn countdown(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> 
         );
         if how == Countdown::Interpreters {
             // Not the interpreter's main GIL: each subinterpreter's own.
-            row.gil = PER_INTERPRETER.into();
+            row.gil = Era::PerInterpreter;
         }
         rows.push(row);
     }
@@ -407,7 +405,7 @@ fn two_clients(lab: &mut Lab, python: &Python, model: Model) -> Result<Fidelity,
         ),
     );
     if model == Model::Interpreters {
-        row.gil = PER_INTERPRETER.into();
+        row.gil = Era::PerInterpreter;
     }
     Ok(row)
 }
@@ -484,7 +482,7 @@ fn convoy(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
             ),
         );
         if metric == metrics::CONVOY_INTERPRETERS {
-            row.gil = PER_INTERPRETER.into();
+            row.gil = Era::PerInterpreter;
         }
         rows.push(row);
     }
@@ -667,7 +665,7 @@ fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, La
                 emulated.words("a hand-off to an interpreter's thread and the copies")
             ),
         );
-        row.gil = PER_INTERPRETER.into();
+        row.gil = Era::PerInterpreter;
         rows.push(row);
     }
     Ok(rows)

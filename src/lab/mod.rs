@@ -13,6 +13,7 @@ pub(crate) mod fidelity;
 pub mod health;
 pub mod interrupt;
 pub(crate) mod measure;
+pub mod model;
 pub mod outcome;
 pub mod process;
 pub mod pythons;

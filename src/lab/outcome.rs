@@ -326,9 +326,9 @@ pub struct Fidelity {
     pub metric: String,
     /// The interpreter's version, e.g. "3.11.7".
     pub python: String,
-    /// Its GIL: "legacy", "new", "free-threaded", or "per-interpreter" for a metric measured
-    /// on subinterpreters with a GIL each.
-    pub gil: String,
+    /// Its era: the build's, or per-interpreter for a metric measured on subinterpreters with
+    /// a GIL each.
+    pub gil: crate::lab::model::Era,
     pub cpython: f64,
     pub emulation: f64,
     pub band: [f64; 2],
@@ -341,7 +341,7 @@ impl Fidelity {
     pub fn new(
         experiment: &str,
         metric: &str,
-        (python, gil): (&str, &str),
+        (python, gil): (&str, crate::lab::model::Era),
         band: Band,
         cpython: f64,
         emulation: f64,
@@ -354,7 +354,7 @@ impl Fidelity {
             experiment: experiment.into(),
             metric: metric.into(),
             python: python.into(),
-            gil: gil.into(),
+            gil,
             cpython,
             emulation,
             band,
@@ -457,7 +457,7 @@ mod tests {
             Fidelity::new(
                 "e",
                 "m",
-                ("3.11.7", "new"),
+                ("3.11.7", crate::lab::model::Era::New),
                 band,
                 0.0,
                 emulation,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::gil::{SwitchPoints, Variant};
 use crate::lab::LabError;
+use crate::lab::model::Era;
 use crate::lab::process::run_to_completion;
 use crate::lab::spec::ServerSpec;
 use crate::server::Model;
@@ -41,28 +42,6 @@ pub enum Selection {
     Paths(Vec<PathBuf>),
 }
 
-/// The kind of lock an interpreter has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PythonGil {
-    /// 2.x: release and re-acquire every 100 ticks.
-    Legacy,
-    /// 3.2+: the switch interval and the forced handoff.
-    New,
-    /// A free-threaded build (3.13t+) running without its GIL.
-    FreeThreaded,
-}
-
-impl PythonGil {
-    pub fn name(self) -> &'static str {
-        match self {
-            PythonGil::Legacy => "legacy",
-            PythonGil::New => "new",
-            PythonGil::FreeThreaded => "free-threaded",
-        }
-    }
-}
-
 /// What CPython's eval loop costs here, from `clab_bench.py tick`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Calibration {
@@ -84,7 +63,7 @@ pub struct Python {
     pub version: String,
     pub major: u32,
     pub minor: u32,
-    pub gil: PythonGil,
+    pub era: Era,
     pub calibration: Calibration,
 }
 
@@ -96,16 +75,12 @@ impl Python {
 
     /// "CPython 3.11.7 (new GIL)".
     pub fn label_with_gil(&self) -> String {
-        format!("{} ({} GIL)", self.label(), self.gil.name())
+        format!("{} ({} GIL)", self.label(), self.era.name())
     }
 
     /// The emulation's matching GIL: legacy for 2.x, new for 3.2+, none for free threading.
     pub fn variant(&self) -> Variant {
-        match self.gil {
-            PythonGil::Legacy => Variant::Legacy,
-            PythonGil::New => Variant::New,
-            PythonGil::FreeThreaded => Variant::None,
-        }
+        self.era.variant()
     }
 
     /// Where its eval loop may switch threads: every instruction up to 3.9, calls and
@@ -143,7 +118,7 @@ impl Python {
     /// Has subinterpreters with a GIL each (3.12+, PEP 684; 3.11's share one GIL). A
     /// free-threaded build has no GIL to give them.
     pub fn has_own_gil_subinterpreters(&self) -> bool {
-        (self.major, self.minor) >= (3, 12) && self.gil == PythonGil::New
+        (self.major, self.minor) >= (3, 12) && self.era == Era::New
     }
 
     /// Has asyncio (3.4+; the reference server needs 3.6).
@@ -255,7 +230,7 @@ struct Identity {
     version: String,
     major: u32,
     minor: u32,
-    gil: PythonGil,
+    era: Era,
 }
 
 /// Asks `path` what it is; an error says why it cannot be used.
@@ -265,18 +240,18 @@ fn identify(path: &Path, scripts: &Scripts) -> Result<Identity, String> {
     let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
         return Err(format!("unexpected version {:?}", probe.version));
     };
-    let gil = match probe.gil.as_str() {
-        "legacy" => PythonGil::Legacy,
-        "new" => PythonGil::New,
-        "free-threaded" => PythonGil::FreeThreaded,
-        other => return Err(format!("unknown GIL kind {other:?}")),
+    // A build is of the legacy, new or free-threaded era; "per-interpreter" describes a
+    // measurement, never a build.
+    let era = match Era::parse(&probe.gil) {
+        Some(era) if era != Era::PerInterpreter => era,
+        _ => return Err(format!("unknown GIL kind {:?}", probe.gil)),
     };
     Ok(Identity {
         path: path.into(),
         version: probe.version,
         major,
         minor,
-        gil,
+        era,
     })
 }
 
@@ -291,7 +266,7 @@ fn calibrate(identity: Identity, scripts: &Scripts) -> Result<Python, String> {
         version: identity.version,
         major: identity.major,
         minor: identity.minor,
-        gil: identity.gil,
+        era: identity.era,
         calibration,
     })
 }
@@ -321,7 +296,7 @@ pub fn select(selection: &Selection, scripts: &Scripts) -> Found {
                 // Shims and symlinks lead to the same interpreter: keep the first.
                 if !identities
                     .iter()
-                    .any(|seen| seen.version == identity.version && seen.gil == identity.gil)
+                    .any(|seen| seen.version == identity.version && seen.era == identity.era)
                 {
                     identities.push(identity);
                 }
@@ -330,13 +305,13 @@ pub fn select(selection: &Selection, scripts: &Scripts) -> Found {
         }
     }
     if *selection == Selection::All {
-        identities.sort_by_key(|identity| (identity.major, identity.minor, identity.gil));
+        identities.sort_by_key(|identity| (identity.major, identity.minor, identity.era));
     }
     if *selection == Selection::PerEra {
         identities = per_era(&identities, python3.as_deref());
         if !identities
             .iter()
-            .any(|identity| identity.gil == PythonGil::FreeThreaded)
+            .any(|identity| identity.era == Era::FreeThreaded)
         {
             notes.push(
                 "no free-threaded CPython (python3.13t, python3.14t) was found: free threading is not measured".into(),
@@ -367,22 +342,22 @@ fn per_era(all: &[Identity], python3: Option<&str>) -> Vec<Identity> {
         newest(&|python| python.major == 2),
         python3.and_then(|version| {
             all.iter()
-                .find(|python| python.version == version && python.gil == PythonGil::New)
+                .find(|python| python.version == version && python.era == Era::New)
         }),
-        newest(&|python| python.major == 3 && python.gil == PythonGil::New),
-        newest(&|python| python.gil == PythonGil::FreeThreaded),
+        newest(&|python| python.major == 3 && python.era == Era::New),
+        newest(&|python| python.era == Era::FreeThreaded),
     ]
     .into_iter()
     .flatten()
     {
         if !chosen
             .iter()
-            .any(|seen| seen.version == pick.version && seen.gil == pick.gil)
+            .any(|seen| seen.version == pick.version && seen.era == pick.era)
         {
             chosen.push(pick);
         }
     }
-    chosen.sort_by_key(|python| (python.major, python.minor, python.gil));
+    chosen.sort_by_key(|python| (python.major, python.minor, python.era));
     chosen.into_iter().cloned().collect()
 }
 
@@ -390,25 +365,25 @@ fn per_era(all: &[Identity], python3: Option<&str>) -> Vec<Identity> {
 mod tests {
     use super::*;
 
-    fn identity(version: &str, gil: PythonGil) -> Identity {
+    fn identity(version: &str, era: Era) -> Identity {
         let mut parts = version.split('.').map(|p| p.parse().unwrap());
         Identity {
             path: PathBuf::from(format!("/x/{version}")),
             version: version.into(),
             major: parts.next().unwrap(),
             minor: parts.next().unwrap(),
-            gil,
+            era,
         }
     }
 
-    fn python(version: &str, gil: PythonGil) -> Python {
-        let identity = identity(version, gil);
+    fn python(version: &str, era: Era) -> Python {
+        let identity = identity(version, era);
         Python {
             path: identity.path,
             version: identity.version,
             major: identity.major,
             minor: identity.minor,
-            gil,
+            era,
             calibration: Calibration {
                 iteration_ns: 20.0,
                 checks_per_iteration: 1,
@@ -421,23 +396,23 @@ mod tests {
     #[test]
     fn one_interpreter_per_era() {
         let all = [
-            identity("2.7.18", PythonGil::Legacy),
-            identity("3.6.15", PythonGil::New),
-            identity("3.11.7", PythonGil::New),
-            identity("3.13.0", PythonGil::New),
-            identity("3.13.0", PythonGil::FreeThreaded),
+            identity("2.7.18", Era::Legacy),
+            identity("3.6.15", Era::New),
+            identity("3.11.7", Era::New),
+            identity("3.13.0", Era::New),
+            identity("3.13.0", Era::FreeThreaded),
         ];
         let chosen: Vec<_> = per_era(&all, Some("3.11.7"))
             .iter()
-            .map(|p| (p.version.clone(), p.gil))
+            .map(|p| (p.version.clone(), p.era))
             .collect();
         assert_eq!(
             chosen,
             [
-                ("2.7.18".into(), PythonGil::Legacy),
-                ("3.11.7".into(), PythonGil::New),
-                ("3.13.0".into(), PythonGil::New),
-                ("3.13.0".into(), PythonGil::FreeThreaded),
+                ("2.7.18".into(), Era::Legacy),
+                ("3.11.7".into(), Era::New),
+                ("3.13.0".into(), Era::New),
+                ("3.13.0".into(), Era::FreeThreaded),
             ]
         );
         // python3 being the newest 3.x is measured once.
@@ -446,14 +421,14 @@ mod tests {
 
     #[test]
     fn each_era_is_emulated_with_its_own_lock_and_switch_points() {
-        let legacy = python("2.7.18", PythonGil::Legacy);
+        let legacy = python("2.7.18", Era::Legacy);
         assert_eq!(legacy.variant(), Variant::Legacy);
         assert_eq!(legacy.switch_points(), SwitchPoints::EveryInstruction);
         assert_eq!(
-            python("3.9.18", PythonGil::New).switch_points(),
+            python("3.9.18", Era::New).switch_points(),
             SwitchPoints::EveryInstruction
         );
-        let modern = python("3.11.7", PythonGil::New);
+        let modern = python("3.11.7", Era::New);
         assert_eq!(modern.switch_points(), SwitchPoints::CallsAndJumps);
         assert_eq!(
             modern.emulation_args(),
@@ -466,10 +441,7 @@ mod tests {
                 "calls-and-jumps"
             ]
         );
-        assert_eq!(
-            python("3.13.0", PythonGil::FreeThreaded).variant(),
-            Variant::None
-        );
+        assert_eq!(python("3.13.0", Era::FreeThreaded).variant(), Variant::None);
     }
 
     #[test]

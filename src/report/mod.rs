@@ -256,7 +256,7 @@ mod tests {
             fidelity: vec![Fidelity::new(
                 "demo",
                 "a ratio",
-                ("3.11.7", "new"),
+                ("3.11.7", crate::lab::model::Era::New),
                 crate::lab::outcome::Band::Relative(0.1),
                 2.0,
                 2.1,

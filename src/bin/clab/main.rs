@@ -200,7 +200,7 @@ fn lab(args: &LabArgs) -> anyhow::Result<LabEnd> {
             "{} at {}: {} GIL, tick {:.1} ns",
             python.label(),
             python.path.display(),
-            python.gil.name(),
+            python.era.name(),
             python.calibration.tick_ns
         ));
     }

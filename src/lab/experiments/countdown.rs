@@ -8,8 +8,8 @@ use crate::gil::Variant;
 use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
 use crate::lab::fidelity::metrics;
 use crate::lab::measure::latency;
+use crate::lab::model::Era;
 use crate::lab::outcome::{Chart, Figure, Table};
-use crate::lab::pythons::PythonGil;
 use crate::lab::spec::ServerSpec;
 use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Verdict};
 use crate::server::Model;
@@ -113,7 +113,7 @@ fn measure(lab: &mut Lab, spec: &ServerSpec, job: &str) -> Result<Row, LabError>
 /// CPython 2's tick as measured here, where the lab found a CPython 2: the legacy GIL's
 /// 100-tick check interval then releases as often as 2.7's does.
 fn legacy_tick(lab: &Lab) -> Option<Duration> {
-    let python = lab.pythons.iter().find(|p| p.gil == PythonGil::Legacy)?;
+    let python = lab.pythons.iter().find(|p| p.era == Era::Legacy)?;
     Some(python.tick())
 }
 

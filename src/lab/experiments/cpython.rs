@@ -187,7 +187,7 @@ fn setup(lab: &Lab) -> Vec<String> {
                 "{} at {}: {} GIL; countdown iteration {:.1} ns with {} eval-breaker check(s), so a tick of {:.1} ns; a fib call {:.1} ns; emulated as `clab serve {}`",
                 python.label(),
                 python.path.display(),
-                python.gil.name(),
+                python.era.name(),
                 calibration.iteration_ns,
                 calibration.checks_per_iteration,
                 calibration.tick_ns,

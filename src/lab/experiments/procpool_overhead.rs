@@ -8,8 +8,8 @@ use crate::gil::Variant;
 use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
 use crate::lab::fidelity::{PoolRates, metrics};
 use crate::lab::measure;
+use crate::lab::model::Era;
 use crate::lab::outcome::{Chart, Figure, Table};
-use crate::lab::pythons::PythonGil;
 use crate::lab::spec::ServerSpec;
 use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
 use crate::pool::{Executor, ProcessPool, ThreadPool, WorkerCommand};
@@ -180,7 +180,7 @@ struct CPythonRates {
 
 impl CPythonRates {
     fn measure(lab: &mut Lab) -> Result<Option<CPythonRates>, LabError> {
-        let new_gil = lab.pythons.iter().find(|p| p.gil == PythonGil::New);
+        let new_gil = lab.pythons.iter().find(|p| p.era == Era::New);
         let Some(python) = new_gil.cloned() else {
             return Ok(None);
         };

@@ -8,7 +8,8 @@
 use serde::Serialize;
 
 pub use crate::lab::model::Era;
-use crate::lab::outcome::{Fidelity, Verdict, significant};
+use crate::lab::model::{Measurements, Subject};
+use crate::lab::outcome::{Verdict, significant};
 
 /// How a row's numbers read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,10 +128,25 @@ impl Measured {
     }
 }
 
-/// CPython's own number for an era's cell, judged by the row's rule.
+/// CPython's own number for an era's cell, judged by the row's rule, and beside it the number
+/// of the emulation standing for that interpreter, measured by the same code path.
 #[derive(Debug, Clone, Serialize)]
 pub struct CPythonNumber {
     pub python: String,
+    pub value: f64,
+    pub shown: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// The emulation configured as this interpreter (its lock, tick and switch points).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emulation: Option<EmulatedNumber>,
+    /// What was run, for both numbers.
+    pub evidence: String,
+}
+
+/// The emulation's number beside an interpreter's, judged by the same rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmulatedNumber {
     pub value: f64,
     pub shown: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -165,6 +181,13 @@ impl Cell {
             words += &format!("; CPython {}: {}", number.python, number.shown);
             if let Some(verdict) = number.verdict {
                 words += &format!(", {verdict}");
+            }
+            if let Some(emulated) = &number.emulation {
+                words += &format!(" (its emulation {}", emulated.shown);
+                if let Some(verdict) = emulated.verdict {
+                    words += &format!(", {verdict}");
+                }
+                words += ")";
             }
         }
         if let Some(note) = &self.note {
@@ -273,54 +296,93 @@ impl EraRow {
         }
     }
 
-    /// Puts CPython's numbers beside the emulation's: every fidelity row of this experiment
-    /// with the cell's metric, on an interpreter of the cell's era, judged by the row's rule.
-    pub fn add_cpython(&mut self, fidelity: &[Fidelity]) {
+    /// Puts CPython's numbers beside the emulation's: every measurement of the cell's metric
+    /// on an interpreter of the cell's era, with the emulation standing for that interpreter,
+    /// both judged by the row's rule.
+    pub fn add_cpython(&mut self, table: &Measurements) {
         let (judge, unit, experiment) = (self.judge, self.unit, self.experiment);
         for (era, cell) in Era::ALL.into_iter().zip(self.verdicts.cells_mut()) {
             let Some(metric) = cell.cpython_metric else {
                 continue;
             };
-            cell.cpython = fidelity
-                .iter()
-                .filter(|row| {
-                    row.experiment == experiment && row.metric == metric && row.gil == era
-                })
-                .map(|row| CPythonNumber {
-                    python: row.python.clone(),
-                    value: row.cpython,
-                    shown: unit.show(row.cpython),
-                    verdict: judge.judge(row.cpython).filter(|_| cell.judges_cpython),
+            let judges = cell.judges_cpython;
+            cell.cpython = table
+                .of(experiment, metric)
+                .filter(|row| row.is_cpython() && row.era() == Some(era))
+                .map(|row| {
+                    let python = row.python.clone().unwrap_or_default();
+                    let standing_for = Subject::emulating(&python, era);
+                    let emulation =
+                        table
+                            .get((experiment, metric, &standing_for.label))
+                            .map(|emulated| EmulatedNumber {
+                                value: emulated.value,
+                                shown: unit.show(emulated.value),
+                                verdict: judge.judge(emulated.value).filter(|_| judges),
+                            });
+                    CPythonNumber {
+                        value: row.value,
+                        shown: unit.show(row.value),
+                        verdict: judge.judge(row.value).filter(|_| judges),
+                        emulation,
+                        evidence: row.evidence.clone(),
+                        python,
+                    }
                 })
                 .collect();
         }
     }
+
+    /// A run that measured CPython's numbers uncleanly gives no verdict on them.
+    pub fn unclean_cpython(&mut self, unclean: Verdict) {
+        for cell in self.verdicts.cells_mut() {
+            for number in &mut cell.cpython {
+                for verdict in [
+                    number.verdict.as_mut(),
+                    number.emulation.as_mut().and_then(|e| e.verdict.as_mut()),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    if matches!(verdict, Verdict::Holds | Verdict::DoesNotHold) {
+                        *verdict = unclean;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The rule the row judges by, and how its numbers read.
+    pub fn judge(&self) -> (Rule, Unit) {
+        (self.judge, self.unit)
+    }
 }
 
-/// The report's eras table: each outcome's row, with CPython's numbers from the fidelity
-/// matrix beside the emulation's.
+/// The report's eras table: each outcome's row, with CPython's numbers and their emulation's
+/// from the table beside the experiment's own.
 pub fn collect<'a>(
     rows: impl IntoIterator<Item = &'a EraRow>,
-    fidelity: &[Fidelity],
+    table: &Measurements,
 ) -> Vec<EraRow> {
     rows.into_iter()
         .map(|row| {
             let mut row = row.clone();
-            row.add_cpython(fidelity);
+            row.add_cpython(table);
             row
         })
         .collect()
 }
 
 /// Which CPython interpreters stood for each era, in words, for the line under the table.
-pub fn interpreters_by_era(fidelity: &[Fidelity]) -> Vec<(String, String)> {
+pub fn interpreters_by_era(table: &Measurements) -> Vec<(String, String)> {
     Era::ALL
         .into_iter()
         .map(|era| {
             let mut pythons: Vec<&str> = Vec::new();
-            for row in fidelity.iter().filter(|row| row.gil == era) {
-                if !pythons.contains(&row.python.as_str()) {
-                    pythons.push(&row.python);
+            for row in table.rows().iter().filter(|row| row.is_cpython() && row.era() == Some(era)) {
+                let python = row.python.as_deref().unwrap_or_default();
+                if !pythons.contains(&python) {
+                    pythons.push(python);
                 }
             }
             let words = if pythons.is_empty() {
@@ -340,7 +402,7 @@ pub fn interpreters_by_era(fidelity: &[Fidelity]) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::outcome::Band;
+    use crate::lab::outcome::{Band, Fidelity};
 
     const CLAIM: EraClaim = EraClaim {
         claim: "two jobs at once are no faster than serial",
@@ -369,9 +431,17 @@ mod tests {
             (python, gil),
             Band::Relative(0.2),
             cpython,
-            cpython,
+            cpython * 0.5,
             String::new(),
         )
+    }
+
+    fn table(rows: &[Fidelity]) -> Measurements {
+        let mut table = Measurements::default();
+        for row in rows {
+            crate::lab::views::insert_fidelity(&mut table, row).unwrap();
+        }
+        table
     }
 
     #[test]
@@ -393,13 +463,13 @@ mod tests {
     #[test]
     fn cpython_numbers_join_the_cells_of_their_era_and_metric() {
         let mut row = CLAIM.judge("countdown", measured());
-        row.add_cpython(&[
+        row.add_cpython(&table(&[
             fidelity("m", ("2.7.18", Era::Legacy), 1.1),
             fidelity("m", ("3.11.7", Era::New), 0.8),
             fidelity("m", ("3.13.0", Era::New), 0.95),
             fidelity("sub", ("3.13.0", Era::PerInterpreter), 0.66),
             fidelity("other", ("3.13.0", Era::New), 9.0),
-        ]);
+        ]));
         let pythons = |era| {
             row.verdicts
                 .get(era)
@@ -423,10 +493,9 @@ mod tests {
         );
         assert!(pythons(Era::FreeThreaded).is_empty());
         assert!(
-            row.verdicts
-                .per_interpreter
-                .words()
-                .contains("CPython 3.13.0: 0.66×, does not hold")
+            row.verdicts.per_interpreter.words().contains(
+                "CPython 3.13.0: 0.66×, does not hold (its emulation 0.33×, does not hold)"
+            )
         );
     }
 
@@ -480,7 +549,11 @@ mod tests {
             .judged(Verdict::Inconclusive)
             .note("needs a core apart");
         let mut row = CLAIM.judge("countdown", measured);
-        row.add_cpython(&[fidelity("sub", ("3.13.0", Era::PerInterpreter), 0.66)]);
+        row.add_cpython(&table(&[fidelity(
+            "sub",
+            ("3.13.0", Era::PerInterpreter),
+            0.66,
+        )]));
         let cell = &row.verdicts.per_interpreter;
         assert_eq!(cell.verdict, Verdict::Inconclusive);
         assert_eq!(
@@ -489,7 +562,7 @@ mod tests {
         );
         assert!(
             cell.words()
-                .ends_with("CPython 3.13.0: 0.66× — needs a core apart")
+                .ends_with("CPython 3.13.0: 0.66× (its emulation 0.33×) — needs a core apart")
         );
         assert_eq!(Rule::AboveZero.judge(1e-7), Some(Verdict::Holds));
         assert_eq!(Rule::AboveZero.judge(0.0), Some(Verdict::DoesNotHold));

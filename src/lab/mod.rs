@@ -19,6 +19,7 @@ pub mod process;
 pub mod pythons;
 pub mod setups;
 pub(crate) mod spec;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 /// The judgement of a claim, or of one part of it, on this machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Holds,

@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::lab::eras::{self, Era, EraRow};
+use crate::lab::model::Measurements;
 use crate::lab::outcome::Fidelity;
+use crate::lab::views::verdicts::VerdictRow;
 use crate::lab::{Outcome, Placement, Profile};
 use crate::system::machine::Machine;
 
 /// The value of `report.json`'s `schema` field.
-pub const SCHEMA: &str = "clab-lab/2";
+pub const SCHEMA: &str = "clab-lab/3";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -63,6 +65,10 @@ pub struct LabReport {
     pub placement: Placement,
     /// The request sizes measured at the start.
     pub setups: crate::lab::setups::Setups,
+    /// Each claim's verdicts: per era on every interpreter that ran it and on the emulation.
+    pub verdicts: Vec<VerdictRow>,
+    /// The run's one table: every number, measured once.
+    pub measurements: Measurements,
     pub outcomes: Vec<Outcome>,
     /// Every metric measured on real CPython and on the emulation, from all outcomes.
     pub fidelity: Vec<Fidelity>,
@@ -75,21 +81,6 @@ pub struct LabReport {
     pub interrupted_by: Option<String>,
     /// The command line that produced the run, one argument an item.
     pub command_line: Vec<String>,
-}
-
-impl LabReport {
-    /// Gathers the outcomes' fidelity rows into the report's own list.
-    pub fn collect_fidelity(outcomes: &[Outcome]) -> Vec<Fidelity> {
-        outcomes
-            .iter()
-            .flat_map(|outcome| outcome.fidelity.iter().cloned())
-            .collect()
-    }
-
-    /// Gathers the outcomes' era rows, with CPython's numbers from `fidelity` beside them.
-    pub fn collect_eras(outcomes: &[Outcome], fidelity: &[Fidelity]) -> Vec<EraRow> {
-        eras::collect(outcomes.iter().filter_map(|o| o.era.as_ref()), fidelity)
-    }
 }
 
 /// One fidelity row as the pages show it: the interpreter, then the row's own cells.
@@ -128,9 +119,83 @@ fn era_cells(report: &LabReport) -> Vec<EraCells> {
         .collect()
 }
 
+/// One claim in the pages' lead table: per era, each verdict on CPython and the emulation's.
+#[derive(Debug, Clone, Serialize)]
+struct LeadRow {
+    claim: String,
+    /// Per era, (verdict, words) for each interpreter, then the emulation's own setup.
+    eras: Vec<Vec<(crate::lab::Verdict, String)>>,
+    /// The verdict of a claim with no era: it rests on the emulation.
+    emulation_only: Option<crate::lab::Verdict>,
+}
+
+fn lead_rows(report: &LabReport) -> Vec<LeadRow> {
+    use crate::lab::model::SubjectKind;
+    report
+        .outcomes
+        .iter()
+        .map(|outcome| {
+            let rows: Vec<&VerdictRow> = report
+                .verdicts
+                .iter()
+                .filter(|row| row.claim == outcome.id)
+                .collect();
+            let emulation_only = match rows.as_slice() {
+                [only] if only.era.is_none() => Some(only.verdict),
+                _ => None,
+            };
+            let eras = Era::ALL
+                .iter()
+                .map(|era| {
+                    rows.iter()
+                        .filter(|row| row.era == Some(*era))
+                        .map(|row| {
+                            let who = match (row.on, &row.python) {
+                                (SubjectKind::Cpython, Some(python)) => format!("CPython {python}"),
+                                (SubjectKind::Emulation, Some(python)) => {
+                                    format!("emulating {python}")
+                                }
+                                _ => "emulation".into(),
+                            };
+                            (row.verdict, who)
+                        })
+                        .collect()
+                })
+                .collect();
+            LeadRow {
+                claim: outcome.id.to_owned(),
+                eras,
+                emulation_only,
+            }
+        })
+        .collect()
+}
+
+/// Each outcome's no-GIL contrast as the pages show it: (CSS class, words).
+fn contrasts(report: &LabReport) -> BTreeMap<&'static str, (String, String)> {
+    report
+        .outcomes
+        .iter()
+        .filter_map(|outcome| {
+            let contrast = outcome.contrast.as_ref()?;
+            let words = text::contrast_words(contrast);
+            let class = if words.contains("as expected") {
+                "expected".to_owned()
+            } else {
+                serde_json::to_value(contrast.without_gil.verdict)
+                    .ok()?
+                    .as_str()?
+                    .to_owned()
+            };
+            Some((outcome.id, (class, words)))
+        })
+        .collect()
+}
+
 /// Writes the report under `out`, returning the path of `index.html`.
 pub fn write(report: &LabReport, out: &Path) -> Result<PathBuf, ReportError> {
     let (plots, data) = (out.join("plots"), out.join("data"));
+    clear(out)?;
     for dir in [out, &plots, &data] {
         std::fs::create_dir_all(dir).map_err(|e| ReportError::Io(dir.to_owned(), e))?;
     }
@@ -150,6 +215,11 @@ pub fn write(report: &LabReport, out: &Path) -> Result<PathBuf, ReportError> {
         write_file(&data.join(format!("{}.json", outcome.id)), &json(outcome))?;
     }
     write_file(&out.join("report.json"), &json(report))?;
+    let csv = report
+        .measurements
+        .to_csv()
+        .map_err(|e| ReportError::Io(out.join(MEASUREMENTS_CSV), e.into()))?;
+    write_file(&out.join(MEASUREMENTS_CSV), &csv)?;
     let svgs = minijinja::Value::from(svgs);
     let templates = templates();
     let render = |name: &'static str| {
@@ -161,7 +231,9 @@ pub fn write(report: &LabReport, out: &Path) -> Result<PathBuf, ReportError> {
                     fidelity_rows => report.fidelity.iter().map(fidelity_cells).collect::<Vec<_>>(),
                     era_titles => Era::ALL.iter().map(|era| era.title()).collect::<Vec<_>>(),
                     era_rows => minijinja::value::Serde(era_cells(report)),
-                    era_interpreters => eras::interpreters_by_era(&report.fidelity),
+                    era_interpreters => eras::interpreters_by_era(&report.measurements),
+                    lead_rows => minijinja::value::Serde(lead_rows(report)),
+                    contrasts => minijinja::value::Serde(contrasts(report)),
                     setup_lines => report.setups.describe(),
                     health_columns => crate::lab::health::Health::COLUMNS,
                     health_rows => report.outcomes.iter().map(|o| {
@@ -176,6 +248,39 @@ pub fn write(report: &LabReport, out: &Path) -> Result<PathBuf, ReportError> {
     let index = out.join("index.html");
     write_file(&index, render("index.html")?.as_bytes())?;
     Ok(index)
+}
+
+/// The table as CSV, beside `report.json`.
+pub const MEASUREMENTS_CSV: &str = "measurements.csv";
+
+/// What a report writes: the previous run's are removed before a run writes its own, so no
+/// plot or data file of another run is left to be read as this one's. Nothing else in the
+/// directory is touched.
+const WRITTEN: [&str; 6] = [
+    "plots",
+    "data",
+    "report.json",
+    MEASUREMENTS_CSV,
+    "README.md",
+    "index.html",
+];
+
+fn clear(out: &Path) -> Result<(), ReportError> {
+    for name in WRITTEN {
+        let path = out.join(name);
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ReportError::Io(path, e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn templates() -> minijinja::Environment<'static> {
@@ -275,6 +380,11 @@ mod tests {
     #[test]
     fn a_report_has_every_part_escaped_where_it_must_be() {
         let dir = tempfile::tempdir().unwrap();
+        // A previous run's plot that this run does not draw is not left behind.
+        std::fs::create_dir_all(dir.path().join("plots")).unwrap();
+        std::fs::write(dir.path().join("plots/old-run.svg"), "<svg/>").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "the user's").unwrap();
+        let views = crate::lab::views::Views::of(&[outcome()]).unwrap();
         let report = LabReport {
             schema: SCHEMA,
             started_at: "now".into(),
@@ -284,8 +394,10 @@ mod tests {
             placement: Placement::from_allowed(&[0, 1]),
             setups: crate::lab::setups::Setups::default(),
             outcomes: vec![outcome()],
-            fidelity: LabReport::collect_fidelity(&[outcome()]),
-            eras: LabReport::collect_eras(&[outcome()], &LabReport::collect_fidelity(&[outcome()])),
+            verdicts: views.verdicts,
+            measurements: views.measurements,
+            fidelity: views.fidelity,
+            eras: views.eras,
             partial: true,
             interrupted_by: Some("SIGINT".into()),
             command_line: vec!["clab".into(), "lab".into(), "--quick".into()],
@@ -304,7 +416,7 @@ mod tests {
         assert!(markdown.contains("| CPython 3.11.7 (new GIL) | demo | a ratio | 2.00 | 2.10 | 1.05 | 1.80 – 2.20 | yes |"), "{markdown}");
         assert!(html.contains("<td>CPython 3.11.7 (new GIL)</td>"));
         // The eras table: a column per era, CPython's number in the era it was measured in.
-        assert!(markdown.contains("| [demo](#demo) | two jobs at once are no faster (*at once ÷ in a row: holds at 0.85× or more, does not hold at 0.70× or less*) | **holds**: 1.10× (threads) | **holds**: 1.00× (threads); CPython 3.11.7: 2.00×, holds | **does not hold**: 0.50× (threads) |"), "{markdown}");
+        assert!(markdown.contains("| [demo](#demo) | two jobs at once are no faster (*at once ÷ in a row: holds at 0.85× or more, does not hold at 0.70× or less*) | **holds**: 1.10× (threads) | **holds**: 1.00× (threads); CPython 3.11.7: 2.00×, holds (its emulation 2.10×, holds) | **does not hold**: 0.50× (threads) |"), "{markdown}");
         assert!(markdown.contains("free-threaded (3.13t+) — none: no free-threaded build"));
         assert!(html.contains("<th>a GIL per interpreter (3.12+)</th>"));
         let json: serde_json::Value =
@@ -325,7 +437,38 @@ mod tests {
             json["outcomes"][0].get("era").is_none(),
             "kept once, in eras"
         );
-        assert_eq!(json["schema"], "clab-lab/2");
+        assert_eq!(json["schema"], "clab-lab/3");
+        assert!(!dir.path().join("plots/old-run.svg").exists());
+        assert!(
+            dir.path().join("notes.txt").exists(),
+            "only the report's own files go"
+        );
+        // The lead: the claim on CPython in its era, beside the emulation standing for it.
+        assert!(
+            markdown.contains(
+                "CPython 3.11.7: **holds**<br>emulating 3.11.7: **holds**<br>emulation: **holds**"
+            ),
+            "{markdown}"
+        );
+        let verdict = json["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["on"] == "cpython")
+            .unwrap();
+        assert_eq!(
+            (&verdict["era"], &verdict["python"], &verdict["verdict"]),
+            (
+                &serde_json::json!("new"),
+                &serde_json::json!("3.11.7"),
+                &serde_json::json!("holds")
+            )
+        );
+        let csv = std::fs::read_to_string(dir.path().join("measurements.csv")).unwrap();
+        assert_eq!(
+            csv.lines().count(),
+            1 + json["measurements"].as_array().unwrap().len()
+        );
         assert_eq!(json["outcomes"][0]["health"][0]["what"], "server demo");
         assert!(markdown.contains("2026-11-25: a threshold moved (why: it could not fail)"));
         assert!(html.contains("<td>server demo</td><td>0</td>"), "{html}");

@@ -184,13 +184,24 @@ pub enum LabAction {
     },
     /// Run every experiment (the default)
     All,
+    /// Set two runs side by side: per measurement the change and whether it is beyond the
+    /// runs' own repeat spread, then every verdict that changed
+    Compare {
+        /// The earlier run: its report directory or its report.json
+        #[arg(value_name = "OLD")]
+        old: PathBuf,
+        /// The later run: its report directory or its report.json
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+    },
 }
 
 impl LabArgs {
-    /// The lab's options, or `None` for `clab lab list`.
+    /// The lab's options, or `None` for `clab lab list` and `clab lab compare`, which run
+    /// nothing.
     pub fn options(&self) -> Result<Option<Options>, LabError> {
         let ids: &[String] = match &self.action {
-            Some(LabAction::List { .. }) => return Ok(None),
+            Some(LabAction::List { .. } | LabAction::Compare { .. }) => return Ok(None),
             Some(LabAction::Run { ids }) => ids,
             Some(LabAction::All) | None => &[],
         };

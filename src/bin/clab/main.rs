@@ -139,6 +139,20 @@ fn interrupt_on_signals(say: impl Fn(String) + Send + 'static) -> anyhow::Result
     Ok(interrupt)
 }
 
+/// `clab lab compare OLD NEW`, as text.
+fn compare(old: &std::path::Path, new: &std::path::Path) -> anyhow::Result<String> {
+    let read = |path: &std::path::Path| {
+        let file = if path.is_dir() {
+            path.join("report.json")
+        } else {
+            path.to_owned()
+        };
+        clab::lab::views::compare::Run::read(&file, clab::report::SCHEMA)
+    };
+    let (old, new) = (read(old)?, read(new)?);
+    Ok(clab::report::text::compare(&old, &new))
+}
+
 /// How a lab run ended, beside an error.
 enum LabEnd {
     Done,
@@ -152,10 +166,12 @@ enum LabEnd {
 fn lab(args: &LabArgs) -> anyhow::Result<LabEnd> {
     let Some(options) = args.options()? else {
         let catalogue = clab::lab::catalogue();
-        let text = if matches!(args.action, Some(cli::LabAction::List { json: true })) {
-            clab::report::text::catalogue_json(catalogue)
-        } else {
-            clab::report::text::catalogue(catalogue)
+        let text = match &args.action {
+            Some(cli::LabAction::Compare { old, new }) => compare(old, new)?,
+            Some(cli::LabAction::List { json: true }) => {
+                clab::report::text::catalogue_json(catalogue)
+            }
+            _ => clab::report::text::catalogue(catalogue),
         };
         emit(text.as_bytes())?;
         return Ok(LabEnd::Done);
@@ -240,8 +256,8 @@ fn lab(args: &LabArgs) -> anyhow::Result<LabEnd> {
         ));
     });
     bar.finish_and_clear();
-    let fidelity = clab::report::LabReport::collect_fidelity(&outcomes);
-    let eras = clab::report::LabReport::collect_eras(&outcomes, &fidelity);
+    let views = clab::lab::views::Views::of(&outcomes)
+        .context("the run's measurements do not form one table")?;
     let report = clab::report::LabReport {
         schema: clab::report::SCHEMA,
         started_at,
@@ -250,8 +266,10 @@ fn lab(args: &LabArgs) -> anyhow::Result<LabEnd> {
         environment: clab::report::LabEnvironment::detect(python_labels),
         placement: lab.placement.clone(),
         setups: lab.setups.clone(),
-        fidelity,
-        eras,
+        verdicts: views.verdicts,
+        measurements: views.measurements,
+        fidelity: views.fidelity,
+        eras: views.eras,
         partial: interrupt.signal().is_some(),
         interrupted_by: interrupt.name(),
         command_line: std::env::args_os()
@@ -260,7 +278,7 @@ fn lab(args: &LabArgs) -> anyhow::Result<LabEnd> {
         outcomes,
     };
     let index = clab::report::write(&report, options.out())?;
-    print!("{}", clab::report::text::verdicts(&report.outcomes));
+    print!("{}", clab::report::text::verdicts(&report));
     println!("report: {}", index.display());
     if let Some(signal) = interrupt.signal() {
         eprintln!(

@@ -1,14 +1,14 @@
 //! The eras of CPython's lock, the one vocabulary for what an interpreter is, what the
 //! emulation stands for, and the columns of the eras table.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::gil::Variant;
 
 /// An era of CPython's lock. An interpreter's build is legacy, new or free-threaded; a
 /// measurement taken on subinterpreters with a GIL each (3.12+) belongs to the
 /// per-interpreter era.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Era {
     /// 2.x: release and re-acquire every 100 ticks.

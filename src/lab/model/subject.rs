@@ -2,11 +2,11 @@
 //! `python/`, or an emulated configuration (`clab serve`, or the in-process GIL) that may
 //! stand for one interpreter (its era, its measured tick, its switch points).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::lab::model::Era;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SubjectKind {
     /// A real CPython interpreter.

@@ -156,7 +156,17 @@ fn the_quick_catalogue_writes_a_complete_report() {
 
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
-    assert_eq!(report["schema"], "clab-lab/2");
+    assert_eq!(report["schema"], "clab-lab/3");
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../schema/lab-report.v3.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(&report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_one_table(&report, &out);
+    assert_compares_with_itself(&out);
     let outcomes = report["outcomes"].as_array().unwrap();
     let ids: Vec<&str> = outcomes.iter().map(|o| o["id"].as_str().unwrap()).collect();
     let catalogue: Vec<&str> = clab::lab::catalogue().iter().map(|e| e.id).collect();
@@ -289,6 +299,7 @@ fn the_quick_catalogue_writes_a_complete_report() {
         );
     }
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("Each claim on real CPython, era by era"));
     assert!(html.contains("The claims in each era of CPython"));
     assert!(html.contains("Claims and verdicts") && html.matches("<svg").count() >= figures.len());
     if !fidelity.is_empty() {
@@ -302,6 +313,91 @@ fn the_quick_catalogue_writes_a_complete_report() {
         );
     }
     render_in_chromium(&out);
+}
+
+/// The run's measurements are one table: each (claim, metric, subject) once, each with what
+/// was run; `measurements.csv` holds the same rows and loads with Python's `csv` module; the
+/// verdicts judge every claim, and on real CPython wherever an interpreter ran.
+fn assert_one_table(report: &serde_json::Value, out: &Path) {
+    let rows = report["measurements"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    let mut keys: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|row| {
+            let text = |key: &str| row[key].as_str().unwrap().to_owned();
+            (text("claim"), text("metric"), text("subject"))
+        })
+        .collect();
+    keys.sort();
+    let before = keys.len();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        before,
+        "a (claim, metric, subject) measured twice"
+    );
+    if python3_exists() {
+        let output = Command::new("python3")
+            .args([
+                "-c",
+                "import csv, sys; print(len(list(csv.DictReader(open(sys.argv[1], newline='')))))",
+            ])
+            .arg(out.join("measurements.csv"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            rows.len().to_string()
+        );
+    }
+    let verdicts = report["verdicts"].as_array().unwrap();
+    for experiment in clab::lab::catalogue() {
+        assert!(
+            verdicts.iter().any(|row| row["claim"] == experiment.id),
+            "{} has no verdict",
+            experiment.id
+        );
+    }
+    let on_cpython = verdicts.iter().filter(|row| row["on"] == "cpython").count();
+    assert_eq!(on_cpython > 0, python3_exists(), "{verdicts:?}");
+}
+
+/// `clab lab compare` of a run with itself: a table, no change beyond the spread, no verdict
+/// changed, status 0.
+fn assert_compares_with_itself(out: &Path) {
+    let mut command = clab();
+    command
+        .args(["lab", "compare"])
+        .arg(out)
+        .arg(out.join("report.json"));
+    let output = run_with_limit(command, Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("no verdict changed"), "{stdout}");
+    assert!(stdout.contains("+0.0 %"), "{stdout}");
+}
+
+#[test]
+fn compare_refuses_what_is_not_a_lab_report_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.json");
+    std::fs::write(&old, r#"{"schema": "clab-lab/2", "outcomes": []}"#).unwrap();
+    for (first, expected) in [
+        (dir.path().join("missing.json"), "cannot read"),
+        (
+            old.clone(),
+            "is a \"clab-lab/2\" report; compare reads \"clab-lab/3\"",
+        ),
+    ] {
+        let mut command = clab();
+        command.args(["lab", "compare"]).arg(&first).arg(&old);
+        let output = run_with_limit(command, Duration::from_secs(30));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
 }
 
 /// `--fail-on` gates on the verdict a run reached: countdown on one CPU cannot use two cores,

@@ -21,9 +21,11 @@ pub struct Measurement {
     pub era: Option<String>,
     /// The interpreter's version: the one measured, or the one the emulation stands for.
     pub python: Option<String>,
-    /// The median of the repeats.
+    /// The median of the repeats (NaN, written as null, where nothing could be measured).
+    #[serde(deserialize_with = "null_as_nan")]
     pub value: f64,
     /// Every repeat's value, in the order measured (one where the profile repeats nothing).
+    #[serde(deserialize_with = "nulls_as_nan")]
     pub repeats: Vec<f64>,
     /// What was run to get the number: its method and setup, in words.
     pub evidence: String,
@@ -73,6 +75,16 @@ impl Measurement {
             [low.min(value), high.max(value)]
         })
     }
+}
+
+/// JSON has no NaN: serde_json writes it as null, and reading it back gives NaN again.
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+}
+
+fn nulls_as_nan<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<f64>, D::Error> {
+    let values = Vec::<Option<f64>>::deserialize(deserializer)?;
+    Ok(values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
 }
 
 /// The median of `values` (NaN for none).
@@ -202,6 +214,18 @@ mod tests {
         assert_eq!(kept.value, 0.01);
         assert!(kept.is_cpython() && kept.era() == Some(Era::New));
         assert_eq!(kept.spread(), [0.01 * 0.9, 0.01 * 1.1]);
+    }
+
+    #[test]
+    fn a_number_that_could_not_be_measured_survives_json() {
+        let mut table = Measurements::default();
+        table
+            .insert(row(&Subject::emulation("threads", None), f64::NAN))
+            .unwrap();
+        let json = serde_json::to_string(&table).unwrap();
+        assert!(json.contains("\"value\":null"), "{json}");
+        let back: Measurements = serde_json::from_str(&json).unwrap();
+        assert!(back.rows()[0].value.is_nan());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use clab::lab::model::Era;
-use clab::lab::pythons::{Python, Scripts, Selection};
+use clab::lab::running::pythons::{Python, Scripts, Selection};
 use common::{Server, children, clab};
 use nix::sys::signal::Signal;
 
@@ -23,7 +23,7 @@ fn interpreters() -> &'static [Python] {
         .get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
             let scripts = Scripts::write(dir.path()).unwrap();
-            let found = clab::lab::pythons::select(&Selection::PerEra, &scripts);
+            let found = clab::lab::running::pythons::select(&Selection::PerEra, &scripts);
             for note in &found.notes {
                 eprintln!("{note}");
             }

@@ -284,7 +284,7 @@ fn resident_memory_per_connection_for_each_model() {
     // CPython's asyncio server, measured the same way, on every interpreter with asyncio.
     let server_script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/clab_server.py");
     let mut seen = std::collections::HashSet::new();
-    for python in clab::lab::pythons::candidates() {
+    for python in clab::lab::running::pythons::candidates() {
         let mut command = std::process::Command::new(&python);
         command.args([server_script, "--model", "asyncio", "--addr", "127.0.0.1:0"]);
         let Ok(status) = std::process::Command::new(&python)

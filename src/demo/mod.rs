@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::choice::Choice;
 use crate::gil::Variant;
-use crate::lab::spec::ServerSpec;
+use crate::lab::running::spec::ServerSpec;
 use crate::load::plan::{ClassPlan, Mode, Plan, PlanError, Window};
 use crate::server::Model;
 use crate::server::offload::Target;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::choice::Choice;
 use crate::demo::{Scenario, Setup, Sighting, caption};
-use crate::lab::Placement;
-use crate::lab::process::{ChildKind, ChildServer};
+use crate::lab::running::Placement;
+use crate::lab::running::process::{ChildKind, ChildServer};
 use crate::load::live::LiveLoad;
 use crate::load::plan::PlanError;
 use crate::tui::{Key, Screen};
@@ -21,7 +21,7 @@ const REFRESH: Duration = Duration::from_millis(250);
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("cannot start the server")]
-    Server(#[source] crate::lab::LabError),
+    Server(#[source] crate::lab::running::LabError),
     #[error(transparent)]
     Top(#[from] crate::top::TopError),
     #[error(transparent)]

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::lab::eras::{self, Era, EraRow};
 use crate::lab::model::Measurements;
-use crate::lab::outcome::Fidelity;
+use crate::lab::model::eras::{self, Era, EraRow};
+use crate::lab::model::outcome::Fidelity;
+use crate::lab::model::outcome::Outcome;
+use crate::lab::running::{Placement, Profile};
 use crate::lab::views::verdicts::VerdictRow;
-use crate::lab::{Outcome, Placement, Profile};
 use crate::system::machine::Machine;
 
 /// The value of `report.json`'s `schema` field.
@@ -64,7 +65,7 @@ pub struct LabReport {
     pub environment: LabEnvironment,
     pub placement: Placement,
     /// The request sizes measured at the start.
-    pub setups: crate::lab::setups::Setups,
+    pub setups: crate::lab::running::setups::Setups,
     /// Each claim's verdicts: per era on every interpreter that ran it and on the emulation.
     pub verdicts: Vec<VerdictRow>,
     /// The run's one table: every number, measured once.
@@ -97,7 +98,7 @@ struct EraCells {
     claim: &'static str,
     rule: String,
     /// Each era's verdict (as `report.json` spells it, for the CSS class) and words.
-    cells: Vec<(crate::lab::Verdict, String)>,
+    cells: Vec<(crate::lab::model::outcome::Verdict, String)>,
 }
 
 fn era_cells(report: &LabReport) -> Vec<EraCells> {
@@ -124,9 +125,9 @@ fn era_cells(report: &LabReport) -> Vec<EraCells> {
 struct LeadRow {
     claim: String,
     /// Per era, (verdict, words) for each interpreter, then the emulation's own setup.
-    eras: Vec<Vec<(crate::lab::Verdict, String)>>,
+    eras: Vec<Vec<(crate::lab::model::outcome::Verdict, String)>>,
     /// The verdict of a claim with no era: it rests on the emulation.
-    emulation_only: Option<crate::lab::Verdict>,
+    emulation_only: Option<crate::lab::model::outcome::Verdict>,
 }
 
 fn lead_rows(report: &LabReport) -> Vec<LeadRow> {
@@ -235,7 +236,7 @@ pub fn write(report: &LabReport, out: &Path) -> Result<PathBuf, ReportError> {
                     lead_rows => minijinja::value::Serde(lead_rows(report)),
                     contrasts => minijinja::value::Serde(contrasts(report)),
                     setup_lines => report.setups.describe(),
-                    health_columns => crate::lab::health::Health::COLUMNS,
+                    health_columns => crate::lab::running::health::Health::COLUMNS,
                     health_rows => report.outcomes.iter().map(|o| {
                         (o.id, o.health.iter().map(|h| h.cells()).collect::<Vec<_>>())
                     }).collect::<BTreeMap<_, _>>(),
@@ -311,8 +312,8 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
-    use crate::lab::outcome::{Chart, Check, Figure, Series, Table, Verdict};
+    use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+    use crate::lab::model::outcome::{Chart, Check, Figure, Series, Table, Verdict};
 
     const ERA: EraClaim = EraClaim {
         claim: "two jobs at once are no faster",
@@ -333,7 +334,7 @@ mod tests {
             claim: "a claim with <html> & pipes |",
             essay: "an essay",
             rule: "a rule",
-            rule_history: &[crate::lab::outcome::RuleChange {
+            rule_history: &[crate::lab::model::outcome::RuleChange {
                 date: "2026-11-25",
                 change: "a threshold moved",
                 reason: "it could not fail",
@@ -362,7 +363,7 @@ mod tests {
                 "demo",
                 "a ratio",
                 ("3.11.7", crate::lab::model::Era::New),
-                crate::lab::outcome::Band::Relative(0.1),
+                crate::lab::model::outcome::Band::Relative(0.1),
                 2.0,
                 2.1,
                 "measured".into(),
@@ -371,7 +372,10 @@ mod tests {
                 "demo",
                 [1.1, 1.0, 0.5, 0.52].map(|ratio| Measured::new("threads", ratio)),
             )),
-            health: vec![crate::lab::health::Health::new("server demo", &[0])],
+            health: vec![crate::lab::running::health::Health::new(
+                "server demo",
+                &[0],
+            )],
             raw: serde_json::json!({"k": 1}),
             elapsed_s: 1.5,
         }
@@ -392,7 +396,7 @@ mod tests {
             elapsed_s: 2.0,
             environment: LabEnvironment::detect(Vec::new()),
             placement: Placement::from_allowed(&[0, 1]),
-            setups: crate::lab::setups::Setups::default(),
+            setups: crate::lab::running::setups::Setups::default(),
             outcomes: vec![outcome()],
             verdicts: views.verdicts,
             measurements: views.measurements,

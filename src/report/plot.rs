@@ -12,7 +12,7 @@ use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use crate::lab::outcome::{Chart, Figure, LaneState, Marker, Series};
+use crate::lab::model::outcome::{Chart, Figure, LaneState, Marker, Series};
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 const SIZE: (u32, u32) = (960, 480);
@@ -458,7 +458,7 @@ fn format_value(value: f64) -> String {
 fn lanes_chart<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     figure: &Figure,
-    lanes: &[crate::lab::outcome::Lane],
+    lanes: &[crate::lab::model::outcome::Lane],
     start: f64,
     end: f64,
 ) -> DrawResult {
@@ -617,7 +617,7 @@ mod tests {
                 series: vec![("v".into(), vec![1.0, 2.0])],
             },
             Chart::Lanes {
-                lanes: vec![crate::lab::outcome::Lane {
+                lanes: vec![crate::lab::model::outcome::Lane {
                     name: "thread 1".into(),
                     spans: vec![
                         (0.0, 1.0, LaneState::Holding),

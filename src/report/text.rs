@@ -2,8 +2,8 @@
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
-use crate::lab::Experiment;
-use crate::lab::outcome::{Contrast, Verdict, significant};
+use crate::lab::claims::experiment::Experiment;
+use crate::lab::model::outcome::{Contrast, Verdict, significant};
 use crate::lab::views::compare::{self, Beyond, Run};
 use crate::report::LabReport;
 

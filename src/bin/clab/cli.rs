@@ -15,8 +15,9 @@ pub use broker::BrokerAccessArgs;
 use clab::choice::Choice;
 use clab::demo::Scenario;
 use clab::gil::{GilConfig, SwitchPoints, Variant};
-use clab::lab::pythons::Selection;
-use clab::lab::{LabError, Options, Profile};
+use clab::lab::Options;
+use clab::lab::running::pythons::Selection;
+use clab::lab::running::{LabError, Profile};
 use clab::load::{ClassPlan, Mode, Pacing, Plan, PlanError, Window};
 use clab::pool::broker::Broker;
 use clab::protocol::HARD_MAX_N;
@@ -160,7 +161,7 @@ pub enum FailOn {
 }
 
 impl FailOn {
-    pub fn verdict(self) -> clab::lab::Verdict {
+    pub fn verdict(self) -> clab::lab::model::outcome::Verdict {
         match self {
             FailOn::DoesNotHold => clab::lab::Verdict::DoesNotHold,
             FailOn::Inconclusive => clab::lab::Verdict::Inconclusive,

@@ -10,7 +10,7 @@ use clap::Parser;
 
 mod cli;
 
-use clab::lab::interrupt::Interrupt;
+use clab::lab::running::interrupt::Interrupt;
 use clab::load::render::{Progress, summary};
 use clab::server::{self, Model, Shutdown, prefork, signals};
 use clab::system::limits::DescriptorBudget;
@@ -209,8 +209,8 @@ fn lab(args: &LabArgs) -> anyhow::Result<LabEnd> {
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let started = std::time::Instant::now();
     bar.set_message("finding and calibrating CPython interpreters");
-    let scripts = clab::lab::pythons::Scripts::write(&scratch.path().join("python"))?;
-    let found = clab::lab::pythons::select(options.pythons(), &scripts);
+    let scripts = clab::lab::running::pythons::Scripts::write(&scratch.path().join("python"))?;
+    let found = clab::lab::running::pythons::select(options.pythons(), &scripts);
     for python in &found.pythons {
         say(format!(
             "{} at {}: {} GIL, tick {:.1} ns",
@@ -226,7 +226,7 @@ fn lab(args: &LabArgs) -> anyhow::Result<LabEnd> {
     let python_labels = found
         .pythons
         .iter()
-        .map(clab::lab::pythons::Python::label_with_gil)
+        .map(clab::lab::running::pythons::Python::label_with_gil)
         .collect();
     let step_bar = bar.clone();
     let mut lab = clab::lab::Lab::new(
@@ -239,7 +239,7 @@ fn lab(args: &LabArgs) -> anyhow::Result<LabEnd> {
     );
     lab.interrupt = interrupt.clone();
     lab.step("measuring fib and spin on this machine");
-    match clab::lab::setups::measure(&mut lab) {
+    match clab::lab::running::setups::measure(&mut lab) {
         Ok(setups) => lab.setups = setups,
         // Nothing ran: the report says so, with no experiment in it.
         Err(_) if interrupt.signal().is_some() => {}

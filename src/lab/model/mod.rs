@@ -1,10 +1,14 @@
-//! The lab's model: what a claim is measured on ([`Subject`]), the eras of CPython's lock
-//! ([`Era`]), and the one table every run fills ([`Measurements`]). Nothing here runs
-//! anything; verdicts, fidelity and the eras table are read from the table.
+//! The lab's model, plain data at the bottom of its layers: what a claim is measured on
+//! ([`Subject`]), the eras of CPython's lock ([`Era`]), the one table every run fills
+//! ([`Measurements`]), verdicts and the rules that give them, a claim in each era
+//! ([`eras`]) and what an experiment found ([`outcome`]). Nothing here runs anything.
 
 mod era;
+pub mod eras;
+pub mod outcome;
 mod subject;
 mod table;
+pub mod verdict;
 
 pub use era::Era;
 pub use subject::{Subject, SubjectKind};

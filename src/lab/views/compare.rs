@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::lab::model::outcome::Verdict;
 use crate::lab::model::{Era, Measurement, Measurements, SubjectKind};
-use crate::lab::outcome::Verdict;
 use crate::lab::views::verdicts::VerdictRow;
 
 #[derive(Debug, thiserror::Error)]

@@ -5,9 +5,9 @@
 pub mod compare;
 pub mod verdicts;
 
-use crate::lab::eras::{self, EraRow};
+use crate::lab::model::eras::{self, EraRow};
+use crate::lab::model::outcome::{Fidelity, Outcome, Verdict};
 use crate::lab::model::{Measurement, Measurements, Subject, TableError};
-use crate::lab::outcome::{Fidelity, Outcome, Verdict};
 use crate::lab::views::verdicts::VerdictRow;
 
 /// Everything the report shows beyond the outcomes, read from them.
@@ -37,7 +37,7 @@ impl Views {
         let unclean = outcomes
             .iter()
             .filter(|outcome| !outcome.fidelity.is_empty())
-            .filter_map(|outcome| crate::lab::health::judge(&outcome.health))
+            .filter_map(|outcome| crate::lab::running::health::judge(&outcome.health))
             .map(|(fatal, _)| {
                 if fatal {
                     Verdict::Error

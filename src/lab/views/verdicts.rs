@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::lab::eras::EraRow;
+use crate::lab::model::eras::EraRow;
+use crate::lab::model::outcome::{Outcome, Verdict};
 use crate::lab::model::{Era, SubjectKind};
-use crate::lab::outcome::{Outcome, Verdict};
 
 /// One judgement: `report.json`'s `"verdicts"` rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use crate::lab::process::{ChildServer, Usage};
-use crate::lab::{Lab, LabError, Sample, class_result, p50_ms};
+use crate::lab::running::process::{ChildServer, Usage};
+use crate::lab::running::{Lab, LabError, Sample, class_result, p50_ms};
 use crate::load::{ClassPlan, LoadResult, Pacing};
 
 /// One load of `classes` for `window`; the rate of the class `name`, requests/s.
@@ -211,4 +211,31 @@ fn kernel_stacks_kib() -> u64 {
 /// KiB per connection between two samples.
 pub fn per_connection(before: u64, during: u64, connections: u64) -> f64 {
     during.saturating_sub(before) as f64 / connections.max(1) as f64
+}
+
+/// A short closed-loop load's window, by profile: the fidelity matrix makes some sixty loads.
+pub fn short_window(lab: &Lab) -> Duration {
+    Duration::from_millis(lab.profile.pick(500, 800, 1000))
+}
+
+/// A plan with the short window and its warm-up.
+pub fn short_plan(
+    lab: &Lab,
+    server: &ChildServer,
+    classes: Vec<ClassPlan>,
+) -> Result<crate::load::Plan, LabError> {
+    let warmup = Duration::from_millis(lab.profile.pick(200, 300, 500));
+    lab.plan_warmed(server, warmup, short_window(lab), classes)
+}
+
+/// `clients` closed-loop clients sending `request` for the short window: their rate.
+pub fn short_rate(
+    lab: &Lab,
+    server: &ChildServer,
+    clients: usize,
+    request: &str,
+) -> Result<f64, LabError> {
+    let class = Lab::class("load", clients, request, Duration::ZERO);
+    let plan = short_plan(lab, server, vec![class])?;
+    Ok(class_result(&lab.load(server, plan)?, "load")?.rate_per_s)
 }

@@ -8,11 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::gil::{GilConfig, PythonThread, SwitchPoints, Variant};
-use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
-use crate::lab::fidelity::metrics;
-use crate::lab::health::HealthLog;
-use crate::lab::outcome::Table;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::metrics;
+use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::outcome::Table;
+use crate::lab::model::outcome::{Check, Verdict};
+use crate::lab::running::health::HealthLog;
+use crate::lab::running::{Lab, LabError};
 use crate::work::{self, Interpreter};
 
 pub static EXPERIMENT: Experiment = Experiment {
@@ -134,11 +136,11 @@ pub(crate) struct PythonRace {
 /// at the interpreter's default switch interval (or check interval on 2.x).
 pub(crate) fn python_race(
     lab: &Lab,
-    python: &crate::lab::pythons::Python,
+    python: &crate::lab::running::pythons::Python,
     each: u64,
     cpus: &[usize],
 ) -> Result<PythonRace, LabError> {
-    crate::lab::pythons::bench(
+    crate::lab::running::pythons::bench(
         &python.path,
         &lab.scripts,
         &["race", "--each", &each.to_string()],
@@ -194,7 +196,7 @@ fn counted(lab: &mut Lab, method: Method, label: &str, each: u64) -> Row {
 /// `counter[0] += 1` from two threads of `python`, at its default switching.
 fn python_row(
     lab: &mut Lab,
-    python: &crate::lab::pythons::Python,
+    python: &crate::lab::running::pythons::Python,
     each: u64,
 ) -> Result<Row, LabError> {
     lab.step(&format!("race: {}", python.label()));
@@ -327,7 +329,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         setup: vec![
             format!(
                 "in the lab's own process: two threads pinned to CPUs {}, {each} increments each, six ways",
-                super::list(&lab.placement.server_all)
+                crate::lab::words::list(&lab.placement.server_all)
             ),
             "the unsynchronised increment is an atomic load followed by an atomic store, so the race is real but not undefined behaviour".into(),
             "each CPython measured runs `counter[0] += 1` from two threads (python/clab_bench.py race) at its default switch interval, or check interval on 2.x".into(),

@@ -16,8 +16,8 @@ use nix::sched::sched_setaffinity;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::lab::LabError;
-use crate::lab::health::{Health, HealthLog, cpus_allowed, process_cpus};
+use crate::lab::running::error::LabError;
+use crate::lab::running::health::{Health, HealthLog, cpus_allowed, process_cpus};
 
 /// How long a server may take to print its address.
 const START_PATIENCE: Duration = Duration::from_secs(20);

@@ -8,58 +8,21 @@
 use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread};
-use crate::lab::experiments::{io_bound, long_instruction, race, switch_interval};
-use crate::lab::health::HealthLog;
-use crate::lab::measure;
+use crate::lab::claims::metrics::{self, bands};
+use crate::lab::claims::procpool_overhead::{PoolRates, pool_rate};
+use crate::lab::claims::{io_bound, long_instruction, race, switch_interval};
 use crate::lab::model::Era;
-use crate::lab::outcome::{Band, Fidelity};
-use crate::lab::process::ChildServer;
-use crate::lab::pythons::{Python, bench};
-use crate::lab::spec::ServerSpec;
-use crate::lab::{Lab, LabError, class_result, p50_ms};
+use crate::lab::model::outcome::{Band, Fidelity};
+use crate::lab::running::health::HealthLog;
+use crate::lab::running::measure;
+use crate::lab::running::process::ChildServer;
+use crate::lab::running::pythons::{Python, bench};
+use crate::lab::running::setups::fib_n_for;
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError, class_result, p50_ms};
 use crate::server::Model;
 use crate::server::offload::Target;
 use crate::work::spin;
-
-/// The names of the metrics other parts of the lab look up (the eras table takes CPython's
-/// numbers by them).
-pub mod metrics {
-    pub const COUNTDOWN_THREADS: &str = "threads ÷ serial, two cores";
-    pub const COUNTDOWN_INTERPRETERS: &str = "subinterpreters ÷ serial, two cores";
-    pub const TWO_CLIENTS_THREADS: &str = "latency slowdown, two clients ÷ one";
-    pub const TWO_CLIENTS_INTERPRETERS: &str =
-        "latency slowdown, two clients ÷ one, on subinterpreters";
-    pub const CONVOY_THREADS: &str = "rate kept beside a hog: threads";
-    pub const CONVOY_INTERPRETERS: &str = "rate kept beside a hog: subinterpreters";
-    pub const PROCESS_POOL_COST: &str = "share of the tiny-request rate a process pool costs";
-    pub const INTERPRETER_HOP_COST: &str =
-        "share of the tiny-request rate computing in subinterpreters costs";
-    pub const RACE_LOST: &str = "share of increments lost, two threads";
-    pub const IO_BOUND_SHARE: &str =
-        "share of the ideal 800 requests/s, 16 clients sending `sleep 20` to threads";
-}
-
-/// The bands, fixed before any run; the experiment's rule states them in words.
-pub mod bands {
-    use crate::lab::outcome::Band;
-
-    /// Countdown threads ÷ serial, one core (every era).
-    pub const COUNTDOWN_ONE_CORE: Band = Band::Relative(0.10);
-    /// Countdown threads ÷ serial, two cores: the legacy thrash is noisier than the new GIL.
-    pub const COUNTDOWN_TWO_CORES_LEGACY: Band = Band::Relative(0.20);
-    pub const COUNTDOWN_TWO_CORES: Band = Band::Relative(0.15);
-    pub const COUNTDOWN_PROCESSES: Band = Band::Relative(0.20);
-    /// Two GILs in one process are expected to behave as two processes' do.
-    pub const COUNTDOWN_INTERPRETERS: Band = Band::Relative(0.20);
-    pub const TWO_CLIENTS: Band = Band::Relative(0.15);
-    pub const CONVOY: Band = Band::Factor(2.0);
-    pub const SWITCH_SLOPE: Band = Band::Absolute(0.15);
-    pub const PROCPOOL_COST: Band = Band::Factor(2.0);
-    pub const LONG_INSTRUCTION: Band = Band::Relative(0.25);
-    pub const RACE: Band = Band::ZeroOrFactor(4.0);
-    pub const C10K: Band = Band::AtMost(2.0);
-    pub const IO_BOUND: Band = Band::Relative(0.20);
-}
 
 /// Every metric of `python` and its emulation, in the catalogue's order.
 pub fn measure(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
@@ -110,21 +73,6 @@ fn row(
     )
 }
 
-/// The n whose naive fib takes closest to `target` at `call_ns` per call (2·fib(n) − 1 calls).
-pub fn fib_n_for(call_ns: f64, target: Duration) -> u32 {
-    let mut calls = (1.0_f64, 1.0_f64); // fib(1), fib(2)
-    let mut best = (f64::INFINITY, 2);
-    for n in 2..=45 {
-        let took = (2.0 * calls.1 - 1.0) * call_ns;
-        let miss = (took / target.as_nanos() as f64).ln().abs();
-        if miss < best.0 {
-            best = (miss, n);
-        }
-        calls = (calls.1, calls.0 + calls.1);
-    }
-    best.1
-}
-
 /// `fib n` requests of about `target` for CPython and for the emulation.
 fn fib_requests(python: &Python, target: Duration) -> (String, String) {
     let rust_call_ns = crate::work::work_costs().fib_call_ns;
@@ -156,30 +104,6 @@ fn on_both<T>(
 enum Side {
     CPython,
     Emulation,
-}
-
-/// A short closed-loop load's window, by profile: the matrix makes some sixty loads.
-fn window(lab: &Lab) -> Duration {
-    Duration::from_millis(lab.profile.pick(500, 800, 1000))
-}
-
-/// A plan with the matrix's short window and warm-up.
-fn plan(
-    lab: &Lab,
-    server: &ChildServer,
-    classes: Vec<crate::load::ClassPlan>,
-) -> Result<crate::load::Plan, LabError> {
-    let warmup = Duration::from_millis(lab.profile.pick(200, 300, 500));
-    lab.plan_warmed(server, warmup, window(lab), classes)
-}
-
-fn rate(lab: &Lab, server: &ChildServer, clients: usize, request: &str) -> Result<f64, LabError> {
-    let plan = plan(
-        lab,
-        server,
-        vec![Lab::class("load", clients, request, Duration::ZERO)],
-    )?;
-    Ok(class_result(&lab.load(server, plan)?, "load")?.rate_per_s)
 }
 
 // ---- countdown ------------------------------------------------------------------------
@@ -330,7 +254,7 @@ fn countdown(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> 
             (cpython, emulated),
             format!(
                 "two jobs of {job_ms} ms (CPython countdown({n}), emulation `spin {job_ms}`) on CPUs {}, timed from when both workers run; median of {repeats}",
-                crate::lab::experiments::list(cpus)
+                crate::lab::words::list(cpus)
             ),
         );
         if how == Countdown::Interpreters {
@@ -367,7 +291,7 @@ fn two_clients(lab: &mut Lab, python: &Python, model: Model) -> Result<Fidelity,
             &rust_request
         };
         let latency = |lab: &mut Lab, clients| {
-            let plan = plan(
+            let plan = measure::short_plan(
                 lab,
                 server,
                 vec![Lab::class("clients", clients, request, Duration::ZERO)],
@@ -401,7 +325,7 @@ fn two_clients(lab: &mut Lab, python: &Python, model: Model) -> Result<Fidelity,
             "one client: CPython `{py_request}` {:.1} ms, emulation `{rust_request}` {:.1} ms; {model} servers on CPUs {}",
             cpython.one_ms,
             emulated.one_ms,
-            crate::lab::experiments::list(&all)
+            crate::lab::words::list(&all)
         ),
     );
     if model == Model::Interpreters {
@@ -478,7 +402,7 @@ fn convoy(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
                 cpython.after_per_s,
                 emulated.before_per_s,
                 emulated.after_per_s,
-                crate::lab::experiments::list(&one)
+                crate::lab::words::list(&one)
             ),
         );
         if metric == metrics::CONVOY_INTERPRETERS {
@@ -522,7 +446,7 @@ fn switch_interval(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError>
                 } else {
                     &rust_hog
                 };
-                let plan = plan(
+                let plan = measure::short_plan(
                     lab,
                     server,
                     vec![measure::rapid(), Lab::class("hog", 1, hog, Duration::ZERO)],
@@ -555,69 +479,6 @@ fn switch_interval(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError>
             rates(&emulated)
         ),
     ))
-}
-
-/// A `fib 1` client's rate on a threads server and through a process pool of two, servers
-/// on one CPU.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolRates {
-    pub threads: f64,
-    /// Through a pool (the process pool, or subinterpreters).
-    pub pooled: f64,
-}
-
-impl PoolRates {
-    /// The share of the rate the process pool costs.
-    pub fn cost(&self) -> f64 {
-        1.0 - self.pooled / self.threads
-    }
-
-    /// What the hop adds to each request, in µs: the mechanism behind the share.
-    pub fn hop_us(&self) -> f64 {
-        1e6 / self.pooled - 1e6 / self.threads
-    }
-
-    /// "18000 → 5000 (adds 140 µs a request: why)".
-    fn words(&self, why: &str) -> String {
-        format!(
-            "{:.0} → {:.0} (adds {:.0} µs a request: {why})",
-            self.threads,
-            self.pooled,
-            self.hop_us()
-        )
-    }
-
-    /// CPython's own: `ProcessPoolExecutor` (`multiprocessing.Pool` on 2.x).
-    pub fn cpython(lab: &mut Lab, python: &Python) -> Result<PoolRates, LabError> {
-        let threads = ["--model", "threads"];
-        let procpool = ["--model", "procpool", "--workers", "2"];
-        Ok(PoolRates {
-            threads: pool_rate(lab, |lab, cpus| lab.serve_cpython(python, &threads, cpus))?,
-            pooled: pool_rate(lab, |lab, cpus| lab.serve_cpython(python, &procpool, cpus))?,
-        })
-    }
-
-    /// The emulation of `python`: `clab serve`'s threads and procpool.
-    fn emulation(lab: &mut Lab, python: &Python) -> Result<PoolRates, LabError> {
-        let threads = python.emulation(Model::Threads);
-        let procpool = python.emulation(Model::Procpool).workers(2);
-        Ok(PoolRates {
-            threads: pool_rate(lab, |lab, cpus| lab.serve(&threads, cpus))?,
-            pooled: pool_rate(lab, |lab, cpus| lab.serve(&procpool, cpus))?,
-        })
-    }
-}
-
-/// A `fib 1` client's rate against the server `start` starts on the servers' CPU.
-fn pool_rate(
-    lab: &mut Lab,
-    start: impl FnOnce(&mut Lab, &[usize]) -> Result<ChildServer, LabError>,
-) -> Result<f64, LabError> {
-    let one = lab.placement.server_one.clone();
-    let server = start(lab, &one)?;
-    let rate = rate(lab, &server, 1, "fib 1")?;
-    server.stop();
-    Ok(rate)
 }
 
 fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
@@ -710,7 +571,7 @@ fn io_bound(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
         python,
         (&["--model", "threads"], &python.emulation(Model::Threads)),
         &one,
-        |lab, server, _| rate(lab, server, io_bound::CLIENTS, io_bound::REQUEST),
+        |lab, server, _| measure::short_rate(lab, server, io_bound::CLIENTS, io_bound::REQUEST),
     )?;
     Ok(row(
         python,

@@ -6,10 +6,12 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::measure::{HeldMemory, hold};
-use crate::lab::outcome::{Chart, Figure, Table};
-use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::model::outcome::{Chart, Figure, Table};
+use crate::lab::model::outcome::{Check, Verdict};
+use crate::lab::running::measure::{HeldMemory, hold};
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError};
 use crate::server::Model;
 
 pub static EXPERIMENT: Experiment = Experiment {
@@ -177,7 +179,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         setup: vec![
             format!(
                 "{connections} idle connections held open against each server for {}, on one CPU; `/proc/<pid>/status` and `smaps_rollup` read before and (every second) during, the largest sample kept",
-                super::seconds(WINDOW)
+                crate::lab::words::seconds(WINDOW)
             ),
             format!(
                 "prefork: {processes} children, one idle connection each; its row is per process, shared pages split between the processes (PSS)"

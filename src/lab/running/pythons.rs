@@ -10,10 +10,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::gil::{SwitchPoints, Variant};
-use crate::lab::LabError;
 use crate::lab::model::Era;
-use crate::lab::process::run_to_completion;
-use crate::lab::spec::ServerSpec;
+use crate::lab::running::error::LabError;
+use crate::lab::running::process::run_to_completion;
+use crate::lab::running::spec::ServerSpec;
 use crate::server::Model;
 use crate::system::programs::on_path;
 
@@ -21,10 +21,13 @@ use crate::system::programs::on_path;
 const SCRIPTS: [(&str, &str); 3] = [
     (
         "clab_server.py",
-        include_str!("../../python/clab_server.py"),
+        include_str!("../../../python/clab_server.py"),
     ),
-    ("clab_aio.py", include_str!("../../python/clab_aio.py")),
-    ("clab_bench.py", include_str!("../../python/clab_bench.py")),
+    ("clab_aio.py", include_str!("../../../python/clab_aio.py")),
+    (
+        "clab_bench.py",
+        include_str!("../../../python/clab_bench.py"),
+    ),
 ];
 
 /// How long probing or calibrating one interpreter may take.
@@ -203,14 +206,16 @@ pub fn bench<T: serde::de::DeserializeOwned>(
     python: &Path,
     scripts: &Scripts,
     args: &[&str],
-    pinned: Option<(&[usize], &crate::lab::health::HealthLog)>,
+    pinned: Option<(&[usize], &crate::lab::running::health::HealthLog)>,
     limit: Duration,
 ) -> Result<T, String> {
     let mut command = Command::new(python);
     command.arg(scripts.bench()).args(args);
     let what = format!("{} clab_bench.py {}", python.display(), args.join(" "));
     let out = match pinned {
-        Some((cpus, log)) => crate::lab::process::run_pinned(command, cpus, limit, (log, &what)),
+        Some((cpus, log)) => {
+            crate::lab::running::process::run_pinned(command, cpus, limit, (log, &what))
+        }
         None => run_to_completion(command, limit),
     }
     .map_err(|e| e.to_string())?;

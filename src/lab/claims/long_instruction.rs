@@ -10,9 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread, Variant};
-use crate::lab::health::HealthLog;
-use crate::lab::outcome::{Chart, Figure, Marker, RuleChange, Series, Table};
-use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Verdict};
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::model::outcome::{Chart, Figure, Marker, RuleChange, Series, Table};
+use crate::lab::model::outcome::{Check, Contrast, Verdict};
+use crate::lab::running::health::HealthLog;
+use crate::lab::running::{Lab, LabError};
 use crate::work::{Free, Interpreter, Pace, spin};
 
 pub static EXPERIMENT: Experiment = Experiment {

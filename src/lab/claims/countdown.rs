@@ -5,13 +5,15 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
-use crate::lab::fidelity::metrics;
-use crate::lab::measure::latency;
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::metrics;
 use crate::lab::model::Era;
-use crate::lab::outcome::{Chart, Figure, Table};
-use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Verdict};
+use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::outcome::{Chart, Figure, Table};
+use crate::lab::model::outcome::{Check, Contrast, Verdict};
+use crate::lab::running::measure::latency;
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError};
 use crate::server::Model;
 
 pub static EXPERIMENT: Experiment = Experiment {
@@ -167,7 +169,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             ),
             format!(
                 "one client sending the job back to back, then two, {} each; the median latency is the time per job",
-                super::seconds(lab.profile.window())
+                crate::lab::words::seconds(lab.profile.window())
             ),
             "servers may use both CPUs".into(),
             match tick {

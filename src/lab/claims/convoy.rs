@@ -6,16 +6,20 @@ use std::time::Duration;
 
 use crate::gil::Variant;
 use crate::gil::trace::{EventKind, Trace};
-use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
-use crate::lab::fidelity::metrics;
-use crate::lab::measure::{RateKept, rate_kept};
-use crate::lab::outcome::{Chart, Figure, Lane, LaneState, Marker, RuleChange, Series, Table};
-use crate::lab::process::ChildServer;
-use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Sample, Verdict};
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::metrics;
+use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::outcome::{
+    Chart, Figure, Lane, LaneState, Marker, RuleChange, Series, Table,
+};
+use crate::lab::model::outcome::{Check, Contrast, Verdict};
+use crate::lab::running::measure::{RateKept, rate_kept};
+use crate::lab::running::process::ChildServer;
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError, Sample};
 use crate::server::Model;
 
-use super::percent;
+use crate::lab::words::percent;
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "convoy",
@@ -268,8 +272,8 @@ fn setup(lab: &Lab, hog: &str) -> Vec<String> {
     vec![
         format!(
             "one client sends `fib 1` back to back for {}; a second client sends `{hog}` back to back from {} on",
-            super::seconds(window),
-            super::seconds(hog_at)
+            crate::lab::words::seconds(window),
+            crate::lab::words::seconds(hog_at)
         ),
         format!(
             "`{hog}` takes {} here (measured at the start of the lab), like CPython's fib(30) in the essay: each hog request spans many 5 ms switch intervals",

@@ -5,10 +5,12 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::outcome::{Chart, Figure, Series, Table};
-use crate::lab::process::ChildServer;
-use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::model::outcome::{Chart, Figure, Series, Table};
+use crate::lab::model::outcome::{Check, Verdict};
+use crate::lab::running::process::ChildServer;
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError};
 use crate::load::LoadResult;
 use crate::server::Model;
 
@@ -152,8 +154,8 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         setup: vec![
             format!(
                 "closed-loop clients sending `{REQUEST}`, each on its own connection, {} clients, {} per run; servers on one CPU",
-                super::list(&counts),
-                super::seconds(lab.profile.window())
+                crate::lab::words::list(&counts),
+                crate::lab::words::seconds(lab.profile.window())
             ),
             "sleeping requests use no CPU: the cap seen is the process count, not the two cores"
                 .into(),

@@ -7,11 +7,13 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::measure;
-use crate::lab::outcome::{Chart, Figure, Series, Table};
-use crate::lab::process::ChildServer;
-use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::model::outcome::{Chart, Figure, Series, Table};
+use crate::lab::model::outcome::{Check, Verdict};
+use crate::lab::running::measure;
+use crate::lab::running::process::ChildServer;
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError};
 use crate::server::Model;
 
 pub static EXPERIMENT: Experiment = Experiment {
@@ -309,16 +311,16 @@ fn report(lab: &Lab, hops: &Hops, scaling: &[(usize, f64)], gains: &[Size]) -> R
         setup: vec![
             format!(
                 "nats-server 2.9 with JetStream on loopback, a work-queue stream on disk, `clab worker --nats --concurrency 1` processes; servers are `clab serve --model procpool --offload-to nats://…`; each load {}",
-                super::seconds(lab.profile.window())
+                crate::lab::words::seconds(lab.profile.window())
             ),
             format!(
                 "the hop: server, broker and worker on CPU {}, the load generator on CPU {}",
-                super::list(&lab.placement.server_one),
-                super::list(&lab.placement.load)
+                crate::lab::words::list(&lab.placement.server_one),
+                crate::lab::words::list(&lab.placement.load)
             ),
             format!(
                 "scaling and sizes: everything on CPUs {}; the sizes run from `fib 1` to the two-clients job ({}), each step of n ×1.6 the work",
-                super::list(&lab.placement.server_all),
+                crate::lab::words::list(&lab.placement.server_all),
                 lab.setups.job.show()
             ),
         ],

@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::measure::{self, rapid};
-use crate::lab::outcome::{Chart, Figure, Series, Table};
-use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Sample, Verdict};
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::model::outcome::{Chart, Figure, Series, Table};
+use crate::lab::model::outcome::{Check, Verdict};
+use crate::lab::running::measure::{self, rapid};
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError, Sample};
 use crate::server::Model;
 
 pub static EXPERIMENT: Experiment = Experiment {
@@ -149,12 +151,12 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         setup: vec![
             format!(
                 "threads --gil new --switch-interval I, one CPU; a `fib 1` client and a `{hog}` client together for {} per interval; `{hog}` took {}",
-                super::seconds(window(lab)),
+                crate::lab::words::seconds(window(lab)),
                 lab.setups.hog.show()
             ),
             format!(
                 "I = {} ms",
-                super::list(&points.iter().map(|p| p.0).collect::<Vec<_>>())
+                crate::lab::words::list(&points.iter().map(|p| p.0).collect::<Vec<_>>())
             ),
         ],
         explanation: EXPLANATION.into(),

@@ -5,15 +5,17 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
-use crate::lab::outcome::{RuleChange, Table};
-use crate::lab::process::ChildServer;
-use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class_result, p50_ms};
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::outcome::{Check, Verdict};
+use crate::lab::model::outcome::{RuleChange, Table};
+use crate::lab::running::process::ChildServer;
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError, class_result, p50_ms};
 use crate::server::Model;
 use crate::server::offload::Target;
 
-use super::percent;
+use crate::lab::words::percent;
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "threshold",
@@ -223,10 +225,10 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         setup: vec![
             format!(
                 "per server, {} each: one client sending `fib 1` back to back alone; the same beside two clients sending `{hog}` back to back — the server on CPU {}, the load generator alone on CPU {}, so the tiny client cannot crowd the hogs; then on CPUs {}, one `{hog}` client, then two, with no tiny client",
-                super::seconds(lab.profile.window()),
-                super::list(&lab.placement.server_one),
-                super::list(&lab.placement.load),
-                super::list(&lab.placement.server_all),
+                crate::lab::words::seconds(lab.profile.window()),
+                crate::lab::words::list(&lab.placement.server_one),
+                crate::lab::words::list(&lab.placement.load),
+                crate::lab::words::list(&lab.placement.server_all),
             ),
             format!(
                 "`{hog}` took {}: expensive against the essay's n > 15 threshold",

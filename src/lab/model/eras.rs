@@ -8,8 +8,9 @@
 use serde::Serialize;
 
 pub use crate::lab::model::Era;
+use crate::lab::model::verdict::Verdict;
 use crate::lab::model::{Measurements, Subject};
-use crate::lab::outcome::{Verdict, significant};
+use crate::lab::words::significant;
 
 /// How a row's numbers read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -402,7 +403,7 @@ pub fn interpreters_by_era(table: &Measurements) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::outcome::{Band, Fidelity};
+    use crate::lab::model::outcome::{Band, Fidelity};
 
     const CLAIM: EraClaim = EraClaim {
         claim: "two jobs at once are no faster than serial",

@@ -3,12 +3,14 @@
 //! (threads without a GIL, processes, pre-forked children) latency stays flat.
 
 use crate::gil::Variant;
-use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
-use crate::lab::fidelity::metrics;
-use crate::lab::measure::latency;
-use crate::lab::outcome::{Chart, Figure, Series, Table};
-use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Contrast, Experiment, Lab, LabError, Report, Sample, Verdict};
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::metrics;
+use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::outcome::{Chart, Figure, Series, Table};
+use crate::lab::model::outcome::{Check, Contrast, Verdict};
+use crate::lab::running::measure::latency;
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError, Sample};
 use crate::server::Model;
 
 pub static EXPERIMENT: Experiment = Experiment {
@@ -167,8 +169,8 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             format!(
                 "closed-loop clients sending `{request}` ({} here, the time scale of CPython's fib(30) in the essay), {} clients, {} each",
                 lab.setups.job.show(),
-                super::list(&counts),
-                super::seconds(lab.profile.window())
+                crate::lab::words::list(&counts),
+                crate::lab::words::seconds(lab.profile.window())
             ),
             "servers may use both CPUs — the claim is about using two cores; the load generator, waiting for 30 ms replies, uses next to none of its CPU, and measures latency, not a rate; procpool, prefork and interpreters have 4 workers, so no client waits for one".into(),
             "threads under the legacy GIL and the interpreters model are measured for the eras table and not judged here".into(),

@@ -5,15 +5,17 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::measure::{self, hold, rapid};
-use crate::lab::outcome::Table;
-use crate::lab::process::ChildServer;
-use crate::lab::pythons::Python;
-use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class_result};
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::model::outcome::Table;
+use crate::lab::model::outcome::{Check, Verdict};
+use crate::lab::running::measure::{self, hold, rapid};
+use crate::lab::running::process::ChildServer;
+use crate::lab::running::pythons::Python;
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError, class_result};
 use crate::server::Model;
 
-use super::percent;
+use crate::lab::words::percent;
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "c10k",
@@ -215,7 +217,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             ),
             format!(
                 "per server: a `fib 1` client alone for {w}, then {connections} idle connections plus the same client for {w}",
-                w = super::seconds(window)
+                w = crate::lab::words::seconds(window)
             ),
             "threads get 256 KiB stacks so that ten thousand of them fit any machine; servers on one CPU".into(),
         ],

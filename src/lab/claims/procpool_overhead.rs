@@ -5,18 +5,22 @@
 use std::time::Instant;
 
 use crate::gil::Variant;
-use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
-use crate::lab::fidelity::{PoolRates, metrics};
-use crate::lab::measure;
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::metrics;
 use crate::lab::model::Era;
-use crate::lab::outcome::{Chart, Figure, Table};
-use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
+use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::outcome::{Chart, Figure, Table};
+use crate::lab::model::outcome::{Check, Verdict};
+use crate::lab::running::measure;
+use crate::lab::running::process::ChildServer;
+use crate::lab::running::pythons::Python;
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError};
 use crate::pool::{Executor, ProcessPool, ThreadPool, WorkerCommand};
 use crate::protocol::Request;
 use crate::server::Model;
 
-use super::percent;
+use crate::lab::words::percent;
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "procpool-overhead",
@@ -291,7 +295,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         setup: vec![
             format!(
                 "one client sending `fib 1` back to back for {}; servers on one CPU (pool workers inherit it)",
-                super::seconds(lab.profile.window())
+                crate::lab::words::seconds(lab.profile.window())
             ),
             "then, without the network, a thread pool and a process pool of one worker each timing a tiny job's round trip".into(),
             "for the eras table, the same rate through procpool and threads under the legacy GIL, through two interpreters (a GIL each), and through a thread pool and threads without a GIL".into(),
@@ -311,4 +315,67 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     report.raw("rates_per_s", rates);
     report.raw("round_trip_us", trips);
     Ok(report)
+}
+
+/// A `fib 1` client's rate on a threads server and through a process pool of two, servers
+/// on one CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolRates {
+    pub threads: f64,
+    /// Through a pool (the process pool, or subinterpreters).
+    pub pooled: f64,
+}
+
+impl PoolRates {
+    /// The share of the rate the process pool costs.
+    pub fn cost(&self) -> f64 {
+        1.0 - self.pooled / self.threads
+    }
+
+    /// What the hop adds to each request, in µs: the mechanism behind the share.
+    pub fn hop_us(&self) -> f64 {
+        1e6 / self.pooled - 1e6 / self.threads
+    }
+
+    /// "18000 → 5000 (adds 140 µs a request: why)".
+    pub(crate) fn words(&self, why: &str) -> String {
+        format!(
+            "{:.0} → {:.0} (adds {:.0} µs a request: {why})",
+            self.threads,
+            self.pooled,
+            self.hop_us()
+        )
+    }
+
+    /// CPython's own: `ProcessPoolExecutor` (`multiprocessing.Pool` on 2.x).
+    pub fn cpython(lab: &mut Lab, python: &Python) -> Result<PoolRates, LabError> {
+        let threads = ["--model", "threads"];
+        let procpool = ["--model", "procpool", "--workers", "2"];
+        Ok(PoolRates {
+            threads: pool_rate(lab, |lab, cpus| lab.serve_cpython(python, &threads, cpus))?,
+            pooled: pool_rate(lab, |lab, cpus| lab.serve_cpython(python, &procpool, cpus))?,
+        })
+    }
+
+    /// The emulation of `python`: `clab serve`'s threads and procpool.
+    pub(crate) fn emulation(lab: &mut Lab, python: &Python) -> Result<PoolRates, LabError> {
+        let threads = python.emulation(Model::Threads);
+        let procpool = python.emulation(Model::Procpool).workers(2);
+        Ok(PoolRates {
+            threads: pool_rate(lab, |lab, cpus| lab.serve(&threads, cpus))?,
+            pooled: pool_rate(lab, |lab, cpus| lab.serve(&procpool, cpus))?,
+        })
+    }
+}
+
+/// A `fib 1` client's rate against the server `start` starts on the servers' CPU.
+pub(crate) fn pool_rate(
+    lab: &mut Lab,
+    start: impl FnOnce(&mut Lab, &[usize]) -> Result<ChildServer, LabError>,
+) -> Result<f64, LabError> {
+    let one = lab.placement.server_one.clone();
+    let server = start(lab, &one)?;
+    let rate = measure::short_rate(lab, &server, 1, "fib 1")?;
+    server.stop();
+    Ok(rate)
 }

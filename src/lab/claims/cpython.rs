@@ -1,11 +1,14 @@
 //! The emulation beside the real thing, interpreter by interpreter: every claim CPython can
 //! run, measured on each CPython the lab found and on the emulation configured to stand for
-//! it, each pair judged against a band fixed before the run ([`crate::lab::fidelity`]).
+//! it, each pair judged against a band fixed before the run ([`crate::lab::claims::fidelity`]).
 
-use crate::lab::fidelity::{self, bands};
-use crate::lab::outcome::{Chart, Fidelity, Figure, RuleChange, Series, Table};
-use crate::lab::pythons::Python;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict};
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::fidelity;
+use crate::lab::claims::metrics::bands;
+use crate::lab::model::outcome::{Chart, Fidelity, Figure, RuleChange, Series, Table};
+use crate::lab::model::outcome::{Check, Verdict};
+use crate::lab::running::pythons::Python;
+use crate::lab::running::{Lab, LabError};
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "cpython",

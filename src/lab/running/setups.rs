@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::gil::Variant;
-use crate::lab::fidelity::fib_n_for;
-use crate::lab::spec::ServerSpec;
-use crate::lab::{Lab, LabError, Sample};
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError, Sample};
 use crate::server::Model;
 
 /// A request sized for a time scale, and what it measured.
@@ -129,16 +128,27 @@ pub fn measure(lab: &mut Lab) -> Result<Setups, LabError> {
         }
     }
     setups.spin_20_ms = Some(time("spin 20")?);
-    setups.server = format!(
-        "{} on CPU {}",
-        spec.label(),
-        crate::lab::experiments::list(&one)
-    );
+    setups.server = format!("{} on CPU {}", spec.label(), crate::lab::words::list(&one));
     server.stop();
-    if let Some((_, problems)) = crate::lab::health::judge(&lab.health.take()) {
+    if let Some((_, problems)) = crate::lab::running::health::judge(&lab.health.take()) {
         return Err(LabError::Measurement(format!(
             "measuring the setups' sizes: {problems}"
         )));
     }
     Ok(setups)
+}
+
+/// The n whose naive fib takes closest to `target` at `call_ns` per call (2·fib(n) − 1 calls).
+pub fn fib_n_for(call_ns: f64, target: Duration) -> u32 {
+    let mut calls = (1.0_f64, 1.0_f64); // fib(1), fib(2)
+    let mut best = (f64::INFINITY, 2);
+    for n in 2..=45 {
+        let took = (2.0 * calls.1 - 1.0) * call_ns;
+        let miss = (took / target.as_nanos() as f64).ln().abs();
+        if miss < best.0 {
+            best = (miss, n);
+        }
+        calls = (calls.1, calls.0 + calls.1);
+    }
+    best.1
 }

@@ -4,76 +4,8 @@
 
 use serde::Serialize;
 
-/// The judgement of a claim, or of one part of it, on this machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Holds,
-    DoesNotHold,
-    /// The numbers fell between the rule's two thresholds.
-    Inconclusive,
-    /// The experiment could not run here (e.g. no `python3`); says why in its evidence.
-    Skipped,
-    /// The experiment broke before it could measure (a server did not start, …).
-    Error,
-}
-
-impl Verdict {
-    pub fn label(self) -> &'static str {
-        match self {
-            Verdict::Holds => "holds",
-            Verdict::DoesNotHold => "does not hold",
-            Verdict::Inconclusive => "inconclusive",
-            Verdict::Skipped => "skipped",
-            Verdict::Error => "error",
-        }
-    }
-
-    /// `Holds` when `value` is at or past `holds`, `DoesNotHold` when at or past
-    /// `fails` on the other side, `Inconclusive` between: the shape of every rule.
-    pub fn at_least(value: f64, holds: f64, fails: f64) -> Verdict {
-        debug_assert!(fails <= holds);
-        if value >= holds {
-            Verdict::Holds
-        } else if value <= fails {
-            Verdict::DoesNotHold
-        } else {
-            Verdict::Inconclusive
-        }
-    }
-
-    /// The mirror of [`at_least`](Verdict::at_least): holds when `value` is small.
-    pub fn at_most(value: f64, holds: f64, fails: f64) -> Verdict {
-        debug_assert!(holds <= fails);
-        if value <= holds {
-            Verdict::Holds
-        } else if value >= fails {
-            Verdict::DoesNotHold
-        } else {
-            Verdict::Inconclusive
-        }
-    }
-
-    /// Every part holds → holds; any part fails → does not hold; else inconclusive.
-    pub fn all(parts: impl IntoIterator<Item = Verdict>) -> Verdict {
-        let mut result = Verdict::Holds;
-        for part in parts {
-            result = match (result, part) {
-                (Verdict::Error, _) | (_, Verdict::Error) => Verdict::Error,
-                (Verdict::DoesNotHold, _) | (_, Verdict::DoesNotHold) => Verdict::DoesNotHold,
-                (Verdict::Holds, Verdict::Holds) => Verdict::Holds,
-                _ => Verdict::Inconclusive,
-            };
-        }
-        result
-    }
-}
-
-impl std::fmt::Display for Verdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.label())
-    }
-}
+pub use crate::lab::model::verdict::Verdict;
+pub use crate::lab::words::significant;
 
 /// One part of a claim, judged on one configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -388,15 +320,6 @@ impl Fidelity {
     }
 }
 
-/// A number of any size with three significant digits ("0.0172", "1.46", "12800").
-pub fn significant(number: f64) -> String {
-    if number == 0.0 || !number.is_finite() {
-        return format!("{number}");
-    }
-    let digits = (2 - number.abs().log10().floor() as i32).max(0) as usize;
-    format!("{number:.digits$}")
-}
-
 /// Everything an experiment reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
@@ -424,9 +347,9 @@ pub struct Outcome {
     /// The claim in each era of CPython's lock; the report gathers these into its eras table
     /// with CPython's numbers beside them, so the outcome leaves it out of its own JSON.
     #[serde(skip)]
-    pub era: Option<crate::lab::eras::EraRow>,
+    pub era: Option<crate::lab::model::eras::EraRow>,
     /// Every server, load and pinned thread of the run: placement read back, errors, exits.
-    pub health: Vec<crate::lab::health::Health>,
+    pub health: Vec<crate::lab::running::health::Health>,
     /// Raw measurements (load results, traces' summaries, samples).
     pub raw: serde_json::Value,
     pub elapsed_s: f64,
@@ -435,16 +358,6 @@ pub struct Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rules_have_a_gap_between_holding_and_failing() {
-        assert_eq!(Verdict::at_least(0.9, 0.85, 0.7), Verdict::Holds);
-        assert_eq!(Verdict::at_least(0.8, 0.85, 0.7), Verdict::Inconclusive);
-        assert_eq!(Verdict::at_least(0.5, 0.85, 0.7), Verdict::DoesNotHold);
-        assert_eq!(Verdict::at_most(0.1, 0.2, 0.5), Verdict::Holds);
-        assert_eq!(Verdict::at_most(0.3, 0.2, 0.5), Verdict::Inconclusive);
-        assert_eq!(Verdict::at_most(0.6, 0.2, 0.5), Verdict::DoesNotHold);
-    }
 
     #[test]
     fn bands_are_fixed_around_cpythons_value() {
@@ -468,15 +381,5 @@ mod tests {
         assert!(row(Band::ZeroOrFactor(4.0), 0.0));
         assert!(!row(Band::ZeroOrFactor(4.0), 0.001));
         assert!(!row(Band::Relative(0.1), f64::NAN));
-    }
-
-    #[test]
-    fn a_claim_holds_only_when_every_part_does() {
-        use Verdict::*;
-        assert_eq!(Verdict::all([Holds, Holds]), Holds);
-        assert_eq!(Verdict::all([Holds, Inconclusive]), Inconclusive);
-        assert_eq!(Verdict::all([Inconclusive, DoesNotHold]), DoesNotHold);
-        assert_eq!(Verdict::all([DoesNotHold, Error]), Error);
-        assert_eq!(Verdict::all([]), Holds);
     }
 }

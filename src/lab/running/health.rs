@@ -64,8 +64,8 @@ impl Health {
         if cpus != self.intended_cpus.as_slice() {
             self.problem(format!(
                 "{task} runs on CPUs [{}], not the intended [{}]",
-                super::experiments::list(cpus),
-                super::experiments::list(&self.intended_cpus)
+                crate::lab::words::list(cpus),
+                crate::lab::words::list(&self.intended_cpus)
             ));
         }
     }
@@ -142,7 +142,7 @@ impl Health {
 impl Health {
     /// The record as the report's health table shows it, in [`Health::COLUMNS`]' order.
     pub fn cells(&self) -> Vec<String> {
-        let cpus = |cpus: &[usize]| super::experiments::list(cpus);
+        let cpus = |cpus: &[usize]| crate::lab::words::list(cpus);
         vec![
             self.what.clone(),
             cpus(&self.intended_cpus),

@@ -5,14 +5,16 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::eras::{EraClaim, Measured, Rule, Unit};
-use crate::lab::fidelity::metrics;
-use crate::lab::outcome::{Chart, Figure, Table};
-use crate::lab::spec::ServerSpec;
-use crate::lab::{Check, Experiment, Lab, LabError, Report, Verdict, class_result};
+use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::metrics;
+use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::outcome::{Chart, Figure, Table};
+use crate::lab::model::outcome::{Check, Verdict};
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError, class_result};
 use crate::server::Model;
 
-use super::percent;
+use crate::lab::words::percent;
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "io-bound",
@@ -158,7 +160,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         setup: vec![
             format!(
                 "{CLIENTS} closed-loop clients sending `{REQUEST}` (a 20 ms wait without CPU, the I/O stand-in) for {}; servers on one CPU",
-                super::seconds(lab.profile.window())
+                crate::lab::words::seconds(lab.profile.window())
             ),
             "memory is the proportional set size of the server and all its processes (shared pages split), sampled once a second during the load; the table shows the peak".into(),
             "threads under the legacy GIL and without one, and the interpreters model, are measured for the eras table and not judged here".into(),

@@ -1,10 +1,13 @@
-//! The lab's catalogue, one file per claim. Each file starts with its
-//! [`Experiment`](crate::lab::Experiment): the claim, the essay, the rule with its
-//! thresholds; then the setup and the measurement that apply it.
+//! The lab's catalogue, one file per claim. Each file starts with its [`Experiment`]: the
+//! claim, the essay, the rule with its thresholds; then the setup and the measurement that
+//! apply it. [`fidelity`] runs each claim CPython can run on every interpreter found and on the
+//! emulation standing for it; [`metrics`] names the numbers both share.
 
-use std::time::Duration;
+pub mod experiment;
+pub(crate) mod fidelity;
+pub(crate) mod metrics;
 
-use crate::lab::Experiment;
+use crate::lab::claims::experiment::Experiment;
 
 pub(crate) mod broker;
 pub(crate) mod c10k;
@@ -38,24 +41,6 @@ pub static ALL: &[&Experiment] = &[
     &broker::EXPERIMENT,
     &cpython::EXPERIMENT,
 ];
-
-/// "1, 2, 4".
-pub fn list<T: std::fmt::Display>(items: &[T]) -> String {
-    items
-        .iter()
-        .map(T::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A ratio as a percentage with no decimals.
-pub(crate) fn percent(ratio: f64) -> String {
-    format!("{:.0} %", ratio * 100.0)
-}
-
-pub(crate) fn seconds(duration: Duration) -> String {
-    format!("{:.1} s", duration.as_secs_f64())
-}
 
 #[cfg(test)]
 mod tests {

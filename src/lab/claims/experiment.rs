@@ -1,0 +1,48 @@
+//! What a claim is in the catalogue: its [`Experiment`] (the claim, the essay, the rule fixed
+//! before the run) and the [`Report`] its `run` returns.
+
+use crate::lab::model::eras;
+use crate::lab::model::outcome::{self, Check, Contrast, Verdict};
+use crate::lab::running::{Lab, LabError};
+
+/// One claim, its source and its rule; `run` does the rest.
+pub struct Experiment {
+    pub id: &'static str,
+    pub claim: &'static str,
+    pub essay: &'static str,
+    /// The verdict rule in words, with the thresholds the code applies.
+    pub rule: &'static str,
+    /// Every change of the rule after it had been run, with date and reason.
+    pub history: &'static [outcome::RuleChange],
+    /// The claim as judged in each era of CPython's lock, where it means something there.
+    pub era: Option<&'static eras::EraClaim>,
+    pub run: fn(&mut Lab) -> Result<Report, LabError>,
+}
+
+/// What an experiment's `run` returns; the framework adds the claim, timing and errors.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub checks: Vec<Check>,
+    /// Overrides the verdict computed from the checks (e.g. skipped).
+    pub verdict: Option<Verdict>,
+    pub summary: String,
+    pub contrast: Option<Contrast>,
+    pub setup: Vec<String>,
+    pub explanation: String,
+    pub tables: Vec<outcome::Table>,
+    pub figures: Vec<outcome::Figure>,
+    pub fidelity: Vec<outcome::Fidelity>,
+    /// What was measured for each era of CPython's lock, in [`eras::Era::ALL`]'s order,
+    /// for the experiment's [`eras::EraClaim`].
+    pub era: Option<[eras::Measured; 4]>,
+    pub raw: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Report {
+    pub fn raw(&mut self, key: &str, value: impl serde::Serialize) {
+        self.raw.insert(
+            key.to_owned(),
+            serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+        );
+    }
+}

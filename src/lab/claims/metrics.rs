@@ -1,0 +1,41 @@
+//! The numbers a claim and the fidelity matrix share: the names the eras table looks CPython's
+//! measurements up by, and the bands within which the emulation must come to CPython, fixed
+//! before any run.
+
+/// The names of the metrics other parts of the lab look up (the eras table takes CPython's
+/// numbers by them).
+pub const COUNTDOWN_THREADS: &str = "threads ÷ serial, two cores";
+pub const COUNTDOWN_INTERPRETERS: &str = "subinterpreters ÷ serial, two cores";
+pub const TWO_CLIENTS_THREADS: &str = "latency slowdown, two clients ÷ one";
+pub const TWO_CLIENTS_INTERPRETERS: &str =
+    "latency slowdown, two clients ÷ one, on subinterpreters";
+pub const CONVOY_THREADS: &str = "rate kept beside a hog: threads";
+pub const CONVOY_INTERPRETERS: &str = "rate kept beside a hog: subinterpreters";
+pub const PROCESS_POOL_COST: &str = "share of the tiny-request rate a process pool costs";
+pub const INTERPRETER_HOP_COST: &str =
+    "share of the tiny-request rate computing in subinterpreters costs";
+pub const RACE_LOST: &str = "share of increments lost, two threads";
+pub const IO_BOUND_SHARE: &str =
+    "share of the ideal 800 requests/s, 16 clients sending `sleep 20` to threads";
+
+/// The bands, fixed before any run; the experiment's rule states them in words.
+pub mod bands {
+    use crate::lab::model::outcome::Band;
+
+    /// Countdown threads ÷ serial, one core (every era).
+    pub const COUNTDOWN_ONE_CORE: Band = Band::Relative(0.10);
+    /// Countdown threads ÷ serial, two cores: the legacy thrash is noisier than the new GIL.
+    pub const COUNTDOWN_TWO_CORES_LEGACY: Band = Band::Relative(0.20);
+    pub const COUNTDOWN_TWO_CORES: Band = Band::Relative(0.15);
+    pub const COUNTDOWN_PROCESSES: Band = Band::Relative(0.20);
+    /// Two GILs in one process are expected to behave as two processes' do.
+    pub const COUNTDOWN_INTERPRETERS: Band = Band::Relative(0.20);
+    pub const TWO_CLIENTS: Band = Band::Relative(0.15);
+    pub const CONVOY: Band = Band::Factor(2.0);
+    pub const SWITCH_SLOPE: Band = Band::Absolute(0.15);
+    pub const PROCPOOL_COST: Band = Band::Factor(2.0);
+    pub const LONG_INSTRUCTION: Band = Band::Relative(0.25);
+    pub const RACE: Band = Band::ZeroOrFactor(4.0);
+    pub const C10K: Band = Band::AtMost(2.0);
+    pub const IO_BOUND: Band = Band::Relative(0.20);
+}

@@ -8,11 +8,13 @@
 //!   real CPython beside its emulation;
 //! - [`views`]: the table, the verdicts per era, and comparisons, read from a run's outcomes.
 //!
-//! This file is the pipeline: [`Options`] checked once, [`run`] each claim, and the outcomes
-//! handed to the views and the report ([`crate::report`]).
+//! This file runs the claims: [`Options`] checked once, then [`run`] each claim into its
+//! outcome; [`pipeline`] is a whole run, from finding the interpreters to the gathered report
+//! ([`crate::report`] renders it).
 
 pub mod claims;
 pub mod model;
+pub mod pipeline;
 pub mod running;
 pub mod views;
 pub mod words;

@@ -11,16 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::lab::model::Measurements;
-use crate::lab::model::eras::{self, Era, EraRow};
+use crate::lab::model::eras::{self, Era};
 use crate::lab::model::outcome::Fidelity;
-use crate::lab::model::outcome::Outcome;
-use crate::lab::running::{Placement, Profile};
 use crate::lab::views::verdicts::VerdictRow;
-use crate::system::machine::Machine;
-
-/// The value of `report.json`'s `schema` field.
-pub const SCHEMA: &str = "clab-lab/3";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -32,57 +25,7 @@ pub enum ReportError {
     Template(&'static str, #[source] minijinja::Error),
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct LabEnvironment {
-    #[serde(flatten)]
-    pub machine: Machine,
-    pub cpu_model: String,
-    /// The CPython interpreters measured, e.g. "CPython 2.7.18 (legacy GIL)".
-    pub pythons: Vec<String>,
-}
-
-impl LabEnvironment {
-    pub fn detect(pythons: Vec<String>) -> LabEnvironment {
-        let cpu_model = <procfs::CpuInfo as procfs::Current>::current()
-            .ok()
-            .and_then(|info| info.model_name(0).map(str::to_owned))
-            .unwrap_or_else(|| "unknown CPU".into());
-        LabEnvironment {
-            machine: Machine::detect(),
-            cpu_model,
-            pythons,
-        }
-    }
-}
-
-/// A whole lab run.
-#[derive(Debug, Clone, Serialize)]
-pub struct LabReport {
-    pub schema: &'static str,
-    pub started_at: String,
-    pub profile: Profile,
-    pub elapsed_s: f64,
-    pub environment: LabEnvironment,
-    pub placement: Placement,
-    /// The request sizes measured at the start.
-    pub setups: crate::lab::running::setups::Setups,
-    /// Each claim's verdicts: per era on every interpreter that ran it and on the emulation.
-    pub verdicts: Vec<VerdictRow>,
-    /// The run's one table: every number, measured once.
-    pub measurements: Measurements,
-    pub outcomes: Vec<Outcome>,
-    /// Every metric measured on real CPython and on the emulation, from all outcomes.
-    pub fidelity: Vec<Fidelity>,
-    /// Each claim that means something beyond one GIL, judged in each era of CPython's lock,
-    /// CPython's numbers beside the emulation's.
-    pub eras: Vec<EraRow>,
-    /// Whether the run stopped before its last experiment, and what stopped it ("SIGINT"):
-    /// the report then holds only the experiments that finished.
-    pub partial: bool,
-    pub interrupted_by: Option<String>,
-    /// The command line that produced the run, one argument an item.
-    pub command_line: Vec<String>,
-}
+pub use crate::lab::pipeline::{LabEnvironment, LabReport, SCHEMA};
 
 /// One fidelity row as the pages show it: the interpreter, then the row's own cells.
 fn fidelity_cells(row: &Fidelity) -> Vec<String> {
@@ -313,7 +256,8 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
 mod tests {
     use super::*;
     use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
-    use crate::lab::model::outcome::{Chart, Check, Figure, Series, Table, Verdict};
+    use crate::lab::model::outcome::{Chart, Check, Figure, Outcome, Series, Table, Verdict};
+    use crate::lab::running::{Placement, Profile};
 
     const ERA: EraClaim = EraClaim {
         claim: "two jobs at once are no faster",

@@ -10,6 +10,7 @@ use clap::Parser;
 
 mod cli;
 
+use clab::lab::pipeline::Observer;
 use clab::lab::running::interrupt::Interrupt;
 use clab::load::render::{Progress, summary};
 use clab::server::{self, Model, Shutdown, prefork, signals};
@@ -153,6 +154,31 @@ fn compare(old: &std::path::Path, new: &std::path::Path) -> anyhow::Result<Strin
     Ok(clab::report::text::compare(&old, &new))
 }
 
+/// The lab's progress bar, with the lines it prints above itself.
+struct LabProgress(indicatif::ProgressBar);
+
+impl clab::lab::pipeline::Observer for LabProgress {
+    fn say(&self, line: String) {
+        if self.0.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.0.println(line);
+        }
+    }
+
+    fn step(&self, what: &str) {
+        self.0.set_message(what.to_owned());
+    }
+
+    fn finished(&self, outcome: &clab::lab::Outcome) {
+        self.0.inc(1);
+        self.say(format!(
+            "[{:>5.1} s] {}: {} — {}",
+            outcome.elapsed_s, outcome.id, outcome.verdict, outcome.summary
+        ));
+    }
+}
+
 /// How a lab run ended, beside an error.
 enum LabEnd {
     Done,
@@ -176,12 +202,7 @@ fn lab(args: &LabArgs) -> anyhow::Result<LabEnd> {
         emit(text.as_bytes())?;
         return Ok(LabEnd::Done);
     };
-    let (experiments, profile) = (options.experiments(), options.profile());
-    let scratch = tempfile::Builder::new()
-        .prefix("clab-lab-")
-        .tempdir()
-        .context("cannot create a scratch directory")?;
-    let clab_path = std::env::current_exe().context("cannot find the clab executable")?;
+    let experiments = options.experiments();
     let bar = indicatif::ProgressBar::new(experiments.len() as u64).with_style(
         indicatif::ProgressStyle::with_template(
             "{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}",
@@ -189,94 +210,21 @@ fn lab(args: &LabArgs) -> anyhow::Result<LabEnd> {
         .expect("a valid progress template")
         .progress_chars("=> "),
     );
-    let say = {
-        let bar = bar.clone();
-        move |line: String| {
-            if bar.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
-        }
-    };
-    say(format!(
+    let progress = std::sync::Arc::new(LabProgress(bar.clone()));
+    progress.say(format!(
         "clab lab: {} experiment(s), {} profile; report in {}",
         experiments.len(),
-        profile.name(),
+        options.profile().name(),
         options.out().display()
     ));
-    let interrupt = interrupt_on_signals(say.clone())?;
-    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let started = std::time::Instant::now();
-    bar.set_message("finding and calibrating CPython interpreters");
-    let scripts = clab::lab::running::pythons::Scripts::write(&scratch.path().join("python"))?;
-    let found = clab::lab::running::pythons::select(options.pythons(), &scripts);
-    for python in &found.pythons {
-        say(format!(
-            "{} at {}: {} GIL, tick {:.1} ns",
-            python.label(),
-            python.path.display(),
-            python.era.name(),
-            python.calibration.tick_ns
-        ));
-    }
-    for note in &found.notes {
-        say(format!("note: {note}"));
-    }
-    let python_labels = found
-        .pythons
-        .iter()
-        .map(clab::lab::running::pythons::Python::label_with_gil)
-        .collect();
-    let step_bar = bar.clone();
-    let mut lab = clab::lab::Lab::new(
-        profile,
-        clab_path,
-        scratch.path().to_owned(),
-        found,
-        scripts,
-        Box::new(move |step: &str| step_bar.set_message(step.to_owned())),
-    );
-    lab.interrupt = interrupt.clone();
-    lab.step("measuring fib and spin on this machine");
-    match clab::lab::running::setups::measure(&mut lab) {
-        Ok(setups) => lab.setups = setups,
-        // Nothing ran: the report says so, with no experiment in it.
-        Err(_) if interrupt.signal().is_some() => {}
-        Err(error) => return Err(error).context("cannot measure the setups"),
-    }
-    for line in lab.setups.describe() {
-        say(format!("setup: {line}"));
-    }
-    let outcomes = clab::lab::run(experiments, &mut lab, |outcome| {
-        bar.inc(1);
-        say(format!(
-            "[{:>5.1} s] {}: {} — {}",
-            outcome.elapsed_s, outcome.id, outcome.verdict, outcome.summary
-        ));
-    });
-    bar.finish_and_clear();
-    let views = clab::lab::views::Views::of(&outcomes)
-        .context("the run's measurements do not form one table")?;
-    let report = clab::report::LabReport {
-        schema: clab::report::SCHEMA,
-        started_at,
-        profile,
-        elapsed_s: started.elapsed().as_secs_f64(),
-        environment: clab::report::LabEnvironment::detect(python_labels),
-        placement: lab.placement.clone(),
-        setups: lab.setups.clone(),
-        verdicts: views.verdicts,
-        measurements: views.measurements,
-        fidelity: views.fidelity,
-        eras: views.eras,
-        partial: interrupt.signal().is_some(),
-        interrupted_by: interrupt.name(),
-        command_line: std::env::args_os()
-            .map(|arg| arg.to_string_lossy().into_owned())
-            .collect(),
-        outcomes,
+    let interrupt = {
+        let progress = progress.clone();
+        interrupt_on_signals(move |line| progress.say(line))?
     };
+    let clab_path = std::env::current_exe().context("cannot find the clab executable")?;
+    let report = clab::lab::pipeline::execute(&options, clab_path, interrupt.clone(), progress)
+        .context("the lab could not run")?;
+    bar.finish_and_clear();
     let index = clab::report::write(&report, options.out())?;
     print!("{}", clab::report::text::verdicts(&report));
     println!("report: {}", index.display());

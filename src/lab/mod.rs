@@ -22,7 +22,7 @@ pub mod words;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use claims::experiment::{Experiment, Report};
+pub use claims::experiment::{Experiment, Method, Report};
 pub use model::outcome::{Check, Contrast, Outcome, Verdict};
 pub use running::{Lab, LabError, Placement, Profile, Sample};
 
@@ -45,7 +45,15 @@ pub fn run(
         }
         let started = Instant::now();
         lab.step(experiment.id);
-        let result = (experiment.run)(lab);
+        let mut result = match experiment.run {
+            Method::Measure(measure) => measure(lab),
+            Method::Read(read) => Ok(read(lab, &outcomes)),
+        };
+        if let (Ok(report), Some(pair)) = (&mut result, experiment.pair) {
+            let (pairs, failures) = claims::fidelity::on_every_python(lab, pair);
+            report.fidelity.extend(pairs);
+            report.checks.extend(failures);
+        }
         if lab.interrupt.signal().is_some() {
             lab.health.take();
             break;
@@ -208,7 +216,8 @@ mod tests {
             rule: "a rule",
             history: &[],
             era: None,
-            run: |_| unreachable!("finish() is handed the result"),
+            pair: None,
+            run: Method::Measure(|_| unreachable!("finish() is handed the result")),
         };
         let scratch = tempfile::tempdir().unwrap();
         let found = Found {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::model::outcome::{Chart, Figure, Series, Table};
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::measure;
@@ -33,7 +33,8 @@ pub static EXPERIMENT: Experiment = Experiment {
            Skipped where no `nats-server` is installed.",
     history: &[],
     era: None,
-    run,
+    pair: None,
+    run: Method::Measure(run),
 };
 
 const DEARER: f64 = 2.0;

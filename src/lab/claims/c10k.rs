@@ -5,12 +5,11 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::model::outcome::Table;
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::measure::{self, hold, rapid};
 use crate::lab::running::process::ChildServer;
-use crate::lab::running::pythons::Python;
 use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError, class_result};
 use crate::server::Model;
@@ -26,7 +25,8 @@ pub static EXPERIMENT: Experiment = Experiment {
            threads'; does not hold when it keeps < 50 % or costs more than threads.",
     history: &[],
     era: None,
-    run,
+    pair: Some(crate::lab::claims::metrics::Pair::C10k),
+    run: Method::Measure(run),
 };
 
 /// One server: the busy client's rate alone and beside the idle connections, and what
@@ -84,20 +84,6 @@ fn measure(
     let one = lab.placement.server_one.clone();
     let server = lab.serve(&spec, &one)?;
     measure_server(lab, server, spec.label(), connections, window)
-}
-
-/// The same, on CPython's asyncio server under `python`.
-fn measure_asyncio(
-    lab: &mut Lab,
-    python: &Python,
-    connections: usize,
-    window: Duration,
-) -> Result<Row, LabError> {
-    let label = format!("{} asyncio", python.label());
-    lab.step(&format!("c10k: {label}"));
-    let one = lab.placement.server_one.clone();
-    let server = lab.serve_cpython(python, &["--model", "asyncio"], &one)?;
-    measure_server(lab, server, label, connections, window)
 }
 
 fn measure_server(
@@ -166,22 +152,11 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     );
     let server = |model| ServerSpec::new(model, Variant::None);
     let threads = server(Model::Threads).option("--thread-stack", "256k");
-    let mut rows = [threads, server(Model::Eventloop), server(Model::Async)]
+    let rows = [threads, server(Model::Eventloop), server(Model::Async)]
         .into_iter()
         .map(|spec| measure(lab, spec, connections, window))
         .collect::<Result<Vec<_>, _>>()?;
-    // CPython's asyncio beside them, on every interpreter the lab measures that has it.
-    let pythons: Vec<Python> = lab
-        .pythons
-        .iter()
-        .filter(|p| p.has_asyncio())
-        .cloned()
-        .collect();
-    for python in &pythons {
-        rows.push(measure_asyncio(lab, python, connections, window)?);
-    }
     let (threads, eventloop) = (&rows[0], &rows[1]);
-    let asyncio = &rows[3..];
     let mut table = Table::new(
         format!("{connections} idle connections beside one `fib 1` client"),
         &[
@@ -198,23 +173,14 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let mut report = Report {
         checks: checks(threads, eventloop, connections),
         summary: format!(
-            "beside {connections} idle connections the event loop kept {} of the busy client's rate at {:.1} KiB per connection (resident plus kernel stacks); threads kept {} at {:.1} KiB and one thread each{}",
+            "beside {connections} idle connections the event loop kept {} of the busy client's rate at {:.1} KiB per connection (resident plus kernel stacks); threads kept {} at {:.1} KiB and one thread each",
             percent(eventloop.kept()),
             eventloop.cost_kib(),
             percent(threads.kept()),
             threads.cost_kib(),
-            beside_asyncio(eventloop, asyncio),
         ),
         tables: vec![table],
         setup: vec![
-            format!(
-                "CPython's asyncio server (`python/clab_server.py --model asyncio`) on {}",
-                if pythons.is_empty() {
-                    "no interpreter: none with asyncio was found, so it is not shown".to_owned()
-                } else {
-                    pythons.iter().map(Python::label).collect::<Vec<_>>().join(", ")
-                }
-            ),
             format!(
                 "per server: a `fib 1` client alone for {w}, then {connections} idle connections plus the same client for {w}",
                 w = crate::lab::words::seconds(window)
@@ -226,26 +192,6 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     };
     report.raw("rows", &rows);
     Ok(report)
-}
-
-/// The event loop's memory per connection as a share of each asyncio's, for the summary.
-fn beside_asyncio(eventloop: &Row, asyncio: &[Row]) -> String {
-    let shares: Vec<String> = asyncio
-        .iter()
-        .map(|row| {
-            format!(
-                "{} of {}'s {:.1} KiB",
-                percent(eventloop.resident_kib / row.resident_kib),
-                row.label,
-                row.resident_kib
-            )
-        })
-        .collect();
-    if shares.is_empty() {
-        String::new()
-    } else {
-        format!("; resident, the event loop costs {}", shares.join(", "))
-    }
 }
 
 const EXPLANATION: &str = "An idle connection costs a thread-per-connection server a thread: \

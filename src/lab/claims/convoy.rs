@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::gil::Variant;
 use crate::gil::trace::{EventKind, Trace};
-use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::claims::metrics;
 use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
 use crate::lab::model::outcome::{
@@ -65,7 +65,8 @@ pub static EXPERIMENT: Experiment = Experiment {
         },
     ],
     era: Some(&ERA),
-    run,
+    pair: Some(crate::lab::claims::metrics::Pair::Convoy),
+    run: Method::Measure(run),
 };
 
 /// In each era: a hog and the tiny requests in one Python process, on its threads — with a

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::claims::metrics;
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
@@ -25,7 +25,8 @@ pub static EXPERIMENT: Experiment = Experiment {
            holds when < 0.7, does not hold when > 0.85.",
     history: &[],
     era: Some(&ERA),
-    run,
+    pair: Some(crate::lab::claims::metrics::Pair::Countdown),
+    run: Method::Measure(run),
 };
 
 /// In each era: the two jobs on one Python process's threads — with a GIL per interpreter,

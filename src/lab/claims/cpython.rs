@@ -2,13 +2,13 @@
 //! run, measured on each CPython the lab found and on the emulation configured to stand for
 //! it, each pair judged against a band fixed before the run ([`crate::lab::claims::fidelity`]).
 
-use crate::lab::claims::experiment::{Experiment, Report};
-use crate::lab::claims::fidelity;
+use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::claims::metrics::bands;
+use crate::lab::model::Era;
 use crate::lab::model::outcome::{Chart, Fidelity, Figure, RuleChange, Series, Table};
-use crate::lab::model::outcome::{Check, Verdict};
+use crate::lab::model::outcome::{Check, Outcome, Verdict};
+use crate::lab::running::Lab;
 use crate::lab::running::pythons::Python;
-use crate::lab::running::{Lab, LabError};
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "cpython",
@@ -64,13 +64,15 @@ pub static EXPERIMENT: Experiment = Experiment {
         },
     ],
     era: None,
-    run,
+    pair: None,
+    run: Method::Read(read),
 };
 
 /// At least this share of faithful metrics makes an interpreter inconclusive, not unfaithful.
 const MOSTLY: f64 = 0.75;
 
-fn run(lab: &mut Lab) -> Result<Report, LabError> {
+/// Judges every fidelity pair the claims before it measured, interpreter by interpreter.
+fn read(lab: &Lab, outcomes: &[Outcome]) -> Report {
     let mut report = Report::default();
     if lab.pythons.is_empty() {
         report.verdict = Some(Verdict::Skipped);
@@ -80,26 +82,38 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             Verdict::Skipped,
             lab.python_notes.join("; "),
         ));
-        return Ok(report);
+        return report;
     }
-    for python in lab.pythons.clone() {
-        match fidelity::measure(lab, &python) {
-            Ok(rows) => {
-                report.checks.push(judge(&python, &rows));
-                report.tables.push(table(&python, &rows));
-                report.fidelity.extend(rows);
-            }
-            Err(error) => report.checks.push(Check::new(
-                format!("{}: measured", python.label()),
-                Verdict::Error,
-                format!("{:#}", anyhow::Error::from(error)),
-            )),
+    let pairs: Vec<Fidelity> = outcomes
+        .iter()
+        .flat_map(|outcome| outcome.fidelity.iter().cloned())
+        .collect();
+    if pairs.is_empty() {
+        report.verdict = Some(Verdict::Skipped);
+        report.summary = "no claim of this run measured CPython: run this one with the claims it reads (`clab lab run convoy cpython`), or the whole lab".into();
+        report.checks.push(Check::new(
+            "pairs measured",
+            Verdict::Skipped,
+            "none: the claims that run CPython beside the emulation did not run",
+        ));
+        return report;
+    }
+    for python in &lab.pythons {
+        let rows: Vec<Fidelity> = pairs
+            .iter()
+            .filter(|row| row.python == python.version && python_era(python, row))
+            .cloned()
+            .collect();
+        if rows.is_empty() {
+            continue;
         }
+        report.checks.push(judge(python, &rows));
+        report.tables.push(table(python, &rows));
     }
-    let faithful = report.fidelity.iter().filter(|row| row.faithful).count();
+    let faithful = pairs.iter().filter(|row| row.faithful).count();
     report.summary = format!(
         "{faithful} of {} metrics faithful across {}",
-        report.fidelity.len(),
+        pairs.len(),
         lab.pythons
             .iter()
             .map(Python::label)
@@ -107,7 +121,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             .join(", ")
     );
     report.setup = setup(lab);
-    report.figures.push(scatter(&report.fidelity));
+    report.figures.push(scatter(&pairs));
     report.explanation = "Each interpreter is emulated with the lock of its era and its own measured \
         speed: the tick is the time between two looks at CPython's eval breaker, measured on this \
         machine from a countdown loop (two looks per iteration up to 3.9, one from 3.10), so the \
@@ -117,11 +131,18 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         increment loses none. The event loops release the GIL around every socket call, as \
         CPython's socket module does. Absolute rates differ — CPython runs its request path in \
         bytecode — so the metrics are ratios, slopes and shares, which are what the GIL explains; \
-        an unfaithful metric stays in the table with the numbers that show where the two part."
+        an unfaithful metric stays in the table with the numbers that show where the two part. \
+        Each pair was measured by the claim it belongs to; this claim reads them."
         .into();
     report.raw("pythons", &lab.pythons);
     report.raw("notes", &lab.python_notes);
-    Ok(report)
+    report
+}
+
+/// Whether `row` was measured on `python`: its build's era, or per-interpreter on 3.12+.
+fn python_era(python: &Python, row: &Fidelity) -> bool {
+    row.gil == python.era
+        || (row.gil == Era::PerInterpreter && python.has_own_gil_subinterpreters())
 }
 
 fn judge(python: &Python, rows: &[Fidelity]) -> Check {

@@ -16,7 +16,20 @@ pub struct Experiment {
     pub history: &'static [outcome::RuleChange],
     /// The claim as judged in each era of CPython's lock, where it means something there.
     pub era: Option<&'static eras::EraClaim>,
-    pub run: fn(&mut Lab) -> Result<Report, LabError>,
+    /// Where CPython can run the claim: its metrics measured on every interpreter found and on
+    /// the emulation standing for each, by one method, after `run`.
+    pub pair: Option<crate::lab::claims::metrics::Pair>,
+    pub run: Method,
+}
+
+/// How a claim gets its numbers.
+#[derive(Clone, Copy)]
+pub enum Method {
+    /// It measures: servers, loads, interpreters, in the emulation and on CPython.
+    Measure(fn(&mut Lab) -> Result<Report, LabError>),
+    /// It reads what the claims run before it measured: a pure function of their outcomes
+    /// (the `cpython` claim judges every fidelity pair of the run).
+    Read(fn(&Lab, &[outcome::Outcome]) -> Report),
 }
 
 /// What an experiment's `run` returns; the framework adds the claim, timing and errors.

@@ -1,6 +1,8 @@
-//! The fidelity matrix: every claim CPython can run, measured on one real interpreter and on
-//! the emulation configured to stand for it (the same GIL kind, its switch points, its
-//! measured tick), in the same placement, and paired under a band fixed before the run.
+//! The fidelity pairs: each claim CPython can run, measured on every real interpreter found and
+//! on the emulation configured to stand for it (the same GIL kind, its switch points, its
+//! measured tick), in the same placement, by one method, and paired under a band fixed before
+//! the run. Each claim runs its own [`Pair`] ([`on_every_python`]); the `cpython` claim judges
+//! the pairs all the claims of a run measured.
 //!
 //! Servers are `python/clab_server.py` and `clab serve`; in-process programs are
 //! `python/clab_bench.py` and the emulated GIL on threads of the lab's own process.
@@ -8,11 +10,11 @@
 use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread};
-use crate::lab::claims::metrics::{self, bands};
+use crate::lab::claims::metrics::{self, Pair, bands};
 use crate::lab::claims::procpool_overhead::{PoolRates, pool_rate};
 use crate::lab::claims::{io_bound, long_instruction, race, switch_interval};
 use crate::lab::model::Era;
-use crate::lab::model::outcome::{Band, Fidelity};
+use crate::lab::model::outcome::{Band, Check, Fidelity, Verdict};
 use crate::lab::running::health::HealthLog;
 use crate::lab::running::measure;
 use crate::lab::running::process::ChildServer;
@@ -24,25 +26,48 @@ use crate::server::Model;
 use crate::server::offload::Target;
 use crate::work::spin;
 
-/// Every metric of `python` and its emulation, in the catalogue's order.
-pub fn measure(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
-    let mut rows = countdown(lab, python)?;
-    rows.push(two_clients(lab, python, Model::Threads)?);
-    if python.has_own_gil_subinterpreters() {
-        rows.push(two_clients(lab, python, Model::Interpreters)?);
+/// `pair`'s metrics on every interpreter the lab found, each beside its emulation; an
+/// interpreter that could not be measured is an error check naming it, and the others go on.
+pub fn on_every_python(lab: &mut Lab, pair: Pair) -> (Vec<Fidelity>, Vec<Check>) {
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for python in lab.pythons.clone() {
+        match measure(lab, &python, pair) {
+            Ok(measured) => rows.extend(measured),
+            Err(error) => failures.push(Check::new(
+                format!("{} beside its emulation: measured", python.label()),
+                Verdict::Error,
+                format!("{:#}", anyhow::Error::from(error)),
+            )),
+        }
     }
-    rows.extend(convoy(lab, python)?);
-    if python.has_switch_interval() {
-        rows.push(switch_interval(lab, python)?);
-    }
-    rows.extend(procpool_overhead(lab, python)?);
-    rows.extend(long_instruction(lab, python)?);
-    rows.push(race(lab, python)?);
-    if python.has_asyncio() {
-        rows.push(c10k(lab, python)?);
-    }
-    rows.push(io_bound(lab, python)?);
-    Ok(rows)
+    (rows, failures)
+}
+
+/// `pair`'s metrics of `python` and its emulation (none where the interpreter has no such
+/// thing: a switch interval before 3.2, subinterpreters with a GIL each before 3.12, asyncio
+/// on 2.x).
+fn measure(lab: &mut Lab, python: &Python, pair: Pair) -> Result<Vec<Fidelity>, LabError> {
+    Ok(match pair {
+        Pair::Countdown => countdown(lab, python)?,
+        Pair::TwoClients => {
+            let mut rows = vec![two_clients(lab, python, Model::Threads)?];
+            if python.has_own_gil_subinterpreters() {
+                rows.push(two_clients(lab, python, Model::Interpreters)?);
+            }
+            rows
+        }
+        Pair::Convoy => convoy(lab, python)?,
+        Pair::SwitchInterval if python.has_switch_interval() => {
+            vec![switch_interval(lab, python)?]
+        }
+        Pair::ProcpoolOverhead => procpool_overhead(lab, python)?,
+        Pair::LongInstruction => long_instruction(lab, python)?,
+        Pair::Race => vec![race(lab, python)?],
+        Pair::C10k if python.has_asyncio() => vec![c10k(lab, python)?],
+        Pair::IoBound => vec![io_bound(lab, python)?],
+        Pair::SwitchInterval | Pair::C10k => Vec::new(),
+    })
 }
 
 /// The emulation's GIL for `python`, as `clab serve` builds it from `emulation_args`.

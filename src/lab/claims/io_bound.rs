@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::claims::metrics;
 use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Table};
@@ -24,7 +24,8 @@ pub static EXPERIMENT: Experiment = Experiment {
            > 90 % of the process pool's throughput with less memory (PSS); do not hold below 70 %.",
     history: &[],
     era: Some(&ERA),
-    run,
+    pair: Some(crate::lab::claims::metrics::Pair::IoBound),
+    run: Method::Measure(run),
 };
 
 /// In each era: one Python process's threads overlapping the waits — with a GIL per

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread, Variant};
-use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::model::outcome::{Chart, Figure, Marker, RuleChange, Series, Table};
 use crate::lab::model::outcome::{Check, Contrast, Verdict};
 use crate::lab::running::health::HealthLog;
@@ -38,7 +38,8 @@ pub static EXPERIMENT: Experiment = Experiment {
                  late by construction with or without a checkpoint inside: the rule could not fail",
     }],
     era: None,
-    run,
+    pair: Some(crate::lab::claims::metrics::Pair::LongInstruction),
+    run: Method::Measure(run),
 };
 
 const TICK: Duration = Duration::from_millis(10);

@@ -1,6 +1,21 @@
-//! The numbers a claim and the fidelity matrix share: the names the eras table looks CPython's
-//! measurements up by, and the bands within which the emulation must come to CPython, fixed
-//! before any run.
+//! The numbers a claim and its fidelity pair share: which pair a claim runs ([`Pair`]), the
+//! names the eras table looks CPython's measurements up by, and the bands within which the
+//! emulation must come to CPython, fixed before any run.
+
+/// A claim CPython can run: its metrics measured on an interpreter and on the emulation
+/// standing for it, by one method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pair {
+    Countdown,
+    TwoClients,
+    Convoy,
+    SwitchInterval,
+    ProcpoolOverhead,
+    LongInstruction,
+    Race,
+    C10k,
+    IoBound,
+}
 
 /// The names of the metrics other parts of the lab look up (the eras table takes CPython's
 /// numbers by them).

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::model::outcome::{Chart, Figure, Series, Table};
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::process::ChildServer;
@@ -22,7 +22,8 @@ pub static EXPERIMENT: Experiment = Experiment {
            does not hold when > 1.6; threads must reach > 1.6 in the same runs for the check to mean anything.",
     history: &[],
     era: None,
-    run,
+    pair: None,
+    run: Method::Measure(run),
 };
 
 const CHILDREN: usize = 2;

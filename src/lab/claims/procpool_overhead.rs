@@ -5,9 +5,8 @@
 use std::time::Instant;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::claims::metrics;
-use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::model::outcome::{Check, Verdict};
@@ -30,7 +29,8 @@ pub static EXPERIMENT: Experiment = Experiment {
            (both --gil new). Holds when cost > 50 %, does not hold when cost < 25 %.",
     history: &[],
     era: Some(&ERA),
-    run,
+    pair: Some(crate::lab::claims::metrics::Pair::ProcpoolOverhead),
+    run: Method::Measure(run),
 };
 
 /// In each era: each tiny request handed to the worker that era computes in parallel with —
@@ -175,41 +175,7 @@ fn round_trip_us(executor: &dyn Executor, count: usize) -> Result<f64, LabError>
     Ok(started.elapsed().as_secs_f64() * 1e6 / count as f64)
 }
 
-/// CPython's own threads and process-pool rates, measured on the first interpreter with the
-/// new GIL (python3 where the lab picked one per era) rather than quoted from the essay.
-struct CPythonRates {
-    label: String,
-    rates: PoolRates,
-}
-
-impl CPythonRates {
-    fn measure(lab: &mut Lab) -> Result<Option<CPythonRates>, LabError> {
-        let new_gil = lab.pythons.iter().find(|p| p.era == Era::New);
-        let Some(python) = new_gil.cloned() else {
-            return Ok(None);
-        };
-        lab.step(&format!("procpool-overhead: {}", python.label()));
-        Ok(Some(CPythonRates {
-            label: python.label(),
-            rates: PoolRates::cpython(lab, &python)?,
-        }))
-    }
-
-    fn words(cpython: &Option<CPythonRates>) -> String {
-        match cpython {
-            Some(c) => format!(
-                "{}: {} ({:.0} → {:.0}/s)",
-                c.label,
-                percent(c.rates.cost()),
-                c.rates.threads,
-                c.rates.pooled
-            ),
-            None => "no CPython 3 measured here; the essay's: ≈95 %".into(),
-        }
-    }
-}
-
-fn rates_table(rates: &Rates, cpython: &Option<CPythonRates>) -> Table {
+fn rates_table(rates: &Rates) -> Table {
     let mut table = Table::new(
         "Tiny requests (`fib 1`), one client",
         &["server", "requests/s", "µs per request", "against threads"],
@@ -227,11 +193,6 @@ fn rates_table(rates: &Rates, cpython: &Option<CPythonRates>) -> Table {
     row(pool.into(), rates.pool, rates.threads);
     let procpool = "procpool --gil new, 2 workers (process pool)";
     row(procpool.into(), rates.procpool, rates.threads);
-    if let Some(CPythonRates { label, rates }) = cpython {
-        row(format!("{label} threads"), rates.threads, rates.threads);
-        let executor = format!("{label} procpool (ProcessPoolExecutor)");
-        row(executor, rates.pooled, rates.threads);
-    }
     table
 }
 
@@ -258,8 +219,6 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let rates = Rates::measure(lab)?;
     let era = era_costs(lab, &rates)?;
     let trips = RoundTrips::measure(lab)?;
-    let cpython = CPythonRates::measure(lab)?;
-    let cpython_words = CPythonRates::words(&cpython);
     let (threads, procpool) = (rates.threads, rates.procpool);
     let network_us = 1e6 / threads;
     let mut report = Report {
@@ -274,11 +233,11 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             ),
         )],
         summary: format!(
-            "a process pool costs {} of the tiny-request rate here ({threads:.0} → {procpool:.0}/s; {cpython_words}): a pool round trip is {:.1} µs against a {network_us:.0} µs network round trip",
+            "a process pool costs {} of the tiny-request rate here ({threads:.0} → {procpool:.0}/s): a pool round trip is {:.1} µs against a {network_us:.0} µs network round trip",
             percent(rates.cost()),
             trips.process_us,
         ),
-        tables: vec![rates_table(&rates, &cpython), round_trips_table(&trips)],
+        tables: vec![rates_table(&rates), round_trips_table(&trips)],
         figures: vec![Figure::new(
             "rates",
             "Tiny-request rate by where the work runs",
@@ -306,7 +265,8 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
              against {:.1} µs for a thread pool. The network round trip to the client on the other \
              core costs about {network_us:.0} µs, so the pool adds a fraction of it. CPython pays \
              far more per hop: pickling, a feeder thread and a result thread that all need the GIL \
-             ({cpython_words}; the essay's lost 95 %). The lesson carries over in proportion: send \
+             (the essay's lost 95 %; this machine's, on every CPython found, is the claim's \
+             fidelity pair). The lesson carries over in proportion: send \
              a process pool work that is large against the hop.",
             trips.process_us, trips.thread_us
         ),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::model::outcome::{Chart, Figure, Series, Table};
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::measure::{self, rapid};
@@ -20,7 +20,8 @@ pub static EXPERIMENT: Experiment = Experiment {
            −1.35 and −0.65; does not hold when it is above −0.4 or below −1.6.",
     history: &[],
     era: None,
-    run,
+    pair: Some(crate::lab::claims::metrics::Pair::SwitchInterval),
+    run: Method::Measure(run),
 };
 
 /// The slope of a least-squares line through the points on log–log axes.

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::measure::{HeldMemory, hold};
@@ -22,7 +22,8 @@ pub static EXPERIMENT: Experiment = Experiment {
            and resident memory < 1/8 of that; does not hold when virtual < 4 MiB or resident > 1/2 of virtual.",
     history: &[],
     era: None,
-    run,
+    pair: None,
+    run: Method::Measure(run),
 };
 
 /// What a connection cost one server, in KiB: growth per connection while they were held;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::model::outcome::{RuleChange, Table};
@@ -49,7 +49,8 @@ pub static EXPERIMENT: Experiment = Experiment {
         },
     ],
     era: Some(&ERA),
-    run,
+    pair: None,
+    run: Method::Measure(run),
 };
 
 /// In each era: the threshold server offloading to the era's parallel worker — processes

@@ -3,7 +3,7 @@
 //! (threads without a GIL, processes, pre-forked children) latency stays flat.
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Report};
+use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::claims::metrics;
 use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Series, Table};
@@ -21,7 +21,8 @@ pub static EXPERIMENT: Experiment = Experiment {
            does not hold when < 1.3. Flat: holds when slowdown < 1.3, does not hold when > 1.6.",
     history: &[],
     era: Some(&ERA),
-    run,
+    pair: Some(crate::lab::claims::metrics::Pair::TwoClients),
+    run: Method::Measure(run),
 };
 
 /// In each era: a threads server of one Python process — with a GIL per interpreter, one

@@ -108,21 +108,25 @@ const LAB_EXAMPLES: &str = "\
 Each experiment starts real servers (`clab serve`, and CPython's python/clab_server.py) as
 child processes pinned to chosen CPUs, puts load on them from another CPU, and judges the
 claim by a rule fixed before the run: holds, does not hold, or inconclusive, with the numbers.
-The `cpython` experiment measures every claim CPython can run on each interpreter found and on
-the emulation calibrated to it (GIL kind, switch points, measured tick): the fidelity matrix.
+Each claim CPython can run is also measured on every interpreter found and on the emulation
+calibrated to each (GIL kind, switch points, measured tick), by one method, and judged era by
+era on both; the `cpython` experiment reads those pairs: the fidelity matrix.
 
 Examples:
   clab lab                          the whole catalogue, default profile (about 9 minutes)
   clab lab --quick                  the whole catalogue in about 4 minutes
   clab lab --fail-on does-not-hold  as a CI gate: exit 3 if a claim does not hold
   clab lab list                     the experiments and their claims
-  clab lab run convoy cpython       two experiments
-  clab lab run cpython --python all                 every CPython found (pyenv, PATH)
-  clab lab run cpython --python /usr/bin/python2.7  one interpreter
+  clab lab run convoy cpython       two experiments: convoy, and its fidelity on CPython
+  clab lab --python all                                     every CPython found (pyenv, PATH)
+  clab lab run race cpython --python /usr/bin/python2.7     one interpreter
   clab lab all --thorough --out /tmp/report
+  clab lab compare old-report report  two runs: each measurement's change, changed verdicts
 
 The report: <out>/index.html (one self-contained page), <out>/README.md, <out>/plots/
-(SVG and PNG), <out>/data/<experiment>.json and <out>/report.json.";
+(SVG and PNG), <out>/data/<experiment>.json, <out>/measurements.csv (every number measured,
+one row each) and <out>/report.json (schema clab-lab/3). The report files of a previous run
+in <out> are replaced; nothing else there is touched.";
 
 #[derive(Debug, Args)]
 pub struct LabArgs {

@@ -416,6 +416,8 @@ fn fail_on_exits_3_exactly_when_a_claim_ends_as_named() {
                 "run",
                 "countdown",
                 "--quick",
+                "--python",
+                "none",
                 "--fail-on",
                 fail_on,
                 "--out",
@@ -571,7 +573,7 @@ fn spawn_quick_lab(experiments: &[&str], out: &Path) -> std::process::Child {
     clab()
         .args(["lab", "run"])
         .args(experiments)
-        .args(["--quick", "--python", "/nonexistent/python", "--out"])
+        .args(["--quick", "--python", "none", "--out"])
         .arg(out)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

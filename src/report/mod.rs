@@ -69,7 +69,7 @@ struct LeadRow {
     claim: String,
     /// Per era, (verdict, words) for each interpreter, then the emulation's own setup.
     eras: Vec<Vec<(crate::lab::model::outcome::Verdict, String)>>,
-    /// The verdict of a claim with no era: it rests on the emulation.
+    /// The verdict of a claim with no era: it is judged on the emulation.
     emulation_only: Option<crate::lab::model::outcome::Verdict>,
 }
 

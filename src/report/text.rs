@@ -62,7 +62,13 @@ fn one_line(text: &str) -> String {
 /// (the numbers are in the report).
 pub fn verdicts(report: &LabReport) -> String {
     let mut out = String::from("Claims on real CPython, era by era, with the emulation beside:\n");
-    for line in crate::lab::views::verdicts::lines(&report.verdicts, WIDTH) {
+    let paired: Vec<&str> = report
+        .outcomes
+        .iter()
+        .filter(|outcome| !outcome.fidelity.is_empty())
+        .map(|outcome| outcome.id)
+        .collect();
+    for line in crate::lab::views::verdicts::lines(&report.verdicts, &paired, WIDTH) {
         out += &line;
         out.push('\n');
     }

@@ -150,10 +150,10 @@ pub struct LabArgs {
     #[arg(long, global = true, value_enum, value_name = "VERDICT")]
     pub fail_on: Vec<FailOn>,
 
-    /// A CPython to measure beside the emulation (repeatable), or `all` for every one found
-    /// through pyenv and PATH [default: one per era — the newest 2.x, python3, the newest
-    /// 3.x, and a free-threaded build where there is one]
-    #[arg(long, global = true, value_name = "PATH|all")]
+    /// A CPython to measure beside the emulation (repeatable), `all` for every one found
+    /// through pyenv and PATH, or `none` for the emulation alone [default: one per era — the
+    /// newest 2.x, python3, the newest 3.x, and a free-threaded build where there is one]
+    #[arg(long, global = true, value_name = "PATH|all|none")]
     pub python: Vec<PathBuf>,
 }
 
@@ -219,6 +219,8 @@ impl LabArgs {
             Selection::PerEra
         } else if self.python.iter().any(|path| path.as_os_str() == "all") {
             Selection::All
+        } else if self.python.iter().any(|path| path.as_os_str() == "none") {
+            Selection::Nothing
         } else {
             Selection::Paths(self.python.clone())
         }

@@ -43,6 +43,8 @@ pub enum Selection {
     All,
     /// These executables, in this order.
     Paths(Vec<PathBuf>),
+    /// None: the claims are measured on the emulation alone.
+    Nothing,
 }
 
 /// What CPython's eval loop costs here, from `clab_bench.py tick`.
@@ -289,6 +291,13 @@ pub fn select(selection: &Selection, scripts: &Scripts) -> Found {
     let paths = match selection {
         Selection::Paths(paths) => paths.clone(),
         Selection::PerEra | Selection::All => candidates(),
+        Selection::Nothing => {
+            notes.push(
+                "--python none: no CPython is measured; every claim is judged on the emulation"
+                    .into(),
+            );
+            Vec::new()
+        }
     };
     let mut identities: Vec<Identity> = Vec::new();
     let mut python3 = None;

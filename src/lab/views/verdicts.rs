@@ -84,8 +84,11 @@ pub fn verdicts(outcomes: &[Outcome], eras: &[EraRow]) -> Vec<VerdictRow> {
 }
 
 /// The terminal's lead: per claim, its verdicts on real CPython grouped by verdict and era,
-/// then the emulation's, wrapped to `width` columns.
-pub fn lines(rows: &[VerdictRow], width: usize) -> Vec<String> {
+/// then the emulation's, wrapped to `width` columns. A claim with no verdict on CPython is
+/// judged on the emulation, and says whether CPython was measured beside it (`paired`: the
+/// claims whose fidelity pairs ran, judged in the fidelity table rather than by the claim's
+/// rule).
+pub fn lines(rows: &[VerdictRow], paired: &[&str], width: usize) -> Vec<String> {
     const INDENT: usize = 19;
     let mut claims: Vec<&str> = Vec::new();
     for row in rows {
@@ -108,7 +111,15 @@ pub fn lines(rows: &[VerdictRow], width: usize) -> Vec<String> {
             .collect();
         let mut parts = Vec::new();
         if cpython.is_empty() {
-            parts.push(format!("rests on the emulation: {}", emulation_words(&own)));
+            let beside = if paired.contains(&claim) {
+                "; CPython measured beside it, in the fidelity table"
+            } else {
+                ""
+            };
+            parts.push(format!(
+                "judged on the emulation: {}{beside}",
+                emulation_words(&own)
+            ));
         } else {
             parts.push(format!("CPython: {}", cpython_words(&cpython)));
             parts.push(format!("emulation: {}", emulation_words(&own)));
@@ -233,7 +244,7 @@ mod tests {
                 reason: String::new(),
             },
         ];
-        let lines = lines(&rows, 60);
+        let lines = lines(&rows, &["broker"], 60);
         assert_eq!(
             lines,
             [
@@ -241,7 +252,9 @@ mod tests {
                 "                     GIL); holds on 3.11.7, 3.13.0 (new GIL)",
                 "                   emulation: does not hold (legacy GIL,",
                 "                     free-threaded); holds (new GIL)",
-                "broker             rests on the emulation: inconclusive",
+                "broker             judged on the emulation: inconclusive;",
+                "                     CPython measured beside it, in the",
+                "                     fidelity table",
             ]
         );
         assert!(lines.iter().all(|line| line.chars().count() <= 60));

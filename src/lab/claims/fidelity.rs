@@ -292,7 +292,7 @@ fn countdown(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> 
 }
 
 fn median(values: Vec<f64>) -> f64 {
-    crate::lab::Sample::new(values).median
+    crate::lab::running::Sample::new(values).median
 }
 
 // ---- servers --------------------------------------------------------------------------

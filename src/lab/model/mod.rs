@@ -5,6 +5,7 @@
 
 mod era;
 pub mod eras;
+pub mod health;
 pub mod outcome;
 mod subject;
 mod table;

@@ -349,7 +349,7 @@ pub struct Outcome {
     #[serde(skip)]
     pub era: Option<crate::lab::model::eras::EraRow>,
     /// Every server, load and pinned thread of the run: placement read back, errors, exits.
-    pub health: Vec<crate::lab::running::health::Health>,
+    pub health: Vec<crate::lab::model::health::Health>,
     /// Raw measurements (load results, traces' summaries, samples).
     pub raw: serde_json::Value,
     pub elapsed_s: f64,

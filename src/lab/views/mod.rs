@@ -37,7 +37,7 @@ impl Views {
         let unclean = outcomes
             .iter()
             .filter(|outcome| !outcome.fidelity.is_empty())
-            .filter_map(|outcome| crate::lab::running::health::judge(&outcome.health))
+            .filter_map(|outcome| crate::lab::model::health::judge(&outcome.health))
             .map(|(fatal, _)| {
                 if fatal {
                     Verdict::Error

@@ -33,22 +33,20 @@ impl Views {
             outcomes.iter().filter_map(|outcome| outcome.era.as_ref()),
             &measurements,
         );
-        // CPython's numbers are only as clean as the run that measured them.
-        let unclean = outcomes
-            .iter()
-            .filter(|outcome| !outcome.fidelity.is_empty())
-            .filter_map(|outcome| crate::lab::model::health::judge(&outcome.health))
-            .map(|(fatal, _)| {
-                if fatal {
+        // CPython's numbers are only as clean as the claim's run that measured them (its pair
+        // runs within it): an unclean claim gives no verdict on CPython either, and another
+        // claim's trouble is not its own.
+        for row in &mut eras {
+            let health = outcomes
+                .iter()
+                .find(|outcome| outcome.id == row.experiment)
+                .and_then(|outcome| crate::lab::model::health::judge(&outcome.health));
+            if let Some((fatal, _)) = health {
+                row.unclean_cpython(if fatal {
                     Verdict::Error
                 } else {
                     Verdict::Inconclusive
-                }
-            })
-            .max_by_key(|verdict| *verdict == Verdict::Error);
-        if let Some(unclean) = unclean {
-            for row in &mut eras {
-                row.unclean_cpython(unclean);
+                });
             }
         }
         let verdicts = verdicts::verdicts(outcomes, &eras);
@@ -118,4 +116,83 @@ pub fn insert_fidelity(table: &mut Measurements, row: &Fidelity) -> Result<(), T
         ))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::model::Era;
+    use crate::lab::model::SubjectKind;
+    use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+    use crate::lab::model::health::Health;
+    use crate::lab::model::outcome::Band;
+
+    const CLAIM: EraClaim = EraClaim {
+        claim: "two jobs at once are no faster",
+        metric: "at once ÷ in a row",
+        rule: Rule::AtLeast {
+            holds: 0.85,
+            fails: 0.7,
+        },
+        unit: Unit::Times,
+        cpython_metrics: [Some("ratio"); 4],
+    };
+
+    fn outcome(id: &'static str, problem: Option<&str>) -> Outcome {
+        let mut health = Health::new(format!("server {id}"), &[0]);
+        if let Some(problem) = problem {
+            health.problems.push(problem.into());
+        }
+        Outcome {
+            id,
+            claim: "",
+            essay: "",
+            rule: "",
+            rule_history: &[],
+            verdict: Verdict::Holds,
+            summary: String::new(),
+            checks: Vec::new(),
+            contrast: None,
+            setup: Vec::new(),
+            placement: Vec::new(),
+            explanation: String::new(),
+            tables: Vec::new(),
+            figures: Vec::new(),
+            fidelity: vec![Fidelity::new(
+                id,
+                "ratio",
+                ("3.11.7", Era::New),
+                Band::Relative(0.2),
+                1.0,
+                1.0,
+                String::new(),
+            )],
+            era: Some(CLAIM.judge(id, [1.0; 4].map(|v| Measured::new("threads", v)))),
+            health: vec![health],
+            raw: serde_json::Value::Null,
+            elapsed_s: 1.0,
+        }
+    }
+
+    /// A claim whose run was unclean gives no verdict on CPython; the others keep theirs.
+    #[test]
+    fn an_unclean_claim_spoils_only_its_own_cpython_verdicts() {
+        let views = Views::of(&[
+            outcome("clean", None),
+            outcome("saturated", Some("saturated")),
+        ])
+        .unwrap();
+        let on_cpython = |claim: &str| {
+            views
+                .verdicts
+                .iter()
+                .find(|row| row.claim == claim && row.on == SubjectKind::Cpython)
+                .unwrap()
+                .verdict
+        };
+        assert_eq!(on_cpython("clean"), Verdict::Holds);
+        assert_eq!(on_cpython("saturated"), Verdict::Inconclusive);
+        // Each pair is two measurements, each era cell's setup one (shared by the four eras).
+        assert_eq!(views.measurements.rows().len(), 2 * 3);
+    }
 }

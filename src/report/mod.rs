@@ -123,7 +123,7 @@ fn contrasts(report: &LabReport) -> BTreeMap<&'static str, (String, String)> {
         .filter_map(|outcome| {
             let contrast = outcome.contrast.as_ref()?;
             let words = text::contrast_words(contrast);
-            let class = if words.contains("as expected") {
+            let class = if contrast.as_expected() {
                 "expected".to_owned()
             } else {
                 serde_json::to_value(contrast.without_gil.verdict)

@@ -90,11 +90,10 @@ pub fn verdicts(report: &LabReport) -> String {
 /// How the no-GIL side of a contrast reads: failing there is the evidence the GIL is the
 /// cause, so it says so rather than reading as a failure.
 pub fn contrast_words(contrast: &Contrast) -> String {
-    let without = contrast.without_gil.verdict;
-    if contrast.with_gil.verdict == Verdict::Holds && without == Verdict::DoesNotHold {
+    if contrast.as_expected() {
         "does not hold, as expected: the GIL is the cause".into()
     } else {
-        without.to_string()
+        contrast.without_gil.verdict.to_string()
     }
 }
 

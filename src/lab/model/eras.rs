@@ -352,11 +352,6 @@ impl EraRow {
             }
         }
     }
-
-    /// The rule the row judges by, and how its numbers read.
-    pub fn judge(&self) -> (Rule, Unit) {
-        (self.judge, self.unit)
-    }
 }
 
 /// The report's eras table: each outcome's row, with CPython's numbers and their emulation's

@@ -46,6 +46,14 @@ pub struct Contrast {
     pub without_gil: Check,
 }
 
+impl Contrast {
+    /// The claim holds with the GIL and fails without it: the evidence that the GIL is the
+    /// cause, not a failure.
+    pub fn as_expected(&self) -> bool {
+        self.with_gil.verdict == Verdict::Holds && self.without_gil.verdict == Verdict::DoesNotHold
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Table {
     pub title: String,

@@ -53,6 +53,12 @@ pub fn run(
             let (pairs, failures) = claims::fidelity::on_every_python(lab, pair);
             report.fidelity.extend(pairs);
             report.checks.extend(failures);
+            if let Some(era_claim) = experiment.era {
+                let (measured, failures) =
+                    claims::fidelity::on_eras_without_python(lab, pair, era_claim);
+                report.measurements.extend(measured);
+                report.checks.extend(failures);
+            }
         }
         if lab.interrupt.signal().is_some() {
             lab.health.take();
@@ -86,10 +92,21 @@ fn finish(
     let health = lab.health.take();
     let mut summary = report.summary;
     let mut checks = report.checks;
-    let mut era = experiment
-        .era
-        .zip(report.era)
-        .map(|(claim, measured)| claim.judge(experiment.id, measured));
+    let mut era = match (experiment.era, report.era) {
+        (Some(claim), Some(measured)) => Some(claim.judge(experiment.id, measured)),
+        // The pair measured every era: judged from its measurements.
+        (Some(claim), None) if experiment.pair.is_some() => {
+            let mut table = model::Measurements::default();
+            for row in &report.fidelity {
+                views::insert_fidelity(&mut table, row).ok();
+            }
+            for measurement in &report.measurements {
+                table.insert(measurement.clone()).ok();
+            }
+            Some(claim.judge_table(experiment.id, &table))
+        }
+        _ => None,
+    };
     // A run that went wrong gives no verdict on the claim, whatever its numbers say.
     if let Some((fatal, problems)) = health::judge(&health) {
         let unclean = if fatal {
@@ -124,6 +141,7 @@ fn finish(
         tables: report.tables,
         figures: report.figures,
         fidelity: report.fidelity,
+        measurements: report.measurements,
         era,
         raw: serde_json::Value::Object(report.raw),
         elapsed_s: elapsed.as_secs_f64(),

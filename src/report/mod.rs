@@ -255,7 +255,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+    use crate::lab::model::eras::{EraClaim, EraMetric, Measured, Rule, Unit};
     use crate::lab::model::outcome::{Chart, Check, Figure, Outcome, Series, Table, Verdict};
     use crate::lab::running::{Placement, Profile};
 
@@ -267,7 +267,7 @@ mod tests {
             fails: 0.7,
         },
         unit: Unit::Times,
-        cpython_metrics: [Some("a ratio"); 4],
+        metrics: [EraMetric::Pair("a ratio"); 4],
     };
 
     fn outcome() -> Outcome {
@@ -312,6 +312,7 @@ mod tests {
                 2.1,
                 "measured".into(),
             )],
+            measurements: Vec::new(),
             era: Some(ERA.judge(
                 "demo",
                 [1.1, 1.0, 0.5, 0.52].map(|ratio| Measured::new("threads", ratio)),

@@ -8,7 +8,7 @@ use crate::gil::Variant;
 use crate::gil::trace::{EventKind, Trace};
 use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::claims::metrics;
-use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{
     Chart, Figure, Lane, LaneState, Marker, RuleChange, Series, Table,
 };
@@ -79,11 +79,11 @@ static ERA: EraClaim = EraClaim {
         fails: NOT_COLLAPSED,
     },
     unit: Unit::Percent,
-    cpython_metrics: [
-        Some(metrics::CONVOY_THREADS),
-        Some(metrics::CONVOY_THREADS),
-        Some(metrics::CONVOY_INTERPRETERS),
-        Some(metrics::CONVOY_THREADS),
+    metrics: [
+        EraMetric::Pair(metrics::CONVOY_THREADS),
+        EraMetric::Pair(metrics::CONVOY_THREADS),
+        EraMetric::Pair(metrics::CONVOY_INTERPRETERS),
+        EraMetric::Pair(metrics::CONVOY_THREADS),
     ],
 };
 
@@ -114,23 +114,16 @@ fn measure(lab: &Lab, server: &ChildServer, hog: &str) -> Result<RateKept, LabEr
 /// tiny requests up, and the check says what.
 pub const ARTEFACT: f64 = 1.10;
 
-/// One convoy configuration: the server and what the rule expects of it (`None`: measured
-/// only for the eras table).
+/// One convoy configuration: the server and what the rule expects of it (a collapse, or the
+/// rate held).
 struct Configuration {
     spec: ServerSpec,
-    collapses: Option<bool>,
+    collapses: bool,
 }
 
 fn configurations(trace: &str) -> Vec<Configuration> {
     let threads = |gil| ServerSpec::new(Model::Threads, gil);
-    let expect = |spec, collapses| Configuration {
-        spec,
-        collapses: Some(collapses),
-    };
-    let era = |spec| Configuration {
-        spec,
-        collapses: None,
-    };
+    let expect = |spec, collapses| Configuration { spec, collapses };
     vec![
         expect(threads(Variant::New).quiet_option("--trace", trace), true),
         expect(threads(Variant::None), true),
@@ -140,8 +133,6 @@ fn configurations(trace: &str) -> Vec<Configuration> {
             false,
         ),
         expect(ServerSpec::threshold_hybrid(), false),
-        era(threads(Variant::Legacy)),
-        era(ServerSpec::new(Model::Interpreters, Variant::New).workers(2)),
     ]
 }
 
@@ -180,12 +171,12 @@ fn check(run: &RateKept, collapses: bool) -> Check {
 }
 
 /// One configuration's median run (by rate kept), with the spread of the repeats, and its
-/// check unless it is measured only for the eras table.
+/// check.
 fn measure_configuration(
     lab: &mut Lab,
     configuration: &Configuration,
     hog: &str,
-) -> Result<(RateKept, Sample, Option<Check>), LabError> {
+) -> Result<(RateKept, Sample, Check), LabError> {
     lab.step(&format!("convoy: {}", configuration.spec.label()));
     // Every server on one CPU, GIL or not, the load generator on a CPU of its own.
     let one = lab.placement.server_one.clone();
@@ -193,9 +184,7 @@ fn measure_configuration(
     let (run, kept) =
         lab.median_run(|run: &RateKept| run.kept, |lab| measure(lab, &server, hog))?;
     server.stop();
-    let check = configuration
-        .collapses
-        .map(|collapses| check(&run, collapses));
+    let check = check(&run, configuration.collapses);
     Ok((run, kept, check))
 }
 
@@ -223,17 +212,14 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             kept.show_with(percent),
             run.hog_completed.to_string(),
         ]);
-        checks.extend(check);
+        checks.push(check);
         runs.push(run);
     }
-    // In Era::ALL's order: legacy, new, per interpreter, free-threaded.
-    let era = [5, 0, 6, 1].map(|index: usize| Measured::new(&runs[index].label, runs[index].kept));
-    let (gil, others) = runs.split_first().expect("seven configurations");
+    let (gil, others) = runs.split_first().expect("five configurations");
     let others = others
         .iter()
         .map(|run| format!("{} {}", run.label, percent(run.kept)));
     let mut report = Report {
-        era: Some(era),
         summary: format!(
             "under --gil new the hog leaves {} of the rate ({:.0} → {:.0}/s); {}",
             percent(gil.kept),
@@ -281,7 +267,7 @@ fn setup(lab: &Lab, hog: &str) -> Vec<String> {
             lab.setups.hog.show()
         ),
         "every server is pinned to one CPU and the load generator to another, which no server thread may use: the hog and the tiny requests compete for one core, GIL or not. The process pool and the hybrid hold the rate because their hog runs in another process with its own GIL, which the scheduler interleaves with the tiny requests, not because of a second core".into(),
-        "threads under the legacy GIL and the interpreters model (two interpreters with a GIL each) are measured for the eras table and not judged here".into(),
+        "each era — the legacy GIL, a GIL per interpreter — is measured by the claim's pair, in the eras table: the hog and the tiny requests in one Python process on each interpreter found and on the emulation standing for it".into(),
     ]
 }
 

@@ -2,13 +2,10 @@
 //! turns, so running them "in parallel" saves nothing; processes, and threads without a
 //! GIL, use both cores.
 
-use std::time::Duration;
-
 use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::claims::metrics;
-use crate::lab::model::Era;
-use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::model::outcome::{Check, Contrast, Verdict};
 use crate::lab::running::measure::latency;
@@ -39,11 +36,11 @@ static ERA: EraClaim = EraClaim {
         fails: BOTH_CORES,
     },
     unit: Unit::Times,
-    cpython_metrics: [
-        Some(metrics::COUNTDOWN_THREADS),
-        Some(metrics::COUNTDOWN_THREADS),
-        Some(metrics::COUNTDOWN_INTERPRETERS),
-        Some(metrics::COUNTDOWN_THREADS),
+    metrics: [
+        EraMetric::Pair(metrics::COUNTDOWN_THREADS),
+        EraMetric::Pair(metrics::COUNTDOWN_THREADS),
+        EraMetric::Pair(metrics::COUNTDOWN_INTERPRETERS),
+        EraMetric::Pair(metrics::COUNTDOWN_THREADS),
     ],
 };
 
@@ -83,10 +80,6 @@ impl Row {
         )
     }
 
-    fn era(&self) -> Measured {
-        Measured::new(&self.label, self.ratio())
-    }
-
     fn cells(&self) -> Vec<String> {
         vec![
             self.label.clone(),
@@ -113,30 +106,15 @@ fn measure(lab: &mut Lab, spec: &ServerSpec, job: &str) -> Result<Row, LabError>
     })
 }
 
-/// CPython 2's tick as measured here, where the lab found a CPython 2: the legacy GIL's
-/// 100-tick check interval then releases as often as 2.7's does.
-fn legacy_tick(lab: &Lab) -> Option<Duration> {
-    let python = lab.pythons.iter().find(|p| p.era == Era::Legacy)?;
-    Some(python.tick())
-}
-
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let job_ms = lab.profile.pick(100, 250, 250);
     let job = format!("spin {job_ms}");
     let threads = |gil| ServerSpec::new(Model::Threads, gil);
-    let tick = legacy_tick(lab);
-    let legacy = match tick {
-        Some(tick) => threads(Variant::Legacy).option("--tick", format!("{}ns", tick.as_nanos())),
-        None => threads(Variant::Legacy),
-    };
     let new = measure(lab, &threads(Variant::New), &job)?;
-    let legacy = measure(lab, &legacy, &job)?;
     let none = measure(lab, &threads(Variant::None), &job)?;
     let procpool = ServerSpec::new(Model::Procpool, Variant::New).workers(2);
     let procpool = measure(lab, &procpool, &job)?;
-    let interpreters = ServerSpec::new(Model::Interpreters, Variant::New).workers(2);
-    let interpreters = measure(lab, &interpreters, &job)?;
-    let rows = [&new, &legacy, &none, &procpool, &interpreters];
+    let rows = [&new, &none, &procpool];
     let mut table = Table::new(
         "Two CPU-bound jobs: one after the other against both at once",
         &[
@@ -154,14 +132,11 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             with_gil: new.check(true),
             without_gil: none.check(true),
         }),
-        era: Some([&legacy, &new, &interpreters, &none].map(Row::era)),
         summary: format!(
-            "both jobs at once take {:.2}× the serial time under --gil new ({:.2}× legacy), {:.2}× without a GIL, {:.2}× in a process pool, {:.2}× in two interpreters",
+            "both jobs at once take {:.2}× the serial time under --gil new, {:.2}× without a GIL, {:.2}× in a process pool",
             new.ratio(),
-            legacy.ratio(),
             none.ratio(),
             procpool.ratio(),
-            interpreters.ratio()
         ),
         setup: vec![
             format!(
@@ -173,16 +148,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
                 crate::lab::words::seconds(lab.profile.window())
             ),
             "servers may use both CPUs".into(),
-            match tick {
-                Some(tick) => format!(
-                    "the legacy GIL ticks every {} ns, CPython 2's tick as measured here",
-                    tick.as_nanos()
-                ),
-                None => {
-                    "the legacy GIL ticks at the default 22 ns: no CPython 2 was found to measure"
-                        .into()
-                }
-            },
+            "each era — the legacy GIL, a GIL per interpreter — is measured by the claim's pair, in the eras table: two jobs in one process on each interpreter found and on the emulation standing for it".into(),
         ],
         tables: vec![table],
         figures: vec![Figure::new(

@@ -45,9 +45,13 @@ pub struct Report {
     pub tables: Vec<outcome::Table>,
     pub figures: Vec<outcome::Figure>,
     pub fidelity: Vec<outcome::Fidelity>,
-    /// What was measured for each era of CPython's lock, in [`eras::Era::ALL`]'s order,
-    /// for the experiment's [`eras::EraClaim`].
+    /// What the experiment measured for each era of CPython's lock, in [`eras::Era::ALL`]'s
+    /// order, where its [`eras::EraClaim`] says the experiment measures them
+    /// ([`eras::EraMetric::Experiment`]; the pair measures the others).
     pub era: Option<[eras::Measured; 4]>,
+    /// The eras' cells the pair measured on the emulation's own configuration of an era no
+    /// interpreter stood for.
+    pub measurements: Vec<crate::lab::model::Measurement>,
     pub raw: serde_json::Map<String, serde_json::Value>,
 }
 

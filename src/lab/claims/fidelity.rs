@@ -1,8 +1,10 @@
-//! The fidelity pairs: each claim CPython can run, measured on every real interpreter found and
-//! on the emulation configured to stand for it (the same GIL kind, its switch points, its
-//! measured tick), in the same placement, by one method, and paired under a band fixed before
-//! the run. Each claim runs its own [`Pair`] ([`on_every_python`]); the `cpython` claim judges
-//! the pairs all the claims of a run measured.
+//! The fidelity pairs: each claim CPython can run, measured by one method on every real
+//! interpreter found and on the emulation configured to stand for it (the same GIL kind, its
+//! switch points, its measured tick), in the same placement, and paired under a band fixed
+//! before the run. The method is written once per claim, for one [`On`] — an interpreter or
+//! an emulated configuration — so the eras table's cells for an era no interpreter stands for
+//! are measured by it too ([`on_eras_without_python`]), on the emulation's own configuration
+//! of that era. The `cpython` claim judges the pairs all the claims of a run measured.
 //!
 //! Servers are `python/clab_server.py` and `clab serve`; in-process programs are
 //! `python/clab_bench.py` and the emulated GIL on threads of the lab's own process.
@@ -11,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread};
 use crate::lab::claims::metrics::{self, Pair, bands};
-use crate::lab::claims::procpool_overhead::{PoolRates, pool_rate};
+use crate::lab::claims::procpool_overhead::pool_rate;
 use crate::lab::claims::{io_bound, long_instruction, race, switch_interval};
-use crate::lab::model::Era;
+use crate::lab::model::eras::EraClaim;
 use crate::lab::model::outcome::{Band, Check, Fidelity, Verdict};
+use crate::lab::model::{Era, Measurement, Subject};
 use crate::lab::running::health::HealthLog;
 use crate::lab::running::measure;
 use crate::lab::running::process::ChildServer;
@@ -22,6 +25,7 @@ use crate::lab::running::pythons::{Python, bench};
 use crate::lab::running::setups::fib_n_for;
 use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError, class_result, p50_ms};
+use crate::lab::words::list;
 use crate::server::Model;
 use crate::server::offload::Target;
 use crate::work::spin;
@@ -32,7 +36,12 @@ pub fn on_every_python(lab: &mut Lab, pair: Pair) -> (Vec<Fidelity>, Vec<Check>)
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for python in lab.pythons.clone() {
-        match measure(lab, &python, pair) {
+        let emulated = Emulated::of(&python);
+        let measured = measure(lab, On::CPython(&python), pair).and_then(|cpython| {
+            let emulation = measure(lab, On::Emulation(&emulated), pair)?;
+            paired(&python, pair, cpython, emulation)
+        });
+        match measured {
             Ok(measured) => rows.extend(measured),
             Err(error) => failures.push(Check::new(
                 format!("{} beside its emulation: measured", python.label()),
@@ -44,30 +53,114 @@ pub fn on_every_python(lab: &mut Lab, pair: Pair) -> (Vec<Fidelity>, Vec<Check>)
     (rows, failures)
 }
 
-/// `pair`'s metrics of `python` and its emulation (none where the interpreter has no such
-/// thing: a switch interval before 3.2, subinterpreters with a GIL each before 3.12, asyncio
-/// on 2.x).
-fn measure(lab: &mut Lab, python: &Python, pair: Pair) -> Result<Vec<Fidelity>, LabError> {
+/// The eras table's cells that no interpreter found here stands for (a free-threaded build,
+/// say), measured by `pair`'s method on the emulation's own configuration of the era: the
+/// same code path as CPython's numbers in the other eras. A cell that could not be measured is
+/// an error check naming it.
+pub fn on_eras_without_python(
+    lab: &mut Lab,
+    pair: Pair,
+    era_claim: &EraClaim,
+) -> (Vec<Measurement>, Vec<Check>) {
+    let mut measurements = Vec::new();
+    let mut failures = Vec::new();
+    for (era, metric) in Era::ALL.into_iter().zip(era_claim.metrics) {
+        let Some(metric) = metric.measured() else {
+            continue;
+        };
+        if lab.pythons.iter().any(|python| stands_for(python, era)) {
+            continue;
+        }
+        let emulated = Emulated::era(era, metric);
+        match measure(lab, On::Emulation(&emulated), pair) {
+            Ok(numbers) => measurements.extend(
+                numbers
+                    .into_iter()
+                    .filter(|number| number.metric == metric && number.era == era)
+                    .map(|number| {
+                        Measurement::new(
+                            (pair.claim(), metric),
+                            &emulated.subject,
+                            number.repeats,
+                            format!("{}: {}", emulated.describe(), number.note),
+                        )
+                    }),
+            ),
+            Err(error) => failures.push(Check::new(
+                format!("{}: measured", emulated.subject.label),
+                Verdict::Error,
+                format!("{:#}", anyhow::Error::from(error)),
+            )),
+        }
+    }
+    (measurements, failures)
+}
+
+/// Whether `python` measures the era's cells.
+fn stands_for(python: &Python, era: Era) -> bool {
+    match era {
+        Era::PerInterpreter => python.has_own_gil_subinterpreters(),
+        era => python.era == era,
+    }
+}
+
+/// `pair`'s numbers on one subject (none where it has no such thing: a switch interval before
+/// 3.2, subinterpreters with a GIL each before 3.12, asyncio on 2.x).
+fn measure(lab: &mut Lab, on: On, pair: Pair) -> Result<Vec<Number>, LabError> {
     Ok(match pair {
-        Pair::Countdown => countdown(lab, python)?,
+        Pair::Countdown => countdown(lab, on)?,
         Pair::TwoClients => {
-            let mut rows = vec![two_clients(lab, python, Model::Threads)?];
-            if python.has_own_gil_subinterpreters() {
-                rows.push(two_clients(lab, python, Model::Interpreters)?);
+            let mut numbers = Vec::new();
+            if on.wants(metrics::TWO_CLIENTS_THREADS) {
+                numbers.push(two_clients(lab, on, Model::Threads)?);
             }
-            rows
+            if on.own_gil_subinterpreters() && on.wants(metrics::TWO_CLIENTS_INTERPRETERS) {
+                numbers.push(two_clients(lab, on, Model::Interpreters)?);
+            }
+            numbers
         }
-        Pair::Convoy => convoy(lab, python)?,
-        Pair::SwitchInterval if python.has_switch_interval() => {
-            vec![switch_interval(lab, python)?]
-        }
-        Pair::ProcpoolOverhead => procpool_overhead(lab, python)?,
-        Pair::LongInstruction => long_instruction(lab, python)?,
-        Pair::Race => vec![race(lab, python)?],
-        Pair::C10k if python.has_asyncio() => vec![c10k(lab, python)?],
-        Pair::IoBound => vec![io_bound(lab, python)?],
+        Pair::Convoy => convoy(lab, on)?,
+        Pair::SwitchInterval if on.switch_interval() => vec![switch_interval(lab, on)?],
+        Pair::ProcpoolOverhead => procpool_overhead(lab, on)?,
+        Pair::LongInstruction => long_instruction(lab, on)?,
+        Pair::Race => vec![race(lab, on)?],
+        Pair::C10k if on.asyncio() => vec![c10k(lab, on)?],
+        Pair::IoBound => vec![io_bound(lab, on)?],
         Pair::SwitchInterval | Pair::C10k => Vec::new(),
     })
+}
+
+/// CPython's numbers and its emulation's, metric by metric, as fidelity rows.
+fn paired(
+    python: &Python,
+    pair: Pair,
+    cpython: Vec<Number>,
+    emulation: Vec<Number>,
+) -> Result<Vec<Fidelity>, LabError> {
+    let names = |numbers: &[Number]| numbers.iter().map(|n| n.metric).collect::<Vec<_>>();
+    if names(&cpython) != names(&emulation) {
+        return Err(LabError::Measurement(format!(
+            "{} and its emulation measured different metrics: {:?} against {:?}",
+            python.label(),
+            names(&cpython),
+            names(&emulation)
+        )));
+    }
+    Ok(cpython
+        .into_iter()
+        .zip(emulation)
+        .map(|(cpython, emulation)| {
+            Fidelity::new(
+                pair.claim(),
+                cpython.metric,
+                (&python.version, cpython.era),
+                cpython.band,
+                cpython.value,
+                emulation.value,
+                format!("CPython: {}; emulation: {}", cpython.note, emulation.note),
+            )
+        })
+        .collect())
 }
 
 /// The emulation's GIL for `python`, as `clab serve` builds it from `emulation_args`.
@@ -79,56 +172,180 @@ pub fn gil_config(python: &Python) -> GilConfig {
     }
 }
 
-fn row(
-    python: &Python,
-    experiment: &str,
-    metric: &str,
+/// One number of one subject: a metric's value (the median of its repeats), in the era it
+/// was measured in, under the band its pair is judged by, and what was run.
+struct Number {
+    metric: &'static str,
+    era: Era,
     band: Band,
-    (cpython, emulation): (f64, f64),
+    value: f64,
+    repeats: Vec<f64>,
     note: String,
-) -> Fidelity {
-    Fidelity::new(
-        experiment,
-        metric,
-        (&python.version, python.era),
-        band,
-        cpython,
-        emulation,
-        note,
-    )
 }
 
-/// `fib n` requests of about `target` for CPython and for the emulation.
-fn fib_requests(python: &Python, target: Duration) -> (String, String) {
-    let rust_call_ns = crate::work::work_costs().fib_call_ns;
-    (
-        format!("fib {}", fib_n_for(python.calibration.fib_call_ns, target)),
-        format!("fib {}", fib_n_for(rust_call_ns, target)),
-    )
+impl Number {
+    fn new(on: On, metric: &'static str, band: Band, repeats: Vec<f64>, note: String) -> Number {
+        Number {
+            metric,
+            era: on.era(),
+            band,
+            value: crate::lab::running::Sample::new(repeats.clone()).median,
+            repeats,
+            note,
+        }
+    }
+
+    /// Measured on subinterpreters with a GIL each, whatever the interpreter's own era.
+    fn per_interpreter(mut self) -> Number {
+        self.era = Era::PerInterpreter;
+        self
+    }
 }
 
-/// Measures the same thing on the CPython server (`python/clab_server.py <cpython_args>`)
-/// and on the emulation's, one at a time.
-fn on_both<T>(
-    lab: &mut Lab,
-    python: &Python,
-    (cpython_args, emulation): (&[&str], &ServerSpec),
-    cpus: &[usize],
-    mut measure: impl FnMut(&mut Lab, &ChildServer, Side) -> Result<T, LabError>,
-) -> Result<(T, T), LabError> {
-    let server = lab.serve_cpython(python, cpython_args, cpus)?;
-    let cpython = measure(lab, &server, Side::CPython)?;
-    server.stop();
-    let server = lab.serve(emulation, cpus)?;
-    let emulated = measure(lab, &server, Side::Emulation)?;
-    server.stop();
-    Ok((cpython, emulated))
+/// The emulation configured as a subject: as one interpreter, or as an era with clab's own
+/// defaults.
+pub struct Emulated {
+    pub subject: Subject,
+    gil: GilConfig,
+    /// The `clab serve` options after the model (`--tick`, `--switch-points`).
+    options: Vec<(&'static str, String)>,
+    own_gil_subinterpreters: bool,
+    switch_interval: bool,
+    asyncio: bool,
+    /// The one metric wanted (an era's cell), or every one.
+    only: Option<&'static str>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    CPython,
-    Emulation,
+impl Emulated {
+    /// Standing for `python`: its lock, tick and switch points, what it has and lacks.
+    pub fn of(python: &Python) -> Emulated {
+        Emulated {
+            subject: Subject::emulating(&python.version, python.era),
+            gil: gil_config(python),
+            options: vec![
+                ("--tick", format!("{}ns", python.tick().as_nanos())),
+                ("--switch-points", python.switch_points().name().to_owned()),
+            ],
+            own_gil_subinterpreters: python.has_own_gil_subinterpreters(),
+            switch_interval: python.has_switch_interval(),
+            asyncio: python.has_asyncio(),
+            only: None,
+        }
+    }
+
+    /// Standing for `era` with clab's defaults (tick, switch points), measuring `metric`.
+    pub fn era(era: Era, metric: &'static str) -> Emulated {
+        let variant = era.variant();
+        Emulated {
+            subject: Subject::emulation(&format!("emulation, {}", era.short()), Some(era)),
+            gil: GilConfig::new(variant),
+            options: Vec::new(),
+            own_gil_subinterpreters: era == Era::PerInterpreter,
+            switch_interval: era != Era::Legacy,
+            asyncio: true,
+            only: Some(metric),
+        }
+    }
+
+    /// `clab serve`'s server of `model` configured as this subject.
+    fn spec(&self, model: Model) -> ServerSpec {
+        self.options.iter().fold(
+            ServerSpec::new(model, self.gil.variant),
+            |spec, (option, value)| spec.option(option, value.clone()),
+        )
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "clab serve --gil {} with its default tick and switch points",
+            self.gil.variant.name()
+        )
+    }
+}
+
+/// What one side of a measurement runs on.
+#[derive(Clone, Copy)]
+enum On<'a> {
+    CPython(&'a Python),
+    Emulation(&'a Emulated),
+}
+
+impl On<'_> {
+    fn label(self) -> String {
+        match self {
+            On::CPython(python) => python.label(),
+            On::Emulation(emulated) => emulated.subject.label.clone(),
+        }
+    }
+
+    fn era(self) -> Era {
+        match self {
+            On::CPython(python) => python.era,
+            On::Emulation(emulated) => emulated.subject.era.unwrap_or(Era::New),
+        }
+    }
+
+    fn wants(self, metric: &str) -> bool {
+        match self {
+            On::CPython(_) => true,
+            On::Emulation(emulated) => emulated.only.is_none_or(|only| only == metric),
+        }
+    }
+
+    fn own_gil_subinterpreters(self) -> bool {
+        match self {
+            On::CPython(python) => python.has_own_gil_subinterpreters(),
+            On::Emulation(emulated) => emulated.own_gil_subinterpreters,
+        }
+    }
+
+    fn switch_interval(self) -> bool {
+        match self {
+            On::CPython(python) => python.has_switch_interval(),
+            On::Emulation(emulated) => emulated.switch_interval,
+        }
+    }
+
+    fn asyncio(self) -> bool {
+        match self {
+            On::CPython(python) => python.has_asyncio(),
+            On::Emulation(emulated) => emulated.asyncio,
+        }
+    }
+
+    /// The cost of one `fib` call on this side, ns.
+    fn fib_call_ns(self) -> f64 {
+        match self {
+            On::CPython(python) => python.calibration.fib_call_ns,
+            On::Emulation(_) => crate::work::work_costs().fib_call_ns,
+        }
+    }
+
+    /// A `fib n` request of about `target` on this side.
+    fn fib_request(self, target: Duration) -> String {
+        format!("fib {}", fib_n_for(self.fib_call_ns(), target))
+    }
+
+    /// Starts this side's server: `python/clab_server.py <cpython_args>` for CPython, `clab
+    /// serve` as `emulation` configures [`Emulated::spec`]`(model)` for the emulation.
+    fn serve(
+        self,
+        lab: &mut Lab,
+        (model, cpython_args): (Model, &[&str]),
+        emulation: impl FnOnce(ServerSpec) -> ServerSpec,
+        cpus: &[usize],
+    ) -> Result<ChildServer, LabError> {
+        match self {
+            On::CPython(python) => {
+                let args: Vec<&str> = ["--model", model.name()]
+                    .into_iter()
+                    .chain(cpython_args.iter().copied())
+                    .collect();
+                lab.serve_cpython(python, &args, cpus)
+            }
+            On::Emulation(emulated) => lab.serve(&emulation(emulated.spec(model)), cpus),
+        }
+    }
 }
 
 // ---- countdown ------------------------------------------------------------------------
@@ -158,32 +375,43 @@ impl Countdown {
     }
 }
 
-/// Seconds for two countdowns of `n` on CPython, run as `how`, pinned to `cpus`.
-fn cpython_countdown(
+/// Seconds for two jobs of `job_ms` run as `how`, pinned to `cpus`: on CPython two
+/// `countdown(n)` of that length (`python/clab_bench.py`), on the emulation two `spin job_ms`
+/// on the emulated GIL in this process — one after the other on one thread, on two threads of
+/// one interpreter, or on two interpreters (a GIL each).
+fn countdown_seconds(
     lab: &Lab,
-    python: &Python,
-    n: u64,
+    on: On,
+    job_ms: u64,
     how: Countdown,
     cpus: &[usize],
 ) -> Result<f64, LabError> {
-    #[derive(serde::Deserialize)]
-    struct Took {
-        seconds: f64,
+    match on {
+        On::CPython(python) => {
+            #[derive(serde::Deserialize)]
+            struct Took {
+                seconds: f64,
+            }
+            let n = (job_ms as f64 * 1e6 / python.calibration.iteration_ns) as u64;
+            let took: Took = bench(
+                &python.path,
+                &lab.scripts,
+                &["countdown", "--n", &n.to_string(), "--mode", how.name()],
+                Some((cpus, &lab.health)),
+                Duration::from_secs(120),
+            )
+            .map_err(|why| LabError::Measurement(format!("{} countdown: {why}", python.label())))?;
+            Ok(took.seconds)
+        }
+        On::Emulation(emulated) => Ok(emulated_countdown(
+            &emulated.gil,
+            job_ms,
+            how,
+            (cpus, &lab.health),
+        )),
     }
-    let took: Took = bench(
-        &python.path,
-        &lab.scripts,
-        &["countdown", "--n", &n.to_string(), "--mode", how.name()],
-        Some((cpus, &lab.health)),
-        Duration::from_secs(120),
-    )
-    .map_err(|why| LabError::Measurement(format!("{} countdown: {why}", python.label())))?;
-    Ok(took.seconds)
 }
 
-/// Seconds for two `spin job_ms` on the emulated GIL `config`, in this process, on threads
-/// pinned to `cpus`: one after the other on one thread, on two threads of one interpreter,
-/// or on two interpreters (two processes: a GIL each).
 fn emulated_countdown(
     config: &GilConfig,
     job_ms: u64,
@@ -213,21 +441,19 @@ fn emulated_countdown(
     started.elapsed().as_secs_f64()
 }
 
-fn countdown(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
+fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
     let job_ms: u64 = lab.profile.pick(60, 100, 100);
     let repeats = lab.profile.pick(1, 3, 5);
-    let n = (job_ms as f64 * 1e6 / python.calibration.iteration_ns) as u64;
-    let config = gil_config(python);
     let (one, all) = (
         lab.placement.server_one.clone(),
         lab.placement.server_all.clone(),
     );
-    let mut rows = Vec::new();
-    let two_cores = if python.era == Era::Legacy {
+    let two_cores = if on.era() == Era::Legacy {
         bands::COUNTDOWN_TWO_CORES_LEGACY
     } else {
         bands::COUNTDOWN_TWO_CORES
     };
+    let mut numbers = Vec::new();
     for (how, cpus, band, metric) in [
         (
             Countdown::Threads,
@@ -254,361 +480,325 @@ fn countdown(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> 
             metrics::COUNTDOWN_INTERPRETERS,
         ),
     ] {
-        if how == Countdown::Interpreters && !python.has_own_gil_subinterpreters() {
+        if !on.wants(metric) || (how == Countdown::Interpreters && !on.own_gil_subinterpreters()) {
             continue;
         }
-        lab.step(&format!("cpython: {} countdown {metric}", python.label()));
-        let mut cpython = Vec::new();
-        let mut emulated = Vec::new();
+        lab.step(&format!("{}: countdown {metric}", on.label()));
+        // Each repeat times the pair back to back, so a slow spell of the machine weighs on
+        // both sides of its ratio.
+        let mut ratios = Vec::new();
         for _ in 0..repeats {
-            cpython.push(
-                cpython_countdown(lab, python, n, how, cpus)?
-                    / cpython_countdown(lab, python, n, Countdown::Serial, cpus)?,
-            );
-            emulated.push(
-                emulated_countdown(&config, job_ms, how, (cpus, &lab.health))
-                    / emulated_countdown(&config, job_ms, Countdown::Serial, (cpus, &lab.health)),
+            ratios.push(
+                countdown_seconds(lab, on, job_ms, how, cpus)?
+                    / countdown_seconds(lab, on, job_ms, Countdown::Serial, cpus)?,
             );
         }
-        let (cpython, emulated) = (median(cpython), median(emulated));
-        let mut row = row(
-            python,
-            "countdown",
+        let what = match on {
+            On::CPython(_) => "countdown(n)",
+            On::Emulation(_) => "`spin`",
+        };
+        let number = Number::new(
+            on,
             metric,
             band,
-            (cpython, emulated),
+            ratios,
             format!(
-                "two jobs of {job_ms} ms (CPython countdown({n}), emulation `spin {job_ms}`) on CPUs {}, timed from when both workers run; median of {repeats}",
-                crate::lab::words::list(cpus)
+                "two {what} jobs of {job_ms} ms as {} ÷ one after the other, on CPUs {}, timed from when both workers run; median of {repeats}",
+                how.name(),
+                list(cpus)
             ),
         );
-        if how == Countdown::Interpreters {
-            // Not the interpreter's main GIL: each subinterpreter's own.
-            row.gil = Era::PerInterpreter;
-        }
-        rows.push(row);
+        numbers.push(if how == Countdown::Interpreters {
+            number.per_interpreter()
+        } else {
+            number
+        });
     }
-    Ok(rows)
-}
-
-fn median(values: Vec<f64>) -> f64 {
-    crate::lab::running::Sample::new(values).median
+    Ok(numbers)
 }
 
 // ---- servers --------------------------------------------------------------------------
 
-/// One client's median latency, and how much slower each request is with two.
-struct Slowdown {
-    one_ms: f64,
-    slowdown: f64,
-}
-
 /// The two-client slowdown on a `model` server: `threads` (one interpreter), or
 /// `interpreters` (the work in subinterpreters with a GIL each, 3.12+).
-fn two_clients(lab: &mut Lab, python: &Python, model: Model) -> Result<Fidelity, LabError> {
-    lab.step(&format!("cpython: {} two clients, {model}", python.label()));
-    let (py_request, rust_request) = fib_requests(python, Duration::from_millis(30));
+fn two_clients(lab: &mut Lab, on: On, model: Model) -> Result<Number, LabError> {
+    lab.step(&format!("{}: two clients, {model}", on.label()));
+    let request = on.fib_request(Duration::from_millis(30));
     let all = lab.placement.server_all.clone();
-    let slowdown = |lab: &mut Lab, server: &ChildServer, side: Side| {
-        let request = if side == Side::CPython {
-            &py_request
-        } else {
-            &rust_request
-        };
-        let latency = |lab: &mut Lab, clients| {
-            let plan = measure::short_plan(
-                lab,
-                server,
-                vec![Lab::class("clients", clients, request, Duration::ZERO)],
-            )?;
-            p50_ms(&lab.load(server, plan)?, "clients")
-        };
-        let one_ms = latency(lab, 1)?;
-        Ok(Slowdown {
-            one_ms,
-            slowdown: latency(lab, 2)? / one_ms,
-        })
+    let server = on.serve(lab, (model, &[]), |spec| spec, &all)?;
+    let latency = |lab: &mut Lab, clients| {
+        let plan = measure::short_plan(
+            lab,
+            &server,
+            vec![Lab::class("clients", clients, &request, Duration::ZERO)],
+        )?;
+        p50_ms(&lab.load(&server, plan)?, "clients")
     };
-    let (cpython, emulated) = on_both(
-        lab,
-        python,
-        (&["--model", model.name()], &python.emulation(model)),
-        &all,
-        slowdown,
-    )?;
-    let metric = match model {
-        Model::Interpreters => metrics::TWO_CLIENTS_INTERPRETERS,
-        _ => metrics::TWO_CLIENTS_THREADS,
-    };
-    let mut row = row(
-        python,
-        "two-clients",
-        metric,
+    let one_ms = latency(lab, 1)?;
+    let two_ms = latency(lab, 2)?;
+    server.stop();
+    let number = Number::new(
+        on,
+        match model {
+            Model::Interpreters => metrics::TWO_CLIENTS_INTERPRETERS,
+            _ => metrics::TWO_CLIENTS_THREADS,
+        },
         bands::TWO_CLIENTS,
-        (cpython.slowdown, emulated.slowdown),
+        vec![two_ms / one_ms],
         format!(
-            "one client: CPython `{py_request}` {:.1} ms, emulation `{rust_request}` {:.1} ms; {model} servers on CPUs {}",
-            cpython.one_ms,
-            emulated.one_ms,
-            crate::lab::words::list(&all)
+            "`{request}`: {one_ms:.1} ms with one client, {two_ms:.1} ms with two; {model} server on CPUs {}",
+            list(&all)
         ),
     );
-    if model == Model::Interpreters {
-        row.gil = Era::PerInterpreter;
-    }
-    Ok(row)
+    Ok(if model == Model::Interpreters {
+        number.per_interpreter()
+    } else {
+        number
+    })
 }
 
-fn convoy(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
-    let (py_hog, rust_hog) = fib_requests(python, Duration::from_millis(60));
+fn convoy(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
+    let hog = on.fib_request(Duration::from_millis(60));
     let one = lab.placement.server_one.clone();
     let seconds = lab.profile.pick(2, 2, 4);
     let (window, hog_at) = (
         Duration::from_secs(seconds),
         Duration::from_secs(seconds / 2),
     );
-    let mut rows = Vec::new();
     // The essays' threshold server on each side: fib n > 15 goes to a pool of two.
-    let hybrid = |cpython_pool: &'static str, to: Target| {
-        (
-            vec!["--model", "hybrid", "--workers", "2", "--threshold", "15"]
-                .into_iter()
-                .chain(["--pool", cpython_pool])
-                .collect::<Vec<_>>(),
-            python.emulation(Model::Hybrid).workers(2).offload(15, to),
-        )
-    };
-    let threads = (vec!["--model", "threads"], python.emulation(Model::Threads));
-    let mut servers = vec![
-        (metrics::CONVOY_THREADS, threads),
+    let hybrid: &[&str] = &["--workers", "2", "--threshold", "15", "--pool"];
+    let servers: [(&str, Model, Vec<&str>, Option<Target>); 4] = [
+        (metrics::CONVOY_THREADS, Model::Threads, vec![], None),
         (
             "rate kept beside a hog: hybrid offloading to a thread pool",
-            hybrid("threads", Target::Pool),
+            Model::Hybrid,
+            [hybrid, &["threads"]].concat(),
+            Some(Target::Pool),
         ),
         (
             "rate kept beside a hog: hybrid offloading to a process pool",
-            hybrid("processes", Target::Procpool),
+            Model::Hybrid,
+            [hybrid, &["processes"]].concat(),
+            Some(Target::Procpool),
+        ),
+        (
+            metrics::CONVOY_INTERPRETERS,
+            Model::Interpreters,
+            vec!["--workers", "2"],
+            None,
         ),
     ];
-    if python.has_own_gil_subinterpreters() {
-        servers.push((
-            metrics::CONVOY_INTERPRETERS,
-            (
-                vec!["--model", "interpreters", "--workers", "2"],
-                python.emulation(Model::Interpreters).workers(2),
-            ),
-        ));
-    }
-    for (metric, (cpython_args, emulation)) in servers {
-        lab.step(&format!("cpython: {} convoy, {metric}", python.label()));
-        let (cpython, emulated) = on_both(
+    let mut numbers = Vec::new();
+    for (metric, model, cpython_args, offload) in servers {
+        if !on.wants(metric) || (model == Model::Interpreters && !on.own_gil_subinterpreters()) {
+            continue;
+        }
+        lab.step(&format!("{}: convoy, {metric}", on.label()));
+        let server = on.serve(
             lab,
-            python,
-            (&cpython_args, &emulation),
-            &one,
-            |lab, server, side| {
-                let hog = if side == Side::CPython {
-                    &py_hog
-                } else {
-                    &rust_hog
-                };
-                measure::rate_kept(lab, server, hog, window, hog_at)
+            (model, &cpython_args),
+            |spec| match (model, offload) {
+                (Model::Hybrid, Some(to)) => spec.workers(2).offload(15, to),
+                _ if model == Model::Interpreters => spec.workers(2),
+                _ => spec,
             },
+            &one,
         )?;
-        let mut row = row(
-            python,
-            "convoy",
+        let kept = measure::rate_kept(lab, &server, &hog, window, hog_at)?;
+        server.stop();
+        let number = Number::new(
+            on,
             metric,
             bands::CONVOY,
-            (cpython.kept, emulated.kept),
+            vec![kept.kept],
             format!(
-                "`fib 1` per second before → after the hog: CPython {:.0} → {:.0} (hog `{py_hog}`), emulation {:.0} → {:.0} (hog `{rust_hog}`); server on CPU {}",
-                cpython.before_per_s,
-                cpython.after_per_s,
-                emulated.before_per_s,
-                emulated.after_per_s,
-                crate::lab::words::list(&one)
+                "`fib 1` per second {:.0} → {:.0} when a `{hog}` hog joins; server on CPU {}",
+                kept.before_per_s,
+                kept.after_per_s,
+                list(&one)
             ),
         );
-        if metric == metrics::CONVOY_INTERPRETERS {
-            row.gil = Era::PerInterpreter;
-        }
-        rows.push(row);
+        numbers.push(if model == Model::Interpreters {
+            number.per_interpreter()
+        } else {
+            number
+        });
     }
-    Ok(rows)
+    Ok(numbers)
 }
 
-fn switch_interval(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
+fn switch_interval(lab: &mut Lab, on: On) -> Result<Number, LabError> {
     let intervals_ms: Vec<f64> = lab.profile.pick(
         vec![1.0, 20.0],
         vec![1.0, 5.0, 20.0],
         vec![1.0, 2.0, 5.0, 10.0, 20.0],
     );
-    let (py_hog, rust_hog) = fib_requests(python, Duration::from_millis(60));
+    let hog = on.fib_request(Duration::from_millis(60));
     let one = lab.placement.server_one.clone();
-    let mut cpython = Vec::new();
-    let mut emulated = Vec::new();
+    let mut rates = Vec::new();
     for &ms in &intervals_ms {
-        lab.step(&format!(
-            "cpython: {} switch interval {ms} ms",
-            python.label()
-        ));
+        lab.step(&format!("{}: switch interval {ms} ms", on.label()));
         let seconds = format!("{}", ms / 1e3);
-        let emulation = python
-            .emulation(Model::Threads)
-            .option("--switch-interval", format!("{}us", (ms * 1e3) as u64));
-        let (py_rate, rust_rate) = on_both(
+        let server = on.serve(
             lab,
-            python,
-            (
-                &["--model", "threads", "--switch-interval", &seconds],
-                &emulation,
-            ),
+            (Model::Threads, &["--switch-interval", &seconds]),
+            |spec| spec.option("--switch-interval", format!("{}us", (ms * 1e3) as u64)),
             &one,
-            |lab, server, side| {
-                let hog = if side == Side::CPython {
-                    &py_hog
-                } else {
-                    &rust_hog
-                };
-                let plan = measure::short_plan(
-                    lab,
-                    server,
-                    vec![measure::rapid(), Lab::class("hog", 1, hog, Duration::ZERO)],
-                )?;
-                Ok(class_result(&lab.load(server, plan)?, "rapid")?.rate_per_s)
-            },
         )?;
-        cpython.push((ms, py_rate.max(f64::MIN_POSITIVE)));
-        emulated.push((ms, rust_rate.max(f64::MIN_POSITIVE)));
+        let plan = measure::short_plan(
+            lab,
+            &server,
+            vec![measure::rapid(), Lab::class("hog", 1, &hog, Duration::ZERO)],
+        )?;
+        let rate = class_result(&lab.load(&server, plan)?, "rapid")?.rate_per_s;
+        server.stop();
+        rates.push((ms, rate.max(f64::MIN_POSITIVE)));
     }
-    let rates = |points: &[(f64, f64)]| {
-        points
-            .iter()
-            .map(|(ms, rate)| format!("{ms} ms: {rate:.0}/s"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    Ok(row(
-        python,
-        "switch-interval",
+    let words = rates
+        .iter()
+        .map(|(ms, rate)| format!("{ms} ms: {rate:.0}/s"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(Number::new(
+        on,
         "slope of tiny-request rate against switch interval (log–log)",
         bands::SWITCH_SLOPE,
-        (
-            switch_interval::slope(&cpython),
-            switch_interval::slope(&emulated),
-        ),
-        format!(
-            "CPython {}; emulation {}",
-            rates(&cpython),
-            rates(&emulated)
-        ),
+        vec![switch_interval::slope(&rates)],
+        format!("`fib 1` beside a `{hog}` hog: {words}"),
     ))
 }
 
-fn procpool_overhead(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
-    lab.step(&format!(
-        "cpython: {} process-pool overhead",
-        python.label()
-    ));
-    let cpython = PoolRates::cpython(lab, python)?;
-    let emulated = PoolRates::emulation(lab, python)?;
-    let mut rows = vec![row(
-        python,
-        "procpool-overhead",
-        metrics::PROCESS_POOL_COST,
-        bands::PROCPOOL_COST,
-        (cpython.cost(), emulated.cost()),
-        format!(
-            "`fib 1` per second, threads → procpool: CPython {}, emulation {}",
-            cpython.words("pickling and the executor's own threads, all under the GIL"),
-            emulated.words("a pipe round trip, no interpreter work")
-        ),
-    )];
-    if python.has_own_gil_subinterpreters() {
-        lab.step(&format!("cpython: {} subinterpreter hop", python.label()));
-        let interpreters = ["--model", "interpreters", "--workers", "2"];
-        let cpython = PoolRates {
-            pooled: pool_rate(lab, |lab, cpus| {
-                lab.serve_cpython(python, &interpreters, cpus)
-            })?,
-            ..cpython
-        };
-        let spec = python.emulation(Model::Interpreters).workers(2);
-        let emulated = PoolRates {
-            pooled: pool_rate(lab, |lab, cpus| lab.serve(&spec, cpus))?,
-            ..emulated
-        };
-        let mut row = row(
-            python,
-            "procpool-overhead",
-            metrics::INTERPRETER_HOP_COST,
-            bands::PROCPOOL_COST,
-            (cpython.cost(), emulated.cost()),
+fn procpool_overhead(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
+    lab.step(&format!("{}: process-pool overhead", on.label()));
+    let rate = |lab: &mut Lab, model, cpython_args: &[&str]| {
+        pool_rate(lab, |lab, cpus| {
+            on.serve(lab, (model, cpython_args), |spec| spec.workers(2), cpus)
+        })
+    };
+    let threads = pool_rate(lab, |lab, cpus| {
+        on.serve(lab, (Model::Threads, &[]), |spec| spec, cpus)
+    })?;
+    let hop = match on {
+        On::CPython(_) => "pickling and the executor's own threads, all under the GIL",
+        On::Emulation(_) => "a pipe round trip, no interpreter work",
+    };
+    let mut numbers = Vec::new();
+    let cost = |pooled: f64, why: &str| {
+        (
+            vec![1.0 - pooled / threads],
             format!(
-                "`fib 1` per second, threads → interpreters: CPython {}, emulation {}",
-                cpython.words("entering a subinterpreter and copying the request and the reply"),
-                emulated.words("a hand-off to an interpreter's thread and the copies")
+                "`fib 1` per second {threads:.0} on threads → {pooled:.0} (adds {:.0} µs a request: {why})",
+                1e6 / pooled - 1e6 / threads
             ),
-        );
-        row.gil = Era::PerInterpreter;
-        rows.push(row);
+        )
+    };
+    if on.wants(metrics::PROCESS_POOL_COST) {
+        let pooled = rate(lab, Model::Procpool, &["--workers", "2"])?;
+        let (repeats, note) = cost(pooled, hop);
+        numbers.push(Number::new(
+            on,
+            metrics::PROCESS_POOL_COST,
+            bands::PROCPOOL_COST,
+            repeats,
+            note,
+        ));
     }
-    Ok(rows)
+    if on.own_gil_subinterpreters() && on.wants(metrics::INTERPRETER_HOP_COST) {
+        lab.step(&format!("{}: subinterpreter hop", on.label()));
+        let pooled = rate(lab, Model::Interpreters, &["--workers", "2"])?;
+        let why = match on {
+            On::CPython(_) => "entering a subinterpreter and copying the request and the reply",
+            On::Emulation(_) => "a hand-off to an interpreter's thread and the copies",
+        };
+        let (repeats, note) = cost(pooled, why);
+        numbers.push(
+            Number::new(
+                on,
+                metrics::INTERPRETER_HOP_COST,
+                bands::PROCPOOL_COST,
+                repeats,
+                note,
+            )
+            .per_interpreter(),
+        );
+    }
+    // Without a GIL the worker that computes in parallel is a thread: the threshold server
+    // (an event loop) handing every request to a pool of two, against the same server
+    // computing every request itself.
+    if on.era() == Era::FreeThreaded && on.wants(metrics::THREAD_POOL_COST) {
+        lab.step(&format!("{}: thread-pool hop", on.label()));
+        let hybrid = |lab: &mut Lab, threshold: u32| {
+            let threshold_arg = threshold.to_string();
+            pool_rate(lab, |lab, cpus| {
+                on.serve(
+                    lab,
+                    (
+                        Model::Hybrid,
+                        &["--workers", "2", "--threshold", &threshold_arg, "--pool", "threads"],
+                    ),
+                    |spec| spec.workers(2).offload(threshold, Target::Pool),
+                    cpus,
+                )
+            })
+        };
+        let inline = hybrid(lab, 1_000)?;
+        let pooled = hybrid(lab, 0)?;
+        numbers.push(Number::new(
+            on,
+            metrics::THREAD_POOL_COST,
+            bands::PROCPOOL_COST,
+            vec![1.0 - pooled / inline],
+            format!(
+                "`fib 1` per second {inline:.0} computed on the event loop → {pooled:.0} handed to a pool thread (adds {:.0} µs a request)",
+                1e6 / pooled - 1e6 / inline
+            ),
+        ));
+    }
+    Ok(numbers)
 }
 
-fn c10k(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
-    lab.step(&format!("cpython: {} idle connections", python.label()));
+fn c10k(lab: &mut Lab, on: On) -> Result<Number, LabError> {
+    lab.step(&format!("{}: idle connections", on.label()));
     let connections = lab.profile.pick(1_000, 2_000, 2_000);
     let one = lab.placement.server_one.clone();
     let window = Duration::from_millis(lab.profile.pick(800, 1000, 1500));
-    let emulation = python
-        .emulation(Model::Eventloop)
-        .quiet_option("--max-connections", connections + 100);
-    let (cpython, emulated) = on_both(
-        lab,
-        python,
-        (&["--model", "asyncio"], &emulation),
-        &one,
-        |lab, server, _| measure::hold(lab, server, connections, Vec::new(), window),
-    )?;
-    Ok(row(
-        python,
-        "c10k",
+    // asyncio on CPython; the emulation's event loop (which has no GIL to configure).
+    let server = match on {
+        On::CPython(python) => lab.serve_cpython(python, &["--model", "asyncio"], &one)?,
+        On::Emulation(emulated) => lab.serve(
+            &emulated
+                .spec(Model::Eventloop)
+                .quiet_option("--max-connections", connections + 100),
+            &one,
+        )?,
+    };
+    let held = measure::hold(lab, &server, connections, Vec::new(), window)?;
+    server.stop();
+    Ok(Number::new(
+        on,
         "resident KiB per idle connection (asyncio vs eventloop)",
         bands::C10K,
-        (
-            cpython.resident_per_connection(),
-            emulated.resident_per_connection(),
-        ),
+        vec![held.resident_per_connection()],
         format!(
-            "{} and {} idle connections held; the band is a cost: the event loop may cost up to twice asyncio's",
-            cpython.opened, emulated.opened
+            "{} idle connections held; the band is a cost: the event loop may cost up to twice asyncio's",
+            held.opened
         ),
     ))
 }
 
-fn io_bound(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
-    lab.step(&format!("cpython: {} I/O-bound clients", python.label()));
+fn io_bound(lab: &mut Lab, on: On) -> Result<Number, LabError> {
+    lab.step(&format!("{}: I/O-bound clients", on.label()));
     let one = lab.placement.server_one.clone();
-    let (cpython, emulated) = on_both(
-        lab,
-        python,
-        (&["--model", "threads"], &python.emulation(Model::Threads)),
-        &one,
-        |lab, server, _| measure::short_rate(lab, server, io_bound::CLIENTS, io_bound::REQUEST),
-    )?;
-    Ok(row(
-        python,
-        "io-bound",
+    let server = on.serve(lab, (Model::Threads, &[]), |spec| spec, &one)?;
+    let rate = measure::short_rate(lab, &server, io_bound::CLIENTS, io_bound::REQUEST)?;
+    server.stop();
+    Ok(Number::new(
+        on,
         metrics::IO_BOUND_SHARE,
         bands::IO_BOUND,
-        (
-            cpython / io_bound::IDEAL_RATE,
-            emulated / io_bound::IDEAL_RATE,
-        ),
+        vec![rate / io_bound::IDEAL_RATE],
         format!(
-            "CPython {cpython:.0}/s, emulation {emulated:.0}/s (ideal {:.0}/s)",
+            "{rate:.0} requests/s of an ideal {:.0}/s",
             io_bound::IDEAL_RATE
         ),
     ))
@@ -616,86 +806,98 @@ fn io_bound(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
 
 // ---- in-process ------------------------------------------------------------------------
 
-fn long_instruction(lab: &mut Lab, python: &Python) -> Result<Vec<Fidelity>, LabError> {
-    lab.step(&format!("cpython: {} long instruction", python.label()));
-    #[derive(serde::Deserialize)]
-    struct PythonLong {
-        section_ms: f64,
-        longest_gap_ms: Option<f64>,
-        signal_delay_ms: Option<f64>,
-    }
+fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
+    lab.step(&format!("{}: long instruction", on.label()));
     let length_ms: u64 = lab.profile.pick(150, 300, 300);
     let all = lab.placement.server_all.clone();
-    let cpython: PythonLong = bench(
-        &python.path,
-        &lab.scripts,
-        &["long", "--ms", &length_ms.to_string()],
-        Some((&all, &lab.health)),
-        Duration::from_secs(60),
-    )
-    .map_err(|why| LabError::Measurement(format!("{} long: {why}", python.label())))?;
-    let emulated = long_instruction::measure(
-        gil_config(python),
-        long_instruction::Operation::Uninterruptible,
-        Duration::from_millis(length_ms),
-        (&all, &lab.health),
-    )?;
-    let missing =
-        |what: &str| LabError::Measurement(format!("{}: no {what} was measured", python.label()));
-    let note = format!(
-        "one C-level call of {:.0} ms in CPython (sum over a range), {length_ms} ms uninterruptible in the emulation; a 10 ms ticker thread; a signal due a quarter of the way in",
-        cpython.section_ms
-    );
-    Ok(vec![
-        row(
-            python,
-            "long-instruction",
-            "ticker thread's longest gap (ms)",
-            bands::LONG_INSTRUCTION,
+    let (gap_ms, delay_ms, note) = match on {
+        On::CPython(python) => {
+            #[derive(serde::Deserialize)]
+            struct PythonLong {
+                section_ms: f64,
+                longest_gap_ms: Option<f64>,
+                signal_delay_ms: Option<f64>,
+            }
+            let measured: PythonLong = bench(
+                &python.path,
+                &lab.scripts,
+                &["long", "--ms", &length_ms.to_string()],
+                Some((&all, &lab.health)),
+                Duration::from_secs(60),
+            )
+            .map_err(|why| LabError::Measurement(format!("{} long: {why}", python.label())))?;
+            let missing = |what: &str| {
+                LabError::Measurement(format!("{}: no {what} was measured", python.label()))
+            };
             (
-                cpython
+                measured
                     .longest_gap_ms
                     .ok_or_else(|| missing("ticker gap"))?,
-                emulated.longest_gap_ms,
-            ),
-            note.clone(),
-        ),
-        row(
-            python,
-            "long-instruction",
-            "signal handler's delay (ms)",
-            bands::LONG_INSTRUCTION,
-            (
-                cpython
+                measured
                     .signal_delay_ms
                     .ok_or_else(|| missing("signal delay"))?,
-                emulated.signal_delay_ms(),
-            ),
+                format!(
+                    "one C-level call of {:.0} ms (a sum over a range, {length_ms} ms calibrated)",
+                    measured.section_ms
+                ),
+            )
+        }
+        On::Emulation(emulated) => {
+            let measured = long_instruction::measure(
+                emulated.gil.clone(),
+                long_instruction::Operation::Uninterruptible,
+                Duration::from_millis(length_ms),
+                (&all, &lab.health),
+            )?;
+            (
+                measured.longest_gap_ms,
+                measured.signal_delay_ms(),
+                format!("{length_ms} ms uninterruptible"),
+            )
+        }
+    };
+    let note = format!("{note}; a 10 ms ticker thread; a signal due a quarter of the way in");
+    Ok(vec![
+        Number::new(
+            on,
+            "ticker thread's longest gap (ms)",
+            bands::LONG_INSTRUCTION,
+            vec![gap_ms],
+            note.clone(),
+        ),
+        Number::new(
+            on,
+            "signal handler's delay (ms)",
+            bands::LONG_INSTRUCTION,
+            vec![delay_ms],
             note,
         ),
     ])
 }
 
-fn race(lab: &mut Lab, python: &Python) -> Result<Fidelity, LabError> {
-    lab.step(&format!("cpython: {} race", python.label()));
+fn race(lab: &mut Lab, on: On) -> Result<Number, LabError> {
+    lab.step(&format!("{}: race", on.label()));
     let each = lab.profile.pick(1_000_000, 2_000_000, 2_000_000);
     let all = lab.placement.server_all.clone();
-    let cpython = race::python_race(lab, python, each, &all)?;
-    let emulated = race::lost_under_gil(gil_config(python), each, (&all, &lab.health));
-    let share = |lost: u64| lost as f64 / (2 * each) as f64;
-    Ok(row(
-        python,
-        "race",
+    let (lost, how) = match on {
+        On::CPython(python) => (
+            race::python_race(lab, python, each, &all)?.lost,
+            "`counter[0] += 1`".to_owned(),
+        ),
+        On::Emulation(emulated) => (
+            race::lost_under_gil(emulated.gil.clone(), each, (&all, &lab.health)),
+            format!(
+                "a read and a write {} switch points apart",
+                emulated.gil.switch_points.name()
+            ),
+        ),
+    };
+    Ok(Number::new(
+        on,
         metrics::RACE_LOST,
         bands::RACE,
-        (share(cpython.lost), share(emulated)),
-        format!(
-            "lost of {}: CPython {}, emulation {} ({} switch points)",
-            2 * each,
-            cpython.lost,
-            emulated,
-            python.switch_points().name()
-        ),
+        vec![lost as f64 / (2 * each) as f64],
+        format!("{lost} of {} increments lost ({how})", 2 * each),
     ))
 }
 
@@ -708,5 +910,17 @@ mod tests {
         // fib(30) makes 1,664,079 calls: at 18 ns each, about 30 ms.
         assert_eq!(fib_n_for(18.0, Duration::from_millis(30)), 30);
         assert_eq!(fib_n_for(1.5, Duration::from_millis(30)), 35);
+    }
+
+    #[test]
+    fn an_era_is_emulated_with_what_it_has() {
+        let free = Emulated::era(Era::FreeThreaded, metrics::RACE_LOST);
+        assert_eq!(free.subject.label, "emulation, free-threaded");
+        assert_eq!(free.spec(Model::Threads).label(), "threads --gil none");
+        assert!(!free.own_gil_subinterpreters);
+        let on = On::Emulation(&free);
+        assert!(on.wants(metrics::RACE_LOST) && !on.wants(metrics::CONVOY_THREADS));
+        assert!(Emulated::era(Era::PerInterpreter, "").own_gil_subinterpreters);
+        assert!(!Emulated::era(Era::Legacy, "").switch_interval);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::claims::metrics;
-use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::spec::ServerSpec;
@@ -38,11 +38,13 @@ static ERA: EraClaim = EraClaim {
         fails: 0.7,
     },
     unit: Unit::Percent,
-    cpython_metrics: [
-        Some(metrics::IO_BOUND_SHARE),
-        Some(metrics::IO_BOUND_SHARE),
-        None,
-        Some(metrics::IO_BOUND_SHARE),
+    metrics: [
+        EraMetric::Pair(metrics::IO_BOUND_SHARE),
+        EraMetric::Pair(metrics::IO_BOUND_SHARE),
+        EraMetric::NotMeaningful(
+            "the waits are on the connections' threads, which share the main interpreter's GIL as under the new GIL; subinterpreters would only compute",
+        ),
+        EraMetric::Pair(metrics::IO_BOUND_SHARE),
     ],
 };
 
@@ -101,16 +103,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             lab,
             &ServerSpec::new(Model::Procpool, Variant::New).workers(CLIENTS),
         )?,
-        // For the eras table only.
-        measure(lab, &ServerSpec::new(Model::Threads, Variant::Legacy))?,
-        measure(
-            lab,
-            &ServerSpec::new(Model::Interpreters, Variant::New).workers(2),
-        )?,
-        measure(lab, &ServerSpec::new(Model::Threads, Variant::None))?,
     ];
-    let era = [&rows[3], &rows[0], &rows[4], &rows[5]]
-        .map(|row| Measured::new(&row.label, row.rate_per_s / IDEAL_RATE));
     let processes = &rows[2];
     let checks = rows[..2]
         .iter()
@@ -137,7 +130,6 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         .collect();
     let mib = |row: &Row| row.peak_pss_kib as f64 / 1024.0;
     let mut report = Report {
-        era: Some(era),
         checks,
         summary: format!(
             "{CLIENTS} waiting clients: threads {:.0}/s in {:.1} MiB, the event loop {:.0}/s in {:.1} MiB, a 16-process pool {:.0}/s in {:.1} MiB (peak memory under load)",
@@ -164,7 +156,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
                 crate::lab::words::seconds(lab.profile.window())
             ),
             "memory is the proportional set size of the server and all its processes (shared pages split), sampled once a second during the load; the table shows the peak".into(),
-            "threads under the legacy GIL and without one, and the interpreters model, are measured for the eras table and not judged here".into(),
+            "each era — the legacy GIL, free threading — is measured by the claim's pair, in the eras table".into(),
         ],
         explanation: "A sleeping request releases the GIL and uses no CPU, so one thread per \
             connection, or one event loop, waits for all sixteen at once — the waits overlap and \

@@ -17,6 +17,23 @@ pub enum Pair {
     IoBound,
 }
 
+impl Pair {
+    /// The claim whose metrics the pair measures.
+    pub fn claim(self) -> &'static str {
+        match self {
+            Pair::Countdown => "countdown",
+            Pair::TwoClients => "two-clients",
+            Pair::Convoy => "convoy",
+            Pair::SwitchInterval => "switch-interval",
+            Pair::ProcpoolOverhead => "procpool-overhead",
+            Pair::LongInstruction => "long-instruction",
+            Pair::Race => "race",
+            Pair::C10k => "c10k",
+            Pair::IoBound => "io-bound",
+        }
+    }
+}
+
 /// The names of the metrics other parts of the lab look up (the eras table takes CPython's
 /// numbers by them).
 pub const COUNTDOWN_THREADS: &str = "threads ÷ serial, two cores";
@@ -29,6 +46,8 @@ pub const CONVOY_INTERPRETERS: &str = "rate kept beside a hog: subinterpreters";
 pub const PROCESS_POOL_COST: &str = "share of the tiny-request rate a process pool costs";
 pub const INTERPRETER_HOP_COST: &str =
     "share of the tiny-request rate computing in subinterpreters costs";
+pub const THREAD_POOL_COST: &str =
+    "share of the tiny-request rate a thread pool costs, without a GIL";
 pub const RACE_LOST: &str = "share of increments lost, two threads";
 pub const IO_BOUND_SHARE: &str =
     "share of the ideal 800 requests/s, 16 clients sending `sleep 20` to threads";

@@ -7,12 +7,11 @@ use std::time::Instant;
 use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::claims::metrics;
-use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::measure;
 use crate::lab::running::process::ChildServer;
-use crate::lab::running::pythons::Python;
 use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError};
 use crate::pool::{Executor, ProcessPool, ThreadPool, WorkerCommand};
@@ -43,11 +42,11 @@ static ERA: EraClaim = EraClaim {
         fails: LITTLE,
     },
     unit: Unit::Percent,
-    cpython_metrics: [
-        Some(metrics::PROCESS_POOL_COST),
-        Some(metrics::PROCESS_POOL_COST),
-        Some(metrics::INTERPRETER_HOP_COST),
-        None,
+    metrics: [
+        EraMetric::Pair(metrics::PROCESS_POOL_COST),
+        EraMetric::Pair(metrics::PROCESS_POOL_COST),
+        EraMetric::Pair(metrics::INTERPRETER_HOP_COST),
+        EraMetric::Pair(metrics::THREAD_POOL_COST),
     ],
 };
 
@@ -89,35 +88,6 @@ impl Rates {
     fn cost(&self) -> f64 {
         1.0 - self.procpool / self.threads
     }
-}
-
-/// The hop's cost in each era, in `Era::ALL`'s order, the new GIL's from `rates`.
-fn era_costs(lab: &mut Lab, rates: &Rates) -> Result<[Measured; 4], LabError> {
-    let cost = |lab: &mut Lab, direct: ServerSpec, through: ServerSpec| {
-        let label = format!("{} against {}", through.label(), direct.label());
-        let direct = rate(lab, &direct)?;
-        Ok::<_, LabError>(Measured::new(label, 1.0 - rate(lab, &through)? / direct))
-    };
-    let server = |model, gil| ServerSpec::new(model, gil);
-    let legacy = cost(
-        lab,
-        server(Model::Threads, Variant::Legacy),
-        server(Model::Procpool, Variant::Legacy).workers(2),
-    )?;
-    let new = Measured::new(
-        "procpool --gil new, 2 workers against threads --gil new",
-        rates.cost(),
-    );
-    let interpreters = Measured::new(
-        "interpreters --gil new, 2 workers against threads --gil new",
-        1.0 - rate(lab, &server(Model::Interpreters, Variant::New).workers(2))? / rates.threads,
-    );
-    let free_threaded = cost(
-        lab,
-        server(Model::Threads, Variant::None),
-        server(Model::Pool, Variant::None).workers(2),
-    )?;
-    Ok([legacy, new, interpreters, free_threaded])
 }
 
 /// A tiny job's round trip through each pool alone, without the network, µs.
@@ -217,12 +187,10 @@ fn round_trips_table(trips: &RoundTrips) -> Table {
 
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let rates = Rates::measure(lab)?;
-    let era = era_costs(lab, &rates)?;
     let trips = RoundTrips::measure(lab)?;
     let (threads, procpool) = (rates.threads, rates.procpool);
     let network_us = 1e6 / threads;
     let mut report = Report {
-        era: Some(era),
         checks: vec![Check::new(
             "procpool --gil new against threads --gil new: the pool costs most of the rate",
             Verdict::at_least(rates.cost(), MOST, LITTLE),
@@ -257,7 +225,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
                 crate::lab::words::seconds(lab.profile.window())
             ),
             "then, without the network, a thread pool and a process pool of one worker each timing a tiny job's round trip".into(),
-            "for the eras table, the same rate through procpool and threads under the legacy GIL, through two interpreters (a GIL each), and through a thread pool and threads without a GIL".into(),
+            "each era — the legacy GIL, a GIL per interpreter (a subinterpreter's hop), free threading (a thread pool's hop) — is measured by the claim's pair, in the eras table".into(),
         ],
         explanation: format!(
             "Through the process pool a request is written to a worker's pipe, the worker wakes, \
@@ -275,57 +243,6 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     report.raw("rates_per_s", rates);
     report.raw("round_trip_us", trips);
     Ok(report)
-}
-
-/// A `fib 1` client's rate on a threads server and through a process pool of two, servers
-/// on one CPU.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolRates {
-    pub threads: f64,
-    /// Through a pool (the process pool, or subinterpreters).
-    pub pooled: f64,
-}
-
-impl PoolRates {
-    /// The share of the rate the process pool costs.
-    pub fn cost(&self) -> f64 {
-        1.0 - self.pooled / self.threads
-    }
-
-    /// What the hop adds to each request, in µs: the mechanism behind the share.
-    pub fn hop_us(&self) -> f64 {
-        1e6 / self.pooled - 1e6 / self.threads
-    }
-
-    /// "18000 → 5000 (adds 140 µs a request: why)".
-    pub(crate) fn words(&self, why: &str) -> String {
-        format!(
-            "{:.0} → {:.0} (adds {:.0} µs a request: {why})",
-            self.threads,
-            self.pooled,
-            self.hop_us()
-        )
-    }
-
-    /// CPython's own: `ProcessPoolExecutor` (`multiprocessing.Pool` on 2.x).
-    pub fn cpython(lab: &mut Lab, python: &Python) -> Result<PoolRates, LabError> {
-        let threads = ["--model", "threads"];
-        let procpool = ["--model", "procpool", "--workers", "2"];
-        Ok(PoolRates {
-            threads: pool_rate(lab, |lab, cpus| lab.serve_cpython(python, &threads, cpus))?,
-            pooled: pool_rate(lab, |lab, cpus| lab.serve_cpython(python, &procpool, cpus))?,
-        })
-    }
-
-    /// The emulation of `python`: `clab serve`'s threads and procpool.
-    pub(crate) fn emulation(lab: &mut Lab, python: &Python) -> Result<PoolRates, LabError> {
-        let threads = python.emulation(Model::Threads);
-        let procpool = python.emulation(Model::Procpool).workers(2);
-        Ok(PoolRates {
-            threads: pool_rate(lab, |lab, cpus| lab.serve(&threads, cpus))?,
-            pooled: pool_rate(lab, |lab, cpus| lab.serve(&procpool, cpus))?,
-        })
-    }
 }
 
 /// A `fib 1` client's rate against the server `start` starts on the servers' CPU.

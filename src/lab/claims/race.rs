@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::gil::{GilConfig, PythonThread, SwitchPoints, Variant};
 use crate::lab::claims::experiment::{self, Experiment, Report};
 use crate::lab::claims::metrics;
-use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::Table;
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::health::HealthLog;
@@ -35,11 +35,13 @@ static ERA: EraClaim = EraClaim {
     metric: "share of the increments lost",
     rule: Rule::AboveZero,
     unit: Unit::Percent,
-    cpython_metrics: [
-        Some(metrics::RACE_LOST),
-        Some(metrics::RACE_LOST),
-        None,
-        Some(metrics::RACE_LOST),
+    metrics: [
+        EraMetric::Pair(metrics::RACE_LOST),
+        EraMetric::Pair(metrics::RACE_LOST),
+        EraMetric::NotMeaningful(
+            "interpreters share no objects to race on; the threads of one interpreter race as under the new GIL",
+        ),
+        EraMetric::Pair(metrics::RACE_LOST),
     ],
 };
 
@@ -175,14 +177,6 @@ impl Row {
         2 * self.each - self.total
     }
 
-    fn share_lost(&self) -> f64 {
-        self.lost() as f64 / (2 * self.each) as f64
-    }
-
-    fn era(&self) -> Measured {
-        Measured::new(&self.label, self.share_lost())
-    }
-
     fn cells(&self) -> Vec<String> {
         vec![
             self.label.clone(),
@@ -259,17 +253,6 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     );
     let locked = counted(lab, Method::Locked, "a mutex around the increment", each);
     let atomic = counted(lab, Method::Atomic, "an atomic fetch_add", each);
-    let era = [
-        legacy.era(),
-        calls_and_jumps.era().note(format!(
-            "3.2–3.9 could switch between any two instructions and lost {}",
-            Unit::Percent.show(every_instruction.share_lost())
-        )),
-        calls_and_jumps.era().note(
-            "the same threads: those of one interpreter share its GIL as under the new GIL, and interpreters share no objects to race on",
-        ),
-        unsynchronised.era(),
-    ];
     let emulated = [
         &unsynchronised,
         &legacy,
@@ -286,7 +269,6 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         table.row(row.cells());
     }
     let mut report = Report {
-        era: Some(era),
         checks: checks(&unsynchronised, &locked, &atomic),
         summary: format!(
             "two threads lost {} of {} unsynchronised increments ({} under the emulated legacy GIL, {} under the new GIL switching at every instruction, {} switching only at calls and jumps); a lock and an atomic lost {} and {}",

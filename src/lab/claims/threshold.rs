@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Method, Report};
-use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::eras::{EraClaim, EraMetric, Measured, Rule, Unit};
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::model::outcome::{RuleChange, Table};
 use crate::lab::running::process::ChildServer;
@@ -64,7 +64,7 @@ static ERA: EraClaim = EraClaim {
          < 20 %, the median > 5 ms or the scaling < 1.2",
     ),
     unit: Unit::Percent,
-    cpython_metrics: [None; 4],
+    metrics: [EraMetric::Experiment; 4],
 };
 
 const KEPT: f64 = 0.5;

@@ -5,7 +5,7 @@
 use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Method, Report};
 use crate::lab::claims::metrics;
-use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Series, Table};
 use crate::lab::model::outcome::{Check, Contrast, Verdict};
 use crate::lab::running::measure::latency;
@@ -35,33 +35,25 @@ static ERA: EraClaim = EraClaim {
         fails: FLAT,
     },
     unit: Unit::Times,
-    cpython_metrics: [
-        Some(metrics::TWO_CLIENTS_THREADS),
-        Some(metrics::TWO_CLIENTS_THREADS),
-        Some(metrics::TWO_CLIENTS_INTERPRETERS),
-        Some(metrics::TWO_CLIENTS_THREADS),
+    metrics: [
+        EraMetric::Pair(metrics::TWO_CLIENTS_THREADS),
+        EraMetric::Pair(metrics::TWO_CLIENTS_THREADS),
+        EraMetric::Pair(metrics::TWO_CLIENTS_INTERPRETERS),
+        EraMetric::Pair(metrics::TWO_CLIENTS_THREADS),
     ],
 };
 
 const DOUBLED: f64 = 1.6;
 const FLAT: f64 = 1.3;
 
-/// A server and what the rule expects of its latency: `None` for a server measured only for
-/// the eras table.
+/// A server and what the rule expects of its latency (doubling, or flat).
 struct Configuration {
     spec: ServerSpec,
-    doubles: Option<bool>,
+    doubles: bool,
 }
 
 fn configurations() -> Vec<Configuration> {
-    let expect = |spec, doubles| Configuration {
-        spec,
-        doubles: Some(doubles),
-    };
-    let era = |spec| Configuration {
-        spec,
-        doubles: None,
-    };
+    let expect = |spec, doubles| Configuration { spec, doubles };
     vec![
         expect(ServerSpec::new(Model::Threads, Variant::New), true),
         expect(ServerSpec::new(Model::Eventloop, Variant::None), true),
@@ -74,15 +66,13 @@ fn configurations() -> Vec<Configuration> {
             ServerSpec::new(Model::Prefork, Variant::New).workers(4),
             false,
         ),
-        era(ServerSpec::new(Model::Threads, Variant::Legacy)),
-        era(ServerSpec::new(Model::Interpreters, Variant::New).workers(4)),
     ]
 }
 
 /// One server's median latencies by number of clients.
 struct Row {
     label: String,
-    doubles: Option<bool>,
+    doubles: bool,
     /// (clients, median latency with its spread), one per count.
     latencies: Vec<(usize, Sample)>,
 }
@@ -99,10 +89,6 @@ impl Row {
     fn slowdown(&self) -> f64 {
         let (one, two) = self.one_and_two();
         two.median / one.median
-    }
-
-    fn era(&self) -> Measured {
-        Measured::new(&self.label, self.slowdown())
     }
 
     fn check(&self, doubles: bool) -> Check {
@@ -147,24 +133,18 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     }
     let slowdown = |index: usize| rows[index].slowdown();
     Ok(Report {
-        checks: rows
-            .iter()
-            .filter_map(|row| Some(row.check(row.doubles?)))
-            .collect(),
-        era: Some([&rows[5], &rows[0], &rows[6], &rows[2]].map(Row::era)),
+        checks: rows.iter().map(|row| row.check(row.doubles)).collect(),
         contrast: Some(Contrast {
             with_gil: rows[0].check(true),
             without_gil: rows[2].check(true),
         }),
         summary: format!(
-            "a second client slows requests ×{:.2} under --gil new (×{:.2} legacy) and ×{:.2} on the event loop; ×{:.2} without a GIL, ×{:.2} procpool, ×{:.2} prefork, ×{:.2} in subinterpreters",
+            "a second client slows requests ×{:.2} under --gil new and ×{:.2} on the event loop; ×{:.2} without a GIL, ×{:.2} procpool, ×{:.2} prefork",
             slowdown(0),
-            slowdown(5),
             slowdown(1),
             slowdown(2),
             slowdown(3),
             slowdown(4),
-            slowdown(6)
         ),
         setup: vec![
             format!(
@@ -174,7 +154,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
                 crate::lab::words::seconds(lab.profile.window())
             ),
             "servers may use both CPUs — the claim is about using two cores; the load generator, waiting for 30 ms replies, uses next to none of its CPU, and measures latency, not a rate; procpool, prefork and interpreters have 4 workers, so no client waits for one".into(),
-            "threads under the legacy GIL and the interpreters model are measured for the eras table and not judged here".into(),
+            "each era — the legacy GIL, a GIL per interpreter — is measured by the claim's pair, in the eras table".into(),
             "beyond two clients the two cores are busy whatever the model: only 1 → 2 is judged".into(),
         ],
         tables: vec![table(&rows)],
@@ -216,12 +196,7 @@ fn table(rows: &[Row]) -> Table {
             row.one_and_two().0.show(1),
             row.one_and_two().1.show(1),
             format!("×{:.2}", row.slowdown()),
-            match row.doubles {
-                Some(true) => "doubles",
-                Some(false) => "flat",
-                None => "— (eras table)",
-            }
-            .into(),
+            if row.doubles { "doubles" } else { "flat" }.into(),
         ]);
     }
     table

@@ -80,6 +80,29 @@ impl Rule {
     }
 }
 
+/// What measures a claim's cell in one era.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EraMetric {
+    /// The claim's fidelity pair, by one method on CPython and on the emulation: this metric,
+    /// on every interpreter of the era and the emulation standing for each — or, where no
+    /// interpreter stands for the era, on the emulation's own configuration of it.
+    Pair(&'static str),
+    /// The experiment itself, on the emulation (a claim CPython cannot run).
+    Experiment,
+    /// Nothing: the claim means nothing in this era, for this reason.
+    NotMeaningful(&'static str),
+}
+
+impl EraMetric {
+    /// The pair's metric, where the pair measures the cell.
+    pub fn measured(self) -> Option<&'static str> {
+        match self {
+            EraMetric::Pair(metric) => Some(metric),
+            _ => None,
+        }
+    }
+}
+
 /// A claim as the eras table judges it: fixed, like an experiment's rule, before anything runs.
 pub struct EraClaim {
     /// The claim about one Python process, worded so that it can hold in one era and not
@@ -89,9 +112,8 @@ pub struct EraClaim {
     pub metric: &'static str,
     pub rule: Rule,
     pub unit: Unit,
-    /// The fidelity metric that measures the same number on CPython, per era (in
-    /// [`Era::ALL`]'s order), where the fidelity matrix has one.
-    pub cpython_metrics: [Option<&'static str>; 4],
+    /// What measures each era's cell, in [`Era::ALL`]'s order.
+    pub metrics: [EraMetric; 4],
 }
 
 /// What an experiment measured for one era.
@@ -169,17 +191,36 @@ pub struct Cell {
     /// The fidelity metric to take CPython's numbers from.
     #[serde(skip)]
     cpython_metric: Option<&'static str>,
+    /// Whether the cell's own number is the emulation's own configuration of the era (not
+    /// the emulation standing for one of the era's interpreters, nor nothing at all).
+    #[serde(skip)]
+    own_setup: bool,
     /// Whether the rule judges CPython's numbers: not where the experiment gave the verdict.
     #[serde(skip)]
     judges_cpython: bool,
 }
 
 impl Cell {
-    /// The cell as the pages show it: the verdict's numbers, then CPython's.
+    /// Whether the cell's own number is the emulation's own configuration of the era: a
+    /// measurement of its own, and a verdict on the emulation standing for no interpreter.
+    pub fn own_setup(&self) -> bool {
+        self.own_setup
+    }
+
+    /// Whether the claim's pair measured the cell (its numbers are in the table already).
+    pub fn measured_by_pair(&self) -> bool {
+        self.cpython_metric.is_some()
+    }
+
+    /// The cell as the pages show it: the emulation's own number where it ran, then CPython's
+    /// beside the emulation standing for each, then the note.
     pub fn words(&self) -> String {
-        let mut words = format!("{} ({})", self.shown, self.setup);
+        let mut parts = Vec::new();
+        if self.own_setup && self.emulation.is_finite() {
+            parts.push(format!("{} ({})", self.shown, self.setup));
+        }
         for number in &self.cpython {
-            words += &format!("; CPython {}: {}", number.python, number.shown);
+            let mut words = format!("CPython {}: {}", number.python, number.shown);
             if let Some(verdict) = number.verdict {
                 words += &format!(", {verdict}");
             }
@@ -190,9 +231,14 @@ impl Cell {
                 }
                 words += ")";
             }
+            parts.push(words);
         }
+        let mut words = parts.join("; ");
         if let Some(note) = &self.note {
-            words += &format!(" — {note}");
+            if !words.is_empty() {
+                words += " — ";
+            }
+            words += note;
         }
         words
     }
@@ -247,8 +293,72 @@ pub struct EraRow {
 impl EraClaim {
     /// Judges the four eras' measurements, given in [`Era::ALL`]'s order.
     pub fn judge(&self, experiment: &'static str, measured: [Measured; 4]) -> EraRow {
-        let [legacy, new, per_interpreter, free_threaded] =
-            std::array::from_fn(|index| self.cell(&measured[index], self.cpython_metrics[index]));
+        let [legacy, new, per_interpreter, free_threaded] = std::array::from_fn(|index| {
+            self.cell(&measured[index], self.metrics[index].measured())
+        });
+        self.row(experiment, [legacy, new, per_interpreter, free_threaded])
+    }
+
+    /// Judges the four eras from `table`, where the claim's pair measured them: each cell's
+    /// own number is the emulation's own configuration of the era where one was measured,
+    /// else the emulation standing for the era's first interpreter.
+    pub fn judge_table(&self, experiment: &'static str, table: &Measurements) -> EraRow {
+        let [legacy, new, per_interpreter, free_threaded] = std::array::from_fn(|index| {
+            let era = Era::ALL[index];
+            match self.metrics[index] {
+                EraMetric::Pair(metric) => {
+                    let of_era: Vec<_> = table
+                        .of(experiment, metric)
+                        .filter(|row| !row.is_cpython() && row.era() == Some(era))
+                        .collect();
+                    let own = of_era.iter().find(|row| row.python.is_none());
+                    match own.or(of_era.first()) {
+                        Some(row) => {
+                            let mut cell =
+                                self.cell(&Measured::new(&row.subject, row.value), Some(metric));
+                            cell.own_setup = row.python.is_none();
+                            cell
+                        }
+                        None => self.unmeasured(
+                            Verdict::Error,
+                            "not measured: see the claim's checks",
+                            Some(metric),
+                        ),
+                    }
+                }
+                EraMetric::NotMeaningful(why) => self.unmeasured(Verdict::Skipped, why, None),
+                EraMetric::Experiment => {
+                    self.unmeasured(Verdict::Error, "the experiment measures this era", None)
+                }
+            }
+        });
+        self.row(experiment, [legacy, new, per_interpreter, free_threaded])
+    }
+
+    fn unmeasured(
+        &self,
+        verdict: Verdict,
+        why: &str,
+        cpython_metric: Option<&'static str>,
+    ) -> Cell {
+        Cell {
+            verdict,
+            setup: "—".into(),
+            emulation: f64::NAN,
+            shown: "—".into(),
+            cpython: Vec::new(),
+            note: Some(why.into()),
+            cpython_metric,
+            own_setup: verdict == Verdict::Error,
+            judges_cpython: true,
+        }
+    }
+
+    fn row(
+        &self,
+        experiment: &'static str,
+        [legacy, new, per_interpreter, free_threaded]: [Cell; 4],
+    ) -> EraRow {
         EraRow {
             experiment,
             claim: self.claim,
@@ -282,6 +392,7 @@ impl EraClaim {
             cpython: Vec::new(),
             note: measured.note.clone(),
             cpython_metric,
+            own_setup: true,
             judges_cpython: measured.verdict.is_none(),
         }
     }
@@ -408,7 +519,12 @@ mod tests {
             fails: 0.7,
         },
         unit: Unit::Times,
-        cpython_metrics: [Some("m"), Some("m"), Some("sub"), Some("m")],
+        metrics: [
+            EraMetric::Pair("m"),
+            EraMetric::Pair("m"),
+            EraMetric::Pair("sub"),
+            EraMetric::Pair("m"),
+        ],
     };
 
     fn measured() -> [Measured; 4] {
@@ -495,6 +611,68 @@ mod tests {
         );
     }
 
+    /// Where the pair measured every era: each cell's own number is the emulation's own
+    /// configuration where it ran, else the emulation standing for the era's interpreter.
+    #[test]
+    fn a_paired_claim_is_judged_from_the_table() {
+        let mut table = table(&[
+            fidelity("m", ("2.7.18", Era::Legacy), 1.1),
+            fidelity("m", ("3.11.7", Era::New), 0.95),
+        ]);
+        let free = Subject::emulation("emulation, free-threaded", Some(Era::FreeThreaded));
+        table
+            .insert(crate::lab::model::Measurement::new(
+                ("countdown", "m"),
+                &free,
+                vec![0.5, 0.52, 0.51],
+                "clab serve --gil none",
+            ))
+            .unwrap();
+        let claim = EraClaim {
+            metrics: [
+                EraMetric::Pair("m"),
+                EraMetric::Pair("m"),
+                EraMetric::NotMeaningful("nothing to share"),
+                EraMetric::Pair("m"),
+            ],
+            ..CLAIM
+        };
+        let mut row = claim.judge_table("countdown", &table);
+        row.add_cpython(&table);
+        let legacy = &row.verdicts.legacy;
+        assert!(!legacy.own_setup() && legacy.measured_by_pair());
+        assert_eq!(legacy.setup, "emulation of CPython 2.7.18");
+        assert_eq!(
+            legacy.verdict,
+            Verdict::DoesNotHold,
+            "0.55×, its emulation's"
+        );
+        assert_eq!(
+            legacy.words(),
+            "CPython 2.7.18: 1.10×, holds (its emulation 0.55×, does not hold)"
+        );
+        let free = &row.verdicts.free_threaded;
+        assert!(free.own_setup());
+        assert_eq!(free.verdict, Verdict::DoesNotHold);
+        assert_eq!(free.words(), "0.51× (emulation, free-threaded)");
+        let none = &row.verdicts.per_interpreter;
+        assert_eq!(none.verdict, Verdict::Skipped);
+        assert_eq!(none.words(), "nothing to share");
+        // A pair metric nobody measured is an error, not a silent gap.
+        let unmeasured = EraClaim {
+            metrics: [EraMetric::Pair("absent"); 4],
+            ..CLAIM
+        };
+        assert_eq!(
+            unmeasured
+                .judge_table("countdown", &table)
+                .verdicts
+                .new
+                .verdict,
+            Verdict::Error
+        );
+    }
+
     #[test]
     fn report_json_names_the_four_eras() {
         let row = CLAIM.judge("countdown", measured());
@@ -531,7 +709,7 @@ mod tests {
     fn rules_of_parts_and_of_any_loss() {
         let parts = EraClaim {
             rule: Rule::Parts("three checks"),
-            cpython_metrics: [None; 4],
+            metrics: [EraMetric::Experiment; 4],
             ..CLAIM
         };
         let mut measured = measured();

@@ -352,6 +352,10 @@ pub struct Outcome {
     pub figures: Vec<Figure>,
     /// Metrics measured on real CPython and on the emulation side by side.
     pub fidelity: Vec<Fidelity>,
+    /// The eras' cells measured on the emulation's own configuration of an era (in the run's
+    /// table, not repeated here).
+    #[serde(skip)]
+    pub measurements: Vec<crate::lab::model::Measurement>,
     /// The claim in each era of CPython's lock; the report gathers these into its eras table
     /// with CPython's numbers beside them, so the outcome leaves it out of its own JSON.
     #[serde(skip)]

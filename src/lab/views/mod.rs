@@ -60,19 +60,26 @@ impl Views {
 }
 
 /// Every number the run measured, once: each fidelity pair as CPython's measurement and the
-/// measurement of the emulation standing for it (one method, one placement), and each eras
-/// cell's emulated number as its experiment measured it.
+/// measurement of the emulation standing for it (one method, one placement), the pair's
+/// measurements of eras no interpreter stood for, and the eras cells an experiment measured
+/// itself.
 pub fn table(outcomes: &[Outcome]) -> Result<Measurements, TableError> {
     let mut table = Measurements::default();
     for outcome in outcomes {
         for row in &outcome.fidelity {
             insert_fidelity(&mut table, row)?;
         }
+        for measurement in &outcome.measurements {
+            table.insert(measurement.clone())?;
+        }
         let Some(era_row) = &outcome.era else {
             continue;
         };
         for era in crate::lab::model::Era::ALL {
             let cell = era_row.verdicts.get(era);
+            if cell.measured_by_pair() || !cell.own_setup() {
+                continue;
+            }
             let subject = Subject::emulation(&cell.setup, Some(era));
             // One setup may stand for two eras (the no-GIL run for free threading and for
             // interpreters that share nothing): it was measured once.
@@ -123,7 +130,7 @@ mod tests {
     use super::*;
     use crate::lab::model::Era;
     use crate::lab::model::SubjectKind;
-    use crate::lab::model::eras::{EraClaim, Measured, Rule, Unit};
+    use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
     use crate::lab::model::health::Health;
     use crate::lab::model::outcome::Band;
 
@@ -135,7 +142,7 @@ mod tests {
             fails: 0.7,
         },
         unit: Unit::Times,
-        cpython_metrics: [Some("ratio"); 4],
+        metrics: [EraMetric::Pair("ratio"); 4],
     };
 
     fn outcome(id: &'static str, problem: Option<&str>) -> Outcome {
@@ -143,6 +150,17 @@ mod tests {
         if let Some(problem) = problem {
             health.problems.push(problem.into());
         }
+        let fidelity = Fidelity::new(
+            id,
+            "ratio",
+            ("3.11.7", Era::New),
+            Band::Relative(0.2),
+            1.0,
+            1.0,
+            String::new(),
+        );
+        let mut pair = Measurements::default();
+        insert_fidelity(&mut pair, &fidelity).unwrap();
         Outcome {
             id,
             claim: "",
@@ -158,16 +176,9 @@ mod tests {
             explanation: String::new(),
             tables: Vec::new(),
             figures: Vec::new(),
-            fidelity: vec![Fidelity::new(
-                id,
-                "ratio",
-                ("3.11.7", Era::New),
-                Band::Relative(0.2),
-                1.0,
-                1.0,
-                String::new(),
-            )],
-            era: Some(CLAIM.judge(id, [1.0; 4].map(|v| Measured::new("threads", v)))),
+            fidelity: vec![fidelity],
+            measurements: Vec::new(),
+            era: Some(CLAIM.judge_table(id, &pair)),
             health: vec![health],
             raw: serde_json::Value::Null,
             elapsed_s: 1.0,
@@ -192,7 +203,7 @@ mod tests {
         };
         assert_eq!(on_cpython("clean"), Verdict::Holds);
         assert_eq!(on_cpython("saturated"), Verdict::Inconclusive);
-        // Each pair is two measurements, each era cell's setup one (shared by the four eras).
-        assert_eq!(views.measurements.rows().len(), 2 * 3);
+        // Each pair is two measurements; the eras cells are the pair's, not measured again.
+        assert_eq!(views.measurements.rows().len(), 2 * 2);
     }
 }

@@ -1,6 +1,6 @@
 //! Each claim judged per era: on every real interpreter that ran it, on the emulation standing
-//! for that interpreter (the same method), and on the emulation's own setup for the era. A
-//! claim with no era (the broker, a process pool's cost) is judged on the emulation alone.
+//! for that interpreter (the same method), and on the emulation's own configuration of an era
+//! no interpreter stood for. A claim with no era (the broker) is judged on the emulation alone.
 
 use serde::{Deserialize, Serialize};
 
@@ -70,14 +70,18 @@ pub fn verdicts(outcomes: &[Outcome], eras: &[EraRow]) -> Vec<VerdictRow> {
                     });
                 }
             }
-            rows.push(VerdictRow {
-                claim: outcome.id.to_owned(),
-                era: Some(era),
-                on: SubjectKind::Emulation,
-                python: None,
-                verdict: cell.verdict,
-                reason: format!("{} ({})", cell.shown, cell.setup),
-            });
+            // The emulation's own configuration of the era, where it ran (no interpreter
+            // stood for the era, or the experiment measured the era itself).
+            if cell.own_setup() {
+                rows.push(VerdictRow {
+                    claim: outcome.id.to_owned(),
+                    era: Some(era),
+                    on: SubjectKind::Emulation,
+                    python: None,
+                    verdict: cell.verdict,
+                    reason: format!("{} ({})", cell.shown, cell.setup),
+                });
+            }
         }
     }
     rows
@@ -104,10 +108,10 @@ pub fn lines(rows: &[VerdictRow], paired: &[&str], width: usize) -> Vec<String> 
             .copied()
             .filter(|row| row.on == SubjectKind::Cpython)
             .collect();
-        let own: Vec<&VerdictRow> = of_claim
+        let emulation: Vec<&VerdictRow> = of_claim
             .iter()
             .copied()
-            .filter(|row| row.on == SubjectKind::Emulation && row.python.is_none())
+            .filter(|row| row.on == SubjectKind::Emulation)
             .collect();
         let mut parts = Vec::new();
         if cpython.is_empty() {
@@ -118,11 +122,11 @@ pub fn lines(rows: &[VerdictRow], paired: &[&str], width: usize) -> Vec<String> 
             };
             parts.push(format!(
                 "judged on the emulation: {}{beside}",
-                emulation_words(&own)
+                emulation_words(&emulation)
             ));
         } else {
             parts.push(format!("CPython: {}", cpython_words(&cpython)));
-            parts.push(format!("emulation: {}", emulation_words(&own)));
+            parts.push(format!("emulation: {}", emulation_words(&emulation)));
         }
         let mut first = true;
         for part in parts {
@@ -170,7 +174,7 @@ fn emulation_words(rows: &[&VerdictRow]) -> String {
             .iter_mut()
             .find(|(verdict, _)| *verdict == row.verdict)
         {
-            Some((_, eras)) => eras.extend(era),
+            Some((_, eras)) => eras.extend(era.filter(|era| !eras.contains(era))),
             None => groups.push((row.verdict, era.into_iter().collect())),
         }
     }

@@ -661,7 +661,7 @@ fn switch_interval(lab: &mut Lab, on: On) -> Result<Number, LabError> {
         .join(", ");
     Ok(Number::new(
         on,
-        "slope of tiny-request rate against switch interval (log–log)",
+        metrics::SWITCH_SLOPE,
         bands::SWITCH_SLOPE,
         vec![switch_interval::slope(&rates)],
         format!("`fib 1` beside a `{hog}` hog: {words}"),
@@ -734,7 +734,14 @@ fn procpool_overhead(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
                     lab,
                     (
                         Model::Hybrid,
-                        &["--workers", "2", "--threshold", &threshold_arg, "--pool", "threads"],
+                        &[
+                            "--workers",
+                            "2",
+                            "--threshold",
+                            &threshold_arg,
+                            "--pool",
+                            "threads",
+                        ],
                     ),
                     |spec| spec.workers(2).offload(threshold, Target::Pool),
                     cpus,
@@ -810,7 +817,7 @@ fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
     lab.step(&format!("{}: long instruction", on.label()));
     let length_ms: u64 = lab.profile.pick(150, 300, 300);
     let all = lab.placement.server_all.clone();
-    let (gap_ms, delay_ms, note) = match on {
+    let (gap_ms, delay_ms, section_ms, note) = match on {
         On::CPython(python) => {
             #[derive(serde::Deserialize)]
             struct PythonLong {
@@ -836,6 +843,7 @@ fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
                 measured
                     .signal_delay_ms
                     .ok_or_else(|| missing("signal delay"))?,
+                measured.section_ms,
                 format!(
                     "one C-level call of {:.0} ms (a sum over a range, {length_ms} ms calibrated)",
                     measured.section_ms
@@ -852,6 +860,7 @@ fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
             (
                 measured.longest_gap_ms,
                 measured.signal_delay_ms(),
+                measured.length_ms(),
                 format!("{length_ms} ms uninterruptible"),
             )
         }
@@ -870,6 +879,14 @@ fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
             "signal handler's delay (ms)",
             bands::LONG_INSTRUCTION,
             vec![delay_ms],
+            note.clone(),
+        ),
+        // Each side's stall against its own operation's measured length.
+        Number::new(
+            on,
+            metrics::LONG_STALL,
+            bands::LONG_INSTRUCTION,
+            vec![long_instruction::stall(gap_ms, section_ms)],
             note,
         ),
     ])

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread, Variant};
 use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::metrics;
+use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Marker, RuleChange, Series, Table};
 use crate::lab::model::outcome::{Check, Contrast, Verdict};
 use crate::lab::running::health::HealthLog;
@@ -37,14 +39,34 @@ pub static EXPERIMENT: Experiment = Experiment {
         reason: "the signal was looked for only between calls, outside the operation, so it was \
                  late by construction with or without a checkpoint inside: the rule could not fail",
     }],
-    era: None,
+    era: Some(&ERA),
     pair: Some(crate::lab::claims::metrics::Pair::LongInstruction),
     run: Method::Measure(run),
 };
 
+/// The stall's rule, for the experiment and each era alike.
+const STALL: Rule = Rule::AtLeast {
+    holds: 0.8,
+    fails: 0.2,
+};
+
+/// In each era: a ticker thread beside one long C-level call in the same Python process.
+static ERA: EraClaim = EraClaim {
+    claim: "one long C-level operation in one Python process stalls its other threads for its whole length",
+    metric: "the ticker thread's stall ÷ the operation's length",
+    rule: STALL,
+    unit: Unit::Percent,
+    metrics: [
+        EraMetric::Pair(metrics::LONG_STALL),
+        EraMetric::Pair(metrics::LONG_STALL),
+        EraMetric::NotMeaningful(
+            "the claim is about the threads of one interpreter, which share its GIL as under the new GIL",
+        ),
+        EraMetric::Pair(metrics::LONG_STALL),
+    ],
+};
+
 const TICK: Duration = Duration::from_millis(10);
-const STALLS: f64 = 0.8;
-const RUNS_ON: f64 = 0.2;
 const SIGNAL_WAITS: f64 = 0.5;
 const SIGNAL_PROMPT: f64 = 0.1;
 
@@ -72,8 +94,14 @@ pub(crate) struct Measured {
 
 impl Measured {
     fn stall(&self) -> f64 {
-        let length = self.section_end_ms - self.section_start_ms;
-        (self.longest_gap_ms - TICK.as_secs_f64() * 1e3).max(0.0) / length
+        stall(
+            self.longest_gap_ms,
+            self.section_end_ms - self.section_start_ms,
+        )
+    }
+
+    pub fn length_ms(&self) -> f64 {
+        self.section_end_ms - self.section_start_ms
     }
 
     pub fn signal_delay_ms(&self) -> f64 {
@@ -84,6 +112,12 @@ impl Measured {
     fn signal_share(&self) -> f64 {
         self.signal_delay_ms() / (self.section_end_ms - self.signal_sent_ms)
     }
+}
+
+/// How much of an operation of `length_ms` the ticker lost: its longest gap beyond its own
+/// period, as a share of the length.
+pub(crate) fn stall(longest_gap_ms: f64, length_ms: f64) -> f64 {
+    (longest_gap_ms - TICK.as_secs_f64() * 1e3).max(0.0) / length_ms
 }
 
 /// The main thread as CPython's eval loop: at every checkpoint it may switch, and it runs
@@ -288,7 +322,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
 fn stall_check(m: &Measured, subject: &str) -> Check {
     Check::new(
         subject,
-        Verdict::at_least(m.stall(), STALLS, RUNS_ON),
+        STALL.judge(m.stall()).expect("a rule of thresholds"),
         format!(
             "the ticker's longest gap {:.0} ms during a {:.0} ms operation: {:.0} % stalled",
             m.longest_gap_ms,

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::metrics;
+use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Series, Table};
-use crate::lab::model::outcome::{Check, Verdict};
+use crate::lab::model::outcome::Check;
 use crate::lab::running::measure::{self, rapid};
 use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError, Sample};
@@ -19,9 +21,35 @@ pub static EXPERIMENT: Experiment = Experiment {
     rule: "fit log(rate) against log(interval) by least squares. Holds when the slope is between \
            −1.35 and −0.65; does not hold when it is above −0.4 or below −1.6.",
     history: &[],
-    era: None,
+    era: Some(&ERA),
     pair: Some(crate::lab::claims::metrics::Pair::SwitchInterval),
     run: Method::Measure(run),
+};
+
+/// The slope's rule, for the experiment and each era alike.
+const SLOPE: Rule = Rule::Within {
+    holds: [-1.35, -0.65],
+    fails: [-1.6, -0.4],
+};
+
+/// Only the new GIL has a switch interval to vary.
+static ERA: EraClaim = EraClaim {
+    claim: "beside a CPU-bound hog in one Python process, the tiny-request rate follows 1 / the switch interval",
+    metric: "slope of the tiny-request rate against the switch interval, log–log",
+    rule: SLOPE,
+    unit: Unit::Plain,
+    metrics: [
+        EraMetric::NotMeaningful(
+            "2.x has no switch interval: its lock changes hands every 100 ticks (sys.setcheckinterval)",
+        ),
+        EraMetric::Pair(metrics::SWITCH_SLOPE),
+        EraMetric::NotMeaningful(
+            "each interpreter's GIL switches as the new GIL does; the claim is about the threads of one",
+        ),
+        EraMetric::NotMeaningful(
+            "no GIL, no switch interval: the hog and the tiny requests share the CPU by the scheduler's time slices",
+        ),
+    ],
 };
 
 /// The slope of a least-squares line through the points on log–log axes.
@@ -70,13 +98,7 @@ fn window(lab: &Lab) -> Duration {
 
 /// The rule applied to the fitted slope.
 fn check(fitted: f64, first: &Point, last: &Point) -> Check {
-    let verdict = if (-1.35..=-0.65).contains(&fitted) {
-        Verdict::Holds
-    } else if !(-1.6..=-0.4).contains(&fitted) {
-        Verdict::DoesNotHold
-    } else {
-        Verdict::Inconclusive
-    };
+    let verdict = SLOPE.judge(fitted).expect("a rule of thresholds");
     Check::new(
         "threads --gil new: rate ∝ 1 / switch interval",
         verdict,

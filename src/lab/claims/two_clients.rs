@@ -114,7 +114,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let all = lab.placement.server_all.clone();
     let counts: Vec<usize> = lab
         .profile
-        .pick(vec![1, 2], vec![1, 2, 3, 4], vec![1, 2, 3, 4]);
+        .pick(vec![1, 2], vec![1, 2, 4], vec![1, 2, 3, 4]);
     let request = lab.setups.job.request();
     let mut rows = Vec::new();
     for configuration in configurations() {

@@ -19,6 +19,8 @@ pub enum Unit {
     Times,
     /// A share: "45 %", or "0.012 %" when small.
     Percent,
+    /// A plain number, e.g. a slope: "-0.86".
+    Plain,
 }
 
 impl Unit {
@@ -29,6 +31,7 @@ impl Unit {
                 format!("{} %", significant(value * 100.0))
             }
             Unit::Percent => format!("{:.0} %", value * 100.0),
+            Unit::Plain => format!("{value:.2}"),
         }
     }
 }
@@ -41,6 +44,8 @@ pub enum Rule {
     AtLeast { holds: f64, fails: f64 },
     /// Holds at or below `holds`, does not hold at or above `fails`.
     AtMost { holds: f64, fails: f64 },
+    /// Holds inside `holds` (both ends included), does not hold outside `fails`.
+    Within { holds: [f64; 2], fails: [f64; 2] },
     /// Holds when any is measured at all (a lost update), does not hold at zero.
     AboveZero,
     /// The experiment's own parts, combined as its verdict is; said in words.
@@ -53,6 +58,13 @@ impl Rule {
         match self {
             Rule::AtLeast { holds, fails } => Some(Verdict::at_least(value, holds, fails)),
             Rule::AtMost { holds, fails } => Some(Verdict::at_most(value, holds, fails)),
+            Rule::Within { holds, fails } => Some(if (holds[0]..=holds[1]).contains(&value) {
+                Verdict::Holds
+            } else if !(fails[0]..=fails[1]).contains(&value) {
+                Verdict::DoesNotHold
+            } else {
+                Verdict::Inconclusive
+            }),
             Rule::AboveZero => Some(if value > 0.0 {
                 Verdict::Holds
             } else {
@@ -73,6 +85,13 @@ impl Rule {
                 "holds at {} or less, does not hold at {} or more",
                 unit.show(holds),
                 unit.show(fails)
+            ),
+            Rule::Within { holds, fails } => format!(
+                "holds from {} to {}, does not hold below {} or above {}",
+                unit.show(holds[0]),
+                unit.show(holds[1]),
+                unit.show(fails[0]),
+                unit.show(fails[1])
             ),
             Rule::AboveZero => "holds when any is measured, does not hold at none".into(),
             Rule::Parts(words) => words.into(),

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::metrics;
+use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::Table;
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::measure::{self, hold, rapid};
@@ -24,9 +26,30 @@ pub static EXPERIMENT: Experiment = Experiment {
            connections and its memory per connection (resident plus kernel stacks) is < 1/2 of \
            threads'; does not hold when it keeps < 50 % or costs more than threads.",
     history: &[],
-    era: None,
+    era: Some(&ERA),
     pair: Some(crate::lab::claims::metrics::Pair::C10k),
     run: Method::Measure(run),
+};
+
+/// In each era with an event loop: what one Python process's event loop pays per idle
+/// connection. The marks are half and all of what a thread per connection costs in resident
+/// memory and kernel stack (about 32 KiB, the experiment's threads server on these hosts).
+static ERA: EraClaim = EraClaim {
+    claim: "one Python process's event loop holds thousands of idle connections for a few KiB each",
+    metric: "resident memory per idle connection on an event loop (asyncio on CPython)",
+    rule: Rule::AtMost {
+        holds: 16.0,
+        fails: 32.0,
+    },
+    unit: Unit::KiB,
+    metrics: [
+        EraMetric::NotMeaningful("2.x has no asyncio"),
+        EraMetric::Pair(metrics::C10K_PER_CONNECTION),
+        EraMetric::NotMeaningful(
+            "an event loop runs in one interpreter; a GIL per interpreter changes nothing it holds",
+        ),
+        EraMetric::Pair(metrics::C10K_PER_CONNECTION),
+    ],
 };
 
 /// One server: the busy client's rate alone and beside the idle connections, and what

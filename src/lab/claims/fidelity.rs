@@ -783,7 +783,7 @@ fn c10k(lab: &mut Lab, on: On) -> Result<Number, LabError> {
     server.stop();
     Ok(Number::new(
         on,
-        "resident KiB per idle connection (asyncio vs eventloop)",
+        metrics::C10K_PER_CONNECTION,
         bands::C10K,
         vec![held.resident_per_connection()],
         format!(

@@ -50,6 +50,7 @@ pub const THREAD_POOL_COST: &str =
     "share of the tiny-request rate a thread pool costs, without a GIL";
 pub const SWITCH_SLOPE: &str = "slope of tiny-request rate against switch interval (log–log)";
 pub const LONG_STALL: &str = "ticker's stall as a share of the operation's length";
+pub const C10K_PER_CONNECTION: &str = "resident KiB per idle connection (asyncio vs eventloop)";
 pub const RACE_LOST: &str = "share of increments lost, two threads";
 pub const IO_BOUND_SHARE: &str =
     "share of the ideal 800 requests/s, 16 clients sending `sleep 20` to threads";

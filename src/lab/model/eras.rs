@@ -21,6 +21,8 @@ pub enum Unit {
     Percent,
     /// A plain number, e.g. a slope: "-0.86".
     Plain,
+    /// Memory: "5.4 KiB".
+    KiB,
 }
 
 impl Unit {
@@ -32,6 +34,7 @@ impl Unit {
             }
             Unit::Percent => format!("{:.0} %", value * 100.0),
             Unit::Plain => format!("{value:.2}"),
+            Unit::KiB => format!("{value:.1} KiB"),
         }
     }
 }

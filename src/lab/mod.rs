@@ -128,7 +128,7 @@ fn finish(
         id: experiment.id,
         claim: experiment.claim,
         essay: experiment.essay,
-        rule: experiment.rule,
+        rule: experiment.rule.words(),
         rule_history: experiment.history,
         verdict,
         summary,
@@ -220,6 +220,7 @@ fn find(id: &str) -> Result<&'static Experiment, LabError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lab::claims::experiment::Rules;
     use crate::lab::running::health::Health;
     use crate::lab::running::pythons::{Found, Scripts};
 
@@ -231,7 +232,11 @@ mod tests {
             id: "probe",
             claim: "a claim",
             essay: "an essay",
-            rule: "a rule",
+            rule: Rules {
+                measures: "a rule",
+                marks: &[],
+                besides: "",
+            },
             history: &[],
             era: None,
             pair: None,

@@ -277,7 +277,7 @@ mod tests {
             id: "demo",
             claim: "a claim with <html> & pipes |",
             essay: "an essay",
-            rule: "a rule",
+            rule: "a rule".into(),
             rule_history: &[crate::lab::model::outcome::RuleChange {
                 date: "2026-11-25",
                 change: "a threshold moved",

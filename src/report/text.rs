@@ -23,7 +23,7 @@ pub fn catalogue(experiments: &[&Experiment]) -> String {
     for experiment in experiments {
         out += &format!("{}: {}\n", experiment.id, experiment.claim);
         out += &format!("  essay: {}\n", experiment.essay);
-        out += &format!("  rule:  {}\n", one_line(experiment.rule));
+        out += &format!("  rule:  {}\n", one_line(&experiment.rule.words()));
         for change in experiment.history {
             out += &format!(
                 "  rule changed {}: {} ({})\n",
@@ -44,7 +44,7 @@ pub fn catalogue_json(experiments: &[&Experiment]) -> String {
                 "id": experiment.id,
                 "claim": experiment.claim,
                 "essay": experiment.essay,
-                "rule": one_line(experiment.rule),
+                "rule": one_line(&experiment.rule.words()),
                 "history": experiment.history,
             })
         })

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
+use crate::lab::model::eras::{Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Series, Table};
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::measure;
@@ -20,27 +21,40 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "broker",
     claim: "offloading through a broker to workers anywhere costs a hop far dearer than a process pool's, scales with workers, and pays only for requests large against that hop",
     essay: "Beyond the essays: their story ends at the process pool (Beazley); past one machine Python reaches for a broker and workers (Celery, Dask, Ray, NATS work queues)",
-    rule: "hop = µs a `fib 1` request takes beyond computing it on the connection's thread (one \
-           closed-loop client; server, broker and workers on one CPU). Dearer: holds when the \
-           broker's hop (one worker) > 2 × the process pool's, does not hold when < 1.2 ×. \
-           Scales: four clients sending the ≈ 30 ms two-clients job through the broker, \
-           throughput with two workers ÷ with one (everything on every server CPU) — holds when \
-           > 1.6, does not hold when < 1.3. Pays only when large: two clients, the broker with \
-           two workers against threads under --gil new, requests from `fib 1` through `fib 20`, \
-           25, 28, 30 and 32 to the ≈ 30 ms job — holds when the broker's rate ÷ the threads' \
-           is < 0.8 for the smallest and > 1.3 for the largest, does not hold when ≥ 1 for the \
-           smallest or < 1.1 for the largest. \
-           Skipped where no `nats-server` is installed.",
+    rule: Rules {
+        measures: "hop = µs a `fib 1` request takes beyond computing it on the connection's thread \
+                   (one closed-loop client; server, broker and workers on one CPU). Scaling: four \
+                   clients sending the ≈ 30 ms two-clients job through the broker, throughput with \
+                   two workers ÷ with one (everything on every server CPU).",
+        marks: &[&DEARER, &SCALES],
+        besides: "Pays only when large: two clients, the broker with two workers against threads \
+                  under --gil new, requests from `fib 1` through `fib 20`, 25, 28, 30 and 32 to the \
+                  ≈ 30 ms job — holds when the broker's rate ÷ the threads' is < 0.8 for the \
+                  smallest and > 1.3 for the largest, does not hold when ≥ 1 for the smallest or \
+                  < 1.1 for the largest. Skipped where no `nats-server` is installed.",
+    },
     history: &[],
     era: None,
     pair: None,
     run: Method::Measure(run),
 };
 
-const DEARER: f64 = 2.0;
-const NOT_DEARER: f64 = 1.2;
-const SCALES: f64 = 1.6;
-const NOT_SCALING: f64 = 1.3;
+const DEARER: Mark = Mark {
+    what: "the broker's hop is dearer than a process pool's, broker ÷ pool",
+    rule: Rule::AtLeast {
+        holds: 2.0,
+        fails: 1.2,
+    },
+    unit: Unit::Times,
+};
+const SCALES: Mark = Mark {
+    what: "throughput scales with workers, two ÷ one",
+    rule: Rule::AtLeast {
+        holds: 1.6,
+        fails: 1.3,
+    },
+    unit: Unit::Times,
+};
 const SMALL_LOSES: f64 = 0.8;
 const LARGE_WINS: f64 = 1.3;
 const LARGE_NO_GAIN: f64 = 1.1;
@@ -228,12 +242,12 @@ fn report(lab: &Lab, hops: &Hops, scaling: &[(usize, f64)], gains: &[Size]) -> R
     let checks = vec![
         Check::new(
             "the broker's hop is dearer than the process pool's",
-            Verdict::at_least(dearer, DEARER, NOT_DEARER),
+            DEARER.judge(dearer),
             format!("{broker_us:.0} µs against {procpool_us:.0} µs a request: ×{dearer:.1}"),
         ),
         Check::new(
             "throughput scales with workers",
-            Verdict::at_least(scales, SCALES, NOT_SCALING),
+            SCALES.judge(scales),
             format!(
                 "{:.1} → {:.1} requests/s from one worker to two: ×{scales:.2}",
                 rate_with(1),

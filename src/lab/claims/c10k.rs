@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
 use crate::lab::claims::metrics;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::Table;
@@ -22,13 +22,32 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "c10k",
     claim: "thousands of idle connections: threads pay per connection, an event loop hardly does",
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): tens of thousands of open sockets are no place for a thread each",
-    rule: "the event loop holds when it keeps > 80 % of a `fib 1` client's rate beside the idle \
-           connections and its memory per connection (resident plus kernel stacks) is < 1/2 of \
-           threads'; does not hold when it keeps < 50 % or costs more than threads.",
+    rule: Rules {
+        measures: "beside the idle connections, a `fib 1` client's rate kept = its rate beside them / alone; memory per connection = resident plus kernel stacks.",
+        marks: &[&KEEPS_THE_RATE, &LIGHT],
+        besides: "Every idle connection must have been opened.",
+    },
     history: &[],
     era: Some(&ERA),
     pair: Some(crate::lab::claims::metrics::Pair::C10k),
     run: Method::Measure(run),
+};
+
+const KEEPS_THE_RATE: Mark = Mark {
+    what: "the event loop keeps the busy client's rate, the rate kept",
+    rule: Rule::AtLeast {
+        holds: 0.8,
+        fails: 0.5,
+    },
+    unit: Unit::Percent,
+};
+const LIGHT: Mark = Mark {
+    what: "it costs far less per connection than threads, its memory ÷ threads'",
+    rule: Rule::AtMost {
+        holds: 0.5,
+        fails: 1.0,
+    },
+    unit: Unit::Times,
 };
 
 /// In each era with an event loop: what one Python process's event loop pays per idle
@@ -135,7 +154,7 @@ fn checks(threads: &Row, eventloop: &Row, connections: usize) -> Vec<Check> {
     let mut checks = vec![
         Check::new(
             "eventloop: the busy client keeps its rate",
-            Verdict::at_least(eventloop.kept(), 0.8, 0.5),
+            KEEPS_THE_RATE.judge(eventloop.kept()),
             format!(
                 "{:.0} → {:.0} requests/s: {}",
                 eventloop.alone_per_s,
@@ -145,7 +164,7 @@ fn checks(threads: &Row, eventloop: &Row, connections: usize) -> Vec<Check> {
         ),
         Check::new(
             "eventloop: far less memory per connection than threads",
-            Verdict::at_most(eventloop.cost_kib() / threads.cost_kib(), 0.5, 1.0),
+            LIGHT.judge(eventloop.cost_kib() / threads.cost_kib()),
             format!(
                 "{:.1} KiB against {:.1} KiB per connection, resident plus kernel stacks",
                 eventloop.cost_kib(),

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use crate::gil::Variant;
 use crate::gil::trace::{EventKind, Trace};
-use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
 use crate::lab::claims::metrics;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{
     Chart, Figure, Lane, LaneState, Marker, RuleChange, Series, Table,
 };
-use crate::lab::model::outcome::{Check, Contrast, Verdict};
+use crate::lab::model::outcome::{Check, Contrast};
 use crate::lab::running::measure::{RateKept, rate_kept};
 use crate::lab::running::process::ChildServer;
 use crate::lab::running::spec::ServerSpec;
@@ -25,10 +25,11 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "convoy",
     claim: "a CPU hog joining collapses the tiny-request rate under the GIL (≈99 %); the priority GIL, processes and the hybrid hold it",
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): perf2 drops from ~22,000 to ~100 requests/s",
-    rule: "rate kept = tiny-request rate after the hog joins / rate before. Under the GIL: holds when \
-           kept < 20 %, does not hold when kept > 40 %. Priority GIL, process pool and hybrid: hold \
-           the rate when kept > 50 %, do not when kept < 20 %. A rate kept above 110 % is flagged \
-           as an artefact with its cause.",
+    rule: Rules {
+        measures: "rate kept = tiny-request rate after the hog joins / rate before.",
+        marks: &[&COLLAPSES, &HOLDS_THE_RATE],
+        besides: "A rate kept above 110 % is flagged as an artefact with its cause.",
+    },
     history: &[
         RuleChange {
             date: "2026-11-25",
@@ -74,10 +75,7 @@ pub static EXPERIMENT: Experiment = Experiment {
 static ERA: EraClaim = EraClaim {
     claim: "a CPU-bound hog joining one Python process collapses its tiny-request rate",
     metric: "tiny-request rate kept after the hog joins, the server on one CPU",
-    rule: Rule::AtMost {
-        holds: COLLAPSED,
-        fails: NOT_COLLAPSED,
-    },
+    rule: COLLAPSES.rule,
     unit: Unit::Percent,
     metrics: [
         EraMetric::Pair(metrics::CONVOY_THREADS),
@@ -87,12 +85,25 @@ static ERA: EraClaim = EraClaim {
     ],
 };
 
-/// At most this much of the rate kept: the rate collapsed.
-const COLLAPSED: f64 = 0.20;
-/// More than this kept: no collapse. Below the half a fair share of one CPU leaves.
-const NOT_COLLAPSED: f64 = 0.40;
-/// At least this much kept: the rate held.
-const HELD: f64 = 0.50;
+/// At most a fifth of the rate kept is a collapse; more than 40 % is none (a fair share of the
+/// one CPU leaves about half).
+const COLLAPSES: Mark = Mark {
+    what: "under the GIL, the rate collapses",
+    rule: Rule::AtMost {
+        holds: 0.20,
+        fails: 0.40,
+    },
+    unit: Unit::Percent,
+};
+/// The priority GIL, processes and the hybrid hold the rate.
+const HOLDS_THE_RATE: Mark = Mark {
+    what: "the priority GIL, the process pool and the hybrid hold the rate",
+    rule: Rule::AtLeast {
+        holds: 0.50,
+        fails: 0.20,
+    },
+    unit: Unit::Percent,
+};
 
 /// The window and the hog's arrival for the profile: whole seconds, so the per-second
 /// timeline splits exactly at the arrival.
@@ -147,13 +158,13 @@ fn check(run: &RateKept, collapses: bool) -> Check {
     let check = if collapses {
         Check::new(
             format!("{}: the rate collapses", run.label),
-            Verdict::at_most(run.kept, COLLAPSED, NOT_COLLAPSED),
+            COLLAPSES.judge(run.kept),
             evidence,
         )
     } else {
         Check::new(
             format!("{}: holds the rate", run.label),
-            Verdict::at_least(run.kept, HELD, COLLAPSED),
+            HOLDS_THE_RATE.judge(run.kept),
             evidence,
         )
     };

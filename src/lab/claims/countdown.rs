@@ -3,11 +3,11 @@
 //! GIL, use both cores.
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
 use crate::lab::claims::metrics;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Table};
-use crate::lab::model::outcome::{Check, Contrast, Verdict};
+use crate::lab::model::outcome::{Check, Contrast};
 use crate::lab::running::measure::latency;
 use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError};
@@ -17,9 +17,11 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "countdown",
     claim: "two CPU-bound jobs: threads under a GIL are no faster than serial (often slower); processes — and threads without a GIL — use both cores",
     essay: "Melvin, Concurrent Programming in Python is not what you think it is: two countdown() threads are slower than two calls in a row",
-    rule: "parallel/serial = time for two jobs at once / time for two in a row (2 × one job). \
-           No faster than serial: holds when > 0.85, does not hold when < 0.7. Uses both cores: \
-           holds when < 0.7, does not hold when > 0.85.",
+    rule: Rules {
+        measures: "parallel/serial = time for two jobs at once / time for two in a row (2 × one job).",
+        marks: &[&NO_FASTER, &BOTH_CORES],
+        besides: "",
+    },
     history: &[],
     era: Some(&ERA),
     pair: Some(crate::lab::claims::metrics::Pair::Countdown),
@@ -31,10 +33,7 @@ pub static EXPERIMENT: Experiment = Experiment {
 static ERA: EraClaim = EraClaim {
     claim: "two CPU-bound jobs at once in one Python process take no less time than one after the other",
     metric: "two at once ÷ two in a row, on both CPUs",
-    rule: Rule::AtLeast {
-        holds: NO_FASTER,
-        fails: BOTH_CORES,
-    },
+    rule: NO_FASTER.rule,
     unit: Unit::Times,
     metrics: [
         EraMetric::Pair(metrics::COUNTDOWN_THREADS),
@@ -44,8 +43,22 @@ static ERA: EraClaim = EraClaim {
     ],
 };
 
-const NO_FASTER: f64 = 0.85;
-const BOTH_CORES: f64 = 0.7;
+const NO_FASTER: Mark = Mark {
+    what: "no faster than serial (threads under a GIL), parallel/serial",
+    rule: Rule::AtLeast {
+        holds: 0.85,
+        fails: 0.7,
+    },
+    unit: Unit::Times,
+};
+const BOTH_CORES: Mark = Mark {
+    what: "uses both cores (processes, threads without a GIL), parallel/serial",
+    rule: Rule::AtMost {
+        holds: 0.7,
+        fails: 0.85,
+    },
+    unit: Unit::Times,
+};
 
 /// One server's time for one job alone and for two at once.
 struct Row {
@@ -62,10 +75,10 @@ impl Row {
 
     fn check(&self, no_faster: bool) -> Check {
         let (verdict, expected) = if no_faster {
-            let verdict = Verdict::at_least(self.ratio(), NO_FASTER, BOTH_CORES);
+            let verdict = NO_FASTER.judge(self.ratio());
             (verdict, "no faster than serial")
         } else {
-            let verdict = Verdict::at_most(self.ratio(), BOTH_CORES, NO_FASTER);
+            let verdict = BOTH_CORES.judge(self.ratio());
             (verdict, "uses both cores")
         };
         Check::new(

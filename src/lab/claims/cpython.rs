@@ -2,7 +2,7 @@
 //! run, measured on each CPython the lab found and on the emulation configured to stand for
 //! it, each pair judged against a band fixed before the run ([`crate::lab::claims::fidelity`]).
 
-use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::experiment::{Experiment, Method, Report, Rules};
 use crate::lab::claims::metrics::bands;
 use crate::lab::model::Era;
 use crate::lab::model::outcome::{Chart, Fidelity, Figure, RuleChange, Series, Table};
@@ -14,20 +14,17 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "cpython",
     claim: "the emulated GIL is faithful to real CPython — 2.7's legacy GIL through 3.13 — on every claim CPython can run",
     essay: "all five essays' claims about CPython's GIL; here each CPython found on the machine is the reference",
-    rule: "every metric is measured on each interpreter and on the emulation standing for it (legacy \
-           GIL for 2.x, new for 3.2+, none for a free-threaded build; the interpreter's switch points \
-           and its measured tick), in the same placement. A metric is faithful when the emulation's \
-           value lies in its band around CPython's: countdown threads ÷ serial ±10 % on one core, \
-           ±20 % (legacy) or ±15 % (new) on two, processes ÷ serial ±20 %, and on 3.12+ two \
-           subinterpreters ÷ serial ±20 % (gil `per-interpreter`); two-client slowdown ±15 % (on \
-           3.12+ also on a server whose work runs in subinterpreters, gil `per-interpreter`); \
-           convoy rate kept within ×½–×2 (threads, hybrid to a thread pool, hybrid to a process pool, \
-           and on 3.12+ subinterpreters); switch-interval slope ±0.15; process-pool cost within \
-           ×½–×2 (on 3.12+ also the cost of computing in subinterpreters); long-instruction ticker gap \
-           and signal delay ±25 %; race: lost share exactly 0 where CPython's is 0, else within \
-           ×¼–×4; c10k resident memory per idle connection at most ×2 asyncio's; io-bound share of \
-           the ideal rate ±20 %. Holds when every metric is faithful, inconclusive when at least 3/4 are, does not \
-           hold otherwise. Skipped where no CPython is found.",
+    rule: Rules {
+        measures: "every metric is measured on each interpreter and on the emulation standing for \
+                   it (legacy GIL for 2.x, new for 3.2+, none for a free-threaded build; the \
+                   interpreter's switch points and its measured tick), in the same placement, by \
+                   the claim's one method.",
+        marks: &[],
+        besides: "A metric is faithful when the emulation's value lies in its band around \
+                  CPython's, fixed per metric before the run (each row of the fidelity table shows \
+                  its band). Holds when every metric is faithful, inconclusive when at least 3/4 \
+                  are, does not hold otherwise. Skipped where no CPython is found.",
+    },
     history: &[
         RuleChange {
             date: "2026-11-25",

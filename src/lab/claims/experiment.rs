@@ -1,7 +1,7 @@
 //! What a claim is in the catalogue: its [`Experiment`] (the claim, the essay, the rule fixed
 //! before the run) and the [`Report`] its `run` returns.
 
-use crate::lab::model::eras;
+use crate::lab::model::eras::{self, Rule, Unit};
 use crate::lab::model::outcome::{self, Check, Contrast, Verdict};
 use crate::lab::running::{Lab, LabError};
 
@@ -10,8 +10,9 @@ pub struct Experiment {
     pub id: &'static str,
     pub claim: &'static str,
     pub essay: &'static str,
-    /// The verdict rule in words, with the thresholds the code applies.
-    pub rule: &'static str,
+    /// The verdict rule, fixed before the run: its marks are the data the code judges by, and
+    /// the words the report shows are generated from them.
+    pub rule: Rules,
     /// Every change of the rule after it had been run, with date and reason.
     pub history: &'static [outcome::RuleChange],
     /// The claim as judged in each era of CPython's lock, where it means something there.
@@ -20,6 +21,52 @@ pub struct Experiment {
     /// the emulation standing for each, by one method, after `run`.
     pub pair: Option<crate::lab::claims::metrics::Pair>,
     pub run: Method,
+}
+
+/// A claim's verdict rule: what is measured, each judged quantity with its marks, and what
+/// no mark says (how the parts combine, a condition beside them).
+pub struct Rules {
+    pub measures: &'static str,
+    pub marks: &'static [&'static Mark],
+    pub besides: &'static str,
+}
+
+impl Rules {
+    /// The rule in words, the marks' from their data.
+    pub fn words(&self) -> String {
+        let mut parts = vec![self.measures.to_owned()];
+        for mark in self.marks {
+            let mut what = mark.what.chars();
+            let capital: String = what
+                .next()
+                .into_iter()
+                .flat_map(char::to_uppercase)
+                .collect();
+            parts.push(format!(
+                "{capital}{}: {}.",
+                what.as_str(),
+                mark.rule.describe(mark.unit)
+            ));
+        }
+        parts.push(self.besides.to_owned());
+        parts.retain(|part| !part.is_empty());
+        parts.join(" ")
+    }
+}
+
+/// One judged quantity and its marks.
+pub struct Mark {
+    /// What must hold of which number, e.g. "under the GIL, the rate kept".
+    pub what: &'static str,
+    pub rule: Rule,
+    pub unit: Unit,
+}
+
+impl Mark {
+    /// The verdict on `value`.
+    pub fn judge(&self, value: f64) -> Verdict {
+        self.rule.judge(value).unwrap_or(Verdict::Error)
+    }
 }
 
 /// How a claim gets its numbers.

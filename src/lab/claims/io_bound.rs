@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
 use crate::lab::claims::metrics;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Table};
@@ -20,8 +20,11 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "io-bound",
     claim: "for I/O-bound work, threads and an event loop overlap waits as well as processes do, at lower cost",
     essay: "Burton, Concurrency in Python – A Primer: threads and event loops are for waiting on I/O",
-    rule: "with 16 clients sending `sleep 20`: threads and the event loop hold when each reaches \
-           > 90 % of the process pool's throughput with less memory (PSS); do not hold below 70 %.",
+    rule: Rules {
+        measures: "16 clients sending `sleep 20`; share = a server's throughput / the process pool's.",
+        marks: &[&OVERLAPS],
+        besides: "Threads and the event loop hold only with less memory (PSS) than the process pool.",
+    },
     history: &[],
     era: Some(&ERA),
     pair: Some(crate::lab::claims::metrics::Pair::IoBound),
@@ -46,6 +49,16 @@ static ERA: EraClaim = EraClaim {
         ),
         EraMetric::Pair(metrics::IO_BOUND_SHARE),
     ],
+};
+
+/// Threads and the event loop overlap the waits as well as processes do.
+const OVERLAPS: Mark = Mark {
+    what: "threads and the event loop overlap the waits as well as processes, the share",
+    rule: Rule::AtLeast {
+        holds: 0.9,
+        fails: 0.7,
+    },
+    unit: Unit::Percent,
 };
 
 pub(crate) const CLIENTS: usize = 16;
@@ -109,7 +122,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         .iter()
         .map(|row| {
             let share = row.rate_per_s / processes.rate_per_s;
-            let verdict = match Verdict::at_least(share, 0.9, 0.7) {
+            let verdict = match OVERLAPS.judge(share) {
                 Verdict::Holds if row.peak_pss_kib >= processes.peak_pss_kib => {
                     Verdict::DoesNotHold
                 }

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread, Variant};
-use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
 use crate::lab::claims::metrics;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Marker, RuleChange, Series, Table};
-use crate::lab::model::outcome::{Check, Contrast, Verdict};
+use crate::lab::model::outcome::{Check, Contrast};
 use crate::lab::running::health::HealthLog;
 use crate::lab::running::{Lab, LabError};
 use crate::work::{Free, Interpreter, Pace, spin};
@@ -23,13 +23,13 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "long-instruction",
     claim: "one uninterruptible operation stalls every other thread, even its timers and signals",
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): `'spam' in range(1000000000)` silences a printing thread and Ctrl-C",
-    rule: "stall = the ticker's longest gap between ticks minus its period, as a share of the \
-           operation's length L; signal delay = from the signal to its handler, which runs at the \
-           main thread's next checkpoint, as a share of what remained of L when it was sent. \
-           Holds when the uninterruptible operation stalls the ticker > 80 % of L, delays the \
-           signal > 50 % of the remainder, and the control (the same operation with checkpoints \
-           inside) delays it < 10 %; does not hold when the stall < 20 % of L or the \
-           uninterruptible delay < 10 %.",
+    rule: Rules {
+        measures: "stall = the ticker's longest gap between ticks minus its period, as a share of the \
+                   operation's length L; signal delay = from the signal to its handler, which runs at \
+                   the main thread's next checkpoint, as a share of what remained of L when it was sent.",
+        marks: &[&STALL, &SIGNAL_WAITS, &CONTROL_PROMPT],
+        besides: "",
+    },
     history: &[RuleChange {
         date: "2026-11-25",
         change: "the signal is observed at the main thread's checkpoints, also inside the \
@@ -45,16 +45,36 @@ pub static EXPERIMENT: Experiment = Experiment {
 };
 
 /// The stall's rule, for the experiment and each era alike.
-const STALL: Rule = Rule::AtLeast {
-    holds: 0.8,
-    fails: 0.2,
+const STALL: Mark = Mark {
+    what: "the uninterruptible operation stalls the ticker, the stall",
+    rule: Rule::AtLeast {
+        holds: 0.8,
+        fails: 0.2,
+    },
+    unit: Unit::Percent,
+};
+const SIGNAL_WAITS: Mark = Mark {
+    what: "it delays the signal, the delay",
+    rule: Rule::AtLeast {
+        holds: 0.5,
+        fails: 0.1,
+    },
+    unit: Unit::Percent,
+};
+const CONTROL_PROMPT: Mark = Mark {
+    what: "the control (the same operation with checkpoints inside) does not, its delay",
+    rule: Rule::AtMost {
+        holds: 0.1,
+        fails: 0.5,
+    },
+    unit: Unit::Percent,
 };
 
 /// In each era: a ticker thread beside one long C-level call in the same Python process.
 static ERA: EraClaim = EraClaim {
     claim: "one long C-level operation in one Python process stalls its other threads for its whole length",
     metric: "the ticker thread's stall ÷ the operation's length",
-    rule: STALL,
+    rule: STALL.rule,
     unit: Unit::Percent,
     metrics: [
         EraMetric::Pair(metrics::LONG_STALL),
@@ -67,8 +87,6 @@ static ERA: EraClaim = EraClaim {
 };
 
 const TICK: Duration = Duration::from_millis(10);
-const SIGNAL_WAITS: f64 = 0.5;
-const SIGNAL_PROMPT: f64 = 0.1;
 
 /// The long operation: one C call with no checkpoint inside, or the control, the same
 /// work with a checkpoint at every tick.
@@ -322,7 +340,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
 fn stall_check(m: &Measured, subject: &str) -> Check {
     Check::new(
         subject,
-        STALL.judge(m.stall()).expect("a rule of thresholds"),
+        STALL.judge(m.stall()),
         format!(
             "the ticker's longest gap {:.0} ms during a {:.0} ms operation: {:.0} % stalled",
             m.longest_gap_ms,
@@ -345,12 +363,12 @@ fn checks(runs: &Runs) -> Vec<Check> {
         stall_check(&runs.gil, "--gil new: the ticker thread stalls"),
         Check::new(
             "--gil new: the signal waits for the uninterruptible operation",
-            Verdict::at_least(runs.gil.signal_share(), SIGNAL_WAITS, SIGNAL_PROMPT),
+            SIGNAL_WAITS.judge(runs.gil.signal_share()),
             waits(&runs.gil),
         ),
         Check::new(
             "--gil new, control with checkpoints inside: the signal is handled at once",
-            Verdict::at_most(runs.gil_control.signal_share(), SIGNAL_PROMPT, SIGNAL_WAITS),
+            CONTROL_PROMPT.judge(runs.gil_control.signal_share()),
             waits(&runs.gil_control),
         ),
     ]

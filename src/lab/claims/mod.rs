@@ -57,8 +57,35 @@ mod tests {
         let eras: Vec<_> = ALL.iter().filter_map(|e| e.era.map(|_| e.id)).collect();
         assert!(eras.len() >= 7, "{eras:?}");
         for experiment in ALL {
-            assert!(!experiment.claim.is_empty() && !experiment.rule.is_empty());
+            assert!(!experiment.claim.is_empty() && !experiment.rule.words().is_empty());
             assert!(!experiment.essay.is_empty(), "{}", experiment.id);
         }
+    }
+
+    /// The words a report shows for a rule are made from the marks its checks judge by.
+    #[test]
+    fn a_rule_is_said_from_its_marks() {
+        let words = convoy::EXPERIMENT.rule.words();
+        assert!(
+            words.contains(
+                "Under the GIL, the rate collapses: holds at 20 % or less, does not hold at 40 % or more."
+            ),
+            "{words}"
+        );
+        assert!(words.starts_with("rate kept = "), "{words}");
+        assert!(
+            words.ends_with("flagged as an artefact with its cause."),
+            "{words}"
+        );
+        let slope = switch_interval::EXPERIMENT.rule.marks[0];
+        assert_eq!(slope.judge(-0.9), crate::lab::Verdict::Holds);
+        assert_eq!(slope.judge(-0.5), crate::lab::Verdict::Inconclusive);
+        assert_eq!(slope.judge(-0.2), crate::lab::Verdict::DoesNotHold);
+        assert!(
+            switch_interval::EXPERIMENT
+                .rule
+                .words()
+                .contains("holds from -1.35 to -0.65, does not hold below -1.60 or above -0.40")
+        );
     }
 }

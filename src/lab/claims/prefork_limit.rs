@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
+use crate::lab::model::eras::{Rule, Unit};
+use crate::lab::model::outcome::Check;
 use crate::lab::model::outcome::{Chart, Figure, Series, Table};
-use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::process::ChildServer;
 use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError};
@@ -18,8 +19,11 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "prefork-limit",
     claim: "a pre-forked server's concurrency is capped at its process count",
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): with a pre-forked server you are strictly limited in concurrency",
-    rule: "with 2 children, throughput with 4 clients / with 2 clients: holds when < 1.25 (capped), \
-           does not hold when > 1.6; threads must reach > 1.6 in the same runs for the check to mean anything.",
+    rule: Rules {
+        measures: "with 2 children, throughput with 4 clients / with 2 clients.",
+        marks: &[&CAPPED, &SCALED],
+        besides: "The threads' check makes the prefork one mean something: both come from the same runs.",
+    },
     history: &[],
     era: None,
     pair: None,
@@ -28,8 +32,22 @@ pub static EXPERIMENT: Experiment = Experiment {
 
 const CHILDREN: usize = 2;
 const REQUEST: &str = "sleep 50";
-const CAPPED: f64 = 1.25;
-const SCALED: f64 = 1.6;
+const CAPPED: Mark = Mark {
+    what: "prefork is capped, its ratio",
+    rule: Rule::AtMost {
+        holds: 1.25,
+        fails: 1.6,
+    },
+    unit: Unit::Times,
+};
+const SCALED: Mark = Mark {
+    what: "threads are not, their ratio",
+    rule: Rule::AtLeast {
+        holds: 1.6,
+        fails: 1.25,
+    },
+    unit: Unit::Times,
+};
 
 /// One run of `clients` persistent clients.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -130,7 +148,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         checks: vec![
             Check::new(
                 format!("{}: 4 clients get no more done than 2", prefork.label),
-                Verdict::at_most(capped, CAPPED, SCALED),
+                CAPPED.judge(capped),
                 format!("4 clients / 2 clients = {capped:.2}"),
             ),
             Check::new(
@@ -138,7 +156,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
                     "{} (the control): 4 clients get twice as much done as 2",
                     threads.label
                 ),
-                Verdict::at_least(scaled, SCALED, CAPPED),
+                SCALED.judge(scaled),
                 format!("4 clients / 2 clients = {scaled:.2}"),
             ),
         ],

@@ -5,11 +5,11 @@
 use std::time::Instant;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
 use crate::lab::claims::metrics;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
+use crate::lab::model::outcome::Check;
 use crate::lab::model::outcome::{Chart, Figure, Table};
-use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::measure;
 use crate::lab::running::process::ChildServer;
 use crate::lab::running::spec::ServerSpec;
@@ -24,8 +24,11 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "procpool-overhead",
     claim: "routing tiny requests through a process pool costs most of the rate (≈95 % in the essay's CPython); how much here, how much in CPython today, and why",
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): a process pool cuts perf2's rate by about 95 %",
-    rule: "cost = 1 − rate through the process pool / rate computing on the connection's thread \
-           (both --gil new). Holds when cost > 50 %, does not hold when cost < 25 %.",
+    rule: Rules {
+        measures: "cost = 1 − rate through the process pool / rate computing on the connection's thread (both --gil new).",
+        marks: &[&COSTS_MOST],
+        besides: "",
+    },
     history: &[],
     era: Some(&ERA),
     pair: Some(crate::lab::claims::metrics::Pair::ProcpoolOverhead),
@@ -37,10 +40,7 @@ pub static EXPERIMENT: Experiment = Experiment {
 static ERA: EraClaim = EraClaim {
     claim: "handing each tiny request to the era's parallel worker (a process; from 3.12 a subinterpreter; free-threaded, a thread) costs most of the rate",
     metric: "1 − rate through the worker ÷ rate on the connection's thread",
-    rule: Rule::AtLeast {
-        holds: MOST,
-        fails: LITTLE,
-    },
+    rule: COSTS_MOST.rule,
     unit: Unit::Percent,
     metrics: [
         EraMetric::Pair(metrics::PROCESS_POOL_COST),
@@ -50,8 +50,14 @@ static ERA: EraClaim = EraClaim {
     ],
 };
 
-const MOST: f64 = 0.5;
-const LITTLE: f64 = 0.25;
+const COSTS_MOST: Mark = Mark {
+    what: "the pool costs most of the rate, the cost",
+    rule: Rule::AtLeast {
+        holds: 0.5,
+        fails: 0.25,
+    },
+    unit: Unit::Percent,
+};
 
 /// A `fib 1` client's rate against `spec` on the server CPU: the median of the repeats.
 fn rate(lab: &mut Lab, spec: &ServerSpec) -> Result<f64, LabError> {
@@ -193,7 +199,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let mut report = Report {
         checks: vec![Check::new(
             "procpool --gil new against threads --gil new: the pool costs most of the rate",
-            Verdict::at_least(rates.cost(), MOST, LITTLE),
+            COSTS_MOST.judge(rates.cost()),
             format!(
                 "{threads:.0} → {procpool:.0} requests/s: {} lost, {:.0} µs more per request",
                 percent(rates.cost()),

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::gil::{GilConfig, PythonThread, SwitchPoints, Variant};
-use crate::lab::claims::experiment::{self, Experiment, Report};
+use crate::lab::claims::experiment::{self, Experiment, Report, Rules};
 use crate::lab::claims::metrics;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::Table;
@@ -21,8 +21,12 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "race",
     claim: "unsynchronised read-modify-write from two threads loses updates; a lock or an atomic does not",
     essay: "Maniakowska, An Introduction to Concurrency in Python: two threads modifying a global variable without locking",
-    rule: "holds when the unsynchronised counter (no GIL) ends short of the increments made, and \
+    rule: Rules {
+        measures: "",
+        marks: &[],
+        besides: "holds when the unsynchronised counter (no GIL) ends short of the increments made, and \
            the locked and atomic counters end exactly right; does not hold otherwise.",
+    },
     history: &[],
     era: Some(&ERA),
     pair: Some(crate::lab::claims::metrics::Pair::Race),

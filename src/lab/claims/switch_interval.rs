@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
 use crate::lab::claims::metrics;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::Check;
@@ -18,8 +18,11 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "switch-interval",
     claim: "under a hog, the tiny-request rate scales with 1 / switch interval",
     essay: "Beazley, A Tale of Two Concurrencies (Part 1) (the GIL's switching behind perf2's collapse); CPython's sys.setswitchinterval",
-    rule: "fit log(rate) against log(interval) by least squares. Holds when the slope is between \
-           −1.35 and −0.65; does not hold when it is above −0.4 or below −1.6.",
+    rule: Rules {
+        measures: "fit log(rate) against log(interval) by least squares.",
+        marks: &[&SLOPE],
+        besides: "",
+    },
     history: &[],
     era: Some(&ERA),
     pair: Some(crate::lab::claims::metrics::Pair::SwitchInterval),
@@ -27,16 +30,20 @@ pub static EXPERIMENT: Experiment = Experiment {
 };
 
 /// The slope's rule, for the experiment and each era alike.
-const SLOPE: Rule = Rule::Within {
-    holds: [-1.35, -0.65],
-    fails: [-1.6, -0.4],
+const SLOPE: Mark = Mark {
+    what: "the rate follows 1 / interval, the slope",
+    rule: Rule::Within {
+        holds: [-1.35, -0.65],
+        fails: [-1.6, -0.4],
+    },
+    unit: Unit::Plain,
 };
 
 /// Only the new GIL has a switch interval to vary.
 static ERA: EraClaim = EraClaim {
     claim: "beside a CPU-bound hog in one Python process, the tiny-request rate follows 1 / the switch interval",
     metric: "slope of the tiny-request rate against the switch interval, log–log",
-    rule: SLOPE,
+    rule: SLOPE.rule,
     unit: Unit::Plain,
     metrics: [
         EraMetric::NotMeaningful(
@@ -98,7 +105,7 @@ fn window(lab: &Lab) -> Duration {
 
 /// The rule applied to the fitted slope.
 fn check(fitted: f64, first: &Point, last: &Point) -> Check {
-    let verdict = SLOPE.judge(fitted).expect("a rule of thresholds");
+    let verdict = SLOPE.judge(fitted);
     Check::new(
         "threads --gil new: rate ∝ 1 / switch interval",
         verdict,

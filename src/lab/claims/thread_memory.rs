@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
+use crate::lab::model::eras::{Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::measure::{HeldMemory, hold};
@@ -18,8 +19,12 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "thread-memory",
     claim: "a thread reserves ~8 MB of virtual stack but costs far less resident memory; what a thread, a task and a process cost per connection",
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): a thread's 8 MB stack is a reservation of virtual memory, not physical memory",
-    rule: "threads with 8 MiB stacks, per idle connection: holds when virtual memory grows > 6 MiB \
-           and resident memory < 1/8 of that; does not hold when virtual < 4 MiB or resident > 1/2 of virtual.",
+    rule: Rules {
+        measures: "threads with 8 MiB stacks, per idle connection: the virtual memory reserved and the \
+                   resident memory paid.",
+        marks: &[&RESERVES, &PAYS_LITTLE],
+        besides: "Holds when both hold; does not hold when either does not.",
+    },
     history: &[],
     era: None,
     pair: None,
@@ -99,16 +104,30 @@ fn held(lab: &mut Lab, spec: &ServerSpec, connections: usize) -> Result<HeldMemo
 
 const WINDOW: Duration = Duration::from_millis(1500);
 
+const RESERVES: Mark = Mark {
+    what: "a thread reserves most of its stack, the virtual memory",
+    rule: Rule::AtLeast {
+        holds: 6.0,
+        fails: 4.0,
+    },
+    unit: Unit::MiB,
+};
+const PAYS_LITTLE: Mark = Mark {
+    what: "but pays little of it, resident ÷ virtual",
+    rule: Rule::AtMost {
+        holds: 0.125,
+        fails: 0.5,
+    },
+    unit: Unit::Percent,
+};
+
 /// The rule, on the thread-per-connection row.
 fn check(threads: &Row) -> Check {
     let (virtual_kib, resident) = (threads.virtual_kib, threads.resident_kib);
-    let verdict = if virtual_kib > 6.0 * 1024.0 && resident < virtual_kib / 8.0 {
-        Verdict::Holds
-    } else if virtual_kib < 4.0 * 1024.0 || resident > virtual_kib / 2.0 {
-        Verdict::DoesNotHold
-    } else {
-        Verdict::Inconclusive
-    };
+    let verdict = Verdict::all([
+        RESERVES.judge(virtual_kib / 1024.0),
+        PAYS_LITTLE.judge(resident / virtual_kib),
+    ]);
     Check::new(
         "threads: 8 MiB of virtual stack, little resident",
         verdict,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
 use crate::lab::model::eras::{EraClaim, EraMetric, Measured, Rule, Unit};
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::model::outcome::{RuleChange, Table};
@@ -21,14 +21,16 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "threshold",
     claim: "offloading only expensive requests keeps both the rate and the scaling",
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): only send fib(n) to the pool when n > 15",
-    rule: "as the essay's perf2 sees it: one client sends `fib 1` back to back, alone and then beside \
-           two hog clients, against the server on one CPU (the load generator alone on the other); \
-           rate kept = the rate beside the hogs / alone; latency = the tiny requests' median beside \
-           the hogs. Scaling = 2 × hog latency with one hog client / with two, the server on both \
-           CPUs and no tiny client (2 = both cores). The hybrid holds when rate kept > 50 %, latency \
-           < 2.5 ms (half a switch interval) and scaling > 1.5; does not hold when rate kept < 20 %, \
-           latency > 5 ms or scaling < 1.2. Threads under the GIL are the contrast: the claim is \
-           contrasted only if they lose the rate (kept < 20 %; > 50 % fails the experiment).",
+    rule: Rules {
+        measures: "as the essay's perf2 sees it: one client sends `fib 1` back to back, alone and then \
+                   beside two hog clients, against the server on one CPU (the load generator alone on \
+                   the other); rate kept = the rate beside the hogs / alone; latency = the tiny \
+                   requests' median beside the hogs. Scaling = 2 × hog latency with one hog client / \
+                   with two, the server on both CPUs and no tiny client (2 = both cores).",
+        marks: &[&KEEPS, &PROMPT, &SCALES, &CONTRAST],
+        besides: "The hybrid holds when its three marks hold. Threads under the GIL are the \
+                  contrast: a contrast that keeps the rate fails the experiment.",
+    },
     history: &[
         RuleChange {
             date: "2026-11-22",
@@ -59,20 +61,45 @@ static ERA: EraClaim = EraClaim {
     claim: "a server that answers cheap requests inline and sends expensive ones to the era's parallel worker keeps the tiny-request rate, stays prompt and scales",
     metric: "tiny-request rate kept beside two hogs",
     rule: Rule::Parts(
-        "the experiment's rule for its hybrid: holds when the rate kept > 50 %, the tiny \
-         requests' median < 2.5 ms and the hogs' scaling > 1.5; does not hold when the rate kept \
-         < 20 %, the median > 5 ms or the scaling < 1.2",
+        "the experiment's three marks for its hybrid: the rate kept, the tiny requests' median latency and the hogs' scaling",
     ),
     unit: Unit::Percent,
     metrics: [EraMetric::Experiment; 4],
 };
 
-const KEPT: f64 = 0.5;
-const LOST: f64 = 0.2;
-const PROMPT_MS: f64 = 2.5;
-const CONVOYED_MS: f64 = 5.0;
-const SCALES: f64 = 1.5;
-const SERIAL: f64 = 1.2;
+const KEEPS: Mark = Mark {
+    what: "the hybrid keeps the rate, the rate kept",
+    rule: Rule::AtLeast {
+        holds: 0.5,
+        fails: 0.2,
+    },
+    unit: Unit::Percent,
+};
+/// Half a switch interval, and a whole one.
+const PROMPT: Mark = Mark {
+    what: "its tiny requests stay prompt, their median latency",
+    rule: Rule::AtMost {
+        holds: 2.5,
+        fails: 5.0,
+    },
+    unit: Unit::Ms,
+};
+const SCALES: Mark = Mark {
+    what: "its hogs use both cores, the scaling",
+    rule: Rule::AtLeast {
+        holds: 1.5,
+        fails: 1.2,
+    },
+    unit: Unit::Times,
+};
+const CONTRAST: Mark = Mark {
+    what: "threads under the GIL lose the rate, the rate kept",
+    rule: Rule::AtMost {
+        holds: 0.2,
+        fails: 0.5,
+    },
+    unit: Unit::Percent,
+};
 
 struct Row {
     label: String,
@@ -102,12 +129,12 @@ impl Row {
         [
             Check::new(
                 format!("{name}: keeps the tiny-request rate"),
-                Verdict::at_least(self.kept(), KEPT, LOST),
+                KEEPS.judge(self.kept()),
                 self.kept_words(),
             ),
             Check::new(
                 format!("{name}: tiny requests stay prompt beside the hogs"),
-                Verdict::at_most(self.beside_p50_ms, PROMPT_MS, CONVOYED_MS),
+                PROMPT.judge(self.beside_p50_ms),
                 format!(
                     "median {:.2} ms, p99 {:.2} ms",
                     self.beside_p50_ms, self.beside_p99_ms
@@ -115,7 +142,7 @@ impl Row {
             ),
             Check::new(
                 format!("{name}: the hogs use both cores"),
-                Verdict::at_least(self.scaling, SCALES, SERIAL),
+                SCALES.judge(self.scaling),
                 format!("scaling {:.2} of 2", self.scaling),
             ),
         ]
@@ -204,7 +231,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             .into_iter()
             .chain([Check::new(
                 "threads --gil new (the contrast): lose the tiny-request rate",
-                Verdict::at_most(threads.kept(), LOST, KEPT),
+                CONTRAST.judge(threads.kept()),
                 format!(
                     "{}; median {:.2} ms",
                     threads.kept_words(),

@@ -3,11 +3,11 @@
 //! (threads without a GIL, processes, pre-forked children) latency stays flat.
 
 use crate::gil::Variant;
-use crate::lab::claims::experiment::{Experiment, Method, Report};
+use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
 use crate::lab::claims::metrics;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Series, Table};
-use crate::lab::model::outcome::{Check, Contrast, Verdict};
+use crate::lab::model::outcome::{Check, Contrast};
 use crate::lab::running::measure::latency;
 use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError, Sample};
@@ -17,8 +17,11 @@ pub static EXPERIMENT: Experiment = Experiment {
     id: "two-clients",
     claim: "one fib(n) client, then two: latency doubles under the GIL and on an event loop, stays flat with threads without a GIL, processes and prefork",
     essay: "Beazley, A Tale of Two Concurrencies (Part 1): perf1's times double when a second client starts",
-    rule: "slowdown = median latency with two clients / with one. Doubles: holds when slowdown > 1.6, \
-           does not hold when < 1.3. Flat: holds when slowdown < 1.3, does not hold when > 1.6.",
+    rule: Rules {
+        measures: "slowdown = median latency with two clients / with one.",
+        marks: &[&DOUBLES, &FLAT],
+        besides: "",
+    },
     history: &[],
     era: Some(&ERA),
     pair: Some(crate::lab::claims::metrics::Pair::TwoClients),
@@ -30,10 +33,7 @@ pub static EXPERIMENT: Experiment = Experiment {
 static ERA: EraClaim = EraClaim {
     claim: "a second client sending CPU-bound requests to one Python process doubles each request's latency",
     metric: "median latency with two clients ÷ with one",
-    rule: Rule::AtLeast {
-        holds: DOUBLED,
-        fails: FLAT,
-    },
+    rule: DOUBLES.rule,
     unit: Unit::Times,
     metrics: [
         EraMetric::Pair(metrics::TWO_CLIENTS_THREADS),
@@ -43,8 +43,22 @@ static ERA: EraClaim = EraClaim {
     ],
 };
 
-const DOUBLED: f64 = 1.6;
-const FLAT: f64 = 1.3;
+const DOUBLES: Mark = Mark {
+    what: "doubles (threads under a GIL, the event loop), the slowdown",
+    rule: Rule::AtLeast {
+        holds: 1.6,
+        fails: 1.3,
+    },
+    unit: Unit::Times,
+};
+const FLAT: Mark = Mark {
+    what: "flat (threads without a GIL, processes, prefork), the slowdown",
+    rule: Rule::AtMost {
+        holds: 1.3,
+        fails: 1.6,
+    },
+    unit: Unit::Times,
+};
 
 /// A server and what the rule expects of its latency (doubling, or flat).
 struct Configuration {
@@ -94,9 +108,9 @@ impl Row {
     fn check(&self, doubles: bool) -> Check {
         let slowdown = self.slowdown();
         let (verdict, expected) = if doubles {
-            (Verdict::at_least(slowdown, DOUBLED, FLAT), "doubles")
+            (DOUBLES.judge(slowdown), "doubles")
         } else {
-            (Verdict::at_most(slowdown, FLAT, DOUBLED), "flat")
+            (FLAT.judge(slowdown), "flat")
         };
         Check::new(
             format!("{}: latency {expected}", self.label),

@@ -23,9 +23,24 @@ pub enum Unit {
     Plain,
     /// Memory: "5.4 KiB".
     KiB,
+    /// Time: "2.5 ms".
+    Ms,
+    /// Memory: "6.0 MiB".
+    MiB,
 }
 
 impl Unit {
+    /// A rule's mark: as [`show`](Unit::show), but a share keeps its fraction ("12.5 %").
+    pub fn show_mark(self, value: f64) -> String {
+        let percent = value * 100.0;
+        match self {
+            Unit::Percent if (percent - percent.round()).abs() >= 0.05 => {
+                format!("{percent:.1} %")
+            }
+            _ => self.show(value),
+        }
+    }
+
     pub fn show(self, value: f64) -> String {
         match self {
             Unit::Times => format!("{value:.2}×"),
@@ -35,6 +50,8 @@ impl Unit {
             Unit::Percent => format!("{:.0} %", value * 100.0),
             Unit::Plain => format!("{value:.2}"),
             Unit::KiB => format!("{value:.1} KiB"),
+            Unit::Ms => format!("{value:.1} ms"),
+            Unit::MiB => format!("{value:.1} MiB"),
         }
     }
 }
@@ -81,20 +98,20 @@ impl Rule {
         match self {
             Rule::AtLeast { holds, fails } => format!(
                 "holds at {} or more, does not hold at {} or less",
-                unit.show(holds),
-                unit.show(fails)
+                unit.show_mark(holds),
+                unit.show_mark(fails)
             ),
             Rule::AtMost { holds, fails } => format!(
                 "holds at {} or less, does not hold at {} or more",
-                unit.show(holds),
-                unit.show(fails)
+                unit.show_mark(holds),
+                unit.show_mark(fails)
             ),
             Rule::Within { holds, fails } => format!(
                 "holds from {} to {}, does not hold below {} or above {}",
-                unit.show(holds[0]),
-                unit.show(holds[1]),
-                unit.show(fails[0]),
-                unit.show(fails[1])
+                unit.show_mark(holds[0]),
+                unit.show_mark(holds[1]),
+                unit.show_mark(fails[0]),
+                unit.show_mark(fails[1])
             ),
             Rule::AboveZero => "holds when any is measured, does not hold at none".into(),
             Rule::Parts(words) => words.into(),

@@ -334,7 +334,7 @@ pub struct Outcome {
     pub id: &'static str,
     pub claim: &'static str,
     pub essay: &'static str,
-    pub rule: &'static str,
+    pub rule: String,
     /// Changes of the rule after runs, with their reasons.
     pub rule_history: &'static [RuleChange],
     pub verdict: Verdict,

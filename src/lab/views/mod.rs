@@ -165,7 +165,7 @@ mod tests {
             id,
             claim: "",
             essay: "",
-            rule: "",
+            rule: String::new(),
             rule_history: &[],
             verdict: Verdict::Holds,
             summary: String::new(),

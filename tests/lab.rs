@@ -342,14 +342,13 @@ fn assert_one_table(report: &serde_json::Value, out: &Path) {
         "a (claim, metric, subject) measured twice"
     );
     if python3_exists() {
-        let output = Command::new("python3")
-            .args([
-                "-c",
-                "import csv, sys; print(len(list(csv.DictReader(open(sys.argv[1], newline='')))))",
-            ])
-            .arg(out.join("measurements.csv"))
-            .output()
-            .unwrap();
+        let mut csv = Command::new("python3");
+        csv.args([
+            "-c",
+            "import csv, sys; print(len(list(csv.DictReader(open(sys.argv[1], newline='')))))",
+        ])
+        .arg(out.join("measurements.csv"));
+        let output = common::output_within(&mut csv, Duration::from_secs(30));
         assert!(output.status.success(), "{output:?}");
         assert_eq!(
             String::from_utf8_lossy(&output.stdout).trim(),

@@ -96,13 +96,9 @@ fn finish(
         (Some(claim), Some(measured)) => Some(claim.judge(experiment.id, measured)),
         // The pair measured every era: judged from its measurements.
         (Some(claim), None) if experiment.pair.is_some() => {
+            // A measurement given twice fails the run's table in the views, which report it.
             let mut table = model::Measurements::default();
-            for row in &report.fidelity {
-                views::insert_fidelity(&mut table, row).ok();
-            }
-            for measurement in &report.measurements {
-                table.insert(measurement.clone()).ok();
-            }
+            views::insert_measured(&mut table, &report.fidelity, &report.measurements).ok();
             Some(claim.judge_table(experiment.id, &table))
         }
         _ => None,

@@ -66,12 +66,7 @@ impl Views {
 pub fn table(outcomes: &[Outcome]) -> Result<Measurements, TableError> {
     let mut table = Measurements::default();
     for outcome in outcomes {
-        for row in &outcome.fidelity {
-            insert_fidelity(&mut table, row)?;
-        }
-        for measurement in &outcome.measurements {
-            table.insert(measurement.clone())?;
-        }
+        insert_measured(&mut table, &outcome.fidelity, &outcome.measurements)?;
         let Some(era_row) = &outcome.era else {
             continue;
         };
@@ -102,6 +97,22 @@ pub fn table(outcomes: &[Outcome]) -> Result<Measurements, TableError> {
         }
     }
     Ok(table)
+}
+
+/// What a claim's pair measured: its fidelity pairs and its measurements of eras no
+/// interpreter stood for.
+pub fn insert_measured(
+    table: &mut Measurements,
+    fidelity: &[Fidelity],
+    measurements: &[Measurement],
+) -> Result<(), TableError> {
+    for row in fidelity {
+        insert_fidelity(table, row)?;
+    }
+    for measurement in measurements {
+        table.insert(measurement.clone())?;
+    }
+    Ok(())
 }
 
 /// A fidelity pair as two measurements of one method: CPython's, and its emulation's.

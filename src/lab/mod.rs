@@ -54,8 +54,12 @@ pub fn run(
             report.fidelity.extend(pairs);
             report.checks.extend(failures);
             if let Some(era_claim) = experiment.era {
-                let (measured, failures) =
-                    claims::fidelity::on_eras_without_python(lab, pair, era_claim);
+                let (measured, failures) = claims::fidelity::on_eras_without_python(
+                    lab,
+                    pair,
+                    era_claim,
+                    &report.measurements,
+                );
                 report.measurements.extend(measured);
                 report.checks.extend(failures);
             }

@@ -2,22 +2,18 @@
 //! requests' rate collapses, because an I/O-bound thread that gives the GIL up at every
 //! `recv` must wait a whole switch interval to get it back from the hog.
 
-use std::time::Duration;
-
-use crate::gil::Variant;
 use crate::gil::trace::{EventKind, Trace};
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::metrics;
+use crate::lab::claims::fidelity::{self, Emulated, On};
+use crate::lab::claims::metrics::{self, Pair};
+use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{
     Chart, Figure, Lane, LaneState, Marker, RuleChange, Series, Table,
 };
 use crate::lab::model::outcome::{Check, Contrast};
-use crate::lab::running::measure::{RateKept, rate_kept};
-use crate::lab::running::process::ChildServer;
-use crate::lab::running::spec::ServerSpec;
-use crate::lab::running::{Lab, LabError, Sample};
-use crate::server::Model;
+use crate::lab::running::measure::RateKept;
+use crate::lab::running::{Lab, LabError};
 
 use crate::lab::words::percent;
 
@@ -66,7 +62,7 @@ pub static EXPERIMENT: Experiment = Experiment {
         },
     ],
     era: Some(&ERA),
-    pair: Some(crate::lab::claims::metrics::Pair::Convoy),
+    pair: Some(Pair::Convoy),
     run: Method::Measure(run),
 };
 
@@ -105,47 +101,9 @@ const HOLDS_THE_RATE: Mark = Mark {
     unit: Unit::Percent,
 };
 
-/// The window and the hog's arrival for the profile: whole seconds, so the per-second
-/// timeline splits exactly at the arrival.
-fn timing(lab: &Lab) -> (Duration, Duration) {
-    let seconds = lab.profile.pick(4, 6, 6);
-    (
-        Duration::from_secs(seconds),
-        Duration::from_secs(seconds / 2),
-    )
-}
-
-/// One rapid client sending `fib 1`; one hog client sending `hog` from half-way.
-fn measure(lab: &Lab, server: &ChildServer, hog: &str) -> Result<RateKept, LabError> {
-    let (window, hog_at) = timing(lab);
-    rate_kept(lab, server, hog, window, hog_at)
-}
-
 /// A rate kept above this is more than the mechanism allows: something else sped the
 /// tiny requests up, and the check says what.
 pub const ARTEFACT: f64 = 1.10;
-
-/// One convoy configuration: the server and what the rule expects of it (a collapse, or the
-/// rate held).
-struct Configuration {
-    spec: ServerSpec,
-    collapses: bool,
-}
-
-fn configurations(trace: &str) -> Vec<Configuration> {
-    let threads = |gil| ServerSpec::new(Model::Threads, gil);
-    let expect = |spec, collapses| Configuration { spec, collapses };
-    vec![
-        expect(threads(Variant::New).quiet_option("--trace", trace), true),
-        expect(threads(Variant::None), true),
-        expect(threads(Variant::Priority), false),
-        expect(
-            ServerSpec::new(Model::Procpool, Variant::New).workers(2),
-            false,
-        ),
-        expect(ServerSpec::threshold_hybrid(), false),
-    ]
-}
 
 /// The rule's check of one run, flagged when it keeps more than the mechanism allows.
 fn check(run: &RateKept, collapses: bool) -> Check {
@@ -181,29 +139,47 @@ fn check(run: &RateKept, collapses: bool) -> Check {
     }
 }
 
-/// One configuration's median run (by rate kept), with the spread of the repeats, and its
-/// check.
-fn measure_configuration(
-    lab: &mut Lab,
-    configuration: &Configuration,
-    hog: &str,
-) -> Result<(RateKept, Sample, Check), LabError> {
-    lab.step(&format!("convoy: {}", configuration.spec.label()));
-    // Every server on one CPU, GIL or not, the load generator on a CPU of its own.
-    let one = lab.placement.server_one.clone();
-    let server = lab.serve(&configuration.spec, &one)?;
-    let (run, kept) =
-        lab.median_run(|run: &RateKept| run.kept, |lab| measure(lab, &server, hog))?;
-    server.stop();
-    let check = check(&run, configuration.collapses);
-    Ok((run, kept, check))
-}
-
+/// The emulation's verdicts: the pair's method — one rapid client, a hog joining half-way,
+/// the server on one CPU — on clab's own configuration of the new GIL (threads, the threshold
+/// server's pools, a process pool), of free threading and of the priority GIL.
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let trace_path = lab.scratch_file("convoy-gil.json");
-    let trace = trace_path.to_string_lossy().into_owned();
-    let hog = lab.setups.hog.request();
-    let (mut runs, mut checks) = (Vec::new(), Vec::new());
+    let new = Emulated::era(Era::New).traced(trace_path.to_string_lossy().into_owned());
+    let free = Emulated::era(Era::FreeThreaded).only(metrics::CONVOY_THREADS);
+    let priority = Emulated::priority().only(metrics::CONVOY_THREADS);
+    let mut report = Report::default();
+    // (subject, metric, collapses: what the rule expects, or None where it expects nothing)
+    let expected: [(&Emulated, &str, Option<bool>); 6] = [
+        (&new, metrics::CONVOY_THREADS, Some(true)),
+        (&free, metrics::CONVOY_THREADS, Some(true)),
+        (&priority, metrics::CONVOY_THREADS, Some(false)),
+        (&new, metrics::CONVOY_PROCPOOL, Some(false)),
+        (&new, metrics::CONVOY_HYBRID_PROCESSES, Some(false)),
+        (&new, metrics::CONVOY_HYBRID_THREADS, None),
+    ];
+    let mut measured = Vec::new();
+    for subject in [&new, &free, &priority] {
+        let convoys = fidelity::convoy_runs(lab, On::Emulation(subject))?;
+        fidelity::record(
+            &mut report,
+            Pair::Convoy,
+            subject,
+            convoys.iter().map(|convoy| &convoy.number),
+        );
+        measured.extend(convoys.into_iter().map(|convoy| (subject, convoy)));
+    }
+    let mut runs = Vec::new();
+    let mut checks = Vec::new();
+    for (subject, metric, collapses) in expected {
+        let (_, convoy) = measured
+            .iter()
+            .find(|(of, convoy)| std::ptr::eq(*of, subject) && convoy.number.metric == metric)
+            .ok_or_else(|| LabError::Measurement(format!("{metric:?} was not measured")))?;
+        if let Some(collapses) = collapses {
+            checks.push(check(&convoy.run, collapses));
+        }
+        runs.push(convoy.run.clone());
+    }
     let mut table = Table::new(
         "Tiny-request rate before and after the hog joins",
         &[
@@ -214,41 +190,35 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             "hog requests done",
         ],
     );
-    for configuration in configurations(&trace) {
-        let (run, kept, check) = measure_configuration(lab, &configuration, &hog)?;
+    for run in &runs {
         table.row(vec![
             run.label.clone(),
             format!("{:.0}", run.before_per_s),
             format!("{:.0}", run.after_per_s),
-            kept.show_with(percent),
+            percent(run.kept),
             run.hog_completed.to_string(),
         ]);
-        checks.push(check);
-        runs.push(run);
     }
-    let (gil, others) = runs.split_first().expect("five configurations");
+    let (gil, others) = runs.split_first().expect("six runs");
     let others = others
         .iter()
         .map(|run| format!("{} {}", run.label, percent(run.kept)));
-    let mut report = Report {
-        summary: format!(
-            "under --gil new the hog leaves {} of the rate ({:.0} → {:.0}/s); {}",
-            percent(gil.kept),
-            gil.before_per_s,
-            gil.after_per_s,
-            others.collect::<Vec<_>>().join("; ")
-        ),
-        contrast: Some(Contrast {
-            with_gil: checks[0].clone(),
-            without_gil: checks.remove(1),
-        }),
-        checks,
-        setup: setup(lab, &hog),
-        tables: vec![table],
-        figures: vec![timeline(&runs)],
-        explanation: EXPLANATION.into(),
-        ..Report::default()
-    };
+    report.summary = format!(
+        "under --gil new the hog leaves {} of the rate ({:.0} → {:.0}/s); {}",
+        percent(gil.kept),
+        gil.before_per_s,
+        gil.after_per_s,
+        others.collect::<Vec<_>>().join("; ")
+    );
+    report.contrast = Some(Contrast {
+        with_gil: checks[0].clone(),
+        without_gil: checks.remove(1),
+    });
+    report.checks = checks;
+    report.setup = setup(lab, &measured[0].1.number.note);
+    report.tables = vec![table];
+    report.figures = vec![timeline(&runs)];
+    report.explanation = EXPLANATION.into();
     match std::fs::read(&trace_path)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Trace>(&bytes).ok())
@@ -265,20 +235,18 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     Ok(report)
 }
 
-fn setup(lab: &Lab, hog: &str) -> Vec<String> {
-    let (window, hog_at) = timing(lab);
+fn setup(lab: &Lab, note: &str) -> Vec<String> {
     vec![
+        format!("each server: {note}"),
         format!(
-            "one client sends `fib 1` back to back for {}; a second client sends `{hog}` back to back from {} on",
-            crate::lab::words::seconds(window),
-            crate::lab::words::seconds(hog_at)
+            "the hog is sized on each side to about 60 ms by its own calibrated cost (here `fib` costs {:.1} ns a call), so each hog request spans many 5 ms switch intervals, like CPython's fib(30) in the essay",
+            crate::work::work_costs().fib_call_ns
         ),
         format!(
-            "`{hog}` takes {} here (measured at the start of the lab), like CPython's fib(30) in the essay: each hog request spans many 5 ms switch intervals",
-            lab.setups.hog.show()
+            "every server is pinned to one CPU (CPU {}) and the load generator to another, which no server thread may use: the hog and the tiny requests compete for one core, GIL or not. The process pool and the hybrid hold the rate because their hog runs in another process with its own GIL, which the scheduler interleaves with the tiny requests, not because of a second core",
+            crate::lab::words::list(&lab.placement.server_one)
         ),
-        "every server is pinned to one CPU and the load generator to another, which no server thread may use: the hog and the tiny requests compete for one core, GIL or not. The process pool and the hybrid hold the rate because their hog runs in another process with its own GIL, which the scheduler interleaves with the tiny requests, not because of a second core".into(),
-        "each era — the legacy GIL, a GIL per interpreter — is measured by the claim's pair, in the eras table: the hog and the tiny requests in one Python process on each interpreter found and on the emulation standing for it".into(),
+        "each era is measured on CPython by the claim's pair with the same method, in the eras table: the hog and the tiny requests in one Python process on each interpreter found, beside the emulation standing for it".into(),
     ]
 }
 

@@ -2,16 +2,15 @@
 //! turns, so running them "in parallel" saves nothing; processes, and threads without a
 //! GIL, use both cores.
 
-use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::metrics;
+use crate::lab::claims::fidelity::{self, Emulated, Number};
+use crate::lab::claims::metrics::{self, Pair};
+use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::model::outcome::{Check, Contrast};
-use crate::lab::running::measure::latency;
-use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError};
-use crate::server::Model;
+use crate::lab::words::list;
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "countdown",
@@ -24,7 +23,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     },
     history: &[],
     era: Some(&ERA),
-    pair: Some(crate::lab::claims::metrics::Pair::Countdown),
+    pair: Some(Pair::Countdown),
     run: Method::Measure(run),
 };
 
@@ -60,122 +59,87 @@ const BOTH_CORES: Mark = Mark {
     unit: Unit::Times,
 };
 
-/// One server's time for one job alone and for two at once.
-struct Row {
-    label: String,
-    one_ms: f64,
-    both_ms: f64,
-}
-
-impl Row {
-    /// Two at once as a share of two in a row.
-    fn ratio(&self) -> f64 {
-        self.both_ms / (2.0 * self.one_ms)
-    }
-
-    fn check(&self, no_faster: bool) -> Check {
-        let (verdict, expected) = if no_faster {
-            let verdict = NO_FASTER.judge(self.ratio());
-            (verdict, "no faster than serial")
-        } else {
-            let verdict = BOTH_CORES.judge(self.ratio());
-            (verdict, "uses both cores")
-        };
-        Check::new(
-            format!("{}: {expected}", self.label),
-            verdict,
-            format!(
-                "two at once {:.0} ms against {:.0} ms in a row: {:.2}",
-                self.both_ms,
-                2.0 * self.one_ms,
-                self.ratio()
-            ),
-        )
-    }
-
-    fn cells(&self) -> Vec<String> {
-        vec![
-            self.label.clone(),
-            format!("{:.0}", self.one_ms),
-            format!("{:.0}", 2.0 * self.one_ms),
-            format!("{:.0}", self.both_ms),
-            format!("{:.2}", self.ratio()),
-        ]
-    }
-}
-
-/// One client sending `job` back to back, then two, against `spec` on both CPUs.
-fn measure(lab: &mut Lab, spec: &ServerSpec, job: &str) -> Result<Row, LabError> {
-    lab.step(&format!("countdown: {}", spec.label()));
-    let all = lab.placement.server_all.clone();
-    let server = lab.serve(spec, &all)?;
-    let one_ms = latency(lab, &server, job, 1)?.median;
-    let both_ms = latency(lab, &server, job, 2)?.median;
-    server.stop();
-    Ok(Row {
-        label: spec.label(),
-        one_ms,
-        both_ms,
-    })
-}
-
+/// The emulation's verdicts: the pair's method — two jobs as threads, as two workers with a
+/// lock each, and one after the other, timed in one process — on clab's own configuration of
+/// the new GIL and of free threading.
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
-    let job_ms = lab.profile.pick(100, 250, 250);
-    let job = format!("spin {job_ms}");
-    let threads = |gil| ServerSpec::new(Model::Threads, gil);
-    let new = measure(lab, &threads(Variant::New), &job)?;
-    let none = measure(lab, &threads(Variant::None), &job)?;
-    let procpool = ServerSpec::new(Model::Procpool, Variant::New).workers(2);
-    let procpool = measure(lab, &procpool, &job)?;
-    let rows = [&new, &none, &procpool];
-    let mut table = Table::new(
-        "Two CPU-bound jobs: one after the other against both at once",
-        &[
-            "server",
-            "one job (ms)",
-            "two in a row (ms)",
-            "two at once (ms)",
-            "at once / in a row",
-        ],
+    let mut report = Report::default();
+    let new = Emulated::era(Era::New);
+    let free = Emulated::era(Era::FreeThreaded).only(metrics::COUNTDOWN_THREADS);
+    let with_gil = fidelity::on_emulation(lab, &new, Pair::Countdown, &mut report)?;
+    let without_gil = fidelity::on_emulation(lab, &free, Pair::Countdown, &mut report)?;
+    let threads = Number::of(&with_gil, metrics::COUNTDOWN_THREADS)?;
+    let processes = Number::of(&with_gil, metrics::COUNTDOWN_PROCESSES)?;
+    let free_threads = Number::of(&without_gil, metrics::COUNTDOWN_THREADS)?;
+    let check = |subject: &Emulated, number: &Number, mark: &Mark| {
+        Check::new(
+            format!(
+                "{}, {}: {}",
+                subject.subject.label, number.metric, mark.what
+            ),
+            mark.judge(number.value),
+            format!("{:.2}: {}", number.value, number.note),
+        )
+    };
+    report.checks = vec![
+        check(&new, threads, &NO_FASTER),
+        check(&new, processes, &BOTH_CORES),
+        check(&free, free_threads, &BOTH_CORES),
+    ];
+    report.contrast = Some(Contrast {
+        with_gil: check(&new, threads, &NO_FASTER),
+        without_gil: check(&free, free_threads, &NO_FASTER),
+    });
+    report.summary = format!(
+        "both jobs at once take {:.2}× the serial time on threads under the new GIL, {:.2}× without a GIL, {:.2}× on two workers with a lock each",
+        threads.value, free_threads.value, processes.value,
     );
-    rows.iter().for_each(|row| table.row(row.cells()));
-    Ok(Report {
-        checks: vec![new.check(true), procpool.check(false), none.check(false)],
-        contrast: Some(Contrast {
-            with_gil: new.check(true),
-            without_gil: none.check(true),
-        }),
-        summary: format!(
-            "both jobs at once take {:.2}× the serial time under --gil new, {:.2}× without a GIL, {:.2}× in a process pool",
-            new.ratio(),
-            none.ratio(),
-            procpool.ratio(),
+    let rows = [
+        (&new, threads),
+        (&new, processes),
+        (&new, Number::of(&with_gil, metrics::COUNTDOWN_ONE_CORE)?),
+        (&free, free_threads),
+    ];
+    let mut table = Table::new(
+        "Two CPU-bound jobs at once, as a share of one after the other",
+        &["subject", "how", "at once ÷ in a row", "repeats"],
+    );
+    for (subject, number) in rows {
+        table.row(vec![
+            subject.subject.label.clone(),
+            number.metric.into(),
+            format!("{:.2}", number.value),
+            list(
+                &number
+                    .repeats
+                    .iter()
+                    .map(|r| format!("{r:.2}"))
+                    .collect::<Vec<_>>(),
+            ),
+        ]);
+    }
+    report.tables = vec![table];
+    report.figures = vec![Figure::new(
+        "ratio",
+        "Two jobs at once, as a share of the time one after the other",
+        ("subject", "at once / in a row"),
+        Chart::bars(
+            "measured",
+            rows.iter().map(|(subject, number)| {
+                (
+                    format!("{}, {}", subject.subject.label, number.metric),
+                    number.value,
+                )
+            }),
         ),
-        setup: vec![
-            format!(
-                "the job is `{job}`: calibrated CPU work reaching a GIL checkpoint once per tick, like a Python countdown loop; {job_ms} ms keeps the catalogue short while spanning {} switch intervals",
-                job_ms / 5
-            ),
-            format!(
-                "one client sending the job back to back, then two, {} each; the median latency is the time per job",
-                crate::lab::words::seconds(lab.profile.window())
-            ),
-            "servers may use both CPUs".into(),
-            "each era — the legacy GIL, a GIL per interpreter — is measured by the claim's pair, in the eras table: two jobs in one process on each interpreter found and on the emulation standing for it".into(),
-        ],
-        tables: vec![table],
-        figures: vec![Figure::new(
-            "ratio",
-            "Two jobs at once, as a share of the time one after the other",
-            ("server", "at once / in a row"),
-            Chart::bars(
-                "measured",
-                rows.iter().map(|row| (row.label.clone(), row.ratio())),
-            ),
-        )],
-        explanation: EXPLANATION.into(),
-        ..Report::default()
-    })
+    )];
+    report.setup = vec![
+        format!("each side: {}", threads.note),
+        "the emulation's job is calibrated CPU work reaching a GIL checkpoint once per tick, like a Python countdown loop; a process is emulated as a worker with a lock of its own".into(),
+        "each era is measured on CPython by the claim's pair with the same method, in the eras table: two countdown(n) in one process on each interpreter found, beside the emulation standing for it".into(),
+    ];
+    report.explanation = EXPLANATION.into();
+    Ok(report)
 }
 
 const EXPLANATION: &str = "Each job is pure computation. Under the GIL only the thread \

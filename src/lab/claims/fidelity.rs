@@ -11,7 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::gil::{GilConfig, PythonThread};
+use crate::gil::{GilConfig, PythonThread, Variant};
+use crate::lab::claims::experiment::Report;
 use crate::lab::claims::metrics::{self, Pair, bands};
 use crate::lab::claims::procpool_overhead::pool_rate;
 use crate::lab::claims::{io_bound, long_instruction, race, switch_interval};
@@ -19,13 +20,13 @@ use crate::lab::model::eras::EraClaim;
 use crate::lab::model::outcome::{Band, Check, Fidelity, Verdict};
 use crate::lab::model::{Era, Measurement, Subject};
 use crate::lab::running::health::HealthLog;
-use crate::lab::running::measure;
+use crate::lab::running::measure::{self, RateKept};
 use crate::lab::running::process::ChildServer;
 use crate::lab::running::pythons::{Python, bench};
 use crate::lab::running::setups::fib_n_for;
 use crate::lab::running::spec::ServerSpec;
-use crate::lab::running::{Lab, LabError, class_result, p50_ms};
-use crate::lab::words::list;
+use crate::lab::running::{Lab, LabError, Sample, class_result, p50_ms};
+use crate::lab::words::{list, seconds as seconds_words};
 use crate::server::Model;
 use crate::server::offload::Target;
 use crate::work::spin;
@@ -57,10 +58,13 @@ pub fn on_every_python(lab: &mut Lab, pair: Pair) -> (Vec<Fidelity>, Vec<Check>)
 /// say), measured by `pair`'s method on the emulation's own configuration of the era: the
 /// same code path as CPython's numbers in the other eras. A cell that could not be measured is
 /// an error check naming it.
+/// Cells the claim's experiment measured itself, on the same configuration by the same
+/// method (`measured`), are not measured again.
 pub fn on_eras_without_python(
     lab: &mut Lab,
     pair: Pair,
     era_claim: &EraClaim,
+    measured: &[Measurement],
 ) -> (Vec<Measurement>, Vec<Check>) {
     let mut measurements = Vec::new();
     let mut failures = Vec::new();
@@ -68,23 +72,19 @@ pub fn on_eras_without_python(
         let Some(metric) = metric.measured() else {
             continue;
         };
-        if lab.pythons.iter().any(|python| stands_for(python, era)) {
+        let emulated = Emulated::era(era).only(metric);
+        let already = measured
+            .iter()
+            .any(|row| row.metric == metric && row.subject == emulated.subject.label);
+        if already || lab.pythons.iter().any(|python| stands_for(python, era)) {
             continue;
         }
-        let emulated = Emulated::era(era, metric);
         match measure(lab, On::Emulation(&emulated), pair) {
             Ok(numbers) => measurements.extend(
                 numbers
                     .into_iter()
                     .filter(|number| number.metric == metric && number.era == era)
-                    .map(|number| {
-                        Measurement::new(
-                            (pair.claim(), metric),
-                            &emulated.subject,
-                            number.repeats,
-                            format!("{}: {}", emulated.describe(), number.note),
-                        )
-                    }),
+                    .map(|number| number.measurement(pair, &emulated)),
             ),
             Err(error) => failures.push(Check::new(
                 format!("{}: measured", emulated.subject.label),
@@ -102,6 +102,33 @@ fn stands_for(python: &Python, era: Era) -> bool {
         Era::PerInterpreter => python.has_own_gil_subinterpreters(),
         era => python.era == era,
     }
+}
+
+/// An experiment's own emulated configuration measured by `pair`'s method, its numbers put
+/// in the run's table (`report`'s measurements) and returned for the experiment's checks.
+pub(crate) fn on_emulation(
+    lab: &mut Lab,
+    emulated: &Emulated,
+    pair: Pair,
+    report: &mut Report,
+) -> Result<Vec<Number>, LabError> {
+    let numbers = measure(lab, On::Emulation(emulated), pair)?;
+    record(report, pair, emulated, &numbers);
+    Ok(numbers)
+}
+
+/// Puts `numbers`, measured by `pair`'s method on `emulated`, in the run's table.
+pub(crate) fn record<'a>(
+    report: &mut Report,
+    pair: Pair,
+    emulated: &Emulated,
+    numbers: impl IntoIterator<Item = &'a Number>,
+) {
+    report.measurements.extend(
+        numbers
+            .into_iter()
+            .map(|number| number.clone().measurement(pair, emulated)),
+    );
 }
 
 /// `pair`'s numbers on one subject (none where it has no such thing: a switch interval before
@@ -174,13 +201,14 @@ pub fn gil_config(python: &Python) -> GilConfig {
 
 /// One number of one subject: a metric's value (the median of its repeats), in the era it
 /// was measured in, under the band its pair is judged by, and what was run.
-struct Number {
-    metric: &'static str,
-    era: Era,
+#[derive(Debug, Clone)]
+pub(crate) struct Number {
+    pub metric: &'static str,
+    pub era: Era,
     band: Band,
-    value: f64,
-    repeats: Vec<f64>,
-    note: String,
+    pub value: f64,
+    pub repeats: Vec<f64>,
+    pub note: String,
 }
 
 impl Number {
@@ -200,6 +228,24 @@ impl Number {
         self.era = Era::PerInterpreter;
         self
     }
+
+    /// As a row of the run's table: `pair`'s claim, measured on `emulated`.
+    fn measurement(self, pair: Pair, emulated: &Emulated) -> Measurement {
+        Measurement::new(
+            (pair.claim(), self.metric),
+            &emulated.subject,
+            self.repeats,
+            format!("{}: {}", emulated.describe(), self.note),
+        )
+    }
+
+    /// The number of `metric` among `numbers`, or an error naming what is missing.
+    pub fn of<'a>(numbers: &'a [Number], metric: &str) -> Result<&'a Number, LabError> {
+        numbers
+            .iter()
+            .find(|number| number.metric == metric)
+            .ok_or_else(|| LabError::Measurement(format!("{metric:?} was not measured")))
+    }
 }
 
 /// The emulation configured as a subject: as one interpreter, or as an era with clab's own
@@ -214,6 +260,8 @@ pub struct Emulated {
     asyncio: bool,
     /// The one metric wanted (an era's cell), or every one.
     only: Option<&'static str>,
+    /// Where a threads server records its GIL's trace, if anywhere.
+    trace: Option<String>,
 }
 
 impl Emulated {
@@ -230,20 +278,46 @@ impl Emulated {
             switch_interval: python.has_switch_interval(),
             asyncio: python.has_asyncio(),
             only: None,
+            trace: None,
         }
     }
 
-    /// Standing for `era` with clab's defaults (tick, switch points), measuring `metric`.
-    pub fn era(era: Era, metric: &'static str) -> Emulated {
-        let variant = era.variant();
+    /// Standing for `era` with clab's defaults (tick, switch points).
+    pub fn era(era: Era) -> Emulated {
         Emulated {
             subject: Subject::emulation(&format!("emulation, {}", era.short()), Some(era)),
-            gil: GilConfig::new(variant),
+            gil: GilConfig::new(era.variant()),
             options: Vec::new(),
             own_gil_subinterpreters: era == Era::PerInterpreter,
             switch_interval: era != Era::Legacy,
             asyncio: true,
+            only: None,
+            trace: None,
+        }
+    }
+
+    /// The priority GIL with clab's defaults: a lock no CPython ever had, so no era.
+    pub fn priority() -> Emulated {
+        Emulated {
+            subject: Subject::emulation("emulation, priority GIL", None),
+            gil: GilConfig::new(Variant::Priority),
+            ..Emulated::era(Era::New)
+        }
+    }
+
+    /// Its threads servers recording their GIL's trace at `path`.
+    pub fn traced(self, path: String) -> Emulated {
+        Emulated {
+            trace: Some(path),
+            ..self
+        }
+    }
+
+    /// Measuring `metric` alone.
+    pub fn only(self, metric: &'static str) -> Emulated {
+        Emulated {
             only: Some(metric),
+            ..self
         }
     }
 
@@ -256,16 +330,27 @@ impl Emulated {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "clab serve --gil {} with its default tick and switch points",
-            self.gil.variant.name()
-        )
+        match &self.subject.python {
+            Some(version) => format!(
+                "clab configured as CPython {version}: --gil {} {}",
+                self.gil.variant.name(),
+                self.options
+                    .iter()
+                    .map(|(option, value)| format!("{option} {value}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            None => format!(
+                "clab serve --gil {} with its default tick and switch points",
+                self.gil.variant.name()
+            ),
+        }
     }
 }
 
 /// What one side of a measurement runs on.
 #[derive(Clone, Copy)]
-enum On<'a> {
+pub(crate) enum On<'a> {
     CPython(&'a Python),
     Emulation(&'a Emulated),
 }
@@ -310,6 +395,16 @@ impl On<'_> {
         match self {
             On::CPython(python) => python.has_asyncio(),
             On::Emulation(emulated) => emulated.asyncio,
+        }
+    }
+
+    /// `spec` recording the GIL's trace where this side asks for one.
+    fn traced(self, spec: ServerSpec) -> ServerSpec {
+        match self {
+            On::Emulation(Emulated {
+                trace: Some(path), ..
+            }) => spec.quiet_option("--trace", path),
+            _ => spec,
         }
     }
 
@@ -459,7 +554,7 @@ fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
             Countdown::Threads,
             &one,
             bands::COUNTDOWN_ONE_CORE,
-            "threads ÷ serial, one core",
+            metrics::COUNTDOWN_ONE_CORE,
         ),
         (
             Countdown::Threads,
@@ -471,7 +566,7 @@ fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
             Countdown::Processes,
             &all,
             bands::COUNTDOWN_PROCESSES,
-            "processes ÷ serial, two cores",
+            metrics::COUNTDOWN_PROCESSES,
         ),
         (
             Countdown::Interpreters,
@@ -522,42 +617,122 @@ fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
 /// The two-client slowdown on a `model` server: `threads` (one interpreter), or
 /// `interpreters` (the work in subinterpreters with a GIL each, 3.12+).
 fn two_clients(lab: &mut Lab, on: On, model: Model) -> Result<Number, LabError> {
-    lab.step(&format!("{}: two clients, {model}", on.label()));
+    let run = clients_run(lab, on, model, &[1, 2])?;
+    Ok(run.number(on))
+}
+
+/// A server's median latency by number of clients, and the two-client slowdown of each
+/// repeat.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientsRun {
+    pub label: String,
+    pub model: Model,
+    pub request: String,
+    /// (clients, the median latency of each repeat, ms), one per count.
+    pub latencies: Vec<(usize, Sample)>,
+    /// Latency with two clients ÷ with one, each repeat's pair of loads.
+    pub slowdowns: Vec<f64>,
+}
+
+impl ClientsRun {
+    /// The pair's number: the median slowdown, on threads or on subinterpreters.
+    pub fn number(&self, on: On) -> Number {
+        let number = Number::new(
+            on,
+            match self.model {
+                Model::Interpreters => metrics::TWO_CLIENTS_INTERPRETERS,
+                _ => metrics::TWO_CLIENTS_THREADS,
+            },
+            bands::TWO_CLIENTS,
+            self.slowdowns.clone(),
+            format!(
+                "`{}`: {:.1} ms with one client, {:.1} ms with two, the median of {} pairs of loads; {}",
+                self.request,
+                self.latencies[0].1.median,
+                self.latencies[1].1.median,
+                self.slowdowns.len(),
+                self.label
+            ),
+        );
+        if self.model == Model::Interpreters {
+            number.per_interpreter()
+        } else {
+            number
+        }
+    }
+}
+
+/// Closed-loop clients sending a `fib` request of about 30 ms on this side to a `model` server
+/// on every server CPU, `counts[0]` clients, then `counts[1]`, … for a short window each, the
+/// whole sequence repeated as the profile asks so a slow spell weighs on both sides of a
+/// slowdown; pools have four workers, so no client waits for one.
+pub(crate) fn clients_run(
+    lab: &mut Lab,
+    on: On,
+    model: Model,
+    counts: &[usize],
+) -> Result<ClientsRun, LabError> {
+    lab.step(&format!("{}: clients, {model}", on.label()));
     let request = on.fib_request(Duration::from_millis(30));
     let all = lab.placement.server_all.clone();
-    let server = on.serve(lab, (model, &[]), |spec| spec, &all)?;
-    let latency = |lab: &mut Lab, clients| {
-        let plan = measure::short_plan(
+    let server = match model {
+        Model::Threads | Model::Eventloop => on.serve(lab, (model, &[]), |spec| spec, &all)?,
+        _ => on.serve(
             lab,
-            &server,
-            vec![Lab::class("clients", clients, &request, Duration::ZERO)],
-        )?;
-        p50_ms(&lab.load(&server, plan)?, "clients")
+            (model, &["--workers", "4"]),
+            |spec| spec.workers(4),
+            &all,
+        )?,
     };
-    let one_ms = latency(lab, 1)?;
-    let two_ms = latency(lab, 2)?;
+    let repeats = lab.profile.pick(1, 2, 3);
+    let mut by_count = vec![Vec::new(); counts.len()];
+    for _ in 0..repeats {
+        for (index, &clients) in counts.iter().enumerate() {
+            let plan = measure::short_plan(
+                lab,
+                &server,
+                vec![Lab::class("clients", clients, &request, Duration::ZERO)],
+            )?;
+            by_count[index].push(p50_ms(&lab.load(&server, plan)?, "clients")?);
+        }
+    }
+    let label = server.label.clone();
     server.stop();
-    let number = Number::new(
-        on,
-        match model {
-            Model::Interpreters => metrics::TWO_CLIENTS_INTERPRETERS,
-            _ => metrics::TWO_CLIENTS_THREADS,
-        },
-        bands::TWO_CLIENTS,
-        vec![two_ms / one_ms],
-        format!(
-            "`{request}`: {one_ms:.1} ms with one client, {two_ms:.1} ms with two; {model} server on CPUs {}",
-            list(&all)
-        ),
-    );
-    Ok(if model == Model::Interpreters {
-        number.per_interpreter()
-    } else {
-        number
+    let slowdowns = by_count[1]
+        .iter()
+        .zip(&by_count[0])
+        .map(|(two, one)| two / one)
+        .collect();
+    Ok(ClientsRun {
+        label,
+        model,
+        request,
+        latencies: counts
+            .iter()
+            .zip(by_count)
+            .map(|(&clients, latencies)| (clients, Sample::new(latencies)))
+            .collect(),
+        slowdowns,
     })
 }
 
+/// One convoy server's run beside a hog, and its number.
+pub(crate) struct ConvoyRun {
+    pub number: Number,
+    pub run: RateKept,
+}
+
 fn convoy(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
+    Ok(convoy_runs(lab, on)?
+        .into_iter()
+        .map(|convoy| convoy.number)
+        .collect())
+}
+
+/// The tiny-request rate kept when a hog joins, on each server this side has: threads, the
+/// essays' threshold server offloading to a thread pool and to a process pool, a process
+/// pool, and subinterpreters with a GIL each.
+pub(crate) fn convoy_runs(lab: &mut Lab, on: On) -> Result<Vec<ConvoyRun>, LabError> {
     let hog = on.fib_request(Duration::from_millis(60));
     let one = lab.placement.server_one.clone();
     let seconds = lab.profile.pick(2, 2, 4);
@@ -567,28 +742,35 @@ fn convoy(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
     );
     // The essays' threshold server on each side: fib n > 15 goes to a pool of two.
     let hybrid: &[&str] = &["--workers", "2", "--threshold", "15", "--pool"];
-    let servers: [(&str, Model, Vec<&str>, Option<Target>); 4] = [
+    let two: &[&str] = &["--workers", "2"];
+    let servers: [(&str, Model, Vec<&str>, Option<Target>); 5] = [
         (metrics::CONVOY_THREADS, Model::Threads, vec![], None),
         (
-            "rate kept beside a hog: hybrid offloading to a thread pool",
+            metrics::CONVOY_HYBRID_THREADS,
             Model::Hybrid,
             [hybrid, &["threads"]].concat(),
             Some(Target::Pool),
         ),
         (
-            "rate kept beside a hog: hybrid offloading to a process pool",
+            metrics::CONVOY_HYBRID_PROCESSES,
             Model::Hybrid,
             [hybrid, &["processes"]].concat(),
             Some(Target::Procpool),
         ),
         (
+            metrics::CONVOY_PROCPOOL,
+            Model::Procpool,
+            two.to_vec(),
+            None,
+        ),
+        (
             metrics::CONVOY_INTERPRETERS,
             Model::Interpreters,
-            vec!["--workers", "2"],
+            two.to_vec(),
             None,
         ),
     ];
-    let mut numbers = Vec::new();
+    let mut runs = Vec::new();
     for (metric, model, cpython_args, offload) in servers {
         if !on.wants(metric) || (model == Model::Interpreters && !on.own_gil_subinterpreters()) {
             continue;
@@ -599,32 +781,35 @@ fn convoy(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
             (model, &cpython_args),
             |spec| match (model, offload) {
                 (Model::Hybrid, Some(to)) => spec.workers(2).offload(15, to),
-                _ if model == Model::Interpreters => spec.workers(2),
-                _ => spec,
+                (Model::Threads, _) => on.traced(spec),
+                _ => spec.workers(2),
             },
             &one,
         )?;
-        let kept = measure::rate_kept(lab, &server, &hog, window, hog_at)?;
+        let run = measure::rate_kept(lab, &server, &hog, window, hog_at)?;
         server.stop();
         let number = Number::new(
             on,
             metric,
             bands::CONVOY,
-            vec![kept.kept],
+            vec![run.kept],
             format!(
-                "`fib 1` per second {:.0} → {:.0} when a `{hog}` hog joins; server on CPU {}",
-                kept.before_per_s,
-                kept.after_per_s,
+                "`fib 1` per second {:.0} → {:.0} when a `{hog}` hog joins at {} of {}; server on CPU {}",
+                run.before_per_s,
+                run.after_per_s,
+                seconds_words(hog_at),
+                seconds_words(window),
                 list(&one)
             ),
         );
-        numbers.push(if model == Model::Interpreters {
+        let number = if model == Model::Interpreters {
             number.per_interpreter()
         } else {
             number
-        });
+        };
+        runs.push(ConvoyRun { number, run });
     }
-    Ok(numbers)
+    Ok(runs)
 }
 
 fn switch_interval(lab: &mut Lab, on: On) -> Result<Number, LabError> {
@@ -794,21 +979,84 @@ fn c10k(lab: &mut Lab, on: On) -> Result<Number, LabError> {
 }
 
 fn io_bound(lab: &mut Lab, on: On) -> Result<Number, LabError> {
-    lab.step(&format!("{}: I/O-bound clients", on.label()));
+    let run = io_run(lab, on, Model::Threads)?;
+    Ok(io_bound_share(on, &run))
+}
+
+/// One server overlapping [`io_bound::CLIENTS`] waiting clients: its rate, the CPU it used
+/// and its memory at the peak of the load.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct IoRun {
+    pub label: String,
+    pub rate_per_s: f64,
+    pub cpu_ms: f64,
+    /// The highest PSS sampled once a second while the clients were waiting.
+    pub peak_pss_kib: u64,
+    pub processes: usize,
+}
+
+/// The clients sending [`io_bound::REQUEST`] for the profile's window to a `model` server on
+/// one CPU, its memory sampled each second of the load; a pool has one worker per client.
+pub(crate) fn io_run(lab: &mut Lab, on: On, model: Model) -> Result<IoRun, LabError> {
+    lab.step(&format!("{}: I/O-bound clients, {model}", on.label()));
     let one = lab.placement.server_one.clone();
-    let server = on.serve(lab, (Model::Threads, &[]), |spec| spec, &one)?;
-    let rate = measure::short_rate(lab, &server, io_bound::CLIENTS, io_bound::REQUEST)?;
+    let workers = io_bound::CLIENTS.to_string();
+    let server = match model {
+        Model::Threads | Model::Eventloop => on.serve(lab, (model, &[]), |spec| spec, &one)?,
+        _ => on.serve(
+            lab,
+            (model, &["--workers", &workers]),
+            |spec| spec.workers(io_bound::CLIENTS),
+            &one,
+        )?,
+    };
+    // Workers start lazily on some models: one request each way first.
+    server.ask(io_bound::REQUEST)?;
+    let before = server.usage();
+    let mut peak = before;
+    let plan = lab.plan(
+        &server,
+        lab.profile.window(),
+        vec![Lab::class(
+            "clients",
+            io_bound::CLIENTS,
+            io_bound::REQUEST,
+            Duration::ZERO,
+        )],
+    )?;
+    let result = lab.load_sampling(&server, plan, |_| {
+        let now = server.usage();
+        if now.pss_kib > peak.pss_kib {
+            peak = now;
+        }
+    })?;
+    let after = server.usage();
+    let label = server.label.clone();
     server.stop();
-    Ok(Number::new(
+    Ok(IoRun {
+        label,
+        rate_per_s: class_result(&result, "clients")?.rate_per_s,
+        cpu_ms: (after.cpu_s - before.cpu_s) * 1e3,
+        peak_pss_kib: peak.pss_kib,
+        processes: peak.processes,
+    })
+}
+
+/// A threads server's run as the pair's number: its share of the ideal rate.
+pub(crate) fn io_bound_share(on: On, run: &IoRun) -> Number {
+    Number::new(
         on,
         metrics::IO_BOUND_SHARE,
         bands::IO_BOUND,
-        vec![rate / io_bound::IDEAL_RATE],
+        vec![run.rate_per_s / io_bound::IDEAL_RATE],
         format!(
-            "{rate:.0} requests/s of an ideal {:.0}/s",
-            io_bound::IDEAL_RATE
+            "{:.0} requests/s of an ideal {:.0}/s; {} clients sending `{}`",
+            run.rate_per_s,
+            io_bound::IDEAL_RATE,
+            io_bound::CLIENTS,
+            io_bound::REQUEST
         ),
-    ))
+    )
 }
 
 // ---- in-process ------------------------------------------------------------------------
@@ -931,13 +1179,13 @@ mod tests {
 
     #[test]
     fn an_era_is_emulated_with_what_it_has() {
-        let free = Emulated::era(Era::FreeThreaded, metrics::RACE_LOST);
+        let free = Emulated::era(Era::FreeThreaded).only(metrics::RACE_LOST);
         assert_eq!(free.subject.label, "emulation, free-threaded");
         assert_eq!(free.spec(Model::Threads).label(), "threads --gil none");
         assert!(!free.own_gil_subinterpreters);
         let on = On::Emulation(&free);
         assert!(on.wants(metrics::RACE_LOST) && !on.wants(metrics::CONVOY_THREADS));
-        assert!(Emulated::era(Era::PerInterpreter, "").own_gil_subinterpreters);
-        assert!(!Emulated::era(Era::Legacy, "").switch_interval);
+        assert!(Emulated::era(Era::PerInterpreter).own_gil_subinterpreters);
+        assert!(!Emulated::era(Era::Legacy).switch_interval);
     }
 }

@@ -2,16 +2,14 @@
 //! overlap costs — threads and an event loop do it in one process, processes need one
 //! each.
 
-use std::time::Duration;
-
-use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::metrics;
+use crate::lab::claims::fidelity::{self, Emulated, IoRun, On};
+use crate::lab::claims::metrics::{self, Pair};
+use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::model::outcome::{Check, Verdict};
-use crate::lab::running::spec::ServerSpec;
-use crate::lab::running::{Lab, LabError, class_result};
+use crate::lab::running::{Lab, LabError};
 use crate::server::Model;
 
 use crate::lab::words::percent;
@@ -27,7 +25,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     },
     history: &[],
     era: Some(&ERA),
-    pair: Some(crate::lab::claims::metrics::Pair::IoBound),
+    pair: Some(Pair::IoBound),
     run: Method::Measure(run),
 };
 
@@ -66,56 +64,16 @@ pub(crate) const REQUEST: &str = "sleep 20";
 /// Every client's request answered as soon as its wait is over: 16 × 50 requests/s.
 pub(crate) const IDEAL_RATE: f64 = CLIENTS as f64 * 50.0;
 
-/// One server's numbers.
-#[derive(Debug, Clone, serde::Serialize)]
-struct Row {
-    label: String,
-    rate_per_s: f64,
-    cpu_ms: f64,
-    /// The highest PSS sampled once a second while the clients were waiting.
-    peak_pss_kib: u64,
-    processes: usize,
-}
-
-/// Serves the clients for a window, sampling the server's memory each second of the load.
-fn measure(lab: &mut Lab, spec: &ServerSpec) -> Result<Row, LabError> {
-    lab.step(&format!("io-bound: {}", spec.label()));
-    let one = lab.placement.server_one.clone();
-    let server = lab.serve(spec, &one)?;
-    // Workers start lazily on some models: one request each way first.
-    server.ask(REQUEST)?;
-    let before = server.usage();
-    let mut peak = before;
-    let plan = lab.plan(
-        &server,
-        lab.profile.window(),
-        vec![Lab::class("clients", CLIENTS, REQUEST, Duration::ZERO)],
-    )?;
-    let result = lab.load_sampling(&server, plan, |_| {
-        let now = server.usage();
-        if now.pss_kib > peak.pss_kib {
-            peak = now;
-        }
-    })?;
-    let after = server.usage();
-    server.stop();
-    Ok(Row {
-        label: spec.label(),
-        rate_per_s: class_result(&result, "clients")?.rate_per_s,
-        cpu_ms: (after.cpu_s - before.cpu_s) * 1e3,
-        peak_pss_kib: peak.pss_kib,
-        processes: peak.processes,
-    })
-}
-
+/// The emulation's verdicts: the pair's method — the waiting clients against a server on one
+/// CPU, its memory sampled under load — on clab's own configuration of the new GIL, on
+/// threads, the event loop and a process pool of one worker per client.
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
+    let new = Emulated::era(Era::New);
+    let on = On::Emulation(&new);
     let rows = vec![
-        measure(lab, &ServerSpec::new(Model::Threads, Variant::New))?,
-        measure(lab, &ServerSpec::new(Model::Eventloop, Variant::New))?,
-        measure(
-            lab,
-            &ServerSpec::new(Model::Procpool, Variant::New).workers(CLIENTS),
-        )?,
+        fidelity::io_run(lab, on, Model::Threads)?,
+        fidelity::io_run(lab, on, Model::Eventloop)?,
+        fidelity::io_run(lab, on, Model::Procpool)?,
     ];
     let processes = &rows[2];
     let checks = rows[..2]
@@ -141,7 +99,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             )
         })
         .collect();
-    let mib = |row: &Row| row.peak_pss_kib as f64 / 1024.0;
+    let mib = |row: &IoRun| row.peak_pss_kib as f64 / 1024.0;
     let mut report = Report {
         checks,
         summary: format!(
@@ -169,7 +127,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
                 crate::lab::words::seconds(lab.profile.window())
             ),
             "memory is the proportional set size of the server and all its processes (shared pages split), sampled once a second during the load; the table shows the peak".into(),
-            "each era — the legacy GIL, free threading — is measured by the claim's pair, in the eras table".into(),
+            "each era is measured on CPython by the claim's pair with the same method, in the eras table: threads of one Python process on each interpreter found, beside the emulation standing for it".into(),
         ],
         explanation: "A sleeping request releases the GIL and uses no CPU, so one thread per \
             connection, or one event loop, waits for all sixteen at once — the waits overlap and \
@@ -179,11 +137,17 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             .into(),
         ..Report::default()
     };
+    fidelity::record(
+        &mut report,
+        Pair::IoBound,
+        &new,
+        [&fidelity::io_bound_share(on, &rows[0])],
+    );
     report.raw("rows", &rows);
     Ok(report)
 }
 
-fn table(rows: &[Row]) -> Table {
+fn table(rows: &[IoRun]) -> Table {
     let mut table = Table::new(
         format!(
             "{CLIENTS} clients sending `{REQUEST}` (ideal: {} requests/s)",

@@ -36,12 +36,19 @@ impl Pair {
 
 /// The names of the metrics other parts of the lab look up (the eras table takes CPython's
 /// numbers by them).
+pub const COUNTDOWN_ONE_CORE: &str = "threads ÷ serial, one core";
 pub const COUNTDOWN_THREADS: &str = "threads ÷ serial, two cores";
+pub const COUNTDOWN_PROCESSES: &str = "processes ÷ serial, two cores";
 pub const COUNTDOWN_INTERPRETERS: &str = "subinterpreters ÷ serial, two cores";
 pub const TWO_CLIENTS_THREADS: &str = "latency slowdown, two clients ÷ one";
 pub const TWO_CLIENTS_INTERPRETERS: &str =
     "latency slowdown, two clients ÷ one, on subinterpreters";
 pub const CONVOY_THREADS: &str = "rate kept beside a hog: threads";
+pub const CONVOY_HYBRID_THREADS: &str =
+    "rate kept beside a hog: hybrid offloading to a thread pool";
+pub const CONVOY_HYBRID_PROCESSES: &str =
+    "rate kept beside a hog: hybrid offloading to a process pool";
+pub const CONVOY_PROCPOOL: &str = "rate kept beside a hog: process pool";
 pub const CONVOY_INTERPRETERS: &str = "rate kept beside a hog: subinterpreters";
 pub const PROCESS_POOL_COST: &str = "share of the tiny-request rate a process pool costs";
 pub const INTERPRETER_HOP_COST: &str =

@@ -2,14 +2,13 @@
 //! parallel (one GIL, one event-loop thread) each request takes twice as long; where it can
 //! (threads without a GIL, processes, pre-forked children) latency stays flat.
 
-use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::metrics;
+use crate::lab::claims::fidelity::{self, ClientsRun, Emulated, On};
+use crate::lab::claims::metrics::{self, Pair};
+use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Series, Table};
 use crate::lab::model::outcome::{Check, Contrast};
-use crate::lab::running::measure::latency;
-use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError, Sample};
 use crate::server::Model;
 
@@ -24,7 +23,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     },
     history: &[],
     era: Some(&ERA),
-    pair: Some(crate::lab::claims::metrics::Pair::TwoClients),
+    pair: Some(Pair::TwoClients),
     run: Method::Measure(run),
 };
 
@@ -60,49 +59,15 @@ const FLAT: Mark = Mark {
     unit: Unit::Times,
 };
 
-/// A server and what the rule expects of its latency (doubling, or flat).
-struct Configuration {
-    spec: ServerSpec,
-    doubles: bool,
-}
-
-fn configurations() -> Vec<Configuration> {
-    let expect = |spec, doubles| Configuration { spec, doubles };
-    vec![
-        expect(ServerSpec::new(Model::Threads, Variant::New), true),
-        expect(ServerSpec::new(Model::Eventloop, Variant::None), true),
-        expect(ServerSpec::new(Model::Threads, Variant::None), false),
-        expect(
-            ServerSpec::new(Model::Procpool, Variant::New).workers(4),
-            false,
-        ),
-        expect(
-            ServerSpec::new(Model::Prefork, Variant::New).workers(4),
-            false,
-        ),
-    ]
-}
-
-/// One server's median latencies by number of clients.
+/// One server's latencies and what the rule expects of them (doubling, or flat).
 struct Row {
-    label: String,
+    run: ClientsRun,
     doubles: bool,
-    /// (clients, median latency with its spread), one per count.
-    latencies: Vec<(usize, Sample)>,
 }
 
 impl Row {
-    /// The median latency with one client (the first count) and with two (the second).
-    fn one_and_two(&self) -> (&Sample, &Sample) {
-        let [(_, one), (_, two), ..] = &self.latencies[..] else {
-            unreachable!("every profile measures one client and two")
-        };
-        (one, two)
-    }
-
     fn slowdown(&self) -> f64 {
-        let (one, two) = self.one_and_two();
-        two.median / one.median
+        Sample::new(self.run.slowdowns.clone()).median
     }
 
     fn check(&self, doubles: bool) -> Check {
@@ -113,90 +78,95 @@ impl Row {
             (FLAT.judge(slowdown), "flat")
         };
         Check::new(
-            format!("{}: latency {expected}", self.label),
+            format!("{}: latency {expected}", self.run.label),
             verdict,
             format!(
-                "{:.1} ms → {:.1} ms: ×{slowdown:.2}",
-                self.one_and_two().0.median,
-                self.one_and_two().1.median
+                "{:.1} ms → {:.1} ms: ×{slowdown:.2} (the median of {} pairs of loads)",
+                self.run.latencies[0].1.median,
+                self.run.latencies[1].1.median,
+                self.run.slowdowns.len()
             ),
         )
     }
 }
 
+/// The emulation's verdicts: the pair's method — one client, then two, then more, sending a
+/// 30 ms `fib` to a server on every CPU — on clab's own configuration of the new GIL (threads,
+/// a process pool, pre-forked children) and of no GIL (threads, the event loop).
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
-    let all = lab.placement.server_all.clone();
     let counts: Vec<usize> = lab
         .profile
         .pick(vec![1, 2], vec![1, 2, 4], vec![1, 2, 3, 4]);
-    let request = lab.setups.job.request();
+    let new = Emulated::era(Era::New);
+    let free = Emulated::era(Era::FreeThreaded);
+    let mut report = Report::default();
     let mut rows = Vec::new();
-    for configuration in configurations() {
-        lab.step(&format!("two-clients: {}", configuration.spec.label()));
-        let server = lab.serve(&configuration.spec, &all)?;
-        let latencies = counts
-            .iter()
-            .map(|&clients| Ok((clients, latency(lab, &server, &request, clients)?)))
-            .collect::<Result<Vec<_>, LabError>>()?;
-        server.stop();
-        rows.push(Row {
-            label: configuration.spec.label(),
-            doubles: configuration.doubles,
-            latencies,
-        });
+    for (subject, model, doubles) in [
+        (&new, Model::Threads, true),
+        (&free, Model::Eventloop, true),
+        (&free, Model::Threads, false),
+        (&new, Model::Procpool, false),
+        (&new, Model::Prefork, false),
+    ] {
+        let on = On::Emulation(subject);
+        let run = fidelity::clients_run(lab, on, model, &counts)?;
+        if model == Model::Threads {
+            fidelity::record(&mut report, Pair::TwoClients, subject, [&run.number(on)]);
+        }
+        rows.push(Row { run, doubles });
     }
     let slowdown = |index: usize| rows[index].slowdown();
-    Ok(Report {
-        checks: rows.iter().map(|row| row.check(row.doubles)).collect(),
-        contrast: Some(Contrast {
-            with_gil: rows[0].check(true),
-            without_gil: rows[2].check(true),
-        }),
-        summary: format!(
-            "a second client slows requests ×{:.2} under --gil new and ×{:.2} on the event loop; ×{:.2} without a GIL, ×{:.2} procpool, ×{:.2} prefork",
-            slowdown(0),
-            slowdown(1),
-            slowdown(2),
-            slowdown(3),
-            slowdown(4),
+    report.checks = rows.iter().map(|row| row.check(row.doubles)).collect();
+    report.contrast = Some(Contrast {
+        with_gil: rows[0].check(true),
+        without_gil: rows[2].check(true),
+    });
+    report.summary = format!(
+        "a second client slows requests ×{:.2} under --gil new and ×{:.2} on the event loop; ×{:.2} without a GIL, ×{:.2} procpool, ×{:.2} prefork",
+        slowdown(0),
+        slowdown(1),
+        slowdown(2),
+        slowdown(3),
+        slowdown(4),
+    );
+    let request = rows[0].run.request.clone();
+    report.setup = vec![
+        format!(
+            "closed-loop clients sending `{request}` (about 30 ms here, the time scale of CPython's fib(30) in the essay), {} clients, {} each after a warm-up, the sequence repeated {} times",
+            crate::lab::words::list(&counts),
+            crate::lab::words::seconds(crate::lab::running::measure::short_window(lab)),
+            rows[0].run.slowdowns.len()
         ),
-        setup: vec![
-            format!(
-                "closed-loop clients sending `{request}` ({} here, the time scale of CPython's fib(30) in the essay), {} clients, {} each",
-                lab.setups.job.show(),
-                crate::lab::words::list(&counts),
-                crate::lab::words::seconds(lab.profile.window())
-            ),
-            "servers may use both CPUs — the claim is about using two cores; the load generator, waiting for 30 ms replies, uses next to none of its CPU, and measures latency, not a rate; procpool, prefork and interpreters have 4 workers, so no client waits for one".into(),
-            "each era — the legacy GIL, a GIL per interpreter — is measured by the claim's pair, in the eras table".into(),
-            "beyond two clients the two cores are busy whatever the model: only 1 → 2 is judged".into(),
-        ],
-        tables: vec![table(&rows)],
-        figures: vec![Figure::new(
-            "latency",
-            format!("Median latency of `{request}` against concurrent clients"),
-            ("clients", "median latency (ms)"),
-            Chart::lines(
-                rows.iter()
-                    .map(|row| {
-                        let points = row
-                            .latencies
-                            .iter()
-                            .map(|(clients, sample)| (*clients as f64, sample.median))
-                            .collect();
-                        Series::new(row.label.clone(), points)
-                    })
-                    .collect(),
-            ),
-        )],
-        explanation: "Two clients, two cores. Under the GIL the two handler threads take turns \
-            holding the one lock, so each request progresses at half speed; on the event loop one \
-            thread computes one request at a time, so the second client waits for the first. \
-            Without a GIL the two threads run on the two cores at once; process pools and \
-            pre-forked servers have a lock (or an interpreter) per process."
-            .into(),
-        ..Report::default()
-    })
+        "servers may use both CPUs — the claim is about using two cores; the load generator, waiting for 30 ms replies, uses next to none of its CPU, and measures latency, not a rate; procpool, prefork and interpreters have 4 workers, so no client waits for one".into(),
+        "each era is measured on CPython by the claim's pair with the same method, in the eras table: threads of one Python process (subinterpreters with a GIL each, 3.12+) on each interpreter found, beside the emulation standing for it".into(),
+        "beyond two clients the two cores are busy whatever the model: only 1 → 2 is judged".into(),
+    ];
+    report.tables = vec![table(&rows)];
+    report.figures = vec![Figure::new(
+        "latency",
+        format!("Median latency of `{request}` against concurrent clients"),
+        ("clients", "median latency (ms)"),
+        Chart::lines(
+            rows.iter()
+                .map(|row| {
+                    let points = row
+                        .run
+                        .latencies
+                        .iter()
+                        .map(|(clients, sample)| (*clients as f64, sample.median))
+                        .collect();
+                    Series::new(row.run.label.clone(), points)
+                })
+                .collect(),
+        ),
+    )];
+    report.explanation = "Two clients, two cores. Under the GIL the two handler threads take \
+        turns holding the one lock, so each request progresses at half speed; on the event loop \
+        one thread computes one request at a time, so the second client waits for the first. \
+        Without a GIL the two threads run on the two cores at once; process pools and \
+        pre-forked servers have a lock (or an interpreter) per process."
+        .into();
+    Ok(report)
 }
 
 fn table(rows: &[Row]) -> Table {
@@ -206,9 +176,9 @@ fn table(rows: &[Row]) -> Table {
     );
     for row in rows {
         table.row(vec![
-            row.label.clone(),
-            row.one_and_two().0.show(1),
-            row.one_and_two().1.show(1),
+            row.run.label.clone(),
+            row.run.latencies[0].1.show(1),
+            row.run.latencies[1].1.show(1),
             format!("×{:.2}", row.slowdown()),
             if row.doubles { "doubles" } else { "flat" }.into(),
         ]);

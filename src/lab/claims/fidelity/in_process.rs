@@ -1,0 +1,287 @@
+//! The pairs' methods that measure one process: `python/clab_bench.py` on CPython, the emulated
+//! GIL on threads of the lab's own process on the emulation.
+
+use std::time::{Duration, Instant};
+
+use super::{Number, On};
+use crate::gil::{GilConfig, PythonThread};
+use crate::lab::claims::metrics::{self, bands};
+use crate::lab::claims::{long_instruction, race};
+use crate::lab::model::Era;
+use crate::lab::running::health::HealthLog;
+use crate::lab::running::pythons::bench;
+use crate::lab::running::{Lab, LabError};
+use crate::lab::words::list;
+use crate::work::spin;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Countdown {
+    Serial,
+    Threads,
+    Processes,
+    /// Two subinterpreters with a GIL each (CPython 3.12+); emulated as two locks.
+    Interpreters,
+}
+
+impl Countdown {
+    fn name(self) -> &'static str {
+        match self {
+            Countdown::Serial => "serial",
+            Countdown::Threads => "threads",
+            Countdown::Processes => "processes",
+            Countdown::Interpreters => "interpreters",
+        }
+    }
+
+    /// Whether each of the two workers has a GIL of its own.
+    fn own_gils(self) -> bool {
+        matches!(self, Countdown::Processes | Countdown::Interpreters)
+    }
+}
+
+/// Seconds for two jobs of `job_ms` run as `how`, pinned to `cpus`: on CPython two
+/// `countdown(n)` of that length (`python/clab_bench.py`), on the emulation two `spin job_ms`
+/// on the emulated GIL in this process — one after the other on one thread, on two threads of
+/// one interpreter, or on two interpreters (a GIL each).
+fn countdown_seconds(
+    lab: &Lab,
+    on: On,
+    job_ms: u64,
+    how: Countdown,
+    cpus: &[usize],
+) -> Result<f64, LabError> {
+    match on {
+        On::CPython(python) => {
+            #[derive(serde::Deserialize)]
+            struct Took {
+                seconds: f64,
+            }
+            let n = (job_ms as f64 * 1e6 / python.calibration.iteration_ns) as u64;
+            let took: Took = bench(
+                &python.path,
+                &lab.scripts,
+                &["countdown", "--n", &n.to_string(), "--mode", how.name()],
+                Some((cpus, &lab.health)),
+                Duration::from_secs(120),
+            )
+            .map_err(|why| LabError::Measurement(format!("{} countdown: {why}", python.label())))?;
+            Ok(took.seconds)
+        }
+        On::Emulation(emulated) => Ok(emulated_countdown(
+            &emulated.gil,
+            job_ms,
+            how,
+            (cpus, &lab.health),
+        )),
+    }
+}
+
+fn emulated_countdown(
+    config: &GilConfig,
+    job_ms: u64,
+    how: Countdown,
+    (cpus, log): (&[usize], &HealthLog),
+) -> f64 {
+    let shared = config.lock();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let jobs: &[u64] = match how {
+            Countdown::Serial => &[2],
+            _ => &[1, 1],
+        };
+        for (index, &count) in jobs.iter().enumerate() {
+            let own = how.own_gils().then(|| config.lock()).flatten();
+            let shared = shared.as_ref();
+            scope.spawn(move || {
+                log.pin_thread(&format!("countdown {} {index}", how.name()), cpus);
+                let gil = if how.own_gils() { own.as_ref() } else { shared };
+                let mut thread = PythonThread::attach(gil, &format!("countdown {index}"));
+                for _ in 0..count {
+                    spin(job_ms, &mut thread);
+                }
+            });
+        }
+    });
+    started.elapsed().as_secs_f64()
+}
+
+pub(super) fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
+    let job_ms: u64 = lab.profile.pick(60, 100, 100);
+    let repeats = lab.profile.pick(1, 3, 5);
+    let (one, all) = (
+        lab.placement.server_one.clone(),
+        lab.placement.server_all.clone(),
+    );
+    let two_cores = if on.era() == Era::Legacy {
+        bands::COUNTDOWN_TWO_CORES_LEGACY
+    } else {
+        bands::COUNTDOWN_TWO_CORES
+    };
+    let mut numbers = Vec::new();
+    for (how, cpus, band, metric) in [
+        (
+            Countdown::Threads,
+            &one,
+            bands::COUNTDOWN_ONE_CORE,
+            metrics::COUNTDOWN_ONE_CORE,
+        ),
+        (
+            Countdown::Threads,
+            &all,
+            two_cores,
+            metrics::COUNTDOWN_THREADS,
+        ),
+        (
+            Countdown::Processes,
+            &all,
+            bands::COUNTDOWN_PROCESSES,
+            metrics::COUNTDOWN_PROCESSES,
+        ),
+        (
+            Countdown::Interpreters,
+            &all,
+            bands::COUNTDOWN_INTERPRETERS,
+            metrics::COUNTDOWN_INTERPRETERS,
+        ),
+    ] {
+        if !on.wants(metric) || (how == Countdown::Interpreters && !on.own_gil_subinterpreters()) {
+            continue;
+        }
+        lab.step(&format!("{}: countdown {metric}", on.label()));
+        // Each repeat times the pair back to back, so a slow spell of the machine weighs on
+        // both sides of its ratio.
+        let mut ratios = Vec::new();
+        for _ in 0..repeats {
+            ratios.push(
+                countdown_seconds(lab, on, job_ms, how, cpus)?
+                    / countdown_seconds(lab, on, job_ms, Countdown::Serial, cpus)?,
+            );
+        }
+        let what = match on {
+            On::CPython(_) => "countdown(n)",
+            On::Emulation(_) => "`spin`",
+        };
+        let number = Number::new(
+            on,
+            metric,
+            band,
+            ratios,
+            format!(
+                "two {what} jobs of {job_ms} ms as {} ÷ one after the other, on CPUs {}, timed from when both workers run; median of {repeats}",
+                how.name(),
+                list(cpus)
+            ),
+        );
+        numbers.push(if how == Countdown::Interpreters {
+            number.per_interpreter()
+        } else {
+            number
+        });
+    }
+    Ok(numbers)
+}
+
+pub(super) fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
+    lab.step(&format!("{}: long instruction", on.label()));
+    let length_ms: u64 = lab.profile.pick(150, 300, 300);
+    let all = lab.placement.server_all.clone();
+    let (gap_ms, delay_ms, section_ms, note) = match on {
+        On::CPython(python) => {
+            #[derive(serde::Deserialize)]
+            struct PythonLong {
+                section_ms: f64,
+                longest_gap_ms: Option<f64>,
+                signal_delay_ms: Option<f64>,
+            }
+            let measured: PythonLong = bench(
+                &python.path,
+                &lab.scripts,
+                &["long", "--ms", &length_ms.to_string()],
+                Some((&all, &lab.health)),
+                Duration::from_secs(60),
+            )
+            .map_err(|why| LabError::Measurement(format!("{} long: {why}", python.label())))?;
+            let missing = |what: &str| {
+                LabError::Measurement(format!("{}: no {what} was measured", python.label()))
+            };
+            (
+                measured
+                    .longest_gap_ms
+                    .ok_or_else(|| missing("ticker gap"))?,
+                measured
+                    .signal_delay_ms
+                    .ok_or_else(|| missing("signal delay"))?,
+                measured.section_ms,
+                format!(
+                    "one C-level call of {:.0} ms (a sum over a range, {length_ms} ms calibrated)",
+                    measured.section_ms
+                ),
+            )
+        }
+        On::Emulation(emulated) => {
+            let measured = long_instruction::measure(
+                emulated.gil.clone(),
+                long_instruction::Operation::Uninterruptible,
+                Duration::from_millis(length_ms),
+                (&all, &lab.health),
+            )?;
+            (
+                measured.longest_gap_ms,
+                measured.signal_delay_ms(),
+                measured.length_ms(),
+                format!("{length_ms} ms uninterruptible"),
+            )
+        }
+    };
+    let note = format!("{note}; a 10 ms ticker thread; a signal due a quarter of the way in");
+    Ok(vec![
+        Number::new(
+            on,
+            "ticker thread's longest gap (ms)",
+            bands::LONG_INSTRUCTION,
+            vec![gap_ms],
+            note.clone(),
+        ),
+        Number::new(
+            on,
+            "signal handler's delay (ms)",
+            bands::LONG_INSTRUCTION,
+            vec![delay_ms],
+            note.clone(),
+        ),
+        // Each side's stall against its own operation's measured length.
+        Number::new(
+            on,
+            metrics::LONG_STALL,
+            bands::LONG_INSTRUCTION,
+            vec![long_instruction::stall(gap_ms, section_ms)],
+            note,
+        ),
+    ])
+}
+
+pub(super) fn race(lab: &mut Lab, on: On) -> Result<Number, LabError> {
+    lab.step(&format!("{}: race", on.label()));
+    let each = lab.profile.pick(1_000_000, 2_000_000, 2_000_000);
+    let all = lab.placement.server_all.clone();
+    let (lost, how) = match on {
+        On::CPython(python) => (
+            race::python_race(lab, python, each, &all)?.lost,
+            "`counter[0] += 1`".to_owned(),
+        ),
+        On::Emulation(emulated) => (
+            race::lost_under_gil(emulated.gil.clone(), each, (&all, &lab.health)),
+            format!(
+                "a read and a write {} switch points apart",
+                emulated.gil.switch_points.name()
+            ),
+        ),
+    };
+    Ok(Number::new(
+        on,
+        metrics::RACE_LOST,
+        bands::RACE,
+        vec![lost as f64 / (2 * each) as f64],
+        format!("{lost} of {} increments lost ({how})", 2 * each),
+    ))
+}

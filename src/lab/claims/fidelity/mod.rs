@@ -1,0 +1,468 @@
+//! The fidelity pairs: each claim CPython can run, measured by one method on every real
+//! interpreter found and on the emulation configured to stand for it (the same GIL kind, its
+//! switch points, its measured tick), in the same placement, and paired under a band fixed
+//! before the run. The method is written once per claim, for one [`On`] — an interpreter or
+//! an emulated configuration — so the eras table's cells for an era no interpreter stands for
+//! are measured by it too ([`on_eras_without_python`]), on the emulation's own configuration
+//! of that era. The `cpython` claim judges the pairs all the claims of a run measured.
+//!
+//! Servers are `python/clab_server.py` and `clab serve`; in-process programs are
+//! `python/clab_bench.py` and the emulated GIL on threads of the lab's own process.
+
+mod in_process;
+mod servers;
+
+pub(crate) use servers::{ClientsRun, IoRun, clients_run, convoy_runs, io_bound_share, io_run};
+
+use std::time::Duration;
+
+use crate::gil::{GilConfig, Variant};
+use crate::lab::claims::experiment::Report;
+use crate::lab::claims::metrics::{self, Pair};
+use crate::lab::model::eras::EraClaim;
+use crate::lab::model::outcome::{Band, Check, Fidelity, Verdict};
+use crate::lab::model::{Era, Measurement, Subject};
+use crate::lab::running::process::ChildServer;
+use crate::lab::running::pythons::Python;
+use crate::lab::running::setups::fib_n_for;
+use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::{Lab, LabError};
+use crate::server::Model;
+
+/// `pair`'s metrics on every interpreter the lab found, each beside its emulation; an
+/// interpreter that could not be measured is an error check naming it, and the others go on.
+pub fn on_every_python(lab: &mut Lab, pair: Pair) -> (Vec<Fidelity>, Vec<Check>) {
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    for python in lab.pythons.clone() {
+        let emulated = Emulated::of(&python);
+        let measured = measure(lab, On::CPython(&python), pair).and_then(|cpython| {
+            let emulation = measure(lab, On::Emulation(&emulated), pair)?;
+            paired(&python, pair, cpython, emulation)
+        });
+        match measured {
+            Ok(measured) => rows.extend(measured),
+            Err(error) => failures.push(Check::new(
+                format!("{} beside its emulation: measured", python.label()),
+                Verdict::Error,
+                format!("{:#}", anyhow::Error::from(error)),
+            )),
+        }
+    }
+    (rows, failures)
+}
+
+/// The eras table's cells that no interpreter found here stands for (a free-threaded build,
+/// say), measured by `pair`'s method on the emulation's own configuration of the era: the
+/// same code path as CPython's numbers in the other eras. A cell that could not be measured is
+/// an error check naming it.
+/// Cells the claim's experiment measured itself, on the same configuration by the same
+/// method (`measured`), are not measured again.
+pub fn on_eras_without_python(
+    lab: &mut Lab,
+    pair: Pair,
+    era_claim: &EraClaim,
+    measured: &[Measurement],
+) -> (Vec<Measurement>, Vec<Check>) {
+    let mut measurements = Vec::new();
+    let mut failures = Vec::new();
+    for (era, metric) in Era::ALL.into_iter().zip(era_claim.metrics) {
+        let Some(metric) = metric.measured() else {
+            continue;
+        };
+        let emulated = Emulated::era(era).only(metric);
+        let already = measured
+            .iter()
+            .any(|row| row.metric == metric && row.subject == emulated.subject.label);
+        if already || lab.pythons.iter().any(|python| stands_for(python, era)) {
+            continue;
+        }
+        match measure(lab, On::Emulation(&emulated), pair) {
+            Ok(numbers) => measurements.extend(
+                numbers
+                    .into_iter()
+                    .filter(|number| number.metric == metric && number.era == era)
+                    .map(|number| number.measurement(pair, &emulated)),
+            ),
+            Err(error) => failures.push(Check::new(
+                format!("{}: measured", emulated.subject.label),
+                Verdict::Error,
+                format!("{:#}", anyhow::Error::from(error)),
+            )),
+        }
+    }
+    (measurements, failures)
+}
+
+/// Whether `python` measures the era's cells.
+fn stands_for(python: &Python, era: Era) -> bool {
+    match era {
+        Era::PerInterpreter => python.has_own_gil_subinterpreters(),
+        era => python.era == era,
+    }
+}
+
+/// An experiment's own emulated configuration measured by `pair`'s method, its numbers put
+/// in the run's table (`report`'s measurements) and returned for the experiment's checks.
+pub(crate) fn on_emulation(
+    lab: &mut Lab,
+    emulated: &Emulated,
+    pair: Pair,
+    report: &mut Report,
+) -> Result<Vec<Number>, LabError> {
+    let numbers = measure(lab, On::Emulation(emulated), pair)?;
+    record(report, pair, emulated, &numbers);
+    Ok(numbers)
+}
+
+/// Puts `numbers`, measured by `pair`'s method on `emulated`, in the run's table.
+pub(crate) fn record<'a>(
+    report: &mut Report,
+    pair: Pair,
+    emulated: &Emulated,
+    numbers: impl IntoIterator<Item = &'a Number>,
+) {
+    report.measurements.extend(
+        numbers
+            .into_iter()
+            .map(|number| number.clone().measurement(pair, emulated)),
+    );
+}
+
+/// `pair`'s numbers on one subject (none where it has no such thing: a switch interval before
+/// 3.2, subinterpreters with a GIL each before 3.12, asyncio on 2.x).
+fn measure(lab: &mut Lab, on: On, pair: Pair) -> Result<Vec<Number>, LabError> {
+    use in_process::{countdown, long_instruction, race};
+    use servers::{c10k, convoy, io_bound, procpool_overhead, switch_interval, two_clients};
+    Ok(match pair {
+        Pair::Countdown => countdown(lab, on)?,
+        Pair::TwoClients => {
+            let mut numbers = Vec::new();
+            if on.wants(metrics::TWO_CLIENTS_THREADS) {
+                numbers.push(two_clients(lab, on, Model::Threads)?);
+            }
+            if on.own_gil_subinterpreters() && on.wants(metrics::TWO_CLIENTS_INTERPRETERS) {
+                numbers.push(two_clients(lab, on, Model::Interpreters)?);
+            }
+            numbers
+        }
+        Pair::Convoy => convoy(lab, on)?,
+        Pair::SwitchInterval if on.switch_interval() => vec![switch_interval(lab, on)?],
+        Pair::ProcpoolOverhead => procpool_overhead(lab, on)?,
+        Pair::LongInstruction => long_instruction(lab, on)?,
+        Pair::Race => vec![race(lab, on)?],
+        Pair::C10k if on.asyncio() => vec![c10k(lab, on)?],
+        Pair::IoBound => vec![io_bound(lab, on)?],
+        Pair::SwitchInterval | Pair::C10k => Vec::new(),
+    })
+}
+
+/// CPython's numbers and its emulation's, metric by metric, as fidelity rows.
+fn paired(
+    python: &Python,
+    pair: Pair,
+    cpython: Vec<Number>,
+    emulation: Vec<Number>,
+) -> Result<Vec<Fidelity>, LabError> {
+    let names = |numbers: &[Number]| numbers.iter().map(|n| n.metric).collect::<Vec<_>>();
+    if names(&cpython) != names(&emulation) {
+        return Err(LabError::Measurement(format!(
+            "{} and its emulation measured different metrics: {:?} against {:?}",
+            python.label(),
+            names(&cpython),
+            names(&emulation)
+        )));
+    }
+    Ok(cpython
+        .into_iter()
+        .zip(emulation)
+        .map(|(cpython, emulation)| {
+            Fidelity::new(
+                pair.claim(),
+                cpython.metric,
+                (&python.version, cpython.era),
+                cpython.band,
+                cpython.value,
+                emulation.value,
+                format!("CPython: {}; emulation: {}", cpython.note, emulation.note),
+            )
+        })
+        .collect())
+}
+
+/// The emulation's GIL for `python`, as `clab serve` builds it from `emulation_args`.
+pub fn gil_config(python: &Python) -> GilConfig {
+    GilConfig {
+        tick: python.tick(),
+        switch_points: python.switch_points(),
+        ..GilConfig::new(python.variant())
+    }
+}
+
+/// One number of one subject: a metric's value (the median of its repeats), in the era it
+/// was measured in, under the band its pair is judged by, and what was run.
+#[derive(Debug, Clone)]
+pub(crate) struct Number {
+    pub metric: &'static str,
+    pub era: Era,
+    band: Band,
+    pub value: f64,
+    pub repeats: Vec<f64>,
+    pub note: String,
+}
+
+impl Number {
+    fn new(on: On, metric: &'static str, band: Band, repeats: Vec<f64>, note: String) -> Number {
+        Number {
+            metric,
+            era: on.era(),
+            band,
+            value: crate::lab::running::Sample::new(repeats.clone()).median,
+            repeats,
+            note,
+        }
+    }
+
+    /// Measured on subinterpreters with a GIL each, whatever the interpreter's own era.
+    fn per_interpreter(mut self) -> Number {
+        self.era = Era::PerInterpreter;
+        self
+    }
+
+    /// As a row of the run's table: `pair`'s claim, measured on `emulated`.
+    fn measurement(self, pair: Pair, emulated: &Emulated) -> Measurement {
+        Measurement::new(
+            (pair.claim(), self.metric),
+            &emulated.subject,
+            self.repeats,
+            format!("{}: {}", emulated.describe(), self.note),
+        )
+    }
+
+    /// The number of `metric` among `numbers`, or an error naming what is missing.
+    pub fn of<'a>(numbers: &'a [Number], metric: &str) -> Result<&'a Number, LabError> {
+        numbers
+            .iter()
+            .find(|number| number.metric == metric)
+            .ok_or_else(|| LabError::Measurement(format!("{metric:?} was not measured")))
+    }
+}
+
+/// The emulation configured as a subject: as one interpreter, or as an era with clab's own
+/// defaults.
+pub struct Emulated {
+    pub subject: Subject,
+    gil: GilConfig,
+    /// The `clab serve` options after the model (`--tick`, `--switch-points`).
+    options: Vec<(&'static str, String)>,
+    own_gil_subinterpreters: bool,
+    switch_interval: bool,
+    asyncio: bool,
+    /// The one metric wanted (an era's cell), or every one.
+    only: Option<&'static str>,
+    /// Where a threads server records its GIL's trace, if anywhere.
+    trace: Option<String>,
+}
+
+impl Emulated {
+    /// Standing for `python`: its lock, tick and switch points, what it has and lacks.
+    pub fn of(python: &Python) -> Emulated {
+        Emulated {
+            subject: Subject::emulating(&python.version, python.era),
+            gil: gil_config(python),
+            options: vec![
+                ("--tick", format!("{}ns", python.tick().as_nanos())),
+                ("--switch-points", python.switch_points().name().to_owned()),
+            ],
+            own_gil_subinterpreters: python.has_own_gil_subinterpreters(),
+            switch_interval: python.has_switch_interval(),
+            asyncio: python.has_asyncio(),
+            only: None,
+            trace: None,
+        }
+    }
+
+    /// Standing for `era` with clab's defaults (tick, switch points).
+    pub fn era(era: Era) -> Emulated {
+        Emulated {
+            subject: Subject::emulation(&format!("emulation, {}", era.short()), Some(era)),
+            gil: GilConfig::new(era.variant()),
+            options: Vec::new(),
+            own_gil_subinterpreters: era == Era::PerInterpreter,
+            switch_interval: era != Era::Legacy,
+            asyncio: true,
+            only: None,
+            trace: None,
+        }
+    }
+
+    /// The priority GIL with clab's defaults: a lock no CPython ever had, so no era.
+    pub fn priority() -> Emulated {
+        Emulated {
+            subject: Subject::emulation("emulation, priority GIL", None),
+            gil: GilConfig::new(Variant::Priority),
+            ..Emulated::era(Era::New)
+        }
+    }
+
+    /// Its threads servers recording their GIL's trace at `path`.
+    pub fn traced(self, path: String) -> Emulated {
+        Emulated {
+            trace: Some(path),
+            ..self
+        }
+    }
+
+    /// Measuring `metric` alone.
+    pub fn only(self, metric: &'static str) -> Emulated {
+        Emulated {
+            only: Some(metric),
+            ..self
+        }
+    }
+
+    /// `clab serve`'s server of `model` configured as this subject.
+    fn spec(&self, model: Model) -> ServerSpec {
+        self.options.iter().fold(
+            ServerSpec::new(model, self.gil.variant),
+            |spec, (option, value)| spec.option(option, value.clone()),
+        )
+    }
+
+    fn describe(&self) -> String {
+        match &self.subject.python {
+            Some(version) => format!(
+                "clab configured as CPython {version}: --gil {} {}",
+                self.gil.variant.name(),
+                self.options
+                    .iter()
+                    .map(|(option, value)| format!("{option} {value}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            None => format!(
+                "clab serve --gil {} with its default tick and switch points",
+                self.gil.variant.name()
+            ),
+        }
+    }
+}
+
+/// What one side of a measurement runs on.
+#[derive(Clone, Copy)]
+pub(crate) enum On<'a> {
+    CPython(&'a Python),
+    Emulation(&'a Emulated),
+}
+
+impl On<'_> {
+    fn label(self) -> String {
+        match self {
+            On::CPython(python) => python.label(),
+            On::Emulation(emulated) => emulated.subject.label.clone(),
+        }
+    }
+
+    fn era(self) -> Era {
+        match self {
+            On::CPython(python) => python.era,
+            On::Emulation(emulated) => emulated.subject.era.unwrap_or(Era::New),
+        }
+    }
+
+    fn wants(self, metric: &str) -> bool {
+        match self {
+            On::CPython(_) => true,
+            On::Emulation(emulated) => emulated.only.is_none_or(|only| only == metric),
+        }
+    }
+
+    fn own_gil_subinterpreters(self) -> bool {
+        match self {
+            On::CPython(python) => python.has_own_gil_subinterpreters(),
+            On::Emulation(emulated) => emulated.own_gil_subinterpreters,
+        }
+    }
+
+    fn switch_interval(self) -> bool {
+        match self {
+            On::CPython(python) => python.has_switch_interval(),
+            On::Emulation(emulated) => emulated.switch_interval,
+        }
+    }
+
+    fn asyncio(self) -> bool {
+        match self {
+            On::CPython(python) => python.has_asyncio(),
+            On::Emulation(emulated) => emulated.asyncio,
+        }
+    }
+
+    /// `spec` recording the GIL's trace where this side asks for one.
+    fn traced(self, spec: ServerSpec) -> ServerSpec {
+        match self {
+            On::Emulation(Emulated {
+                trace: Some(path), ..
+            }) => spec.quiet_option("--trace", path),
+            _ => spec,
+        }
+    }
+
+    /// The cost of one `fib` call on this side, ns.
+    fn fib_call_ns(self) -> f64 {
+        match self {
+            On::CPython(python) => python.calibration.fib_call_ns,
+            On::Emulation(_) => crate::work::work_costs().fib_call_ns,
+        }
+    }
+
+    /// A `fib n` request of about `target` on this side.
+    fn fib_request(self, target: Duration) -> String {
+        format!("fib {}", fib_n_for(self.fib_call_ns(), target))
+    }
+
+    /// Starts this side's server: `python/clab_server.py <cpython_args>` for CPython, `clab
+    /// serve` as `emulation` configures [`Emulated::spec`]`(model)` for the emulation.
+    fn serve(
+        self,
+        lab: &mut Lab,
+        (model, cpython_args): (Model, &[&str]),
+        emulation: impl FnOnce(ServerSpec) -> ServerSpec,
+        cpus: &[usize],
+    ) -> Result<ChildServer, LabError> {
+        match self {
+            On::CPython(python) => {
+                let args: Vec<&str> = ["--model", model.name()]
+                    .into_iter()
+                    .chain(cpython_args.iter().copied())
+                    .collect();
+                lab.serve_cpython(python, &args, cpus)
+            }
+            On::Emulation(emulated) => lab.serve(&emulation(emulated.spec(model)), cpus),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fib_n_is_chosen_by_time() {
+        // fib(30) makes 1,664,079 calls: at 18 ns each, about 30 ms.
+        assert_eq!(fib_n_for(18.0, Duration::from_millis(30)), 30);
+        assert_eq!(fib_n_for(1.5, Duration::from_millis(30)), 35);
+    }
+
+    #[test]
+    fn an_era_is_emulated_with_what_it_has() {
+        let free = Emulated::era(Era::FreeThreaded).only(metrics::RACE_LOST);
+        assert_eq!(free.subject.label, "emulation, free-threaded");
+        assert_eq!(free.spec(Model::Threads).label(), "threads --gil none");
+        assert!(!free.own_gil_subinterpreters);
+        let on = On::Emulation(&free);
+        assert!(on.wants(metrics::RACE_LOST) && !on.wants(metrics::CONVOY_THREADS));
+        assert!(Emulated::era(Era::PerInterpreter).own_gil_subinterpreters);
+        assert!(!Emulated::era(Era::Legacy).switch_interval);
+    }
+}

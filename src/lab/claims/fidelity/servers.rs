@@ -1,0 +1,461 @@
+//! The pairs' methods that measure a server: `python/clab_server.py` on CPython, `clab serve`
+//! configured as the subject on the emulation, the same load against each.
+
+use std::time::Duration;
+
+use super::{Number, On};
+use crate::lab::claims::io_bound;
+use crate::lab::claims::metrics::{self, bands};
+use crate::lab::claims::procpool_overhead::pool_rate;
+use crate::lab::claims::switch_interval;
+use crate::lab::model::Era;
+use crate::lab::running::measure::{self, RateKept};
+use crate::lab::running::{Lab, LabError, Sample, class_result, p50_ms};
+use crate::lab::words::{list, seconds as seconds_words};
+use crate::server::Model;
+use crate::server::offload::Target;
+
+/// The two-client slowdown on a `model` server: `threads` (one interpreter), or
+/// `interpreters` (the work in subinterpreters with a GIL each, 3.12+).
+pub(super) fn two_clients(lab: &mut Lab, on: On, model: Model) -> Result<Number, LabError> {
+    let run = clients_run(lab, on, model, &[1, 2])?;
+    Ok(run.number(on))
+}
+
+/// A server's median latency by number of clients, and the two-client slowdown of each
+/// repeat.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientsRun {
+    pub label: String,
+    pub model: Model,
+    pub request: String,
+    /// (clients, the median latency of each repeat, ms), one per count.
+    pub latencies: Vec<(usize, Sample)>,
+    /// Latency with two clients ÷ with one, each repeat's pair of loads.
+    pub slowdowns: Vec<f64>,
+}
+
+impl ClientsRun {
+    /// The pair's number: the median slowdown, on threads or on subinterpreters.
+    pub fn number(&self, on: On) -> Number {
+        let number = Number::new(
+            on,
+            match self.model {
+                Model::Interpreters => metrics::TWO_CLIENTS_INTERPRETERS,
+                _ => metrics::TWO_CLIENTS_THREADS,
+            },
+            bands::TWO_CLIENTS,
+            self.slowdowns.clone(),
+            format!(
+                "`{}`: {:.1} ms with one client, {:.1} ms with two, the median of {} pairs of loads; {}",
+                self.request,
+                self.latencies[0].1.median,
+                self.latencies[1].1.median,
+                self.slowdowns.len(),
+                self.label
+            ),
+        );
+        if self.model == Model::Interpreters {
+            number.per_interpreter()
+        } else {
+            number
+        }
+    }
+}
+
+/// Closed-loop clients sending a `fib` request of about 30 ms on this side to a `model` server
+/// on every server CPU, `counts[0]` clients, then `counts[1]`, … for a short window each, the
+/// whole sequence repeated as the profile asks so a slow spell weighs on both sides of a
+/// slowdown; pools have four workers, so no client waits for one.
+pub(crate) fn clients_run(
+    lab: &mut Lab,
+    on: On,
+    model: Model,
+    counts: &[usize],
+) -> Result<ClientsRun, LabError> {
+    lab.step(&format!("{}: clients, {model}", on.label()));
+    let request = on.fib_request(Duration::from_millis(30));
+    let all = lab.placement.server_all.clone();
+    let server = match model {
+        Model::Threads | Model::Eventloop => on.serve(lab, (model, &[]), |spec| spec, &all)?,
+        _ => on.serve(
+            lab,
+            (model, &["--workers", "4"]),
+            |spec| spec.workers(4),
+            &all,
+        )?,
+    };
+    let repeats = lab.profile.pick(1, 2, 3);
+    let mut by_count = vec![Vec::new(); counts.len()];
+    for _ in 0..repeats {
+        for (index, &clients) in counts.iter().enumerate() {
+            let plan = measure::short_plan(
+                lab,
+                &server,
+                vec![Lab::class("clients", clients, &request, Duration::ZERO)],
+            )?;
+            by_count[index].push(p50_ms(&lab.load(&server, plan)?, "clients")?);
+        }
+    }
+    let label = server.label.clone();
+    server.stop();
+    let slowdowns = by_count[1]
+        .iter()
+        .zip(&by_count[0])
+        .map(|(two, one)| two / one)
+        .collect();
+    Ok(ClientsRun {
+        label,
+        model,
+        request,
+        latencies: counts
+            .iter()
+            .zip(by_count)
+            .map(|(&clients, latencies)| (clients, Sample::new(latencies)))
+            .collect(),
+        slowdowns,
+    })
+}
+
+/// One convoy server's run beside a hog, and its number.
+pub(crate) struct ConvoyRun {
+    pub number: Number,
+    pub run: RateKept,
+}
+
+pub(super) fn convoy(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
+    Ok(convoy_runs(lab, on)?
+        .into_iter()
+        .map(|convoy| convoy.number)
+        .collect())
+}
+
+/// The tiny-request rate kept when a hog joins, on each server this side has: threads, the
+/// essays' threshold server offloading to a thread pool and to a process pool, a process
+/// pool, and subinterpreters with a GIL each.
+pub(crate) fn convoy_runs(lab: &mut Lab, on: On) -> Result<Vec<ConvoyRun>, LabError> {
+    let hog = on.fib_request(Duration::from_millis(60));
+    let one = lab.placement.server_one.clone();
+    let seconds = lab.profile.pick(2, 2, 4);
+    let (window, hog_at) = (
+        Duration::from_secs(seconds),
+        Duration::from_secs(seconds / 2),
+    );
+    // The essays' threshold server on each side: fib n > 15 goes to a pool of two.
+    let hybrid: &[&str] = &["--workers", "2", "--threshold", "15", "--pool"];
+    let two: &[&str] = &["--workers", "2"];
+    let servers: [(&str, Model, Vec<&str>, Option<Target>); 5] = [
+        (metrics::CONVOY_THREADS, Model::Threads, vec![], None),
+        (
+            metrics::CONVOY_HYBRID_THREADS,
+            Model::Hybrid,
+            [hybrid, &["threads"]].concat(),
+            Some(Target::Pool),
+        ),
+        (
+            metrics::CONVOY_HYBRID_PROCESSES,
+            Model::Hybrid,
+            [hybrid, &["processes"]].concat(),
+            Some(Target::Procpool),
+        ),
+        (
+            metrics::CONVOY_PROCPOOL,
+            Model::Procpool,
+            two.to_vec(),
+            None,
+        ),
+        (
+            metrics::CONVOY_INTERPRETERS,
+            Model::Interpreters,
+            two.to_vec(),
+            None,
+        ),
+    ];
+    let mut runs = Vec::new();
+    for (metric, model, cpython_args, offload) in servers {
+        if !on.wants(metric) || (model == Model::Interpreters && !on.own_gil_subinterpreters()) {
+            continue;
+        }
+        lab.step(&format!("{}: convoy, {metric}", on.label()));
+        let server = on.serve(
+            lab,
+            (model, &cpython_args),
+            |spec| match (model, offload) {
+                (Model::Hybrid, Some(to)) => spec.workers(2).offload(15, to),
+                (Model::Threads, _) => on.traced(spec),
+                _ => spec.workers(2),
+            },
+            &one,
+        )?;
+        let run = measure::rate_kept(lab, &server, &hog, window, hog_at)?;
+        server.stop();
+        let number = Number::new(
+            on,
+            metric,
+            bands::CONVOY,
+            vec![run.kept],
+            format!(
+                "`fib 1` per second {:.0} → {:.0} when a `{hog}` hog joins at {} of {}; server on CPU {}",
+                run.before_per_s,
+                run.after_per_s,
+                seconds_words(hog_at),
+                seconds_words(window),
+                list(&one)
+            ),
+        );
+        let number = if model == Model::Interpreters {
+            number.per_interpreter()
+        } else {
+            number
+        };
+        runs.push(ConvoyRun { number, run });
+    }
+    Ok(runs)
+}
+
+pub(super) fn switch_interval(lab: &mut Lab, on: On) -> Result<Number, LabError> {
+    let intervals_ms: Vec<f64> = lab.profile.pick(
+        vec![1.0, 20.0],
+        vec![1.0, 5.0, 20.0],
+        vec![1.0, 2.0, 5.0, 10.0, 20.0],
+    );
+    let hog = on.fib_request(Duration::from_millis(60));
+    let one = lab.placement.server_one.clone();
+    let mut rates = Vec::new();
+    for &ms in &intervals_ms {
+        lab.step(&format!("{}: switch interval {ms} ms", on.label()));
+        let seconds = format!("{}", ms / 1e3);
+        let server = on.serve(
+            lab,
+            (Model::Threads, &["--switch-interval", &seconds]),
+            |spec| spec.option("--switch-interval", format!("{}us", (ms * 1e3) as u64)),
+            &one,
+        )?;
+        let plan = measure::short_plan(
+            lab,
+            &server,
+            vec![measure::rapid(), Lab::class("hog", 1, &hog, Duration::ZERO)],
+        )?;
+        let rate = class_result(&lab.load(&server, plan)?, "rapid")?.rate_per_s;
+        server.stop();
+        rates.push((ms, rate.max(f64::MIN_POSITIVE)));
+    }
+    let words = rates
+        .iter()
+        .map(|(ms, rate)| format!("{ms} ms: {rate:.0}/s"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(Number::new(
+        on,
+        metrics::SWITCH_SLOPE,
+        bands::SWITCH_SLOPE,
+        vec![switch_interval::slope(&rates)],
+        format!("`fib 1` beside a `{hog}` hog: {words}"),
+    ))
+}
+
+pub(super) fn procpool_overhead(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
+    lab.step(&format!("{}: process-pool overhead", on.label()));
+    let rate = |lab: &mut Lab, model, cpython_args: &[&str]| {
+        pool_rate(lab, |lab, cpus| {
+            on.serve(lab, (model, cpython_args), |spec| spec.workers(2), cpus)
+        })
+    };
+    let threads = pool_rate(lab, |lab, cpus| {
+        on.serve(lab, (Model::Threads, &[]), |spec| spec, cpus)
+    })?;
+    let hop = match on {
+        On::CPython(_) => "pickling and the executor's own threads, all under the GIL",
+        On::Emulation(_) => "a pipe round trip, no interpreter work",
+    };
+    let mut numbers = Vec::new();
+    let cost = |pooled: f64, why: &str| {
+        (
+            vec![1.0 - pooled / threads],
+            format!(
+                "`fib 1` per second {threads:.0} on threads → {pooled:.0} (adds {:.0} µs a request: {why})",
+                1e6 / pooled - 1e6 / threads
+            ),
+        )
+    };
+    if on.wants(metrics::PROCESS_POOL_COST) {
+        let pooled = rate(lab, Model::Procpool, &["--workers", "2"])?;
+        let (repeats, note) = cost(pooled, hop);
+        numbers.push(Number::new(
+            on,
+            metrics::PROCESS_POOL_COST,
+            bands::PROCPOOL_COST,
+            repeats,
+            note,
+        ));
+    }
+    if on.own_gil_subinterpreters() && on.wants(metrics::INTERPRETER_HOP_COST) {
+        lab.step(&format!("{}: subinterpreter hop", on.label()));
+        let pooled = rate(lab, Model::Interpreters, &["--workers", "2"])?;
+        let why = match on {
+            On::CPython(_) => "entering a subinterpreter and copying the request and the reply",
+            On::Emulation(_) => "a hand-off to an interpreter's thread and the copies",
+        };
+        let (repeats, note) = cost(pooled, why);
+        numbers.push(
+            Number::new(
+                on,
+                metrics::INTERPRETER_HOP_COST,
+                bands::PROCPOOL_COST,
+                repeats,
+                note,
+            )
+            .per_interpreter(),
+        );
+    }
+    // Without a GIL the worker that computes in parallel is a thread: the threshold server
+    // (an event loop) handing every request to a pool of two, against the same server
+    // computing every request itself.
+    if on.era() == Era::FreeThreaded && on.wants(metrics::THREAD_POOL_COST) {
+        lab.step(&format!("{}: thread-pool hop", on.label()));
+        let hybrid = |lab: &mut Lab, threshold: u32| {
+            let threshold_arg = threshold.to_string();
+            pool_rate(lab, |lab, cpus| {
+                on.serve(
+                    lab,
+                    (
+                        Model::Hybrid,
+                        &[
+                            "--workers",
+                            "2",
+                            "--threshold",
+                            &threshold_arg,
+                            "--pool",
+                            "threads",
+                        ],
+                    ),
+                    |spec| spec.workers(2).offload(threshold, Target::Pool),
+                    cpus,
+                )
+            })
+        };
+        let inline = hybrid(lab, 1_000)?;
+        let pooled = hybrid(lab, 0)?;
+        numbers.push(Number::new(
+            on,
+            metrics::THREAD_POOL_COST,
+            bands::PROCPOOL_COST,
+            vec![1.0 - pooled / inline],
+            format!(
+                "`fib 1` per second {inline:.0} computed on the event loop → {pooled:.0} handed to a pool thread (adds {:.0} µs a request)",
+                1e6 / pooled - 1e6 / inline
+            ),
+        ));
+    }
+    Ok(numbers)
+}
+
+pub(super) fn c10k(lab: &mut Lab, on: On) -> Result<Number, LabError> {
+    lab.step(&format!("{}: idle connections", on.label()));
+    let connections = lab.profile.pick(1_000, 2_000, 2_000);
+    let one = lab.placement.server_one.clone();
+    let window = Duration::from_millis(lab.profile.pick(800, 1000, 1500));
+    // asyncio on CPython; the emulation's event loop (which has no GIL to configure).
+    let server = match on {
+        On::CPython(python) => lab.serve_cpython(python, &["--model", "asyncio"], &one)?,
+        On::Emulation(emulated) => lab.serve(
+            &emulated
+                .spec(Model::Eventloop)
+                .quiet_option("--max-connections", connections + 100),
+            &one,
+        )?,
+    };
+    let held = measure::hold(lab, &server, connections, Vec::new(), window)?;
+    server.stop();
+    Ok(Number::new(
+        on,
+        metrics::C10K_PER_CONNECTION,
+        bands::C10K,
+        vec![held.resident_per_connection()],
+        format!(
+            "{} idle connections held; the band is a cost: the event loop may cost up to twice asyncio's",
+            held.opened
+        ),
+    ))
+}
+
+pub(super) fn io_bound(lab: &mut Lab, on: On) -> Result<Number, LabError> {
+    let run = io_run(lab, on, Model::Threads)?;
+    Ok(io_bound_share(on, &run))
+}
+
+/// One server overlapping [`io_bound::CLIENTS`] waiting clients: its rate, the CPU it used
+/// and its memory at the peak of the load.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct IoRun {
+    pub label: String,
+    pub rate_per_s: f64,
+    pub cpu_ms: f64,
+    /// The highest PSS sampled once a second while the clients were waiting.
+    pub peak_pss_kib: u64,
+    pub processes: usize,
+}
+
+/// The clients sending [`io_bound::REQUEST`] for the profile's window to a `model` server on
+/// one CPU, its memory sampled each second of the load; a pool has one worker per client.
+pub(crate) fn io_run(lab: &mut Lab, on: On, model: Model) -> Result<IoRun, LabError> {
+    lab.step(&format!("{}: I/O-bound clients, {model}", on.label()));
+    let one = lab.placement.server_one.clone();
+    let workers = io_bound::CLIENTS.to_string();
+    let server = match model {
+        Model::Threads | Model::Eventloop => on.serve(lab, (model, &[]), |spec| spec, &one)?,
+        _ => on.serve(
+            lab,
+            (model, &["--workers", &workers]),
+            |spec| spec.workers(io_bound::CLIENTS),
+            &one,
+        )?,
+    };
+    // Workers start lazily on some models: one request each way first.
+    server.ask(io_bound::REQUEST)?;
+    let before = server.usage();
+    let mut peak = before;
+    let plan = lab.plan(
+        &server,
+        lab.profile.window(),
+        vec![Lab::class(
+            "clients",
+            io_bound::CLIENTS,
+            io_bound::REQUEST,
+            Duration::ZERO,
+        )],
+    )?;
+    let result = lab.load_sampling(&server, plan, |_| {
+        let now = server.usage();
+        if now.pss_kib > peak.pss_kib {
+            peak = now;
+        }
+    })?;
+    let after = server.usage();
+    let label = server.label.clone();
+    server.stop();
+    Ok(IoRun {
+        label,
+        rate_per_s: class_result(&result, "clients")?.rate_per_s,
+        cpu_ms: (after.cpu_s - before.cpu_s) * 1e3,
+        peak_pss_kib: peak.pss_kib,
+        processes: peak.processes,
+    })
+}
+
+/// A threads server's run as the pair's number: its share of the ideal rate.
+pub(crate) fn io_bound_share(on: On, run: &IoRun) -> Number {
+    Number::new(
+        on,
+        metrics::IO_BOUND_SHARE,
+        bands::IO_BOUND,
+        vec![run.rate_per_s / io_bound::IDEAL_RATE],
+        format!(
+            "{:.0} requests/s of an ideal {:.0}/s; {} clients sending `{}`",
+            run.rate_per_s,
+            io_bound::IDEAL_RATE,
+            io_bound::CLIENTS,
+            io_bound::REQUEST
+        ),
+    )
+}

@@ -1,18 +1,15 @@
 //! Under a CPU hog, an I/O-bound thread gets the GIL back about once per switch interval,
 //! so its request rate should follow 1 / interval: a slope of −1 on log–log axes.
 
-use std::time::Duration;
-
-use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::metrics;
+use crate::lab::claims::fidelity::{self, Emulated, On};
+use crate::lab::claims::metrics::{self, Pair};
+use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::Check;
 use crate::lab::model::outcome::{Chart, Figure, Series, Table};
-use crate::lab::running::measure::{self, rapid};
-use crate::lab::running::spec::ServerSpec;
-use crate::lab::running::{Lab, LabError, Sample};
-use crate::server::Model;
+use crate::lab::running::measure::short_window;
+use crate::lab::running::{Lab, LabError};
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "switch-interval",
@@ -25,7 +22,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     },
     history: &[],
     era: Some(&ERA),
-    pair: Some(crate::lab::claims::metrics::Pair::SwitchInterval),
+    pair: Some(Pair::SwitchInterval),
     run: Method::Measure(run),
 };
 
@@ -72,48 +69,59 @@ pub(crate) fn slope(points: &[(f64, f64)]) -> f64 {
     covariance / variance
 }
 
-/// The tiny-request rate at one switch interval.
-#[derive(Debug, Clone, serde::Serialize)]
-struct Point {
-    interval_ms: f64,
-    rate: Sample,
-}
-
-/// A `fib 1` client and a `hog` client together against threads under the GIL switching
-/// every `interval_us`, on the server CPU.
-fn measure(lab: &mut Lab, interval_us: u64, hog: &str) -> Result<Point, LabError> {
-    lab.step(&format!("switch-interval: {interval_us} µs"));
-    let spec = ServerSpec::new(Model::Threads, Variant::New)
-        .option("--switch-interval", format!("{interval_us}us"));
-    let one = lab.placement.server_one.clone();
-    let server = lab.serve(&spec, &one)?;
-    let window = window(lab);
-    let rate = lab.repeat(|lab| {
-        let classes = vec![rapid(), Lab::class("hog", 1, hog, Duration::ZERO)];
-        measure::rate(lab, &server, window, classes, "rapid")
-    })?;
-    server.stop();
-    Ok(Point {
-        interval_ms: interval_us as f64 / 1e3,
-        rate,
-    })
-}
-
-fn window(lab: &Lab) -> Duration {
-    lab.profile.window().max(Duration::from_secs(1))
-}
-
-/// The rule applied to the fitted slope.
-fn check(fitted: f64, first: &Point, last: &Point) -> Check {
-    let verdict = SLOPE.judge(fitted);
-    Check::new(
-        "threads --gil new: rate ∝ 1 / switch interval",
-        verdict,
+/// The emulation's verdict: the pair's method — a `fib 1` client beside a hog, the switch
+/// interval set to each of the profile's — on clab's own configuration of the new GIL.
+fn run(lab: &mut Lab) -> Result<Report, LabError> {
+    let new = Emulated::era(Era::New);
+    let on = On::Emulation(&new);
+    let switch = fidelity::switch_rates(lab, on)?;
+    let number = switch.number(on);
+    let (first, last) = (switch.rates[0], switch.rates[switch.rates.len() - 1]);
+    let mut table = Table::new(
         format!(
-            "slope {fitted:.2} on log–log axes over {}–{} ms",
-            first.interval_ms, last.interval_ms
+            "Tiny-request rate beside a `{}` hog, {}",
+            switch.hog, new.subject.label
         ),
-    )
+        &["switch interval", "requests/s", "requests per interval"],
+    );
+    for (ms, rate) in &switch.rates {
+        table.row(vec![
+            format!("{ms} ms"),
+            format!("{rate:.0}"),
+            format!("{:.2}", rate * ms / 1e3),
+        ]);
+    }
+    let mut report = Report {
+        checks: vec![Check::new(
+            format!("{}: rate ∝ 1 / switch interval", new.subject.label),
+            SLOPE.judge(number.value),
+            format!(
+                "slope {:.2} on log–log axes over {}–{} ms",
+                number.value, first.0, last.0
+            ),
+        )],
+        summary: format!(
+            "the tiny-request rate beside a hog falls with slope {:.2} against the switch interval on log–log axes (−1 is 1 / interval): {:.0}/s at {} ms, {:.0}/s at {} ms",
+            number.value, first.1, first.0, last.1, last.0
+        ),
+        tables: vec![table],
+        figures: vec![figure(&switch.rates)],
+        setup: vec![
+            format!(
+                "{}; threads on one CPU, `--switch-interval I`; each load {} after a warm-up",
+                number.note,
+                crate::lab::words::seconds(short_window(lab))
+            ),
+            "the hog is sized on each side to about 60 ms by its own calibrated cost, so it spans many switch intervals".into(),
+            "the new GIL's era is measured on CPython by the claim's pair with the same method, in the eras table".into(),
+        ],
+        explanation: EXPLANATION.into(),
+        ..Report::default()
+    };
+    fidelity::record(&mut report, Pair::SwitchInterval, &new, [&number]);
+    report.raw("points_ms_rate", &switch.rates);
+    report.raw("slope", number.value);
+    Ok(report)
 }
 
 /// The measured rates on log–log axes, with 1 / interval dashed through the 5 ms point.
@@ -131,70 +139,10 @@ fn figure(points: &[(f64, f64)]) -> Figure {
         "Tiny-request rate beside a hog against the switch interval",
         ("switch interval (ms)", "requests/s"),
         Chart::log_log(vec![
-            Series::new("threads --gil new", points.to_vec()),
+            Series::new("threads, emulation of the new GIL", points.to_vec()),
             ideal,
         ]),
     )
-}
-
-fn run(lab: &mut Lab) -> Result<Report, LabError> {
-    let intervals_us: Vec<u64> = lab.profile.pick(
-        vec![1_000, 5_000, 20_000],
-        vec![500, 1_000, 2_000, 5_000, 10_000, 20_000],
-        vec![500, 1_000, 2_000, 5_000, 10_000, 20_000],
-    );
-    let hog = lab.setups.hog.request();
-    let measured = intervals_us
-        .iter()
-        .map(|&interval| measure(lab, interval, &hog))
-        .collect::<Result<Vec<_>, _>>()?;
-    if measured.iter().any(|point| point.rate.median <= 0.0) {
-        return Err(LabError::Measurement(
-            "a run completed no tiny request: no slope to fit".into(),
-        ));
-    }
-    let points: Vec<(f64, f64)> = measured
-        .iter()
-        .map(|point| (point.interval_ms, point.rate.median))
-        .collect();
-    let fitted = slope(&points);
-    let (first, last) = (&measured[0], &measured[measured.len() - 1]);
-    let mut table = Table::new(
-        format!("Tiny-request rate beside a `{hog}` hog, threads --gil new"),
-        &["switch interval", "requests/s", "requests per interval"],
-    );
-    for point in &measured {
-        table.row(vec![
-            format!("{} ms", point.interval_ms),
-            point.rate.show(0),
-            format!("{:.2}", point.rate.median * point.interval_ms / 1e3),
-        ]);
-    }
-    let mut report = Report {
-        checks: vec![check(fitted, first, last)],
-        summary: format!(
-            "the tiny-request rate beside a hog falls with slope {fitted:.2} against the switch interval on log–log axes (−1 is 1 / interval): {:.0}/s at {} ms, {:.0}/s at {} ms",
-            first.rate.median, first.interval_ms, last.rate.median, last.interval_ms
-        ),
-        tables: vec![table],
-        figures: vec![figure(&points)],
-        setup: vec![
-            format!(
-                "threads --gil new --switch-interval I, one CPU; a `fib 1` client and a `{hog}` client together for {} per interval; `{hog}` took {}",
-                crate::lab::words::seconds(window(lab)),
-                lab.setups.hog.show()
-            ),
-            format!(
-                "I = {} ms",
-                crate::lab::words::list(&points.iter().map(|p| p.0).collect::<Vec<_>>())
-            ),
-        ],
-        explanation: EXPLANATION.into(),
-        ..Report::default()
-    };
-    report.raw("points_ms_rate", &points);
-    report.raw("slope", fitted);
-    Ok(report)
 }
 
 const EXPLANATION: &str = "Every tiny request releases the GIL to read its socket and must \

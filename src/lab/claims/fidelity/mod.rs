@@ -12,7 +12,9 @@
 mod in_process;
 mod servers;
 
-pub(crate) use servers::{ClientsRun, IoRun, clients_run, convoy_runs, io_bound_share, io_run};
+pub(crate) use servers::{
+    ClientsRun, IoRun, clients_run, convoy_runs, io_bound_share, io_run, switch_rates,
+};
 
 use std::time::Duration;
 

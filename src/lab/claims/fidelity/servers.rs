@@ -214,10 +214,44 @@ pub(crate) fn convoy_runs(lab: &mut Lab, on: On) -> Result<Vec<ConvoyRun>, LabEr
 }
 
 pub(super) fn switch_interval(lab: &mut Lab, on: On) -> Result<Number, LabError> {
+    Ok(switch_rates(lab, on)?.number(on))
+}
+
+/// The tiny-request rate beside a hog at each switch interval.
+#[derive(Debug, Clone)]
+pub(crate) struct SwitchRates {
+    pub hog: String,
+    /// (switch interval in ms, tiny requests per second).
+    pub rates: Vec<(f64, f64)>,
+}
+
+impl SwitchRates {
+    /// The pair's number: the slope of the rates on log–log axes.
+    pub fn number(&self, on: On) -> Number {
+        let words = self
+            .rates
+            .iter()
+            .map(|(ms, rate)| format!("{ms} ms: {rate:.0}/s"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Number::new(
+            on,
+            metrics::SWITCH_SLOPE,
+            bands::SWITCH_SLOPE,
+            vec![switch_interval::slope(&self.rates)],
+            format!("`fib 1` beside a `{}` hog: {words}", self.hog),
+        )
+    }
+}
+
+/// A `fib 1` client and a hog of about 60 ms on this side together against a threads server on
+/// one CPU, its switch interval set to each of the profile's; a run in which no tiny request
+/// got through is an error, not a point.
+pub(crate) fn switch_rates(lab: &mut Lab, on: On) -> Result<SwitchRates, LabError> {
     let intervals_ms: Vec<f64> = lab.profile.pick(
-        vec![1.0, 20.0],
         vec![1.0, 5.0, 20.0],
-        vec![1.0, 2.0, 5.0, 10.0, 20.0],
+        vec![0.5, 1.0, 2.0, 5.0, 10.0, 20.0],
+        vec![0.5, 1.0, 2.0, 5.0, 10.0, 20.0],
     );
     let hog = on.fib_request(Duration::from_millis(60));
     let one = lab.placement.server_one.clone();
@@ -238,20 +272,15 @@ pub(super) fn switch_interval(lab: &mut Lab, on: On) -> Result<Number, LabError>
         )?;
         let rate = class_result(&lab.load(&server, plan)?, "rapid")?.rate_per_s;
         server.stop();
-        rates.push((ms, rate.max(f64::MIN_POSITIVE)));
+        if rate <= 0.0 {
+            return Err(LabError::Measurement(format!(
+                "{}: no tiny request got through beside the hog at a {ms} ms switch interval",
+                on.label()
+            )));
+        }
+        rates.push((ms, rate));
     }
-    let words = rates
-        .iter()
-        .map(|(ms, rate)| format!("{ms} ms: {rate:.0}/s"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Ok(Number::new(
-        on,
-        metrics::SWITCH_SLOPE,
-        bands::SWITCH_SLOPE,
-        vec![switch_interval::slope(&rates)],
-        format!("`fib 1` beside a `{hog}` hog: {words}"),
-    ))
+    Ok(SwitchRates { hog, rates })
 }
 
 pub(super) fn procpool_overhead(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {

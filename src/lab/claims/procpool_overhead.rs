@@ -4,15 +4,15 @@
 
 use std::time::Instant;
 
-use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::metrics;
+use crate::lab::claims::fidelity::{self, Emulated, On};
+use crate::lab::claims::metrics::{self, Pair};
+use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::Check;
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::running::measure;
 use crate::lab::running::process::ChildServer;
-use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError};
 use crate::pool::{Executor, ProcessPool, ThreadPool, WorkerCommand};
 use crate::protocol::Request;
@@ -31,7 +31,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     },
     history: &[],
     era: Some(&ERA),
-    pair: Some(crate::lab::claims::metrics::Pair::ProcpoolOverhead),
+    pair: Some(Pair::ProcpoolOverhead),
     run: Method::Measure(run),
 };
 
@@ -59,16 +59,6 @@ const COSTS_MOST: Mark = Mark {
     unit: Unit::Percent,
 };
 
-/// A `fib 1` client's rate against `spec` on the server CPU: the median of the repeats.
-fn rate(lab: &mut Lab, spec: &ServerSpec) -> Result<f64, LabError> {
-    lab.step(&format!("procpool-overhead: {}", spec.label()));
-    let one = lab.placement.server_one.clone();
-    let server = lab.serve(spec, &one)?;
-    let rate = measure::rapid_rate(lab, &server)?;
-    server.stop();
-    Ok(rate)
-}
-
 /// The tiny-request rate, requests/s, by where the work runs.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 struct Rates {
@@ -78,22 +68,6 @@ struct Rates {
     pool: f64,
     /// Handed to a process pool.
     procpool: f64,
-}
-
-impl Rates {
-    fn measure(lab: &mut Lab) -> Result<Rates, LabError> {
-        let server = |model| ServerSpec::new(model, Variant::New);
-        Ok(Rates {
-            threads: rate(lab, &server(Model::Threads))?,
-            pool: rate(lab, &server(Model::Pool).workers(2))?,
-            procpool: rate(lab, &server(Model::Procpool).workers(2))?,
-        })
-    }
-
-    /// The share of the rate the process pool costs.
-    fn cost(&self) -> f64 {
-        1.0 - self.procpool / self.threads
-    }
 }
 
 /// A tiny job's round trip through each pool alone, without the network, µs.
@@ -191,24 +165,45 @@ fn round_trips_table(trips: &RoundTrips) -> Table {
     pools
 }
 
+/// The emulation's verdict: the pair's function — a `fib 1` client on threads, then through a
+/// process pool of two — on clab's own configuration of the new GIL; beside it, a thread
+/// pool's rate by the same load, and each pool's round trip without the network.
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
-    let rates = Rates::measure(lab)?;
+    let new = Emulated::era(Era::New).only(metrics::PROCESS_POOL_COST);
+    let on = On::Emulation(&new);
+    let costs = fidelity::pool_costs(lab, on)?;
+    let procpool_cost = costs
+        .first()
+        .ok_or_else(|| LabError::Measurement("the process pool's cost was not measured".into()))?;
+    lab.step("procpool-overhead: a thread pool");
+    let pool = pool_rate(lab, |lab, cpus| {
+        lab.serve(&new.spec(Model::Pool).workers(2), cpus)
+    })?;
+    let rates = Rates {
+        threads: procpool_cost.inline_per_s,
+        pool,
+        procpool: procpool_cost.pooled_per_s,
+    };
     let trips = RoundTrips::measure(lab)?;
     let (threads, procpool) = (rates.threads, rates.procpool);
     let network_us = 1e6 / threads;
+    let cost = procpool_cost.cost();
     let mut report = Report {
         checks: vec![Check::new(
-            "procpool --gil new against threads --gil new: the pool costs most of the rate",
-            COSTS_MOST.judge(rates.cost()),
+            format!(
+                "{}: a process pool against threads: the pool costs most of the rate",
+                new.subject.label
+            ),
+            COSTS_MOST.judge(cost),
             format!(
                 "{threads:.0} → {procpool:.0} requests/s: {} lost, {:.0} µs more per request",
-                percent(rates.cost()),
+                percent(cost),
                 1e6 / procpool - network_us
             ),
         )],
         summary: format!(
             "a process pool costs {} of the tiny-request rate here ({threads:.0} → {procpool:.0}/s): a pool round trip is {:.1} µs against a {network_us:.0} µs network round trip",
-            percent(rates.cost()),
+            percent(cost),
             trips.process_us,
         ),
         tables: vec![rates_table(&rates), round_trips_table(&trips)],
@@ -227,11 +222,11 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         )],
         setup: vec![
             format!(
-                "one client sending `fib 1` back to back for {}; servers on one CPU (pool workers inherit it)",
-                crate::lab::words::seconds(lab.profile.window())
+                "one client sending `fib 1` back to back for {} after a warm-up; servers on one CPU (pool workers inherit it)",
+                crate::lab::words::seconds(measure::short_window(lab))
             ),
             "then, without the network, a thread pool and a process pool of one worker each timing a tiny job's round trip".into(),
-            "each era — the legacy GIL, a GIL per interpreter (a subinterpreter's hop), free threading (a thread pool's hop) — is measured by the claim's pair, in the eras table".into(),
+            "each era — the legacy GIL, a GIL per interpreter (a subinterpreter's hop), free threading (a thread pool's hop) — is measured on CPython by the claim's pair with the same function, in the eras table".into(),
         ],
         explanation: format!(
             "Through the process pool a request is written to a worker's pipe, the worker wakes, \
@@ -248,6 +243,12 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     };
     report.raw("rates_per_s", rates);
     report.raw("round_trip_us", trips);
+    fidelity::record(
+        &mut report,
+        Pair::ProcpoolOverhead,
+        &new,
+        [&procpool_cost.number(on)],
+    );
     Ok(report)
 }
 

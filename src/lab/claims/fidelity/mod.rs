@@ -13,7 +13,7 @@ mod in_process;
 mod servers;
 
 pub(crate) use servers::{
-    ClientsRun, IoRun, clients_run, convoy_runs, io_bound_share, io_run, switch_rates,
+    ClientsRun, IoRun, clients_run, convoy_runs, io_bound_share, io_run, pool_costs, switch_rates,
 };
 
 use std::time::Duration;
@@ -324,7 +324,7 @@ impl Emulated {
     }
 
     /// `clab serve`'s server of `model` configured as this subject.
-    fn spec(&self, model: Model) -> ServerSpec {
+    pub fn spec(&self, model: Model) -> ServerSpec {
         self.options.iter().fold(
             ServerSpec::new(model, self.gil.variant),
             |spec, (option, value)| spec.option(option, value.clone()),

@@ -284,6 +284,57 @@ pub(crate) fn switch_rates(lab: &mut Lab, on: On) -> Result<SwitchRates, LabErro
 }
 
 pub(super) fn procpool_overhead(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
+    Ok(pool_costs(lab, on)?
+        .iter()
+        .map(|cost| cost.number(on))
+        .collect())
+}
+
+/// A `fib 1` client's rate without a hop and with each request handed to a worker.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct PoolCost {
+    pub metric: &'static str,
+    /// Computed where the request arrives (the connection's thread, or the event loop).
+    pub inline_per_s: f64,
+    /// Handed to the worker.
+    pub pooled_per_s: f64,
+    /// What the hop costs on this side, in words.
+    pub why: String,
+}
+
+impl PoolCost {
+    /// The share of the rate the hop costs.
+    pub fn cost(&self) -> f64 {
+        1.0 - self.pooled_per_s / self.inline_per_s
+    }
+
+    pub fn number(&self, on: On) -> Number {
+        let number = Number::new(
+            on,
+            self.metric,
+            bands::PROCPOOL_COST,
+            vec![self.cost()],
+            format!(
+                "`fib 1` per second {:.0} inline → {:.0} handed to the worker (adds {:.0} µs a request: {})",
+                self.inline_per_s,
+                self.pooled_per_s,
+                1e6 / self.pooled_per_s - 1e6 / self.inline_per_s,
+                self.why
+            ),
+        );
+        if self.metric == metrics::INTERPRETER_HOP_COST {
+            number.per_interpreter()
+        } else {
+            number
+        }
+    }
+}
+
+/// What handing each tiny request to the side's parallel worker costs: a process pool of two
+/// against threads; with a GIL per interpreter, two subinterpreters; without a GIL, the
+/// threshold server (an event loop) handing every request to a pool of two threads against
+/// the same server computing each itself. Every server on one CPU.
+pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabError> {
     lab.step(&format!("{}: process-pool overhead", on.label()));
     let rate = |lab: &mut Lab, model, cpython_args: &[&str]| {
         pool_rate(lab, |lab, cpus| {
@@ -293,53 +344,32 @@ pub(super) fn procpool_overhead(lab: &mut Lab, on: On) -> Result<Vec<Number>, La
     let threads = pool_rate(lab, |lab, cpus| {
         on.serve(lab, (Model::Threads, &[]), |spec| spec, cpus)
     })?;
-    let hop = match on {
-        On::CPython(_) => "pickling and the executor's own threads, all under the GIL",
-        On::Emulation(_) => "a pipe round trip, no interpreter work",
-    };
-    let mut numbers = Vec::new();
-    let cost = |pooled: f64, why: &str| {
-        (
-            vec![1.0 - pooled / threads],
-            format!(
-                "`fib 1` per second {threads:.0} on threads → {pooled:.0} (adds {:.0} µs a request: {why})",
-                1e6 / pooled - 1e6 / threads
-            ),
-        )
-    };
+    let mut costs = Vec::new();
     if on.wants(metrics::PROCESS_POOL_COST) {
-        let pooled = rate(lab, Model::Procpool, &["--workers", "2"])?;
-        let (repeats, note) = cost(pooled, hop);
-        numbers.push(Number::new(
-            on,
-            metrics::PROCESS_POOL_COST,
-            bands::PROCPOOL_COST,
-            repeats,
-            note,
-        ));
+        costs.push(PoolCost {
+            metric: metrics::PROCESS_POOL_COST,
+            inline_per_s: threads,
+            pooled_per_s: rate(lab, Model::Procpool, &["--workers", "2"])?,
+            why: match on {
+                On::CPython(_) => "pickling and the executor's own threads, all under the GIL",
+                On::Emulation(_) => "a pipe round trip, no interpreter work",
+            }
+            .into(),
+        });
     }
     if on.own_gil_subinterpreters() && on.wants(metrics::INTERPRETER_HOP_COST) {
         lab.step(&format!("{}: subinterpreter hop", on.label()));
-        let pooled = rate(lab, Model::Interpreters, &["--workers", "2"])?;
-        let why = match on {
-            On::CPython(_) => "entering a subinterpreter and copying the request and the reply",
-            On::Emulation(_) => "a hand-off to an interpreter's thread and the copies",
-        };
-        let (repeats, note) = cost(pooled, why);
-        numbers.push(
-            Number::new(
-                on,
-                metrics::INTERPRETER_HOP_COST,
-                bands::PROCPOOL_COST,
-                repeats,
-                note,
-            )
-            .per_interpreter(),
-        );
+        costs.push(PoolCost {
+            metric: metrics::INTERPRETER_HOP_COST,
+            inline_per_s: threads,
+            pooled_per_s: rate(lab, Model::Interpreters, &["--workers", "2"])?,
+            why: match on {
+                On::CPython(_) => "entering a subinterpreter and copying the request and the reply",
+                On::Emulation(_) => "a hand-off to an interpreter's thread and the copies",
+            }
+            .into(),
+        });
     }
-    // Without a GIL the worker that computes in parallel is a thread: the threshold server
-    // (an event loop) handing every request to a pool of two, against the same server
-    // computing every request itself.
     if on.era() == Era::FreeThreaded && on.wants(metrics::THREAD_POOL_COST) {
         lab.step(&format!("{}: thread-pool hop", on.label()));
         let hybrid = |lab: &mut Lab, threshold: u32| {
@@ -363,20 +393,14 @@ pub(super) fn procpool_overhead(lab: &mut Lab, on: On) -> Result<Vec<Number>, La
                 )
             })
         };
-        let inline = hybrid(lab, 1_000)?;
-        let pooled = hybrid(lab, 0)?;
-        numbers.push(Number::new(
-            on,
-            metrics::THREAD_POOL_COST,
-            bands::PROCPOOL_COST,
-            vec![1.0 - pooled / inline],
-            format!(
-                "`fib 1` per second {inline:.0} computed on the event loop → {pooled:.0} handed to a pool thread (adds {:.0} µs a request)",
-                1e6 / pooled - 1e6 / inline
-            ),
-        ));
+        costs.push(PoolCost {
+            metric: metrics::THREAD_POOL_COST,
+            inline_per_s: hybrid(lab, 1_000)?,
+            pooled_per_s: hybrid(lab, 0)?,
+            why: "a hand-off to a pool thread and back to the event loop".into(),
+        });
     }
-    Ok(numbers)
+    Ok(costs)
 }
 
 pub(super) fn c10k(lab: &mut Lab, on: On) -> Result<Number, LabError> {

@@ -2,18 +2,14 @@
 //! each in memory and threads; an event loop hardly notices them. CPython's asyncio server
 //! is measured the same way beside them, on every interpreter the lab found with asyncio.
 
-use std::time::Duration;
-
-use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::metrics;
+use crate::lab::claims::fidelity::{self, Emulated, IdleRun, On};
+use crate::lab::claims::metrics::{self, Pair};
+use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::Table;
 use crate::lab::model::outcome::{Check, Verdict};
-use crate::lab::running::measure::{self, hold, rapid};
-use crate::lab::running::process::ChildServer;
-use crate::lab::running::spec::ServerSpec;
-use crate::lab::running::{Lab, LabError, class_result};
+use crate::lab::running::{Lab, LabError};
 use crate::server::Model;
 
 use crate::lab::words::percent;
@@ -29,7 +25,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     },
     history: &[],
     era: Some(&ERA),
-    pair: Some(crate::lab::claims::metrics::Pair::C10k),
+    pair: Some(Pair::C10k),
     run: Method::Measure(run),
 };
 
@@ -71,86 +67,22 @@ static ERA: EraClaim = EraClaim {
     ],
 };
 
-/// One server: the busy client's rate alone and beside the idle connections, and what
-/// those cost.
-#[derive(Debug, Clone, serde::Serialize)]
-struct Row {
-    label: String,
-    alone_per_s: f64,
-    beside_per_s: f64,
-    resident_kib: f64,
-    kernel_stack_kib: f64,
-    threads: u64,
-    /// Idle connections the client opened.
-    opened: u64,
-    /// Of those, the ones the server held when its memory was sampled.
-    held: u64,
+fn cells(run: &IdleRun) -> Vec<String> {
+    vec![
+        format!(
+            "{} ({} of {} connections held)",
+            run.label, run.held, run.opened
+        ),
+        format!("{:.0}", run.alone_per_s),
+        format!("{:.0}", run.beside_per_s),
+        percent(run.kept()),
+        format!("{:.1}", run.resident_kib),
+        format!("{:.1}", run.kernel_stack_kib),
+        run.threads.to_string(),
+    ]
 }
 
-impl Row {
-    fn kept(&self) -> f64 {
-        self.beside_per_s / self.alone_per_s
-    }
-
-    /// Memory per connection: resident plus the kernel stacks resident memory leaves out.
-    fn cost_kib(&self) -> f64 {
-        self.resident_kib + self.kernel_stack_kib
-    }
-
-    fn cells(&self) -> Vec<String> {
-        vec![
-            format!(
-                "{} ({} of {} connections held)",
-                self.label, self.held, self.opened
-            ),
-            format!("{:.0}", self.alone_per_s),
-            format!("{:.0}", self.beside_per_s),
-            percent(self.kept()),
-            format!("{:.1}", self.resident_kib),
-            format!("{:.1}", self.kernel_stack_kib),
-            self.threads.to_string(),
-        ]
-    }
-}
-
-/// The busy client alone, then beside `connections` idle ones, on one CPU.
-fn measure(
-    lab: &mut Lab,
-    spec: ServerSpec,
-    connections: usize,
-    window: Duration,
-) -> Result<Row, LabError> {
-    // Room for every idle connection and the busy client, whatever the default cap.
-    let spec = spec.quiet_option("--max-connections", connections + 100);
-    lab.step(&format!("c10k: {}", spec.label()));
-    let one = lab.placement.server_one.clone();
-    let server = lab.serve(&spec, &one)?;
-    measure_server(lab, server, spec.label(), connections, window)
-}
-
-fn measure_server(
-    lab: &mut Lab,
-    server: ChildServer,
-    label: String,
-    connections: usize,
-    window: Duration,
-) -> Result<Row, LabError> {
-    let alone = measure::rate(lab, &server, window, vec![rapid()], "rapid")?;
-    let held = hold(lab, &server, connections, vec![rapid()], window)?;
-    server.stop();
-    Ok(Row {
-        label,
-        alone_per_s: alone,
-        beside_per_s: class_result(&held.load, "rapid")?.rate_per_s,
-        resident_kib: held.resident_per_connection(),
-        kernel_stack_kib: held.kernel_stack_per_connection(),
-        threads: held.during.threads,
-        opened: held.opened,
-        held: held.held(),
-    })
-}
-
-fn checks(threads: &Row, eventloop: &Row, connections: usize) -> Vec<Check> {
+fn checks(threads: &IdleRun, eventloop: &IdleRun, connections: usize) -> Vec<Check> {
     let mut checks = vec![
         Check::new(
             "eventloop: the busy client keeps its rate",
@@ -185,20 +117,18 @@ fn checks(threads: &Row, eventloop: &Row, connections: usize) -> Vec<Check> {
     checks
 }
 
+/// The emulation's verdicts: the pair's function — a busy client alone, then beside the idle
+/// connections — on clab's own configuration of the new GIL: threads, the event loop and the
+/// async runtime.
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
-    let connections = lab.profile.pick(2_000, 10_000, 10_000);
-    let window = lab.profile.pick(
-        Duration::from_millis(1500),
-        Duration::from_secs(3),
-        Duration::from_secs(3),
-    );
-    let server = |model| ServerSpec::new(model, Variant::None);
-    let threads = server(Model::Threads).option("--thread-stack", "256k");
-    let rows = [threads, server(Model::Eventloop), server(Model::Async)]
+    let new = Emulated::era(Era::New);
+    let on = On::Emulation(&new);
+    let rows = [Model::Threads, Model::Eventloop, Model::Async]
         .into_iter()
-        .map(|spec| measure(lab, spec, connections, window))
+        .map(|model| fidelity::idle_run(lab, on, model))
         .collect::<Result<Vec<_>, _>>()?;
     let (threads, eventloop) = (&rows[0], &rows[1]);
+    let connections = eventloop.connections;
     let mut table = Table::new(
         format!("{connections} idle connections beside one `fib 1` client"),
         &[
@@ -211,7 +141,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             "threads",
         ],
     );
-    rows.iter().for_each(|row| table.row(row.cells()));
+    rows.iter().for_each(|row| table.row(cells(row)));
     let mut report = Report {
         checks: checks(threads, eventloop, connections),
         summary: format!(
@@ -224,14 +154,15 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         tables: vec![table],
         setup: vec![
             format!(
-                "per server: a `fib 1` client alone for {w}, then {connections} idle connections plus the same client for {w}",
-                w = crate::lab::words::seconds(window)
+                "per server: a `fib 1` client alone, then {connections} idle connections plus the same client, for the profile's window each"
             ),
             "threads get 256 KiB stacks so that ten thousand of them fit any machine; servers on one CPU".into(),
+            "the era with an event loop is measured on CPython by the claim's pair with the same function, in the eras table: asyncio on each interpreter found, beside the emulation's event loop standing for it".into(),
         ],
         explanation: EXPLANATION.into(),
         ..Report::default()
     };
+    fidelity::record(&mut report, Pair::C10k, &new, [&eventloop.number(on)]);
     report.raw("rows", &rows);
     Ok(report)
 }

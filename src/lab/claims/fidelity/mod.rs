@@ -13,7 +13,8 @@ mod in_process;
 mod servers;
 
 pub(crate) use servers::{
-    ClientsRun, IoRun, clients_run, convoy_runs, io_bound_share, io_run, pool_costs, switch_rates,
+    ClientsRun, IdleRun, IoRun, clients_run, convoy_runs, idle_run, io_bound_share, io_run,
+    pool_costs, switch_rates,
 };
 
 use std::time::Duration;

@@ -404,32 +404,99 @@ pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabErro
 }
 
 pub(super) fn c10k(lab: &mut Lab, on: On) -> Result<Number, LabError> {
-    lab.step(&format!("{}: idle connections", on.label()));
-    let connections = lab.profile.pick(1_000, 2_000, 2_000);
+    Ok(idle_run(lab, on, Model::Eventloop)?.number(on))
+}
+
+/// One server: a busy client's rate alone and beside thousands of idle connections, and
+/// what those cost.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct IdleRun {
+    pub label: String,
+    pub alone_per_s: f64,
+    pub beside_per_s: f64,
+    /// Resident memory per idle connection, KiB.
+    pub resident_kib: f64,
+    /// The kernel stacks per idle connection that resident memory leaves out, KiB.
+    pub kernel_stack_kib: f64,
+    pub threads: u64,
+    /// Idle connections the client opened.
+    pub opened: u64,
+    /// Of those, the ones the server held when its memory was sampled.
+    pub held: u64,
+    /// Idle connections asked for.
+    pub connections: usize,
+}
+
+impl IdleRun {
+    pub fn kept(&self) -> f64 {
+        self.beside_per_s / self.alone_per_s
+    }
+
+    /// Memory per connection: resident plus the kernel stacks resident memory leaves out.
+    pub fn cost_kib(&self) -> f64 {
+        self.resident_kib + self.kernel_stack_kib
+    }
+
+    /// The pair's number: an event loop's resident memory per idle connection.
+    pub fn number(&self, on: On) -> Number {
+        Number::new(
+            on,
+            metrics::C10K_PER_CONNECTION,
+            bands::C10K,
+            vec![self.resident_kib],
+            format!(
+                "{} of {} idle connections held beside a `fib 1` client; {}; the band is a cost: the event loop may cost up to twice asyncio's",
+                self.held, self.connections, self.label
+            ),
+        )
+    }
+}
+
+/// A `fib 1` client alone for the window, then beside the profile's idle connections for the
+/// window, against a `model` server on one CPU: an event loop (asyncio on CPython), threads
+/// (with 256 KiB stacks, so ten thousand fit any machine) or the async runtime.
+pub(crate) fn idle_run(lab: &mut Lab, on: On, model: Model) -> Result<IdleRun, LabError> {
+    lab.step(&format!("{}: idle connections, {model}", on.label()));
+    let connections = lab.profile.pick(2_000, 10_000, 10_000);
+    let window = Duration::from_millis(lab.profile.pick(1_500, 3_000, 3_000));
     let one = lab.placement.server_one.clone();
-    let window = Duration::from_millis(lab.profile.pick(800, 1000, 1500));
-    // asyncio on CPython; the emulation's event loop (which has no GIL to configure).
     let server = match on {
-        On::CPython(python) => lab.serve_cpython(python, &["--model", "asyncio"], &one)?,
-        On::Emulation(emulated) => lab.serve(
-            &emulated
-                .spec(Model::Eventloop)
-                .quiet_option("--max-connections", connections + 100),
-            &one,
-        )?,
+        On::CPython(python) if model == Model::Eventloop => {
+            lab.serve_cpython(python, &["--model", "asyncio"], &one)?
+        }
+        On::CPython(python) => {
+            return Err(LabError::Measurement(format!(
+                "{}: idle connections are measured on asyncio only, not {model}",
+                python.label()
+            )));
+        }
+        On::Emulation(emulated) => {
+            // Room for every idle connection and the busy client, whatever the default cap.
+            let spec = emulated
+                .spec(model)
+                .quiet_option("--max-connections", connections + 100);
+            let spec = match model {
+                Model::Threads => spec.option("--thread-stack", "256k"),
+                _ => spec,
+            };
+            lab.serve(&spec, &one)?
+        }
     };
-    let held = measure::hold(lab, &server, connections, Vec::new(), window)?;
+    let alone = measure::rate(lab, &server, window, vec![measure::rapid()], "rapid")?;
+    let held = measure::hold(lab, &server, connections, vec![measure::rapid()], window)?;
+    let label = server.label.clone();
     server.stop();
-    Ok(Number::new(
-        on,
-        metrics::C10K_PER_CONNECTION,
-        bands::C10K,
-        vec![held.resident_per_connection()],
-        format!(
-            "{} idle connections held; the band is a cost: the event loop may cost up to twice asyncio's",
-            held.opened
-        ),
-    ))
+    Ok(IdleRun {
+        label,
+        alone_per_s: alone,
+        beside_per_s: class_result(&held.load, "rapid")?.rate_per_s,
+        resident_kib: held.resident_per_connection(),
+        kernel_stack_kib: held.kernel_stack_per_connection(),
+        threads: held.during.threads,
+        opened: held.opened,
+        held: held.held(),
+        connections,
+    })
 }
 
 pub(super) fn io_bound(lab: &mut Lab, on: On) -> Result<Number, LabError> {

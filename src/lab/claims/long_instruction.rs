@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::gil::{GilConfig, PythonThread, Variant};
+use crate::gil::{GilConfig, PythonThread};
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::metrics;
+use crate::lab::claims::fidelity::{self, Emulated, On};
+use crate::lab::claims::metrics::{self, Pair};
+use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Figure, Marker, RuleChange, Series, Table};
 use crate::lab::model::outcome::{Check, Contrast};
@@ -40,7 +42,7 @@ pub static EXPERIMENT: Experiment = Experiment {
                  late by construction with or without a checkpoint inside: the rule could not fail",
     }],
     era: Some(&ERA),
-    pair: Some(crate::lab::claims::metrics::Pair::LongInstruction),
+    pair: Some(Pair::LongInstruction),
     run: Method::Measure(run),
 };
 
@@ -278,26 +280,30 @@ struct Runs {
     none_control: Measured,
 }
 
+/// The emulation's verdicts: the pair's operation — one long call beside a ticker thread and
+/// a signal, of the pair's length — on clab's own configurations of the new GIL and of free
+/// threading, each beside its control with checkpoints inside.
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
-    let length = Duration::from_millis(lab.profile.pick(200, 500, 500));
+    let length = fidelity::long_length(lab);
     let cpus = lab.placement.server_all.clone();
-    let mut measure_as = |variant: Variant, operation: Operation| {
+    let (new, free) = (Emulated::era(Era::New), Emulated::era(Era::FreeThreaded));
+    let mut measure_as = |subject: &Emulated, operation: Operation| {
         lab.step(&format!(
-            "long-instruction: --gil {} {operation:?}",
-            variant.name()
+            "long-instruction: {} {operation:?}",
+            subject.subject.label
         ));
         measure(
-            GilConfig::new(variant),
+            subject.gil().clone(),
             operation,
             length,
             (&cpus, &lab.health),
         )
     };
     let runs = Runs {
-        gil: measure_as(Variant::New, Operation::Uninterruptible)?,
-        gil_control: measure_as(Variant::New, Operation::Checkpointed)?,
-        none: measure_as(Variant::None, Operation::Uninterruptible)?,
-        none_control: measure_as(Variant::None, Operation::Checkpointed)?,
+        gil: measure_as(&new, Operation::Uninterruptible)?,
+        gil_control: measure_as(&new, Operation::Checkpointed)?,
+        none: measure_as(&free, Operation::Uninterruptible)?,
+        none_control: measure_as(&free, Operation::Checkpointed)?,
     };
     let mut report = Report {
         checks: checks(&runs),
@@ -330,6 +336,10 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         either way — that part is not the GIL's doing but the interpreter's — while the control, \
         the same work with checkpoints inside, runs the handler within a tick."
         .into();
+    for (subject, measured) in [(&new, &runs.gil), (&free, &runs.none)] {
+        let numbers = fidelity::long_measured(On::Emulation(subject), measured);
+        fidelity::record(&mut report, Pair::LongInstruction, subject, &numbers);
+    }
     report.raw(
         "runs",
         [&runs.gil, &runs.gil_control, &runs.none, &runs.none_control],

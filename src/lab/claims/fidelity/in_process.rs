@@ -181,11 +181,16 @@ pub(super) fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> 
     Ok(numbers)
 }
 
+/// The long operation's length on both sides.
+pub(crate) fn long_length(lab: &Lab) -> Duration {
+    Duration::from_millis(lab.profile.pick(150, 300, 300))
+}
+
 pub(super) fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
     lab.step(&format!("{}: long instruction", on.label()));
-    let length_ms: u64 = lab.profile.pick(150, 300, 300);
+    let length = long_length(lab);
     let all = lab.placement.server_all.clone();
-    let (gap_ms, delay_ms, section_ms, note) = match on {
+    match on {
         On::CPython(python) => {
             #[derive(serde::Deserialize)]
             struct PythonLong {
@@ -196,7 +201,7 @@ pub(super) fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, Lab
             let measured: PythonLong = bench(
                 &python.path,
                 &lab.scripts,
-                &["long", "--ms", &length_ms.to_string()],
+                &["long", "--ms", &length.as_millis().to_string()],
                 Some((&all, &lab.health)),
                 Duration::from_secs(60),
             )
@@ -204,7 +209,8 @@ pub(super) fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, Lab
             let missing = |what: &str| {
                 LabError::Measurement(format!("{}: no {what} was measured", python.label()))
             };
-            (
+            Ok(long_numbers(
+                on,
                 measured
                     .longest_gap_ms
                     .ok_or_else(|| missing("ticker gap"))?,
@@ -213,28 +219,38 @@ pub(super) fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, Lab
                     .ok_or_else(|| missing("signal delay"))?,
                 measured.section_ms,
                 format!(
-                    "one C-level call of {:.0} ms (a sum over a range, {length_ms} ms calibrated)",
-                    measured.section_ms
+                    "one C-level call of {:.0} ms (a sum over a range, {} ms calibrated)",
+                    measured.section_ms,
+                    length.as_millis()
                 ),
-            )
+            ))
         }
         On::Emulation(emulated) => {
             let measured = long_instruction::measure(
                 emulated.gil.clone(),
                 long_instruction::Operation::Uninterruptible,
-                Duration::from_millis(length_ms),
+                length,
                 (&all, &lab.health),
             )?;
-            (
-                measured.longest_gap_ms,
-                measured.signal_delay_ms(),
-                measured.length_ms(),
-                format!("{length_ms} ms uninterruptible"),
-            )
+            Ok(long_measured(on, &measured))
         }
-    };
-    let note = format!("{note}; a 10 ms ticker thread; a signal due a quarter of the way in");
-    Ok(vec![
+    }
+}
+
+/// The pair's numbers of one emulated long operation.
+pub(crate) fn long_measured(on: On, measured: &long_instruction::Measured) -> Vec<Number> {
+    long_numbers(
+        on,
+        measured.longest_gap_ms,
+        measured.signal_delay_ms(),
+        measured.length_ms(),
+        format!("{:.0} ms uninterruptible", measured.length_ms()),
+    )
+}
+
+fn long_numbers(on: On, gap_ms: f64, delay_ms: f64, section_ms: f64, what: String) -> Vec<Number> {
+    let note = format!("{what}; a 10 ms ticker thread; a signal due a quarter of the way in");
+    vec![
         Number::new(
             on,
             "ticker thread's longest gap (ms)",
@@ -257,7 +273,7 @@ pub(super) fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, Lab
             vec![long_instruction::stall(gap_ms, section_ms)],
             note,
         ),
-    ])
+    ]
 }
 
 pub(super) fn race(lab: &mut Lab, on: On) -> Result<Number, LabError> {

@@ -12,6 +12,7 @@
 mod in_process;
 mod servers;
 
+pub(crate) use in_process::{long_length, long_measured};
 pub(crate) use servers::{
     ClientsRun, IdleRun, IoRun, clients_run, convoy_runs, idle_run, io_bound_share, io_run,
     pool_costs, switch_rates,
@@ -314,6 +315,11 @@ impl Emulated {
             trace: Some(path),
             ..self
         }
+    }
+
+    /// The emulated GIL it runs under.
+    pub fn gil(&self) -> &GilConfig {
+        &self.gil
     }
 
     /// Measuring `metric` alone.

@@ -50,11 +50,11 @@ pub fn run(
             Method::Read(read) => Ok(read(lab, &outcomes)),
         };
         if let (Ok(report), Some(pair)) = (&mut result, experiment.pair) {
-            let (pairs, failures) = claims::fidelity::on_every_python(lab, pair);
+            let (pairs, failures) = claims::method::on_every_python(lab, pair);
             report.fidelity.extend(pairs);
             report.checks.extend(failures);
             if let Some(era_claim) = experiment.era {
-                let (measured, failures) = claims::fidelity::on_eras_without_python(
+                let (measured, failures) = claims::method::on_eras_without_python(
                     lab,
                     pair,
                     era_claim,

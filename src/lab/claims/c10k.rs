@@ -3,7 +3,7 @@
 //! is measured the same way beside them, on every interpreter the lab found with asyncio.
 
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::fidelity::{self, Emulated, IdleRun, On};
+use crate::lab::claims::method::{self, Emulated, IdleRun, On};
 use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
@@ -125,7 +125,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let on = On::Emulation(&new);
     let rows = [Model::Threads, Model::Eventloop, Model::Async]
         .into_iter()
-        .map(|model| fidelity::idle_run(lab, on, model))
+        .map(|model| method::idle_run(lab, on, model))
         .collect::<Result<Vec<_>, _>>()?;
     let (threads, eventloop) = (&rows[0], &rows[1]);
     let connections = eventloop.connections;
@@ -162,7 +162,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         explanation: EXPLANATION.into(),
         ..Report::default()
     };
-    fidelity::record(&mut report, Pair::C10k, &new, [&eventloop.number(on)]);
+    method::record(&mut report, Pair::C10k, &new, [&eventloop.number(on)]);
     report.raw("rows", &rows);
     Ok(report)
 }

@@ -4,7 +4,7 @@
 
 use crate::gil::trace::{EventKind, Trace};
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::fidelity::{self, Emulated, On};
+use crate::lab::claims::method::{self, Emulated, On};
 use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
@@ -159,8 +159,8 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     ];
     let mut measured = Vec::new();
     for subject in [&new, &free, &priority] {
-        let convoys = fidelity::convoy_runs(lab, On::Emulation(subject))?;
-        fidelity::record(
+        let convoys = method::convoy_runs(lab, On::Emulation(subject))?;
+        method::record(
             &mut report,
             Pair::Convoy,
             subject,

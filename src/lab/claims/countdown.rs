@@ -3,7 +3,7 @@
 //! GIL, use both cores.
 
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::fidelity::{self, Emulated, Number};
+use crate::lab::claims::method::{self, Emulated, Number};
 use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
@@ -66,8 +66,8 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let mut report = Report::default();
     let new = Emulated::era(Era::New);
     let free = Emulated::era(Era::FreeThreaded).only(metrics::COUNTDOWN_THREADS);
-    let with_gil = fidelity::on_emulation(lab, &new, Pair::Countdown, &mut report)?;
-    let without_gil = fidelity::on_emulation(lab, &free, Pair::Countdown, &mut report)?;
+    let with_gil = method::on_emulation(lab, &new, Pair::Countdown, &mut report)?;
+    let without_gil = method::on_emulation(lab, &free, Pair::Countdown, &mut report)?;
     let threads = Number::of(&with_gil, metrics::COUNTDOWN_THREADS)?;
     let processes = Number::of(&with_gil, metrics::COUNTDOWN_PROCESSES)?;
     let free_threads = Number::of(&without_gil, metrics::COUNTDOWN_THREADS)?;

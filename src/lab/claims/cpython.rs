@@ -1,6 +1,6 @@
 //! The emulation beside the real thing, interpreter by interpreter: every claim CPython can
 //! run, measured on each CPython the lab found and on the emulation configured to stand for
-//! it, each pair judged against a band fixed before the run ([`crate::lab::claims::fidelity`]).
+//! it, each pair judged against a band fixed before the run ([`crate::lab::claims::method`]).
 
 use crate::lab::claims::experiment::{Experiment, Method, Report, Rules};
 use crate::lab::claims::metrics::bands;

@@ -3,7 +3,7 @@
 //! each.
 
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::fidelity::{self, Emulated, IoRun, On};
+use crate::lab::claims::method::{self, CLIENTS, Emulated, IDEAL_RATE, IoRun, On, REQUEST};
 use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
@@ -59,11 +59,6 @@ const OVERLAPS: Mark = Mark {
     unit: Unit::Percent,
 };
 
-pub(crate) const CLIENTS: usize = 16;
-pub(crate) const REQUEST: &str = "sleep 20";
-/// Every client's request answered as soon as its wait is over: 16 × 50 requests/s.
-pub(crate) const IDEAL_RATE: f64 = CLIENTS as f64 * 50.0;
-
 /// The emulation's verdicts: the pair's method — the waiting clients against a server on one
 /// CPU, its memory sampled under load — on clab's own configuration of the new GIL, on
 /// threads, the event loop and a process pool of one worker per client.
@@ -71,9 +66,9 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let new = Emulated::era(Era::New);
     let on = On::Emulation(&new);
     let rows = vec![
-        fidelity::io_run(lab, on, Model::Threads)?,
-        fidelity::io_run(lab, on, Model::Eventloop)?,
-        fidelity::io_run(lab, on, Model::Procpool)?,
+        method::io_run(lab, on, Model::Threads)?,
+        method::io_run(lab, on, Model::Eventloop)?,
+        method::io_run(lab, on, Model::Procpool)?,
     ];
     let processes = &rows[2];
     let checks = rows[..2]
@@ -137,11 +132,11 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             .into(),
         ..Report::default()
     };
-    fidelity::record(
+    method::record(
         &mut report,
         Pair::IoBound,
         &new,
-        [&fidelity::io_bound_share(on, &rows[0])],
+        [&method::io_bound_share(on, &rows[0])],
     );
     report.raw("rows", &rows);
     Ok(report)

@@ -1,10 +1,12 @@
 //! The lab's catalogue, one file per claim. Each file starts with its [`Experiment`]: the
 //! claim, the essay, the rule with its thresholds; then the setup and the measurement that
-//! apply it. [`fidelity`] runs each claim CPython can run on every interpreter found and on the
-//! emulation standing for it; [`metrics`] names the numbers both share.
+//! apply it. [`method`] holds each claim's one measuring method, written for one subject — a
+//! CPython interpreter or an emulated configuration — and runs it on every interpreter found
+//! and on the emulation standing for each (the fidelity pairs); [`metrics`] names the numbers
+//! and bands they share.
 
 pub mod experiment;
-pub(crate) mod fidelity;
+pub(crate) mod method;
 pub(crate) mod metrics;
 
 use crate::lab::claims::experiment::Experiment;

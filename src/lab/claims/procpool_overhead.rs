@@ -5,14 +5,13 @@
 use std::time::Instant;
 
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::fidelity::{self, Emulated, On};
+use crate::lab::claims::method::{self, Emulated, On, pool_rate};
 use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::Check;
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::running::measure;
-use crate::lab::running::process::ChildServer;
 use crate::lab::running::{Lab, LabError};
 use crate::pool::{Executor, ProcessPool, ThreadPool, WorkerCommand};
 use crate::protocol::Request;
@@ -171,7 +170,7 @@ fn round_trips_table(trips: &RoundTrips) -> Table {
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let new = Emulated::era(Era::New).only(metrics::PROCESS_POOL_COST);
     let on = On::Emulation(&new);
-    let costs = fidelity::pool_costs(lab, on)?;
+    let costs = method::pool_costs(lab, on)?;
     let procpool_cost = costs
         .first()
         .ok_or_else(|| LabError::Measurement("the process pool's cost was not measured".into()))?;
@@ -243,23 +242,11 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     };
     report.raw("rates_per_s", rates);
     report.raw("round_trip_us", trips);
-    fidelity::record(
+    method::record(
         &mut report,
         Pair::ProcpoolOverhead,
         &new,
         [&procpool_cost.number(on)],
     );
     Ok(report)
-}
-
-/// A `fib 1` client's rate against the server `start` starts on the servers' CPU.
-pub(crate) fn pool_rate(
-    lab: &mut Lab,
-    start: impl FnOnce(&mut Lab, &[usize]) -> Result<ChildServer, LabError>,
-) -> Result<f64, LabError> {
-    let one = lab.placement.server_one.clone();
-    let server = start(lab, &one)?;
-    let rate = measure::short_rate(lab, &server, 1, "fib 1")?;
-    server.stop();
-    Ok(rate)
 }

@@ -3,19 +3,14 @@
 //! does not save the unsynchronised version — it only makes losses rarer, since a switch
 //! must land between the read and the write. Real CPython runs it as the claim's fidelity pair.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use crate::gil::{GilConfig, PythonThread, SwitchPoints, Variant};
+use crate::gil::{GilConfig, SwitchPoints, Variant};
 use crate::lab::claims::experiment::{self, Experiment, Report, Rules};
+use crate::lab::claims::method::increments::{Counting, count, eager};
 use crate::lab::claims::metrics;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::Table;
 use crate::lab::model::outcome::{Check, Verdict};
-use crate::lab::running::health::HealthLog;
 use crate::lab::running::{Lab, LabError};
-use crate::work::{self, Interpreter};
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "race",
@@ -49,125 +44,6 @@ static ERA: EraClaim = EraClaim {
     ],
 };
 
-enum Method {
-    Unsynchronised,
-    UnderGil(GilConfig),
-    Locked,
-    Atomic,
-}
-
-/// Lost increments of two threads doing `each` increments each under the emulated GIL
-/// configured by `config`.
-pub(crate) fn lost_under_gil(config: GilConfig, each: u64, placed: (&[usize], &HealthLog)) -> u64 {
-    2 * each - count(&Method::UnderGil(config), each, placed)
-}
-
-/// A GIL with a short interval, so a forced switch can land between read and write often.
-fn eager(switch_points: SwitchPoints) -> GilConfig {
-    GilConfig {
-        switch_interval: Duration::from_micros(50),
-        switch_points,
-        ..GilConfig::new(Variant::New)
-    }
-}
-
-/// Two threads, `each` increments each; returns the final count.
-fn count(method: &Method, each: u64, (cpus, log): (&[usize], &HealthLog)) -> u64 {
-    let counter = AtomicU64::new(0);
-    let locked = Mutex::new(0u64);
-    let gil = match method {
-        Method::UnderGil(config) => config.lock(),
-        _ => None,
-    };
-    // Both threads start counting together: one must not finish before the other begins.
-    let start = std::sync::Barrier::new(2);
-    std::thread::scope(|scope| {
-        for index in 0..2 {
-            let (counter, locked, gil, start) = (&counter, &locked, gil.as_ref(), &start);
-            let cpu = cpus[index % cpus.len()];
-            scope.spawn(move || {
-                log.pin_thread(&format!("incrementer {index}"), &[cpu]);
-                start.wait();
-                match method {
-                    Method::Unsynchronised => {
-                        for _ in 0..each {
-                            // A load and a store: two atomic steps, not one atomic increment.
-                            let value = counter.load(Ordering::Relaxed);
-                            counter.store(value + 1, Ordering::Relaxed);
-                        }
-                    }
-                    Method::UnderGil(_) => {
-                        let mut thread = PythonThread::attach(gil, &format!("incrementer {index}"));
-                        for _ in 0..each {
-                            // `counter[0] += 1` as CPython ≤ 3.9 runs it, about eleven
-                            // instructions of a tick each: the load (BINARY_SUBSCR)…
-                            let value = counter.load(Ordering::Relaxed);
-                            // …three instructions in which a switch leaves it stale…
-                            work::instructions(3, &mut thread);
-                            counter.store(value + 1, Ordering::Relaxed);
-                            // …the store, the rest of the loop body…
-                            work::instructions(7, &mut thread);
-                            // …and the backward jump: a checkpoint in every era.
-                            thread.checkpoint();
-                        }
-                    }
-                    Method::Locked => {
-                        for _ in 0..each {
-                            *crate::sync::lock(locked) += 1;
-                        }
-                    }
-                    Method::Atomic => {
-                        for _ in 0..each {
-                            counter.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    match method {
-        Method::Locked => *crate::sync::lock(&locked),
-        _ => counter.load(Ordering::Relaxed),
-    }
-}
-
-/// What CPython's `clab_bench.py race` prints.
-#[derive(Debug, serde::Deserialize)]
-pub(crate) struct PythonRace {
-    /// The final count.
-    total: u64,
-    /// The increments made: two threads × `each`.
-    expected: u64,
-    pub lost: u64,
-}
-
-/// The same race in real CPython: two threads doing `counter[0] += 1`, `each` times each,
-/// at the interpreter's default switch interval (or check interval on 2.x).
-pub(crate) fn python_race(
-    lab: &Lab,
-    python: &crate::lab::running::pythons::Python,
-    each: u64,
-    cpus: &[usize],
-) -> Result<PythonRace, LabError> {
-    let race: PythonRace = crate::lab::running::pythons::bench(
-        &python.path,
-        &lab.scripts,
-        &["race", "--each", &each.to_string()],
-        Some((cpus, &lab.health)),
-        Duration::from_secs(120),
-    )
-    .map_err(|why| LabError::Measurement(format!("{} race: {why}", python.label())))?;
-    // A count the program did not make, or a loss it did not count, is not a race measured.
-    if race.expected != 2 * each || race.total + race.lost != race.expected {
-        return Err(LabError::Measurement(format!(
-            "{} race: {race:?} for {} increments asked for",
-            python.label(),
-            2 * each
-        )));
-    }
-    Ok(race)
-}
-
 /// One way of counting: how many increments each thread made and where the count ended.
 #[derive(Debug, Clone, serde::Serialize)]
 struct Row {
@@ -192,7 +68,7 @@ impl Row {
 }
 
 /// Two threads of the lab's own process, pinned to the server CPUs, counting by `method`.
-fn counted(lab: &mut Lab, method: Method, label: &str, each: u64) -> Row {
+fn counted(lab: &mut Lab, method: Counting, label: &str, each: u64) -> Row {
     lab.step(&format!("race: {label}"));
     let cpus = lab.placement.server_all.clone();
     let total = count(&method, each, (&cpus, &lab.health));
@@ -233,30 +109,30 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let each_under_gil = each / 10;
     let unsynchronised = counted(
         lab,
-        Method::Unsynchronised,
+        Counting::Unsynchronised,
         "read, then write (no GIL)",
         each,
     );
     let every_instruction = counted(
         lab,
-        Method::UnderGil(eager(SwitchPoints::EveryInstruction)),
+        Counting::UnderGil(eager(SwitchPoints::EveryInstruction)),
         "read, then write, under --gil new switching at every instruction (≤ 3.9), 50 µs interval",
         each_under_gil,
     );
     let calls_and_jumps = counted(
         lab,
-        Method::UnderGil(eager(SwitchPoints::CallsAndJumps)),
+        Counting::UnderGil(eager(SwitchPoints::CallsAndJumps)),
         "read, then write, under --gil new switching at calls and jumps (3.10+), 50 µs interval",
         each_under_gil,
     );
     let legacy = counted(
         lab,
-        Method::UnderGil(GilConfig::new(Variant::Legacy)),
+        Counting::UnderGil(GilConfig::new(Variant::Legacy)),
         "read, then write, under --gil legacy (a forced release every 100 ticks, as 2.x)",
         each_under_gil,
     );
-    let locked = counted(lab, Method::Locked, "a mutex around the increment", each);
-    let atomic = counted(lab, Method::Atomic, "an atomic fetch_add", each);
+    let locked = counted(lab, Counting::Locked, "a mutex around the increment", each);
+    let atomic = counted(lab, Counting::Atomic, "an atomic fetch_add", each);
     let emulated = [
         &unsynchronised,
         &legacy,

@@ -2,7 +2,7 @@
 //! so its request rate should follow 1 / interval: a slope of −1 on log–log axes.
 
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::fidelity::{self, Emulated, On};
+use crate::lab::claims::method::{self, Emulated, On};
 use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
@@ -56,25 +56,12 @@ static ERA: EraClaim = EraClaim {
     ],
 };
 
-/// The slope of a least-squares line through the points on log–log axes.
-pub(crate) fn slope(points: &[(f64, f64)]) -> f64 {
-    let logs: Vec<(f64, f64)> = points.iter().map(|(x, y)| (x.ln(), y.ln())).collect();
-    let n = logs.len() as f64;
-    let (mean_x, mean_y) = (
-        logs.iter().map(|p| p.0).sum::<f64>() / n,
-        logs.iter().map(|p| p.1).sum::<f64>() / n,
-    );
-    let covariance: f64 = logs.iter().map(|(x, y)| (x - mean_x) * (y - mean_y)).sum();
-    let variance: f64 = logs.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
-    covariance / variance
-}
-
 /// The emulation's verdict: the pair's method — a `fib 1` client beside a hog, the switch
 /// interval set to each of the profile's — on clab's own configuration of the new GIL.
 fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let new = Emulated::era(Era::New);
     let on = On::Emulation(&new);
-    let switch = fidelity::switch_rates(lab, on)?;
+    let switch = method::switch_rates(lab, on)?;
     let number = switch.number(on);
     let (first, last) = (switch.rates[0], switch.rates[switch.rates.len() - 1]);
     let mut table = Table::new(
@@ -118,7 +105,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         explanation: EXPLANATION.into(),
         ..Report::default()
     };
-    fidelity::record(&mut report, Pair::SwitchInterval, &new, [&number]);
+    method::record(&mut report, Pair::SwitchInterval, &new, [&number]);
     report.raw("points_ms_rate", &switch.rates);
     report.raw("slope", number.value);
     Ok(report)
@@ -150,15 +137,3 @@ const EXPLANATION: &str = "Every tiny request releases the GIL to read its socke
     and asked. So the requests come through at about one burst per interval: halve the \
     interval and the rate doubles, until the cost of the switch itself (a cross-thread wake-up, \
     tens of microseconds here) takes over at the shortest intervals.";
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_slope_of_a_power_law_is_its_exponent() {
-        let points: Vec<(f64, f64)> = [1.0, 2.0, 5.0, 10.0]
-            .iter()
-            .map(|x: &f64| (*x, 100.0 / x))
-            .collect();
-        assert!((super::slope(&points) + 1.0).abs() < 1e-9);
-    }
-}

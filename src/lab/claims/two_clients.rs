@@ -3,7 +3,7 @@
 //! (threads without a GIL, processes, pre-forked children) latency stays flat.
 
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
-use crate::lab::claims::fidelity::{self, ClientsRun, Emulated, On};
+use crate::lab::claims::method::{self, ClientsRun, Emulated, On};
 use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
@@ -109,9 +109,9 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         (&new, Model::Prefork, false),
     ] {
         let on = On::Emulation(subject);
-        let run = fidelity::clients_run(lab, on, model, &counts)?;
+        let run = method::clients_run(lab, on, model, &counts)?;
         if model == Model::Threads {
-            fidelity::record(&mut report, Pair::TwoClients, subject, [&run.number(on)]);
+            method::record(&mut report, Pair::TwoClients, subject, [&run.number(on)]);
         }
         rows.push(Row { run, doubles });
     }

@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use super::{Number, On};
+use super::{increments, long_operation};
 use crate::gil::{GilConfig, PythonThread};
 use crate::lab::claims::metrics::{self, bands};
-use crate::lab::claims::{long_instruction, race};
 use crate::lab::model::Era;
 use crate::lab::running::health::HealthLog;
 use crate::lab::running::pythons::bench;
@@ -226,9 +226,9 @@ pub(super) fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, Lab
             ))
         }
         On::Emulation(emulated) => {
-            let measured = long_instruction::measure(
+            let measured = long_operation::measure(
                 emulated.gil.clone(),
-                long_instruction::Operation::Uninterruptible,
+                long_operation::Operation::Uninterruptible,
                 length,
                 (&all, &lab.health),
             )?;
@@ -238,7 +238,7 @@ pub(super) fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, Lab
 }
 
 /// The pair's numbers of one emulated long operation.
-pub(crate) fn long_measured(on: On, measured: &long_instruction::Measured) -> Vec<Number> {
+pub(crate) fn long_measured(on: On, measured: &long_operation::Measured) -> Vec<Number> {
     long_numbers(
         on,
         measured.longest_gap_ms,
@@ -270,7 +270,7 @@ fn long_numbers(on: On, gap_ms: f64, delay_ms: f64, section_ms: f64, what: Strin
             on,
             metrics::LONG_STALL,
             bands::LONG_INSTRUCTION,
-            vec![long_instruction::stall(gap_ms, section_ms)],
+            vec![long_operation::stall(gap_ms, section_ms)],
             note,
         ),
     ]
@@ -282,11 +282,11 @@ pub(super) fn race(lab: &mut Lab, on: On) -> Result<Number, LabError> {
     let all = lab.placement.server_all.clone();
     let (lost, how) = match on {
         On::CPython(python) => (
-            race::python_race(lab, python, each, &all)?.lost,
+            increments::python_race(lab, python, each, &all)?.lost,
             "`counter[0] += 1`".to_owned(),
         ),
         On::Emulation(emulated) => (
-            race::lost_under_gil(emulated.gil.clone(), each, (&all, &lab.health)),
+            increments::lost_under_gil(emulated.gil.clone(), each, (&all, &lab.health)),
             format!(
                 "a read and a write {} switch points apart",
                 emulated.gil.switch_points.name()

@@ -1,21 +1,24 @@
-//! The fidelity pairs: each claim CPython can run, measured by one method on every real
-//! interpreter found and on the emulation configured to stand for it (the same GIL kind, its
-//! switch points, its measured tick), in the same placement, and paired under a band fixed
-//! before the run. The method is written once per claim, for one [`On`] — an interpreter or
-//! an emulated configuration — so the eras table's cells for an era no interpreter stands for
-//! are measured by it too ([`on_eras_without_python`]), on the emulation's own configuration
-//! of that era. The `cpython` claim judges the pairs all the claims of a run measured.
+//! Each claim CPython can run has one measuring method here, written once for one subject
+//! ([`On`]): a real interpreter, or the emulation configured as one ([`Emulated::of`]: the same
+//! GIL kind, its switch points, its measured tick) or as clab's own configuration of an era
+//! ([`Emulated::era`]). The claim's experiment runs it on clab's configurations for the
+//! emulation's verdicts; [`on_every_python`] runs it on every interpreter found and on the
+//! emulation standing for each, in the same placement, and pairs them under a band fixed before
+//! the run (the fidelity pairs, which the `cpython` claim judges); [`on_eras_without_python`]
+//! fills the eras no interpreter stood for. Every number goes into the run's table once.
 //!
 //! Servers are `python/clab_server.py` and `clab serve`; in-process programs are
 //! `python/clab_bench.py` and the emulated GIL on threads of the lab's own process.
 
 mod in_process;
+pub(crate) mod increments;
+pub(crate) mod long_operation;
 mod servers;
 
 pub(crate) use in_process::{long_length, long_measured};
 pub(crate) use servers::{
-    ClientsRun, IdleRun, IoRun, clients_run, convoy_runs, idle_run, io_bound_share, io_run,
-    pool_costs, switch_rates,
+    CLIENTS, ClientsRun, IDEAL_RATE, IdleRun, IoRun, REQUEST, clients_run, convoy_runs, idle_run,
+    io_bound_share, io_run, pool_costs, pool_rate, switch_rates,
 };
 
 use std::time::Duration;

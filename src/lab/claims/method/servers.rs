@@ -4,12 +4,10 @@
 use std::time::Duration;
 
 use super::{Number, On};
-use crate::lab::claims::io_bound;
 use crate::lab::claims::metrics::{self, bands};
-use crate::lab::claims::procpool_overhead::pool_rate;
-use crate::lab::claims::switch_interval;
 use crate::lab::model::Era;
 use crate::lab::running::measure::{self, RateKept};
+use crate::lab::running::process::ChildServer;
 use crate::lab::running::{Lab, LabError, Sample, class_result, p50_ms};
 use crate::lab::words::{list, seconds as seconds_words};
 use crate::server::Model;
@@ -217,6 +215,19 @@ pub(super) fn switch_interval(lab: &mut Lab, on: On) -> Result<Number, LabError>
     Ok(switch_rates(lab, on)?.number(on))
 }
 
+/// The slope of a least-squares line through the points on log–log axes.
+pub(crate) fn slope(points: &[(f64, f64)]) -> f64 {
+    let logs: Vec<(f64, f64)> = points.iter().map(|(x, y)| (x.ln(), y.ln())).collect();
+    let n = logs.len() as f64;
+    let (mean_x, mean_y) = (
+        logs.iter().map(|p| p.0).sum::<f64>() / n,
+        logs.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let covariance: f64 = logs.iter().map(|(x, y)| (x - mean_x) * (y - mean_y)).sum();
+    let variance: f64 = logs.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
+    covariance / variance
+}
+
 /// The tiny-request rate beside a hog at each switch interval.
 #[derive(Debug, Clone)]
 pub(crate) struct SwitchRates {
@@ -238,7 +249,7 @@ impl SwitchRates {
             on,
             metrics::SWITCH_SLOPE,
             bands::SWITCH_SLOPE,
-            vec![switch_interval::slope(&self.rates)],
+            vec![slope(&self.rates)],
             format!("`fib 1` beside a `{}` hog: {words}", self.hog),
         )
     }
@@ -499,12 +510,18 @@ pub(crate) fn idle_run(lab: &mut Lab, on: On, model: Model) -> Result<IdleRun, L
     })
 }
 
+/// The I/O-bound load: sixteen clients, each request a 20 ms wait without CPU.
+pub(crate) const CLIENTS: usize = 16;
+pub(crate) const REQUEST: &str = "sleep 20";
+/// Every client's request answered as soon as its wait is over: 16 × 50 requests/s.
+pub(crate) const IDEAL_RATE: f64 = CLIENTS as f64 * 50.0;
+
 pub(super) fn io_bound(lab: &mut Lab, on: On) -> Result<Number, LabError> {
     let run = io_run(lab, on, Model::Threads)?;
     Ok(io_bound_share(on, &run))
 }
 
-/// One server overlapping [`io_bound::CLIENTS`] waiting clients: its rate, the CPU it used
+/// One server overlapping [`CLIENTS`] waiting clients: its rate, the CPU it used
 /// and its memory at the peak of the load.
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct IoRun {
@@ -516,34 +533,29 @@ pub(crate) struct IoRun {
     pub processes: usize,
 }
 
-/// The clients sending [`io_bound::REQUEST`] for the profile's window to a `model` server on
+/// The clients sending [`REQUEST`] for the profile's window to a `model` server on
 /// one CPU, its memory sampled each second of the load; a pool has one worker per client.
 pub(crate) fn io_run(lab: &mut Lab, on: On, model: Model) -> Result<IoRun, LabError> {
     lab.step(&format!("{}: I/O-bound clients, {model}", on.label()));
     let one = lab.placement.server_one.clone();
-    let workers = io_bound::CLIENTS.to_string();
+    let workers = CLIENTS.to_string();
     let server = match model {
         Model::Threads | Model::Eventloop => on.serve(lab, (model, &[]), |spec| spec, &one)?,
         _ => on.serve(
             lab,
             (model, &["--workers", &workers]),
-            |spec| spec.workers(io_bound::CLIENTS),
+            |spec| spec.workers(CLIENTS),
             &one,
         )?,
     };
     // Workers start lazily on some models: one request each way first.
-    server.ask(io_bound::REQUEST)?;
+    server.ask(REQUEST)?;
     let before = server.usage();
     let mut peak = before;
     let plan = lab.plan(
         &server,
         lab.profile.window(),
-        vec![Lab::class(
-            "clients",
-            io_bound::CLIENTS,
-            io_bound::REQUEST,
-            Duration::ZERO,
-        )],
+        vec![Lab::class("clients", CLIENTS, REQUEST, Duration::ZERO)],
     )?;
     let result = lab.load_sampling(&server, plan, |_| {
         let now = server.usage();
@@ -569,13 +581,34 @@ pub(crate) fn io_bound_share(on: On, run: &IoRun) -> Number {
         on,
         metrics::IO_BOUND_SHARE,
         bands::IO_BOUND,
-        vec![run.rate_per_s / io_bound::IDEAL_RATE],
+        vec![run.rate_per_s / IDEAL_RATE],
         format!(
             "{:.0} requests/s of an ideal {:.0}/s; {} clients sending `{}`",
-            run.rate_per_s,
-            io_bound::IDEAL_RATE,
-            io_bound::CLIENTS,
-            io_bound::REQUEST
+            run.rate_per_s, IDEAL_RATE, CLIENTS, REQUEST
         ),
     )
+}
+
+/// A `fib 1` client's rate against the server `start` starts on the servers' CPU.
+pub(crate) fn pool_rate(
+    lab: &mut Lab,
+    start: impl FnOnce(&mut Lab, &[usize]) -> Result<ChildServer, LabError>,
+) -> Result<f64, LabError> {
+    let one = lab.placement.server_one.clone();
+    let server = start(lab, &one)?;
+    let rate = measure::short_rate(lab, &server, 1, "fib 1")?;
+    server.stop();
+    Ok(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_slope_of_a_power_law_is_its_exponent() {
+        let points: Vec<(f64, f64)> = [1.0, 2.0, 5.0, 10.0]
+            .iter()
+            .map(|x: &f64| (*x, 100.0 / x))
+            .collect();
+        assert!((super::slope(&points) + 1.0).abs() < 1e-9);
+    }
 }

@@ -97,7 +97,7 @@ fn finish(
     let mut summary = report.summary;
     let mut checks = report.checks;
     let mut era = match (experiment.era, report.era) {
-        (Some(claim), Some(measured)) => Some(claim.judge(experiment.id, measured)),
+        (Some(claim), Some(measured)) => Some(claim.judge(experiment.id, &measured)),
         // The pair measured every era: judged from its measurements.
         (Some(claim), None) if experiment.pair.is_some() => {
             // A measurement given twice fails the run's table in the views, which report it.

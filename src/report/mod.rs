@@ -267,7 +267,8 @@ mod tests {
             fails: 0.7,
         },
         unit: Unit::Times,
-        metrics: [EraMetric::Pair("a ratio"); 4],
+        measured_by: EraMetric::Pair("a ratio"),
+        except: &[],
     };
 
     fn outcome() -> Outcome {
@@ -313,10 +314,16 @@ mod tests {
                 "measured".into(),
             )],
             measurements: Vec::new(),
-            era: Some(ERA.judge(
-                "demo",
-                [1.1, 1.0, 0.5, 0.52].map(|ratio| Measured::new("threads", ratio)),
-            )),
+            era: Some(
+                ERA.judge(
+                    "demo",
+                    &Era::ALL
+                        .into_iter()
+                        .zip([1.1, 1.0, 0.5, 0.52])
+                        .map(|(era, ratio)| (era, Measured::new("threads", ratio)))
+                        .collect::<Vec<_>>(),
+                ),
+            ),
             health: vec![crate::lab::running::health::Health::new(
                 "server demo",
                 &[0],

@@ -57,13 +57,15 @@ static ERA: EraClaim = EraClaim {
         fails: 32.0,
     },
     unit: Unit::KiB,
-    metrics: [
-        EraMetric::NotMeaningful("2.x has no asyncio"),
-        EraMetric::Pair(metrics::C10K_PER_CONNECTION),
-        EraMetric::NotMeaningful(
-            "an event loop runs in one interpreter; a GIL per interpreter changes nothing it holds",
+    measured_by: EraMetric::Pair(metrics::C10K_PER_CONNECTION),
+    except: &[
+        (Era::Legacy, EraMetric::NotMeaningful("2.x has no asyncio")),
+        (
+            Era::PerInterpreter,
+            EraMetric::NotMeaningful(
+                "an event loop runs in one interpreter; a GIL per interpreter changes nothing it holds",
+            ),
         ),
-        EraMetric::Pair(metrics::C10K_PER_CONNECTION),
     ],
 };
 

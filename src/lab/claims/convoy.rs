@@ -73,12 +73,11 @@ static ERA: EraClaim = EraClaim {
     metric: "tiny-request rate kept after the hog joins, the server on one CPU",
     rule: COLLAPSES.rule,
     unit: Unit::Percent,
-    metrics: [
-        EraMetric::Pair(metrics::CONVOY_THREADS),
-        EraMetric::Pair(metrics::CONVOY_THREADS),
+    measured_by: EraMetric::Pair(metrics::CONVOY_THREADS),
+    except: &[(
+        Era::PerInterpreter,
         EraMetric::Pair(metrics::CONVOY_INTERPRETERS),
-        EraMetric::Pair(metrics::CONVOY_THREADS),
-    ],
+    )],
 };
 
 /// At most a fifth of the rate kept is a collapse; more than 40 % is none (a fair share of the

@@ -34,12 +34,11 @@ static ERA: EraClaim = EraClaim {
     metric: "two at once ÷ two in a row, on both CPUs",
     rule: NO_FASTER.rule,
     unit: Unit::Times,
-    metrics: [
-        EraMetric::Pair(metrics::COUNTDOWN_THREADS),
-        EraMetric::Pair(metrics::COUNTDOWN_THREADS),
+    measured_by: EraMetric::Pair(metrics::COUNTDOWN_THREADS),
+    except: &[(
+        Era::PerInterpreter,
         EraMetric::Pair(metrics::COUNTDOWN_INTERPRETERS),
-        EraMetric::Pair(metrics::COUNTDOWN_THREADS),
-    ],
+    )],
 };
 
 const NO_FASTER: Mark = Mark {

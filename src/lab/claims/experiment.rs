@@ -1,6 +1,7 @@
 //! What a claim is in the catalogue: its [`Experiment`] (the claim, the essay, the rule fixed
 //! before the run) and the [`Report`] its `run` returns.
 
+use crate::lab::model::Era;
 use crate::lab::model::eras::{self, Rule, Unit};
 use crate::lab::model::outcome::{self, Check, Contrast, Verdict};
 use crate::lab::running::{Lab, LabError};
@@ -92,10 +93,10 @@ pub struct Report {
     pub tables: Vec<outcome::Table>,
     pub figures: Vec<outcome::Figure>,
     pub fidelity: Vec<outcome::Fidelity>,
-    /// What the experiment measured for each era of CPython's lock, in [`eras::Era::ALL`]'s
-    /// order, where its [`eras::EraClaim`] says the experiment measures them
-    /// ([`eras::EraMetric::Experiment`]; the pair measures the others).
-    pub era: Option<[eras::Measured; 4]>,
+    /// What the experiment measured in each era of CPython's lock, where its
+    /// [`eras::EraClaim`] says the experiment measures them ([`eras::EraMetric::Experiment`];
+    /// the pair measures the others).
+    pub era: Option<Vec<(Era, eras::Measured)>>,
     /// The eras' cells the pair measured on the emulation's own configuration of an era no
     /// interpreter stood for.
     pub measurements: Vec<crate::lab::model::Measurement>,

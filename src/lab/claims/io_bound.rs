@@ -39,14 +39,13 @@ static ERA: EraClaim = EraClaim {
         fails: 0.7,
     },
     unit: Unit::Percent,
-    metrics: [
-        EraMetric::Pair(metrics::IO_BOUND_SHARE),
-        EraMetric::Pair(metrics::IO_BOUND_SHARE),
+    measured_by: EraMetric::Pair(metrics::IO_BOUND_SHARE),
+    except: &[(
+        Era::PerInterpreter,
         EraMetric::NotMeaningful(
             "the waits are on the connections' threads, which share the main interpreter's GIL as under the new GIL; subinterpreters would only compute",
         ),
-        EraMetric::Pair(metrics::IO_BOUND_SHARE),
-    ],
+    )],
 };
 
 /// Threads and the event loop overlap the waits as well as processes do.

@@ -72,14 +72,13 @@ static ERA: EraClaim = EraClaim {
     metric: "the ticker thread's stall ÷ the operation's length",
     rule: STALL.rule,
     unit: Unit::Percent,
-    metrics: [
-        EraMetric::Pair(metrics::LONG_STALL),
-        EraMetric::Pair(metrics::LONG_STALL),
+    measured_by: EraMetric::Pair(metrics::LONG_STALL),
+    except: &[(
+        Era::PerInterpreter,
         EraMetric::NotMeaningful(
             "the claim is about the threads of one interpreter, which share its GIL as under the new GIL",
         ),
-        EraMetric::Pair(metrics::LONG_STALL),
-    ],
+    )],
 };
 
 /// The four runs: each GIL with each operation.

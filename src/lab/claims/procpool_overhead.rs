@@ -41,11 +41,16 @@ static ERA: EraClaim = EraClaim {
     metric: "1 − rate through the worker ÷ rate on the connection's thread",
     rule: COSTS_MOST.rule,
     unit: Unit::Percent,
-    metrics: [
-        EraMetric::Pair(metrics::PROCESS_POOL_COST),
-        EraMetric::Pair(metrics::PROCESS_POOL_COST),
-        EraMetric::Pair(metrics::INTERPRETER_HOP_COST),
-        EraMetric::Pair(metrics::THREAD_POOL_COST),
+    measured_by: EraMetric::Pair(metrics::PROCESS_POOL_COST),
+    except: &[
+        (
+            Era::PerInterpreter,
+            EraMetric::Pair(metrics::INTERPRETER_HOP_COST),
+        ),
+        (
+            Era::FreeThreaded,
+            EraMetric::Pair(metrics::THREAD_POOL_COST),
+        ),
     ],
 };
 

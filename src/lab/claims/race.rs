@@ -7,6 +7,7 @@ use crate::gil::{GilConfig, SwitchPoints, Variant};
 use crate::lab::claims::experiment::{self, Experiment, Report, Rules};
 use crate::lab::claims::method::increments::{Counting, count, eager};
 use crate::lab::claims::metrics;
+use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::Table;
 use crate::lab::model::outcome::{Check, Verdict};
@@ -34,14 +35,13 @@ static ERA: EraClaim = EraClaim {
     metric: "share of the increments lost",
     rule: Rule::AboveZero,
     unit: Unit::Percent,
-    metrics: [
-        EraMetric::Pair(metrics::RACE_LOST),
-        EraMetric::Pair(metrics::RACE_LOST),
+    measured_by: EraMetric::Pair(metrics::RACE_LOST),
+    except: &[(
+        Era::PerInterpreter,
         EraMetric::NotMeaningful(
             "interpreters share no objects to race on; the threads of one interpreter race as under the new GIL",
         ),
-        EraMetric::Pair(metrics::RACE_LOST),
-    ],
+    )],
 };
 
 /// One way of counting: how many increments each thread made and where the count ended.

@@ -42,16 +42,25 @@ static ERA: EraClaim = EraClaim {
     metric: "slope of the tiny-request rate against the switch interval, log–log",
     rule: SLOPE.rule,
     unit: Unit::Plain,
-    metrics: [
-        EraMetric::NotMeaningful(
-            "2.x has no switch interval: its lock changes hands every 100 ticks (sys.setcheckinterval)",
+    measured_by: EraMetric::Pair(metrics::SWITCH_SLOPE),
+    except: &[
+        (
+            Era::Legacy,
+            EraMetric::NotMeaningful(
+                "2.x has no switch interval: its lock changes hands every 100 ticks (sys.setcheckinterval)",
+            ),
         ),
-        EraMetric::Pair(metrics::SWITCH_SLOPE),
-        EraMetric::NotMeaningful(
-            "each interpreter's GIL switches as the new GIL does; the claim is about the threads of one",
+        (
+            Era::PerInterpreter,
+            EraMetric::NotMeaningful(
+                "each interpreter's GIL switches as the new GIL does; the claim is about the threads of one",
+            ),
         ),
-        EraMetric::NotMeaningful(
-            "no GIL, no switch interval: the hog and the tiny requests share the CPU by the scheduler's time slices",
+        (
+            Era::FreeThreaded,
+            EraMetric::NotMeaningful(
+                "no GIL, no switch interval: the hog and the tiny requests share the CPU by the scheduler's time slices",
+            ),
         ),
     ],
 };

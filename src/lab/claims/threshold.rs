@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::gil::Variant;
 use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
+use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Measured, Rule, Unit};
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::model::outcome::{RuleChange, Table};
@@ -64,7 +65,8 @@ static ERA: EraClaim = EraClaim {
         "the experiment's three marks for its hybrid: the rate kept, the tiny requests' median latency and the hogs' scaling",
     ),
     unit: Unit::Percent,
-    metrics: [EraMetric::Experiment; 4],
+    measured_by: EraMetric::Experiment,
+    except: &[],
 };
 
 const KEEPS: Mark = Mark {
@@ -213,7 +215,14 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let legacy = measure(lab, &era_hybrid(Variant::Legacy, Target::Procpool))?;
     let interpreters = measure(lab, &era_hybrid(Variant::New, Target::Interpreters))?;
     let free_threaded = measure(lab, &era_hybrid(Variant::None, Target::Pool))?;
-    let era = [&legacy, &hybrid, &interpreters, &free_threaded].map(Row::era);
+    let era = [
+        (Era::Legacy, &legacy),
+        (Era::New, &hybrid),
+        (Era::PerInterpreter, &interpreters),
+        (Era::FreeThreaded, &free_threaded),
+    ]
+    .map(|(era, row)| (era, row.era()))
+    .to_vec();
     let rows = [
         threads,
         procpool,

@@ -34,12 +34,11 @@ static ERA: EraClaim = EraClaim {
     metric: "median latency with two clients ÷ with one",
     rule: DOUBLES.rule,
     unit: Unit::Times,
-    metrics: [
-        EraMetric::Pair(metrics::TWO_CLIENTS_THREADS),
-        EraMetric::Pair(metrics::TWO_CLIENTS_THREADS),
+    measured_by: EraMetric::Pair(metrics::TWO_CLIENTS_THREADS),
+    except: &[(
+        Era::PerInterpreter,
         EraMetric::Pair(metrics::TWO_CLIENTS_INTERPRETERS),
-        EraMetric::Pair(metrics::TWO_CLIENTS_THREADS),
-    ],
+    )],
 };
 
 const DOUBLES: Mark = Mark {

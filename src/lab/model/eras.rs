@@ -5,6 +5,8 @@
 //! CPython's own number beside the emulation's wherever the fidelity matrix measured the
 //! same metric on an interpreter of that era, judged by the same rule.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 pub use crate::lab::model::Era;
@@ -151,8 +153,23 @@ pub struct EraClaim {
     pub metric: &'static str,
     pub rule: Rule,
     pub unit: Unit,
-    /// What measures each era's cell, in [`Era::ALL`]'s order.
-    pub metrics: [EraMetric; 4],
+    /// What measures the claim in every era `except` does not name: one Python process's
+    /// threads, by the pair's metric (or the experiment itself, for a claim CPython cannot run).
+    /// A new era is measured this way unless a claim says otherwise.
+    pub measured_by: EraMetric,
+    /// The eras where another metric measures the claim (subinterpreters, say), or where it
+    /// means nothing, saying why.
+    pub except: &'static [(Era, EraMetric)],
+}
+
+impl EraClaim {
+    /// What measures the claim's cell in `era`.
+    pub fn metric_in(&self, era: Era) -> EraMetric {
+        self.except
+            .iter()
+            .find(|(excepted, _)| *excepted == era)
+            .map_or(self.measured_by, |(_, metric)| *metric)
+    }
 }
 
 /// What an experiment measured for one era.
@@ -283,34 +300,19 @@ impl Cell {
     }
 }
 
-/// The four eras' cells of one row, named as `report.json` names the eras.
+/// Every era's cell of one row, keyed as `report.json` names the eras.
 #[derive(Debug, Clone, Serialize)]
-pub struct Verdicts {
-    pub legacy: Cell,
-    pub new: Cell,
-    #[serde(rename = "per-interpreter")]
-    pub per_interpreter: Cell,
-    #[serde(rename = "free-threaded")]
-    pub free_threaded: Cell,
-}
+#[serde(transparent)]
+pub struct Verdicts(BTreeMap<Era, Cell>);
 
 impl Verdicts {
+    /// Every era of [`Era::ALL`] has a cell: a row is built with one for each.
     pub fn get(&self, era: Era) -> &Cell {
-        match era {
-            Era::Legacy => &self.legacy,
-            Era::New => &self.new,
-            Era::PerInterpreter => &self.per_interpreter,
-            Era::FreeThreaded => &self.free_threaded,
-        }
+        &self.0[&era]
     }
 
-    fn cells_mut(&mut self) -> [&mut Cell; 4] {
-        [
-            &mut self.legacy,
-            &mut self.new,
-            &mut self.per_interpreter,
-            &mut self.free_threaded,
-        ]
+    fn cells_mut(&mut self) -> impl Iterator<Item = (Era, &mut Cell)> {
+        self.0.iter_mut().map(|(era, cell)| (*era, cell))
     }
 }
 
@@ -331,47 +333,49 @@ pub struct EraRow {
 
 impl EraClaim {
     /// Judges the four eras' measurements, given in [`Era::ALL`]'s order.
-    pub fn judge(&self, experiment: &'static str, measured: [Measured; 4]) -> EraRow {
-        let [legacy, new, per_interpreter, free_threaded] = std::array::from_fn(|index| {
-            self.cell(&measured[index], self.metrics[index].measured())
-        });
-        self.row(experiment, [legacy, new, per_interpreter, free_threaded])
+    pub fn judge(&self, experiment: &'static str, measured: &[(Era, Measured)]) -> EraRow {
+        self.row(experiment, |era| {
+            match measured.iter().find(|(of, _)| *of == era) {
+                Some((_, measured)) => self.cell(measured, self.metric_in(era).measured()),
+                None => self.unmeasured(
+                    Verdict::Error,
+                    "the experiment did not measure this era",
+                    None,
+                ),
+            }
+        })
     }
 
     /// Judges the four eras from `table`, where the claim's pair measured them: each cell's
     /// own number is the emulation's own configuration of the era where one was measured,
     /// else the emulation standing for the era's first interpreter.
     pub fn judge_table(&self, experiment: &'static str, table: &Measurements) -> EraRow {
-        let [legacy, new, per_interpreter, free_threaded] = std::array::from_fn(|index| {
-            let era = Era::ALL[index];
-            match self.metrics[index] {
-                EraMetric::Pair(metric) => {
-                    let of_era: Vec<_> = table
-                        .of(experiment, metric)
-                        .filter(|row| !row.is_cpython() && row.era() == Some(era))
-                        .collect();
-                    let own = of_era.iter().find(|row| row.python.is_none());
-                    match own.or(of_era.first()) {
-                        Some(row) => {
-                            let mut cell =
-                                self.cell(&Measured::new(&row.subject, row.value), Some(metric));
-                            cell.own_setup = row.python.is_none();
-                            cell
-                        }
-                        None => self.unmeasured(
-                            Verdict::Error,
-                            "not measured: see the claim's checks",
-                            Some(metric),
-                        ),
+        self.row(experiment, |era| match self.metric_in(era) {
+            EraMetric::Pair(metric) => {
+                let of_era: Vec<_> = table
+                    .of(experiment, metric)
+                    .filter(|row| !row.is_cpython() && row.era() == Some(era))
+                    .collect();
+                let own = of_era.iter().find(|row| row.python.is_none());
+                match own.or(of_era.first()) {
+                    Some(row) => {
+                        let mut cell =
+                            self.cell(&Measured::new(&row.subject, row.value), Some(metric));
+                        cell.own_setup = row.python.is_none();
+                        cell
                     }
-                }
-                EraMetric::NotMeaningful(why) => self.unmeasured(Verdict::Skipped, why, None),
-                EraMetric::Experiment => {
-                    self.unmeasured(Verdict::Error, "the experiment measures this era", None)
+                    None => self.unmeasured(
+                        Verdict::Error,
+                        "not measured: see the claim's checks",
+                        Some(metric),
+                    ),
                 }
             }
-        });
-        self.row(experiment, [legacy, new, per_interpreter, free_threaded])
+            EraMetric::NotMeaningful(why) => self.unmeasured(Verdict::Skipped, why, None),
+            EraMetric::Experiment => {
+                self.unmeasured(Verdict::Error, "the experiment measures this era", None)
+            }
+        })
     }
 
     fn unmeasured(
@@ -393,22 +397,14 @@ impl EraClaim {
         }
     }
 
-    fn row(
-        &self,
-        experiment: &'static str,
-        [legacy, new, per_interpreter, free_threaded]: [Cell; 4],
-    ) -> EraRow {
+    /// The row of every era's cell, each made by `cell`.
+    fn row(&self, experiment: &'static str, cell: impl Fn(Era) -> Cell) -> EraRow {
         EraRow {
             experiment,
             claim: self.claim,
             metric: self.metric,
             rule: self.rule.describe(self.unit),
-            verdicts: Verdicts {
-                legacy,
-                new,
-                per_interpreter,
-                free_threaded,
-            },
+            verdicts: Verdicts(Era::ALL.into_iter().map(|era| (era, cell(era))).collect()),
             judge: self.rule,
             unit: self.unit,
         }
@@ -440,7 +436,7 @@ impl EraClaim {
 impl EraRow {
     /// A run that was not clean gives no verdict in any era: `unclean` replaces each one.
     pub fn unclean(&mut self, unclean: Verdict) {
-        for cell in self.verdicts.cells_mut() {
+        for (_, cell) in self.verdicts.cells_mut() {
             if matches!(cell.verdict, Verdict::Holds | Verdict::DoesNotHold) {
                 cell.verdict = unclean;
             }
@@ -452,7 +448,7 @@ impl EraRow {
     /// both judged by the row's rule.
     pub fn add_cpython(&mut self, table: &Measurements) {
         let (judge, unit, experiment) = (self.judge, self.unit, self.experiment);
-        for (era, cell) in Era::ALL.into_iter().zip(self.verdicts.cells_mut()) {
+        for (era, cell) in self.verdicts.cells_mut() {
             let Some(metric) = cell.cpython_metric else {
                 continue;
             };
@@ -486,7 +482,7 @@ impl EraRow {
 
     /// A run that measured CPython's numbers uncleanly gives no verdict on them.
     pub fn unclean_cpython(&mut self, unclean: Verdict) {
-        for cell in self.verdicts.cells_mut() {
+        for (_, cell) in self.verdicts.cells_mut() {
             for number in &mut cell.cpython {
                 for verdict in [
                     number.verdict.as_mut(),
@@ -558,20 +554,19 @@ mod tests {
             fails: 0.7,
         },
         unit: Unit::Times,
-        metrics: [
-            EraMetric::Pair("m"),
-            EraMetric::Pair("m"),
-            EraMetric::Pair("sub"),
-            EraMetric::Pair("m"),
-        ],
+        measured_by: EraMetric::Pair("m"),
+        except: &[(Era::PerInterpreter, EraMetric::Pair("sub"))],
     };
 
-    fn measured() -> [Measured; 4] {
-        [
-            Measured::new("threads --gil legacy", 1.3),
-            Measured::new("threads --gil new", 0.99),
-            Measured::new("interpreters --gil new, 2 workers", 0.5),
-            Measured::new("threads --gil none", 0.52),
+    fn measured() -> Vec<(Era, Measured)> {
+        vec![
+            (Era::Legacy, Measured::new("threads --gil legacy", 1.3)),
+            (Era::New, Measured::new("threads --gil new", 0.99)),
+            (
+                Era::PerInterpreter,
+                Measured::new("interpreters --gil new, 2 workers", 0.5),
+            ),
+            (Era::FreeThreaded, Measured::new("threads --gil none", 0.52)),
         ]
     }
 
@@ -597,7 +592,7 @@ mod tests {
 
     #[test]
     fn each_era_is_judged_by_the_one_rule() {
-        let row = CLAIM.judge("countdown", measured());
+        let row = CLAIM.judge("countdown", &measured());
         let verdicts: Vec<Verdict> = Era::ALL
             .iter()
             .map(|era| row.verdicts.get(*era).verdict)
@@ -608,12 +603,12 @@ mod tests {
             row.rule,
             "holds at 0.85× or more, does not hold at 0.70× or less"
         );
-        assert_eq!(row.verdicts.new.shown, "0.99×");
+        assert_eq!(row.verdicts.get(Era::New).shown, "0.99×");
     }
 
     #[test]
     fn cpython_numbers_join_the_cells_of_their_era_and_metric() {
-        let mut row = CLAIM.judge("countdown", measured());
+        let mut row = CLAIM.judge("countdown", &measured());
         row.add_cpython(&table(&[
             fidelity("m", ("2.7.18", Era::Legacy), 1.1),
             fidelity("m", ("3.11.7", Era::New), 0.8),
@@ -644,7 +639,7 @@ mod tests {
         );
         assert!(pythons(Era::FreeThreaded).is_empty());
         assert!(
-            row.verdicts.per_interpreter.words().contains(
+            row.verdicts.get(Era::PerInterpreter).words().contains(
                 "CPython 3.13.0: 0.66×, does not hold (its emulation 0.33×, does not hold)"
             )
         );
@@ -668,17 +663,16 @@ mod tests {
             ))
             .unwrap();
         let claim = EraClaim {
-            metrics: [
-                EraMetric::Pair("m"),
-                EraMetric::Pair("m"),
+            measured_by: EraMetric::Pair("m"),
+            except: &[(
+                Era::PerInterpreter,
                 EraMetric::NotMeaningful("nothing to share"),
-                EraMetric::Pair("m"),
-            ],
+            )],
             ..CLAIM
         };
         let mut row = claim.judge_table("countdown", &table);
         row.add_cpython(&table);
-        let legacy = &row.verdicts.legacy;
+        let legacy = row.verdicts.get(Era::Legacy);
         assert!(!legacy.own_setup() && legacy.measured_by_pair());
         assert_eq!(legacy.setup, "emulation of CPython 2.7.18");
         assert_eq!(
@@ -690,23 +684,24 @@ mod tests {
             legacy.words(),
             "CPython 2.7.18: 1.10×, holds (its emulation 0.55×, does not hold)"
         );
-        let free = &row.verdicts.free_threaded;
+        let free = row.verdicts.get(Era::FreeThreaded);
         assert!(free.own_setup());
         assert_eq!(free.verdict, Verdict::DoesNotHold);
         assert_eq!(free.words(), "0.51× (emulation, free-threaded)");
-        let none = &row.verdicts.per_interpreter;
+        let none = row.verdicts.get(Era::PerInterpreter);
         assert_eq!(none.verdict, Verdict::Skipped);
         assert_eq!(none.words(), "nothing to share");
         // A pair metric nobody measured is an error, not a silent gap.
         let unmeasured = EraClaim {
-            metrics: [EraMetric::Pair("absent"); 4],
+            measured_by: EraMetric::Pair("absent"),
+            except: &[],
             ..CLAIM
         };
         assert_eq!(
             unmeasured
                 .judge_table("countdown", &table)
                 .verdicts
-                .new
+                .get(Era::New)
                 .verdict,
             Verdict::Error
         );
@@ -714,7 +709,7 @@ mod tests {
 
     #[test]
     fn report_json_names_the_four_eras() {
-        let row = CLAIM.judge("countdown", measured());
+        let row = CLAIM.judge("countdown", &measured());
         let json = serde_json::to_value(&row).unwrap();
         for era in Era::ALL {
             assert!(
@@ -732,42 +727,48 @@ mod tests {
     #[test]
     fn an_unclean_run_or_a_missing_number_gives_no_verdict() {
         let mut measured = measured();
-        measured[1].value = f64::NAN;
-        let mut row = CLAIM.judge("countdown", measured);
-        assert_eq!(row.verdicts.new.verdict, Verdict::Error);
+        measured[1].1.value = f64::NAN;
+        let mut row = CLAIM.judge("countdown", &measured);
+        assert_eq!(row.verdicts.get(Era::New).verdict, Verdict::Error);
         row.unclean(Verdict::Inconclusive);
         assert!(
             Era::ALL
                 .iter()
                 .all(|era| row.verdicts.get(*era).verdict != Verdict::Holds)
         );
-        assert_eq!(row.verdicts.new.verdict, Verdict::Error);
+        assert_eq!(row.verdicts.get(Era::New).verdict, Verdict::Error);
     }
 
     #[test]
     fn rules_of_parts_and_of_any_loss() {
         let parts = EraClaim {
             rule: Rule::Parts("three checks"),
-            metrics: [EraMetric::Experiment; 4],
+            measured_by: EraMetric::Experiment,
+            except: &[],
             ..CLAIM
         };
         let mut measured = measured();
-        measured[0] = measured[0].clone().judged(Verdict::Inconclusive);
-        let row = parts.judge("threshold", measured);
-        assert_eq!(row.verdicts.legacy.verdict, Verdict::Inconclusive);
-        assert_eq!(row.verdicts.new.verdict, Verdict::Error, "no verdict given");
+        measured[0].1 = measured[0].1.clone().judged(Verdict::Inconclusive);
+        let row = parts.judge("threshold", &measured);
+        assert_eq!(row.verdicts.get(Era::Legacy).verdict, Verdict::Inconclusive);
+        assert_eq!(
+            row.verdicts.get(Era::New).verdict,
+            Verdict::Error,
+            "no verdict given"
+        );
         let mut measured = super::tests::measured();
-        measured[2] = measured[2]
+        measured[2].1 = measured[2]
+            .1
             .clone()
             .judged(Verdict::Inconclusive)
             .note("needs a core apart");
-        let mut row = CLAIM.judge("countdown", measured);
+        let mut row = CLAIM.judge("countdown", &measured);
         row.add_cpython(&table(&[fidelity(
             "sub",
             ("3.13.0", Era::PerInterpreter),
             0.66,
         )]));
-        let cell = &row.verdicts.per_interpreter;
+        let cell = row.verdicts.get(Era::PerInterpreter);
         assert_eq!(cell.verdict, Verdict::Inconclusive);
         assert_eq!(
             cell.cpython[0].verdict, None,

@@ -153,7 +153,8 @@ mod tests {
             fails: 0.7,
         },
         unit: Unit::Times,
-        metrics: [EraMetric::Pair("ratio"); 4],
+        measured_by: EraMetric::Pair("ratio"),
+        except: &[],
     };
 
     fn outcome(id: &'static str, problem: Option<&str>) -> Outcome {

@@ -261,7 +261,7 @@ impl SwitchRates {
 pub(crate) fn switch_rates(lab: &mut Lab, on: On) -> Result<SwitchRates, LabError> {
     let intervals_ms: Vec<f64> = lab.profile.pick(
         vec![1.0, 5.0, 20.0],
-        vec![0.5, 1.0, 2.0, 5.0, 10.0, 20.0],
+        vec![0.5, 1.0, 5.0, 20.0],
         vec![0.5, 1.0, 2.0, 5.0, 10.0, 20.0],
     );
     let hog = on.fib_request(Duration::from_millis(60));
@@ -469,7 +469,7 @@ impl IdleRun {
 pub(crate) fn idle_run(lab: &mut Lab, on: On, model: Model) -> Result<IdleRun, LabError> {
     lab.step(&format!("{}: idle connections, {model}", on.label()));
     let connections = lab.profile.pick(2_000, 10_000, 10_000);
-    let window = Duration::from_millis(lab.profile.pick(1_500, 3_000, 3_000));
+    let window = Duration::from_millis(lab.profile.pick(1_500, 2_000, 3_000));
     let one = lab.placement.server_one.clone();
     let server = match on {
         On::CPython(python) if model == Model::Eventloop => {

@@ -50,9 +50,10 @@ pub fn run(
             Method::Read(read) => Ok(read(lab, &outcomes)),
         };
         if let (Ok(report), Some(pair)) = (&mut result, experiment.pair) {
-            let (pairs, failures) = claims::method::on_every_python(lab, pair);
-            report.fidelity.extend(pairs);
-            report.checks.extend(failures);
+            let paired = claims::method::on_every_python(lab, pair);
+            report.fidelity.extend(paired.fidelity);
+            report.measurements.extend(paired.measurements);
+            report.checks.extend(paired.failures);
             if let Some(era_claim) = experiment.era {
                 let (measured, failures) = claims::method::on_eras_without_python(
                     lab,
@@ -102,7 +103,7 @@ fn finish(
         (Some(claim), None) if experiment.pair.is_some() => {
             // A measurement given twice fails the run's table in the views, which report it.
             let mut table = model::Measurements::default();
-            views::insert_measured(&mut table, &report.fidelity, &report.measurements).ok();
+            views::insert_measured(&mut table, &report.measurements).ok();
             Some(claim.judge_table(experiment.id, &table))
         }
         _ => None,

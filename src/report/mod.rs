@@ -274,6 +274,17 @@ mod tests {
     fn outcome() -> Outcome {
         let mut table = Table::new("numbers", &["a", "b|c"]);
         table.row(vec!["1".into(), "x|y".into()]);
+        let fidelity = Fidelity::new(
+            "demo",
+            "a ratio",
+            ("3.11.7", crate::lab::model::Era::New),
+            crate::lab::model::outcome::Band::Relative(0.1),
+            2.0,
+            2.1,
+            "measured".into(),
+        );
+        let mut pair = crate::lab::model::Measurements::default();
+        crate::lab::views::insert_fidelity(&mut pair, &fidelity).unwrap();
         Outcome {
             id: "demo",
             claim: "a claim with <html> & pipes |",
@@ -304,16 +315,8 @@ mod tests {
                     log_y: false,
                 },
             }],
-            fidelity: vec![Fidelity::new(
-                "demo",
-                "a ratio",
-                ("3.11.7", crate::lab::model::Era::New),
-                crate::lab::model::outcome::Band::Relative(0.1),
-                2.0,
-                2.1,
-                "measured".into(),
-            )],
-            measurements: Vec::new(),
+            fidelity: vec![fidelity.clone()],
+            measurements: pair.rows().to_vec(),
             era: Some(
                 ERA.judge(
                     "demo",

@@ -66,7 +66,7 @@ impl Views {
 pub fn table(outcomes: &[Outcome]) -> Result<Measurements, TableError> {
     let mut table = Measurements::default();
     for outcome in outcomes {
-        insert_measured(&mut table, &outcome.fidelity, &outcome.measurements)?;
+        insert_measured(&mut table, &outcome.measurements)?;
         let Some(era_row) = &outcome.era else {
             continue;
         };
@@ -99,24 +99,22 @@ pub fn table(outcomes: &[Outcome]) -> Result<Measurements, TableError> {
     Ok(table)
 }
 
-/// What a claim's pair measured: its fidelity pairs and its measurements of eras no
-/// interpreter stood for.
+/// What a claim measured: its experiment's numbers, its pair's on every interpreter and the
+/// emulation standing for each, and those of eras no interpreter stood for.
 pub fn insert_measured(
     table: &mut Measurements,
-    fidelity: &[Fidelity],
     measurements: &[Measurement],
 ) -> Result<(), TableError> {
-    for row in fidelity {
-        insert_fidelity(table, row)?;
-    }
     for measurement in measurements {
         table.insert(measurement.clone())?;
     }
     Ok(())
 }
 
-/// A fidelity pair as two measurements of one method: CPython's, and its emulation's.
-pub fn insert_fidelity(table: &mut Measurements, row: &Fidelity) -> Result<(), TableError> {
+/// A fidelity pair as two measurements of one method, CPython's and its emulation's, for
+/// tests that build a table from pairs.
+#[cfg(test)]
+pub(crate) fn insert_fidelity(table: &mut Measurements, row: &Fidelity) -> Result<(), TableError> {
     let evidence = format!(
         "the same program and placement on CPython {} and on clab configured as it ({}); {}",
         row.python, row.gil, row.note
@@ -189,7 +187,7 @@ mod tests {
             tables: Vec::new(),
             figures: Vec::new(),
             fidelity: vec![fidelity],
-            measurements: Vec::new(),
+            measurements: pair.rows().to_vec(),
             era: Some(CLAIM.judge_table(id, &pair)),
             health: vec![health],
             raw: serde_json::Value::Null,

@@ -36,27 +36,76 @@ use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError};
 use crate::server::Model;
 
+/// What a claim's pair measured on every interpreter: the fidelity rows, and the numbers they
+/// pair as rows of the run's table (each with every repeat).
+#[derive(Debug, Default)]
+pub struct PairMeasured {
+    pub fidelity: Vec<Fidelity>,
+    pub measurements: Vec<Measurement>,
+    /// An error check for each interpreter that could not be measured.
+    pub failures: Vec<Check>,
+}
+
 /// `pair`'s metrics on every interpreter the lab found, each beside its emulation; an
 /// interpreter that could not be measured is an error check naming it, and the others go on.
-pub fn on_every_python(lab: &mut Lab, pair: Pair) -> (Vec<Fidelity>, Vec<Check>) {
-    let mut rows = Vec::new();
-    let mut failures = Vec::new();
+pub fn on_every_python(lab: &mut Lab, pair: Pair) -> PairMeasured {
+    let mut measured = PairMeasured::default();
     for python in lab.pythons.clone() {
         let emulated = Emulated::of(&python);
-        let measured = measure(lab, On::CPython(&python), pair).and_then(|cpython| {
+        let numbers = measure(lab, On::CPython(&python), pair).and_then(|cpython| {
             let emulation = measure(lab, On::Emulation(&emulated), pair)?;
-            paired(&python, pair, cpython, emulation)
+            paired(&python, cpython, emulation)
         });
-        match measured {
-            Ok(measured) => rows.extend(measured),
-            Err(error) => failures.push(Check::new(
+        match numbers {
+            Ok(numbers) => {
+                for (cpython, emulation) in numbers {
+                    measured.add(&python, pair, cpython, emulation);
+                }
+            }
+            Err(error) => measured.failures.push(Check::new(
                 format!("{} beside its emulation: measured", python.label()),
                 Verdict::Error,
                 format!("{:#}", anyhow::Error::from(error)),
             )),
         }
     }
-    (rows, failures)
+    measured
+}
+
+impl PairMeasured {
+    /// One metric on `python` and on the emulation standing for it: a fidelity row, and two
+    /// measurements of one method.
+    fn add(&mut self, python: &Python, pair: Pair, cpython: Number, emulation: Number) {
+        let note = format!("CPython: {}; emulation: {}", cpython.note, emulation.note);
+        let evidence = format!(
+            "the same program and placement on CPython {} and on clab configured as it ({}); {note}",
+            python.version,
+            cpython.era.name()
+        );
+        self.fidelity.push(Fidelity::new(
+            pair.claim(),
+            cpython.metric,
+            (&python.version, cpython.era),
+            cpython.band,
+            cpython.value,
+            emulation.value,
+            note,
+        ));
+        for (subject, number) in [
+            (Subject::cpython(&python.version, cpython.era), cpython),
+            (
+                Subject::emulating(&python.version, emulation.era),
+                emulation,
+            ),
+        ] {
+            self.measurements.push(Measurement::new(
+                (pair.claim(), number.metric),
+                &subject,
+                number.repeats,
+                evidence.clone(),
+            ));
+        }
+    }
 }
 
 /// The eras table's cells that no interpreter found here stands for (a free-threaded build,
@@ -164,13 +213,12 @@ fn measure(lab: &mut Lab, on: On, pair: Pair) -> Result<Vec<Number>, LabError> {
     })
 }
 
-/// CPython's numbers and its emulation's, metric by metric, as fidelity rows.
+/// CPython's numbers and its emulation's, metric by metric.
 fn paired(
     python: &Python,
-    pair: Pair,
     cpython: Vec<Number>,
     emulation: Vec<Number>,
-) -> Result<Vec<Fidelity>, LabError> {
+) -> Result<Vec<(Number, Number)>, LabError> {
     let names = |numbers: &[Number]| numbers.iter().map(|n| n.metric).collect::<Vec<_>>();
     if names(&cpython) != names(&emulation) {
         return Err(LabError::Measurement(format!(
@@ -180,21 +228,7 @@ fn paired(
             names(&emulation)
         )));
     }
-    Ok(cpython
-        .into_iter()
-        .zip(emulation)
-        .map(|(cpython, emulation)| {
-            Fidelity::new(
-                pair.claim(),
-                cpython.metric,
-                (&python.version, cpython.era),
-                cpython.band,
-                cpython.value,
-                emulation.value,
-                format!("CPython: {}; emulation: {}", cpython.note, emulation.note),
-            )
-        })
-        .collect())
+    Ok(cpython.into_iter().zip(emulation).collect())
 }
 
 /// The emulation's GIL for `python`, as `clab serve` builds it from `emulation_args`.

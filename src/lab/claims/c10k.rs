@@ -7,6 +7,7 @@ use crate::lab::claims::method::{self, Emulated, IdleRun, On};
 use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
+use crate::lab::model::outcome::RuleChange;
 use crate::lab::model::outcome::Table;
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::{Lab, LabError};
@@ -23,7 +24,11 @@ pub static EXPERIMENT: Experiment = Experiment {
         marks: &[&KEEPS_THE_RATE, &LIGHT],
         besides: "Every idle connection must have been opened.",
     },
-    history: &[],
+    history: &[RuleChange {
+        date: "2026-12-03",
+        change: "CPython's asyncio is measured by the experiment's method — a busy client alone, then beside the profile's idle connections (2,000 quick, 10,000 default) — instead of 1,000 or 2,000 idle connections alone; the default profile's windows are 2 s (were 3 s); the marks unchanged",
+        reason: "one method per quantity: the report showed CPython's asyncio memory at two connection counts, by two methods",
+    }],
     era: Some(&ERA),
     pair: Some(Pair::C10k),
     run: Method::Measure(run),

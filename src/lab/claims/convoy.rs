@@ -50,6 +50,16 @@ pub static EXPERIMENT: Experiment = Experiment {
                      hog's worker",
         },
         RuleChange {
+            date: "2026-11-30",
+            change: "the process pool is judged on the one server CPU like every other server, \
+                     whatever the number of CPUs (recorded on 2026-12-03: the change was made \
+                     without a record)",
+            reason: "measured on one CPU the process pool held the rate — 78 %, 80 % and 81 % in \
+                     three default runs on an AMD EPYC host, each hand-off's wake-up preempting \
+                     the hog within microseconds — so the one-core placement no longer made its \
+                     check meaningless; the 3 % of 2026-11-25 was not seen again",
+        },
+        RuleChange {
             date: "2026-12-03",
             change: "the collapse does not hold when kept > 40 % (was > 50 %), for the threads \
                      servers and the eras table; holding the rate is still judged at 50 %",
@@ -59,6 +69,16 @@ pub static EXPERIMENT: Experiment = Experiment {
                      spread, and the no-GIL contrast came out 'does not hold' or 'inconclusive' \
                      by chance. 40 % keeps a collapse (< 20 %) apart from a fair share, with \
                      the legacy GIL's 31–35 % still between the two",
+        },
+        RuleChange {
+            date: "2026-12-03",
+            change: "the emulation is measured by the pair's method: a 2 s window with the hog \
+                     joining after 1 s, the hog sized to 60 ms on each side, one run per server \
+                     (was a 6 s window, the setups' hog and the median of three); a plain process \
+                     pool joins the pair, so CPython measures it too; marks unchanged",
+            reason: "one method per quantity, CPython and the emulation alike. With it, no GIL \
+                     keeps 93–96 % of the rate (three default runs, AMD EPYC), far from the 40 % \
+                     mark set on the earlier method's 49–56 %",
         },
     ],
     era: Some(&ERA),

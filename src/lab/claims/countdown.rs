@@ -7,6 +7,7 @@ use crate::lab::claims::method::{self, Emulated, Number};
 use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
+use crate::lab::model::outcome::RuleChange;
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::model::outcome::{Check, Contrast};
 use crate::lab::running::{Lab, LabError};
@@ -21,7 +22,11 @@ pub static EXPERIMENT: Experiment = Experiment {
         marks: &[&NO_FASTER, &BOTH_CORES],
         besides: "",
     },
-    history: &[],
+    history: &[RuleChange {
+        date: "2026-12-03",
+        change: "the emulation's two jobs are timed in one process by the pair's method (two `spin` jobs as threads, as two workers with a lock each, and in a row; the median of the profile's repeats), no longer as the latency of a `clab serve` server with one client and then two; thresholds unchanged",
+        reason: "one method per quantity: CPython's countdown was already timed in one process, and the eras table set the two methods' numbers side by side",
+    }],
     era: Some(&ERA),
     pair: Some(Pair::Countdown),
     run: Method::Measure(run),

@@ -7,6 +7,7 @@ use crate::lab::claims::method::{self, CLIENTS, Emulated, IDEAL_RATE, IoRun, On,
 use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
+use crate::lab::model::outcome::RuleChange;
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::model::outcome::{Check, Verdict};
 use crate::lab::running::{Lab, LabError};
@@ -23,7 +24,11 @@ pub static EXPERIMENT: Experiment = Experiment {
         marks: &[&OVERLAPS],
         besides: "Threads and the event loop hold only with less memory (PSS) than the process pool.",
     },
-    history: &[],
+    history: &[RuleChange {
+        date: "2026-12-03",
+        change: "the pair measures CPython's threads by the experiment's method (the profile's window, memory sampled under load) instead of a short load; the marks unchanged",
+        reason: "one method per quantity, CPython and the emulation alike",
+    }],
     era: Some(&ERA),
     pair: Some(Pair::IoBound),
     run: Method::Measure(run),

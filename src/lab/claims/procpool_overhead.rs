@@ -10,6 +10,7 @@ use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::Check;
+use crate::lab::model::outcome::RuleChange;
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::running::measure;
 use crate::lab::running::{Lab, LabError};
@@ -28,7 +29,11 @@ pub static EXPERIMENT: Experiment = Experiment {
         marks: &[&COSTS_MOST],
         besides: "",
     },
-    history: &[],
+    history: &[RuleChange {
+        date: "2026-12-03",
+        change: "the emulation's rates are measured by the pair's method (one short load per server after a warm-up) instead of the profile's window repeated; the mark unchanged",
+        reason: "one method per quantity, CPython and the emulation alike",
+    }],
     era: Some(&ERA),
     pair: Some(Pair::ProcpoolOverhead),
     run: Method::Measure(run),

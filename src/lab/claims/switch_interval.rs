@@ -7,6 +7,7 @@ use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::Check;
+use crate::lab::model::outcome::RuleChange;
 use crate::lab::model::outcome::{Chart, Figure, Series, Table};
 use crate::lab::running::measure::short_window;
 use crate::lab::running::{Lab, LabError};
@@ -20,7 +21,11 @@ pub static EXPERIMENT: Experiment = Experiment {
         marks: &[&SLOPE],
         besides: "",
     },
-    history: &[],
+    history: &[RuleChange {
+        date: "2026-12-03",
+        change: "the emulation is measured by the pair's method (a hog sized to 60 ms on each side, short windows, one load per interval; the default profile's intervals 0.5, 1, 5 and 20 ms) instead of the setups' hog and the profile's windows repeated; the slope's marks unchanged",
+        reason: "one method per quantity, CPython and the emulation alike",
+    }],
     era: Some(&ERA),
     pair: Some(Pair::SwitchInterval),
     run: Method::Measure(run),

@@ -7,6 +7,7 @@ use crate::lab::claims::method::{self, ClientsRun, Emulated, On};
 use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
+use crate::lab::model::outcome::RuleChange;
 use crate::lab::model::outcome::{Chart, Figure, Series, Table};
 use crate::lab::model::outcome::{Check, Contrast};
 use crate::lab::running::{Lab, LabError, Sample};
@@ -21,7 +22,11 @@ pub static EXPERIMENT: Experiment = Experiment {
         marks: &[&DOUBLES, &FLAT],
         besides: "",
     },
-    history: &[],
+    history: &[RuleChange {
+        date: "2026-12-03",
+        change: "the emulation is measured by the pair's method (short windows after a warm-up, one client then two, the slowdown the median of per-repeat pairs; a 30 ms `fib` sized on each side) instead of the profile's 2 s windows repeated three times per count; thresholds unchanged",
+        reason: "one method per quantity, CPython and the emulation alike",
+    }],
     era: Some(&ERA),
     pair: Some(Pair::TwoClients),
     run: Method::Measure(run),

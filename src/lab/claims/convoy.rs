@@ -192,7 +192,9 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     for (subject, metric, collapses) in expected {
         let (_, convoy) = measured
             .iter()
-            .find(|(of, convoy)| std::ptr::eq(*of, subject) && convoy.number.metric == metric)
+            .find(|(of, convoy)| {
+                of.subject.label == subject.subject.label && convoy.number.metric == metric
+            })
             .ok_or_else(|| LabError::Measurement(format!("{metric:?} was not measured")))?;
         if let Some(collapses) = collapses {
             checks.push(check(&convoy.run, collapses));

@@ -35,6 +35,7 @@ use crate::lab::running::setups::fib_n_for;
 use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError};
 use crate::server::Model;
+use crate::server::offload::Target;
 
 /// What a claim's pair measured on every interpreter: the fidelity rows, and the numbers they
 /// pair as rows of the run's table (each with every repeat).
@@ -112,6 +113,7 @@ impl PairMeasured {
 /// say), measured by `pair`'s method on the emulation's own configuration of the era: the
 /// same code path as CPython's numbers in the other eras. A cell that could not be measured is
 /// an error check naming it.
+///
 /// Cells the claim's experiment measured itself, on the same configuration by the same
 /// method (`measured`), are not measured again.
 pub fn on_eras_without_python(
@@ -486,6 +488,60 @@ impl On<'_> {
             }
             On::Emulation(emulated) => lab.serve(&emulation(emulated.spec(model)), cpus),
         }
+    }
+
+    /// Starts this side's `model` server with `workers` workers on both sides; threads and an
+    /// event loop have no workers to set.
+    fn serve_workers(
+        self,
+        lab: &mut Lab,
+        model: Model,
+        workers: usize,
+        cpus: &[usize],
+    ) -> Result<ChildServer, LabError> {
+        match model {
+            Model::Threads | Model::Eventloop => self.serve(lab, (model, &[]), |spec| spec, cpus),
+            _ => self.serve(
+                lab,
+                (model, &["--workers", &workers.to_string()]),
+                |spec| spec.workers(workers),
+                cpus,
+            ),
+        }
+    }
+
+    /// Starts this side's threshold server: `fib n` above `threshold` handed to a pool of two
+    /// `to` workers, the rest answered on the event loop.
+    fn serve_hybrid(
+        self,
+        lab: &mut Lab,
+        threshold: u32,
+        to: Target,
+        cpus: &[usize],
+    ) -> Result<ChildServer, LabError> {
+        // clab_server.py's names for the pools.
+        let pool = match to {
+            Target::Pool => "threads",
+            Target::Procpool => "processes",
+            Target::Interpreters => "interpreters",
+        };
+        let threshold_arg = threshold.to_string();
+        self.serve(
+            lab,
+            (
+                Model::Hybrid,
+                &[
+                    "--workers",
+                    "2",
+                    "--threshold",
+                    &threshold_arg,
+                    "--pool",
+                    pool,
+                ],
+            ),
+            |spec| spec.workers(2).offload(threshold, to),
+            cpus,
+        )
     }
 }
 

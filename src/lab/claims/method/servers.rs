@@ -74,15 +74,7 @@ pub(crate) fn clients_run(
     lab.step(&format!("{}: clients, {model}", on.label()));
     let request = on.fib_request(Duration::from_millis(30));
     let all = lab.placement.server_all.clone();
-    let server = match model {
-        Model::Threads | Model::Eventloop => on.serve(lab, (model, &[]), |spec| spec, &all)?,
-        _ => on.serve(
-            lab,
-            (model, &["--workers", "4"]),
-            |spec| spec.workers(4),
-            &all,
-        )?,
-    };
+    let server = on.serve_workers(lab, model, 4, &all)?;
     let repeats = lab.profile.pick(1, 2, 3);
     let mut by_count = vec![Vec::new(); counts.len()];
     for _ in 0..repeats {
@@ -140,51 +132,32 @@ pub(crate) fn convoy_runs(lab: &mut Lab, on: On) -> Result<Vec<ConvoyRun>, LabEr
         Duration::from_secs(seconds / 2),
     );
     // The essays' threshold server on each side: fib n > 15 goes to a pool of two.
-    let hybrid: &[&str] = &["--workers", "2", "--threshold", "15", "--pool"];
-    let two: &[&str] = &["--workers", "2"];
-    let servers: [(&str, Model, Vec<&str>, Option<Target>); 5] = [
-        (metrics::CONVOY_THREADS, Model::Threads, vec![], None),
+    let servers = [
+        (metrics::CONVOY_THREADS, Model::Threads, None),
         (
             metrics::CONVOY_HYBRID_THREADS,
             Model::Hybrid,
-            [hybrid, &["threads"]].concat(),
             Some(Target::Pool),
         ),
         (
             metrics::CONVOY_HYBRID_PROCESSES,
             Model::Hybrid,
-            [hybrid, &["processes"]].concat(),
             Some(Target::Procpool),
         ),
-        (
-            metrics::CONVOY_PROCPOOL,
-            Model::Procpool,
-            two.to_vec(),
-            None,
-        ),
-        (
-            metrics::CONVOY_INTERPRETERS,
-            Model::Interpreters,
-            two.to_vec(),
-            None,
-        ),
+        (metrics::CONVOY_PROCPOOL, Model::Procpool, None),
+        (metrics::CONVOY_INTERPRETERS, Model::Interpreters, None),
     ];
     let mut runs = Vec::new();
-    for (metric, model, cpython_args, offload) in servers {
+    for (metric, model, offload) in servers {
         if !on.wants(metric) || (model == Model::Interpreters && !on.own_gil_subinterpreters()) {
             continue;
         }
         lab.step(&format!("{}: convoy, {metric}", on.label()));
-        let server = on.serve(
-            lab,
-            (model, &cpython_args),
-            |spec| match (model, offload) {
-                (Model::Hybrid, Some(to)) => spec.workers(2).offload(15, to),
-                (Model::Threads, _) => on.traced(spec),
-                _ => spec.workers(2),
-            },
-            &one,
-        )?;
+        let server = match (model, offload) {
+            (_, Some(to)) => on.serve_hybrid(lab, 15, to, &one)?,
+            (Model::Threads, None) => on.serve(lab, (model, &[]), |spec| on.traced(spec), &one)?,
+            (_, None) => on.serve_workers(lab, model, 2, &one)?,
+        };
         let run = measure::rate_kept(lab, &server, &hog, window, hog_at)?;
         server.stop();
         let number = Number::new(
@@ -347,20 +320,15 @@ impl PoolCost {
 /// the same server computing each itself. Every server on one CPU.
 pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabError> {
     lab.step(&format!("{}: process-pool overhead", on.label()));
-    let rate = |lab: &mut Lab, model, cpython_args: &[&str]| {
-        pool_rate(lab, |lab, cpus| {
-            on.serve(lab, (model, cpython_args), |spec| spec.workers(2), cpus)
-        })
-    };
-    let threads = pool_rate(lab, |lab, cpus| {
-        on.serve(lab, (Model::Threads, &[]), |spec| spec, cpus)
-    })?;
+    let rate =
+        |lab: &mut Lab, model| pool_rate(lab, |lab, cpus| on.serve_workers(lab, model, 2, cpus));
+    let threads = rate(lab, Model::Threads)?;
     let mut costs = Vec::new();
     if on.wants(metrics::PROCESS_POOL_COST) {
         costs.push(PoolCost {
             metric: metrics::PROCESS_POOL_COST,
             inline_per_s: threads,
-            pooled_per_s: rate(lab, Model::Procpool, &["--workers", "2"])?,
+            pooled_per_s: rate(lab, Model::Procpool)?,
             why: match on {
                 On::CPython(_) => "pickling and the executor's own threads, all under the GIL",
                 On::Emulation(_) => "a pipe round trip, no interpreter work",
@@ -373,7 +341,7 @@ pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabErro
         costs.push(PoolCost {
             metric: metrics::INTERPRETER_HOP_COST,
             inline_per_s: threads,
-            pooled_per_s: rate(lab, Model::Interpreters, &["--workers", "2"])?,
+            pooled_per_s: rate(lab, Model::Interpreters)?,
             why: match on {
                 On::CPython(_) => "entering a subinterpreter and copying the request and the reply",
                 On::Emulation(_) => "a hand-off to an interpreter's thread and the copies",
@@ -384,24 +352,8 @@ pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabErro
     if on.era() == Era::FreeThreaded && on.wants(metrics::THREAD_POOL_COST) {
         lab.step(&format!("{}: thread-pool hop", on.label()));
         let hybrid = |lab: &mut Lab, threshold: u32| {
-            let threshold_arg = threshold.to_string();
             pool_rate(lab, |lab, cpus| {
-                on.serve(
-                    lab,
-                    (
-                        Model::Hybrid,
-                        &[
-                            "--workers",
-                            "2",
-                            "--threshold",
-                            &threshold_arg,
-                            "--pool",
-                            "threads",
-                        ],
-                    ),
-                    |spec| spec.workers(2).offload(threshold, Target::Pool),
-                    cpus,
-                )
+                on.serve_hybrid(lab, threshold, Target::Pool, cpus)
             })
         };
         costs.push(PoolCost {
@@ -538,16 +490,7 @@ pub(crate) struct IoRun {
 pub(crate) fn io_run(lab: &mut Lab, on: On, model: Model) -> Result<IoRun, LabError> {
     lab.step(&format!("{}: I/O-bound clients, {model}", on.label()));
     let one = lab.placement.server_one.clone();
-    let workers = CLIENTS.to_string();
-    let server = match model {
-        Model::Threads | Model::Eventloop => on.serve(lab, (model, &[]), |spec| spec, &one)?,
-        _ => on.serve(
-            lab,
-            (model, &["--workers", &workers]),
-            |spec| spec.workers(CLIENTS),
-            &one,
-        )?,
-    };
+    let server = on.serve_workers(lab, model, CLIENTS, &one)?;
     // Workers start lazily on some models: one request each way first.
     server.ask(REQUEST)?;
     let before = server.usage();

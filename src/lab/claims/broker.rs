@@ -24,7 +24,7 @@ pub static EXPERIMENT: Experiment = Experiment {
     rule: Rules {
         measures: "hop = µs a `fib 1` request takes beyond computing it on the connection's thread \
                    (one closed-loop client; server, broker and workers on one CPU). Scaling: four \
-                   clients sending the ≈ 30 ms two-clients job through the broker, throughput with \
+                   clients sending a ≈ 30 ms job (perf1's time scale) through the broker, throughput with \
                    two workers ÷ with one (everything on every server CPU).",
         marks: &[&DEARER, &SCALES],
         besides: "Pays only when large: two clients, the broker with two workers against threads \
@@ -334,7 +334,7 @@ fn report(lab: &Lab, hops: &Hops, scaling: &[(usize, f64)], gains: &[Size]) -> R
                 crate::lab::words::list(&lab.placement.load)
             ),
             format!(
-                "scaling and sizes: everything on CPUs {}; the sizes run from `fib 1` to the two-clients job ({}), each step of n ×1.6 the work",
+                "scaling and sizes: everything on CPUs {}; the sizes run from `fib 1` to the ≈ 30 ms job ({}), each step of n ×1.6 the work",
                 crate::lab::words::list(&lab.placement.server_all),
                 lab.setups.job.show()
             ),

@@ -1,8 +1,9 @@
-//! The sizes the experiments' setups state — a hog request of about 50 ms, the two-clients
-//! job of about 30 ms — chosen on this machine at the start of the lab and measured there, so
+//! The sizes the experiments' setups state — the broker's job of about 30 ms, the threshold's
+//! hog of about 13 ms — chosen on this machine at the start of the lab and measured there, so
 //! a setup says what ran, not what was hoped. `fib n` is chosen from the measured cost of a
 //! call under a lock, then timed over a real socket against a one-CPU server under the
-//! emulated GIL, as the experiments will run it; `spin` is timed the same way.
+//! emulated GIL, as the experiments will run it. (The claims CPython can run size their
+//! requests per side instead, by each side's own calibrated cost: `method::On::fib_request`.)
 
 use std::time::{Duration, Instant};
 
@@ -54,14 +55,10 @@ impl Sized {
 /// Every measured size, shown at the top of the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Setups {
-    /// The convoy's and switch-interval's hog: many 5 ms switch intervals long.
-    pub hog: Sized,
-    /// The two-clients job, as the essays' perf1 times fib(30).
+    /// The broker's job, at the time scale of the essays' perf1 timing fib(30).
     pub job: Sized,
     /// The threshold's hog: expensive against n > 15, short enough for many per window.
     pub threshold_hog: Sized,
-    /// `spin 20` as timed over the socket, in ms.
-    pub spin_20_ms: Option<f64>,
     /// Where they were measured.
     pub server: String,
 }
@@ -69,10 +66,8 @@ pub struct Setups {
 impl Default for Setups {
     fn default() -> Setups {
         Setups {
-            hog: Sized::aimed_at(Duration::from_millis(50)),
             job: Sized::aimed_at(Duration::from_millis(30)),
             threshold_hog: Sized::aimed_at(Duration::from_millis(13)),
-            spin_20_ms: None,
             server: String::new(),
         }
     }
@@ -82,13 +77,8 @@ impl Setups {
     /// The lines the report shows.
     pub fn describe(&self) -> Vec<String> {
         vec![
-            format!("hog request (convoy, switch-interval): {}", self.hog.show()),
-            format!("two-clients job: {}", self.job.show()),
+            format!("broker's job: {}", self.job.show()),
             format!("threshold's hog: {}", self.threshold_hog.show()),
-            match self.spin_20_ms {
-                Some(ms) => format!("`spin 20`: {ms:.1} ms"),
-                None => "`spin 20`: not measured".into(),
-            },
             format!("measured against {}", self.server),
         ]
     }
@@ -114,7 +104,7 @@ pub fn measure(lab: &mut Lab) -> Result<Setups, LabError> {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Sample::new(took).median)
     };
-    for sized in [&mut setups.hog, &mut setups.job, &mut setups.threshold_hog] {
+    for sized in [&mut setups.job, &mut setups.threshold_hog] {
         // The cost model lands within an n or two; each n is φ ≈ 1.6 times the last, so the
         // nearest n is within ×0.79–×1.27 of the target.
         for _ in 0..4 {
@@ -127,7 +117,6 @@ pub fn measure(lab: &mut Lab) -> Result<Setups, LabError> {
             }
         }
     }
-    setups.spin_20_ms = Some(time("spin 20")?);
     setups.server = format!("{} on CPU {}", spec.label(), crate::lab::words::list(&one));
     server.stop();
     if let Some((_, problems)) = crate::lab::running::health::judge(&lab.health.take()) {

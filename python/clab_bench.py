@@ -9,6 +9,11 @@ every Python 3; each command prints one JSON object on stdout.
   countdown --n N --mode M       two countdown(N) loops: serial, threads, processes, or
                                  interpreters (3.12+: a subinterpreter each, with its own GIL)
   race --each N                  two threads doing counter[0] += 1, N times each
+  shared --op OP --each N --repeats R
+                                 two threads doing OP N times each (an attribute incremented,
+                                 a list appended to, a function called) on objects of their
+                                 own and on one shared object, beside one thread doing both
+                                 threads' work in a row; R interleaved repeats of the three
   long --ms MS                   one C-level call of about MS ms (sum over a range) beside a
                                  10 ms ticker thread, with a signal due a quarter of the way in
 """
@@ -157,6 +162,81 @@ def run_countdown(args):
     return {"seconds": finished - started}
 
 
+class Box(object):
+    def __init__(self):
+        self.v = 0
+
+
+def function():
+    pass
+
+
+def increment(box, n):
+    for _ in range(n):
+        box.v += 1
+
+
+def append(items, n):
+    for i in range(n):
+        items.append(i)
+
+
+def call(f, n):
+    for _ in range(n):
+        f()
+
+
+# Each operation: the loop, and a fresh object to run it on. A function's copy shares only its
+# code object; the one shared is the module-level function itself.
+OPERATIONS = {
+    "attribute": (increment, Box),
+    "append": (append, list),
+    "call": (call, lambda: type(function)(function.__code__, globals(), "copy")),
+}
+
+
+def together(jobs):
+    """Seconds from the moment every thread runs a job to the moment the last one finishes."""
+    try:
+        import queue
+    except ImportError:  # Python 2
+        import Queue as queue
+    go, done = threading.Event(), queue.Queue()
+    readies = [threading.Event() for _ in jobs]
+    threads = [threading.Thread(target=counted, args=(job, ready, go, done))
+               for job, ready in zip(jobs, readies)]
+    for thread in threads:
+        thread.start()
+    for ready in readies:
+        ready.wait()
+    started = clock()
+    go.set()
+    finished = max(done.get() for _ in threads)
+    for thread in threads:
+        thread.join()
+    return finished - started
+
+
+def shared(args):
+    """Threads over serial for two threads on objects of their own and on one shared object,
+    each repeat timing the three back to back so a slow spell weighs on all of them."""
+    loop, new = OPERATIONS[args.op]
+    n = args.each
+    times = {"serial": [], "own": [], "shared": []}
+    for _ in range(args.repeats):
+        first, second = new(), new()
+        started = clock()
+        loop(first, n)
+        loop(second, n)
+        times["serial"].append(clock() - started)
+        # Each thread makes its own: it owns it, and its allocator puts it apart from the other's
+        # (two objects made one after the other may share a cache line).
+        times["own"].append(together([lambda: loop(new(), n)] * 2))
+        one = function if args.op == "call" else new()
+        times["shared"].append(together([functools.partial(loop, one, n)] * 2))
+    return times
+
+
 def race(args):
     counter = [0]
 
@@ -164,11 +244,8 @@ def race(args):
         for _ in range(args.each):
             counter[0] += 1
 
-    threads = [threading.Thread(target=work) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    # Both start together: one must not finish before the other begins.
+    together([work, work])
     expected = 2 * args.each
     return {"total": counter[0], "expected": expected, "lost": expected - counter[0]}
 
@@ -221,6 +298,11 @@ def main():
     command = commands.add_parser("race")
     command.add_argument("--each", type=int, required=True)
     command.set_defaults(run=race)
+    command = commands.add_parser("shared")
+    command.add_argument("--op", choices=sorted(OPERATIONS), required=True)
+    command.add_argument("--each", type=int, required=True)
+    command.add_argument("--repeats", type=int, default=3)
+    command.set_defaults(run=shared)
     command = commands.add_parser("long")
     command.add_argument("--ms", type=float, required=True)
     command.set_defaults(run=long_instruction)

@@ -262,6 +262,20 @@ fn the_in_process_programs_report_each_era() {
         } else {
             assert!(gap > 60.0, "{}: the ticker ran on: {long}", python.label());
         }
+        for op in ["attribute", "append", "call"] {
+            let shared = bench(
+                python,
+                &["shared", "--op", op, "--each", "20000", "--repeats", "2"],
+            );
+            for key in ["serial", "own", "shared"] {
+                let times = shared[key].as_array().unwrap();
+                assert!(
+                    times.len() == 2 && times.iter().all(|t| t.as_f64().unwrap() > 0.0),
+                    "{} shared {op}: {shared}",
+                    python.label()
+                );
+            }
+        }
         let serial = bench(python, &["countdown", "--n", "100000", "--mode", "serial"]);
         assert!(serial["seconds"].as_f64().unwrap() > 0.0);
         let probe = bench(python, &["probe"]);

@@ -59,6 +59,16 @@ pub static EXPERIMENT: Experiment = Experiment {
                  per-interpreter era, and judges it by the claim's rule, which speaks in shares; \
                  both bands were set before these metrics were first run",
         },
+        RuleChange {
+            date: "2026-12-03",
+            change: "six metrics added on every interpreter, by the shared-objects claim's method: two \
+                 threads' loops (an attribute incremented, a list appended to, a function called) \
+                 ÷ one thread doing both, on objects of their own and on one shared object, band \
+                 ±20 % as for the countdown's processes; a free-threaded CPython is measured \
+                 beside the others where one is installed (`python/provision`)",
+            reason: "free threading for real: the claim past the essays is paired with CPython like \
+                 the essays' claims; its band was set before its first run",
+        },
     ],
     era: None,
     pair: None,
@@ -223,7 +233,7 @@ fn setup(lab: &Lab) -> Vec<String> {
         crate::work::work_costs().fib_call_ns
     ));
     setup.push(format!(
-        "bands, fixed before the run: countdown one core {}, two cores {} (legacy) or {} (new), processes {}; two clients {}; convoy {}; switch-interval slope {}; process-pool cost {}; long instruction {}; race {}; c10k {}; io-bound {}",
+        "bands, fixed before the run: countdown one core {}, two cores {} (legacy) or {} (new), processes {}; two clients {}; convoy {}; switch-interval slope {}; process-pool cost {}; long instruction {}; race {}; c10k {}; io-bound {}; shared objects {}",
         bands::COUNTDOWN_ONE_CORE.describe(),
         bands::COUNTDOWN_TWO_CORES_LEGACY.describe(),
         bands::COUNTDOWN_TWO_CORES.describe(),
@@ -236,6 +246,7 @@ fn setup(lab: &Lab) -> Vec<String> {
         bands::RACE.describe(),
         bands::C10K.describe(),
         bands::IO_BOUND.describe(),
+        bands::SHARED_OBJECTS.describe(),
     ));
     setup
 }

@@ -15,6 +15,7 @@ pub enum Pair {
     Race,
     C10k,
     IoBound,
+    SharedObjects,
 }
 
 impl Pair {
@@ -30,6 +31,7 @@ impl Pair {
             Pair::Race => "race",
             Pair::C10k => "c10k",
             Pair::IoBound => "io-bound",
+            Pair::SharedObjects => "shared-objects",
         }
     }
 }
@@ -61,6 +63,14 @@ pub const C10K_PER_CONNECTION: &str = "resident KiB per idle connection (asyncio
 pub const RACE_LOST: &str = "share of increments lost, two threads";
 pub const IO_BOUND_SHARE: &str =
     "share of the ideal 800 requests/s, 16 clients sending `sleep 20` to threads";
+/// Shared objects: two threads ÷ one doing both loops, on objects of their own and on one
+/// object they share, per operation.
+pub const SHARED_ATTRIBUTE_OWN: &str = "attribute incremented: threads ÷ serial, own objects";
+pub const SHARED_ATTRIBUTE_ONE: &str = "attribute incremented: threads ÷ serial, one shared object";
+pub const SHARED_APPEND_OWN: &str = "list appended to: threads ÷ serial, own lists";
+pub const SHARED_APPEND_ONE: &str = "list appended to: threads ÷ serial, one shared list";
+pub const SHARED_CALL_OWN: &str = "function called: threads ÷ serial, a copy each";
+pub const SHARED_CALL_ONE: &str = "function called: threads ÷ serial, one module-level function";
 
 /// The bands, fixed before any run; the experiment's rule states them in words.
 pub mod bands {
@@ -82,4 +92,6 @@ pub mod bands {
     pub const RACE: Band = Band::ZeroOrFactor(4.0);
     pub const C10K: Band = Band::AtMost(2.0);
     pub const IO_BOUND: Band = Band::Relative(0.20);
+    /// Threads ÷ serial on own or shared objects: as two countdown processes' band.
+    pub const SHARED_OBJECTS: Band = Band::Relative(0.20);
 }

@@ -21,6 +21,7 @@ pub(crate) mod long_instruction;
 pub(crate) mod prefork_limit;
 pub(crate) mod procpool_overhead;
 pub(crate) mod race;
+pub(crate) mod shared_objects;
 pub(crate) mod switch_interval;
 pub(crate) mod thread_memory;
 pub(crate) mod threshold;
@@ -40,6 +41,7 @@ pub static ALL: &[&Experiment] = &[
     &c10k::EXPERIMENT,
     &race::EXPERIMENT,
     &io_bound::EXPERIMENT,
+    &shared_objects::EXPERIMENT,
     &broker::EXPERIMENT,
     &cpython::EXPERIMENT,
 ];
@@ -54,7 +56,7 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), ALL.len());
-        assert_eq!(ALL.len(), 14);
+        assert_eq!(ALL.len(), 15);
         // The eras table covers at least seven claims.
         let eras: Vec<_> = ALL.iter().filter_map(|e| e.era.map(|_| e.id)).collect();
         assert!(eras.len() >= 7, "{eras:?}");

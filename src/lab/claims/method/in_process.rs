@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::shared_objects::{Operation, PythonTimed, Timed, timed};
 use super::{Number, On};
 use super::{increments, long_operation};
 use crate::gil::{GilConfig, PythonThread};
@@ -300,4 +301,87 @@ pub(super) fn race(lab: &mut Lab, on: On) -> Result<Number, LabError> {
         vec![lost as f64 / (2 * each) as f64],
         format!("{lost} of {} increments lost ({how})", 2 * each),
     ))
+}
+
+/// Two threads running each operation's loop on objects of their own and on one shared
+/// object, each ÷ one thread running both loops in a row: the three timed back to back in
+/// every repeat, the median of the repeats' ratios.
+pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
+    let length = Duration::from_millis(lab.profile.pick(20, 40, 40));
+    let repeats = lab.profile.pick(3, 5, 5);
+    let all = lab.placement.server_all.clone();
+    let mut numbers = Vec::new();
+    for operation in Operation::ALL {
+        let (own, one) = operation.metrics();
+        if !on.wants(own) && !on.wants(one) {
+            continue;
+        }
+        lab.step(&format!(
+            "{}: shared objects, {}",
+            on.label(),
+            operation.name()
+        ));
+        let iterations = operation.iterations(length, on.tick());
+        let timings: Vec<Timed> = match on {
+            On::CPython(python) => {
+                let args = [
+                    "shared".to_owned(),
+                    "--op".into(),
+                    operation.name().into(),
+                    "--each".into(),
+                    iterations.to_string(),
+                    "--repeats".into(),
+                    repeats.to_string(),
+                ];
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let timed: PythonTimed = bench(
+                    &python.path,
+                    &lab.scripts,
+                    &args,
+                    Some((&all, &lab.health)),
+                    Duration::from_secs(120),
+                )
+                .map_err(|why| {
+                    LabError::Measurement(format!("{} shared objects: {why}", python.label()))
+                })?;
+                timed.repeats()
+            }
+            On::Emulation(emulated) => (0..repeats)
+                .map(|_| timed(&emulated.gil, operation, iterations, (&all, &lab.health)))
+                .collect(),
+        };
+        if timings.len() != repeats
+            || timings
+                .iter()
+                .any(|t| !(t.serial > 0.0 && t.own > 0.0 && t.shared > 0.0))
+        {
+            return Err(LabError::Measurement(format!(
+                "{} shared objects, {}: {repeats} repeats of three positive times expected, got {timings:?}",
+                on.label(),
+                operation.name()
+            )));
+        }
+        let note = |objects: &str| {
+            format!(
+                "two threads × {iterations} iterations of `{}` on {objects} ÷ one thread doing both loops, on CPUs {}; median of {repeats} repeats, the three timed back to back in each",
+                operation.code(),
+                list(&all)
+            )
+        };
+        numbers.push(Number::new(
+            on,
+            own,
+            bands::SHARED_OBJECTS,
+            timings.iter().map(|t| t.own / t.serial).collect(),
+            note(operation.own_objects()),
+        ));
+        numbers.push(Number::new(
+            on,
+            one,
+            bands::SHARED_OBJECTS,
+            timings.iter().map(|t| t.shared / t.serial).collect(),
+            note(operation.shared_object()),
+        ));
+    }
+    Ok(numbers)
 }

@@ -14,6 +14,7 @@ mod in_process;
 pub(crate) mod increments;
 pub(crate) mod long_operation;
 mod servers;
+pub(crate) mod shared_objects;
 
 pub(crate) use in_process::{long_length, long_measured};
 pub(crate) use servers::{
@@ -190,7 +191,7 @@ pub(crate) fn record<'a>(
 /// `pair`'s numbers on one subject (none where it has no such thing: a switch interval before
 /// 3.2, subinterpreters with a GIL each before 3.12, asyncio on 2.x).
 fn measure(lab: &mut Lab, on: On, pair: Pair) -> Result<Vec<Number>, LabError> {
-    use in_process::{countdown, long_instruction, race};
+    use in_process::{countdown, long_instruction, race, shared_objects};
     use servers::{c10k, convoy, io_bound, procpool_overhead, switch_interval, two_clients};
     Ok(match pair {
         Pair::Countdown => countdown(lab, on)?,
@@ -211,6 +212,7 @@ fn measure(lab: &mut Lab, on: On, pair: Pair) -> Result<Vec<Number>, LabError> {
         Pair::Race => vec![race(lab, on)?],
         Pair::C10k if on.asyncio() => vec![c10k(lab, on)?],
         Pair::IoBound => vec![io_bound(lab, on)?],
+        Pair::SharedObjects => shared_objects(lab, on)?,
         Pair::SwitchInterval | Pair::C10k => Vec::new(),
     })
 }
@@ -453,6 +455,15 @@ impl On<'_> {
                 trace: Some(path), ..
             }) => spec.quiet_option("--trace", path),
             _ => spec,
+        }
+    }
+
+    /// The time between two of its eval loop's checks: CPython's measured tick, or the one
+    /// the emulation is configured with.
+    fn tick(self) -> Duration {
+        match self {
+            On::CPython(python) => python.tick(),
+            On::Emulation(emulated) => emulated.gil.tick,
         }
     }
 

@@ -1,0 +1,170 @@
+//! A claim beyond the essays: free threading runs threads on both cores only while they keep
+//! to objects of their own. Threads writing one object write its reference counts and take
+//! its lock, and that object's cache line travels between the cores at every step; a
+//! module-level function, immortal in the free-threaded build, is shared for free. Real
+//! CPython runs it as the claim's pair; under a GIL nothing scales, shared or not.
+
+use crate::lab::claims::experiment::{Experiment, Mark, Method, Report, Rules};
+use crate::lab::claims::method::shared_objects::Operation;
+use crate::lab::claims::method::{self, Emulated, Number};
+use crate::lab::claims::metrics::{self, Pair};
+use crate::lab::model::Era;
+use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
+use crate::lab::model::outcome::{Chart, Check, Figure, Table};
+use crate::lab::running::{Lab, LabError};
+use crate::lab::words::list;
+
+pub static EXPERIMENT: Experiment = Experiment {
+    id: "shared-objects",
+    claim: "free threading uses both cores only while threads keep to their own objects: two threads incrementing one object's attribute, or appending to one list, take as long as one thread doing both loops",
+    essay: "beyond the essays: CPython's free-threading HOWTO and its Tools/ftscalingbench — objects shared between threads do not scale",
+    rule: Rules {
+        measures: "threads ÷ serial = time for two threads running a loop at once ÷ time for one thread running both loops in a row, the median of interleaved repeats; judged on clab's free-threaded configuration (no GIL).",
+        marks: &[&OWN_SCALE, &SHARED_DO_NOT],
+        besides: "Holds when the attribute loop scales on objects of their own and neither the attribute nor the list loop scales on one shared object. A module-level function called from both threads is shown, not judged, and so is the new GIL, under which no loop scales.",
+    },
+    history: &[],
+    era: Some(&ERA),
+    pair: Some(Pair::SharedObjects),
+    run: Method::Measure(run),
+};
+
+/// In each era: two threads of one Python process writing one shared object.
+static ERA: EraClaim = EraClaim {
+    claim: "two threads of one Python process incrementing one shared object's attribute take no less time than one thread doing both loops",
+    metric: "threads ÷ serial, one shared object",
+    rule: SHARED_DO_NOT.rule,
+    unit: Unit::Times,
+    measured_by: EraMetric::Pair(metrics::SHARED_ATTRIBUTE_ONE),
+    except: &[(
+        Era::PerInterpreter,
+        EraMetric::NotMeaningful(
+            "interpreters share no objects: what one writes, the other cannot see",
+        ),
+    )],
+};
+
+const OWN_SCALE: Mark = Mark {
+    what: "threads on objects of their own use both cores (attribute loop), threads ÷ serial",
+    rule: Rule::AtMost {
+        holds: 0.7,
+        fails: 0.85,
+    },
+    unit: Unit::Times,
+};
+const SHARED_DO_NOT: Mark = Mark {
+    what: "threads on one shared object do not (attribute and list loops), threads ÷ serial",
+    rule: Rule::AtLeast {
+        holds: 0.85,
+        fails: 0.7,
+    },
+    unit: Unit::Times,
+};
+
+/// The emulation's verdicts: the pair's method on clab's free-threaded configuration, and on
+/// the new GIL for contrast.
+fn run(lab: &mut Lab) -> Result<Report, LabError> {
+    let mut report = Report::default();
+    let free = Emulated::era(Era::FreeThreaded);
+    let new = Emulated::era(Era::New);
+    let without_gil = method::on_emulation(lab, &free, Pair::SharedObjects, &mut report)?;
+    let with_gil = method::on_emulation(lab, &new, Pair::SharedObjects, &mut report)?;
+    let check = |metric: &str, mark: &Mark| -> Result<Check, LabError> {
+        let number = Number::of(&without_gil, metric)?;
+        Ok(Check::new(
+            format!("{}, {metric}", free.subject.label),
+            mark.judge(number.value),
+            format!("{:.2}: {}", number.value, number.note),
+        ))
+    };
+    report.checks = vec![
+        check(metrics::SHARED_ATTRIBUTE_OWN, &OWN_SCALE)?,
+        check(metrics::SHARED_ATTRIBUTE_ONE, &SHARED_DO_NOT)?,
+        check(metrics::SHARED_APPEND_ONE, &SHARED_DO_NOT)?,
+    ];
+    let value = |numbers: &[Number], metric| Number::of(numbers, metric).map(|n| n.value);
+    report.summary = format!(
+        "without a GIL two threads take {:.2}× the serial time on boxes of their own and {:.2}× on one shared box ({:.2}× and {:.2}× appending to lists of their own and to one; {:.2}× calling one module-level function); under the new GIL {:.2}× and {:.2}×",
+        value(&without_gil, metrics::SHARED_ATTRIBUTE_OWN)?,
+        value(&without_gil, metrics::SHARED_ATTRIBUTE_ONE)?,
+        value(&without_gil, metrics::SHARED_APPEND_OWN)?,
+        value(&without_gil, metrics::SHARED_APPEND_ONE)?,
+        value(&without_gil, metrics::SHARED_CALL_ONE)?,
+        value(&with_gil, metrics::SHARED_ATTRIBUTE_OWN)?,
+        value(&with_gil, metrics::SHARED_ATTRIBUTE_ONE)?,
+    );
+    let mut table = Table::new(
+        "Two threads running one loop, as a share of one thread running both",
+        &[
+            "loop",
+            "subject",
+            "own objects",
+            "one shared object",
+            "repeats (shared)",
+        ],
+    );
+    let mut categories = Vec::new();
+    let mut series = vec![
+        (free.subject.label.clone(), Vec::new()),
+        (new.subject.label.clone(), Vec::new()),
+    ];
+    for operation in Operation::ALL {
+        let (own, one) = operation.metrics();
+        for (metric, objects) in [
+            (own, operation.own_objects()),
+            (one, operation.shared_object()),
+        ] {
+            categories.push(format!("`{}`, {objects}", operation.code()));
+            for ((subject, numbers), (_, values)) in [(&free, &without_gil), (&new, &with_gil)]
+                .into_iter()
+                .zip(&mut series)
+            {
+                let number = Number::of(numbers, metric)?;
+                values.push(number.value);
+                if metric == one {
+                    let own = Number::of(numbers, own)?;
+                    table.row(vec![
+                        format!("`{}`", operation.code()),
+                        subject.subject.label.clone(),
+                        format!("{:.2}", own.value),
+                        format!("{:.2}", number.value),
+                        list(
+                            &number
+                                .repeats
+                                .iter()
+                                .map(|r| format!("{r:.2}"))
+                                .collect::<Vec<_>>(),
+                        ),
+                    ]);
+                }
+            }
+        }
+    }
+    report.tables = vec![table];
+    report.figures = vec![Figure::new(
+        "sharing",
+        "Two threads running one loop, as a share of one thread running both",
+        ("loop and objects", "threads ÷ serial"),
+        Chart::Bars { categories, series },
+    )];
+    let attribute = Number::of(&without_gil, metrics::SHARED_ATTRIBUTE_ONE)?;
+    report.setup = vec![
+        format!("each side: {}", attribute.note),
+        "the emulation keeps each object's header as free-threaded CPython does, on one cache line: the thread that made it, a count only that thread changes, a count the others change atomically, a lock for stores and appends; a module-level function is immortal, its counts only read; the loop's own time is the tick's calibrated work".into(),
+        "under a GIL the header is one plain count and no lock is taken; the emulated GIL lets one thread run at a time".into(),
+        "each era is measured on CPython by the claim's pair with the same method, in the eras table: `python/clab_bench.py shared` on each interpreter found, beside the emulation standing for it".into(),
+    ];
+    report.explanation = EXPLANATION.into();
+    Ok(report)
+}
+
+const EXPLANATION: &str = "Without a GIL each thread runs on its own core, and a loop over \
+    objects of its own finishes in about half the serial time. Every reference taken to an \
+    object writes its reference count, and every store to an attribute or append to a list takes \
+    the object's lock: free-threaded CPython makes this cheap for the thread that created the \
+    object (a plain count of its own) and atomic for every other thread. Two threads on one \
+    object write the same cache line at every step, so the line moves between the cores each \
+    time and the threads run no faster than one — here slower. CPython 3.13 escapes it for \
+    objects it makes immortal once a second thread starts (module-level functions, classes, code \
+    objects): their counts are never written, and calling one function from every thread \
+    scales. Under a GIL nothing scales, shared or not: only one thread runs at a time.";

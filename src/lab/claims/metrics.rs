@@ -89,6 +89,9 @@ pub mod bands {
     pub const SWITCH_SLOPE: Band = Band::Absolute(0.15);
     pub const PROCPOOL_COST: Band = Band::Factor(2.0);
     pub const LONG_INSTRUCTION: Band = Band::Relative(0.25);
+    /// The stall's share of the operation: about 1 under a GIL, about 0 without one, where
+    /// no relative band can hold.
+    pub const LONG_STALL: Band = Band::Absolute(0.25);
     pub const RACE: Band = Band::ZeroOrFactor(4.0);
     pub const C10K: Band = Band::AtMost(2.0);
     pub const IO_BOUND: Band = Band::Relative(0.20);

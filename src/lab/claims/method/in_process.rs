@@ -270,7 +270,7 @@ fn long_numbers(on: On, gap_ms: f64, delay_ms: f64, section_ms: f64, what: Strin
         Number::new(
             on,
             metrics::LONG_STALL,
-            bands::LONG_INSTRUCTION,
+            bands::LONG_STALL,
             vec![long_operation::stall(gap_ms, section_ms)],
             note,
         ),

@@ -82,10 +82,11 @@ fn an_unknown_experiment_is_a_one_line_error() {
 }
 
 fn python3_exists() -> bool {
-    Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|output| output.status.success())
+    common::output_if_it_runs(
+        Command::new("python3").arg("--version"),
+        Duration::from_secs(30),
+    )
+    .is_some_and(|output| output.status.success())
 }
 
 /// An interpreter that does not exist is a one-line note and a skip, never a failure.

@@ -30,18 +30,16 @@ fn json_path() -> PathBuf {
 fn load(addr: SocketAddr, args: &[&str]) -> (Value, Duration) {
     let path = json_path();
     let started = Instant::now();
-    let output = clab()
-        .arg("load")
-        .args(args)
-        .args([
+    let output = common::output_within(
+        clab().arg("load").args(args).args([
             "--addr",
             &addr.to_string(),
             "--quiet",
             "--json",
             path.to_str().unwrap(),
-        ])
-        .output()
-        .expect("run clab load");
+        ]),
+        Duration::from_secs(120),
+    );
     let took = started.elapsed();
     assert!(
         output.status.success(),
@@ -260,7 +258,7 @@ fn bad_options_get_a_one_line_error() {
         &["rate", "--request", "bogus"],
         &["tcp"],
     ] {
-        let output = clab().arg("load").args(args).output().unwrap();
+        let output = common::output_within(clab().arg("load").args(args), common::PATIENCE);
         assert!(!output.status.success(), "{args:?}");
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert!(
@@ -278,17 +276,17 @@ fn nothing_listening_is_one_line_and_a_failure() {
         .local_addr()
         .unwrap();
     let started = Instant::now();
-    let output = clab()
-        .args([
+    let output = common::output_within(
+        clab().args([
             "load",
             "rate",
             "--duration",
             "5s",
             "--addr",
             &addr.to_string(),
-        ])
-        .output()
-        .unwrap();
+        ]),
+        common::PATIENCE,
+    );
     assert!(!output.status.success());
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -306,18 +304,19 @@ fn a_run_in_which_every_request_failed_is_a_failure_with_its_numbers_kept() {
     // Every `fib 20` is refused by a server that takes n ≤ 10 only.
     let server = Server::start("threads", &["--max-n", "10"]);
     let path = json_path();
-    let output = clab()
-        .args(["load", "rate", "--request", "fib 20", "--duration", "500ms"])
-        .args([
-            "--warmup",
-            "0s",
-            "--quiet",
-            "--addr",
-            &server.addr.to_string(),
-        ])
-        .args(["--json", path.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let output = common::output_within(
+        clab()
+            .args(["load", "rate", "--request", "fib 20", "--duration", "500ms"])
+            .args([
+                "--warmup",
+                "0s",
+                "--quiet",
+                "--addr",
+                &server.addr.to_string(),
+            ])
+            .args(["--json", path.to_str().unwrap()]),
+        common::PATIENCE,
+    );
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(

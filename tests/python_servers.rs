@@ -247,13 +247,20 @@ fn the_tick_is_within_twice_a_direct_measurement() {
 fn the_in_process_programs_report_each_era() {
     for python in interpreters() {
         let free_threaded = python.era == Era::FreeThreaded;
-        let race = bench(python, &["race", "--each", "300000"]);
-        let lost = race["lost"].as_u64().unwrap();
-        assert_eq!(race["expected"], 600_000);
         if free_threaded {
-            assert!(lost > 0, "{}: {race}", python.label());
-        } else if (python.major, python.minor) >= (3, 10) {
-            assert_eq!(lost, 0, "{}: {race}", python.label());
+            // Increments are lost only while both threads run at once, which the other tests
+            // on the machine may prevent for a while: any of five races losing some will do.
+            let races: Vec<serde_json::Value> = (0..5)
+                .map(|_| bench(python, &["race", "--each", "1000000"]))
+                .take_while(|race| race["lost"] == 0)
+                .collect();
+            assert!(races.len() < 5, "{}: {races:?}", python.label());
+        } else {
+            let race = bench(python, &["race", "--each", "300000"]);
+            assert_eq!(race["expected"], 600_000);
+            if (python.major, python.minor) >= (3, 10) {
+                assert_eq!(race["lost"], 0, "{}: {race}", python.label());
+            }
         }
         let long = bench(python, &["long", "--ms", "100"]);
         let gap = long["longest_gap_ms"].as_f64().unwrap();

@@ -21,28 +21,28 @@ fn serialise() -> common::TimingLock {
 /// Runs `clab load rate` from CPU `cpu` for a second; its requests per second.
 fn rapid_rate(server: &Server, cpu: usize) -> f64 {
     let path = std::env::temp_dir().join(format!("clab-scale-{}-{cpu}.json", std::process::id()));
-    let status = clab()
-        .args([
-            "load",
-            "rate",
-            "--quiet",
-            "--duration",
-            "1s",
-            "--warmup",
-            "200ms",
-            "--cpus",
-            &cpu.to_string(),
-        ])
-        .args([
-            "--addr",
-            &server.addr.to_string(),
-            "--json",
-            path.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let output = common::output_within(
+        clab()
+            .args([
+                "load",
+                "rate",
+                "--quiet",
+                "--duration",
+                "1s",
+                "--warmup",
+                "200ms",
+                "--cpus",
+                &cpu.to_string(),
+            ])
+            .args([
+                "--addr",
+                &server.addr.to_string(),
+                "--json",
+                path.to_str().unwrap(),
+            ]),
+        common::PATIENCE,
+    );
+    assert!(output.status.success(), "{output:?}");
     let result: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let _ = std::fs::remove_file(&path);
     result["classes"][0]["rate_per_s"].as_f64().unwrap()
@@ -195,7 +195,7 @@ fn threads_with_small_stacks_hold_ten_thousand_connections() {
         "the server still answers beside them"
     );
     drop(client);
-    assert!(generator.wait().unwrap().success());
+    assert!(common::exit_within(&mut generator, Duration::from_secs(60)).success());
 }
 
 /// Resident memory (KiB) and open sockets of `pid` and its children.
@@ -287,10 +287,11 @@ fn resident_memory_per_connection_for_each_model() {
     for python in clab::lab::running::pythons::candidates() {
         let mut command = std::process::Command::new(&python);
         command.args([server_script, "--model", "asyncio", "--addr", "127.0.0.1:0"]);
-        let Ok(status) = std::process::Command::new(&python)
-            .args(["-c", "import asyncio, sys; print(sys.version.split()[0])"])
-            .output()
-        else {
+        let Some(status) = common::output_if_it_runs(
+            std::process::Command::new(&python)
+                .args(["-c", "import asyncio, sys; print(sys.version.split()[0])"]),
+            common::PATIENCE,
+        ) else {
             continue;
         };
         if !status.status.success() {

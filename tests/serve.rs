@@ -515,10 +515,7 @@ fn hybrid_threshold_to_a_thread_pool_keeps_tiny_requests_fast() {
 
 #[test]
 fn serve_help_explains_every_model() {
-    let output = clab()
-        .args(["serve", "--help"])
-        .output()
-        .expect("run clab serve --help");
+    let output = common::output_within(clab().args(["serve", "--help"]), common::PATIENCE);
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<&str> = help.lines().map(str::trim_start).collect();

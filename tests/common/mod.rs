@@ -61,6 +61,33 @@ pub fn output_within(command: &mut Command, limit: Duration) -> std::process::Ou
     wait_within(child, limit)
 }
 
+/// Waits for `child` to exit by itself, killing it and failing the test past `limit`.
+pub fn exit_within(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll the child") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a child ran past {limit:?}: killed");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// As [`output_within`], for a program that may not exist: `None` when it cannot start.
+pub fn output_if_it_runs(command: &mut Command, limit: Duration) -> Option<std::process::Output> {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    Some(wait_within(child, limit))
+}
+
 /// Waits for `child` (its output piped), killing it and failing the test past `limit`.
 pub fn wait_within(mut child: Child, limit: Duration) -> std::process::Output {
     let deadline = Instant::now() + limit;

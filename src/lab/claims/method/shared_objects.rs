@@ -12,8 +12,7 @@
 //! those writes: what they cost is this machine's, as CPython's is. Under a GIL the header is
 //! one plain count, no lock is taken, and the emulated GIL lets one thread run at a time.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread, Variant};
@@ -129,10 +128,11 @@ struct Object {
     value: AtomicU64,
     /// The per-object lock (`ob_mutex`).
     lock: AtomicBool,
-    /// A list's items, which `lock` guards: apart from the header, as CPython's list keeps
-    /// them (the `Mutex` is Rust's way to say so: only `lock`'s holder takes it, so it is
-    /// never contended).
-    items: Box<Mutex<Vec<u64>>>,
+    /// A list's length (`ob_size`), in the header, changed under `lock`.
+    length: AtomicUsize,
+    /// Its items (`ob_item`), apart from the header as CPython's list keeps them; allocated
+    /// for the appends to come, so no append moves them.
+    items: Box<[AtomicU64]>,
     /// Never counted: 3.13's free-threaded build makes module-level functions (and code
     /// objects, classes, modules) immortal once a second thread starts, so their counts are
     /// only read.
@@ -140,15 +140,16 @@ struct Object {
 }
 
 impl Object {
-    /// Made by the calling thread.
-    fn new() -> Object {
+    /// Made by the calling thread, with room for `capacity` items.
+    fn new(capacity: usize) -> Object {
         Object {
             owner: thread_number(),
             local: AtomicU64::new(1),
             shared: AtomicI64::new(0),
             value: AtomicU64::new(0),
             lock: AtomicBool::new(false),
-            items: Box::default(),
+            length: AtomicUsize::new(0),
+            items: (0..capacity).map(|_| AtomicU64::new(0)).collect(),
             immortal: false,
         }
     }
@@ -157,7 +158,7 @@ impl Object {
     fn function(free_threaded: bool) -> Object {
         Object {
             immortal: free_threaded,
-            ..Object::new()
+            ..Object::new(0)
         }
     }
 }
@@ -217,10 +218,10 @@ impl Header {
 /// instructions do to the object's header, in CPython's order.
 ///
 /// The touches come together at the end of the iteration's time rather than spread between
-/// its instructions as CPython's are. Spread out, on an Intel host in December 2026, sharing
-/// one box cost the emulation about four times what it cost CPython 3.13.5t (3.9× against
-/// 1.1–1.3× the serial time); together, about twice (2.5×). Neither is faithful yet: the
-/// report's fidelity rows show the gap.
+/// its instructions as CPython's are. Neither way is faithful yet: on an Intel host in
+/// December 2026, with the touches spread out, sharing one box took 3.9× the serial time
+/// against CPython 3.13.5t's 1.1–1.3×; together, 2.0–2.5×; one shared list 4.4× against 1.4×.
+/// The report's fidelity rows show the gap.
 fn iteration(
     operation: Operation,
     object: &Object,
@@ -244,9 +245,11 @@ fn iteration(
             // list's lock; the call's end drops it.
             header.incref(object);
             header.locked(object, || {
-                let mut items = crate::sync::lock(&object.items);
-                let next = items.len() as u64;
-                items.push(next);
+                let length = object.length.load(Ordering::Relaxed);
+                if let Some(slot) = object.items.get(length) {
+                    slot.store(length as u64, Ordering::Relaxed);
+                }
+                object.length.store(length + 1, Ordering::Relaxed);
             });
             header.decref(object);
         }
@@ -292,13 +295,18 @@ pub(crate) fn timed(
         (operation.ticks() * config.tick.as_nanos() as f64) as u64,
     ));
     let gil = config.lock();
+    // Room for every append a list of this loop receives.
+    let capacity = match operation {
+        Operation::Append => usize::try_from(iterations).unwrap_or(usize::MAX),
+        _ => 0,
+    };
     let serial = std::thread::scope(|scope| {
         let gil = gil.as_ref();
         scope
             .spawn(move || {
                 log.pin_thread(&format!("shared-objects {} serial", operation.name()), cpus);
                 // The thread that runs them made them, as the bench's main thread does.
-                let objects = [Object::new(), Object::new()];
+                let objects = [Object::new(capacity), Object::new(capacity)];
                 let mut thread = PythonThread::attach(gil, "serial");
                 let started = Instant::now();
                 for object in &objects {
@@ -318,7 +326,7 @@ pub(crate) fn timed(
     // Made here, by neither of the threads that use it.
     let one = match operation {
         Operation::Call => Object::function(free_threaded),
-        _ => Object::new(),
+        _ => Object::new(2 * capacity),
     };
     // Each thread on `shared`, or on an object it makes itself.
     let together = |shared: Option<&Object>| {
@@ -332,7 +340,7 @@ pub(crate) fn timed(
                             &format!("shared-objects {} thread {index}", operation.name()),
                             cpus,
                         );
-                        let own = Object::new();
+                        let own = Object::new(capacity);
                         // Attaching takes the GIL: only after both are ready to run.
                         start.wait();
                         let mut thread = PythonThread::attach(gil, &format!("worker {index}"));
@@ -429,13 +437,14 @@ mod tests {
 
     #[test]
     fn an_append_lands_in_the_list() {
-        let object = Object::new();
+        let object = Object::new(100);
         let mut thread = PythonThread::attach(None, "test");
         let pace = Pace::for_tick(Duration::from_nanos(10));
         run_loop(Operation::Append, &object, 100, true, (pace, &mut thread));
         run_loop(Operation::Attribute, &object, 7, true, (pace, &mut thread));
-        let items = crate::sync::lock(&object.items).len();
+        let items = object.length.load(Ordering::Relaxed);
         assert_eq!((items, object.value.load(Ordering::Relaxed)), (100, 7));
+        assert_eq!(object.items[99].load(Ordering::Relaxed), 99);
         // Every reference taken was dropped: the owner's count is back where it began.
         assert_eq!(object.local.load(Ordering::Relaxed), 1);
     }

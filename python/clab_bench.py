@@ -30,6 +30,11 @@ import sys
 import threading
 import time
 
+try:
+    import queue
+except ImportError:  # Python 2
+    import Queue as queue
+
 clock = getattr(time, "perf_counter", time.time)
 if sys.version_info[0] < 3:
     range = xrange  # noqa: F821 -- Python 2's lazy range
@@ -125,10 +130,6 @@ def run_countdown(args):
         countdown(n)
         countdown(n)
         return {"seconds": clock() - started}
-    try:
-        import queue
-    except ImportError:  # Python 2
-        import Queue as queue
     interpreters = []
     if args.mode == "threads":
         kind, event, done = threading.Thread, threading.Event, queue.Queue()
@@ -143,23 +144,10 @@ def run_countdown(args):
     else:
         kind, event, done = multiprocessing.Process, multiprocessing.Event, multiprocessing.Queue()
         counts = [functools.partial(countdown, n)] * 2
-    go = event()
-    readies = [event() for _ in range(2)]
-    workers = [kind(target=counted, args=(count, ready, go, done))
-               for count, ready in zip(counts, readies)]
-    for worker in workers:
-        worker.start()
-    for ready in readies:
-        ready.wait()
-    started = clock()
-    go.set()
-    # The clock is system-wide (perf_counter is CLOCK_MONOTONIC; 2.x uses the wall clock).
-    finished = max(done.get() for _ in workers)
-    for worker in workers:
-        worker.join()
+    seconds = together(counts, kind, event, done)
     for interpreter in interpreters:
         module.destroy(interpreter)
-    return {"seconds": finished - started}
+    return {"seconds": seconds}
 
 
 class Box(object):
@@ -195,25 +183,25 @@ OPERATIONS = {
 }
 
 
-def together(jobs):
-    """Seconds from the moment every thread runs a job to the moment the last one finishes."""
-    try:
-        import queue
-    except ImportError:  # Python 2
-        import Queue as queue
-    go, done = threading.Event(), queue.Queue()
-    readies = [threading.Event() for _ in jobs]
-    threads = [threading.Thread(target=counted, args=(job, ready, go, done))
+def together(jobs, kind=threading.Thread, event=threading.Event, done=None):
+    """Runs each job on a worker of `kind` (a thread, or a process with the events and queue
+    of processes); seconds from the moment every worker is ready to the moment the last one
+    finishes its job, so neither starting nor ending a worker is counted."""
+    done = queue.Queue() if done is None else done
+    go = event()
+    readies = [event() for _ in jobs]
+    workers = [kind(target=counted, args=(job, ready, go, done))
                for job, ready in zip(jobs, readies)]
-    for thread in threads:
-        thread.start()
+    for worker in workers:
+        worker.start()
     for ready in readies:
         ready.wait()
     started = clock()
     go.set()
-    finished = max(done.get() for _ in threads)
-    for thread in threads:
-        thread.join()
+    # The clock is system-wide (perf_counter is CLOCK_MONOTONIC; 2.x uses the wall clock).
+    finished = max(done.get() for _ in workers)
+    for worker in workers:
+        worker.join()
     return finished - started
 
 

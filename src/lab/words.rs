@@ -11,6 +11,15 @@ pub fn list<T: std::fmt::Display>(items: &[T]) -> String {
         .join(", ")
 }
 
+/// Ratios to two decimals: "0.98, 1.02, 1.00".
+pub fn ratios(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|value| format!("{value:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A ratio as a percentage with no decimals.
 pub fn percent(ratio: f64) -> String {
     format!("{:.0} %", ratio * 100.0)

@@ -11,7 +11,7 @@ use crate::lab::model::outcome::RuleChange;
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::model::outcome::{Check, Contrast};
 use crate::lab::running::{Lab, LabError};
-use crate::lab::words::list;
+use crate::lab::words::{list, ratios};
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "countdown",
@@ -113,13 +113,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
             subject.subject.label.clone(),
             number.metric.into(),
             format!("{:.2}", number.value),
-            list(
-                &number
-                    .repeats
-                    .iter()
-                    .map(|r| format!("{r:.2}"))
-                    .collect::<Vec<_>>(),
-            ),
+            ratios(&number.repeats),
         ]);
     }
     report.tables = vec![table];

@@ -12,7 +12,7 @@ use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Check, Figure, Table};
 use crate::lab::running::{Lab, LabError};
-use crate::lab::words::list;
+use crate::lab::words::{list, ratios};
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "shared-objects",
@@ -128,13 +128,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
                         subject.subject.label.clone(),
                         format!("{:.2}", own.value),
                         format!("{:.2}", number.value),
-                        list(
-                            &number
-                                .repeats
-                                .iter()
-                                .map(|r| format!("{r:.2}"))
-                                .collect::<Vec<_>>(),
-                        ),
+                        ratios(&number.repeats),
                     ]);
                 }
             }

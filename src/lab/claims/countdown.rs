@@ -11,7 +11,7 @@ use crate::lab::model::outcome::RuleChange;
 use crate::lab::model::outcome::{Chart, Figure, Table};
 use crate::lab::model::outcome::{Check, Contrast};
 use crate::lab::running::{Lab, LabError};
-use crate::lab::words::{list, ratios};
+use crate::lab::words::ratios;
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "countdown",

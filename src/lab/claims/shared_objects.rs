@@ -12,7 +12,7 @@ use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
 use crate::lab::model::outcome::{Chart, Check, Figure, Table};
 use crate::lab::running::{Lab, LabError};
-use crate::lab::words::{list, ratios};
+use crate::lab::words::ratios;
 
 pub static EXPERIMENT: Experiment = Experiment {
     id: "shared-objects",

@@ -3,12 +3,46 @@
 
 use std::collections::VecDeque;
 use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 #[cfg(clab_loom)]
 use loom::sync::{Condvar, Mutex};
 #[cfg(not(clab_loom))]
 use std::sync::{Condvar, Mutex};
+
+/// How many times a thread about to sleep on a queue or a future first yields its CPU and
+/// looks again. Free-threaded CPython's `PyMutex` does so up to 40 times (`MAX_SPIN_COUNT` in
+/// a `--disable-gil` build, 0 with a GIL), and every `threading` wait — a `Condition`, a
+/// `Queue.get`, a future's result — acquires one: on a CPU shared with a CPU-bound process,
+/// each yield can hand that process a whole scheduler slice. Set once per process, by a
+/// server emulating such an interpreter; 0 (sleep at once) otherwise.
+static YIELDS_BEFORE_SLEEPING: AtomicU32 = AtomicU32::new(0);
+
+/// Free-threaded CPython's `MAX_SPIN_COUNT`.
+pub const FREE_THREADED_YIELDS: u32 = 40;
+
+/// This process's threads yield `times` times before they sleep on a queue or a future.
+pub fn yield_before_sleeping(times: u32) {
+    YIELDS_BEFORE_SLEEPING.store(times, Ordering::Relaxed);
+}
+
+/// The yields a thread about to sleep has left, counted down by [`Yields::spend`].
+pub(crate) struct Yields(u32);
+
+impl Yields {
+    pub fn new() -> Yields {
+        Yields(YIELDS_BEFORE_SLEEPING.load(Ordering::Relaxed))
+    }
+
+    /// Whether to yield once more rather than sleep: the caller lets go of its lock, calls
+    /// [`std::thread::yield_now`] and looks again.
+    pub fn one_more(&mut self) -> bool {
+        let more = self.0 > 0;
+        self.0 = self.0.saturating_sub(1);
+        more
+    }
+}
 
 /// Locks `mutex`, recovering its data if a holder panicked: every mutex this is used on
 /// guards plain data that no panic can leave half-updated.
@@ -85,6 +119,7 @@ impl<T> BlockingQueue<T> {
     /// The oldest item, waiting for one as long as it takes; `None` once the queue is closed
     /// and empty.
     pub fn take(&self) -> Option<T> {
+        let mut yields = Yields::new();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(item) = state.items.pop_front() {
@@ -93,13 +128,20 @@ impl<T> BlockingQueue<T> {
             if !state.open {
                 return None;
             }
-            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            if yields.one_more() {
+                drop(state);
+                std::thread::yield_now();
+                state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            } else {
+                state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
         }
     }
 
     /// As [`take`](Self::take), waiting at most `timeout`.
     pub fn take_timeout(&self, timeout: Duration) -> Taken<T> {
         let deadline = std::time::Instant::now() + timeout;
+        let mut yields = Yields::new();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(item) = state.items.pop_front() {
@@ -111,6 +153,12 @@ impl<T> BlockingQueue<T> {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return Taken::TimedOut;
+            }
+            if yields.one_more() {
+                drop(state);
+                std::thread::yield_now();
+                state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                continue;
             }
             state = self
                 .ready
@@ -134,6 +182,13 @@ impl<T> BlockingQueue<T> {
 #[cfg(all(test, not(clab_loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yields_are_counted_down_to_sleep() {
+        let mut yields = Yields(2);
+        assert!(yields.one_more() && yields.one_more());
+        assert!(!yields.one_more() && !yields.one_more());
+    }
     use std::sync::Arc;
     use std::thread;
 

@@ -104,10 +104,10 @@ pub fn execute(
     let found = pythons::select(options.pythons(), &scripts);
     for python in &found.pythons {
         observer.say(format!(
-            "{} at {}: {} GIL, tick {:.1} ns",
+            "{} at {}: {}, tick {:.1} ns",
             python.label(),
             python.path.display(),
-            python.era.name(),
+            python.era.short(),
             python.calibration.tick_ns
         ));
     }

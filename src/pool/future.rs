@@ -8,7 +8,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::protocol::Reply;
-use crate::sync::lock;
+use crate::sync::{Yields, lock};
 
 /// Why a job has no reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,10 +84,17 @@ pub(crate) fn job() -> (JobFuture, Completer) {
 impl JobFuture {
     /// Blocks until the job has finished.
     pub fn wait(&self) -> JobOutcome {
+        let mut yields = Yields::new();
         let mut state = self.slot.state();
         loop {
             if let Status::Finished(outcome) = &state.status {
                 return outcome.clone();
+            }
+            if yields.one_more() {
+                drop(state);
+                std::thread::yield_now();
+                state = self.slot.state();
+                continue;
             }
             state = self
                 .slot
@@ -100,6 +107,7 @@ impl JobFuture {
     /// Blocks until the job has finished or `timeout` has passed (the job goes on).
     pub fn wait_timeout(&self, timeout: Duration) -> JobOutcome {
         let deadline = Instant::now() + timeout;
+        let mut yields = Yields::new();
         let mut state = self.slot.state();
         loop {
             if let Status::Finished(outcome) = &state.status {
@@ -108,6 +116,12 @@ impl JobFuture {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(JobError::Timeout(timeout));
+            }
+            if yields.one_more() {
+                drop(state);
+                std::thread::yield_now();
+                state = self.slot.state();
+                continue;
             }
             state = self
                 .slot

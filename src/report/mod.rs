@@ -29,7 +29,7 @@ pub use crate::lab::pipeline::{LabEnvironment, LabReport, SCHEMA};
 
 /// One fidelity row as the pages show it: the interpreter, then the row's own cells.
 fn fidelity_cells(row: &Fidelity) -> Vec<String> {
-    let mut cells = vec![format!("CPython {} ({} GIL)", row.python, row.gil)];
+    let mut cells = vec![format!("CPython {} ({})", row.python, row.gil.short())];
     cells.extend(row.cells());
     cells
 }

@@ -429,6 +429,11 @@ pub fn serve(
 pub fn start(config: ServerConfig, shutdown: Shutdown) -> Result<Arc<Service>, ServeError> {
     // Measure the work costs now, so the first request does not pay for it.
     crate::work::work_costs();
+    // An interpreter without a GIL waits as free-threaded CPython's locks do.
+    crate::sync::yield_before_sleeping(match config.gil.variant {
+        Variant::None => crate::sync::FREE_THREADED_YIELDS,
+        _ => 0,
+    });
     Service::new(config, shutdown).map_err(ServeError::Workers)
 }
 

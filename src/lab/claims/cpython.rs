@@ -224,10 +224,10 @@ fn setup(lab: &Lab) -> Vec<String> {
         .map(|python| {
             let calibration = &python.calibration;
             format!(
-                "{} at {}: {} GIL; countdown iteration {:.1} ns with {} eval-breaker check(s), so a tick of {:.1} ns; a fib call {:.1} ns; emulated as `clab serve {}`",
+                "{} at {}: {}; countdown iteration {:.1} ns with {} eval-breaker check(s), so a tick of {:.1} ns; a fib call {:.1} ns; emulated as `clab serve {}`",
                 python.label(),
                 python.path.display(),
-                python.era.name(),
+                python.era.short(),
                 calibration.iteration_ns,
                 calibration.checks_per_iteration,
                 calibration.tick_ns,
@@ -270,7 +270,7 @@ fn scatter(rows: &[Fidelity]) -> Figure {
         if !(x > 0.0 && y > 0.0 && x.is_finite() && y.is_finite()) {
             continue;
         }
-        let name = format!("CPython {} ({} GIL)", row.python, row.gil);
+        let name = format!("CPython {} ({})", row.python, row.gil.short());
         match series.iter_mut().find(|one| one.name == name) {
             Some(one) => one.points.push((x, y)),
             None => series.push(Series::new(name, vec![(x, y)])),

@@ -78,9 +78,9 @@ impl Python {
         format!("CPython {}", self.version)
     }
 
-    /// "CPython 3.11.7 (new GIL)".
+    /// "CPython 3.11.7 (new GIL)", "CPython 3.13.5 (free-threaded)".
     pub fn label_with_gil(&self) -> String {
-        format!("{} ({} GIL)", self.label(), self.era.name())
+        format!("{} ({})", self.label(), self.era.short())
     }
 
     /// The emulation's matching GIL: legacy for 2.x, new for 3.2+, none for free threading.

@@ -27,7 +27,7 @@ pub fn yield_before_sleeping(times: u32) {
     YIELDS_BEFORE_SLEEPING.store(times, Ordering::Relaxed);
 }
 
-/// The yields a thread about to sleep has left, counted down by [`Yields::spend`].
+/// The yields a thread about to sleep has left, spent by [`Yields::instead_of_sleeping`].
 pub(crate) struct Yields(u32);
 
 impl Yields {
@@ -35,12 +35,17 @@ impl Yields {
         Yields(YIELDS_BEFORE_SLEEPING.load(Ordering::Relaxed))
     }
 
-    /// Whether to yield once more rather than sleep: the caller lets go of its lock, calls
-    /// [`std::thread::yield_now`] and looks again.
-    pub fn one_more(&mut self) -> bool {
-        let more = self.0 > 0;
-        self.0 = self.0.saturating_sub(1);
-        more
+    /// While a yield is left: lets go of `guard`, yields the CPU once and returns the lock
+    /// taken again by `relock`, for the caller to look once more. With none left, gives
+    /// `guard` back untouched, for the caller to sleep on.
+    pub fn instead_of_sleeping<G>(&mut self, guard: G, relock: impl FnOnce() -> G) -> Result<G, G> {
+        if self.0 == 0 {
+            return Err(guard);
+        }
+        self.0 -= 1;
+        drop(guard);
+        std::thread::yield_now();
+        Ok(relock())
     }
 }
 
@@ -128,13 +133,11 @@ impl<T> BlockingQueue<T> {
             if !state.open {
                 return None;
             }
-            if yields.one_more() {
-                drop(state);
-                std::thread::yield_now();
-                state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            } else {
-                state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
-            }
+            let relock = || self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state = match yields.instead_of_sleeping(state, relock) {
+                Ok(state) => state,
+                Err(state) => self.ready.wait(state).unwrap_or_else(|e| e.into_inner()),
+            };
         }
     }
 
@@ -154,17 +157,16 @@ impl<T> BlockingQueue<T> {
             if left.is_zero() {
                 return Taken::TimedOut;
             }
-            if yields.one_more() {
-                drop(state);
-                std::thread::yield_now();
-                state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            state = self
-                .ready
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            let relock = || self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state = match yields.instead_of_sleeping(state, relock) {
+                Ok(state) => state,
+                Err(state) => {
+                    self.ready
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
     }
 
@@ -182,15 +184,23 @@ impl<T> BlockingQueue<T> {
 #[cfg(all(test, not(clab_loom)))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn yields_are_counted_down_to_sleep() {
-        let mut yields = Yields(2);
-        assert!(yields.one_more() && yields.one_more());
-        assert!(!yields.one_more() && !yields.one_more());
-    }
     use std::sync::Arc;
     use std::thread;
+
+    /// A yield lets go of the lock and takes it again; with none left the guard comes back
+    /// untouched, for its holder to sleep on.
+    #[test]
+    fn yields_are_spent_then_the_thread_sleeps() {
+        let mutex = std::sync::Mutex::new(0);
+        let mut yields = Yields(2);
+        let mut guard = lock(&mutex);
+        for _ in 0..2 {
+            guard = yields
+                .instead_of_sleeping(guard, || lock(&mutex))
+                .unwrap_or_else(|_| panic!("a yield was left"));
+        }
+        assert!(yields.instead_of_sleeping(guard, || lock(&mutex)).is_err());
+    }
 
     #[test]
     fn items_come_out_in_order_and_a_close_drains_before_it_ends() {

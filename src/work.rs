@@ -279,15 +279,14 @@ pub fn instructions(n: u32, interpreter: &mut impl Interpreter) {
     black_box(state);
 }
 
-/// `n` ticks of busy work at `pace`, each ending at a checkpoint, whether or not a lock
-/// listens: the eval loop's own time, which a free-threaded interpreter spends too.
-pub fn ticks(n: u32, pace: Pace, interpreter: &mut impl Interpreter) {
-    let mut state = 0x9E37_79B9_7F4A_7C15;
-    for _ in 0..n {
-        state = spin_unit(state, u64::from(pace.spin_iterations));
-        interpreter.checkpoint();
-    }
-    black_box(state);
+/// One tick of busy work at `pace`, ending at a checkpoint, whether or not a lock listens:
+/// the eval loop's own time, which a free-threaded interpreter spends too.
+pub fn tick(pace: Pace, interpreter: &mut impl Interpreter) {
+    black_box(spin_unit(
+        0x9E37_79B9_7F4A_7C15,
+        u64::from(pace.spin_iterations),
+    ));
+    interpreter.checkpoint();
 }
 
 #[cfg(test)]

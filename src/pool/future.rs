@@ -90,17 +90,14 @@ impl JobFuture {
             if let Status::Finished(outcome) = &state.status {
                 return outcome.clone();
             }
-            if yields.one_more() {
-                drop(state);
-                std::thread::yield_now();
-                state = self.slot.state();
-                continue;
-            }
-            state = self
-                .slot
-                .finished
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            state = match yields.instead_of_sleeping(state, || self.slot.state()) {
+                Ok(state) => state,
+                Err(state) => self
+                    .slot
+                    .finished
+                    .wait(state)
+                    .unwrap_or_else(|e| e.into_inner()),
+            };
         }
     }
 
@@ -117,18 +114,16 @@ impl JobFuture {
             if left.is_zero() {
                 return Err(JobError::Timeout(timeout));
             }
-            if yields.one_more() {
-                drop(state);
-                std::thread::yield_now();
-                state = self.slot.state();
-                continue;
-            }
-            state = self
-                .slot
-                .finished
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            state = match yields.instead_of_sleeping(state, || self.slot.state()) {
+                Ok(state) => state,
+                Err(state) => {
+                    self.slot
+                        .finished
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
         }
     }
 

@@ -52,13 +52,7 @@ pub fn clab() -> Command {
 /// Runs `command` to its end and returns what it printed, killing it and failing the test
 /// if it runs past `limit`.
 pub fn output_within(command: &mut Command, limit: Duration) -> std::process::Output {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the command");
-    wait_within(child, limit)
+    output_if_it_runs(command, limit).expect("start the command")
 }
 
 /// Waits for `child` to exit by itself, killing it and failing the test past `limit`.

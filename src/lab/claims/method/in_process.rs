@@ -324,20 +324,19 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
         let iterations = operation.iterations(length, on.tick());
         let timings: Vec<Timed> = match on {
             On::CPython(python) => {
-                let args = [
-                    "shared".to_owned(),
-                    "--op".into(),
-                    operation.name().into(),
-                    "--each".into(),
-                    iterations.to_string(),
-                    "--repeats".into(),
-                    repeats.to_string(),
-                ];
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let (each, times) = (iterations.to_string(), repeats.to_string());
                 let timed: PythonTimed = bench(
                     &python.path,
                     &lab.scripts,
-                    &args,
+                    &[
+                        "shared",
+                        "--op",
+                        operation.name(),
+                        "--each",
+                        &each,
+                        "--repeats",
+                        &times,
+                    ],
                     Some((&all, &lab.health)),
                     Duration::from_secs(120),
                 )

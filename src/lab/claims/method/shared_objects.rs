@@ -196,9 +196,10 @@ impl Header {
 
     /// Runs `f` holding the object's lock, taken as CPython's `PyMutex` is: a
     /// compare-and-swap when it looks free, and while another thread holds it, yielding the
-    /// CPU between looks (its critical sections here last nanoseconds, so no thread parks). Under a GIL it is never contended — one thread runs at a time — and costs a
-    /// few nanoseconds that CPython's GIL build does not pay.
-    fn locked<R>(self, object: &Object, f: impl FnOnce() -> R) -> R {
+    /// CPU between looks (its critical sections here last nanoseconds, so no thread parks).
+    /// Under a GIL it is never contended — one thread runs at a time — and costs a few
+    /// nanoseconds that CPython's GIL build does not pay.
+    fn locked(self, object: &Object, f: impl FnOnce()) {
         while object
             .lock
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -208,9 +209,8 @@ impl Header {
                 std::thread::yield_now();
             }
         }
-        let result = f();
+        f();
         object.lock.store(false, Ordering::Release);
-        result
     }
 }
 
@@ -228,7 +228,7 @@ fn iteration(
     header: Header,
     (pace, thread): (Pace, &mut PythonThread),
 ) {
-    crate::work::ticks(1, pace, thread);
+    crate::work::tick(pace, thread);
     match operation {
         Operation::Attribute => {
             // LOAD_FAST and COPY take two references; LOAD_ATTR reads the value without the
@@ -289,7 +289,6 @@ pub(crate) fn timed(
     (cpus, log): (&[usize], &HealthLog),
 ) -> Timed {
     let free_threaded = config.variant == Variant::None;
-    // The loop's time in ticks of this configuration, whether or not a lock listens.
     // An iteration's time in ticks of this configuration, whether or not a lock listens.
     let pace = Pace::for_tick(Duration::from_nanos(
         (operation.ticks() * config.tick.as_nanos() as f64) as u64,

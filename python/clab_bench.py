@@ -212,16 +212,27 @@ def shared(args):
     n = args.each
     times = {"serial": [], "own": [], "shared": []}
     for _ in range(args.repeats):
-        first, second = new(), new()
+        # Every object outlives its timing and is freed before the next: what is timed is the
+        # loop, never the freeing of what it made (a list's items are objects of their own).
+        made = [new(), new()]
         started = clock()
-        loop(first, n)
-        loop(second, n)
+        loop(made[0], n)
+        loop(made[1], n)
         times["serial"].append(clock() - started)
-        # Each thread makes its own: it owns it, and its allocator puts it apart from the other's
-        # (two objects made one after the other may share a cache line).
-        times["own"].append(together([lambda: loop(new(), n)] * 2))
+        del made[:]
+
+        def own():
+            # Made by the thread that uses it: it owns it, and its allocator puts it apart
+            # from the other's (two objects made one after the other may share a cache line).
+            mine = new()
+            loop(mine, n)
+            made.append(mine)
+
+        times["own"].append(together([own] * 2))
+        del made[:]
         one = function if args.op == "call" else new()
         times["shared"].append(together([functools.partial(loop, one, n)] * 2))
+        del one
     return times
 
 

@@ -78,6 +78,15 @@ pub static EXPERIMENT: Experiment = Experiment {
                  stalls', but ±25 % of almost nothing excluded it; under a GIL the share is about \
                  1, where the two bands are the same",
         },
+        RuleChange {
+            date: "2026-12-04",
+            change: "the shared-objects bench frees what a loop made only after its timing, on every \
+                 side: the threads' own lists were freed inside theirs and the serial loop's after, \
+                 so two own lists compared unlike work; the rule and bands are unchanged",
+            reason: "3.13.5t's own lists measured 0.56–1.47× the serial time from repeat to repeat \
+                 with the frees timed (freeing 760,000 ints) and 0.64–0.71× without; found while \
+                 modelling why lists of their own scale less than boxes of their own",
+        },
     ],
     era: None,
     pair: None,

@@ -1,6 +1,7 @@
 //! The pairs' methods that measure one process: `python/clab_bench.py` on CPython, the emulated
 //! GIL on threads of the lab's own process on the emulation.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::shared_objects::{Operation, PythonTimed, Timed, timed};
@@ -345,9 +346,16 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
                 })?;
                 timed.repeats()
             }
-            On::Emulation(emulated) => (0..repeats)
-                .map(|_| timed(&emulated.gil, operation, iterations, (&all, &lab.health)))
-                .collect(),
+            On::Emulation(emulated) => {
+                // Every repeat's serial loops run on the bench's one main thread.
+                let main_heap = Mutex::default();
+                (0..repeats)
+                    .map(|_| {
+                        let run = (operation, iterations);
+                        timed(&emulated.gil, run, &main_heap, (&all, &lab.health))
+                    })
+                    .collect()
+            }
         };
         if timings.len() != repeats
             || timings

@@ -14,6 +14,11 @@ every Python 3; each command prints one JSON object on stdout.
                                  a list appended to, a function called) on objects of their
                                  own and on one shared object, beside one thread doing both
                                  threads' work in a row; R interleaved repeats of the three
+  hop --to POOL --jobs N --repeats R
+                                 this process's CPU time per tiny job handed to a pool of
+                                 processes, threads or subinterpreters (3.12+) and awaited,
+                                 as the reference server does it, in all and on the
+                                 submitting thread; R repeats of N jobs
   long --ms MS                   one C-level call of about MS ms (sum over a range) beside a
                                  10 ms ticker thread, with a signal due a quarter of the way in
 """
@@ -236,6 +241,35 @@ def shared(args):
     return times
 
 
+def cpu_time(thread=False):
+    """CPU time so far, user and system: every thread's of this process, or the calling
+    thread's (`resource` has both to the microsecond; 2.7 lacks the name RUSAGE_THREAD, not
+    the call)."""
+    import resource
+    who = getattr(resource, "RUSAGE_THREAD", 1) if thread else resource.RUSAGE_SELF
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def hop(args):
+    """The CPU this process spends to hand one tiny job to a pool and take its reply, as the
+    reference server does it (submitting, pickling, the executor's own threads, entering a
+    subinterpreter), in all and on the submitting thread alone. Each repeat is `args.jobs`
+    jobs one after the other; a process pool's workers are other processes, whose CPU is not
+    this one's."""
+    from clab_server import Pool
+    pool = Pool(args.to, 1)
+    times = {"cpu_s": [], "submitter_s": []}
+    for _ in range(args.repeats):
+        process, thread = cpu_time(), cpu_time(thread=True)
+        for _ in range(args.jobs):
+            pool.run("fib", 1)
+        times["submitter_s"].append((cpu_time(thread=True) - thread) / args.jobs)
+        times["cpu_s"].append((cpu_time() - process) / args.jobs)
+    pool.shutdown()
+    return times
+
+
 def race(args):
     counter = [0]
 
@@ -302,6 +336,11 @@ def main():
     command.add_argument("--each", type=int, required=True)
     command.add_argument("--repeats", type=int, default=3)
     command.set_defaults(run=shared)
+    command = commands.add_parser("hop")
+    command.add_argument("--to", choices=["processes", "threads", "interpreters"], required=True)
+    command.add_argument("--jobs", type=int, default=1000)
+    command.add_argument("--repeats", type=int, default=5)
+    command.set_defaults(run=hop)
     command = commands.add_parser("long")
     command.add_argument("--ms", type=float, required=True)
     command.set_defaults(run=long_instruction)

@@ -251,7 +251,14 @@ fn calibrate() -> u64 {
 /// Busy CPU work for about `ms` milliseconds of this machine's time, reaching a checkpoint
 /// once per tick of it.
 pub fn spin(ms: u64, interpreter: &mut impl Interpreter) {
-    let mut left = ms.saturating_mul(spin_iterations_per_ms());
+    busy(Duration::from_millis(ms), interpreter);
+}
+
+/// Busy CPU work for about `length` of this machine's time, reaching a checkpoint once per
+/// tick of it.
+pub fn busy(length: Duration, interpreter: &mut impl Interpreter) {
+    let per_ms = u128::from(spin_iterations_per_ms());
+    let mut left = u64::try_from(length.as_nanos() * per_ms / 1_000_000).unwrap_or(u64::MAX);
     let unit = interpreter
         .pace()
         .map_or(SPIN_UNIT_ITERATIONS, |pace| u64::from(pace.spin_iterations));

@@ -157,3 +157,43 @@ fn a_missing_worker_program_is_a_clear_error() {
         "{error}"
     );
 }
+
+/// A pool given a hop cost spends it on every job as CPU work on its own thread: a tiny job
+/// takes at least that long, in each kind of pool, and the pool's thread does the work (the
+/// submitting thread only waits). Lower bounds only: busy work never finishes early.
+#[test]
+fn each_kind_of_pool_spends_its_hop_on_its_own_thread() {
+    use clab::gil::{GilConfig, Variant};
+    use clab::pool::{InterpreterPool, ThreadPool};
+    let hop = Duration::from_millis(20);
+    let worker = WorkerCommand::clab(env!("CARGO_BIN_EXE_clab"), 45);
+    let pools: Vec<(&str, Box<dyn Executor>)> = vec![
+        (
+            "threads",
+            Box::new(ThreadPool::spending(1, None, hop).unwrap()),
+        ),
+        (
+            "processes",
+            Box::new(ProcessPool::spending(1, worker, (None, hop)).unwrap()),
+        ),
+        (
+            "interpreters",
+            Box::new(InterpreterPool::spending(1, GilConfig::new(Variant::New), 45, hop).unwrap()),
+        ),
+    ];
+    for (kind, pool) in pools {
+        let waiting = clab::system::cpu_time::thread();
+        let started = std::time::Instant::now();
+        assert_eq!(
+            pool.submit(Request::Fib(1)).unwrap().wait(),
+            Ok(Reply::Fib(1))
+        );
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(18), "{kind}: {took:?}");
+        let spent_waiting = clab::system::cpu_time::thread() - waiting;
+        assert!(
+            spent_waiting < Duration::from_millis(10),
+            "{kind}: {spent_waiting:?}"
+        );
+    }
+}

@@ -565,3 +565,19 @@ fn an_address_in_use_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// `--hop-cost` is interpreter work per offloaded job, here all of it on the connection's
+/// thread before it submits: a tiny request through the process pool takes at least that
+/// long. (A lower bound only: busy work never finishes early.)
+#[test]
+fn an_offloaded_request_pays_its_hop_cost() {
+    let _one = common::timing_lock();
+    let server = start_model("procpool", &["--hop-cost", "procpool=20ms+0s"]);
+    let mut client = server.connect();
+    for _ in 0..3 {
+        let started = Instant::now();
+        assert_eq!(client.request("fib 1"), "1");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(18), "{took:?}");
+    }
+}

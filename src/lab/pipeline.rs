@@ -13,7 +13,7 @@ use crate::lab::model::Measurements;
 use crate::lab::model::eras::EraRow;
 use crate::lab::model::outcome::{Fidelity, Outcome};
 use crate::lab::running::interrupt::Interrupt;
-use crate::lab::running::pythons::{self, Python, Scripts};
+use crate::lab::running::pythons::{self, OwnHops, Python, Scripts};
 use crate::lab::running::{Lab, LabError, Placement, Profile, setups};
 use crate::lab::views::Views;
 use crate::lab::views::verdicts::VerdictRow;
@@ -101,14 +101,22 @@ pub fn execute(
     let started = Instant::now();
     observer.step("finding and calibrating CPython interpreters");
     let scripts = Scripts::write(&scratch.path().join("python"))?;
-    let found = pythons::select(options.pythons(), &scripts);
+    let own_hops = OwnHops::measure(&clab).map_err(LabError::Measurement)?;
+    let found = pythons::select(options.pythons(), &scripts, &own_hops);
     for python in &found.pythons {
+        let hops = &python.hops;
         observer.say(format!(
-            "{} at {}: {}, tick {:.1} ns",
+            "{} at {}: {}, tick {:.1} ns; a job to a process pool {}, to a thread pool {}{}",
             python.label(),
             python.path.display(),
             python.era.short(),
-            python.calibration.tick_ns
+            python.calibration.tick_ns,
+            hops.processes.describe(),
+            hops.threads.describe(),
+            hops.interpreters.map_or(String::new(), |hop| format!(
+                ", to a subinterpreter {}",
+                hop.describe()
+            ))
         ));
     }
     for note in &found.notes {

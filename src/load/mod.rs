@@ -17,8 +17,6 @@ pub mod result;
 
 use std::time::{Instant, SystemTime};
 
-use nix::sys::resource::{UsageWho, getrusage};
-
 pub use plan::{ClassPlan, Mode, Pacing, Plan, PlanError, Window};
 pub use result::{ClassResult, LoadResult};
 
@@ -59,10 +57,7 @@ fn descriptors_needed(plan: &Plan) -> u64 {
 }
 
 fn cpu_seconds() -> f64 {
-    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |usage| {
-        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-        seconds(usage.user_time()) + seconds(usage.system_time())
-    })
+    crate::system::cpu_time::process().as_secs_f64()
 }
 
 /// Runs `plan`, calling `each_tick` with the live counts every `tick`, and gathers the

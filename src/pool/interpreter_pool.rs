@@ -10,9 +10,10 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use crate::gil::{Gil, GilConfig, GilReport, PythonThread};
-use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Tasks};
+use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Tasks, hop};
 use crate::protocol::{Reply, Request};
 use crate::sync::lock;
 use crate::work::{self, Interpreter};
@@ -33,6 +34,8 @@ struct Inner {
     /// Every interpreter's GIL settings (each gets a lock of its own).
     gil: GilConfig,
     max_n: u32,
+    /// Interpreter work per job before the job, under the interpreter's GIL.
+    hop: Duration,
     runner: Runner,
     /// Each interpreter's GIL, by worker index, for `stats` (`None`: no GIL).
     gils: Mutex<Vec<Option<Gil>>>,
@@ -42,13 +45,24 @@ impl InterpreterPool {
     /// Starts `workers` interpreters, each with its own lock as `gil` describes, taking
     /// requests with `fib n` up to `max_n`.
     pub fn new(workers: usize, gil: GilConfig, max_n: u32) -> std::io::Result<InterpreterPool> {
-        InterpreterPool::with_runner(workers, gil, max_n, run_copied)
+        InterpreterPool::spending(workers, gil, max_n, Duration::ZERO)
+    }
+
+    /// As [`InterpreterPool::new`], each interpreter spending `hop` of work under its own
+    /// GIL on every job before computing it: entering it and compiling the job's text.
+    pub fn spending(
+        workers: usize,
+        gil: GilConfig,
+        max_n: u32,
+        hop: Duration,
+    ) -> std::io::Result<InterpreterPool> {
+        InterpreterPool::with_runner(workers, gil, (max_n, hop), run_copied)
     }
 
     fn with_runner(
         workers: usize,
         gil: GilConfig,
-        max_n: u32,
+        (max_n, hop): (u32, Duration),
         runner: Runner,
     ) -> std::io::Result<InterpreterPool> {
         let (queue, tasks) = JobQueue::new();
@@ -62,6 +76,7 @@ impl InterpreterPool {
                 ..gil
             },
             max_n,
+            hop,
             runner,
             gils: Mutex::new(vec![None; workers]),
         });
@@ -101,6 +116,7 @@ fn run_interpreter(inner: &Arc<Inner>, index: usize, gil: Option<&Gil>) {
         if !task.completer.start() {
             continue;
         }
+        hop::spend(inner.hop, &mut thread);
         // Copied out of the submitting interpreter: only the text crosses.
         let request = task.request.to_string();
         let computed = catch_unwind(AssertUnwindSafe(|| {
@@ -183,7 +199,9 @@ mod tests {
     #[test]
     fn a_job_that_kills_its_interpreter_fails_and_a_fresh_one_takes_its_place() {
         // One interpreter: only a fresh one can answer after it dies.
-        let pool = InterpreterPool::with_runner(1, new_gil(), 45, dies_on_thirteen).unwrap();
+        let pool =
+            InterpreterPool::with_runner(1, new_gil(), (45, Duration::ZERO), dies_on_thirteen)
+                .unwrap();
         assert_eq!(
             pool.submit(Request::Fib(13)).unwrap().wait(),
             Ok(Reply::Error("interpreter died".into()))

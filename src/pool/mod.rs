@@ -12,6 +12,7 @@
 
 pub mod broker;
 mod future;
+pub mod hop;
 mod interpreter_pool;
 mod process_pool;
 mod thread_pool;
@@ -19,6 +20,7 @@ pub mod worker;
 
 pub use broker::BrokerPool;
 pub use future::{JobError, JobFuture, JobOutcome};
+pub use hop::{HopCost, HopCosts};
 pub use interpreter_pool::InterpreterPool;
 pub use process_pool::{ProcessPool, WorkerCommand};
 pub use thread_pool::ThreadPool;

@@ -1,7 +1,9 @@
 //! A pool of worker processes. Each worker has a manager thread here that owns the child,
 //! feeds it one job at a time over its stdin, reads the reply from its stdout, and replaces
 //! it when it dies — failing only the job it had in flight, unlike CPython's pool, where one
-//! dead worker breaks the whole pool.
+//! dead worker breaks the whole pool. Given a hop cost, the manager is a Python thread of
+//! the server: it spends that interpreter work around each job, as CPython's feeder and
+//! manager threads pickle and unpickle under the GIL.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
@@ -11,9 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Task, Tasks};
+use crate::gil::{Gil, PythonThread};
+use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Task, Tasks, hop};
 use crate::protocol::{Reply, Request};
 use crate::sync::{Taken, lock};
+use crate::work::Interpreter;
 
 /// How often an idle manager checks that its worker is still alive, so a worker killed
 /// while idle is replaced promptly rather than at its next job.
@@ -57,6 +61,17 @@ impl ProcessPool {
     /// Starts `workers` worker processes (at least one). Fails if a worker cannot be started,
     /// after stopping those that were.
     pub fn new(workers: usize, command: WorkerCommand) -> io::Result<ProcessPool> {
+        ProcessPool::spending(workers, command, (None, Duration::ZERO))
+    }
+
+    /// As [`ProcessPool::new`], each manager thread spending `hop` of interpreter work on
+    /// every job, holding `gil` if there is one: half before it writes the job, half after
+    /// it reads the reply.
+    pub fn spending(
+        workers: usize,
+        command: WorkerCommand,
+        (gil, hop): (Option<Gil>, Duration),
+    ) -> io::Result<ProcessPool> {
         let (queue, tasks) = JobQueue::new();
         let workers = workers.max(1);
         let pool = ProcessPool {
@@ -69,6 +84,8 @@ impl ProcessPool {
                 command: command.clone(),
                 tasks: Arc::clone(&tasks),
                 pids: Arc::clone(&pool.pids),
+                gil: gil.clone(),
+                hop,
             };
             // Each worker is started by its manager thread, which outlives it: a worker dies
             // with the thread that started it (PR_SET_PDEATHSIG). The first start is reported
@@ -122,15 +139,21 @@ struct Manager {
     command: WorkerCommand,
     tasks: Tasks,
     pids: Arc<Mutex<Vec<Option<u32>>>>,
+    /// The server's GIL, which the manager takes to spend `hop`.
+    gil: Option<Gil>,
+    hop: Duration,
 }
 
 impl Manager {
     fn run(self, first: Worker) {
         let mut worker = Some(first);
+        // A Python thread only when it has interpreter work to do.
+        let gil = self.gil.as_ref().filter(|_| !self.hop.is_zero());
+        let mut thread = PythonThread::attach(gil, &format!("process pool {}", self.slot));
         loop {
             self.replace_if_dead(&mut worker);
-            match self.tasks.take_timeout(LIVENESS_CHECK) {
-                Taken::Item(task) => self.run_task(task, &mut worker),
+            match thread.allow_threads(|| self.tasks.take_timeout(LIVENESS_CHECK)) {
+                Taken::Item(task) => self.run_task(task, &mut worker, &mut thread),
                 Taken::TimedOut => {}
                 Taken::Closed => {
                     if let Some(worker) = worker {
@@ -143,7 +166,7 @@ impl Manager {
         }
     }
 
-    fn run_task(&self, task: Task, worker: &mut Option<Worker>) {
+    fn run_task(&self, task: Task, worker: &mut Option<Worker>, thread: &mut PythonThread) {
         if !task.completer.start() {
             return; // cancelled while queued
         }
@@ -153,10 +176,13 @@ impl Manager {
             let reply = Reply::Error("no worker process could be started".into());
             return task.completer.finish(Ok(reply));
         };
-        match live.round_trip(&task.request) {
-            Ok(line) => task
-                .completer
-                .finish(Ok(Reply::for_request(&task.request, &line))),
+        hop::spend(self.hop / 2, thread);
+        match thread.allow_threads(|| live.round_trip(&task.request)) {
+            Ok(line) => {
+                hop::spend(self.hop - self.hop / 2, thread);
+                task.completer
+                    .finish(Ok(Reply::for_request(&task.request, &line)));
+            }
             Err(error) => {
                 tracing::warn!(slot = self.slot, pid = live.pid(), %error, "worker died during a job");
                 task.completer

@@ -1,9 +1,10 @@
 //! A fixed pool of threads taking jobs from one queue.
 
 use std::thread;
+use std::time::Duration;
 
 use crate::gil::Gil;
-use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Tasks};
+use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Tasks, hop};
 use crate::protocol::Request;
 use crate::work::{self, Free, Interpreter};
 
@@ -15,6 +16,17 @@ pub struct ThreadPool {
 impl ThreadPool {
     /// Starts `workers` threads; with a `gil`, each attaches to it, as a Python thread would.
     pub fn new(workers: usize, gil: Option<Gil>) -> std::io::Result<ThreadPool> {
+        ThreadPool::spending(workers, gil, Duration::ZERO)
+    }
+
+    /// As [`ThreadPool::new`], each worker spending `hop` of interpreter work on every job
+    /// before it computes it: the part of an executor's hop CPython runs on its worker
+    /// (taking the work item, setting the future's result).
+    pub fn spending(
+        workers: usize,
+        gil: Option<Gil>,
+        hop: Duration,
+    ) -> std::io::Result<ThreadPool> {
         let (queue, tasks) = JobQueue::new();
         let pool = ThreadPool { queue };
         for index in 0..workers.max(1) {
@@ -22,8 +34,10 @@ impl ThreadPool {
             let worker = thread::Builder::new()
                 .name(format!("clab-thread-pool-{index}"))
                 .spawn(move || match gil {
-                    None => run_tasks(&tasks, &mut Free),
-                    Some(gil) => run_tasks(&tasks, &mut gil.attach(format!("thread pool {index}"))),
+                    None => run_tasks(&tasks, hop, &mut Free),
+                    Some(gil) => {
+                        run_tasks(&tasks, hop, &mut gil.attach(format!("thread pool {index}")))
+                    }
                 })?;
             pool.queue.add_worker(worker);
         }
@@ -31,9 +45,10 @@ impl ThreadPool {
     }
 }
 
-fn run_tasks(tasks: &Tasks, interpreter: &mut impl Interpreter) {
+fn run_tasks(tasks: &Tasks, hop: Duration, interpreter: &mut impl Interpreter) {
     while let Some(task) = interpreter.allow_threads(|| tasks.take()) {
         if task.completer.start() {
+            hop::spend(hop, interpreter);
             let reply = work::run(&task.request, interpreter);
             task.completer.finish(Ok(reply));
         }

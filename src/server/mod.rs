@@ -34,8 +34,9 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::gil::{GilConfig, Variant};
+use crate::pool::{HopCost, HopCosts};
 use crate::protocol::HARD_MAX_N;
-use crate::server::offload::{Destination, OffloadConfig, Policy};
+use crate::server::offload::{Destination, OffloadConfig, Policy, Target};
 pub use service::Service;
 pub use shutdown::Shutdown;
 
@@ -167,6 +168,8 @@ pub struct ServerConfig {
     /// Stack size of connection and pool threads (`None`: the platform default, 2 MiB for
     /// Rust threads). Small stacks let `threads` hold ten thousand connections.
     thread_stack: Option<usize>,
+    /// The interpreter work each job handed to a local pool costs, by kind of pool.
+    hop: HopCosts,
 }
 
 /// A setting out of range, or two that do not go together.
@@ -213,6 +216,7 @@ impl ServerConfig {
                 trace: None,
                 offload: OffloadConfig::default(),
                 thread_stack: None,
+                hop: HopCosts::default(),
             },
             policy_chosen: false,
             destination_chosen: false,
@@ -252,6 +256,15 @@ impl ServerConfig {
 
     pub fn gil(&self) -> &GilConfig {
         &self.gil
+    }
+
+    /// The interpreter work a job handed to a pool of `target` costs.
+    pub fn hop(&self, target: Target) -> HopCost {
+        match target {
+            Target::Pool => self.hop.threads,
+            Target::Procpool => self.hop.processes,
+            Target::Interpreters => self.hop.interpreters,
+        }
     }
 }
 
@@ -313,6 +326,23 @@ impl ServerConfigBuilder {
 
     pub fn gil(mut self, gil: GilConfig) -> Self {
         self.config.gil = gil;
+        self
+    }
+
+    /// What handing a job to each kind of pool costs the interpreter.
+    pub fn hop_costs(mut self, hop: HopCosts) -> Self {
+        self.config.hop = hop;
+        self
+    }
+
+    /// What handing a job to a pool of `target` costs the interpreter.
+    pub fn hop_cost(mut self, target: Target, cost: HopCost) -> Self {
+        let hop = &mut self.config.hop;
+        match target {
+            Target::Pool => hop.threads = cost,
+            Target::Procpool => hop.processes = cost,
+            Target::Interpreters => hop.interpreters = cost,
+        }
         self
     }
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::gil::{Gil, GilConfig};
 use crate::pool::{
-    AnyPool, BrokerPool, Executor, InterpreterPool, JobFuture, JobOutcome, ProcessPool, ThreadPool,
-    WorkerCommand,
+    AnyPool, BrokerPool, Executor, HopCost, InterpreterPool, JobFuture, JobOutcome, ProcessPool,
+    ThreadPool, WorkerCommand,
 };
 use crate::protocol::{Reply, Request};
 use crate::server::offload::{Destination, Kind, OffloadConfig, Offloader, Policy, Target};
@@ -57,6 +57,8 @@ pub enum Answer {
 pub struct Offload {
     pub pool: AnyPool,
     pub offloader: Arc<Offloader>,
+    /// The interpreter work a submitting thread does per job, before it submits.
+    submitter_hop: Duration,
 }
 
 impl Offload {
@@ -76,18 +78,30 @@ impl Offload {
             Model::Hybrid => config.offload.clone(),
             _ => return Ok(None),
         };
+        let hop = match &settings.destination {
+            Destination::Local(target) => config.hop(*target),
+            Destination::Broker(_) => HopCost::NONE,
+        };
         let pool = match &settings.destination {
-            Destination::Local(Target::Pool) => {
-                AnyPool::Threads(ThreadPool::new(config.workers, gil.cloned())?)
-            }
-            Destination::Local(Target::Procpool) => AnyPool::Processes(ProcessPool::new(
+            Destination::Local(Target::Pool) => AnyPool::Threads(ThreadPool::spending(
+                config.workers,
+                gil.cloned(),
+                hop.pool,
+            )?),
+            Destination::Local(Target::Procpool) => AnyPool::Processes(ProcessPool::spending(
                 config.workers,
                 WorkerCommand::current_exe(config.max_n)?,
+                (gil.cloned(), hop.pool),
             )?),
             // Each subinterpreter has a GIL of its own, like the main one's.
-            Destination::Local(Target::Interpreters) => AnyPool::Interpreters(
-                InterpreterPool::new(config.workers, config.gil.clone(), config.max_n)?,
-            ),
+            Destination::Local(Target::Interpreters) => {
+                AnyPool::Interpreters(InterpreterPool::spending(
+                    config.workers,
+                    config.gil.clone(),
+                    config.max_n,
+                    hop.pool,
+                )?)
+            }
             Destination::Broker(broker) => AnyPool::Broker(
                 BrokerPool::connect(broker, settings.job_timeout).map_err(std::io::Error::other)?,
             ),
@@ -95,6 +109,7 @@ impl Offload {
         Ok(Some(Offload {
             pool,
             offloader: Arc::new(Offloader::new(settings.policy, settings.budget)),
+            submitter_hop: hop.submitter,
         }))
     }
 }
@@ -193,6 +208,7 @@ impl Service {
             }
             return Answer::Now(reply);
         };
+        crate::pool::hop::spend(offload.submitter_hop, interpreter);
         match offload.pool.submit(request) {
             Ok(job) => {
                 self.stats.offloaded();

@@ -1,10 +1,11 @@
 //! What the layers share with the operating system, in one neutral place below all of them:
-//! CPU sets and pinning, descriptor limits, the machine's description, the registry of open
+//! CPU sets and pinning, CPU time used, descriptor limits, the machine's description, the registry of open
 //! sockets swept at shutdown, when a failed `accept` calls for a pause, and where a program
 //! is installed. Nothing here knows about servers, loads or experiments.
 
 pub(crate) mod accept;
 pub(crate) mod connections;
+pub mod cpu_time;
 pub mod cpus;
 pub mod limits;
 pub mod machine;

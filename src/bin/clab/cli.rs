@@ -20,8 +20,9 @@ use clab::lab::running::pythons::Selection;
 use clab::lab::running::{LabError, Profile};
 use clab::load::{ClassPlan, Mode, Pacing, Plan, PlanError, Window};
 use clab::pool::broker::Broker;
+use clab::pool::{HopCost, HopCosts};
 use clab::protocol::HARD_MAX_N;
-use clab::server::offload::{Destination, Policy};
+use clab::server::offload::{Destination, Policy, Target};
 use clab::server::{ConfigError, Model, ServerConfig};
 use clab::system::limits::MAX_CONNECTIONS;
 
@@ -692,6 +693,16 @@ pub struct ServeArgs {
     #[arg(long, default_value = "1ms", value_parser = humantime::parse_duration)]
     pub offload_budget: Duration,
 
+    /// The interpreter work each job handed to a pool costs, as CPU time on the thread that
+    /// submits it and on the pool's own thread (holding the GIL where there is one), e.g.
+    /// `procpool=10us+50us`; `none` for none at all. Repeatable. CPython's executors run Python
+    /// code per job (futures, pickling, their own threads); the emulated pools only move the
+    /// job. `clab lab` measures it per interpreter [default: pool=4us+4us,
+    /// procpool=8us+48us, interpreters=7us+35us: CPython 3.11's here (3.13's for
+    /// subinterpreters), less the emulated pools' own]
+    #[arg(long, value_name = "TARGET=SUBMITTER+POOL|none", value_parser = parse_hop)]
+    pub hop_cost: Vec<HopSetting>,
+
     /// Stack size of connection and pool threads, e.g. 64k (threads, pool, procpool) [default:
     /// 2 MiB]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -710,6 +721,39 @@ pub struct ServeArgs {
 /// A timeout given as `0` means "never".
 fn never_if_zero(timeout: Duration) -> Option<Duration> {
     (!timeout.is_zero()).then_some(timeout)
+}
+
+/// One `--hop-cost`: none for every pool, or one pool's two parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HopSetting {
+    None,
+    Of(Target, HopCost),
+}
+
+/// The longest hop cost taken: a tenth of a second of interpreter work per job.
+const MAX_HOP: Duration = Duration::from_millis(100);
+
+fn parse_hop(text: &str) -> Result<HopSetting, String> {
+    if text == "none" {
+        return Ok(HopSetting::None);
+    }
+    let shape = "expected TARGET=SUBMITTER+POOL (e.g. procpool=10us+50us) or none";
+    let (target, parts) = text.split_once('=').ok_or(shape)?;
+    let target = Target::from_name(target).map_err(|e| e.to_string())?;
+    let (submitter, pool) = parts.split_once('+').ok_or(shape)?;
+    let duration =
+        |part: &str| humantime::parse_duration(part.trim()).map_err(|e| format!("{part:?}: {e}"));
+    let cost = HopCost {
+        submitter: duration(submitter)?,
+        pool: duration(pool)?,
+    };
+    if cost.total() > MAX_HOP {
+        return Err(format!(
+            "a hop cost is at most {} in all",
+            humantime::format_duration(MAX_HOP)
+        ));
+    }
+    Ok(HopSetting::Of(target, cost))
 }
 
 /// A tick: a duration from 1 ns to 1 ms.
@@ -761,6 +805,12 @@ impl ServeArgs {
         if let Some(bytes) = self.thread_stack {
             builder = builder.thread_stack(bytes);
         }
+        for setting in &self.hop_cost {
+            builder = match *setting {
+                HopSetting::None => builder.hop_costs(HopCosts::NONE),
+                HopSetting::Of(target, cost) => builder.hop_cost(target, cost),
+            };
+        }
         builder.build()
     }
 }
@@ -797,6 +847,39 @@ mod tests {
             (config.model(), config.workers(), config.idle_timeout()),
             (Model::Pool, 3, None)
         );
+    }
+
+    #[test]
+    fn hop_costs_are_set_per_pool_or_turned_off() {
+        let config = |argv: &[&str]| {
+            let cli = Cli::try_parse_from(["clab", "serve"].iter().chain(argv))?;
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve")
+            };
+            Ok::<_, clap::Error>(args.config().unwrap())
+        };
+        let us = Duration::from_micros;
+        let set = config(&["--hop-cost", "procpool=10us+50us"]).unwrap();
+        assert_eq!(
+            set.hop(Target::Procpool),
+            HopCost {
+                submitter: us(10),
+                pool: us(50)
+            }
+        );
+        assert_eq!(set.hop(Target::Pool), HopCosts::default().threads);
+        let none = config(&["--hop-cost", "none", "--hop-cost", "pool=0s+1ms"]).unwrap();
+        assert_eq!(none.hop(Target::Procpool), HopCost::NONE);
+        assert_eq!(none.hop(Target::Pool).pool, Duration::from_millis(1));
+        for bad in [
+            "procpool=10us",
+            "workers=1us+1us",
+            "pool=1us+fast",
+            "pool=1s+0s",
+        ] {
+            let error = config(&["--hop-cost", bad]).unwrap_err().to_string();
+            assert!(error.contains("--hop-cost"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::lab::model::Era;
 use crate::lab::running::error::LabError;
 use crate::lab::running::process::run_to_completion;
 use crate::lab::running::spec::ServerSpec;
+use crate::pool::{HopCost, HopCosts};
 use crate::server::Model;
 use crate::system::programs::on_path;
 
@@ -32,6 +33,10 @@ const SCRIPTS: [(&str, &str); 3] = [
 
 /// How long probing or calibrating one interpreter may take.
 const PROBE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How long one pool's hop calibration may take (2.7's `multiprocessing` waits poll, so
+/// each job takes at least half a millisecond there).
+const HOP_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Which interpreters to measure.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -60,6 +65,40 @@ pub struct Calibration {
     pub fib_call_ns: f64,
 }
 
+/// What handing a tiny job to one kind of pool costs an interpreter, from `clab_bench.py
+/// hop`: the median of its repeats, part by part, and the lowest and highest total.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct MeasuredHop {
+    pub median: HopCost,
+    pub lowest: Duration,
+    pub highest: Duration,
+}
+
+impl MeasuredHop {
+    /// "62 µs (9 µs submitting; 60–64 µs)".
+    pub fn describe(&self) -> String {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        format!(
+            "{:.0} µs ({:.0} µs submitting; {:.0}–{:.0} µs)",
+            us(self.median.total()),
+            us(self.median.submitter),
+            us(self.lowest),
+            us(self.highest)
+        )
+    }
+}
+
+/// An interpreter's executors per job (a process pool; a thread pool; subinterpreters,
+/// where it has them with a GIL each), and what the emulation standing for it spends per job
+/// beyond its own pools' work.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Hops {
+    pub processes: MeasuredHop,
+    pub threads: MeasuredHop,
+    pub interpreters: Option<MeasuredHop>,
+    pub emulation: HopCosts,
+}
+
 /// One interpreter, probed and calibrated.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Python {
@@ -70,6 +109,7 @@ pub struct Python {
     pub minor: u32,
     pub era: Era,
     pub calibration: Calibration,
+    pub hops: Hops,
 }
 
 impl Python {
@@ -103,11 +143,29 @@ impl Python {
         Duration::from_nanos((self.calibration.tick_ns.round() as u64).max(1))
     }
 
-    /// A `clab serve` of `model` emulating this interpreter: its GIL, tick and switch points.
+    /// A `clab serve` of `model` emulating this interpreter: its GIL, tick, switch points
+    /// and hop costs.
     pub fn emulation(&self, model: Model) -> ServerSpec {
-        ServerSpec::new(model, self.variant())
-            .option("--tick", format!("{}ns", self.tick().as_nanos()))
-            .option("--switch-points", self.switch_points().name())
+        self.emulation_options().into_iter().fold(
+            ServerSpec::new(model, self.variant()),
+            |spec, (name, value)| spec.option(name, value),
+        )
+    }
+
+    /// The `clab serve` options, after the GIL's, that make the emulation stand for it.
+    pub fn emulation_options(&self) -> Vec<(&'static str, String)> {
+        let hop = |target: &str, cost: HopCost| {
+            let ns = |d: Duration| d.as_nanos();
+            format!("{target}={}ns+{}ns", ns(cost.submitter), ns(cost.pool))
+        };
+        let spent = &self.hops.emulation;
+        vec![
+            ("--tick", format!("{}ns", self.tick().as_nanos())),
+            ("--switch-points", self.switch_points().name().to_owned()),
+            ("--hop-cost", hop("pool", spent.threads)),
+            ("--hop-cost", hop("procpool", spent.processes)),
+            ("--hop-cost", hop("interpreters", spent.interpreters)),
+        ]
     }
 
     /// The `clab serve` options, after the model, that emulate this interpreter.
@@ -262,12 +320,27 @@ fn identify(path: &Path, scripts: &Scripts) -> Result<Identity, String> {
     })
 }
 
-/// Measures the interpreter's tick (about a second).
-fn calibrate(identity: Identity, scripts: &Scripts) -> Result<Python, String> {
+/// Measures the interpreter's tick (about a second) and its executors' hops (a second or
+/// two), the hops on one CPU as the pool-cost servers run.
+fn calibrate(identity: Identity, scripts: &Scripts, own: &OwnHops) -> Result<Python, String> {
     let calibration: Calibration = bench(&identity.path, scripts, &["tick"], None, PROBE_PATIENCE)?;
     if !(calibration.tick_ns > 0.0 && calibration.fib_call_ns > 0.0) {
         return Err(format!("implausible calibration {calibration:?}"));
     }
+    let hop = |to: &str| measure_hop(&identity.path, scripts, to, &own.cpu);
+    let own_gil_subinterpreters =
+        (identity.major, identity.minor) >= (3, 12) && identity.era == Era::New;
+    let (processes, threads) = (hop("processes")?, hop("threads")?);
+    let interpreters = own_gil_subinterpreters
+        .then(|| hop("interpreters"))
+        .transpose()?;
+    let emulation = HopCosts {
+        processes: HopCost::beyond(processes.median, own.costs.processes),
+        threads: HopCost::beyond(threads.median, own.costs.threads),
+        interpreters: interpreters.map_or(HopCost::NONE, |measured| {
+            HopCost::beyond(measured.median, own.costs.interpreters)
+        }),
+    };
     Ok(Python {
         path: identity.path,
         version: identity.version,
@@ -275,6 +348,95 @@ fn calibrate(identity: Identity, scripts: &Scripts) -> Result<Python, String> {
         minor: identity.minor,
         era: identity.era,
         calibration,
+        hops: Hops {
+            processes,
+            threads,
+            interpreters,
+            emulation,
+        },
+    })
+}
+
+/// The jobs and repeats of a hop's calibration, on either side.
+const HOP_JOBS: u32 = 300;
+const HOP_REPEATS: usize = 5;
+
+/// What the emulated pools spend per job by themselves, measured once per run on `cpu`.
+#[derive(Debug, Clone)]
+pub struct OwnHops {
+    pub costs: HopCosts,
+    pub cpu: Vec<usize>,
+}
+
+impl OwnHops {
+    /// Measured on the first CPU this process may use, with `clab` as the process pool's
+    /// worker.
+    pub fn measure(clab: &Path) -> Result<OwnHops, String> {
+        let cpu = vec![
+            crate::system::cpus::allowed_cpus()
+                .first()
+                .copied()
+                .unwrap_or(0),
+        ];
+        let worker = crate::pool::WorkerCommand::clab(clab, 45);
+        let costs = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    crate::system::cpus::pin(&cpu).map_err(|e| e.to_string())?;
+                    crate::pool::hop::own_costs(worker, HOP_JOBS, HOP_REPEATS)
+                        .map_err(|e| format!("the emulated pools: {e}"))
+                })
+                .join()
+                .unwrap_or_else(|_| Err("the emulated pools' measurement panicked".into()))
+        })?;
+        Ok(OwnHops { costs, cpu })
+    }
+}
+
+/// What `clab_bench.py hop` prints: seconds per job of each repeat.
+#[derive(serde::Deserialize)]
+struct HopTimes {
+    cpu_s: Vec<f64>,
+    submitter_s: Vec<f64>,
+}
+
+fn measure_hop(
+    python: &Path,
+    scripts: &Scripts,
+    to: &str,
+    cpu: &[usize],
+) -> Result<MeasuredHop, String> {
+    let (jobs, repeats) = (HOP_JOBS.to_string(), HOP_REPEATS.to_string());
+    let args = ["hop", "--to", to, "--jobs", &jobs, "--repeats", &repeats];
+    let log = crate::lab::running::health::HealthLog::default();
+    let times: HopTimes = bench(python, scripts, &args, Some((cpu, &log)), HOP_PATIENCE)?;
+    let seconds = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    let repeats: Vec<HopCost> = times
+        .cpu_s
+        .iter()
+        .zip(&times.submitter_s)
+        .filter(|(total, submitter)| total.is_finite() && submitter.is_finite())
+        .map(|(&total, &submitter)| HopCost {
+            submitter: seconds(submitter),
+            pool: seconds(total - submitter),
+        })
+        .collect();
+    if repeats.is_empty() || repeats.iter().all(HopCost::is_none) {
+        return Err(format!("implausible hop to {to}: {repeats:?}"));
+    }
+    let median = |part: fn(&HopCost) -> Duration| {
+        let mut parts: Vec<Duration> = repeats.iter().map(part).collect();
+        parts.sort();
+        parts[parts.len() / 2]
+    };
+    let totals = repeats.iter().map(HopCost::total);
+    Ok(MeasuredHop {
+        median: HopCost {
+            submitter: median(|cost| cost.submitter),
+            pool: median(|cost| cost.pool),
+        },
+        lowest: totals.clone().min().unwrap_or_default(),
+        highest: totals.max().unwrap_or_default(),
     })
 }
 
@@ -286,7 +448,7 @@ pub struct Found {
 }
 
 /// Finds, identifies, picks and calibrates the interpreters `selection` asks for.
-pub fn select(selection: &Selection, scripts: &Scripts) -> Found {
+pub fn select(selection: &Selection, scripts: &Scripts, own: &OwnHops) -> Found {
     let mut notes = Vec::new();
     let paths = match selection {
         Selection::Paths(paths) => paths.clone(),
@@ -335,7 +497,7 @@ pub fn select(selection: &Selection, scripts: &Scripts) -> Found {
     let mut pythons = Vec::new();
     for identity in identities {
         let path = identity.path.clone();
-        match calibrate(identity, scripts) {
+        match calibrate(identity, scripts, own) {
             Ok(python) => pythons.push(python),
             Err(why) => notes.push(format!("{} skipped: {why}", path.display())),
         }
@@ -390,6 +552,19 @@ mod tests {
         }
     }
 
+    /// A hop of `us` µs, all on the pool's side.
+    fn hop(us: u64) -> MeasuredHop {
+        let total = Duration::from_micros(us);
+        MeasuredHop {
+            median: HopCost {
+                submitter: Duration::ZERO,
+                pool: total,
+            },
+            lowest: total,
+            highest: total,
+        }
+    }
+
     fn python(version: &str, era: Era) -> Python {
         let identity = identity(version, era);
         Python {
@@ -403,6 +578,18 @@ mod tests {
                 checks_per_iteration: 1,
                 tick_ns: 20.0,
                 fib_call_ns: 30.0,
+            },
+            hops: Hops {
+                processes: hop(60),
+                threads: hop(10),
+                interpreters: None,
+                emulation: HopCosts {
+                    threads: HopCost {
+                        submitter: Duration::from_micros(4),
+                        pool: Duration::from_micros(5),
+                    },
+                    ..HopCosts::NONE
+                },
             },
         }
     }
@@ -452,7 +639,13 @@ mod tests {
                 "--tick",
                 "20ns",
                 "--switch-points",
-                "calls-and-jumps"
+                "calls-and-jumps",
+                "--hop-cost",
+                "pool=4000ns+5000ns",
+                "--hop-cost",
+                "procpool=0ns+0ns",
+                "--hop-cost",
+                "interpreters=0ns+0ns"
             ]
         );
         assert_eq!(python("3.13.0", Era::FreeThreaded).variant(), Variant::None);
@@ -462,9 +655,14 @@ mod tests {
     fn a_bogus_interpreter_is_a_note_not_a_failure() {
         let dir = tempfile::tempdir().unwrap();
         let scripts = Scripts::write(dir.path()).unwrap();
+        let own = OwnHops {
+            costs: HopCosts::NONE,
+            cpu: vec![0],
+        };
         let found = select(
             &Selection::Paths(vec!["/nonexistent/python9".into()]),
             &scripts,
+            &own,
         );
         assert!(found.pythons.is_empty());
         assert_eq!(found.notes.len(), 1, "{:?}", found.notes);

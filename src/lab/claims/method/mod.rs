@@ -298,7 +298,7 @@ impl Number {
 pub struct Emulated {
     pub subject: Subject,
     gil: GilConfig,
-    /// The `clab serve` options after the model (`--tick`, `--switch-points`).
+    /// The `clab serve` options after the model (`--tick`, `--switch-points`, `--hop-cost`).
     options: Vec<(&'static str, String)>,
     own_gil_subinterpreters: bool,
     switch_interval: bool,
@@ -315,10 +315,7 @@ impl Emulated {
         Emulated {
             subject: Subject::emulating(&python.version, python.era),
             gil: gil_config(python),
-            options: vec![
-                ("--tick", format!("{}ns", python.tick().as_nanos())),
-                ("--switch-points", python.switch_points().name().to_owned()),
-            ],
+            options: python.emulation_options(),
             own_gil_subinterpreters: python.has_own_gil_subinterpreters(),
             switch_interval: python.has_switch_interval(),
             asyncio: python.has_asyncio(),
@@ -391,7 +388,7 @@ impl Emulated {
                     .join(" ")
             ),
             None => format!(
-                "clab serve --gil {} with its default tick and switch points",
+                "clab serve --gil {} with its default tick, switch points and hop costs",
                 self.gil.variant.name()
             ),
         }

@@ -106,11 +106,12 @@ pub fn execute(
     for python in &found.pythons {
         let hops = &python.hops;
         observer.say(format!(
-            "{} at {}: {}, tick {:.1} ns; a job to a process pool {}, to a thread pool {}{}",
+            "{} at {}: {}, tick {:.1} ns (best of 5; the slowest {:.1}); a job to a process pool {}, to a thread pool {}{}",
             python.label(),
             python.path.display(),
             python.era.short(),
             python.calibration.tick_ns,
+            python.calibration.slowest_tick_ns,
             hops.processes.describe(),
             hops.threads.describe(),
             hops.interpreters.map_or(String::new(), |hop| format!(

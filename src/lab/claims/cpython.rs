@@ -233,14 +233,21 @@ fn setup(lab: &Lab) -> Vec<String> {
         .map(|python| {
             let calibration = &python.calibration;
             format!(
-                "{} at {}: {}; countdown iteration {:.1} ns with {} eval-breaker check(s), so a tick of {:.1} ns; a fib call {:.1} ns; emulated as `clab serve {}`",
+                "{} at {}: {}; countdown iteration {:.1} ns with {} eval-breaker check(s), so a tick of {:.1} ns (the best of 5; the slowest {:.1} ns); a fib call {:.1} ns; a tiny job's hop to a process pool {}, to a thread pool {}{}; emulated as `clab serve {}`",
                 python.label(),
                 python.path.display(),
                 python.era.short(),
                 calibration.iteration_ns,
                 calibration.checks_per_iteration,
                 calibration.tick_ns,
+                calibration.slowest_tick_ns,
                 calibration.fib_call_ns,
+                python.hops.processes.describe(),
+                python.hops.threads.describe(),
+                python.hops.interpreters.map_or(String::new(), |hop| format!(
+                    ", to a subinterpreter {}",
+                    hop.describe()
+                )),
                 python.emulation_args().join(" ")
             )
         })

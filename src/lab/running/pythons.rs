@@ -61,8 +61,19 @@ pub struct Calibration {
     pub checks_per_iteration: u32,
     /// The time between two checks: the emulation's `--tick`.
     pub tick_ns: f64,
+    /// The tick from the slowest of the timings `tick_ns` is the best of: its spread.
+    #[serde(skip_deserializing)]
+    pub slowest_tick_ns: f64,
     /// One call of the recursive fib.
     pub fib_call_ns: f64,
+}
+
+/// What `clab_bench.py tick` prints beside the calibration: every timing it took.
+#[derive(serde::Deserialize)]
+struct TickTimes {
+    #[serde(flatten)]
+    calibration: Calibration,
+    iteration_ns_repeats: Vec<f64>,
 }
 
 /// What handing a tiny job to one kind of pool costs an interpreter, from `clab_bench.py
@@ -323,7 +334,16 @@ fn identify(path: &Path, scripts: &Scripts) -> Result<Identity, String> {
 /// Measures the interpreter's tick (about a second) and its executors' hops (a second or
 /// two), the hops on one CPU as the pool-cost servers run.
 fn calibrate(identity: Identity, scripts: &Scripts, own: &OwnHops) -> Result<Python, String> {
-    let calibration: Calibration = bench(&identity.path, scripts, &["tick"], None, PROBE_PATIENCE)?;
+    let times: TickTimes = bench(&identity.path, scripts, &["tick"], None, PROBE_PATIENCE)?;
+    let slowest = times
+        .iteration_ns_repeats
+        .iter()
+        .copied()
+        .fold(0.0, f64::max);
+    let calibration = Calibration {
+        slowest_tick_ns: slowest / f64::from(times.calibration.checks_per_iteration.max(1)),
+        ..times.calibration
+    };
     if !(calibration.tick_ns > 0.0 && calibration.fib_call_ns > 0.0) {
         return Err(format!("implausible calibration {calibration:?}"));
     }
@@ -577,6 +597,7 @@ mod tests {
                 iteration_ns: 20.0,
                 checks_per_iteration: 1,
                 tick_ns: 20.0,
+                slowest_tick_ns: 21.0,
                 fib_call_ns: 30.0,
             },
             hops: Hops {

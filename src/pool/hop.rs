@@ -85,24 +85,30 @@ impl HopCosts {
 /// The CPU time per job that handing `jobs` tiny jobs to `pool` one after the other costs
 /// this process — on the calling thread, and on every other — the median of `repeats`.
 /// The same measurement as `clab_bench.py hop` makes of CPython's executors.
-pub fn measure(pool: &dyn Executor, jobs: u32, repeats: usize) -> HopCost {
+pub fn measure(pool: &dyn Executor, jobs: u32, repeats: usize) -> std::io::Result<HopCost> {
+    let jobs = jobs.max(1);
     let mut submitter = Vec::with_capacity(repeats);
     let mut others = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {
         let (process, thread) = (cpu_time::process(), cpu_time::thread());
-        for _ in 0..jobs.max(1) {
-            if let Ok(job) = pool.submit(Request::Fib(1)) {
-                let _ = job.wait();
+        for _ in 0..jobs {
+            let reply = pool
+                .submit(Request::Fib(1))
+                .map_err(std::io::Error::other)?
+                .wait()
+                .map_err(std::io::Error::other)?;
+            if reply != crate::protocol::Reply::Fib(1) {
+                return Err(std::io::Error::other(format!("`fib 1` answered {reply}")));
             }
         }
         let mine = cpu_time::thread() - thread;
-        submitter.push(mine / jobs.max(1));
-        others.push((cpu_time::process() - process).saturating_sub(mine) / jobs.max(1));
+        submitter.push(mine / jobs);
+        others.push((cpu_time::process() - process).saturating_sub(mine) / jobs);
     }
-    HopCost {
+    Ok(HopCost {
         submitter: median(submitter),
         pool: median(others),
-    }
+    })
 }
 
 fn median(mut durations: Vec<Duration>) -> Duration {
@@ -135,9 +141,9 @@ pub fn own_costs(
     let processes = ProcessPool::new(1, worker)?;
     let interpreters = InterpreterPool::new(1, GilConfig::new(Variant::None), 45)?;
     Ok(HopCosts {
-        threads: measure(&threads, jobs, repeats),
-        processes: measure(&processes, jobs, repeats),
-        interpreters: measure(&interpreters, jobs, repeats),
+        threads: measure(&threads, jobs, repeats)?,
+        processes: measure(&processes, jobs, repeats)?,
+        interpreters: measure(&interpreters, jobs, repeats)?,
     })
 }
 
@@ -150,7 +156,7 @@ mod tests {
     #[test]
     fn measure_tells_the_pools_work_from_the_submitters() {
         let pool = ThreadPool::spending(1, None, Duration::from_millis(1)).unwrap();
-        let cost = measure(&pool, 20, 3);
+        let cost = measure(&pool, 20, 3).unwrap();
         assert!(cost.pool >= Duration::from_micros(800), "{cost:?}");
         assert!(cost.submitter < Duration::from_micros(500), "{cost:?}");
     }

@@ -18,10 +18,12 @@ fn serialise() -> common::TimingLock {
     common::timing_lock()
 }
 
-/// A fresh JSON path under the temp directory, unique to this test process and call.
+/// A fresh JSON path under cargo's scratch directory for integration tests (in `target/`,
+/// so nothing is left in the system's temp directory), unique to this process and call.
 fn json_path() -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!("clab-load-test-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("load-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(format!("{}.json", NEXT.fetch_add(1, Ordering::SeqCst)))
 }

@@ -11,12 +11,14 @@ use loom::sync::{Condvar, Mutex};
 #[cfg(not(clab_loom))]
 use std::sync::{Condvar, Mutex};
 
-/// How many times a thread about to sleep on a queue or a future first yields its CPU and
-/// looks again. Free-threaded CPython's `PyMutex` does so up to 40 times (`MAX_SPIN_COUNT` in
-/// a `--disable-gil` build, 0 with a GIL), and every `threading` wait — a `Condition`, a
-/// `Queue.get`, a future's result — acquires one: on a CPU shared with a CPU-bound process,
-/// each yield can hand that process a whole scheduler slice. Set once per process, by a
-/// server emulating such an interpreter; 0 (sleep at once) otherwise.
+/// How many times a thread about to sleep on a queue or a future first yields its CPU.
+/// Free-threaded CPython's `PyMutex` yields 40 times (`MAX_SPIN_COUNT` in a `--disable-gil`
+/// build, 0 with a GIL) before it parks, and every `threading` wait — a `Condition`, a
+/// `Queue.get`, a future's result — acquires one. 3.13's `_PyMutex_LockTimed` does not look
+/// at the lock between those yields, so a wait costs all 40 even when what it waits for comes
+/// at the first: on 3.13.5t's process-pool server about 140 yields a request. On a CPU shared
+/// with a CPU-bound process each yield can hand that process the CPU. Set once per process,
+/// by a server emulating such an interpreter; 0 (sleep at once) otherwise.
 static YIELDS_BEFORE_SLEEPING: AtomicU32 = AtomicU32::new(0);
 
 /// Free-threaded CPython's `MAX_SPIN_COUNT`.
@@ -27,7 +29,7 @@ pub fn yield_before_sleeping(times: u32) {
     YIELDS_BEFORE_SLEEPING.store(times, Ordering::Relaxed);
 }
 
-/// The yields a thread about to sleep has left, spent by [`Yields::instead_of_sleeping`].
+/// The yields a thread about to sleep has yet to spend, by [`Yields::instead_of_sleeping`].
 pub(crate) struct Yields(u32);
 
 impl Yields {
@@ -35,16 +37,18 @@ impl Yields {
         Yields(YIELDS_BEFORE_SLEEPING.load(Ordering::Relaxed))
     }
 
-    /// While a yield is left: lets go of `guard`, yields the CPU once and returns the lock
-    /// taken again by `relock`, for the caller to look once more. With none left, gives
-    /// `guard` back untouched, for the caller to sleep on.
+    /// The first time, with yields to spend: lets go of `guard`, yields the CPU that many
+    /// times without looking, and returns the lock taken again by `relock`, for the caller
+    /// to look once more. After that (or with none to spend), gives `guard` back untouched,
+    /// for the caller to sleep on.
     pub fn instead_of_sleeping<G>(&mut self, guard: G, relock: impl FnOnce() -> G) -> Result<G, G> {
         if self.0 == 0 {
             return Err(guard);
         }
-        self.0 -= 1;
         drop(guard);
-        std::thread::yield_now();
+        for _ in 0..std::mem::take(&mut self.0) {
+            std::thread::yield_now();
+        }
         Ok(relock())
     }
 }
@@ -187,18 +191,16 @@ mod tests {
     use std::sync::Arc;
     use std::thread;
 
-    /// A yield lets go of the lock and takes it again; with none left the guard comes back
-    /// untouched, for its holder to sleep on.
+    /// The yields are spent at once, the lock let go and taken again around them; then the
+    /// guard comes back untouched, for its holder to sleep on.
     #[test]
     fn yields_are_spent_then_the_thread_sleeps() {
         let mutex = std::sync::Mutex::new(0);
         let mut yields = Yields(2);
-        let mut guard = lock(&mutex);
-        for _ in 0..2 {
-            guard = yields
-                .instead_of_sleeping(guard, || lock(&mutex))
-                .unwrap_or_else(|_| panic!("a yield was left"));
-        }
+        let guard = lock(&mutex);
+        let guard = yields
+            .instead_of_sleeping(guard, || lock(&mutex))
+            .unwrap_or_else(|_| panic!("the yields were to spend"));
         assert!(yields.instead_of_sleeping(guard, || lock(&mutex)).is_err());
     }
 

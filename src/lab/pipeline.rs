@@ -104,20 +104,14 @@ pub fn execute(
     let own_hops = OwnHops::measure(&clab).map_err(LabError::Measurement)?;
     let found = pythons::select(options.pythons(), &scripts, &own_hops);
     for python in &found.pythons {
-        let hops = &python.hops;
         observer.say(format!(
-            "{} at {}: {}, tick {:.1} ns (best of 5; the slowest {:.1}); a job to a process pool {}, to a thread pool {}{}",
+            "{} at {}: {}, tick {:.1} ns (best of 5; the slowest {:.1}); {}",
             python.label(),
             python.path.display(),
             python.era.short(),
             python.calibration.tick_ns,
             python.calibration.slowest_tick_ns,
-            hops.processes.describe(),
-            hops.threads.describe(),
-            hops.interpreters.map_or(String::new(), |hop| format!(
-                ", to a subinterpreter {}",
-                hop.describe()
-            ))
+            python.hops.describe()
         ));
     }
     for note in &found.notes {

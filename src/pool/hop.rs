@@ -111,7 +111,8 @@ pub fn measure(pool: &dyn Executor, jobs: u32, repeats: usize) -> std::io::Resul
     })
 }
 
-fn median(mut durations: Vec<Duration>) -> Duration {
+/// The middle of `durations` (the upper one of an even count); zero for none.
+pub(crate) fn median(mut durations: Vec<Duration>) -> Duration {
     durations.sort();
     durations
         .get(durations.len() / 2)

@@ -233,7 +233,7 @@ fn setup(lab: &Lab) -> Vec<String> {
         .map(|python| {
             let calibration = &python.calibration;
             format!(
-                "{} at {}: {}; countdown iteration {:.1} ns with {} eval-breaker check(s), so a tick of {:.1} ns (the best of 5; the slowest {:.1} ns); a fib call {:.1} ns; a tiny job's hop to a process pool {}, to a thread pool {}{}; emulated as `clab serve {}`",
+                "{} at {}: {}; countdown iteration {:.1} ns with {} eval-breaker check(s), so a tick of {:.1} ns (the best of 5; the slowest {:.1} ns); a fib call {:.1} ns; CPU per tiny job handed over: {}; emulated as `clab serve {}`",
                 python.label(),
                 python.path.display(),
                 python.era.short(),
@@ -242,12 +242,7 @@ fn setup(lab: &Lab) -> Vec<String> {
                 calibration.tick_ns,
                 calibration.slowest_tick_ns,
                 calibration.fib_call_ns,
-                python.hops.processes.describe(),
-                python.hops.threads.describe(),
-                python.hops.interpreters.map_or(String::new(), |hop| format!(
-                    ", to a subinterpreter {}",
-                    hop.describe()
-                )),
+                python.hops.describe(),
                 python.emulation_args().join(" ")
             )
         })

@@ -14,7 +14,7 @@ use crate::lab::model::Era;
 use crate::lab::running::error::LabError;
 use crate::lab::running::process::run_to_completion;
 use crate::lab::running::spec::ServerSpec;
-use crate::pool::{HopCost, HopCosts};
+use crate::pool::{HopCost, HopCosts, hop};
 use crate::server::Model;
 use crate::system::programs::on_path;
 
@@ -110,6 +110,22 @@ pub struct Hops {
     pub emulation: HopCosts,
 }
 
+impl Hops {
+    /// "a job to a process pool 62 µs (…), to a thread pool 10 µs (…)", and to a
+    /// subinterpreter where measured.
+    pub fn describe(&self) -> String {
+        let mut words = format!(
+            "a job to a process pool {}, to a thread pool {}",
+            self.processes.describe(),
+            self.threads.describe()
+        );
+        if let Some(hop) = self.interpreters {
+            words.push_str(&format!(", to a subinterpreter {}", hop.describe()));
+        }
+        words
+    }
+}
+
 /// One interpreter, probed and calibrated.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Python {
@@ -192,7 +208,7 @@ impl Python {
     /// Has subinterpreters with a GIL each (3.12+, PEP 684; 3.11's share one GIL). A
     /// free-threaded build has no GIL to give them.
     pub fn has_own_gil_subinterpreters(&self) -> bool {
-        (self.major, self.minor) >= (3, 12) && self.era == Era::New
+        own_gil_subinterpreters((self.major, self.minor), self.era)
     }
 
     /// Has asyncio (3.4+; the reference server needs 3.6).
@@ -331,6 +347,11 @@ fn identify(path: &Path, scripts: &Scripts) -> Result<Identity, String> {
     })
 }
 
+/// Whether CPython `version` of `era` gives each subinterpreter a GIL of its own.
+fn own_gil_subinterpreters(version: (u32, u32), era: Era) -> bool {
+    version >= (3, 12) && era == Era::New
+}
+
 /// Measures the interpreter's tick (about a second) and its executors' hops (a second or
 /// two), the hops on one CPU as the pool-cost servers run.
 fn calibrate(identity: Identity, scripts: &Scripts, own: &OwnHops) -> Result<Python, String> {
@@ -348,10 +369,8 @@ fn calibrate(identity: Identity, scripts: &Scripts, own: &OwnHops) -> Result<Pyt
         return Err(format!("implausible calibration {calibration:?}"));
     }
     let hop = |to: &str| measure_hop(&identity.path, scripts, to, &own.cpu);
-    let own_gil_subinterpreters =
-        (identity.major, identity.minor) >= (3, 12) && identity.era == Era::New;
     let (processes, threads) = (hop("processes")?, hop("threads")?);
-    let interpreters = own_gil_subinterpreters
+    let interpreters = own_gil_subinterpreters((identity.major, identity.minor), identity.era)
         .then(|| hop("interpreters"))
         .transpose()?;
     let emulation = HopCosts {
@@ -444,11 +463,7 @@ fn measure_hop(
     if repeats.is_empty() || repeats.iter().all(HopCost::is_none) {
         return Err(format!("implausible hop to {to}: {repeats:?}"));
     }
-    let median = |part: fn(&HopCost) -> Duration| {
-        let mut parts: Vec<Duration> = repeats.iter().map(part).collect();
-        parts.sort();
-        parts[parts.len() / 2]
-    };
+    let median = |part: fn(&HopCost) -> Duration| hop::median(repeats.iter().map(part).collect());
     let totals = repeats.iter().map(HopCost::total);
     Ok(MeasuredHop {
         median: HopCost {

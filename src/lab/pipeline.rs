@@ -13,7 +13,7 @@ use crate::lab::model::Measurements;
 use crate::lab::model::eras::EraRow;
 use crate::lab::model::outcome::{Fidelity, Outcome};
 use crate::lab::running::interrupt::Interrupt;
-use crate::lab::running::pythons::{self, OwnHops, Python, Scripts};
+use crate::lab::running::pythons::{self, Python, Scripts};
 use crate::lab::running::{Lab, LabError, Placement, Profile, setups};
 use crate::lab::views::Views;
 use crate::lab::views::verdicts::VerdictRow;
@@ -101,8 +101,7 @@ pub fn execute(
     let started = Instant::now();
     observer.step("finding and calibrating CPython interpreters");
     let scripts = Scripts::write(&scratch.path().join("python"))?;
-    let own_hops = OwnHops::measure(&clab).map_err(LabError::Measurement)?;
-    let found = pythons::select(options.pythons(), &scripts, &own_hops);
+    let found = pythons::select(options.pythons(), &scripts, &clab);
     for python in &found.pythons {
         observer.say(format!(
             "{} at {}: {}, tick {:.1} ns (best of 5; the slowest {:.1}); {}",

@@ -108,6 +108,8 @@ pub struct Hops {
     pub threads: MeasuredHop,
     pub interpreters: Option<MeasuredHop>,
     pub emulation: HopCosts,
+    /// The CPU both sides were measured on.
+    pub cpu: usize,
 }
 
 impl Hops {
@@ -122,6 +124,7 @@ impl Hops {
         if let Some(hop) = self.interpreters {
             words.push_str(&format!(", to a subinterpreter {}", hop.describe()));
         }
+        words.push_str(&format!(", on CPU {}", self.cpu));
         words
     }
 }
@@ -368,7 +371,7 @@ fn calibrate(identity: Identity, scripts: &Scripts, own: &OwnHops) -> Result<Pyt
     if !(calibration.tick_ns > 0.0 && calibration.fib_call_ns > 0.0) {
         return Err(format!("implausible calibration {calibration:?}"));
     }
-    let hop = |to: &str| measure_hop(&identity.path, scripts, to, &own.cpu);
+    let hop = |to: &str| measure_hop(&identity.path, scripts, to, own.cpu);
     let (processes, threads) = (hop("processes")?, hop("threads")?);
     let interpreters = own_gil_subinterpreters((identity.major, identity.minor), identity.era)
         .then(|| hop("interpreters"))
@@ -392,6 +395,7 @@ fn calibrate(identity: Identity, scripts: &Scripts, own: &OwnHops) -> Result<Pyt
             threads,
             interpreters,
             emulation,
+            cpu: own.cpu,
         },
     })
 }
@@ -402,26 +406,24 @@ const HOP_REPEATS: usize = 5;
 
 /// What the emulated pools spend per job by themselves, measured once per run on `cpu`.
 #[derive(Debug, Clone)]
-pub struct OwnHops {
-    pub costs: HopCosts,
-    pub cpu: Vec<usize>,
+struct OwnHops {
+    costs: HopCosts,
+    cpu: usize,
 }
 
 impl OwnHops {
     /// Measured on the first CPU this process may use, with `clab` as the process pool's
     /// worker.
-    pub fn measure(clab: &Path) -> Result<OwnHops, String> {
-        let cpu = vec![
-            crate::system::cpus::allowed_cpus()
-                .first()
-                .copied()
-                .unwrap_or(0),
-        ];
+    fn measure(clab: &Path) -> Result<OwnHops, String> {
+        let cpu = crate::system::cpus::allowed_cpus()
+            .first()
+            .copied()
+            .unwrap_or(0);
         let worker = crate::pool::WorkerCommand::clab(clab, 45);
         let costs = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    crate::system::cpus::pin(&cpu).map_err(|e| e.to_string())?;
+                    crate::system::cpus::pin(&[cpu]).map_err(|e| e.to_string())?;
                     crate::pool::hop::own_costs(worker, HOP_JOBS, HOP_REPEATS)
                         .map_err(|e| format!("the emulated pools: {e}"))
                 })
@@ -443,12 +445,12 @@ fn measure_hop(
     python: &Path,
     scripts: &Scripts,
     to: &str,
-    cpu: &[usize],
+    cpu: usize,
 ) -> Result<MeasuredHop, String> {
     let (jobs, repeats) = (HOP_JOBS.to_string(), HOP_REPEATS.to_string());
     let args = ["hop", "--to", to, "--jobs", &jobs, "--repeats", &repeats];
     let log = crate::lab::running::health::HealthLog::default();
-    let times: HopTimes = bench(python, scripts, &args, Some((cpu, &log)), HOP_PATIENCE)?;
+    let times: HopTimes = bench(python, scripts, &args, Some((&[cpu], &log)), HOP_PATIENCE)?;
     let seconds = |s: f64| Duration::from_secs_f64(s.max(0.0));
     let repeats: Vec<HopCost> = times
         .cpu_s
@@ -483,7 +485,9 @@ pub struct Found {
 }
 
 /// Finds, identifies, picks and calibrates the interpreters `selection` asks for.
-pub fn select(selection: &Selection, scripts: &Scripts, own: &OwnHops) -> Found {
+/// What the emulated pools cost by themselves is measured once, with `clab` as the process
+/// pool's worker, and only when there is an interpreter to calibrate.
+pub fn select(selection: &Selection, scripts: &Scripts, clab: &Path) -> Found {
     let mut notes = Vec::new();
     let paths = match selection {
         Selection::Paths(paths) => paths.clone(),
@@ -530,9 +534,19 @@ pub fn select(selection: &Selection, scripts: &Scripts, own: &OwnHops) -> Found 
         }
     }
     let mut pythons = Vec::new();
+    if identities.is_empty() {
+        return Found { pythons, notes };
+    }
+    let own = match OwnHops::measure(clab) {
+        Ok(own) => own,
+        Err(why) => {
+            notes.push(format!("no CPython is calibrated: {why}"));
+            return Found { pythons, notes };
+        }
+    };
     for identity in identities {
         let path = identity.path.clone();
-        match calibrate(identity, scripts, own) {
+        match calibrate(identity, scripts, &own) {
             Ok(python) => pythons.push(python),
             Err(why) => notes.push(format!("{} skipped: {why}", path.display())),
         }
@@ -626,6 +640,7 @@ mod tests {
                     },
                     ..HopCosts::NONE
                 },
+                cpu: 0,
             },
         }
     }
@@ -691,14 +706,10 @@ mod tests {
     fn a_bogus_interpreter_is_a_note_not_a_failure() {
         let dir = tempfile::tempdir().unwrap();
         let scripts = Scripts::write(dir.path()).unwrap();
-        let own = OwnHops {
-            costs: HopCosts::NONE,
-            cpu: vec![0],
-        };
         let found = select(
             &Selection::Paths(vec!["/nonexistent/python9".into()]),
             &scripts,
-            &own,
+            Path::new("/nonexistent/clab"),
         );
         assert!(found.pythons.is_empty());
         assert_eq!(found.notes.len(), 1, "{:?}", found.notes);

@@ -31,3 +31,4 @@ pub mod system;
 pub mod top;
 pub mod tui;
 pub mod work;
+pub mod workload;

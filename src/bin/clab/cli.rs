@@ -83,6 +83,10 @@ pub enum Command {
     /// Run the essays' claims as experiments and write a report with verdicts and plots
     #[command(after_long_help = LAB_EXAMPLES)]
     Lab(LabArgs),
+    /// Measure your own Python function under every model on every CPython found, and say
+    /// which model fits it
+    #[command(after_long_help = WORKLOAD_EXAMPLES)]
+    Workload(WorkloadArgs),
     /// A worker: with --nats, pulls jobs from a broker's work queue (run any number, on any
     /// machine); without, a process-pool worker reading stdin (started by the pool)
     #[command(after_long_help = WORKER_EXAMPLES)]
@@ -232,6 +236,73 @@ impl LabArgs {
             (true, _) => Profile::Quick,
             (_, true) => Profile::Thorough,
             _ => Profile::Default,
+        }
+    }
+}
+
+const WORKLOAD_EXAMPLES: &str = "\
+On each interpreter the function is imported and called once (a one-line note and a skip
+where it cannot be), then timed: calls in a row, the same calls spread over threads, a process
+pool and, on 3.12+ with a GIL, subinterpreters (each also with one worker), as many workers as
+CPUs, each model's timings interleaved with the others'. The table shows each model's calls
+per second, its scaling (every worker ÷ one) and what a call costs it beyond the call; the
+answer per interpreter comes from rules fixed before the run, printed with it.
+
+An --arg is a Python literal (1048576, \"'text'\", \"{'a': [1, 2]}\"); anything else is passed
+as a string.
+
+Examples:
+  clab workload examples/workloads/json_roundtrip.py:roundtrip --arg 200
+  clab workload examples/workloads/sha256.py:digest --arg 1048576
+  clab workload examples/workloads/waiting.py:wait --arg 5 --python all
+  clab workload handler.py:handle --arg \"{'user': 7}\" --json answer.json";
+
+#[derive(Debug, Args)]
+pub struct WorkloadArgs {
+    /// The function to measure: a Python file and a function in it, which must be importable
+    /// by its file's name (and picklable, for a process pool)
+    #[arg(value_name = "PATH.py:FUNCTION")]
+    pub target: String,
+
+    /// An argument of one typical call (repeatable, in order), a Python literal
+    #[arg(long = "arg", value_name = "LITERAL", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+
+    /// A CPython to measure on (repeatable), `all` for every one found through pyenv and PATH
+    /// [default: one per era — the newest 2.x, python3, the newest 3.x, and a free-threaded
+    /// build where there is one]
+    #[arg(long, value_name = "PATH|all")]
+    pub python: Vec<PathBuf>,
+
+    /// Each model's timing this many times, interleaved with the others'; medians are kept
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub repeats: u32,
+
+    /// Also write the report as JSON (`rows`, `profiles`, `recommendations`, `rules`, `notes`)
+    /// to FILE, or to standard output with `-`
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+impl WorkloadArgs {
+    pub fn target(&self) -> Result<clab::workload::Target, clab::workload::TargetError> {
+        clab::workload::Target::parse(&self.target, self.args.clone())
+    }
+
+    pub fn pythons(&self) -> Selection {
+        if self.python.is_empty() {
+            Selection::PerEra
+        } else if self.python.iter().any(|path| path.as_os_str() == "all") {
+            Selection::All
+        } else {
+            Selection::Paths(self.python.clone())
+        }
+    }
+
+    pub fn settings(&self) -> clab::workload::Settings {
+        clab::workload::Settings {
+            repeats: self.repeats as usize,
+            ..clab::workload::Settings::on_this_machine()
         }
     }
 }

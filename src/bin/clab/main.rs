@@ -15,7 +15,7 @@ use clab::lab::running::interrupt::Interrupt;
 use clab::load::render::{Progress, summary};
 use clab::server::{self, Model, Shutdown, prefork, signals};
 use clab::system::limits::DescriptorBudget;
-use cli::{Cli, Command, LabArgs, LoadArgs, ServeArgs};
+use cli::{Cli, Command, LabArgs, LoadArgs, ServeArgs, WorkloadArgs};
 
 /// Exit status when a claim ended as `clab lab --fail-on` names (`clab --help` lists all).
 const CLAIM_FAILED: u8 = 3;
@@ -53,6 +53,7 @@ fn main() -> ExitCode {
                 .context("cannot render the manual page")
                 .and_then(|()| emit(&page))
         }
+        Command::Workload(args) => workload(&args),
         Command::Worker(args) => match &args.nats {
             Some(broker) => broker_worker(broker, &args),
             None if args.broker.given() => Err(anyhow::anyhow!(
@@ -72,6 +73,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `clab workload`: measures, then prints the table and the answer (on stderr when the JSON
+/// goes to standard output), and writes the JSON.
+fn workload(args: &WorkloadArgs) -> anyhow::Result<()> {
+    let target = args.target()?;
+    let started = std::time::Instant::now();
+    let report = clab::workload::run(&target, &args.pythons(), &args.settings(), &mut |step| {
+        eprintln!("clab workload: {step}")
+    })?;
+    let text = clab::workload::render::text(&report);
+    let json = serde_json::to_string_pretty(&report).context("cannot write the report as JSON")?;
+    match args.json.as_deref() {
+        Some(path) if path.as_os_str() == "-" => {
+            eprint!("{text}");
+            emit(format!("{json}\n").as_bytes())?;
+        }
+        Some(path) => {
+            std::fs::write(path, json + "\n")
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            emit(text.as_bytes())?;
+        }
+        None => emit(text.as_bytes())?,
+    }
+    eprintln!(
+        "clab workload: measured in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Writes `bytes` to standard output; a reader that has gone (`| head`) is not an error.

@@ -433,7 +433,9 @@ fn run_watched(
     let reader = drain(Box::new(child.stdout.take().expect("piped")));
     let errors = drain(Box::new(child.stderr.take().expect("piped")));
     let Some(status) = wait_until(&mut child, Instant::now() + limit)? else {
-        let _ = child.kill();
+        // The whole group, so the program's own children (a pool's workers) go with it; the
+        // program is not reaped yet, so its pid, the group's id, cannot have been reused.
+        let _ = nix::sys::signal::killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
         let _ = child.wait();
         return Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,

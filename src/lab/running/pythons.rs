@@ -19,7 +19,7 @@ use crate::server::Model;
 use crate::system::programs::on_path;
 
 /// The reference servers and in-process programs, embedded so the lab needs no checkout.
-const SCRIPTS: [(&str, &str); 3] = [
+const SCRIPTS: [(&str, &str); 4] = [
     (
         "clab_server.py",
         include_str!("../../../python/clab_server.py"),
@@ -28,6 +28,10 @@ const SCRIPTS: [(&str, &str); 3] = [
     (
         "clab_bench.py",
         include_str!("../../../python/clab_bench.py"),
+    ),
+    (
+        "clab_workload.py",
+        include_str!("../../../python/clab_workload.py"),
     ),
 ];
 
@@ -243,6 +247,10 @@ impl Scripts {
     pub fn bench(&self) -> PathBuf {
         self.dir.join("clab_bench.py")
     }
+
+    pub fn workload(&self) -> PathBuf {
+        self.dir.join("clab_workload.py")
+    }
 }
 
 /// Executables that may be CPython: pyenv's versions, then `python2.7`, `python3.N` and
@@ -299,9 +307,22 @@ pub fn bench<T: serde::de::DeserializeOwned>(
     pinned: Option<(&[usize], &crate::lab::running::health::HealthLog)>,
     limit: Duration,
 ) -> Result<T, String> {
+    run_script(python, &scripts.bench(), args, pinned, limit)
+}
+
+/// Runs `script <args>` on `python` and parses the one JSON value it prints; an error is
+/// the program's last line on stderr, or why it did not finish.
+pub fn run_script<T: serde::de::DeserializeOwned>(
+    python: &Path,
+    script: &Path,
+    args: &[&str],
+    pinned: Option<(&[usize], &crate::lab::running::health::HealthLog)>,
+    limit: Duration,
+) -> Result<T, String> {
     let mut command = Command::new(python);
-    command.arg(scripts.bench()).args(args);
-    let what = format!("{} clab_bench.py {}", python.display(), args.join(" "));
+    command.arg(script).args(args);
+    let name = script.file_name().unwrap_or_default().to_string_lossy();
+    let what = format!("{} {name} {}", python.display(), args.join(" "));
     let out = match pinned {
         Some((cpus, log)) => {
             crate::lab::running::process::run_pinned(command, cpus, limit, (log, &what))
@@ -320,12 +341,25 @@ struct Probe {
 
 /// What an interpreter says it is, before it is calibrated.
 #[derive(Debug, Clone, PartialEq)]
-struct Identity {
-    path: PathBuf,
-    version: String,
-    major: u32,
-    minor: u32,
-    era: Era,
+pub struct Identity {
+    pub path: PathBuf,
+    /// "3.13.5".
+    pub version: String,
+    pub major: u32,
+    pub minor: u32,
+    pub era: Era,
+}
+
+impl Identity {
+    /// The version as CPython's builds name it: "3.13.5t" for a free-threaded one.
+    pub fn name(&self) -> String {
+        let suffix = if self.era == Era::FreeThreaded {
+            "t"
+        } else {
+            ""
+        };
+        format!("{}{suffix}", self.version)
+    }
 }
 
 /// Asks `path` what it is; an error says why it cannot be used.
@@ -488,6 +522,31 @@ pub struct Found {
 /// What the emulated pools cost by themselves is measured once, with `clab` as the process
 /// pool's worker, and only when there is an interpreter to calibrate.
 pub fn select(selection: &Selection, scripts: &Scripts, clab: &Path) -> Found {
+    let (identities, mut notes) = find(selection, scripts);
+    let mut pythons = Vec::new();
+    if identities.is_empty() {
+        return Found { pythons, notes };
+    }
+    let own = match OwnHops::measure(clab) {
+        Ok(own) => own,
+        Err(why) => {
+            notes.push(format!("no CPython is calibrated: {why}"));
+            return Found { pythons, notes };
+        }
+    };
+    for identity in identities {
+        let path = identity.path.clone();
+        match calibrate(identity, scripts, &own) {
+            Ok(python) => pythons.push(python),
+            Err(why) => notes.push(format!("{} skipped: {why}", path.display())),
+        }
+    }
+    Found { pythons, notes }
+}
+
+/// Finds, identifies and picks the interpreters `selection` asks for, oldest first, without
+/// calibrating them; a note says why each one left out was.
+pub fn find(selection: &Selection, scripts: &Scripts) -> (Vec<Identity>, Vec<String>) {
     let mut notes = Vec::new();
     let paths = match selection {
         Selection::Paths(paths) => paths.clone(),
@@ -533,25 +592,7 @@ pub fn select(selection: &Selection, scripts: &Scripts, clab: &Path) -> Found {
             );
         }
     }
-    let mut pythons = Vec::new();
-    if identities.is_empty() {
-        return Found { pythons, notes };
-    }
-    let own = match OwnHops::measure(clab) {
-        Ok(own) => own,
-        Err(why) => {
-            notes.push(format!("no CPython is calibrated: {why}"));
-            return Found { pythons, notes };
-        }
-    };
-    for identity in identities {
-        let path = identity.path.clone();
-        match calibrate(identity, scripts, &own) {
-            Ok(python) => pythons.push(python),
-            Err(why) => notes.push(format!("{} skipped: {why}", path.display())),
-        }
-    }
-    Found { pythons, notes }
+    (identities, notes)
 }
 
 /// The newest 2.x, `python3`, the newest 3.x with a GIL, and the newest free-threaded

@@ -135,7 +135,11 @@ class Processes(object):
         else:
             import multiprocessing
             self.executor = multiprocessing.Pool(workers)
-        self.time(workers)
+        try:
+            self.time(workers)
+        except Exception:
+            self.close()
+            raise
 
     def time(self, calls):
         started = clock()

@@ -206,3 +206,38 @@ fn a_function_that_hangs_is_stopped_and_noted() {
         .collect();
     assert!(left.is_empty(), "left running: {left:?}");
 }
+
+/// A call that hangs only in a pool's worker is that model's note: the pool is stopped,
+/// the other models are measured, and no worker is left running.
+#[test]
+fn a_call_that_hangs_in_a_pool_is_that_models_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = "import multiprocessing, time\n\ndef stuck():\n    if multiprocessing.current_process().name != 'MainProcess':\n        time.sleep(3600)\n    return 1\n";
+    let file = module(dir.path(), "stuck_in_pool", source);
+    let target = clab::workload::Target::parse(&format!("{file}:stuck"), vec![]).unwrap();
+    let settings = clab::workload::Settings {
+        patience: Duration::from_secs(2),
+        ..clab::workload::Settings::on_this_machine()
+    };
+    let selection = clab::lab::running::pythons::Selection::Paths(vec!["python3".into()]);
+    let _one = common::timing_lock();
+    let report = clab::workload::run(&target, &selection, &settings, &mut |_| {}).unwrap();
+    let notes = report.notes.join("\n");
+    assert!(
+        notes.contains("processes: a call did not return within 2 s"),
+        "{notes}"
+    );
+    assert!(
+        report
+            .rows
+            .iter()
+            .any(|row| row.model == clab::workload::Model::Threads)
+    );
+    let left = procfs::process::all_processes()
+        .unwrap()
+        .flatten()
+        .filter_map(|process| process.cmdline().ok())
+        .filter(|line| line.join(" ").contains(&*file))
+        .count();
+    assert_eq!(left, 0, "processes left running");
+}

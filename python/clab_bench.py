@@ -326,6 +326,14 @@ def long_instruction(args):
             "signal_delay_ms": (handled[0] - due) * 1e3 if handled else None}
 
 
+def run_command(parser):
+    """Runs the command the arguments name and prints its result as one JSON object."""
+    args = parser.parse_args()
+    if getattr(args, "run", None) is None:
+        parser.error("a command is needed")
+    print(json.dumps(args.run(args)))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command")
@@ -352,10 +360,7 @@ def main():
     command = commands.add_parser("long")
     command.add_argument("--ms", type=float, required=True)
     command.set_defaults(run=long_instruction)
-    args = parser.parse_args()
-    if getattr(args, "run", None) is None:
-        parser.error("a command is needed")
-    print(json.dumps(args.run(args)))
+    run_command(parser)
 
 
 if __name__ == "__main__":

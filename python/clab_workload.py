@@ -23,13 +23,12 @@ from __future__ import print_function
 import argparse
 import ast
 import functools
-import json
 import os
 import pickle
 import sys
 import threading
 
-from clab_bench import clock, cpu_time, gil_kind, subinterpreters, together
+from clab_bench import clock, cpu_time, gil_kind, run_command, subinterpreters, together
 
 if sys.version_info[0] < 3:
     range = xrange  # noqa: F821 -- Python 2's lazy range
@@ -92,7 +91,7 @@ def check(args):
         except Exception as error:
             fail("%s raised %s" % (args.target, describe(error)))
         walls.append(clock() - started)
-    function_bytes, function_error = pickled_size(function)
+    function_error = pickled_size(function)[1]
     args_bytes, args_error = pickled_size(tuple(arguments))
     result_bytes, result_error = pickled_size(result)
     cannot = function_error or args_error or result_error
@@ -101,7 +100,6 @@ def check(args):
             "seconds": sorted(walls)[1],
             "result": repr(result)[:80],
             "args_bytes": args_bytes, "result_bytes": result_bytes,
-            "function_bytes": function_bytes,
             "pickle_error": "%s cannot be pickled (%s)" % (what, cannot) if cannot else None}
 
 
@@ -293,10 +291,7 @@ def main():
             command.add_argument("--calls", type=int, required=True)
             command.add_argument("--repeats", type=int, default=3)
             command.add_argument("--patience", type=float, default=60.0)
-    args = parser.parse_args()
-    if getattr(args, "run", None) is None:
-        parser.error("a command is needed")
-    print(json.dumps(args.run(args)))
+    run_command(parser)
 
 
 if __name__ == "__main__":

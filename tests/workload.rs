@@ -176,34 +176,45 @@ fn a_result_that_cannot_be_pickled_leaves_out_the_process_pool_alone() {
     );
 }
 
-/// A call that never returns is given up after the patience, its interpreter noted, and
-/// nothing it started is left running.
-#[test]
-fn a_function_that_hangs_is_stopped_and_noted() {
+/// `FUNCTION` of `source` measured on python3 with `patience`, through the library, so the
+/// patience can be short; and the command lines still running that name the file.
+fn run_with_patience(
+    source: &str,
+    function: &str,
+    patience: Duration,
+) -> (
+    Result<clab::workload::Report, clab::workload::WorkloadError>,
+    Vec<String>,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let file = module(
-        dir.path(),
-        "hanging",
-        "import time\n\ndef hang():\n    time.sleep(3600)\n",
-    );
-    let target = clab::workload::Target::parse(&format!("{file}:hang"), vec![]).unwrap();
+    let file = module(dir.path(), function, source);
+    let target = clab::workload::Target::parse(&format!("{file}:{function}"), vec![]).unwrap();
     let settings = clab::workload::Settings {
-        patience: Duration::from_secs(3),
+        patience,
         ..clab::workload::Settings::on_this_machine()
     };
     let selection = clab::lab::running::pythons::Selection::Paths(vec!["python3".into()]);
     let _one = common::timing_lock();
-    let error = clab::workload::run(&target, &selection, &settings, &mut |_| {}).unwrap_err();
-    let error = error.to_string();
-    assert!(error.contains("did not finish within 3 s"), "{error}");
-    assert_eq!(error.lines().count(), 1, "{error}");
-    let left: Vec<String> = procfs::process::all_processes()
+    let result = clab::workload::run(&target, &selection, &settings, &mut |_| {});
+    let left = procfs::process::all_processes()
         .unwrap()
         .flatten()
         .filter_map(|process| process.cmdline().ok())
         .map(|line| line.join(" "))
         .filter(|line| line.contains(&*file))
         .collect();
+    (result, left)
+}
+
+/// A call that never returns is given up after the patience, its interpreter noted, and
+/// nothing it started is left running.
+#[test]
+fn a_function_that_hangs_is_stopped_and_noted() {
+    let source = "import time\n\ndef hang():\n    time.sleep(3600)\n";
+    let (result, left) = run_with_patience(source, "hang", Duration::from_secs(3));
+    let error = result.unwrap_err().to_string();
+    assert!(error.contains("did not finish within 3 s"), "{error}");
+    assert_eq!(error.lines().count(), 1, "{error}");
     assert!(left.is_empty(), "left running: {left:?}");
 }
 
@@ -211,17 +222,9 @@ fn a_function_that_hangs_is_stopped_and_noted() {
 /// the other models are measured, and no worker is left running.
 #[test]
 fn a_call_that_hangs_in_a_pool_is_that_models_note() {
-    let dir = tempfile::tempdir().unwrap();
     let source = "import multiprocessing, time\n\ndef stuck():\n    if multiprocessing.current_process().name != 'MainProcess':\n        time.sleep(3600)\n    return 1\n";
-    let file = module(dir.path(), "stuck_in_pool", source);
-    let target = clab::workload::Target::parse(&format!("{file}:stuck"), vec![]).unwrap();
-    let settings = clab::workload::Settings {
-        patience: Duration::from_secs(2),
-        ..clab::workload::Settings::on_this_machine()
-    };
-    let selection = clab::lab::running::pythons::Selection::Paths(vec!["python3".into()]);
-    let _one = common::timing_lock();
-    let report = clab::workload::run(&target, &selection, &settings, &mut |_| {}).unwrap();
+    let (result, left) = run_with_patience(source, "stuck", Duration::from_secs(2));
+    let report = result.unwrap();
     let notes = report.notes.join("\n");
     assert!(
         notes.contains("processes: a call did not return within 2 s"),
@@ -233,11 +236,20 @@ fn a_call_that_hangs_in_a_pool_is_that_models_note() {
             .iter()
             .any(|row| row.model == clab::workload::Model::Threads)
     );
-    let left = procfs::process::all_processes()
-        .unwrap()
-        .flatten()
-        .filter_map(|process| process.cmdline().ok())
-        .filter(|line| line.join(" ").contains(&*file))
-        .count();
-    assert_eq!(left, 0, "processes left running");
+    assert!(left.is_empty(), "left running: {left:?}");
+}
+
+#[test]
+fn a_target_that_is_not_a_python_function_is_a_usage_error() {
+    for target in [
+        "nowhere.py:f",
+        "examples/workloads/waiting.py",
+        "handler.txt:f",
+    ] {
+        let output =
+            common::output_within(clab().args(["workload", target]), Duration::from_secs(30));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{target}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+    }
 }

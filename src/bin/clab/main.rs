@@ -78,7 +78,12 @@ fn main() -> ExitCode {
 /// `clab workload`: measures, then prints the table and the answer (on stderr when the JSON
 /// goes to standard output), and writes the JSON.
 fn workload(args: &WorkloadArgs) -> anyhow::Result<()> {
-    let target = args.target()?;
+    // A target that is not a Python file's function is a bad value: a usage error (status 2).
+    let target = args.target().unwrap_or_else(|error| {
+        <Cli as clap::CommandFactory>::command()
+            .error(clap::error::ErrorKind::ValueValidation, error)
+            .exit()
+    });
     let started = std::time::Instant::now();
     let report = clab::workload::run(&target, &args.pythons(), &args.settings(), &mut |step| {
         eprintln!("clab workload: {step}")

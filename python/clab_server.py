@@ -16,6 +16,9 @@ differ only in scheduling:
   prefork   --workers forked children accepting on one socket, each serving serially
   asyncio   an asyncio loop computing inline (Python 3 only)
 
+With --workload PATH.py:FUNCTION (and its --workload-arg literals), a `call` request calls
+that function, as `clab workload` serves a user's function under each model.
+
 Like `clab serve`, it prints "listening on HOST:PORT" once ready, and stops on SIGTERM.
 Standard library only.
 """
@@ -39,6 +42,9 @@ PY3 = sys.version_info[0] >= 3
 clock = getattr(time, "monotonic", time.time)
 STARTED = clock()
 COUNTERS = {"requests": 0, "errors": 0}
+# What a `call` request calls: (function, arguments), set by --workload before any pool starts,
+# so forked workers have it too.
+WORKLOAD = []
 
 
 def fib(n):
@@ -61,6 +67,10 @@ def work(kind, argument):
         return spin(argument)
     if kind == "echo":
         return argument
+    if kind == "call":
+        function, arguments = WORKLOAD[0]
+        function(*arguments)
+        return "worked"
     raise AssertionError(kind)
 
 
@@ -96,6 +106,12 @@ def parse(line, max_n):
         if rest:
             raise ValueError("usage: stats")
         return "stats", None
+    if command == "call":
+        if rest:
+            raise ValueError("usage: call")
+        if not WORKLOAD:
+            raise ValueError("no workload: serve with --workload PATH.py:FUNCTION")
+        return "call", None
     if not rest and command.lstrip("+-").isdigit():
         if command.startswith("-"):
             raise ValueError(bad_n)
@@ -155,8 +171,13 @@ class Subinterpreters(object):
         import inspect
         from clab_bench import subinterpreters
         self.module = subinterpreters()
-        self.setup = "import time\nclock = time.monotonic\n" + "".join(
+        self.setup = "import time\nclock = time.monotonic\nWORKLOAD = []\n" + "".join(
             inspect.getsource(function) for function in (fib, spin, work))
+        if WORKLOAD:
+            function, arguments = WORKLOAD[0]
+            path = os.path.dirname(os.path.abspath(sys.modules[function.__module__].__file__))
+            self.setup += "import sys\nsys.path.insert(0, %r)\nfrom %s import %s\nWORKLOAD.append((%s, %r))\n" % (
+                path, function.__module__, function.__name__, function.__name__, tuple(arguments))
         self.local = threading.local()
 
     def run(self, kind, argument):
@@ -180,9 +201,9 @@ class Service(object):
         self.model, self.max_n, self.pool, self.threshold = model, max_n, pool, threshold
 
     def offloads(self, kind, argument):
-        if self.pool is None or kind not in ("fib", "spin"):
+        if self.pool is None or kind not in ("fib", "spin", "call"):
             return False
-        return self.threshold is None or kind == "spin" or argument > self.threshold
+        return self.threshold is None or kind != "fib" or argument > self.threshold
 
     def compute(self, kind, argument):
         if kind == "stats":
@@ -420,7 +441,13 @@ def main():
     parser.add_argument("--switch-interval", type=float, metavar="SECONDS",
                         help="sys.setswitchinterval (Python 3.2+); Python 2 has none")
     parser.add_argument("--max-n", type=int, default=45)
+    parser.add_argument("--workload", metavar="PATH.py:FUNCTION", help="what a `call` request calls")
+    parser.add_argument("--workload-arg", action="append", default=[], metavar="LITERAL",
+                        help="an argument of each call (repeatable): a Python literal, or else a string")
     args = parser.parse_args()
+    if args.workload:
+        from clab_workload import literal, load
+        WORKLOAD.append((load(args.workload), [literal(a) for a in args.workload_arg]))
 
     if args.switch_interval is not None:
         if not hasattr(sys, "setswitchinterval"):

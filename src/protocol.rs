@@ -6,6 +6,7 @@
 //! blocking and the async servers, the process-pool workers and the load generator share it.
 
 use std::fmt;
+use std::time::Duration;
 
 /// The longest request line accepted, in bytes, not counting its terminator.
 pub const MAX_LINE: usize = 4096;
@@ -33,6 +34,69 @@ pub enum Request {
     /// Reply with the GIL's events after this time (nanoseconds on the lock's clock) as one
     /// JSON object: what `clab top` polls.
     Events(u64),
+    /// One call of a profiled function: CPU work holding the interpreter lock, CPU work with
+    /// it released, then a wait.
+    Work(WorkProfile),
+    /// One call of the workload the server was started with (`clab serve --workload`).
+    Call,
+}
+
+/// What one call of a function does, as `clab workload` measures it: how long it computes
+/// holding the GIL, how long it computes with the GIL released (a C call that lets go),
+/// and how long it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+pub struct WorkProfile {
+    pub held: Duration,
+    pub released: Duration,
+    pub waiting: Duration,
+}
+
+impl WorkProfile {
+    /// Parses `HELD+RELEASED+WAITING`, three durations (`1.8ms+0us+0us`), each at most
+    /// [`MAX_MILLIS`].
+    pub fn parse(text: &str) -> Result<WorkProfile, String> {
+        let parts: Vec<&str> = text.split('+').map(str::trim).collect();
+        let [held, released, waiting] = parts.as_slice() else {
+            return Err(format!(
+                "{text:?} is not HELD+RELEASED+WAITING, three durations such as 1.8ms+0us+0us"
+            ));
+        };
+        let duration = |part: &str| {
+            humantime::parse_duration(part)
+                .map_err(|e| format!("{part:?} in {text:?}: {e}"))
+                .and_then(|length| {
+                    if length <= Duration::from_millis(MAX_MILLIS) {
+                        Ok(length)
+                    } else {
+                        Err(format!("{part:?} in {text:?} is over {MAX_MILLIS} ms"))
+                    }
+                })
+        };
+        Ok(WorkProfile {
+            held: duration(held)?,
+            released: duration(released)?,
+            waiting: duration(waiting)?,
+        })
+    }
+
+    /// The CPU a call takes, with the lock or without.
+    pub fn computing(&self) -> Duration {
+        self.held + self.released
+    }
+}
+
+impl fmt::Display for WorkProfile {
+    /// `HELD+RELEASED+WAITING` in microseconds, as [`WorkProfile::parse`] reads it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let us = |length: Duration| length.as_micros();
+        write!(
+            f,
+            "{}us+{}us+{}us",
+            us(self.held),
+            us(self.released),
+            us(self.waiting)
+        )
+    }
 }
 
 /// Why a request line was refused; its `Display` is the reason sent after `ERR `.
@@ -46,6 +110,8 @@ pub enum RequestError {
     BadN { max_n: u32 },
     #[error("ms must be an integer from 0 to {MAX_MILLIS}")]
     BadMillis,
+    #[error("µs must be an integer from 0 to {}", MAX_MILLIS * 1000)]
+    BadMicros,
     #[error("usage: {usage}")]
     Usage { usage: &'static str },
     #[error("unknown command \"{0}\"")]
@@ -75,6 +141,18 @@ impl Request {
             "fib" => parse_n(one_argument("fib <n>")?, max_n),
             "spin" => parse_millis(one_argument("spin <ms>")?).map(Request::Spin),
             "sleep" => parse_millis(one_argument("sleep <ms>")?).map(Request::Sleep),
+            "work" => match rest.as_slice() {
+                [held, released, waiting] => Ok(Request::Work(WorkProfile {
+                    held: parse_micros(held)?,
+                    released: parse_micros(released)?,
+                    waiting: parse_micros(waiting)?,
+                })),
+                _ => Err(RequestError::Usage {
+                    usage: "work <held_us> <released_us> <waiting_us>",
+                }),
+            },
+            "call" if rest.is_empty() => Ok(Request::Call),
+            "call" => Err(RequestError::Usage { usage: "call" }),
             "stats" if rest.is_empty() => Ok(Request::Stats),
             "stats" => Err(RequestError::Usage { usage: "stats" }),
             "events" => one_argument("events <since_ns>")?
@@ -112,6 +190,13 @@ fn parse_n(word: &str, max_n: u32) -> Result<Request, RequestError> {
     }
 }
 
+fn parse_micros(word: &str) -> Result<Duration, RequestError> {
+    match word.parse::<u64>() {
+        Ok(us) if us <= MAX_MILLIS * 1000 => Ok(Duration::from_micros(us)),
+        _ => Err(RequestError::BadMicros),
+    }
+}
+
 fn parse_millis(word: &str) -> Result<u64, RequestError> {
     match word.parse::<u64>() {
         Ok(ms) if ms <= MAX_MILLIS => Ok(ms),
@@ -139,6 +224,14 @@ impl fmt::Display for Request {
             Request::Echo(text) => write!(f, "echo {text}"),
             Request::Stats => f.write_str("stats"),
             Request::Events(since_ns) => write!(f, "events {since_ns}"),
+            Request::Work(profile) => write!(
+                f,
+                "work {} {} {}",
+                profile.held.as_micros(),
+                profile.released.as_micros(),
+                profile.waiting.as_micros()
+            ),
+            Request::Call => f.write_str("call"),
         }
     }
 }
@@ -152,6 +245,8 @@ pub enum Reply {
     Echo(String),
     /// `stats` and `events`: one JSON object.
     Json(String),
+    /// A `work` or `call` done.
+    Worked,
     Error(String),
 }
 
@@ -163,6 +258,7 @@ impl fmt::Display for Reply {
             Reply::Spun(ms) => write!(f, "spun {ms}"),
             Reply::Slept(ms) => write!(f, "slept {ms}"),
             Reply::Echo(text) | Reply::Json(text) => f.write_str(text),
+            Reply::Worked => f.write_str("worked"),
             Reply::Error(reason) => write!(f, "ERR {reason}"),
         }
     }
@@ -182,6 +278,7 @@ impl Reply {
             Request::Stats | Request::Events(_) => return Reply::Json(text.to_owned()),
             Request::Spin(ms) => Reply::Spun(*ms),
             Request::Sleep(ms) => Reply::Slept(*ms),
+            Request::Work(_) | Request::Call => Reply::Worked,
         };
         if expected.to_string() == text {
             expected
@@ -359,6 +456,32 @@ mod tests {
             );
         }
         assert_eq!(Request::parse(b"\xff\xfe", 45), Err(RequestError::NotUtf8));
+    }
+
+    #[test]
+    fn a_profiled_call_parses_and_round_trips() {
+        let profile = WorkProfile {
+            held: Duration::from_micros(1800),
+            released: Duration::ZERO,
+            waiting: Duration::from_micros(5),
+        };
+        assert_eq!(parse("work 1800 0 5"), Ok(Request::Work(profile)));
+        assert_eq!(Request::Work(profile).to_string(), "work 1800 0 5");
+        assert_eq!(parse("CALL"), Ok(Request::Call));
+        assert_eq!(
+            parse("work 1 2"),
+            Err(RequestError::Usage {
+                usage: "work <held_us> <released_us> <waiting_us>"
+            })
+        );
+        assert_eq!(parse("work 1 -2 3"), Err(RequestError::BadMicros));
+        assert_eq!(parse("call now"), Err(RequestError::Usage { usage: "call" }));
+        assert_eq!(WorkProfile::parse(&profile.to_string()), Ok(profile));
+        assert_eq!(WorkProfile::parse("1.8ms+0s+5us"), Ok(profile));
+        for bad in ["1ms+2ms", "1ms+x+0s", "61s+0s+0s"] {
+            let error = WorkProfile::parse(bad).unwrap_err();
+            assert!(error.contains(bad), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The workloads behind the requests: naive Fibonacci, calibrated busy work, sleep, echo.
+//! The workloads behind the requests: naive Fibonacci, calibrated busy work, sleep, echo,
+//! and a profiled function's call (`work`).
 //!
 //! CPU work calls [`Interpreter::checkpoint`] where CPython's eval loop would look at its
 //! eval breaker, and blocking calls run inside [`Interpreter::allow_threads`]. How much work
@@ -11,7 +12,7 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{Reply, Request};
+use crate::protocol::{Reply, Request, WorkProfile};
 
 /// Does a request's work on the calling thread and returns its reply; `sleep` blocks the
 /// thread (with the interpreter lock released). Pool threads and process workers run jobs
@@ -29,10 +30,27 @@ pub fn run(request: &Request, interpreter: &mut impl Interpreter) -> Reply {
             Reply::Slept(*ms)
         }
         Request::Echo(text) => Reply::Echo(text.clone()),
-        Request::Stats | Request::Events(_) => {
-            Reply::Error("stats and events are kept by the server, not by a worker".into())
+        Request::Work(profile) => {
+            work(profile, interpreter);
+            Reply::Worked
         }
+        Request::Stats | Request::Events(_) | Request::Call => Reply::Error(
+            "stats, events and the server's own workload are the server's, not a worker's".into(),
+        ),
     }
+}
+
+/// One call of a profiled function: busy work holding the lock, reaching checkpoints as
+/// Python code does; then, with the lock released as a C call releases it, busy work and
+/// a wait.
+pub fn work(profile: &WorkProfile, interpreter: &mut impl Interpreter) {
+    busy(profile.held, interpreter);
+    interpreter.allow_threads(|| {
+        busy(profile.released, &mut Free);
+        if !profile.waiting.is_zero() {
+            std::thread::sleep(profile.waiting);
+        }
+    });
 }
 
 /// What running code tells an interpreter lock, as CPython's eval loop and C extensions do.

@@ -581,3 +581,22 @@ fn an_offloaded_request_pays_its_hop_cost() {
         assert!(took >= Duration::from_millis(18), "{took:?}");
     }
 }
+
+/// `call` does the `--workload` profile, through a pool too; without one it is an error
+/// that says how to give one.
+#[test]
+fn a_call_does_the_workload_it_was_served_with() {
+    let _one = common::timing_lock();
+    for model in ["threads", "procpool"] {
+        let server = start_model(model, &["--workload", "20ms+0s+10ms"]);
+        let mut client = server.connect();
+        let started = Instant::now();
+        assert_eq!(client.request("call"), "worked", "{model}");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(28), "{model}: {took:?}");
+        assert_eq!(client.request("work 0 0 1000"), "worked");
+    }
+    let server = start_model("threads", &[]);
+    let reply = server.connect().request("call");
+    assert!(reply.starts_with("ERR no workload: serve with --workload"), "{reply}");
+}

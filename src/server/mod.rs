@@ -35,7 +35,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::gil::{GilConfig, Variant};
 use crate::pool::{HopCost, HopCosts};
-use crate::protocol::HARD_MAX_N;
+use crate::protocol::{HARD_MAX_N, WorkProfile};
 use crate::server::offload::{Destination, OffloadConfig, Policy, Target};
 pub use service::Service;
 pub use shutdown::Shutdown;
@@ -170,6 +170,8 @@ pub struct ServerConfig {
     thread_stack: Option<usize>,
     /// The interpreter work each job handed to a local pool costs, by kind of pool.
     hop: HopCosts,
+    /// What a `call` does: a user's function as `clab workload` profiled it.
+    workload: Option<WorkProfile>,
 }
 
 /// A setting out of range, or two that do not go together.
@@ -217,6 +219,7 @@ impl ServerConfig {
                 offload: OffloadConfig::default(),
                 thread_stack: None,
                 hop: HopCosts::default(),
+                workload: None,
             },
             policy_chosen: false,
             destination_chosen: false,
@@ -256,6 +259,11 @@ impl ServerConfig {
 
     pub fn gil(&self) -> &GilConfig {
         &self.gil
+    }
+
+    /// What a `call` does, if the server was given a workload.
+    pub fn workload(&self) -> Option<WorkProfile> {
+        self.workload
     }
 
     /// The interpreter work a job handed to a pool of `target` costs.
@@ -326,6 +334,12 @@ impl ServerConfigBuilder {
 
     pub fn gil(mut self, gil: GilConfig) -> Self {
         self.config.gil = gil;
+        self
+    }
+
+    /// What a `call` does.
+    pub fn workload(mut self, profile: WorkProfile) -> Self {
+        self.config.workload = Some(profile);
         self
     }
 

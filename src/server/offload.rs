@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::choice::Choice;
 use crate::pool::broker::Broker;
-use crate::protocol::Request;
+use crate::protocol::{Request, WorkProfile};
 use crate::sync::lock;
 
 /// How `--offload` chooses.
@@ -149,6 +149,7 @@ impl Default for OffloadConfig {
 pub enum Kind {
     Fib(u32),
     Spin(u64),
+    Work(WorkProfile),
 }
 
 impl Kind {
@@ -157,7 +158,12 @@ impl Kind {
         match request {
             Request::Fib(n) => Some(Kind::Fib(*n)),
             Request::Spin(ms) => Some(Kind::Spin(*ms)),
-            Request::Sleep(_) | Request::Echo(_) | Request::Stats | Request::Events(_) => None,
+            Request::Work(profile) => Some(Kind::Work(*profile)),
+            Request::Sleep(_)
+            | Request::Echo(_)
+            | Request::Stats
+            | Request::Events(_)
+            | Request::Call => None,
         }
     }
 }
@@ -189,6 +195,7 @@ impl Offloader {
             (Policy::Always, _) => true,
             (Policy::Threshold(limit), Kind::Fib(n)) => n > limit,
             (Policy::Threshold(_), Kind::Spin(ms)) => Duration::from_millis(ms) > self.budget,
+            (Policy::Threshold(_), Kind::Work(profile)) => profile.computing() > self.budget,
             (Policy::Adaptive, kind) => self
                 .predict(kind)
                 .is_none_or(|cost| cost > self.budget.as_secs_f64()),
@@ -210,8 +217,9 @@ impl Offloader {
                     .map(|c| c * GOLDEN);
                 smaller.or_else(|| costs.get(&Kind::Fib(n + 1)).map(|c| c / GOLDEN))
             }
-            // Spin is calibrated to take about its length.
+            // Spin is calibrated to take about its length, a profiled call about its own.
             Kind::Spin(ms) => Some(Duration::from_millis(ms).as_secs_f64()),
+            Kind::Work(profile) => Some((profile.computing() + profile.waiting).as_secs_f64()),
         }
     }
 

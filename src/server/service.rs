@@ -169,6 +169,15 @@ impl Service {
             },
             // How to wait is the model's business (block a thread, or yield to the loop).
             Request::Sleep(ms) => Answer::After(Duration::from_millis(ms), Reply::Slept(ms)),
+            Request::Call => match self.config.workload() {
+                Some(profile) => {
+                    interpreter.reattach();
+                    self.compute(Request::Work(profile), interpreter)
+                }
+                None => Answer::Now(self.error(
+                    "no workload: serve with --workload HELD+RELEASED+WAITING (clab workload prints it)",
+                )),
+            },
             request => {
                 interpreter.reattach();
                 self.compute(request, interpreter)

@@ -21,7 +21,7 @@ use clab::lab::running::{LabError, Profile};
 use clab::load::{ClassPlan, Mode, Pacing, Plan, PlanError, Window};
 use clab::pool::broker::Broker;
 use clab::pool::{HopCost, HopCosts};
-use clab::protocol::HARD_MAX_N;
+use clab::protocol::{HARD_MAX_N, WorkProfile};
 use clab::server::offload::{Destination, Policy, Target};
 use clab::server::{ConfigError, Model, ServerConfig};
 use clab::system::limits::MAX_CONNECTIONS;
@@ -355,6 +355,8 @@ Protocol: one request per line; a bare request without a newline works too.
   <n> | fib <n>   naive Fibonacci (CPU-bound)       spin <ms>   busy CPU work
   sleep <ms>      wait without CPU (I/O stand-in)   echo <text> echo
   stats           counters as one JSON line
+  work <held_us> <released_us> <waiting_us>    a profiled function's call
+  call            the --workload's call
 Errors come back as `ERR <reason>` and the connection stays open.
 
 Examples:
@@ -774,6 +776,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "TARGET=SUBMITTER+POOL|none", value_parser = parse_hop)]
     pub hop_cost: Vec<HopSetting>,
 
+    /// What a `call` request does: a function's profile, as `clab workload` measures and
+    /// prints it — CPU time holding the GIL, CPU time with it released (a C call that lets
+    /// go), then a wait, e.g. `1.8ms+0us+0us`
+    #[arg(long, value_name = "HELD+RELEASED+WAITING", value_parser = WorkProfile::parse)]
+    pub workload: Option<WorkProfile>,
+
     /// Stack size of connection and pool threads, e.g. 64k (threads, pool, procpool) [default:
     /// 2 MiB]
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -875,6 +883,9 @@ impl ServeArgs {
         }
         if let Some(bytes) = self.thread_stack {
             builder = builder.thread_stack(bytes);
+        }
+        if let Some(profile) = self.workload {
+            builder = builder.workload(profile);
         }
         for setting in &self.hop_cost {
             builder = match *setting {

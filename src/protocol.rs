@@ -475,7 +475,10 @@ mod tests {
             })
         );
         assert_eq!(parse("work 1 -2 3"), Err(RequestError::BadMicros));
-        assert_eq!(parse("call now"), Err(RequestError::Usage { usage: "call" }));
+        assert_eq!(
+            parse("call now"),
+            Err(RequestError::Usage { usage: "call" })
+        );
         assert_eq!(WorkProfile::parse(&profile.to_string()), Ok(profile));
         assert_eq!(WorkProfile::parse("1.8ms+0s+5us"), Ok(profile));
         for bad in ["1ms+2ms", "1ms+x+0s", "61s+0s+0s"] {

@@ -598,5 +598,8 @@ fn a_call_does_the_workload_it_was_served_with() {
     }
     let server = start_model("threads", &[]);
     let reply = server.connect().request("call");
-    assert!(reply.starts_with("ERR no workload: serve with --workload"), "{reply}");
+    assert!(
+        reply.starts_with("ERR no workload: serve with --workload"),
+        "{reply}"
+    );
 }

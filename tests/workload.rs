@@ -9,12 +9,16 @@ use std::time::Duration;
 
 use common::clab;
 
-/// The report `clab workload TARGET --arg ARG --json -` prints, or `None` when no CPython is
-/// on this machine (the command says so and fails).
+/// The report `clab workload TARGET --arg ARG --json - --no-serve` prints (the calls alone:
+/// the answers are drawn from them), or `None` when no CPython is on this machine (the
+/// command says so and fails).
 fn workload(target: &str, args: &[&str], python: &[&str]) -> Option<serde_json::Value> {
     let _one = common::timing_lock();
     let mut command = clab();
-    command.arg("workload").arg(target).args(["--json", "-"]);
+    command
+        .arg("workload")
+        .arg(target)
+        .args(["--json", "-", "--no-serve"]);
     for arg in args {
         command.args(["--arg", arg]);
     }
@@ -112,6 +116,43 @@ fn a_waiting_call_is_served_by_threads() {
     assert!(profile["cpu_share"].as_f64().unwrap() < 0.25, "{profile}");
 }
 
+/// Served under each model, a pure-Python call holding the GIL back to back starves a rapid
+/// client on the same CPU under threads — on CPython's server and on the emulation of its
+/// profile alike — and both sides of every model are measured.
+#[test]
+fn served_on_threads_a_gil_holding_call_starves_the_cheap_requests_on_both_sides() {
+    let _one = common::timing_lock();
+    let mut command = clab();
+    command.args([
+        "workload",
+        &example("json_roundtrip.py:roundtrip"),
+        "--arg",
+        "200",
+    ]);
+    command.args(["--json", "-", "--python", "python3"]);
+    let output = common::output_within(&mut command, Duration::from_secs(180));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let served = report["served"].as_array().unwrap();
+    for model in ["threads", "processes", "asyncio"] {
+        for side in ["cpython", "emulation"] {
+            let one = served
+                .iter()
+                .find(|s| s["model"] == model && s["side"] == side)
+                .unwrap_or_else(|| panic!("{model} on {side} not served: {}", report["notes"]));
+            assert!(one["call_ms"].as_f64().unwrap() > 0.5, "{one}");
+            if model == "threads" {
+                // The GIL's switch interval (5 ms) against a 2 ms call: far below half.
+                assert!(one["kept"].as_f64().unwrap() < 0.5, "{one}");
+            }
+        }
+    }
+    let work = report["profiles"][0]["work"].as_str().unwrap();
+    let held = clab::protocol::WorkProfile::parse(work).unwrap().held;
+    assert!(held > Duration::from_micros(500), "{work}");
+}
+
 fn module(dir: &Path, name: &str, source: &str) -> String {
     let path = dir.join(format!("{name}.py"));
     std::fs::write(&path, source).unwrap();
@@ -191,11 +232,13 @@ fn run_with_patience(
     let target = clab::workload::Target::parse(&format!("{file}:{function}"), vec![]).unwrap();
     let settings = clab::workload::Settings {
         patience,
+        serve: false,
         ..clab::workload::Settings::on_this_machine()
     };
     let selection = clab::lab::running::pythons::Selection::Paths(vec!["python3".into()]);
     let _one = common::timing_lock();
-    let result = clab::workload::run(&target, &selection, &settings, &mut |_| {});
+    let clab = Path::new(env!("CARGO_BIN_EXE_clab"));
+    let result = clab::workload::run(&target, &selection, (&settings, clab), &mut |_| {});
     let left = procfs::process::all_processes()
         .unwrap()
         .flatten()

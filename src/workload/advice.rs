@@ -241,6 +241,7 @@ mod tests {
             serial_share: Some(serial_share),
             args_bytes: Some(16),
             result_bytes: Some(5),
+            work: String::new(),
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Settings {
     /// How long the check (an import and three calls) may take, and a pool's call: a
     /// function that takes longer is taken to hang, and its interpreter or model is noted.
     pub patience: Duration,
+    /// Whether to serve the function too, under each model, on CPython and the emulation.
+    pub serve: bool,
 }
 
 impl Settings {
@@ -37,6 +39,7 @@ impl Settings {
             timing: Duration::from_millis(200),
             max_calls: 2000,
             patience: Duration::from_secs(60),
+            serve: true,
         }
     }
 
@@ -187,6 +190,7 @@ mod tests {
             timing: Duration::from_millis(200),
             max_calls: 2000,
             patience: Duration::from_secs(60),
+            serve: false,
         };
         assert_eq!(settings.calls(0.001), 200);
         assert_eq!(settings.calls(0.0015), 134);

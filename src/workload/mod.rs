@@ -4,15 +4,19 @@
 //! The layers point one way: [`target`] says what to call; [`measure`] runs
 //! `python/clab_workload.py` on each interpreter and returns its plain timings; [`rows`] turns
 //! them into one flat record per interpreter and model, and the function's profile; [`advice`]
-//! draws a recommendation per interpreter from the rows by rules fixed as data; [`render`]
-//! writes the table. Everything after [`measure`] is a pure function of its results.
+//! draws a recommendation per interpreter from the rows by rules fixed as data; [`serving`]
+//! serves the function under each model, CPython's server beside the emulation of its
+//! profile; [`render`] writes the tables. Everything after the measuring is a pure function of
+//! its results.
 
 pub mod advice;
 pub mod measure;
 pub mod render;
 pub mod rows;
+pub mod serving;
 pub mod target;
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -21,6 +25,7 @@ use crate::lab::running::pythons::{self, Scripts, Selection};
 pub use advice::{Recommendation, Rule};
 pub use measure::{Measured, Settings};
 pub use rows::{Model, Profile, Row};
+pub use serving::{Served, Side};
 pub use target::{Target, TargetError};
 
 /// The schema of `clab workload --json`.
@@ -37,6 +42,8 @@ pub struct Report {
     pub cpus: Vec<usize>,
     pub rows: Vec<Row>,
     pub profiles: Vec<Profile>,
+    /// The function as a server's request, on CPython and on the emulation of its profile.
+    pub served: Vec<Served>,
     pub recommendations: Vec<Recommendation>,
     pub rules: Vec<Rule>,
     pub notes: Vec<String>,
@@ -51,12 +58,13 @@ pub enum WorkloadError {
     NothingMeasured { target: String, notes: Vec<String> },
 }
 
-/// Measures `target` on each interpreter `selection` finds, in turn, saying what it does
+/// Measures `target` on each interpreter `selection` finds, in turn, then (unless
+/// `settings` say not to) serves it, with `clab` as the emulated server; says what it does
 /// through `progress`.
 pub fn run(
     target: &Target,
     selection: &Selection,
-    settings: &Settings,
+    (settings, clab): (&Settings, &Path),
     progress: &mut dyn FnMut(&str),
 ) -> Result<Report, WorkloadError> {
     let dir = tempfile::Builder::new()
@@ -92,6 +100,18 @@ pub fn run(
     let (rows, profiles): (Vec<Vec<Row>>, Vec<Profile>) = measured.iter().map(rows::of).unzip();
     let rows: Vec<Row> = rows.into_iter().flatten().collect();
     let recommendations = advice::recommend(&rows, &profiles);
+    let served = if settings.serve {
+        let pairs: Vec<_> = measured
+            .iter()
+            .map(|one| one.python.clone())
+            .zip(profiles.iter().cloned())
+            .collect();
+        let (served, server_notes) = serving::serve(&pairs, target, &scripts, clab, progress);
+        notes.extend(server_notes);
+        served
+    } else {
+        Vec::new()
+    };
     Ok(Report {
         schema: SCHEMA,
         target: target.to_string(),
@@ -99,6 +119,7 @@ pub fn run(
         cpus: settings.cpus.clone(),
         rows,
         profiles,
+        served,
         recommendations,
         rules: advice::RULES.to_vec(),
         notes,

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use comfy_table::{Table, presets};
 
-use crate::workload::Report;
+use crate::workload::{Model, Report, Served, Side};
 
 pub fn text(report: &Report) -> String {
     let mut table = Table::new();
@@ -38,6 +38,9 @@ pub fn text(report: &Report) -> String {
         report.target,
         cpus.join(",")
     );
+    if !report.served.is_empty() {
+        text.push_str(&served(report));
+    }
     text.push_str("\nWhat a call does:\n");
     for profile in &report.profiles {
         let share = profile
@@ -46,12 +49,13 @@ pub fn text(report: &Report) -> String {
         let bytes = |b: Option<u64>| b.map_or_else(|| "-".into(), |b| b.to_string());
         let _ = writeln!(
             text,
-            "  {:<8} {:.3} ms alone, computing {:.0} % of it; one at a time on threads: {share}; pickled: {} B in, {} B out",
+            "  {:<8} {:.3} ms alone, computing {:.0} % of it; one at a time on threads: {share}; pickled: {} B in, {} B out; emulated as --workload {}",
             profile.python,
             profile.call_ms,
             profile.cpu_share * 100.0,
             bytes(profile.args_bytes),
             bytes(profile.result_bytes),
+            profile.work,
         );
     }
     text.push_str("\nRules (the first that applies answers):\n");
@@ -76,4 +80,50 @@ pub fn text(report: &Report) -> String {
         }
     }
     text
+}
+
+/// The function as a server's request: per interpreter and model, CPython's server beside the
+/// emulation of the function's profile under the same load.
+fn served(report: &Report) -> String {
+    let mut table = Table::new();
+    table.load_style(presets::UTF8_FULL_CONDENSED);
+    table.set_header([
+        "python",
+        "model",
+        "call ms (CPython)",
+        "emulated",
+        "fib 1 kept (CPython)",
+        "emulated",
+    ]);
+    let mut pairs: Vec<(&str, Model)> = report
+        .served
+        .iter()
+        .map(|served| (served.python.as_str(), served.model))
+        .collect();
+    pairs.dedup();
+    for (python, model) in pairs {
+        let side = |side: Side| {
+            report
+                .served
+                .iter()
+                .find(|s| s.python == python && s.model == model && s.side == side)
+        };
+        let (real, emulated) = (side(Side::Cpython), side(Side::Emulation));
+        let call =
+            |s: Option<&Served>| s.map_or_else(|| "-".into(), |s| format!("{:.2}", s.call_ms));
+        let kept = |s: Option<&Served>| {
+            s.map_or_else(|| "-".into(), |s| format!("{:.0} %", s.kept * 100.0))
+        };
+        table.add_row([
+            python.to_owned(),
+            model.name().to_owned(),
+            call(real),
+            call(emulated),
+            kept(real),
+            kept(emulated),
+        ]);
+    }
+    format!(
+        "\nAs a server (on one CPU, the load on another): a client calling it back to back beside a rapid `fib 1` client — the call's median, and the share of its rate the rapid client keeps\n{table}\n"
+    )
 }

@@ -5,9 +5,12 @@
 //! a repeat and the median of those ratios is kept: a slow spell of the machine weighs on
 //! both sides of it alike.
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::lab::model::Era;
+use crate::protocol::WorkProfile;
 use crate::workload::measure::Measured;
 
 /// How the calls are run.
@@ -22,6 +25,8 @@ pub enum Model {
     Processes,
     /// A subinterpreter per worker, each with a GIL of its own (3.12+).
     Interpreters,
+    /// An event loop calling it inline (as a server only).
+    Asyncio,
 }
 
 impl Model {
@@ -38,6 +43,7 @@ impl Model {
             Model::Threads => "threads",
             Model::Processes => "processes",
             Model::Interpreters => "interpreters",
+            Model::Asyncio => "asyncio",
         }
     }
 
@@ -48,6 +54,7 @@ impl Model {
             Model::Threads => ("threads", "serial"),
             Model::Processes => ("processes", "processes-1"),
             Model::Interpreters => ("interpreters", "interpreters-1"),
+            Model::Asyncio => ("asyncio", "asyncio"),
         }
     }
 }
@@ -87,6 +94,9 @@ pub struct Profile {
     /// The arguments and the result pickled, as they cross to a process.
     pub args_bytes: Option<u64>,
     pub result_bytes: Option<u64>,
+    /// The call as `clab serve --workload` does it: CPU time holding the GIL (the share
+    /// that runs one at a time, at most the CPU share), CPU time with it released, the wait.
+    pub work: String,
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -140,16 +150,34 @@ pub fn of(measured: &Measured) -> (Vec<Row>, Profile) {
         .zip(median(timings.serial_cpu_seconds.clone()))
         .map_or(1.0, |(wall, cpu)| (cpu / wall).clamp(0.0, 1.0));
     let threads = rows.iter().find(|row| row.model == Model::Threads);
+    let call_ms = serial.map_or(measured.checked.seconds, |serial| serial / calls) * 1e3;
+    let serial_share = threads.and_then(|row| karp_flatt(row.scaling, row.workers));
     let profile = Profile {
         python: measured.python.name(),
         era: measured.python.era,
-        call_ms: serial.map_or(measured.checked.seconds, |serial| serial / calls) * 1e3,
+        call_ms,
         cpu_share,
-        serial_share: threads.and_then(|row| karp_flatt(row.scaling, row.workers)),
+        serial_share,
         args_bytes: measured.checked.args_bytes,
         result_bytes: measured.checked.result_bytes,
+        work: work_profile(call_ms, cpu_share, serial_share).to_string(),
     };
     (rows, profile)
+}
+
+/// A call of `call_ms` computing `cpu_share` of it, `serial_share` of it one at a time: the
+/// GIL is held for the serial share (never more than the computing), released for the rest
+/// of the computing, and the remainder is a wait. Without a measured serial share, all of
+/// the computing holds it.
+pub fn work_profile(call_ms: f64, cpu_share: f64, serial_share: Option<f64>) -> WorkProfile {
+    let micros = |ms: f64| Duration::from_secs_f64((ms / 1e3).max(0.0));
+    let computing = call_ms * cpu_share;
+    let held = (call_ms * serial_share.unwrap_or(1.0)).min(computing);
+    WorkProfile {
+        held: micros(held),
+        released: micros(computing - held),
+        waiting: micros(call_ms - computing),
+    }
 }
 
 /// The experimentally determined serial fraction of a speed-up `speedup` on `workers`
@@ -230,6 +258,7 @@ mod tests {
         assert_eq!(profile.serial_share, Some(1.0));
         assert!((profile.cpu_share - 1.0).abs() < 1e-9);
         assert!((profile.call_ms - 2.0).abs() < 1e-9);
+        assert_eq!(profile.work, "2000us+0us+0us");
     }
 
     #[test]
@@ -242,6 +271,7 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert!(profile.cpu_share < 0.05);
         assert_eq!(profile.serial_share, Some(0.0));
+        assert_eq!(profile.work, "0us+100us+4900us");
     }
 
     #[test]

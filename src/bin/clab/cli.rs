@@ -278,8 +278,13 @@ pub struct WorkloadArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub repeats: u32,
 
-    /// Also write the report as JSON (`rows`, `profiles`, `recommendations`, `rules`, `notes`)
-    /// to FILE, or to standard output with `-`
+    /// Measure calls only: do not also serve the function under each model (CPython's
+    /// reference server and the emulation of its profile, about 4 s per model)
+    #[arg(long)]
+    pub no_serve: bool,
+
+    /// Also write the report as JSON (`rows`, `profiles`, `served`, `recommendations`,
+    /// `rules`, `notes`) to FILE, or to standard output with `-`
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 }
@@ -302,6 +307,7 @@ impl WorkloadArgs {
     pub fn settings(&self) -> clab::workload::Settings {
         clab::workload::Settings {
             repeats: self.repeats as usize,
+            serve: !self.no_serve,
             ..clab::workload::Settings::on_this_machine()
         }
     }

@@ -85,7 +85,9 @@ fn workload(args: &WorkloadArgs) -> anyhow::Result<()> {
             .exit()
     });
     let started = std::time::Instant::now();
-    let report = clab::workload::run(&target, &args.pythons(), &args.settings(), &mut |step| {
+    let clab = std::env::current_exe().context("cannot find clab's own executable")?;
+    let settings = args.settings();
+    let report = clab::workload::run(&target, &args.pythons(), (&settings, &clab), &mut |step| {
         eprintln!("clab workload: {step}")
     })?;
     let text = clab::workload::render::text(&report);

@@ -41,25 +41,42 @@ pub enum Request {
     Call,
 }
 
+/// The most bytes a profiled call may carry across a process boundary.
+pub const MAX_WORK_BYTES: u32 = 16 << 20;
+
 /// What one call of a function does, as `clab workload` measures it: how long it computes
 /// holding the GIL, how long it computes with the GIL released (a C call that lets go),
-/// and how long it waits.
+/// how long it waits, and how many bytes cross when it runs in another process or
+/// interpreter (its arguments and result, pickled).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 pub struct WorkProfile {
     pub held: Duration,
     pub released: Duration,
     pub waiting: Duration,
+    pub bytes: u32,
 }
 
 impl WorkProfile {
-    /// Parses `HELD+RELEASED+WAITING`, three durations (`1.8ms+0us+0us`), each at most
-    /// [`MAX_MILLIS`].
+    /// Parses `HELD+RELEASED+WAITING[+BYTES]`: three durations, each at most [`MAX_MILLIS`],
+    /// and a byte count (`1.8ms+0us+0us+120B`).
     pub fn parse(text: &str) -> Result<WorkProfile, String> {
         let parts: Vec<&str> = text.split('+').map(str::trim).collect();
-        let [held, released, waiting] = parts.as_slice() else {
-            return Err(format!(
-                "{text:?} is not HELD+RELEASED+WAITING, three durations such as 1.8ms+0us+0us"
-            ));
+        let (held, released, waiting, bytes) = match parts.as_slice() {
+            [held, released, waiting] => (held, released, waiting, "0"),
+            [held, released, waiting, bytes] => (held, released, waiting, *bytes),
+            _ => {
+                return Err(format!(
+                    "{text:?} is not HELD+RELEASED+WAITING[+BYTES], such as 1.8ms+0us+0us+120B"
+                ));
+            }
+        };
+        let bytes = match bytes.strip_suffix('B').unwrap_or(bytes).parse::<u32>() {
+            Ok(bytes) if bytes <= MAX_WORK_BYTES => bytes,
+            _ => {
+                return Err(format!(
+                    "{bytes:?} in {text:?} is not a byte count up to {MAX_WORK_BYTES}"
+                ));
+            }
         };
         let duration = |part: &str| {
             humantime::parse_duration(part)
@@ -76,6 +93,7 @@ impl WorkProfile {
             held: duration(held)?,
             released: duration(released)?,
             waiting: duration(waiting)?,
+            bytes,
         })
     }
 
@@ -86,15 +104,17 @@ impl WorkProfile {
 }
 
 impl fmt::Display for WorkProfile {
-    /// `HELD+RELEASED+WAITING` in microseconds, as [`WorkProfile::parse`] reads it.
+    /// `HELD+RELEASED+WAITING+BYTES` in microseconds and bytes, as [`WorkProfile::parse`]
+    /// reads it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let us = |length: Duration| length.as_micros();
         write!(
             f,
-            "{}us+{}us+{}us",
+            "{}us+{}us+{}us+{}B",
             us(self.held),
             us(self.released),
-            us(self.waiting)
+            us(self.waiting),
+            self.bytes
         )
     }
 }
@@ -112,6 +132,8 @@ pub enum RequestError {
     BadMillis,
     #[error("µs must be an integer from 0 to {}", MAX_MILLIS * 1000)]
     BadMicros,
+    #[error("bytes must be an integer from 0 to {MAX_WORK_BYTES}")]
+    BadBytes,
     #[error("usage: {usage}")]
     Usage { usage: &'static str },
     #[error("unknown command \"{0}\"")]
@@ -142,13 +164,16 @@ impl Request {
             "spin" => parse_millis(one_argument("spin <ms>")?).map(Request::Spin),
             "sleep" => parse_millis(one_argument("sleep <ms>")?).map(Request::Sleep),
             "work" => match rest.as_slice() {
-                [held, released, waiting] => Ok(Request::Work(WorkProfile {
-                    held: parse_micros(held)?,
-                    released: parse_micros(released)?,
-                    waiting: parse_micros(waiting)?,
-                })),
+                [held, released, waiting, bytes @ ..] if bytes.len() <= 1 => {
+                    Ok(Request::Work(WorkProfile {
+                        held: parse_micros(held)?,
+                        released: parse_micros(released)?,
+                        waiting: parse_micros(waiting)?,
+                        bytes: bytes.first().map_or(Ok(0), |bytes| parse_bytes(bytes))?,
+                    }))
+                }
                 _ => Err(RequestError::Usage {
-                    usage: "work <held_us> <released_us> <waiting_us>",
+                    usage: "work <held_us> <released_us> <waiting_us> [<bytes>]",
                 }),
             },
             "call" if rest.is_empty() => Ok(Request::Call),
@@ -190,6 +215,13 @@ fn parse_n(word: &str, max_n: u32) -> Result<Request, RequestError> {
     }
 }
 
+fn parse_bytes(word: &str) -> Result<u32, RequestError> {
+    match word.parse::<u32>() {
+        Ok(bytes) if bytes <= MAX_WORK_BYTES => Ok(bytes),
+        _ => Err(RequestError::BadBytes),
+    }
+}
+
 fn parse_micros(word: &str) -> Result<Duration, RequestError> {
     match word.parse::<u64>() {
         Ok(us) if us <= MAX_MILLIS * 1000 => Ok(Duration::from_micros(us)),
@@ -226,10 +258,11 @@ impl fmt::Display for Request {
             Request::Events(since_ns) => write!(f, "events {since_ns}"),
             Request::Work(profile) => write!(
                 f,
-                "work {} {} {}",
+                "work {} {} {} {}",
                 profile.held.as_micros(),
                 profile.released.as_micros(),
-                profile.waiting.as_micros()
+                profile.waiting.as_micros(),
+                profile.bytes
             ),
             Request::Call => f.write_str("call"),
         }
@@ -278,6 +311,10 @@ impl Reply {
             Request::Stats | Request::Events(_) => return Reply::Json(text.to_owned()),
             Request::Spin(ms) => Reply::Spun(*ms),
             Request::Sleep(ms) => Reply::Slept(*ms),
+            // A call that crossed a process boundary brings its bytes back after the word.
+            Request::Work(_) | Request::Call if text.starts_with("worked ") => {
+                return Reply::Worked;
+            }
             Request::Work(_) | Request::Call => Reply::Worked,
         };
         if expected.to_string() == text {
@@ -464,14 +501,21 @@ mod tests {
             held: Duration::from_micros(1800),
             released: Duration::ZERO,
             waiting: Duration::from_micros(5),
+            bytes: 0,
         };
         assert_eq!(parse("work 1800 0 5"), Ok(Request::Work(profile)));
-        assert_eq!(Request::Work(profile).to_string(), "work 1800 0 5");
+        assert_eq!(Request::Work(profile).to_string(), "work 1800 0 5 0");
+        let crossing = WorkProfile {
+            bytes: 120,
+            ..profile
+        };
+        assert_eq!(parse("work 1800 0 5 120"), Ok(Request::Work(crossing)));
+        assert_eq!(parse("work 1 2 3 -4"), Err(RequestError::BadBytes));
         assert_eq!(parse("CALL"), Ok(Request::Call));
         assert_eq!(
             parse("work 1 2"),
             Err(RequestError::Usage {
-                usage: "work <held_us> <released_us> <waiting_us>"
+                usage: "work <held_us> <released_us> <waiting_us> [<bytes>]"
             })
         );
         assert_eq!(parse("work 1 -2 3"), Err(RequestError::BadMicros));
@@ -481,7 +525,12 @@ mod tests {
         );
         assert_eq!(WorkProfile::parse(&profile.to_string()), Ok(profile));
         assert_eq!(WorkProfile::parse("1.8ms+0s+5us"), Ok(profile));
-        for bad in ["1ms+2ms", "1ms+x+0s", "61s+0s+0s"] {
+        assert_eq!(WorkProfile::parse("1.8ms+0s+5us+120B"), Ok(crossing));
+        assert_eq!(
+            Reply::for_request(&Request::Work(crossing), "worked xxx"),
+            Reply::Worked
+        );
+        for bad in ["1ms+2ms", "1ms+x+0s", "61s+0s+0s", "1ms+0s+0s+lots"] {
             let error = WorkProfile::parse(bad).unwrap_err();
             assert!(error.contains(bad), "{bad}: {error}");
         }

@@ -40,6 +40,21 @@ pub fn run(request: &Request, interpreter: &mut impl Interpreter) -> Reply {
     }
 }
 
+/// The reply line to a request that crossed into another process or interpreter as text:
+/// parsed again, computed, and sent back as text. A profiled call's reply carries its bytes
+/// back (`worked` and that many more), so the crossing copies what the function's pickled
+/// arguments and result would.
+pub fn answer_copied(line: &[u8], max_n: u32, interpreter: &mut impl Interpreter) -> String {
+    match Request::parse(line, max_n) {
+        Ok(Request::Work(profile)) if profile.bytes > 0 => {
+            let reply = run(&Request::Work(profile), interpreter);
+            format!("{reply} {}", "x".repeat(profile.bytes as usize))
+        }
+        Ok(request) => run(&request, interpreter).to_string(),
+        Err(error) => Reply::Error(error.to_string()).to_string(),
+    }
+}
+
 /// One call of a profiled function: busy work holding the lock, reaching checkpoints as
 /// Python code does; then, with the lock released as a C call releases it, busy work and
 /// a wait.

@@ -582,8 +582,8 @@ fn an_offloaded_request_pays_its_hop_cost() {
     }
 }
 
-/// `call` does the `--workload` profile, through a pool too; without one it is an error
-/// that says how to give one.
+/// `call` does the `--workload` profile, through a pool too (its bytes crossing to the
+/// worker process and back); without one it is an error that says how to give one.
 #[test]
 fn a_call_does_the_workload_it_was_served_with() {
     let _one = common::timing_lock();
@@ -595,6 +595,8 @@ fn a_call_does_the_workload_it_was_served_with() {
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(28), "{model}: {took:?}");
         assert_eq!(client.request("work 0 0 1000"), "worked");
+        // A megabyte crosses to the worker process and back; the client gets the word.
+        assert_eq!(client.request("work 0 0 0 1048576"), "worked", "{model}");
     }
     let server = start_model("threads", &[]);
     let reply = server.connect().request("call");

@@ -143,12 +143,9 @@ fn run_interpreter(inner: &Arc<Inner>, index: usize, gil: Option<&Gil>) {
     }
 }
 
-/// Parses the copied request, computes it, and hands back the reply as text.
+/// The copied request, parsed again and computed; the reply handed back as text.
 fn run_copied(request: &str, max_n: u32, interpreter: &mut PythonThread) -> String {
-    match Request::parse(request.as_bytes(), max_n) {
-        Ok(request) => work::run(&request, interpreter).to_string(),
-        Err(error) => Reply::Error(error.to_string()).to_string(),
-    }
+    work::answer_copied(request.as_bytes(), max_n, interpreter)
 }
 
 impl Executor for InterpreterPool {

@@ -4,7 +4,7 @@
 
 use std::io::{self, BufRead, Write};
 
-use crate::protocol::{MAX_LINE, Reply, Request};
+use crate::protocol::{MAX_LINE, Reply};
 use crate::work::{self, Free};
 
 /// Serves requests from `input` until it ends, one at a time.
@@ -24,10 +24,7 @@ pub fn serve(input: impl BufRead, mut output: impl Write, max_n: u32) -> io::Res
             return output.flush();
         } else {
             let body = line.strip_suffix(b"\n").unwrap_or(&line);
-            match Request::parse(body, max_n) {
-                Ok(request) => work::run(&request, &mut Free),
-                Err(error) => Reply::Error(error.to_string()),
-            }
+            work::answer_copied(body, max_n, &mut Free)
         };
         writeln!(output, "{reply}")?;
         output.flush()?;
@@ -41,10 +38,15 @@ mod tests {
     #[test]
     fn answers_each_line_in_turn() {
         let mut output = Vec::new();
-        serve(&b"fib 10\nspin 1\nbogus\necho a\n7"[..], &mut output, 45).unwrap();
+        serve(
+            &b"fib 10\nspin 1\nbogus\necho a\nwork 0 0 0 3\n7"[..],
+            &mut output,
+            45,
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(output).unwrap(),
-            "55\nspun 1\nERR unknown command \"bogus\"\na\n13\n"
+            "55\nspun 1\nERR unknown command \"bogus\"\na\nworked xxx\n13\n"
         );
     }
 

@@ -175,7 +175,7 @@ impl Service {
                     self.compute(Request::Work(profile), interpreter)
                 }
                 None => Answer::Now(self.error(
-                    "no workload: serve with --workload HELD+RELEASED+WAITING (clab workload prints it)",
+                    "no workload: serve with --workload HELD+RELEASED+WAITING+BYTES (clab workload prints it)",
                 )),
             },
             request => {

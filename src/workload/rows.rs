@@ -160,16 +160,35 @@ pub fn of(measured: &Measured) -> (Vec<Row>, Profile) {
         serial_share,
         args_bytes: measured.checked.args_bytes,
         result_bytes: measured.checked.result_bytes,
-        work: work_profile(call_ms, cpu_share, serial_share).to_string(),
+        work: work_profile(
+            call_ms,
+            cpu_share,
+            serial_share,
+            crossing_bytes(&measured.checked),
+        )
+        .to_string(),
     };
     (rows, profile)
 }
 
-/// A call of `call_ms` computing `cpu_share` of it, `serial_share` of it one at a time: the
-/// GIL is held for the serial share (never more than the computing), released for the rest
-/// of the computing, and the remainder is a wait. Without a measured serial share, all of
-/// the computing holds it.
-pub fn work_profile(call_ms: f64, cpu_share: f64, serial_share: Option<f64>) -> WorkProfile {
+/// The bytes a call's arguments and result take pickled, as they cross to another process.
+fn crossing_bytes(checked: &crate::workload::measure::Checked) -> u32 {
+    let bytes = checked.args_bytes.unwrap_or(0) + checked.result_bytes.unwrap_or(0);
+    u32::try_from(bytes)
+        .unwrap_or(u32::MAX)
+        .min(crate::protocol::MAX_WORK_BYTES)
+}
+
+/// A call of `call_ms` computing `cpu_share` of it, `serial_share` of it one at a time, with
+/// `bytes` crossing to a process: the GIL is held for the serial share (never more than the
+/// computing), released for the rest of the computing, and the remainder is a wait. Without
+/// a measured serial share, all of the computing holds it.
+pub fn work_profile(
+    call_ms: f64,
+    cpu_share: f64,
+    serial_share: Option<f64>,
+    bytes: u32,
+) -> WorkProfile {
     let micros = |ms: f64| Duration::from_secs_f64((ms / 1e3).max(0.0));
     let computing = call_ms * cpu_share;
     let held = (call_ms * serial_share.unwrap_or(1.0)).min(computing);
@@ -177,6 +196,7 @@ pub fn work_profile(call_ms: f64, cpu_share: f64, serial_share: Option<f64>) -> 
         held: micros(held),
         released: micros(computing - held),
         waiting: micros(call_ms - computing),
+        bytes,
     }
 }
 
@@ -258,7 +278,7 @@ mod tests {
         assert_eq!(profile.serial_share, Some(1.0));
         assert!((profile.cpu_share - 1.0).abs() < 1e-9);
         assert!((profile.call_ms - 2.0).abs() < 1e-9);
-        assert_eq!(profile.work, "2000us+0us+0us");
+        assert_eq!(profile.work, "2000us+0us+0us+21B");
     }
 
     #[test]
@@ -271,7 +291,7 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert!(profile.cpu_share < 0.05);
         assert_eq!(profile.serial_share, Some(0.0));
-        assert_eq!(profile.work, "0us+100us+4900us");
+        assert_eq!(profile.work, "0us+100us+4900us+21B");
     }
 
     #[test]

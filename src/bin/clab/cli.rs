@@ -361,7 +361,7 @@ Protocol: one request per line; a bare request without a newline works too.
   <n> | fib <n>   naive Fibonacci (CPU-bound)       spin <ms>   busy CPU work
   sleep <ms>      wait without CPU (I/O stand-in)   echo <text> echo
   stats           counters as one JSON line
-  work <held_us> <released_us> <waiting_us>    a profiled function's call
+  work <held_us> <released_us> <waiting_us> [<bytes>]   a profiled function's call
   call            the --workload's call
 Errors come back as `ERR <reason>` and the connection stays open.
 
@@ -784,8 +784,9 @@ pub struct ServeArgs {
 
     /// What a `call` request does: a function's profile, as `clab workload` measures and
     /// prints it — CPU time holding the GIL, CPU time with it released (a C call that lets
-    /// go), then a wait, e.g. `1.8ms+0us+0us`
-    #[arg(long, value_name = "HELD+RELEASED+WAITING", value_parser = WorkProfile::parse)]
+    /// go), then a wait, and the bytes that cross to a worker process with it, e.g.
+    /// `1.8ms+0us+0us+120B`
+    #[arg(long, value_name = "HELD+RELEASED+WAITING[+BYTES]", value_parser = WorkProfile::parse)]
     pub workload: Option<WorkProfile>,
 
     /// Stack size of connection and pool threads, e.g. 64k (threads, pool, procpool) [default:

@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::lab::running::pythons::{self, Scripts, Selection};
+use crate::lab::running::pythons::{self, Python, Scripts, Selection};
 pub use advice::{Recommendation, Rule};
 pub use measure::{Measured, Settings};
 pub use rows::{Model, Profile, Row};
-pub use serving::{Served, Side};
+pub use serving::{Agreement, Served, Side};
 pub use target::{Target, TargetError};
 
 /// The schema of `clab workload --json`.
@@ -44,6 +44,8 @@ pub struct Report {
     pub profiles: Vec<Profile>,
     /// The function as a server's request, on CPython and on the emulation of its profile.
     pub served: Vec<Served>,
+    /// The emulation's convoy judged against CPython's, per interpreter and model.
+    pub agreements: Vec<Agreement>,
     pub recommendations: Vec<Recommendation>,
     pub rules: Vec<Rule>,
     pub notes: Vec<String>,
@@ -72,8 +74,18 @@ pub fn run(
         .tempdir()
         .map_err(|e| WorkloadError::Scripts(e.to_string()))?;
     let scripts = Scripts::write(dir.path()).map_err(|e| WorkloadError::Scripts(e.to_string()))?;
-    progress("finding interpreters");
-    let (found, mut notes) = pythons::find(selection, &scripts);
+    // Serving emulates each interpreter as the lab does (its tick, switch points and
+    // executors' hops), so it is calibrated first; the calls alone need only its identity.
+    let (calibrated, found, mut notes) = if settings.serve {
+        progress("finding and calibrating interpreters (the tick, the executors' hops)");
+        let found = pythons::select(selection, &scripts, clab);
+        let identities = found.pythons.iter().map(Python::identity).collect();
+        (found.pythons, identities, found.notes)
+    } else {
+        progress("finding interpreters");
+        let (identities, notes) = pythons::find(selection, &scripts);
+        (Vec::new(), identities, notes)
+    };
     let mut measured = Vec::new();
     for python in &found {
         progress(&format!("CPython {}: measuring", python.name()));
@@ -101,10 +113,13 @@ pub fn run(
     let rows: Vec<Row> = rows.into_iter().flatten().collect();
     let recommendations = advice::recommend(&rows, &profiles);
     let served = if settings.serve {
-        let pairs: Vec<_> = measured
+        let pairs: Vec<(Python, Profile)> = measured
             .iter()
-            .map(|one| one.python.clone())
-            .zip(profiles.iter().cloned())
+            .zip(&profiles)
+            .filter_map(|(one, profile)| {
+                let python = calibrated.iter().find(|p| p.path == one.python.path)?;
+                Some((python.clone(), profile.clone()))
+            })
             .collect();
         let (served, server_notes) = serving::serve(&pairs, target, &scripts, clab, progress);
         notes.extend(server_notes);
@@ -119,6 +134,7 @@ pub fn run(
         cpus: settings.cpus.clone(),
         rows,
         profiles,
+        agreements: serving::agreements(&served),
         served,
         recommendations,
         rules: advice::RULES.to_vec(),

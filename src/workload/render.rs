@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use comfy_table::{Table, presets};
 
+use crate::workload::serving::agreements;
 use crate::workload::{Model, Report, Served, Side};
 
 pub fn text(report: &Report) -> String {
@@ -94,7 +95,9 @@ fn served(report: &Report) -> String {
         "emulated",
         "fib 1 kept (CPython)",
         "emulated",
+        "faithful",
     ]);
+    let agreements = agreements(&report.served);
     let mut pairs: Vec<(&str, Model)> = report
         .served
         .iter()
@@ -114,6 +117,10 @@ fn served(report: &Report) -> String {
         let kept = |s: Option<&Served>| {
             s.map_or_else(|| "-".into(), |s| format!("{:.0} %", s.kept * 100.0))
         };
+        let faithful = agreements
+            .iter()
+            .find(|a| a.python == python && a.model == model)
+            .map_or("-", |a| if a.faithful { "yes" } else { "no" });
         table.add_row([
             python.to_owned(),
             model.name().to_owned(),
@@ -121,9 +128,13 @@ fn served(report: &Report) -> String {
             call(emulated),
             kept(real),
             kept(emulated),
+            faithful.to_owned(),
         ]);
     }
+    let faithful = agreements.iter().filter(|a| a.faithful).count();
     format!(
-        "\nAs a server (on one CPU, the load on another): a client calling it back to back beside a rapid `fib 1` client — the call's median, and the share of its rate the rapid client keeps\n{table}\n"
+        "\nAs a server (on one CPU, the load on another): a client calling it back to back beside a rapid `fib 1` client — the call's median, and the share of its rate the rapid client keeps; the emulation is faithful where its share lies within the lab's convoy band ({}) of CPython's: {faithful} of {}\n{table}\n",
+        crate::lab::claims::metrics::bands::CONVOY.describe(),
+        agreements.len()
     )
 }

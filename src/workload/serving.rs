@@ -1,6 +1,7 @@
 //! The function as a server's request: CPython's reference server calling it for each `call`
 //! under each model, and the emulated server doing its profile for each `call` under the
-//! same model and the interpreter's kind of GIL. Against each, from the other CPU, a rapid
+//! same model, calibrated to the interpreter as the lab's emulation is (its kind of GIL,
+//! tick, switch points and executors' hops). Against each, from the other CPU, a rapid
 //! `fib 1` client alone for a second, then a client sending `call` back to back beside it:
 //! what a call takes when it shares the server, and what the cheap requests keep — the
 //! convoy the function causes. The two sides run the same load, so the emulation's numbers
@@ -15,8 +16,7 @@ use serde::Serialize;
 use crate::lab::model::Era;
 use crate::lab::model::health::judge;
 use crate::lab::running::measure::rate_kept;
-use crate::lab::running::pythons::{Found, Identity, Scripts};
-use crate::lab::running::spec::ServerSpec;
+use crate::lab::running::pythons::{Found, Identity, Python, Scripts};
 use crate::lab::running::{Lab, Profile as LabProfile, p50_ms};
 use crate::workload::Target;
 use crate::workload::rows::{Model, Profile};
@@ -68,9 +68,10 @@ fn models(python: &Identity) -> Vec<(Model, &'static str, crate::server::Model)>
 }
 
 /// Serves `target` on each of `measured`'s interpreters under each model, CPython's server
-/// and the emulation's; a note for each server that could not be measured cleanly.
+/// and the emulation calibrated to that interpreter, as the lab's is; a note for each server
+/// that could not be measured cleanly.
 pub fn serve(
-    measured: &[(Identity, Profile)],
+    measured: &[(Python, Profile)],
     target: &Target,
     scripts: &Scripts,
     clab: &Path,
@@ -93,7 +94,8 @@ pub fn serve(
     );
     let workers = lab.placement.server_all.len().max(2);
     let (mut served, mut notes) = (Vec::new(), Vec::new());
-    for (python, profile) in measured {
+    for (calibrated, profile) in measured {
+        let python = &calibrated.identity();
         progress(&format!("CPython {}: serving each model", python.name()));
         for (model, reference, emulated) in models(python) {
             for side in [Side::Cpython, Side::Emulation] {
@@ -113,7 +115,8 @@ pub fn serve(
                         lab.start(command, &label, &cpus)
                     }
                     Side::Emulation => {
-                        let spec = ServerSpec::new(emulated, python.era.variant())
+                        let spec = calibrated
+                            .emulation(emulated)
                             .workers(workers)
                             .option("--workload", &profile.work);
                         let cpus = lab.placement.server_one.clone();
@@ -160,4 +163,79 @@ fn not_a_result(python: &Identity, model: Model, side: Side, why: &str) -> Strin
         python.name(),
         model.name()
     )
+}
+
+/// Whether the emulation's convoy agrees with CPython's, for one interpreter and model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Agreement {
+    pub python: String,
+    pub model: Model,
+    pub cpython_kept: f64,
+    pub emulated_kept: f64,
+    /// The lab's band for a convoy's kept share, fixed there before these were measured.
+    pub band: String,
+    pub faithful: bool,
+}
+
+/// Each interpreter and model served on both sides, the emulation's kept share judged
+/// against CPython's by the lab's convoy band.
+pub fn agreements(served: &[Served]) -> Vec<Agreement> {
+    let band = crate::lab::claims::metrics::bands::CONVOY;
+    served
+        .iter()
+        .filter(|real| real.side == Side::Cpython)
+        .filter_map(|real| {
+            let emulated = served.iter().find(|other| {
+                other.side == Side::Emulation
+                    && other.python == real.python
+                    && other.model == real.model
+            })?;
+            let [low, high] = band.around(real.kept);
+            Some(Agreement {
+                python: real.python.clone(),
+                model: real.model,
+                cpython_kept: real.kept,
+                emulated_kept: emulated.kept,
+                band: band.describe(),
+                faithful: (low..=high).contains(&emulated.kept),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn served(model: Model, side: Side, kept: f64) -> Served {
+        Served {
+            python: "3.11.7".into(),
+            era: Era::New,
+            model,
+            side,
+            call_ms: 2.0,
+            rapid_per_s: 10_000.0,
+            kept,
+        }
+    }
+
+    #[test]
+    fn the_emulations_kept_share_is_judged_by_the_convoy_band() {
+        let all = [
+            served(Model::Threads, Side::Cpython, 0.07),
+            served(Model::Threads, Side::Emulation, 0.09),
+            served(Model::Processes, Side::Cpython, 0.21),
+            served(Model::Processes, Side::Emulation, 0.53),
+            served(Model::Asyncio, Side::Cpython, 0.05),
+        ];
+        let judged: Vec<(Model, bool)> = agreements(&all)
+            .iter()
+            .map(|agreement| (agreement.model, agreement.faithful))
+            .collect();
+        assert_eq!(
+            judged,
+            [(Model::Threads, true), (Model::Processes, false)],
+            "a model served on one side only is not judged"
+        );
+    }
 }

@@ -147,6 +147,17 @@ pub struct Python {
 }
 
 impl Python {
+    /// What it said it was, before it was calibrated.
+    pub fn identity(&self) -> Identity {
+        Identity {
+            path: self.path.clone(),
+            version: self.version.clone(),
+            major: self.major,
+            minor: self.minor,
+            era: self.era,
+        }
+    }
+
     /// "CPython 3.11.7".
     pub fn label(&self) -> String {
         format!("CPython {}", self.version)

@@ -274,7 +274,7 @@ def hop(args):
             pool.run("fib", 1)
         times["submitter_s"].append((cpu_time(thread=True) - thread) / args.jobs)
         times["cpu_s"].append((cpu_time() - process) / args.jobs)
-    pool.shutdown()
+    pool.shutdown(wait=True)
     return times
 
 

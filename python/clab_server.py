@@ -154,9 +154,11 @@ class Pool(object):
         else:
             self.executor.apply_async(work, (kind, argument), callback=done)
 
-    def shutdown(self):
+    def shutdown(self, wait=False):
+        """Stops the pool; `wait` for its workers to exit (a program about to end should:
+        3.7 and 3.8's executor, shut down without waiting, can hang at exit)."""
         if PY3:
-            self.executor.shutdown(wait=False)
+            self.executor.shutdown(wait=wait)
         else:
             self.executor.terminate()
 

@@ -99,18 +99,9 @@ pub struct Profile {
     pub work: String,
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    values.retain(|value| value.is_finite());
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    Some(if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
-    })
+/// The median of `values`, if there are any (the lab's median, whose empty case is NaN).
+fn median(values: &[f64]) -> Option<f64> {
+    Some(crate::lab::model::table::median(values)).filter(|median| !median.is_nan())
 }
 
 /// The rows and the profile of one interpreter's measurements.
@@ -118,15 +109,15 @@ pub fn of(measured: &Measured) -> (Vec<Row>, Profile) {
     let timings = &measured.timings;
     let calls = f64::from(timings.calls.max(1));
     let seconds = |name: &str| timings.seconds.get(name).filter(|times| !times.is_empty());
-    let serial = seconds("serial").and_then(|times| median(times.clone()));
+    let serial = seconds("serial").and_then(|times| median(times));
     let rows: Vec<Row> = Model::ALL
         .into_iter()
         .filter_map(|model| {
             let (all, one) = model.timings();
             let (all, one) = (seconds(all)?, seconds(one)?);
-            let typical = median(all.clone())?;
-            let alone = median(one.clone())?;
-            let ratios = one.iter().zip(all).map(|(one, all)| one / all).collect();
+            let typical = median(all)?;
+            let alone = median(one)?;
+            let ratios: Vec<f64> = one.iter().zip(all).map(|(one, all)| one / all).collect();
             let slowest = all.iter().copied().fold(f64::MIN, f64::max);
             let fastest = all.iter().copied().fold(f64::MAX, f64::min);
             Some(Row {
@@ -139,7 +130,7 @@ pub fn of(measured: &Measured) -> (Vec<Row>, Profile) {
                     timings.workers
                 },
                 calls_per_s: calls / typical,
-                scaling: median(ratios)?,
+                scaling: median(&ratios)?,
                 call_ms: alone / calls * 1e3,
                 overhead_us: serial.map_or(0.0, |serial| (alone - serial).max(0.0) / calls * 1e6),
                 spread: (slowest - fastest) / typical,
@@ -147,7 +138,7 @@ pub fn of(measured: &Measured) -> (Vec<Row>, Profile) {
         })
         .collect();
     let cpu_share = serial
-        .zip(median(timings.serial_cpu_seconds.clone()))
+        .zip(median(&timings.serial_cpu_seconds))
         .map_or(1.0, |(wall, cpu)| (cpu / wall).clamp(0.0, 1.0));
     let threads = rows.iter().find(|row| row.model == Model::Threads);
     let call_ms = serial.map_or(measured.checked.seconds, |serial| serial / calls) * 1e3;

@@ -8,7 +8,7 @@ pub mod eras;
 pub mod health;
 pub mod outcome;
 mod subject;
-mod table;
+pub(crate) mod table;
 pub mod verdict;
 
 pub use era::Era;

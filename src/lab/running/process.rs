@@ -359,6 +359,59 @@ fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<Ex
     }
 }
 
+/// A process that only computes, pinned beside a server: a `clab worker` given one long
+/// `spin`. It stands for a task that is not the server's competing for the server's CPU,
+/// and is killed and reaped when dropped.
+#[derive(Debug)]
+pub struct BusyProcess {
+    child: Child,
+    /// Held open: at its end the worker would exit once the spin is done.
+    _stdin: std::process::ChildStdin,
+}
+
+impl BusyProcess {
+    /// The longest the spin may last, should the lab not stop it first.
+    const SPIN: &str = "spin 60000\n";
+
+    /// Starts one on `cpus`; its placement, read back once it computes, goes to `log`.
+    pub fn start(clab: &Path, cpus: &[usize], log: &HealthLog) -> Result<BusyProcess, LabError> {
+        let mut command = Command::new(clab);
+        command.args(["worker", "--max-n", "1"]);
+        place(&mut command, cpus).map_err(|e| LabError::Placement(cpus.to_vec(), e))?;
+        let start_error = |e: std::io::Error| {
+            LabError::Start("a busy process".into(), format!("cannot run {clab:?}: {e}"))
+        };
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(start_error)?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let written = stdin.write_all(Self::SPIN.as_bytes());
+        let busy = BusyProcess {
+            child,
+            _stdin: stdin,
+        };
+        written.map_err(start_error)?;
+        let mut record = Health::new("a busy process beside the server", cpus);
+        let pid = busy.child.id();
+        record.observe(
+            &format!("process {pid}"),
+            process_cpus(pid as i32).as_deref(),
+        );
+        log.add(record);
+        Ok(busy)
+    }
+}
+
+impl Drop for BusyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// [`run_to_completion`], pinned to `cpus` from before it runs (its threads and children
 /// inherit the set); its placement, read back once it runs, goes to `log` as `what`.
 pub fn run_pinned(

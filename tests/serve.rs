@@ -582,6 +582,35 @@ fn an_offloaded_request_pays_its_hop_cost() {
     }
 }
 
+/// Under the legacy GIL a thread waiting for its pool's job polls, as CPython 2's
+/// `AsyncResult.get(timeout)` does: its first look comes before the job is back, then it
+/// sleeps 1 ms. So every tiny request through a process pool takes at least that, where the
+/// new GIL's wait wakes with the reply (the medians more than double apart).
+#[test]
+fn a_legacy_era_wait_for_a_pool_polls() {
+    let _one = common::timing_lock();
+    let median = |gil: &str| {
+        let server = start_model("procpool", &["--gil", gil, "--hop-cost", "none"]);
+        let mut client = server.connect();
+        let mut took: Vec<Duration> = (0..21)
+            .map(|_| {
+                let started = Instant::now();
+                assert_eq!(client.request("fib 1"), "1");
+                started.elapsed()
+            })
+            .collect();
+        took.sort();
+        (took[0], took[took.len() / 2])
+    };
+    let (legacy_fastest, legacy) = median("legacy");
+    assert!(
+        legacy_fastest >= Duration::from_millis(1),
+        "{legacy_fastest:?}"
+    );
+    let (_, new) = median("new");
+    assert!(legacy > new * 2, "legacy {legacy:?}, new {new:?}");
+}
+
 /// `call` does the `--workload` profile, through a pool too (its bytes crossing to the
 /// worker process and back); without one it is an error that says how to give one.
 #[test]

@@ -38,6 +38,14 @@ pub enum Variant {
 }
 
 impl Variant {
+    /// Whether a wait with a timeout polls, as it did before CPython 3.2: with no timed lock
+    /// to block on, `threading.Condition.wait(timeout)` tries the lock, sleeps 1 ms, tries,
+    /// sleeps 2 ms, … up to 50 ms a sleep. `multiprocessing`'s `AsyncResult.get(timeout)`
+    /// waits that way, so a pool's job back in 0.1 ms is seen after 1 ms.
+    pub fn waits_poll(self) -> bool {
+        self == Variant::Legacy
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Variant::None => "none",

@@ -145,6 +145,14 @@ impl JobFuture {
         self.slot.state().run_time
     }
 
+    /// The job's outcome if it has finished, without waiting.
+    pub fn outcome(&self) -> Option<JobOutcome> {
+        match &self.slot.state().status {
+            Status::Finished(outcome) => Some(outcome.clone()),
+            Status::Queued | Status::Running => None,
+        }
+    }
+
     pub fn is_done(&self) -> bool {
         matches!(self.slot.state().status, Status::Finished(_))
     }

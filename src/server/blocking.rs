@@ -6,7 +6,9 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
+use std::time::Duration;
 
+use crate::pool::{JobFuture, JobOutcome};
 use crate::server::ServerConfig;
 use crate::server::service::Service;
 use crate::server::session::{Action, READ_CHUNK, Session, bytes_pending};
@@ -114,7 +116,11 @@ pub fn serve_connection(
             },
             Action::Wait(duration) => interpreter.allow_threads(|| std::thread::sleep(duration)),
             Action::Await(job) => {
-                let outcome = interpreter.allow_threads(|| job.wait());
+                let outcome = if service.config.gil().variant.waits_poll() {
+                    await_polling(&job, interpreter)
+                } else {
+                    interpreter.allow_threads(|| job.wait())
+                };
                 session.offload_finished(service, outcome);
             }
             Action::Read => {
@@ -133,6 +139,22 @@ pub fn serve_connection(
             }
             Action::Close => return,
         }
+    }
+}
+
+/// Waits for `job` as CPython before 3.2 waits with a timeout ([`crate::gil::Variant::waits_poll`]): a
+/// look at the job holding the lock, then a sleep without it, 1 ms, 2 ms, … at most 50 ms.
+fn await_polling(job: &JobFuture, interpreter: &mut impl Interpreter) -> JobOutcome {
+    const FIRST: Duration = Duration::from_millis(1);
+    const LONGEST: Duration = Duration::from_millis(50);
+    let mut sleep = FIRST;
+    loop {
+        interpreter.checkpoint();
+        if let Some(outcome) = job.outcome() {
+            return outcome;
+        }
+        interpreter.allow_threads(|| std::thread::sleep(sleep));
+        sleep = (sleep * 2).min(LONGEST);
     }
 }
 

@@ -331,7 +331,7 @@ pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabErro
             pooled_per_s: rate(lab, Model::Procpool)?,
             why: match on {
                 On::CPython(_) => "pickling and the executor's own threads, all under the GIL",
-                On::Emulation(_) => "a pipe round trip, no interpreter work",
+                On::Emulation(_) => "a pipe round trip and the interpreter's measured hop",
             }
             .into(),
         });

@@ -14,10 +14,11 @@ every Python 3; each command prints one JSON object on stdout.
                                  a list appended to, a function called) on objects of their
                                  own and on one shared object, beside one thread doing both
                                  threads' work in a row; R interleaved repeats of the three
-  hop --to POOL --jobs N --repeats R
-                                 this process's CPU time per tiny job handed to a pool of
-                                 processes, threads or subinterpreters (3.12+) and awaited,
-                                 as the reference server does it, in all and on the
+  hop --to POOL --jobs N --repeats R [--gap S]
+                                 the CPU time per tiny job handed to a pool of processes,
+                                 threads or subinterpreters (3.12+) and awaited, as the
+                                 reference server does it, each followed by a pause of S
+                                 seconds: in all (a worker process's too) and on the
                                  submitting thread; R repeats of N jobs
   long --ms MS                   one C-level call of about MS ms (sum over a range) beside a
                                  10 ms ticker thread, with a signal due a quarter of the way in
@@ -260,20 +261,29 @@ def cpu_time(thread=False):
 
 
 def hop(args):
-    """The CPU this process spends to hand one tiny job to a pool and take its reply, as the
-    reference server does it (submitting, pickling, the executor's own threads, entering a
-    subinterpreter), in all and on the submitting thread alone. Each repeat is `args.jobs`
-    jobs one after the other; a process pool's workers are other processes, whose CPU is not
-    this one's."""
+    """The CPU a tiny job handed to a pool and its reply cost, as the reference server hands
+    them (submitting, pickling, the executor's own threads, entering a subinterpreter, and a
+    process pool's worker's own Python), in all and on the submitting thread alone. Each job
+    is followed by a pause of `args.gap` seconds, as a server's next request follows its
+    reply a network round trip later: in the pause every thread of the executor falls asleep,
+    and the next job wakes each one again, which back-to-back jobs would not. What the pauses
+    alone cost is measured in the same repeat and taken off."""
     from clab_server import Pool
     pool = Pool(args.to, 1)
+    worker = (lambda: pool.call(cpu_time)) if args.to == "processes" else (lambda: 0.0)
     times = {"cpu_s": [], "submitter_s": []}
     for _ in range(args.repeats):
         process, thread = cpu_time(), cpu_time(thread=True)
         for _ in range(args.jobs):
+            time.sleep(args.gap)
+        pauses, pauses_here = cpu_time() - process, cpu_time(thread=True) - thread
+        process, thread, worker_before = cpu_time(), cpu_time(thread=True), worker()
+        for _ in range(args.jobs):
             pool.run("fib", 1)
-        times["submitter_s"].append((cpu_time(thread=True) - thread) / args.jobs)
-        times["cpu_s"].append((cpu_time() - process) / args.jobs)
+            time.sleep(args.gap)
+        workers = worker() - worker_before
+        times["submitter_s"].append((cpu_time(thread=True) - thread - pauses_here) / args.jobs)
+        times["cpu_s"].append((cpu_time() - process - pauses + workers) / args.jobs)
     pool.shutdown(wait=True)
     return times
 
@@ -356,6 +366,7 @@ def main():
     command.add_argument("--to", choices=["processes", "threads", "interpreters"], required=True)
     command.add_argument("--jobs", type=int, default=1000)
     command.add_argument("--repeats", type=int, default=5)
+    command.add_argument("--gap", type=float, default=0.0001, help="seconds after each job")
     command.set_defaults(run=hop)
     command = commands.add_parser("long")
     command.add_argument("--ms", type=float, required=True)

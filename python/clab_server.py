@@ -146,6 +146,12 @@ class Pool(object):
             return self.executor.submit(self.job, kind, argument).result()
         return self.executor.apply_async(work, (kind, argument)).get(3600)
 
+    def call(self, function):
+        """`function()` run by a worker, for what only a worker can tell (its own CPU time)."""
+        if PY3:
+            return self.executor.submit(function).result()
+        return self.executor.apply_async(function).get(3600)
+
     def start(self, kind, argument, done):
         """Runs the job and calls `done(reply)` on a pool-owned thread when it ends."""
         if PY3:

@@ -776,8 +776,8 @@ pub struct ServeArgs {
     /// submits it and on the pool's own thread (holding the GIL where there is one), e.g.
     /// `procpool=10us+50us`; `none` for none at all. Repeatable. CPython's executors run Python
     /// code per job (futures, pickling, their own threads); the emulated pools only move the
-    /// job. `clab lab` measures it per interpreter [default: pool=4us+4us,
-    /// procpool=8us+48us, interpreters=7us+35us: CPython 3.11's here (3.13's for
+    /// job. `clab lab` measures it per interpreter [default: pool=9us+6us,
+    /// procpool=14us+71us, interpreters=6us+48us: CPython 3.11's here (3.13's for
     /// subinterpreters), less the emulated pools' own]
     #[arg(long, value_name = "TARGET=SUBMITTER+POOL|none", value_parser = parse_hop)]
     pub hop_cost: Vec<HopSetting>,

@@ -493,7 +493,18 @@ fn measure_hop(
     cpu: usize,
 ) -> Result<MeasuredHop, String> {
     let (jobs, repeats) = (HOP_JOBS.to_string(), HOP_REPEATS.to_string());
-    let args = ["hop", "--to", to, "--jobs", &jobs, "--repeats", &repeats];
+    let gap = hop::GAP.as_secs_f64().to_string();
+    let args = [
+        "hop",
+        "--to",
+        to,
+        "--jobs",
+        &jobs,
+        "--repeats",
+        &repeats,
+        "--gap",
+        &gap,
+    ];
     let log = crate::lab::running::health::HealthLog::default();
     let times: HopTimes = bench(python, scripts, &args, Some((&[cpu], &log)), HOP_PATIENCE)?;
     let seconds = |s: f64| Duration::from_secs_f64(s.max(0.0));

@@ -17,24 +17,24 @@ use clab::lab::running::pythons::{Python, Scripts, Selection};
 use common::{Server, children, clab};
 use nix::sys::signal::Signal;
 
-/// The interpreters, found and calibrated once for this file.
+/// The interpreters, found and calibrated once for this file. The scripts calibration runs
+/// are written for it alone and removed after it (a static is never dropped, so it must not
+/// hold their directory).
 fn interpreters() -> &'static [Python] {
-    static FOUND: OnceLock<(tempfile::TempDir, Vec<Python>)> = OnceLock::new();
-    &FOUND
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let scripts = Scripts::write(dir.path()).unwrap();
-            let clab = Path::new(env!("CARGO_BIN_EXE_clab"));
-            let found = clab::lab::running::pythons::select(&Selection::PerEra, &scripts, clab);
-            for note in &found.notes {
-                eprintln!("{note}");
-            }
-            if found.pythons.is_empty() {
-                eprintln!("no CPython is installed: the reference programs are not tested");
-            }
-            (dir, found.pythons)
-        })
-        .1
+    static FOUND: OnceLock<Vec<Python>> = OnceLock::new();
+    FOUND.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let scripts = Scripts::write(dir.path()).unwrap();
+        let clab = Path::new(env!("CARGO_BIN_EXE_clab"));
+        let found = clab::lab::running::pythons::select(&Selection::PerEra, &scripts, clab);
+        for note in &found.notes {
+            eprintln!("{note}");
+        }
+        if found.pythons.is_empty() {
+            eprintln!("no CPython is installed: the reference programs are not tested");
+        }
+        found.pythons
+    })
 }
 
 fn start(python: &Python, model: &str, extra: &[&str]) -> Server {

@@ -158,8 +158,8 @@ pub struct LabArgs {
     /// A CPython to measure beside the emulation (repeatable), `all` for every one found
     /// through pyenv and PATH, or `none` for the emulation alone [default: one per era — the
     /// newest 2.x, python3, the newest 3.x, and a free-threaded build where there is one]
-    #[arg(long, global = true, value_name = "PATH|all|none")]
-    pub python: Vec<PathBuf>,
+    #[arg(long, global = true, value_name = "PATH|all|none", value_parser = parse_python)]
+    pub python: Vec<PythonArg>,
 }
 
 /// The verdicts `clab lab --fail-on` fails on.
@@ -220,15 +220,7 @@ impl LabArgs {
 
     /// The interpreters `--python` asks for.
     fn pythons(&self) -> Selection {
-        if self.python.is_empty() {
-            Selection::PerEra
-        } else if self.python.iter().any(|path| path.as_os_str() == "all") {
-            Selection::All
-        } else if self.python.iter().any(|path| path.as_os_str() == "none") {
-            Selection::Nothing
-        } else {
-            Selection::Paths(self.python.clone())
-        }
+        selection(&self.python)
     }
 
     fn profile(&self) -> Profile {
@@ -271,8 +263,8 @@ pub struct WorkloadArgs {
     /// A CPython to measure on (repeatable), `all` for every one found through pyenv and PATH
     /// [default: one per era — the newest 2.x, python3, the newest 3.x, and a free-threaded
     /// build where there is one]
-    #[arg(long, value_name = "PATH|all")]
-    pub python: Vec<PathBuf>,
+    #[arg(long, value_name = "PATH|all", value_parser = parse_python_to_measure)]
+    pub python: Vec<PythonArg>,
 
     /// Each model's timing this many times, interleaved with the others'; medians are kept
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
@@ -295,13 +287,7 @@ impl WorkloadArgs {
     }
 
     pub fn pythons(&self) -> Selection {
-        if self.python.is_empty() {
-            Selection::PerEra
-        } else if self.python.iter().any(|path| path.as_os_str() == "all") {
-            Selection::All
-        } else {
-            Selection::Paths(self.python.clone())
-        }
+        selection(&self.python)
     }
 
     pub fn settings(&self) -> clab::workload::Settings {
@@ -809,6 +795,51 @@ fn never_if_zero(timeout: Duration) -> Option<Duration> {
     (!timeout.is_zero()).then_some(timeout)
 }
 
+/// One `--python`: an interpreter's path, `all`, or `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PythonArg {
+    All,
+    None,
+    Path(PathBuf),
+}
+
+fn parse_python(text: &str) -> Result<PythonArg, String> {
+    Ok(match text {
+        "all" => PythonArg::All,
+        "none" => PythonArg::None,
+        "" => return Err("expected a path, `all` or `none`".into()),
+        path => PythonArg::Path(path.into()),
+    })
+}
+
+/// As [`parse_python`], for a command that measures only on CPython.
+fn parse_python_to_measure(text: &str) -> Result<PythonArg, String> {
+    match parse_python(text)? {
+        PythonArg::None => Err(
+            "`none` leaves nothing to measure: give a path or `all`, or leave --python out".into(),
+        ),
+        chosen => Ok(chosen),
+    }
+}
+
+/// The interpreters `--python` selects: one per era without it; `all` over any path; then
+/// `none`; else the paths given.
+fn selection(chosen: &[PythonArg]) -> Selection {
+    if chosen.is_empty() {
+        Selection::PerEra
+    } else if chosen.contains(&PythonArg::All) {
+        Selection::All
+    } else if chosen.contains(&PythonArg::None) {
+        Selection::Nothing
+    } else {
+        let paths = chosen.iter().filter_map(|arg| match arg {
+            PythonArg::Path(path) => Some(path.clone()),
+            PythonArg::All | PythonArg::None => None,
+        });
+        Selection::Paths(paths.collect())
+    }
+}
+
 /// One `--hop-cost`: none for every pool, or one pool's two parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HopSetting {
@@ -913,6 +944,29 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// `--python` means the same to the lab and to `clab workload`, which alone refuses `none`.
+    #[test]
+    fn python_choices_become_one_selection() {
+        let args = |values: &[&str]| -> Vec<PythonArg> {
+            values.iter().map(|v| parse_python(v).unwrap()).collect()
+        };
+        assert_eq!(selection(&[]), Selection::PerEra);
+        assert_eq!(selection(&args(&["/p/python", "all"])), Selection::All);
+        assert_eq!(selection(&args(&["none"])), Selection::Nothing);
+        assert_eq!(
+            selection(&args(&["/a/python", "/b/python"])),
+            Selection::Paths(vec!["/a/python".into(), "/b/python".into()])
+        );
+        let workload = |python: &str| {
+            Cli::try_parse_from(["clab", "workload", "f.py:g", "--python", python])
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert!(workload("all").is_ok());
+        let refused = workload("none").unwrap_err();
+        assert!(refused.contains("leaves nothing to measure"), "{refused}");
     }
 
     #[test]

@@ -80,6 +80,15 @@ pub static EXPERIMENT: Experiment = Experiment {
         },
         RuleChange {
             date: "2026-12-04",
+            change: "the two-client slowdown (threads, and subinterpreters on 3.12+) takes each load's \
+                 mean latency by Little's law (clients ÷ completed rate) instead of its median, on \
+                 CPython and the emulation alike; the band unchanged",
+            reason: "the two-clients claim changed its method: an event loop's median with two \
+                 clients measured which client the loop favoured, not its latency; the pair \
+                 shares the claim's method",
+        },
+        RuleChange {
+            date: "2026-12-04",
             change: "the shared-objects bench frees what a loop made only after its timing, on every \
                  side: the threads' own lists were freed inside theirs and the serial loop's after, \
                  so two own lists compared unlike work; the rule and bands are unchanged",

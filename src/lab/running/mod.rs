@@ -459,6 +459,20 @@ pub fn p50_ms(result: &LoadResult, name: &str) -> Result<f64, LabError> {
     })
 }
 
+/// The mean latency of a class's closed-loop clients by Little's law, ms: its clients ÷ the
+/// rate it completed. Unlike a percentile of the completed requests, it counts the time of a
+/// request left waiting while a server answers another client back to back.
+pub fn mean_latency_ms(result: &LoadResult, name: &str) -> Result<f64, LabError> {
+    let class = class_result(result, name)?;
+    if class.completed == 0 || class.rate_per_s <= 0.0 {
+        return Err(LabError::Measurement(format!(
+            "class {name:?} against {} completed no request",
+            result.plan.target()
+        )));
+    }
+    Ok(class.connections as f64 / class.rate_per_s * 1e3)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

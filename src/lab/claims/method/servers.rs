@@ -8,7 +8,7 @@ use crate::lab::claims::metrics::{self, bands};
 use crate::lab::model::Era;
 use crate::lab::running::measure::{self, RateKept};
 use crate::lab::running::process::ChildServer;
-use crate::lab::running::{Lab, LabError, Sample, class_result, p50_ms};
+use crate::lab::running::{Lab, LabError, Sample, class_result, mean_latency_ms};
 use crate::lab::words::{list, seconds as seconds_words};
 use crate::server::Model;
 use crate::server::offload::Target;
@@ -20,14 +20,14 @@ pub(super) fn two_clients(lab: &mut Lab, on: On, model: Model) -> Result<Number,
     Ok(run.number(on))
 }
 
-/// A server's median latency by number of clients, and the two-client slowdown of each
-/// repeat.
+/// A server's mean latency (by Little's law) by number of clients, and the two-client
+/// slowdown of each repeat.
 #[derive(Debug, Clone)]
 pub(crate) struct ClientsRun {
     pub label: String,
     pub model: Model,
     pub request: String,
-    /// (clients, the median latency of each repeat, ms), one per count.
+    /// (clients, the mean latency of each repeat, ms), one per count.
     pub latencies: Vec<(usize, Sample)>,
     /// Latency with two clients ÷ with one, each repeat's pair of loads.
     pub slowdowns: Vec<f64>,
@@ -84,7 +84,7 @@ pub(crate) fn clients_run(
                 &server,
                 vec![Lab::class("clients", clients, &request, Duration::ZERO)],
             )?;
-            by_count[index].push(p50_ms(&lab.load(&server, plan)?, "clients")?);
+            by_count[index].push(mean_latency_ms(&lab.load(&server, plan)?, "clients")?);
         }
     }
     let label = server.label.clone();

@@ -278,18 +278,36 @@ pub(super) fn procpool_overhead(lab: &mut Lab, on: On) -> Result<Vec<Number>, La
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct PoolCost {
     pub metric: &'static str,
-    /// Computed where the request arrives (the connection's thread, or the event loop).
+    /// Computed where the request arrives (the connection's thread, or the event loop): the
+    /// median of the pairs'.
     pub inline_per_s: f64,
-    /// Handed to the worker.
+    /// Handed to the worker: the median of the pairs'.
     pub pooled_per_s: f64,
+    /// Each interleaved pair's share of the rate the hop costs.
+    pub costs: Vec<f64>,
     /// What the hop costs on this side, in words.
     pub why: String,
 }
 
 impl PoolCost {
-    /// The share of the rate the hop costs.
+    fn new(metric: &'static str, pairs: Vec<(f64, f64)>, why: &str) -> PoolCost {
+        let median =
+            |side: fn(&(f64, f64)) -> f64| Sample::new(pairs.iter().map(side).collect()).median;
+        PoolCost {
+            metric,
+            inline_per_s: median(|pair| pair.0),
+            pooled_per_s: median(|pair| pair.1),
+            costs: pairs
+                .iter()
+                .map(|(inline, pooled)| 1.0 - pooled / inline)
+                .collect(),
+            why: why.into(),
+        }
+    }
+
+    /// The share of the rate the hop costs: the median of the pairs'.
     pub fn cost(&self) -> f64 {
-        1.0 - self.pooled_per_s / self.inline_per_s
+        Sample::new(self.costs.clone()).median
     }
 
     pub fn number(&self, on: On) -> Number {
@@ -297,13 +315,14 @@ impl PoolCost {
             on,
             self.metric,
             bands::PROCPOOL_COST,
-            vec![self.cost()],
+            self.costs.clone(),
             format!(
-                "`fib 1` per second {:.0} inline → {:.0} handed to the worker (adds {:.0} µs a request: {})",
+                "`fib 1` per second {:.0} inline → {:.0} handed to the worker (adds {:.0} µs a request: {}); the median of {} interleaved pairs",
                 self.inline_per_s,
                 self.pooled_per_s,
                 1e6 / self.pooled_per_s - 1e6 / self.inline_per_s,
-                self.why
+                self.why,
+                self.costs.len()
             ),
         );
         if self.metric == metrics::INTERPRETER_HOP_COST {
@@ -320,50 +339,60 @@ impl PoolCost {
 /// the same server computing each itself. Every server on one CPU.
 pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabError> {
     lab.step(&format!("{}: process-pool overhead", on.label()));
-    let rate =
-        |lab: &mut Lab, model| pool_rate(lab, |lab, cpus| on.serve_workers(lab, model, 2, cpus));
-    let threads = rate(lab, Model::Threads)?;
+    let workers =
+        |model| move |lab: &mut Lab, cpus: &[usize]| on.serve_workers(lab, model, 2, cpus);
     let mut costs = Vec::new();
     if on.wants(metrics::PROCESS_POOL_COST) {
-        costs.push(PoolCost {
-            metric: metrics::PROCESS_POOL_COST,
-            inline_per_s: threads,
-            pooled_per_s: rate(lab, Model::Procpool)?,
-            why: match on {
-                On::CPython(_) => "pickling and the executor's own threads, all under the GIL",
-                On::Emulation(_) => "a pipe round trip and the interpreter's measured hop",
-            }
-            .into(),
-        });
+        let why = match on {
+            On::CPython(_) => "pickling and the executor's own threads, all under the GIL",
+            On::Emulation(_) => "a pipe round trip and the interpreter's measured hop",
+        };
+        let pair = interleaved_rates(lab, workers(Model::Threads), workers(Model::Procpool))?;
+        costs.push(PoolCost::new(metrics::PROCESS_POOL_COST, pair, why));
     }
     if on.own_gil_subinterpreters() && on.wants(metrics::INTERPRETER_HOP_COST) {
         lab.step(&format!("{}: subinterpreter hop", on.label()));
-        costs.push(PoolCost {
-            metric: metrics::INTERPRETER_HOP_COST,
-            inline_per_s: threads,
-            pooled_per_s: rate(lab, Model::Interpreters)?,
-            why: match on {
-                On::CPython(_) => "entering a subinterpreter and copying the request and the reply",
-                On::Emulation(_) => "a hand-off to an interpreter's thread and the copies",
-            }
-            .into(),
-        });
+        let why = match on {
+            On::CPython(_) => "entering a subinterpreter and copying the request and the reply",
+            On::Emulation(_) => "a hand-off to an interpreter's thread and the copies",
+        };
+        let pair = interleaved_rates(lab, workers(Model::Threads), workers(Model::Interpreters))?;
+        costs.push(PoolCost::new(metrics::INTERPRETER_HOP_COST, pair, why));
     }
     if on.era() == Era::FreeThreaded && on.wants(metrics::THREAD_POOL_COST) {
         lab.step(&format!("{}: thread-pool hop", on.label()));
-        let hybrid = |lab: &mut Lab, threshold: u32| {
-            pool_rate(lab, |lab, cpus| {
-                on.serve_hybrid(lab, threshold, Target::Pool, cpus)
-            })
+        let hybrid = |threshold: u32| {
+            move |lab: &mut Lab, cpus: &[usize]| on.serve_hybrid(lab, threshold, Target::Pool, cpus)
         };
-        costs.push(PoolCost {
-            metric: metrics::THREAD_POOL_COST,
-            inline_per_s: hybrid(lab, 1_000)?,
-            pooled_per_s: hybrid(lab, 0)?,
-            why: "a hand-off to a pool thread and back to the event loop".into(),
-        });
+        let pair = interleaved_rates(lab, hybrid(1_000), hybrid(0))?;
+        let why = "a hand-off to a pool thread and back to the event loop";
+        costs.push(PoolCost::new(metrics::THREAD_POOL_COST, pair, why));
     }
     Ok(costs)
+}
+
+/// A `fib 1` client's rate against two servers on the servers' CPU, started together and
+/// loaded in turn — inline, pooled, inline, pooled, … as many pairs as the profile repeats —
+/// so a slow spell of the machine weighs on both sides of a pair.
+fn interleaved_rates(
+    lab: &mut Lab,
+    inline: impl FnOnce(&mut Lab, &[usize]) -> Result<ChildServer, LabError>,
+    pooled: impl FnOnce(&mut Lab, &[usize]) -> Result<ChildServer, LabError>,
+) -> Result<Vec<(f64, f64)>, LabError> {
+    let one = lab.placement.server_one.clone();
+    let inline = inline(lab, &one)?;
+    let pooled = pooled(lab, &one)?;
+    let pairs = (0..lab.profile.pick(1, 3, 5))
+        .map(|_| {
+            Ok((
+                measure::short_rate(lab, &inline, 1, "fib 1")?,
+                measure::short_rate(lab, &pooled, 1, "fib 1")?,
+            ))
+        })
+        .collect::<Result<Vec<_>, LabError>>()?;
+    inline.stop();
+    pooled.stop();
+    Ok(pairs)
 }
 
 pub(super) fn c10k(lab: &mut Lab, on: On) -> Result<Number, LabError> {

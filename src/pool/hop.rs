@@ -8,7 +8,9 @@
 //! calling, pickling the reply); that part is counted with the pool's, and the emulation
 //! spends it on the manager thread beside the rest. In a server the jobs come a network
 //! round trip apart, so each one wakes every thread of the hop from sleep: measured that
-//! way, 3.11's process-pool job costs about 100 µs of CPU here, back to back about 75. The emulated pools move a job with a queue, a pipe or a channel and
+//! way, with its worker counted, 3.11's process-pool job costs about 100 µs of CPU here;
+//! back to back and without its worker, 62.
+//! The emulated pools move a job with a queue, a pipe or a channel and
 //! no interpreter work, so a server spends a [`HopCost`] per job as CPU work of the
 //! interpreter: its `submitter` part on the thread that submits, before it submits; its
 //! `pool` part on the pool's own thread — a process pool's manager thread, half before it

@@ -142,8 +142,9 @@ pub fn serve_connection(
     }
 }
 
-/// Waits for `job` as CPython before 3.2 waits with a timeout ([`crate::gil::Variant::waits_poll`]): a
-/// look at the job holding the lock, then a sleep without it, 1 ms, 2 ms, … at most 50 ms.
+/// Waits for `job` as CPython before 3.2 waits with a timeout
+/// ([`crate::gil::Variant::waits_poll`]): a look at the job holding the lock, then a sleep
+/// without it, 1 ms, 2 ms, … at most 50 ms.
 fn await_polling(job: &JobFuture, interpreter: &mut impl Interpreter) -> JobOutcome {
     const FIRST: Duration = Duration::from_millis(1);
     const LONGEST: Duration = Duration::from_millis(50);

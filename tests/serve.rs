@@ -583,9 +583,11 @@ fn an_offloaded_request_pays_its_hop_cost() {
 }
 
 /// Under the legacy GIL a thread waiting for its pool's job polls, as CPython 2's
-/// `AsyncResult.get(timeout)` does: its first look comes before the job is back, then it
-/// sleeps 1 ms. So every tiny request through a process pool takes at least that, where the
-/// new GIL's wait wakes with the reply (the medians more than double apart).
+/// `AsyncResult.get(timeout)` does: its first look nearly always comes before the job is
+/// back, then it sleeps 1 ms. So the median tiny request through a process pool takes at
+/// least that, where the new GIL's wait wakes with the reply (the medians more than double
+/// apart). Not every request: a connection thread descheduled after it submits may find the
+/// job done at its first look, in CPython too.
 #[test]
 fn a_legacy_era_wait_for_a_pool_polls() {
     let _one = common::timing_lock();
@@ -600,14 +602,11 @@ fn a_legacy_era_wait_for_a_pool_polls() {
             })
             .collect();
         took.sort();
-        (took[0], took[took.len() / 2])
+        took[took.len() / 2]
     };
-    let (legacy_fastest, legacy) = median("legacy");
-    assert!(
-        legacy_fastest >= Duration::from_millis(1),
-        "{legacy_fastest:?}"
-    );
-    let (_, new) = median("new");
+    let legacy = median("legacy");
+    assert!(legacy >= Duration::from_millis(1), "{legacy:?}");
+    let new = median("new");
     assert!(legacy > new * 2, "legacy {legacy:?}, new {new:?}");
 }
 

@@ -96,6 +96,21 @@ pub static EXPERIMENT: Experiment = Experiment {
                  with the frees timed (freeing 760,000 ints) and 0.64–0.71× without; found while \
                  modelling why lists of their own scale less than boxes of their own",
         },
+        RuleChange {
+            date: "2026-12-04",
+            change: "the pool-cost rows (a process pool, subinterpreters, a free-threaded thread \
+                 pool) load each server with one client on the servers' own CPU instead of the \
+                 other one, on CPython and the emulation alike, band unchanged; beside each, a \
+                 metric of the µs its hop adds to a tiny request (1 ÷ pooled rate − 1 ÷ inline \
+                 rate, the same loads), band ×½–×2, the share's own (taken as it was, though \
+                 the shares' notes had shown these times in the run that found the weakness)",
+            reason: "the procpool-overhead claim changed its method: across cores the hop's share \
+                 of the rate is set by the host's wake-up latency between cores; the pair shares \
+                 the claim's method. On one CPU the shares lie near 1 (0.67–0.99), where ×½–×2 \
+                 cannot tell a modelled hop from none: the emulated process pool without its hop \
+                 cost 0.67 of the rate against CPython 3.11's 0.92, inside the band; it added 10 \
+                 µs a request against CPython's 93",
+        },
     ],
     era: None,
     pair: None,

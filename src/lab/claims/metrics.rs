@@ -57,6 +57,11 @@ pub const INTERPRETER_HOP_COST: &str =
     "share of the tiny-request rate computing in subinterpreters costs";
 pub const THREAD_POOL_COST: &str =
     "share of the tiny-request rate a thread pool costs, without a GIL";
+/// What the same hops add to a tiny request's time, µs: on one CPU the shares above lie near
+/// 1, where a factor band cannot tell a modelled hop from none; the time added can.
+pub const PROCESS_POOL_HOP: &str = "µs a process pool's hop adds to a tiny request";
+pub const INTERPRETER_HOP: &str = "µs a subinterpreter's hop adds to a tiny request";
+pub const THREAD_POOL_HOP: &str = "µs a thread pool's hop adds to a tiny request, without a GIL";
 pub const SWITCH_SLOPE: &str = "slope of tiny-request rate against switch interval (log–log)";
 pub const LONG_STALL: &str = "ticker's stall as a share of the operation's length";
 pub const C10K_PER_CONNECTION: &str = "resident KiB per idle connection (asyncio vs eventloop)";
@@ -88,6 +93,8 @@ pub mod bands {
     pub const CONVOY: Band = Band::Factor(2.0);
     pub const SWITCH_SLOPE: Band = Band::Absolute(0.15);
     pub const PROCPOOL_COST: Band = Band::Factor(2.0);
+    /// The time a hop adds: as the share's band.
+    pub const HOP_ADDED: Band = Band::Factor(2.0);
     pub const LONG_INSTRUCTION: Band = Band::Relative(0.25);
     /// The stall's share of the operation: about 1 under a GIL, about 0 without one, where
     /// no relative band can hold.

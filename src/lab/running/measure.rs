@@ -235,7 +235,19 @@ pub fn short_rate(
     clients: usize,
     request: &str,
 ) -> Result<f64, LabError> {
+    short_rate_on(lab, server, lab.placement.load.clone(), clients, request)
+}
+
+/// [`short_rate`] with the clients on `cpus`.
+pub fn short_rate_on(
+    lab: &Lab,
+    server: &ChildServer,
+    cpus: Vec<usize>,
+    clients: usize,
+    request: &str,
+) -> Result<f64, LabError> {
     let class = Lab::class("load", clients, request, Duration::ZERO);
     let plan = short_plan(lab, server, vec![class])?;
-    Ok(class_result(&lab.load(server, plan)?, "load")?.rate_per_s)
+    let load = lab.load_sampling_on(server, plan, cpus, |_| {})?;
+    Ok(class_result(&load, "load")?.rate_per_s)
 }

@@ -313,10 +313,20 @@ impl Lab {
         &self,
         server: &ChildServer,
         plan: Plan,
+        each_second: impl FnMut(Duration) + Send,
+    ) -> Result<LoadResult, LabError> {
+        self.load_sampling_on(server, plan, self.placement.load.clone(), each_second)
+    }
+
+    /// [`Lab::load_sampling`] with the load on `cpus` instead of its own CPU.
+    pub fn load_sampling_on(
+        &self,
+        server: &ChildServer,
+        plan: Plan,
+        cpus: Vec<usize>,
         mut each_second: impl FnMut(Duration) + Send,
     ) -> Result<LoadResult, LabError> {
         self.interrupt.check()?;
-        let cpus = self.placement.load.clone();
         let label = server.label.clone();
         let mut record = Health::new(format!("load on {label}"), &cpus);
         // A thread of its own, pinned: the threads the load starts inherit its CPU, and the
@@ -385,7 +395,7 @@ impl Lab {
                 cpus(&self.placement.server_all)
             ),
             format!(
-                "load generator: CPU {} (pinned with sched_setaffinity, so a ping-pong with a one-CPU server always crosses cores)",
+                "load generator: CPU {} (pinned with sched_setaffinity, so a ping-pong with a one-CPU server always crosses cores), except for the pool costs, whose one client shares the servers' CPU",
                 cpus(&self.placement.load)
             ),
         ]

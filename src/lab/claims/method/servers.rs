@@ -270,7 +270,7 @@ pub(crate) fn switch_rates(lab: &mut Lab, on: On) -> Result<SwitchRates, LabErro
 pub(super) fn procpool_overhead(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
     Ok(pool_costs(lab, on)?
         .iter()
-        .map(|cost| cost.number(on))
+        .flat_map(|cost| [cost.number(on), cost.added_number(on)])
         .collect())
 }
 
@@ -278,6 +278,8 @@ pub(super) fn procpool_overhead(lab: &mut Lab, on: On) -> Result<Vec<Number>, La
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct PoolCost {
     pub metric: &'static str,
+    /// The metric of the time the hop adds.
+    pub added_metric: &'static str,
     /// Computed where the request arrives (the connection's thread, or the event loop): the
     /// median of the pairs'.
     pub inline_per_s: f64,
@@ -285,21 +287,32 @@ pub(crate) struct PoolCost {
     pub pooled_per_s: f64,
     /// Each interleaved pair's share of the rate the hop costs.
     pub costs: Vec<f64>,
+    /// Each interleaved pair's µs the hop adds to a request.
+    pub added_us: Vec<f64>,
     /// What the hop costs on this side, in words.
     pub why: String,
 }
 
 impl PoolCost {
-    fn new(metric: &'static str, pairs: Vec<(f64, f64)>, why: &str) -> PoolCost {
+    fn new(
+        (metric, added_metric): (&'static str, &'static str),
+        pairs: Vec<(f64, f64)>,
+        why: &str,
+    ) -> PoolCost {
         let median =
             |side: fn(&(f64, f64)) -> f64| Sample::new(pairs.iter().map(side).collect()).median;
         PoolCost {
             metric,
+            added_metric,
             inline_per_s: median(|pair| pair.0),
             pooled_per_s: median(|pair| pair.1),
             costs: pairs
                 .iter()
                 .map(|(inline, pooled)| 1.0 - pooled / inline)
+                .collect(),
+            added_us: pairs
+                .iter()
+                .map(|(inline, pooled)| 1e6 / pooled - 1e6 / inline)
                 .collect(),
             why: why.into(),
         }
@@ -325,6 +338,27 @@ impl PoolCost {
                 self.costs.len()
             ),
         );
+        self.in_its_era(number)
+    }
+
+    /// The µs the hop adds to a request: the median of the pairs'.
+    pub fn added_number(&self, on: On) -> Number {
+        let number = Number::new(
+            on,
+            self.added_metric,
+            bands::HOP_ADDED,
+            self.added_us.clone(),
+            format!(
+                "1 ÷ rate handed to the worker − 1 ÷ rate inline ({:.0} and {:.0} `fib 1` per second); the median of {} interleaved pairs",
+                self.pooled_per_s,
+                self.inline_per_s,
+                self.added_us.len()
+            ),
+        );
+        self.in_its_era(number)
+    }
+
+    fn in_its_era(&self, number: Number) -> Number {
         if self.metric == metrics::INTERPRETER_HOP_COST {
             number.per_interpreter()
         } else {
@@ -336,7 +370,7 @@ impl PoolCost {
 /// What handing each tiny request to the side's parallel worker costs: a process pool of two
 /// against threads; with a GIL per interpreter, two subinterpreters; without a GIL, the
 /// threshold server (an event loop) handing every request to a pool of two threads against
-/// the same server computing each itself. Every server on one CPU.
+/// the same server computing each itself. Every server, and the client, on one CPU.
 pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabError> {
     lab.step(&format!("{}: process-pool overhead", on.label()));
     let workers =
@@ -348,7 +382,11 @@ pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabErro
             On::Emulation(_) => "a pipe round trip and the interpreter's measured hop",
         };
         let pair = interleaved_rates(lab, workers(Model::Threads), workers(Model::Procpool))?;
-        costs.push(PoolCost::new(metrics::PROCESS_POOL_COST, pair, why));
+        costs.push(PoolCost::new(
+            (metrics::PROCESS_POOL_COST, metrics::PROCESS_POOL_HOP),
+            pair,
+            why,
+        ));
     }
     if on.own_gil_subinterpreters() && on.wants(metrics::INTERPRETER_HOP_COST) {
         lab.step(&format!("{}: subinterpreter hop", on.label()));
@@ -357,7 +395,11 @@ pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabErro
             On::Emulation(_) => "a hand-off to an interpreter's thread and the copies",
         };
         let pair = interleaved_rates(lab, workers(Model::Threads), workers(Model::Interpreters))?;
-        costs.push(PoolCost::new(metrics::INTERPRETER_HOP_COST, pair, why));
+        costs.push(PoolCost::new(
+            (metrics::INTERPRETER_HOP_COST, metrics::INTERPRETER_HOP),
+            pair,
+            why,
+        ));
     }
     if on.era() == Era::FreeThreaded && on.wants(metrics::THREAD_POOL_COST) {
         lab.step(&format!("{}: thread-pool hop", on.label()));
@@ -366,7 +408,11 @@ pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabErro
         };
         let pair = interleaved_rates(lab, hybrid(1_000), hybrid(0))?;
         let why = "a hand-off to a pool thread and back to the event loop";
-        costs.push(PoolCost::new(metrics::THREAD_POOL_COST, pair, why));
+        costs.push(PoolCost::new(
+            (metrics::THREAD_POOL_COST, metrics::THREAD_POOL_HOP),
+            pair,
+            why,
+        ));
     }
     Ok(costs)
 }
@@ -374,6 +420,11 @@ pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabErro
 /// A `fib 1` client's rate against two servers on the servers' CPU, started together and
 /// loaded in turn — inline, pooled, inline, pooled, … as many pairs as the profile repeats —
 /// so a slow spell of the machine weighs on both sides of a pair.
+///
+/// The client shares the servers' CPU: the round trip is then CPU work (the client's and
+/// the server's), not a wake-up across cores. Across cores, the hop's share is hop ÷ (wake-up
+/// latency + hop), and that latency is the host's (about 70 µs on one host, 190 µs on
+/// another), so the same pools cost the rate differently from host to host.
 fn interleaved_rates(
     lab: &mut Lab,
     inline: impl FnOnce(&mut Lab, &[usize]) -> Result<ChildServer, LabError>,
@@ -385,8 +436,8 @@ fn interleaved_rates(
     let pairs = (0..lab.profile.pick(1, 3, 5))
         .map(|_| {
             Ok((
-                measure::short_rate(lab, &inline, 1, "fib 1")?,
-                measure::short_rate(lab, &pooled, 1, "fib 1")?,
+                measure::short_rate_on(lab, &inline, one.clone(), 1, "fib 1")?,
+                measure::short_rate_on(lab, &pooled, one.clone(), 1, "fib 1")?,
             ))
         })
         .collect::<Result<Vec<_>, LabError>>()?;
@@ -568,7 +619,7 @@ pub(crate) fn pool_rate(
 ) -> Result<f64, LabError> {
     let one = lab.placement.server_one.clone();
     let server = start(lab, &one)?;
-    let rate = measure::short_rate(lab, &server, 1, "fib 1")?;
+    let rate = measure::short_rate_on(lab, &server, one, 1, "fib 1")?;
     server.stop();
     Ok(rate)
 }

@@ -111,6 +111,14 @@ pub static EXPERIMENT: Experiment = Experiment {
                  cost 0.67 of the rate against CPython 3.11's 0.92, inside the band; it added 10 \
                  µs a request against CPython's 93",
         },
+        RuleChange {
+            date: "2026-12-04",
+            change: "the shared-objects rows size each side's loops by the interpreter's own \
+                 iteration of each loop, timed at calibration, with its eval loop's checks per \
+                 iteration; the bands unchanged",
+            reason: "the shared-objects claim changed its method (its history says why); the pair \
+                 shares the claim's method",
+        },
     ],
     era: None,
     pair: None,

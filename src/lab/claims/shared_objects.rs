@@ -10,7 +10,7 @@ use crate::lab::claims::method::{self, Emulated, Number};
 use crate::lab::claims::metrics::{self, Pair};
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
-use crate::lab::model::outcome::{Chart, Check, Figure, Table};
+use crate::lab::model::outcome::{Chart, Check, Figure, RuleChange, Table};
 use crate::lab::running::{Lab, LabError};
 use crate::lab::words::ratios;
 
@@ -23,7 +23,11 @@ pub static EXPERIMENT: Experiment = Experiment {
         marks: &[&OWN_SCALE, &SHARED_DO_NOT],
         besides: "Holds when the attribute loop scales on objects of their own and neither the attribute nor the list loop scales on one shared object. A module-level function called from both threads is shown, not judged, and so is the new GIL, under which no loop scales.",
     },
-    history: &[],
+    history: &[RuleChange {
+        date: "2026-12-04",
+        change: "each side's loops are sized by the interpreter's own iteration of each loop, timed at calibration, and under a GIL checked as often as its eval loop checks (2.7: four, three and three times an iteration), no longer by free-threaded 3.13's iterations in countdown ticks with one check each; the marks unchanged",
+        reason: "2.7 runs `f()` in 30 ns with three checks of its ticker, `box.v += 1` in 42 ns with four; sized in 3.13t's units an emulated call iteration was one 7 ns stretch with one check and an attribute iteration one 18 ns stretch, so the emulated legacy GIL dropped at other intervals than 2.7's and thrashed by other amounts (function calls 1.7–2.0× serial against 1.4×)",
+    }],
     era: Some(&ERA),
     pair: Some(Pair::SharedObjects),
     run: Method::Measure(run),
@@ -144,7 +148,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let attribute = Number::of(&without_gil, metrics::SHARED_ATTRIBUTE_ONE)?;
     report.setup = vec![
         format!("each side: {}", attribute.note),
-        "the emulation keeps each object's header as free-threaded CPython does, on one cache line: the thread that made it, a count only that thread changes, a count the others change atomically, a lock for stores and appends; a module-level function is immortal, its counts only read; the loop's own time is the tick's calibrated work".into(),
+        "the emulation keeps each object's header as free-threaded CPython does, on one cache line: the thread that made it, a count only that thread changes, a count the others change atomically, a lock for stores and appends; a module-level function is immortal, its counts only read; the loop's own time is the interpreter's own iteration, timed at calibration, in as many stretches as its eval loop has checks".into(),
         "under a GIL the header is one plain count and no lock is taken; the emulated GIL lets one thread run at a time".into(),
         "each era is measured on CPython by the claim's pair with the same method, in the eras table: `python/clab_bench.py shared` on each interpreter found, beside the emulation standing for it".into(),
     ];

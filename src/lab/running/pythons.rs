@@ -70,6 +70,25 @@ pub struct Calibration {
     pub slowest_tick_ns: f64,
     /// One call of the recursive fib.
     pub fib_call_ns: f64,
+    /// Each shared-objects loop's iteration alone.
+    pub operations: LoopIterations,
+}
+
+/// One iteration of a shared-objects loop as an interpreter runs it alone: its time (the best
+/// of five loops) and how often its eval loop looks at its breaker in it, read from the
+/// interpreter's source (`clab_bench.py operation_checks`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoopIteration {
+    pub iteration_ns: f64,
+    pub checks: u32,
+}
+
+/// The three loops' iterations, by `clab_bench.py shared --op` name.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoopIterations {
+    pub attribute: LoopIteration,
+    pub append: LoopIteration,
+    pub call: LoopIteration,
 }
 
 /// What `clab_bench.py tick` prints beside the calibration: every timing it took.
@@ -413,7 +432,11 @@ fn calibrate(identity: Identity, scripts: &Scripts, own: &OwnHops) -> Result<Pyt
         slowest_tick_ns: slowest / f64::from(times.calibration.checks_per_iteration.max(1)),
         ..times.calibration
     };
-    if !(calibration.tick_ns > 0.0 && calibration.fib_call_ns > 0.0) {
+    let loops = &calibration.operations;
+    let loops_plausible = [loops.attribute, loops.append, loops.call]
+        .iter()
+        .all(|one| one.iteration_ns > 0.0 && one.checks > 0);
+    if !(calibration.tick_ns > 0.0 && calibration.fib_call_ns > 0.0 && loops_plausible) {
         return Err(format!("implausible calibration {calibration:?}"));
     }
     let hop = |to: &str| measure_hop(&identity.path, scripts, to, own.cpu);
@@ -691,6 +714,20 @@ mod tests {
                 tick_ns: 20.0,
                 slowest_tick_ns: 21.0,
                 fib_call_ns: 30.0,
+                operations: LoopIterations {
+                    attribute: LoopIteration {
+                        iteration_ns: 40.0,
+                        checks: 1,
+                    },
+                    append: LoopIteration {
+                        iteration_ns: 30.0,
+                        checks: 1,
+                    },
+                    call: LoopIteration {
+                        iteration_ns: 25.0,
+                        checks: 1,
+                    },
+                },
             },
             hops: Hops {
                 processes: hop(60),

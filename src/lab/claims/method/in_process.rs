@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::shared_objects::{Operation, PythonTimed, Timed, timed};
+use super::shared_objects::{self, Operation, PythonTimed, Timed, timed};
 use super::{Number, On};
 use super::{increments, long_operation};
 use crate::gil::{GilConfig, PythonThread};
@@ -322,7 +322,8 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
             on.label(),
             operation.name()
         ));
-        let iterations = operation.iterations(length, on.tick());
+        let iteration = on.loop_iteration(operation);
+        let iterations = shared_objects::iterations(iteration, length);
         let timings: Vec<Timed> = match on {
             On::CPython(python) => {
                 let (each, times) = (iterations.to_string(), repeats.to_string());
@@ -351,7 +352,7 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
                 let main_heap = Mutex::default();
                 (0..repeats)
                     .map(|_| {
-                        let run = (operation, iterations);
+                        let run = (operation, iteration, iterations);
                         timed(&emulated.gil, run, &main_heap, (&all, &lab.health))
                     })
                     .collect()

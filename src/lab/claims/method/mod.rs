@@ -31,12 +31,13 @@ use crate::lab::model::eras::EraClaim;
 use crate::lab::model::outcome::{Band, Check, Fidelity, Verdict};
 use crate::lab::model::{Era, Measurement, Subject};
 use crate::lab::running::process::ChildServer;
-use crate::lab::running::pythons::Python;
+use crate::lab::running::pythons::{LoopIteration, LoopIterations, Python};
 use crate::lab::running::setups::fib_n_for;
 use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError};
 use crate::server::Model;
 use crate::server::offload::Target;
+use shared_objects::Operation;
 
 /// What a claim's pair measured on every interpreter: the fidelity rows, and the numbers they
 /// pair as rows of the run's table (each with every repeat).
@@ -303,6 +304,8 @@ pub struct Emulated {
     own_gil_subinterpreters: bool,
     switch_interval: bool,
     asyncio: bool,
+    /// The shared-objects loops' iterations of the interpreter it stands for, if any.
+    loops: Option<LoopIterations>,
     /// The one metric wanted (an era's cell), or every one.
     only: Option<&'static str>,
     /// Where a threads server records its GIL's trace, if anywhere.
@@ -319,6 +322,7 @@ impl Emulated {
             own_gil_subinterpreters: python.has_own_gil_subinterpreters(),
             switch_interval: python.has_switch_interval(),
             asyncio: python.has_asyncio(),
+            loops: Some(python.calibration.operations),
             only: None,
             trace: None,
         }
@@ -333,6 +337,7 @@ impl Emulated {
             own_gil_subinterpreters: era == Era::PerInterpreter,
             switch_interval: era != Era::Legacy,
             asyncio: true,
+            loops: None,
             only: None,
             trace: None,
         }
@@ -462,6 +467,16 @@ impl On<'_> {
             On::CPython(python) => python.tick(),
             On::Emulation(emulated) => emulated.gil.tick,
         }
+    }
+
+    /// One iteration of a shared-objects loop on this side: as the interpreter was timed
+    /// running it, or by the operation's ticks where no interpreter stands behind it.
+    fn loop_iteration(self, operation: Operation) -> LoopIteration {
+        let loops = match self {
+            On::CPython(python) => Some(&python.calibration.operations),
+            On::Emulation(emulated) => emulated.loops.as_ref(),
+        };
+        loops.map_or(operation.at_tick(self.tick()), |loops| operation.of(loops))
     }
 
     /// The cost of one `fib` call on this side, ns.

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread, Variant};
 use crate::lab::running::health::HealthLog;
+use crate::lab::running::pythons::{LoopIteration, LoopIterations};
 use crate::work::Pace;
 
 /// What one loop iteration does to its object.
@@ -50,8 +51,8 @@ impl Operation {
     /// The eval loop's own time in one iteration, in ticks (one `while n > 0: n -= 1`
     /// iteration each), as free-threaded CPython 3.13 runs it alone: measured there at 2.6,
     /// 1.5 and 0.85 ticks (103, 60 and 33 ns against a 39.6 ns tick; its attribute access is
-    /// generic, not specialised). With a GIL the three take 1.1–1.4 ticks (3.13.0); the
-    /// ratios judged depend little on it.
+    /// generic, not specialised). Used only where no interpreter was timed running the loop
+    /// (the emulation alone): an interpreter's own iteration is calibrated with its tick.
     pub fn ticks(self) -> f64 {
         match self {
             Operation::Attribute => 2.5,
@@ -108,11 +109,28 @@ impl Operation {
         }
     }
 
-    /// The iterations of a loop of about `length` at `tick`.
-    pub fn iterations(self, length: Duration, tick: Duration) -> u64 {
-        let per_iteration = self.ticks() * tick.as_nanos().max(1) as f64;
-        ((length.as_nanos() as f64 / per_iteration) as u64).max(1)
+    /// Its iteration on an interpreter that was timed running it.
+    pub fn of(self, loops: &LoopIterations) -> LoopIteration {
+        match self {
+            Operation::Attribute => loops.attribute,
+            Operation::Append => loops.append,
+            Operation::Call => loops.call,
+        }
     }
+
+    /// Its iteration by [`Operation::ticks`] at `tick`, where no interpreter was timed: one
+    /// check, at the backward jump.
+    pub fn at_tick(self, tick: Duration) -> LoopIteration {
+        LoopIteration {
+            iteration_ns: self.ticks() * tick.as_nanos().max(1) as f64,
+            checks: 1,
+        }
+    }
+}
+
+/// The iterations of a loop of about `length`.
+pub(crate) fn iterations(iteration: LoopIteration, length: Duration) -> u64 {
+    ((length.as_nanos() as f64 / iteration.iteration_ns.max(1.0)) as u64).max(1)
 }
 
 /// Seconds for one thread doing both threads' loops in a row, two threads on objects of
@@ -410,21 +428,26 @@ impl Header {
     }
 }
 
-/// An iteration's busy work at one configuration's tick: the part outside the object's
-/// lock, ending at a checkpoint, and the part inside it.
+/// An iteration's busy work: the part outside the object's lock, in as many stretches as
+/// the interpreter has checks in an iteration, each ending at a checkpoint, and the part
+/// inside it. Under the legacy GIL, which counts checks, how far apart they are sets how
+/// often the holder drops the lock.
 #[derive(Clone, Copy)]
 struct Paces {
     unlocked: Pace,
+    checks: u32,
     locked: Pace,
 }
 
 impl Paces {
-    fn new(operation: Operation, tick: Duration) -> Paces {
-        let ticks =
-            |n: f64| Pace::for_tick(Duration::from_nanos((n * tick.as_nanos() as f64) as u64));
+    fn new(operation: Operation, iteration: LoopIteration) -> Paces {
+        let locked_share = operation.locked_ticks() / operation.ticks();
+        let checks = iteration.checks.max(1);
+        let ns = |ns: f64| Pace::for_tick(Duration::from_nanos(ns as u64));
         Paces {
-            unlocked: ticks(operation.ticks() - operation.locked_ticks()),
-            locked: ticks(operation.locked_ticks()),
+            unlocked: ns(iteration.iteration_ns * (1.0 - locked_share) / f64::from(checks)),
+            checks,
+            locked: ns(iteration.iteration_ns * locked_share),
         }
     }
 }
@@ -441,7 +464,9 @@ fn iteration(
     header: Header,
     (paces, thread): (Paces, &mut PythonThread),
 ) {
-    crate::work::tick(paces.unlocked, thread);
+    for _ in 0..paces.checks {
+        crate::work::tick(paces.unlocked, thread);
+    }
     let locked_work = || crate::work::tick(paces.locked, &mut crate::work::Free);
     match operation {
         Operation::Attribute => {
@@ -503,19 +528,19 @@ fn run_loop(
     made
 }
 
-/// The three timings of one repeat under `config`: its GIL, or none, and its tick, the loops
-/// `iterations` long, the threads pinned to `cpus`. The serial loops allocate from
+/// The three timings of one repeat under `config`, its GIL or none, each loop `iterations`
+/// of `iteration`, the threads pinned to `cpus`. The serial loops allocate from
 /// `main_heap`, the heap of the bench's main thread, kept from one repeat to the next, and
 /// with a GIL the threads' loops do too: it is the process's.
 pub(crate) fn timed(
     config: &GilConfig,
-    (operation, iterations): (Operation, u64),
+    (operation, iteration, iterations): (Operation, LoopIteration, u64),
     main_heap: &Mutex<Heap>,
     (cpus, log): (&[usize], &HealthLog),
 ) -> Timed {
     let free_threaded = config.variant == Variant::None;
-    // An iteration's time in ticks of this configuration, whether or not a lock listens.
-    let paces = Paces::new(operation, config.tick);
+    // An iteration's time, whether or not a lock listens.
+    let paces = Paces::new(operation, iteration);
     let gil = config.lock();
     let serial = std::thread::scope(|scope| {
         let gil = gil.as_ref();
@@ -644,11 +669,12 @@ mod tests {
             return;
         }
         let tick = Duration::from_nanos(50);
-        let iterations = Operation::Attribute.iterations(Duration::from_millis(20), tick);
+        let iteration = Operation::Attribute.at_tick(tick);
+        let iterations = iterations(iteration, Duration::from_millis(20));
         let best = |config: &GilConfig| {
             (0..5)
                 .map(|_| {
-                    let run = (Operation::Attribute, iterations);
+                    let run = (Operation::Attribute, iteration, iterations);
                     let timed = timed(config, run, &Mutex::default(), (&cpus, &quiet()));
                     timed.own / timed.serial
                 })
@@ -672,7 +698,7 @@ mod tests {
         let mut object = Object::new();
         let mut thread = PythonThread::attach(None, "test");
         let (tick, heap) = (Duration::from_nanos(10), Mutex::default());
-        let appends = Paces::new(Operation::Append, tick);
+        let appends = Paces::new(Operation::Append, Operation::Append.at_tick(tick));
         let made = run_loop(
             Operation::Append,
             (&object, &heap),
@@ -680,7 +706,7 @@ mod tests {
             true,
             (appends, &mut thread),
         );
-        let stores = Paces::new(Operation::Attribute, tick);
+        let stores = Paces::new(Operation::Attribute, Operation::Attribute.at_tick(tick));
         run_loop(
             Operation::Attribute,
             (&object, &heap),

@@ -693,6 +693,24 @@ mod tests {
         assert!(with > 0.8, "own objects under the GIL: {with:.2}");
     }
 
+    /// An iteration with four checks is four stretches of a quarter of the unlocked time, as
+    /// 2.7 ticks four times in `box.v += 1`; the locked part stays whole.
+    #[test]
+    fn an_iteration_is_split_at_its_checks() {
+        let iteration = |checks| LoopIteration {
+            iteration_ns: 400.0,
+            checks,
+        };
+        let (one, four) = (
+            Paces::new(Operation::Attribute, iteration(1)),
+            Paces::new(Operation::Attribute, iteration(4)),
+        );
+        assert_eq!((one.checks, four.checks), (1, 4));
+        let quarter = f64::from(one.unlocked.spin_iterations) / 4.0;
+        assert!((f64::from(four.unlocked.spin_iterations) - quarter).abs() <= 1.0);
+        assert_eq!(one.locked, four.locked);
+    }
+
     #[test]
     fn an_append_lands_in_the_list() {
         let mut object = Object::new();

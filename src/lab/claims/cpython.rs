@@ -119,6 +119,13 @@ pub static EXPERIMENT: Experiment = Experiment {
             reason: "the shared-objects claim changed its method (its history says why); the pair \
                  shares the claim's method",
         },
+        RuleChange {
+            date: "2026-12-04",
+            change: "the long instruction's two millisecond rows (the ticker's longest gap, the \
+                 signal's delay) became one: the signal's delay as a share of each side's own \
+                 operation's measured length, band ±25 % as before; the stall share stays",
+            reason: "the long-instruction claim changed its pair (its history says why)",
+        },
     ],
     era: None,
     pair: None,
@@ -285,7 +292,7 @@ fn setup(lab: &Lab) -> Vec<String> {
         crate::work::work_costs().fib_call_ns
     ));
     setup.push(format!(
-        "bands, fixed before the run: countdown one core {}, two cores {} (legacy) or {} (new), processes {}; two clients {}; convoy {}; switch-interval slope {}; process-pool cost {}; long instruction {} (its stall share {}); race {}; c10k {}; io-bound {}; shared objects {}",
+        "bands, fixed before the run: countdown one core {}, two cores {} (legacy) or {} (new), processes {}; two clients {}; convoy {}; switch-interval slope {}; process-pool cost {} (the µs a hop adds {}); long instruction's signal delay {} (its stall share {}); race {}; c10k {}; io-bound {}; shared objects {}",
         bands::COUNTDOWN_ONE_CORE.describe(),
         bands::COUNTDOWN_TWO_CORES_LEGACY.describe(),
         bands::COUNTDOWN_TWO_CORES.describe(),
@@ -294,6 +301,7 @@ fn setup(lab: &Lab) -> Vec<String> {
         bands::CONVOY.describe(),
         bands::SWITCH_SLOPE.describe(),
         bands::PROCPOOL_COST.describe(),
+        bands::HOP_ADDED.describe(),
         bands::LONG_INSTRUCTION.describe(),
         bands::LONG_STALL.describe(),
         bands::RACE.describe(),

@@ -41,6 +41,11 @@ pub static EXPERIMENT: Experiment = Experiment {
             change: "the emulation's operation takes the pair's length (300 ms in the default profile, was 500 ms; 150 ms quick, was 200 ms); marks unchanged",
             reason: "one method per quantity: the eras table's emulated cells are the experiment's runs, and CPython's operation is as long",
         },
+        RuleChange {
+            date: "2026-12-04",
+            change: "the pair judges the signal's delay as a share of each side's own operation's measured length (band ±25 % as before), no longer in milliseconds, and no longer the ticker's longest gap in milliseconds beside its stall share, which already judges the gap against the operation's length; this claim's own marks unchanged",
+            reason: "a sum over a range runs as long as the host and the moment make it: on an AMD host CPython's ran 1.3–1.7× its calibrated length while the emulation's ran as calibrated, so the millisecond rows missed (a signal delayed 335 against 240 ms) while both sides held the ticker and the signal for their whole operation",
+        },
     ],
     era: Some(&ERA),
     pair: Some(Pair::LongInstruction),

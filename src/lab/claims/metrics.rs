@@ -64,6 +64,7 @@ pub const INTERPRETER_HOP: &str = "µs a subinterpreter's hop adds to a tiny req
 pub const THREAD_POOL_HOP: &str = "µs a thread pool's hop adds to a tiny request, without a GIL";
 pub const SWITCH_SLOPE: &str = "slope of tiny-request rate against switch interval (log–log)";
 pub const LONG_STALL: &str = "ticker's stall as a share of the operation's length";
+pub const LONG_DELAY: &str = "signal handler's delay as a share of the operation's length";
 pub const C10K_PER_CONNECTION: &str = "resident KiB per idle connection (asyncio vs eventloop)";
 pub const RACE_LOST: &str = "share of increments lost, two threads";
 pub const IO_BOUND_SHARE: &str =

@@ -285,10 +285,8 @@ pub(crate) struct PoolCost {
     pub inline_per_s: f64,
     /// Handed to the worker: the median of the pairs'.
     pub pooled_per_s: f64,
-    /// Each interleaved pair's share of the rate the hop costs.
-    pub costs: Vec<f64>,
-    /// Each interleaved pair's µs the hop adds to a request.
-    pub added_us: Vec<f64>,
+    /// Each interleaved pair's rates, inline and handed to the worker.
+    pub pairs: Vec<(f64, f64)>,
     /// What the hop costs on this side, in words.
     pub why: String,
 }
@@ -306,21 +304,26 @@ impl PoolCost {
             added_metric,
             inline_per_s: median(|pair| pair.0),
             pooled_per_s: median(|pair| pair.1),
-            costs: pairs
-                .iter()
-                .map(|(inline, pooled)| 1.0 - pooled / inline)
-                .collect(),
-            added_us: pairs
-                .iter()
-                .map(|(inline, pooled)| 1e6 / pooled - 1e6 / inline)
-                .collect(),
+            pairs,
             why: why.into(),
         }
     }
 
+    /// Each pair's share of the rate the hop costs.
+    fn costs(&self) -> Vec<f64> {
+        let share = |(inline, pooled): &(f64, f64)| 1.0 - pooled / inline;
+        self.pairs.iter().map(share).collect()
+    }
+
+    /// Each pair's µs the hop adds to a request.
+    fn added_us(&self) -> Vec<f64> {
+        let added = |(inline, pooled): &(f64, f64)| 1e6 / pooled - 1e6 / inline;
+        self.pairs.iter().map(added).collect()
+    }
+
     /// The share of the rate the hop costs: the median of the pairs'.
     pub fn cost(&self) -> f64 {
-        Sample::new(self.costs.clone()).median
+        Sample::new(self.costs()).median
     }
 
     pub fn number(&self, on: On) -> Number {
@@ -328,14 +331,14 @@ impl PoolCost {
             on,
             self.metric,
             bands::PROCPOOL_COST,
-            self.costs.clone(),
+            self.costs(),
             format!(
                 "`fib 1` per second {:.0} inline → {:.0} handed to the worker (adds {:.0} µs a request: {}); the median of {} interleaved pairs",
                 self.inline_per_s,
                 self.pooled_per_s,
                 1e6 / self.pooled_per_s - 1e6 / self.inline_per_s,
                 self.why,
-                self.costs.len()
+                self.pairs.len()
             ),
         );
         self.in_its_era(number)
@@ -347,12 +350,12 @@ impl PoolCost {
             on,
             self.added_metric,
             bands::HOP_ADDED,
-            self.added_us.clone(),
+            self.added_us(),
             format!(
                 "1 ÷ rate handed to the worker − 1 ÷ rate inline ({:.0} and {:.0} `fib 1` per second); the median of {} interleaved pairs",
                 self.pooled_per_s,
                 self.inline_per_s,
-                self.added_us.len()
+                self.pairs.len()
             ),
         );
         self.in_its_era(number)

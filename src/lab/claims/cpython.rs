@@ -126,6 +126,14 @@ pub static EXPERIMENT: Experiment = Experiment {
                  operation's measured length, band ±25 % as before; the stall share stays",
             reason: "the long-instruction claim changed its pair (its history says why)",
         },
+        RuleChange {
+            date: "2026-12-04",
+            change: "the rows of two workers on two cores (countdown's threads, processes and \
+                 subinterpreters, shared objects, lost increments) run each worker on a CPU of its \
+                 own, on CPython and the emulation alike; the bands unchanged",
+            reason: "the countdown, shared-objects and race claims changed their placement (their \
+                 histories say why); the pairs share the claims' methods",
+        },
     ],
     era: None,
     pair: None,

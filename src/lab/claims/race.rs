@@ -9,8 +9,8 @@ use crate::lab::claims::method::increments::{Counting, count, eager};
 use crate::lab::claims::metrics;
 use crate::lab::model::Era;
 use crate::lab::model::eras::{EraClaim, EraMetric, Rule, Unit};
-use crate::lab::model::outcome::Table;
 use crate::lab::model::outcome::{Check, Verdict};
+use crate::lab::model::outcome::{RuleChange, Table};
 use crate::lab::running::{Lab, LabError};
 
 pub static EXPERIMENT: Experiment = Experiment {
@@ -23,7 +23,11 @@ pub static EXPERIMENT: Experiment = Experiment {
         besides: "holds when the unsynchronised counter (no GIL) ends short of the increments made, and \
            the locked and atomic counters end exactly right; does not hold otherwise.",
     },
-    history: &[],
+    history: &[RuleChange {
+        date: "2026-12-04",
+        change: "CPython's two incrementing threads run on a CPU each, as the emulation's already did, instead of both on either",
+        reason: "one placement per quantity on both sides: the bench's workers now take a CPU each in every claim that runs two (left to the scheduler, two threads taking turns at a GIL sometimes shared one CPU)",
+    }],
     era: Some(&ERA),
     pair: Some(crate::lab::claims::metrics::Pair::Race),
     run: experiment::Method::Measure(run),

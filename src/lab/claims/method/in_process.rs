@@ -41,7 +41,8 @@ impl Countdown {
     }
 }
 
-/// Seconds for two jobs of `job_ms` run as `how`, pinned to `cpus`: on CPython two
+/// Seconds for two jobs of `job_ms` run as `how` on `cpus`, each worker on one of them in
+/// turn (one after the other, on either): on CPython two
 /// `countdown(n)` of that length (`python/clab_bench.py`), on the emulation two `spin job_ms`
 /// on the emulated GIL in this process — one after the other on one thread, on two threads of
 /// one interpreter, or on two interpreters (a GIL each).
@@ -95,7 +96,9 @@ fn emulated_countdown(
             let own = how.own_gils().then(|| config.lock()).flatten();
             let shared = shared.as_ref();
             scope.spawn(move || {
-                log.pin_thread(&format!("countdown {} {index}", how.name()), cpus);
+                // A CPU each, as the bench's workers.
+                let cpu = cpus[index % cpus.len()];
+                log.pin_thread(&format!("countdown {} {index}", how.name()), &[cpu]);
                 let gil = if how.own_gils() { own.as_ref() } else { shared };
                 let mut thread = PythonThread::attach(gil, &format!("countdown {index}"));
                 for _ in 0..count {
@@ -169,7 +172,7 @@ pub(super) fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> 
             band,
             ratios,
             format!(
-                "two {what} jobs of {job_ms} ms as {} ÷ one after the other, on CPUs {}, timed from when both workers run; median of {repeats}",
+                "two {what} jobs of {job_ms} ms as {}, a worker on each of CPUs {} in turn, ÷ one after the other, timed from when both workers run; median of {repeats}",
                 how.name(),
                 list(cpus)
             ),
@@ -368,7 +371,7 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
         }
         let note = |objects: &str| {
             format!(
-                "two threads × {iterations} iterations of `{}` on {objects} ÷ one thread doing both loops, on CPUs {}; median of {repeats} repeats, the three timed back to back in each",
+                "two threads × {iterations} iterations of `{}` on {objects}, a CPU each of {}, ÷ one thread doing both loops; median of {repeats} repeats, the three timed back to back in each",
                 operation.code(),
                 list(&all)
             )

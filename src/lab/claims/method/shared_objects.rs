@@ -529,7 +529,8 @@ fn run_loop(
 }
 
 /// The three timings of one repeat under `config`, its GIL or none, each loop `iterations`
-/// of `iteration`, the threads pinned to `cpus`. The serial loops allocate from
+/// of `iteration`; the serial thread on `cpus`, each of the two threads on one of them in
+/// turn. The serial loops allocate from
 /// `main_heap`, the heap of the bench's main thread, kept from one repeat to the next, and
 /// with a GIL the threads' loops do too: it is the process's.
 pub(crate) fn timed(
@@ -586,9 +587,10 @@ pub(crate) fn timed(
                 .map(|index| {
                     let (gil, start) = (gil.as_ref(), &start);
                     scope.spawn(move || {
+                        // A CPU each, as the bench's workers (see `together` there).
                         log.pin_thread(
                             &format!("shared-objects {} thread {index}", operation.name()),
-                            cpus,
+                            &[cpus[index % cpus.len()]],
                         );
                         let own = Object::new();
                         // Attaching takes the GIL: only after both are ready to run.

@@ -172,11 +172,18 @@ impl Pace {
     /// The pace at which work reaches a checkpoint every `tick` on this machine (at least
     /// one fib call or spin iteration between two).
     pub fn for_tick(tick: Duration) -> Pace {
+        Pace::for_ticks(tick, tick)
+    }
+
+    /// `spin` reaching a checkpoint every `tick`, and `fib` every `fib_tick`.
+    pub fn for_ticks(tick: Duration, fib_tick: Duration) -> Pace {
         let costs = work_costs();
-        let per = |cost_ns: f64| ((tick.as_nanos() as f64 / cost_ns).round() as u32).max(1);
+        let per = |tick: Duration, cost_ns: f64| {
+            ((tick.as_nanos() as f64 / cost_ns).round() as u32).max(1)
+        };
         Pace {
-            fib_calls: per(costs.fib_call_ns),
-            spin_iterations: per(costs.spin_iteration_ns),
+            fib_calls: per(fib_tick, costs.fib_call_ns),
+            spin_iterations: per(tick, costs.spin_iteration_ns),
         }
     }
 }
@@ -419,6 +426,18 @@ mod tests {
         // Never less than one call or iteration, however short the tick.
         let finest = Pace::for_tick(Duration::from_nanos(1));
         assert!(finest.fib_calls >= 1 && finest.spin_iterations >= 1);
+    }
+
+    /// fib follows its own tick and spin the loop's: 2.7 looks at its breaker about every
+    /// 11 ns in fib and every 7 ns in its countdown loop.
+    #[test]
+    fn fib_and_spin_keep_their_own_ticks() {
+        let costs = work_costs();
+        let pace = Pace::for_ticks(Duration::from_micros(1), Duration::from_micros(3));
+        let fib_ns = f64::from(pace.fib_calls) * costs.fib_call_ns;
+        let spin_ns = f64::from(pace.spin_iterations) * costs.spin_iteration_ns;
+        assert!((1500.0..6000.0).contains(&fib_ns), "{pace:?} {costs:?}");
+        assert!((500.0..2000.0).contains(&spin_ns), "{pace:?} {costs:?}");
     }
 
     /// Measured directly: the time between two checkpoints of fib and of spin is the tick,

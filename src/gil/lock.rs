@@ -27,7 +27,7 @@ pub struct Gil {
 #[derive(Debug)]
 struct Shared {
     config: GilConfig,
-    /// The work between two checkpoints, from `config.tick`.
+    /// The work between two checkpoints, from `config.tick` and `config.fib_tick`.
     pace: Pace,
     /// CPython ≤3.12's `gil_drop_request` in the eval breaker: the one word a checkpoint reads.
     drop_request: AtomicBool,
@@ -117,7 +117,7 @@ impl Gil {
                 cond: Condvar::new(),
                 switch_cond: Condvar::new(),
                 created: Instant::now(),
-                pace: Pace::for_tick(config.tick),
+                pace: Pace::for_ticks(config.tick, config.fib_tick),
                 config,
                 #[cfg(clab_loom)]
                 interval_elapsed: AtomicBool::new(false),

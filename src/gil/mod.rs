@@ -144,6 +144,10 @@ impl SwitchPoints {
 /// measures it per interpreter and passes `--tick`.
 pub const DEFAULT_TICK: Duration = Duration::from_nanos(22);
 
+/// The default fib tick: the time between two checks in CPython 3.11's recursive fib, which
+/// checks once per call (about 27 ns here). The lab measures it per interpreter too.
+pub const DEFAULT_FIB_TICK: Duration = Duration::from_nanos(27);
+
 /// How a [`Gil`] behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GilConfig {
@@ -153,8 +157,12 @@ pub struct GilConfig {
     pub switch_interval: Duration,
     /// legacy: checkpoints between forced release-and-reacquire (`sys.setcheckinterval`, 100).
     pub check_interval: u32,
-    /// The work between two checkpoints, as CPython's time between two eval-breaker checks.
+    /// The work between two checkpoints, as CPython's time between two eval-breaker checks
+    /// in its countdown loop: `spin`'s pace.
     pub tick: Duration,
+    /// The same in CPython's recursive fib, which checks at other opcodes than the loop
+    /// (2.7: every 10–11 ns against the loop's 7): `fib`'s pace.
+    pub fib_tick: Duration,
     /// Which boundaries are checkpoints.
     pub switch_points: SwitchPoints,
     /// Keep the newest this many lock events for a trace (`None`: no trace).
@@ -168,6 +176,7 @@ impl GilConfig {
             switch_interval: Duration::from_millis(5),
             check_interval: 100,
             tick: DEFAULT_TICK,
+            fib_tick: DEFAULT_FIB_TICK,
             switch_points: SwitchPoints::of_era(variant),
             trace_capacity: None,
         }

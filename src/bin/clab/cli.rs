@@ -721,10 +721,18 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub check_interval: u32,
 
-    /// The work between two checkpoints: CPython's time between two looks at its eval breaker
-    /// (`clab lab` measures it per interpreter; the default is CPython 3.11's here, ~22 ns)
+    /// The work between two checkpoints in `spin`: CPython's time between two looks at its
+    /// eval breaker in its countdown loop (`clab lab` measures it per interpreter; the
+    /// default is CPython 3.11's here, ~22 ns)
     #[arg(long, default_value = "22ns", value_parser = parse_tick)]
     pub tick: Duration,
+
+    /// The work between two checkpoints in `fib`: CPython's recursive fib looks at its
+    /// breaker at other instructions than its loop (`clab lab` measures it per interpreter as
+    /// a fib call's time over its checks; the default is CPython 3.11's here, one check a
+    /// call, ~27 ns)
+    #[arg(long, default_value = "27ns", value_parser = parse_tick)]
+    pub fib_tick: Duration,
 
     /// Where a holder may be made to drop the GIL: every-instruction (CPython ≤ 3.9) or
     /// calls-and-jumps (3.10+) [default: every-instruction for legacy, else calls-and-jumps]
@@ -889,6 +897,7 @@ impl ServeArgs {
             switch_interval: self.switch_interval,
             check_interval: self.check_interval,
             tick: self.tick,
+            fib_tick: self.fib_tick,
             switch_points: self.switch_points.unwrap_or(SwitchPoints::of_era(self.gil)),
             ..GilConfig::new(self.gil)
         };

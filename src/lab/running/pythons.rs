@@ -70,6 +70,8 @@ pub struct Calibration {
     pub slowest_tick_ns: f64,
     /// One call of the recursive fib.
     pub fib_call_ns: f64,
+    /// Eval-breaker checks per fib call, on average (4.5 up to 3.9, 1 from 3.10).
+    pub fib_checks_per_call: f64,
     /// Each shared-objects loop's iteration alone.
     pub operations: LoopIterations,
 }
@@ -204,7 +206,12 @@ impl Python {
 
     /// The tick, rounded to whole nanoseconds (at least one).
     pub fn tick(&self) -> Duration {
-        Duration::from_nanos((self.calibration.tick_ns.round() as u64).max(1))
+        whole_ns(self.calibration.tick_ns)
+    }
+
+    /// The time between two checks in fib: a call's time over its checks.
+    pub fn fib_tick(&self) -> Duration {
+        whole_ns(self.calibration.fib_call_ns / self.calibration.fib_checks_per_call)
     }
 
     /// A `clab serve` of `model` emulating this interpreter: its GIL, tick, switch points
@@ -225,6 +232,7 @@ impl Python {
         let spent = &self.hops.emulation;
         vec![
             ("--tick", format!("{}ns", self.tick().as_nanos())),
+            ("--fib-tick", format!("{}ns", self.fib_tick().as_nanos())),
             ("--switch-points", self.switch_points().name().to_owned()),
             ("--hop-cost", hop("pool", spent.threads)),
             ("--hop-cost", hop("procpool", spent.processes)),
@@ -392,6 +400,11 @@ impl Identity {
     }
 }
 
+/// `ns` rounded to a whole number of nanoseconds, at least one.
+fn whole_ns(ns: f64) -> Duration {
+    Duration::from_nanos((ns.round() as u64).max(1))
+}
+
 /// Asks `path` what it is; an error says why it cannot be used.
 fn identify(path: &Path, scripts: &Scripts) -> Result<Identity, String> {
     let probe: Probe = bench(path, scripts, &["probe"], None, PROBE_PATIENCE)?;
@@ -436,7 +449,8 @@ fn calibrate(identity: Identity, scripts: &Scripts, own: &OwnHops) -> Result<Pyt
     let loops_plausible = [loops.attribute, loops.append, loops.call]
         .iter()
         .all(|one| one.iteration_ns > 0.0 && one.checks > 0);
-    if !(calibration.tick_ns > 0.0 && calibration.fib_call_ns > 0.0 && loops_plausible) {
+    let fib_plausible = calibration.fib_call_ns > 0.0 && calibration.fib_checks_per_call > 0.0;
+    if !(calibration.tick_ns > 0.0 && fib_plausible && loops_plausible) {
         return Err(format!("implausible calibration {calibration:?}"));
     }
     let hop = |to: &str| measure_hop(&identity.path, scripts, to, own.cpu);
@@ -714,6 +728,7 @@ mod tests {
                 tick_ns: 20.0,
                 slowest_tick_ns: 21.0,
                 fib_call_ns: 30.0,
+                fib_checks_per_call: 1.0,
                 operations: LoopIterations {
                     attribute: LoopIteration {
                         iteration_ns: 40.0,

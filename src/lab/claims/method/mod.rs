@@ -240,6 +240,7 @@ fn paired(
 pub fn gil_config(python: &Python) -> GilConfig {
     GilConfig {
         tick: python.tick(),
+        fib_tick: python.fib_tick(),
         switch_points: python.switch_points(),
         ..GilConfig::new(python.variant())
     }

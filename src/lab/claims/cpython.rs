@@ -280,7 +280,7 @@ fn setup(lab: &Lab) -> Vec<String> {
         .map(|python| {
             let calibration = &python.calibration;
             format!(
-                "{} at {}: {}; countdown iteration {:.1} ns with {} eval-breaker check(s), so a tick of {:.1} ns (the best of 5; the slowest {:.1} ns); a fib call {:.1} ns; CPU per tiny job handed over: {}; emulated as `clab serve {}`",
+                "{} at {}: {}; countdown iteration {:.1} ns with {} eval-breaker check(s), so a tick of {:.1} ns (the best of 5; the slowest {:.1} ns); a fib call {:.1} ns with {} checks on average, so a fib tick of {} ns; CPU per tiny job handed over: {}; emulated as `clab serve {}`",
                 python.label(),
                 python.path.display(),
                 python.era.short(),
@@ -289,6 +289,8 @@ fn setup(lab: &Lab) -> Vec<String> {
                 calibration.tick_ns,
                 calibration.slowest_tick_ns,
                 calibration.fib_call_ns,
+                calibration.fib_checks_per_call,
+                python.fib_tick().as_nanos(),
                 python.hops.describe(),
                 python.emulation_args().join(" ")
             )

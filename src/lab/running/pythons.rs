@@ -93,6 +93,13 @@ pub struct LoopIterations {
     pub call: LoopIteration,
 }
 
+impl LoopIterations {
+    /// All three, for what holds of each.
+    pub fn each(&self) -> [LoopIteration; 3] {
+        [self.attribute, self.append, self.call]
+    }
+}
+
 /// What `clab_bench.py tick` prints beside the calibration: every timing it took.
 #[derive(serde::Deserialize)]
 struct TickTimes {
@@ -445,8 +452,9 @@ fn calibrate(identity: Identity, scripts: &Scripts, own: &OwnHops) -> Result<Pyt
         slowest_tick_ns: slowest / f64::from(times.calibration.checks_per_iteration.max(1)),
         ..times.calibration
     };
-    let loops = &calibration.operations;
-    let loops_plausible = [loops.attribute, loops.append, loops.call]
+    let loops_plausible = calibration
+        .operations
+        .each()
         .iter()
         .all(|one| one.iteration_ns > 0.0 && one.checks > 0);
     let fib_plausible = calibration.fib_call_ns > 0.0 && calibration.fib_checks_per_call > 0.0;

@@ -2,7 +2,7 @@
 //! every era's interpreter the lab would pick here (the newest 2.x, python3, the newest
 //! 3.x): every server model speaks the same protocol as `clab serve`, survives `clab load`,
 //! and stops on SIGTERM without leaving a child behind; the in-process programs and the
-//! tick calibration agree with direct measurements. Skipped, with a message, where no
+//! tick and hop calibrations agree with direct measurements. Skipped, with a message, where no
 //! CPython is found.
 
 mod common;
@@ -38,6 +38,10 @@ fn interpreters() -> &'static [Python] {
 }
 
 fn start(python: &Python, model: &str, extra: &[&str]) -> Server {
+    Server::spawn(server_command(python, model, extra))
+}
+
+fn server_command(python: &Python, model: &str, extra: &[&str]) -> Command {
     let mut command = Command::new(&python.path);
     command
         .arg(concat!(
@@ -46,7 +50,7 @@ fn start(python: &Python, model: &str, extra: &[&str]) -> Server {
         ))
         .args(["--model", model, "--addr", "127.0.0.1:0", "--workers", "2"])
         .args(extra);
-    Server::spawn(command)
+    command
 }
 
 fn speaks_the_protocol_and_stops_cleanly(model: &str) {
@@ -295,4 +299,73 @@ fn the_in_process_programs_report_each_era() {
         };
         assert_eq!(probe["gil"], expected.name(), "{}", python.label());
     }
+}
+
+/// The server CPU one tiny request costs on `model`, its pool's worker processes included:
+/// `requests` sent one after another from this thread, each a round trip after the last, the
+/// server and the client on `cpu` as the calibration runs a pool and its submitter.
+fn server_cpu_per_request(python: &Python, model: &str, requests: u32, cpu: usize) -> Duration {
+    let mut command = server_command(python, model, &[]);
+    common::pin_command(&mut command, cpu);
+    let mut server = Server::spawn(command);
+    let mut client = server.connect();
+    for _ in 0..requests / 10 {
+        assert_eq!(client.request("fib 1"), "1");
+    }
+    // The pool's workers exist once it has served.
+    let kids = children(server.pid());
+    let cpu = || {
+        kids.iter()
+            .chain([server.pid()].iter())
+            .map(|&pid| clab::system::cpu_time::of_process(pid))
+            .sum::<Duration>()
+    };
+    let before = cpu();
+    for _ in 0..requests {
+        assert_eq!(client.request("fib 1"), "1");
+    }
+    let spent = cpu() - before;
+    drop(client);
+    server.signal(Signal::SIGTERM);
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    common::all_reaped(
+        &kids,
+        &format!("{} {model}: the server's child", python.label()),
+    );
+    spent / requests
+}
+
+/// The calibrated hop against a direct measurement: what a pooled server spends per tiny
+/// request beyond what the threads server spends, within a factor of two of what
+/// `clab_bench.py hop` found for a job handed to that pool.
+#[test]
+fn the_hop_is_within_twice_a_direct_measurement() {
+    const REQUESTS: u32 = 2_000;
+    let _timing = common::timing_lock();
+    let (cpu, _) = common::server_and_load_cpus();
+    common::pin_this_thread(cpu);
+    let mut misses = Vec::new();
+    for python in interpreters() {
+        let inline = server_cpu_per_request(python, "threads", REQUESTS, cpu);
+        let mut pools = vec![("procpool", python.hops.processes.median.total())];
+        if python.has_own_gil_subinterpreters() {
+            let hop = python.hops.interpreters.as_ref().expect("measured");
+            pools.push(("interpreters", hop.median.total()));
+        }
+        for (model, calibrated) in pools {
+            let pooled = server_cpu_per_request(python, model, REQUESTS, cpu);
+            let direct = pooled.saturating_sub(inline);
+            eprintln!(
+                "{} {model}: calibrated {calibrated:?} a job; served {pooled:?} a request against {inline:?} inline",
+                python.label()
+            );
+            if !(calibrated > direct / 2 && calibrated < direct * 2) {
+                misses.push(format!(
+                    "{} {model}: calibrated hop {calibrated:?}, measured directly {direct:?}",
+                    python.label()
+                ));
+            }
+        }
+    }
+    assert!(misses.is_empty(), "{misses:#?}");
 }

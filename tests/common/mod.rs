@@ -133,19 +133,11 @@ impl Server {
     /// As [`Server::start`], with the server and every thread and process it will start
     /// pinned to `cpu` from before it runs (`sched_setaffinity` between fork and exec).
     pub fn start_on(model: &str, extra: &[&str], cpu: usize) -> Server {
-        use std::os::unix::process::CommandExt;
         let mut command = clab();
         command
             .args(["serve", "--model", model, "--addr", "127.0.0.1:0"])
             .args(extra);
-        let mut set = nix::sched::CpuSet::new();
-        set.set(cpu).expect("a CPU number within the set");
-        // SAFETY: sched_setaffinity is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            command.pre_exec(move || {
-                nix::sched::sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)
-            });
-        }
+        pin_command(&mut command, cpu);
         Server::spawn(command)
     }
 
@@ -397,6 +389,20 @@ pub fn server_and_load_cpus() -> (usize, usize) {
         .filter(|&cpu| allowed.is_set(cpu).unwrap_or(false))
         .collect();
     (cpus[0], *cpus.last().unwrap())
+}
+
+/// Makes `command`'s process, and every thread and process it will start, run on `cpu` from
+/// before it runs (`sched_setaffinity` between fork and exec).
+pub fn pin_command(command: &mut Command, cpu: usize) {
+    use std::os::unix::process::CommandExt;
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).expect("a CPU number within the set");
+    // SAFETY: sched_setaffinity is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sched::sched_setaffinity(Pid::from_raw(0), &set).map_err(std::io::Error::from)
+        });
+    }
 }
 
 /// Pins the calling thread (and the threads it starts afterwards) to `cpu`.

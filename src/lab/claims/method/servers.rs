@@ -62,9 +62,9 @@ impl ClientsRun {
 }
 
 /// Closed-loop clients sending a `fib` request of about 30 ms on this side to a `model` server
-/// on every server CPU, `counts[0]` clients, then `counts[1]`, … for a short window each, the
-/// whole sequence repeated as the profile asks so a slow spell weighs on both sides of a
-/// slowdown; pools have four workers, so no client waits for one.
+/// on every server CPU, `counts[0]` clients, then `counts[1]`, … for a window of about seventy
+/// requests each, the whole sequence repeated as the profile asks so a slow spell weighs on
+/// both sides of a slowdown; pools have four workers, so no client waits for one.
 pub(crate) fn clients_run(
     lab: &mut Lab,
     on: On,
@@ -76,12 +76,20 @@ pub(crate) fn clients_run(
     let all = lab.placement.server_all.clone();
     let server = on.serve_workers(lab, model, 4, &all)?;
     let repeats = lab.profile.pick(1, 2, 3);
+    // The mean latency is the clients over the rate of requests completed in the window: in
+    // the short window, 800 ms, 26 of them, so each slowdown was a ratio of small counts
+    // (21/11 = 1.91, 24/11 = 2.18) and moved by ±5 % with one request more or less.
+    let (warmup, window) = (
+        Duration::from_millis(lab.profile.pick(200, 300, 500)),
+        Duration::from_millis(lab.profile.pick(1000, 2000, 3000)),
+    );
     let mut by_count = vec![Vec::new(); counts.len()];
     for _ in 0..repeats {
         for (index, &clients) in counts.iter().enumerate() {
-            let plan = measure::short_plan(
-                lab,
+            let plan = lab.plan_warmed(
                 &server,
+                warmup,
+                window,
                 vec![Lab::class("clients", clients, &request, Duration::ZERO)],
             )?;
             by_count[index].push(mean_latency_ms(&lab.load(&server, plan)?, "clients")?);

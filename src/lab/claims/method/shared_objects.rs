@@ -10,14 +10,14 @@
 //! object write the same line at every reference taken and dropped and at every lock, and the
 //! line travels between the cores. The emulation keeps that header on one cache line and does
 //! those writes: what they cost is this machine's, as CPython's is. A thread that finds an
-//! object locked yields its CPU 40 times before it looks again, as 3.13's `PyMutex` does, and
-//! the other thread meanwhile has the line to itself. A list grows as CPython's does, copying
+//! object locked yields its CPU 40 times and then parks, as 3.13's `PyMutex` does, and the
+//! other thread meanwhile has the line to itself, but wakes it at its next unlock. A list grows as CPython's does, copying
 //! its items into a larger array under its lock. Under a GIL the header is one plain count,
 //! the lock is never found held, and the emulated GIL lets one thread run at a time.
 
 use std::cell::UnsafeCell;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread, Variant};
@@ -163,7 +163,7 @@ struct Object {
     /// An attribute, read without the lock and stored under it.
     value: AtomicU64,
     /// The per-object lock (`ob_mutex`).
-    lock: AtomicBool,
+    lock: ObjectLock,
     /// A list's length (`ob_size`), in the header, changed under `lock`.
     length: AtomicUsize,
     /// Its items (`ob_item`), apart from the header as CPython's list keeps them; read and
@@ -187,7 +187,7 @@ impl Object {
             local: AtomicU64::new(1),
             shared: AtomicI64::new(0),
             value: AtomicU64::new(0),
-            lock: AtomicBool::new(false),
+            lock: ObjectLock::default(),
             length: AtomicUsize::new(0),
             items: UnsafeCell::new(Items::default()),
             immortal: false,
@@ -399,32 +399,115 @@ impl Header {
         }
     }
 
-    /// Runs `f` holding the object's lock, taken as 3.13's `PyMutex_Lock` takes it: one
-    /// compare-and-swap, then one more look; a thread that still finds it held yields its
-    /// CPU 40 times without looking (`_PyMutex_LockTimed` does not reload the lock's state
-    /// between its yields) before it looks again. CPython would then park on a futex; here
-    /// the thread goes on yielding between looks, the rare wait past 40 yields being a list's
-    /// growth. Under a GIL it is never found held — one thread runs at a time — and costs a
-    /// few nanoseconds that CPython's GIL build does not pay.
+    /// Runs `f` holding the object's lock. Under a GIL it is never found held — one thread
+    /// runs at a time — and costs a few nanoseconds that CPython's GIL build does not pay.
     fn locked(self, object: &Object, f: impl FnOnce()) {
-        let acquire = || {
-            object
-                .lock
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        object.lock.lock();
+        f();
+        object.lock.unlock();
+    }
+}
+
+/// An object's lock as free-threaded 3.13's `PyMutex` (Python/lock.c): a compare-and-swap
+/// when free. A thread that finds it held yields its CPU 40 times without looking again
+/// (`_PyMutex_LockTimed` does not reload the lock's state between its yields), then marks
+/// it `HAS_PARKED` and parks — at once, without yielding, if another thread is parked
+/// already. Unlocking a lock with a parked thread wakes it (a system call, where a plain
+/// unlock is a store); the woken thread looks again and parks again if the lock was taken
+/// meanwhile. A thread parked for over a millisecond is handed the lock by the next unlock.
+/// CPython parks each thread on a semaphore of its own in a hashed bucket; here the lock's
+/// own word is the futex, which two threads cannot tell apart.
+#[derive(Default)]
+struct ObjectLock {
+    /// `LOCKED | HAS_PARKED`, as `PyMutex._bits`.
+    bits: AtomicU32,
+    /// When the parked thread is owed the lock (`time_to_be_fair`), ns on [`lock_clock`].
+    fair_at_ns: AtomicU64,
+    /// Set by an unlock that handed the lock to the thread it woke.
+    handed_off: AtomicBool,
+}
+
+const LOCKED: u32 = 1;
+const HAS_PARKED: u32 = 2;
+/// `TIME_TO_BE_FAIR_NS`.
+const TIME_TO_BE_FAIR: Duration = Duration::from_millis(1);
+
+/// Nanoseconds on one clock for all object locks.
+fn lock_clock() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+impl ObjectLock {
+    fn lock(&self) {
+        let mut bits = self.bits.load(Ordering::Relaxed);
+        if bits & LOCKED == 0
+            && self
+                .bits
+                .compare_exchange(bits, bits | LOCKED, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
-        };
-        if !acquire() && (object.lock.load(Ordering::Relaxed) || !acquire()) {
-            for _ in 0..crate::sync::FREE_THREADED_YIELDS {
-                std::thread::yield_now();
-            }
-            while !acquire() {
-                while object.lock.load(Ordering::Relaxed) {
-                    std::thread::yield_now();
+        {
+            return;
+        }
+        let fair_at = lock_clock() + TIME_TO_BE_FAIR.as_nanos() as u64;
+        let mut yields = 0;
+        loop {
+            if bits & LOCKED == 0 {
+                match self.bits.compare_exchange(
+                    bits,
+                    bits | LOCKED,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return,
+                    Err(now) => {
+                        bits = now;
+                        continue;
+                    }
                 }
             }
+            if bits & HAS_PARKED == 0 && yields < crate::sync::FREE_THREADED_YIELDS {
+                std::thread::yield_now();
+                yields += 1;
+                continue;
+            }
+            if bits & HAS_PARKED == 0 {
+                if let Err(now) = self.bits.compare_exchange(
+                    bits,
+                    bits | HAS_PARKED,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
+                    bits = now;
+                    continue;
+                }
+                bits |= HAS_PARKED;
+            }
+            self.fair_at_ns.store(fair_at, Ordering::Relaxed);
+            crate::system::futex::wait(&self.bits, bits);
+            if self.handed_off.swap(false, Ordering::Acquire) {
+                return;
+            }
+            bits = self.bits.load(Ordering::Relaxed);
         }
-        f();
-        object.lock.store(false, Ordering::Release);
+    }
+
+    fn unlock(&self) {
+        if self
+            .bits
+            .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+        // A thread is parked: wake it, handing it the lock if it has waited long enough.
+        if lock_clock() > self.fair_at_ns.load(Ordering::Relaxed) {
+            self.handed_off.store(true, Ordering::Release);
+            self.bits.store(LOCKED, Ordering::Release);
+        } else {
+            self.bits.store(0, Ordering::Release);
+        }
+        crate::system::futex::wake_one(&self.bits);
     }
 }
 
@@ -766,7 +849,9 @@ mod tests {
         assert_eq!(items.to_vec(), (0..count as u64).collect::<Vec<u64>>());
     }
 
-    /// The lock excludes: two threads' read-then-store increments under it lose none.
+    /// The lock excludes, parking and handing over included: two threads' read-then-store
+    /// increments under it lose none, also when one holds it for over the millisecond after
+    /// which a parked thread is handed the lock.
     #[test]
     fn the_object_lock_excludes() {
         let object = Object::new();
@@ -778,9 +863,12 @@ mod tests {
             for me in [100, 101] {
                 let object = &object;
                 scope.spawn(move || {
-                    for _ in 0..20_000 {
+                    for round in 0..20_000 {
                         header(me).locked(object, || {
                             let value = object.value.load(Ordering::Relaxed);
+                            if round % 5_000 == 0 {
+                                std::thread::sleep(Duration::from_millis(2));
+                            }
                             object.value.store(value + 1, Ordering::Relaxed);
                         });
                     }

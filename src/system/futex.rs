@@ -18,15 +18,15 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32) {
     }
 }
 
-/// Wakes one thread sleeping on `word`, if any.
-pub(crate) fn wake_one(word: &AtomicU32) {
+/// Wakes every thread sleeping on `word`, if any.
+pub(crate) fn wake_all(word: &AtomicU32) {
     // SAFETY: as in `wait`; waking needs only the address.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            1,
+            i32::MAX,
         );
     }
 }

@@ -812,6 +812,8 @@ mod tests {
                 "new",
                 "--tick",
                 "20ns",
+                "--fib-tick",
+                "30ns",
                 "--switch-points",
                 "calls-and-jumps",
                 "--hop-cost",

@@ -10,9 +10,9 @@
 //! object write the same line at every reference taken and dropped and at every lock, and the
 //! line travels between the cores. The emulation keeps that header on one cache line and does
 //! those writes: what they cost is this machine's, as CPython's is. A thread that finds an
-//! object locked yields its CPU 40 times and then parks, as 3.13's `PyMutex` does, and the
-//! other thread meanwhile has the line to itself, but wakes it at its next unlock. A list grows as CPython's does, copying
-//! its items into a larger array under its lock. Under a GIL the header is one plain count,
+//! object locked yields its CPU 40 times and then parks, as 3.13's `PyMutex` does; the other
+//! thread meanwhile has the line to itself, and wakes it at its next unlock. A list grows as
+//! CPython's does, copying its items into a larger array under its lock. Under a GIL the header is one plain count,
 //! the lock is never found held, and the emulated GIL lets one thread run at a time.
 
 use std::cell::UnsafeCell;
@@ -415,8 +415,10 @@ impl Header {
 /// already. Unlocking a lock with a parked thread wakes it (a system call, where a plain
 /// unlock is a store); the woken thread looks again and parks again if the lock was taken
 /// meanwhile. A thread parked for over a millisecond is handed the lock by the next unlock.
-/// CPython parks each thread on a semaphore of its own in a hashed bucket; here the lock's
-/// own word is the futex, which two threads cannot tell apart.
+/// CPython parks each thread on a semaphore of its own, queued in a hashed bucket, and wakes
+/// one; here the lock's own word is the futex and an unlock wakes every thread parked on it
+/// (the others look and park again): the same while at most one waits, as in this method's
+/// two-thread loops.
 #[derive(Default)]
 struct ObjectLock {
     /// `LOCKED | HAS_PARKED`, as `PyMutex._bits`.
@@ -507,7 +509,7 @@ impl ObjectLock {
         } else {
             self.bits.store(0, Ordering::Release);
         }
-        crate::system::futex::wake_one(&self.bits);
+        crate::system::futex::wake_all(&self.bits);
     }
 }
 

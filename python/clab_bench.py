@@ -147,31 +147,33 @@ def tick(_):
             "operations": operations}
 
 
-def allowed_cpus():
-    """The CPUs this process may run on, in order (2.x has no `os.sched_getaffinity`)."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
+def libc_affinity(call, cpus=()):
+    """2.x's way to the calling thread's CPU set (it has no `os.sched_*affinity`): libc's
+    `call` ("sched_getaffinity" or "sched_setaffinity") on a mask of `cpus`; the CPUs in the
+    mask afterwards."""
     import ctypes
     mask = (ctypes.c_ulong * 16)()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.sched_getaffinity(0, ctypes.sizeof(mask), mask) != 0:
-        raise OSError(ctypes.get_errno(), "sched_getaffinity")
     bits = ctypes.sizeof(ctypes.c_ulong) * 8
+    for cpu in cpus:
+        mask[cpu // bits] |= 1 << (cpu % bits)
+    if getattr(ctypes.CDLL(None, use_errno=True), call)(0, ctypes.sizeof(mask), mask) != 0:
+        raise OSError(ctypes.get_errno(), call)
     return [cpu for cpu in range(len(mask) * bits) if mask[cpu // bits] >> (cpu % bits) & 1]
+
+
+def allowed_cpus():
+    """The CPUs this process may run on, in order."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return libc_affinity("sched_getaffinity")
 
 
 def pin_to(cpu):
     """Keeps the calling thread (a process's only one, for a process) on `cpu`."""
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, [cpu])  # 0: the calling thread, on Linux
-        return
-    import ctypes
-    mask = (ctypes.c_ulong * 16)()
-    bits = ctypes.sizeof(ctypes.c_ulong) * 8
-    mask[cpu // bits] = 1 << (cpu % bits)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.sched_setaffinity(0, ctypes.sizeof(mask), mask) != 0:
-        raise OSError(ctypes.get_errno(), "sched_setaffinity")
+    else:
+        libc_affinity("sched_setaffinity", [cpu])
 
 
 def counted(count, cpu, ready, go, done):

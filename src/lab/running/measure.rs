@@ -218,14 +218,18 @@ pub fn short_window(lab: &Lab) -> Duration {
     Duration::from_millis(lab.profile.pick(500, 800, 1000))
 }
 
+/// The warm-up before a short window (and before the two-client loads' longer ones).
+pub fn short_warmup(lab: &Lab) -> Duration {
+    Duration::from_millis(lab.profile.pick(200, 300, 500))
+}
+
 /// A plan with the short window and its warm-up.
 pub fn short_plan(
     lab: &Lab,
     server: &ChildServer,
     classes: Vec<ClassPlan>,
 ) -> Result<crate::load::Plan, LabError> {
-    let warmup = Duration::from_millis(lab.profile.pick(200, 300, 500));
-    lab.plan_warmed(server, warmup, short_window(lab), classes)
+    lab.plan_warmed(server, short_warmup(lab), short_window(lab), classes)
 }
 
 /// `clients` closed-loop clients sending `request` for the short window: their rate.

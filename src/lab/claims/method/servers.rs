@@ -80,7 +80,7 @@ pub(crate) fn clients_run(
     // the short window, 800 ms, 26 of them, so each slowdown was a ratio of small counts
     // (21/11 = 1.91, 24/11 = 2.18) and moved by ±5 % with one request more or less.
     let (warmup, window) = (
-        Duration::from_millis(lab.profile.pick(200, 300, 500)),
+        measure::short_warmup(lab),
         Duration::from_millis(lab.profile.pick(1000, 2000, 3000)),
     );
     let mut by_count = vec![Vec::new(); counts.len()];

@@ -104,14 +104,15 @@ pub fn execute(
     let found = pythons::select(options.pythons(), &scripts, &clab);
     for python in &found.pythons {
         observer.say(format!(
-            "{} at {}: {}, tick {:.1} ns (best of 5; the slowest {:.1}), fib tick {} ns; {}",
+            "{} at {}: {}, tick {:.1} ns (best of 5; the slowest {:.1}), fib tick {} ns; {}; {}",
             python.label(),
             python.path.display(),
             python.era.short(),
             python.calibration.tick_ns,
             python.calibration.slowest_tick_ns,
             python.fib_tick().as_nanos(),
-            python.hops.describe()
+            python.hops.describe(),
+            python.requests.describe()
         ));
     }
     for note in &found.notes {

@@ -16,6 +16,7 @@ pub(crate) mod nonblocking;
 pub mod offload;
 pub(crate) mod pool;
 pub mod prefork;
+pub mod request_cost;
 pub(crate) mod serial;
 pub mod service;
 pub mod session;
@@ -37,6 +38,7 @@ use crate::gil::{GilConfig, Variant};
 use crate::pool::{HopCost, HopCosts};
 use crate::protocol::{HARD_MAX_N, WorkProfile};
 use crate::server::offload::{Destination, OffloadConfig, Policy, Target};
+pub use request_cost::{RequestCosts, Serving};
 pub use service::Service;
 pub use shutdown::Shutdown;
 
@@ -170,6 +172,8 @@ pub struct ServerConfig {
     thread_stack: Option<usize>,
     /// The interpreter work each job handed to a local pool costs, by kind of pool.
     hop: HopCosts,
+    /// The interpreter work each request costs beyond the emulated request path's own.
+    request_cost: RequestCosts,
     /// What a `call` does: a user's function as `clab workload` profiled it.
     workload: Option<WorkProfile>,
 }
@@ -219,6 +223,7 @@ impl ServerConfig {
                 offload: OffloadConfig::default(),
                 thread_stack: None,
                 hop: HopCosts::default(),
+                request_cost: RequestCosts::NONE,
                 workload: None,
             },
             policy_chosen: false,
@@ -273,6 +278,11 @@ impl ServerConfig {
             Target::Procpool => self.hop.processes,
             Target::Interpreters => self.hop.interpreters,
         }
+    }
+
+    /// The interpreter work each request costs this model's server, beyond its own.
+    pub fn request_cost(&self) -> Duration {
+        self.request_cost.of(Serving::of(self.model))
     }
 }
 
@@ -357,6 +367,12 @@ impl ServerConfigBuilder {
             Target::Procpool => hop.processes = cost,
             Target::Interpreters => hop.interpreters = cost,
         }
+        self
+    }
+
+    /// What each request costs the interpreter, served the `serving` way.
+    pub fn request_cost(mut self, serving: Serving, cost: Duration) -> Self {
+        self.config.request_cost.set(serving, cost);
         self
     }
 

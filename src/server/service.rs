@@ -145,7 +145,8 @@ impl Service {
 
     /// Parses and executes one request line. CPU work runs right here, on the caller's
     /// thread, checkpointing through `interpreter`, which it takes back first if the
-    /// connection had let it go; a question about the server itself needs no interpreter.
+    /// connection had let it go, and after the interpreter's own request path (the config's
+    /// request cost); a question about the server itself needs no interpreter.
     pub fn respond(&self, line: &[u8], interpreter: &mut impl Interpreter) -> Answer {
         self.stats.request();
         let request = match Request::parse(line, self.config.max_n) {
@@ -172,6 +173,7 @@ impl Service {
             Request::Call => match self.config.workload() {
                 Some(profile) => {
                     interpreter.reattach();
+                    crate::pool::hop::spend(self.config.request_cost(), interpreter);
                     self.compute(Request::Work(profile), interpreter)
                 }
                 None => Answer::Now(self.error(
@@ -180,6 +182,7 @@ impl Service {
             },
             request => {
                 interpreter.reattach();
+                crate::pool::hop::spend(self.config.request_cost(), interpreter);
                 self.compute(request, interpreter)
             }
         }

@@ -1,5 +1,6 @@
 //! CPU sets: pinning a thread (and what it starts afterwards), reading where it may run, and
-//! the kernel's CPU list format that `/proc` and the command line both use.
+//! the kernel's CPU list format that `/proc` and the command line both use; and the idle
+//! scheduling class, for a task that must only ever run when nothing else would.
 
 use std::collections::BTreeSet;
 
@@ -62,6 +63,18 @@ pub fn parse_list(list: &str) -> Option<Vec<usize>> {
         cpus.extend(first..=last);
     }
     Some(cpus.into_iter().collect())
+}
+
+/// Puts the calling thread (and what it starts afterwards) in the kernel's idle class
+/// (`SCHED_IDLE`): it runs only when no other task of the CPU wants to, and any that wakes
+/// takes the CPU from it at once. One raw system call, so safe between fork and exec.
+pub fn idle_class() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain system call on the calling thread with a valid parameter block.
+    match unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use clab::pool::broker::Broker;
 use clab::pool::{HopCost, HopCosts};
 use clab::protocol::{HARD_MAX_N, WorkProfile};
 use clab::server::offload::{Destination, Policy, Target};
-use clab::server::{ConfigError, Model, ServerConfig};
+use clab::server::{ConfigError, Model, ServerConfig, Serving};
 use clab::system::limits::MAX_CONNECTIONS;
 
 /// A parser for a setting chosen by name, listing each value with what it means.
@@ -776,6 +776,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "TARGET=SUBMITTER+POOL|none", value_parser = parse_hop)]
     pub hop_cost: Vec<HopSetting>,
 
+    /// The interpreter work each request that reaches the interpreter costs beyond the emulated
+    /// server's own request path, as CPU time holding the GIL where there is one, by how the
+    /// model serves: `thread` (a thread per connection) or `loop` (an event loop), e.g.
+    /// `loop=38us`; `none` for none. Repeatable. CPython's server reads, parses and replies in
+    /// Python; `clab lab` measures what that costs per interpreter [default: none]
+    #[arg(long, value_name = "thread|loop=COST|none", value_parser = parse_request_cost)]
+    pub request_cost: Vec<RequestCostSetting>,
+
     /// What a `call` request does: a function's profile, as `clab workload` measures and
     /// prints it — CPU time holding the GIL, CPU time with it released (a C call that lets
     /// go), then a wait, and the bytes that cross to a worker process with it, e.g.
@@ -881,6 +889,34 @@ fn parse_hop(text: &str) -> Result<HopSetting, String> {
     Ok(HopSetting::Of(target, cost))
 }
 
+/// One `--request-cost`: none for either way of serving, or one way's cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestCostSetting {
+    None,
+    Of(Serving, Duration),
+}
+
+/// The longest request cost taken: a hundredth of a second of interpreter work per request.
+const MAX_REQUEST_COST: Duration = Duration::from_millis(10);
+
+fn parse_request_cost(text: &str) -> Result<RequestCostSetting, String> {
+    if text == "none" {
+        return Ok(RequestCostSetting::None);
+    }
+    let (serving, cost) = text
+        .split_once('=')
+        .ok_or("expected thread=COST or loop=COST (e.g. loop=38us) or none")?;
+    let serving = Serving::from_name(serving)?;
+    let cost = humantime::parse_duration(cost.trim()).map_err(|e| format!("{cost:?}: {e}"))?;
+    if cost > MAX_REQUEST_COST {
+        return Err(format!(
+            "a request cost is at most {}",
+            humantime::format_duration(MAX_REQUEST_COST)
+        ));
+    }
+    Ok(RequestCostSetting::Of(serving, cost))
+}
+
 /// A tick: a duration from 1 ns to 1 ms.
 fn parse_tick(text: &str) -> Result<Duration, String> {
     let tick = humantime::parse_duration(text).map_err(|e| e.to_string())?;
@@ -938,6 +974,14 @@ impl ServeArgs {
             builder = match *setting {
                 HopSetting::None => builder.hop_costs(HopCosts::NONE),
                 HopSetting::Of(target, cost) => builder.hop_cost(target, cost),
+            };
+        }
+        for setting in &self.request_cost {
+            builder = match *setting {
+                RequestCostSetting::None => builder
+                    .request_cost(Serving::Thread, Duration::ZERO)
+                    .request_cost(Serving::Loop, Duration::ZERO),
+                RequestCostSetting::Of(serving, cost) => builder.request_cost(serving, cost),
             };
         }
         builder.build()
@@ -1031,6 +1075,37 @@ mod tests {
         ] {
             let error = config(&["--hop-cost", bad]).unwrap_err().to_string();
             assert!(error.contains("--hop-cost"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn request_costs_are_set_per_way_of_serving() {
+        let config = |argv: &[&str]| {
+            let cli = Cli::try_parse_from(["clab", "serve"].iter().chain(argv))?;
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve")
+            };
+            Ok::<_, clap::Error>(args.config().unwrap())
+        };
+        let us = Duration::from_micros;
+        let costs = [
+            "--request-cost",
+            "loop=38us",
+            "--request-cost",
+            "thread=5us",
+        ];
+        let threads = config(&[&["--model", "threads"][..], &costs].concat()).unwrap();
+        let hybrid = config(&[&["--model", "hybrid"][..], &costs].concat()).unwrap();
+        assert_eq!(
+            (threads.request_cost(), hybrid.request_cost()),
+            (us(5), us(38))
+        );
+        assert_eq!(config(&[]).unwrap().request_cost(), Duration::ZERO);
+        let none = config(&["--request-cost", "thread=5us", "--request-cost", "none"]).unwrap();
+        assert_eq!(none.request_cost(), Duration::ZERO);
+        for bad in ["loop", "fork=1us", "thread=fast", "thread=1s"] {
+            let error = config(&["--request-cost", bad]).unwrap_err().to_string();
+            assert!(error.contains("--request-cost"), "{bad}: {error}");
         }
     }
 

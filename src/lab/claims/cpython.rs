@@ -287,7 +287,7 @@ fn setup(lab: &Lab) -> Vec<String> {
         .map(|python| {
             let calibration = &python.calibration;
             format!(
-                "{} at {}: {}; countdown iteration {:.1} ns with {} eval-breaker check(s), so a tick of {:.1} ns (the best of 5; the slowest {:.1} ns); a fib call {:.1} ns with {} checks on average, so a fib tick of {} ns; CPU per tiny job handed over: {}; emulated as `clab serve {}`",
+                "{} at {}: {}; countdown iteration {:.1} ns with {} eval-breaker check(s), so a tick of {:.1} ns (the best of 5; the slowest {:.1} ns); a fib call {:.1} ns with {} checks on average, so a fib tick of {} ns; CPU per tiny job handed over: {}; the server's CPU per tiny request: {}; emulated as `clab serve {}`",
                 python.label(),
                 python.path.display(),
                 python.era.short(),
@@ -299,6 +299,7 @@ fn setup(lab: &Lab) -> Vec<String> {
                 calibration.fib_checks_per_call,
                 python.fib_tick().as_nanos(),
                 python.hops.describe(),
+                python.requests.describe(),
                 python.emulation_args().join(" ")
             )
         })

@@ -9,6 +9,7 @@ pub mod interrupt;
 pub mod measure;
 pub mod process;
 pub mod pythons;
+pub mod request_cost;
 pub mod setups;
 pub mod spec;
 

@@ -375,9 +375,36 @@ impl BusyProcess {
 
     /// Starts one on `cpus`; its placement, read back once it computes, goes to `log`.
     pub fn start(clab: &Path, cpus: &[usize], log: &HealthLog) -> Result<BusyProcess, LabError> {
+        Self::spawn(clab, cpus, log, false)
+    }
+
+    /// Starts one on `cpus` in the idle scheduling class: it takes no CPU time any other task
+    /// wants, but keeps the CPUs from ever idling. A calibration runs beside one so that what
+    /// it measures is the work of waking a thread, not the host's cost of bringing an idle
+    /// virtual CPU back, which on some hosts doubles a pool's hop.
+    pub fn start_idle(
+        clab: &Path,
+        cpus: &[usize],
+        log: &HealthLog,
+    ) -> Result<BusyProcess, LabError> {
+        Self::spawn(clab, cpus, log, true)
+    }
+
+    fn spawn(
+        clab: &Path,
+        cpus: &[usize],
+        log: &HealthLog,
+        idle_class: bool,
+    ) -> Result<BusyProcess, LabError> {
         let mut command = Command::new(clab);
         command.args(["worker", "--max-n", "1"]);
         place(&mut command, cpus).map_err(|e| LabError::Placement(cpus.to_vec(), e))?;
+        if idle_class {
+            // SAFETY: between fork and exec only an async-signal-safe call: one raw syscall.
+            unsafe {
+                command.pre_exec(crate::system::cpus::idle_class);
+            }
+        }
         let start_error = |e: std::io::Error| {
             LabError::Start("a busy process".into(), format!("cannot run {clab:?}: {e}"))
         };

@@ -13,9 +13,10 @@ use crate::gil::{SwitchPoints, Variant};
 use crate::lab::model::Era;
 use crate::lab::running::error::LabError;
 use crate::lab::running::process::run_to_completion;
+use crate::lab::running::request_cost::{self, MeasuredRequest};
 use crate::lab::running::spec::ServerSpec;
 use crate::pool::{HopCost, HopCosts, hop};
-use crate::server::Model;
+use crate::server::{Model, RequestCosts, Serving};
 use crate::system::programs::on_path;
 
 /// The reference servers and in-process programs, embedded so the lab needs no checkout.
@@ -172,6 +173,7 @@ pub struct Python {
     pub era: Era,
     pub calibration: Calibration,
     pub hops: Hops,
+    pub requests: Requests,
 }
 
 impl Python {
@@ -237,6 +239,10 @@ impl Python {
             format!("{target}={}ns+{}ns", ns(cost.submitter), ns(cost.pool))
         };
         let spent = &self.hops.emulation;
+        let request = |serving: Serving| {
+            let cost = self.requests.emulation.of(serving);
+            format!("{}={}ns", serving.name(), cost.as_nanos())
+        };
         vec![
             ("--tick", format!("{}ns", self.tick().as_nanos())),
             ("--fib-tick", format!("{}ns", self.fib_tick().as_nanos())),
@@ -244,6 +250,8 @@ impl Python {
             ("--hop-cost", hop("pool", spent.threads)),
             ("--hop-cost", hop("procpool", spent.processes)),
             ("--hop-cost", hop("interpreters", spent.interpreters)),
+            ("--request-cost", request(Serving::Thread)),
+            ("--request-cost", request(Serving::Loop)),
         ]
     }
 
@@ -266,6 +274,27 @@ impl Python {
     /// Has asyncio (3.4+; the reference server needs 3.6).
     pub fn has_asyncio(&self) -> bool {
         (self.major, self.minor) >= (3, 6)
+    }
+}
+
+/// What a tiny request costs an interpreter's reference server, served by a thread per
+/// connection and by its event loop (asyncio; 2.7's select loop; none before 3.6), and
+/// what the emulation standing for it spends per request beyond its own request path.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Requests {
+    pub thread: MeasuredRequest,
+    pub event_loop: Option<MeasuredRequest>,
+    pub emulation: RequestCosts,
+}
+
+impl Requests {
+    /// "a request on a thread 12 µs (…), on an event loop 45 µs (…)".
+    pub fn describe(&self) -> String {
+        let mut words = format!("a request on a thread {}", self.thread.describe());
+        if let Some(event_loop) = self.event_loop {
+            words.push_str(&format!(", on an event loop {}", event_loop.describe()));
+        }
+        words
     }
 }
 
@@ -295,6 +324,11 @@ impl Scripts {
 
     pub fn workload(&self) -> PathBuf {
         self.dir.join("clab_workload.py")
+    }
+
+    /// Where a calibration's server writes its standard error.
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.log"))
     }
 }
 
@@ -439,9 +473,10 @@ fn own_gil_subinterpreters(version: (u32, u32), era: Era) -> bool {
     version >= (3, 12) && era == Era::New
 }
 
-/// Measures the interpreter's tick (about a second) and its executors' hops (a second or
-/// two), the hops on one CPU as the pool-cost servers run.
-fn calibrate(identity: Identity, scripts: &Scripts, own: &OwnHops) -> Result<Python, String> {
+/// Measures the interpreter's tick (about a second), its executors' hops (a second or two)
+/// and its server's requests (a second), the hops and requests on one CPU as the pool-cost
+/// servers run.
+fn calibrate(identity: Identity, scripts: &Scripts, own: &Own) -> Result<Python, String> {
     let times: TickTimes = bench(&identity.path, scripts, &["tick"], None, PROBE_PATIENCE)?;
     let slowest = times
         .iteration_ns_repeats
@@ -461,18 +496,19 @@ fn calibrate(identity: Identity, scripts: &Scripts, own: &OwnHops) -> Result<Pyt
     if !(calibration.tick_ns > 0.0 && fib_plausible && loops_plausible) {
         return Err(format!("implausible calibration {calibration:?}"));
     }
-    let hop = |to: &str| measure_hop(&identity.path, scripts, to, own.cpu);
+    let hop = |to: &str| measure_hop(&identity.path, scripts, to, own);
     let (processes, threads) = (hop("processes")?, hop("threads")?);
     let interpreters = own_gil_subinterpreters((identity.major, identity.minor), identity.era)
         .then(|| hop("interpreters"))
         .transpose()?;
     let emulation = HopCosts {
-        processes: HopCost::beyond(processes.median, own.costs.processes),
-        threads: HopCost::beyond(threads.median, own.costs.threads),
+        processes: HopCost::beyond(processes.median, own.hops.processes),
+        threads: HopCost::beyond(threads.median, own.hops.threads),
         interpreters: interpreters.map_or(HopCost::NONE, |measured| {
-            HopCost::beyond(measured.median, own.costs.interpreters)
+            HopCost::beyond(measured.median, own.hops.interpreters)
         }),
     };
+    let requests = measure_requests(&identity, scripts, own)?;
     Ok(Python {
         path: identity.path,
         version: identity.version,
@@ -487,6 +523,67 @@ fn calibrate(identity: Identity, scripts: &Scripts, own: &OwnHops) -> Result<Pyt
             emulation,
             cpu: own.cpu,
         },
+        requests,
+    })
+}
+
+/// CPython's reference server per tiny request, on a thread and on its event loop, against
+/// the emulated server's own.
+fn measure_requests(identity: &Identity, scripts: &Scripts, own: &Own) -> Result<Requests, String> {
+    let name = identity.name();
+    let served = |model: &str| {
+        let mut command = Command::new(&identity.path);
+        command.arg(scripts.server()).args([
+            "--addr",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--model",
+            model,
+        ]);
+        let label = format!("CPython {name} {model}");
+        kept_busy(&own.clab, own.cpu, || {
+            on_cpu(own.cpu, || {
+                request_cost::measure(command, &label, own.cpu, &scripts.log(&label))
+            })
+        })
+    };
+    // The reference server's event loop: asyncio from 3.6, the hybrid's select loop on 2.x.
+    let event_loop = match (identity.major, identity.minor) {
+        (2, _) => Some("hybrid"),
+        version if version >= (3, 6) => Some("asyncio"),
+        _ => None,
+    };
+    let thread = served("threads")?;
+    let event_loop = event_loop.map(served).transpose()?;
+    let measured = RequestCosts {
+        thread: thread.median,
+        event_loop: event_loop.map_or(Duration::ZERO, |measured| measured.median),
+    };
+    let mut emulation = RequestCosts::beyond(measured, own.requests);
+    if event_loop.is_none() {
+        emulation.event_loop = Duration::ZERO;
+    }
+    Ok(Requests {
+        thread,
+        event_loop,
+        emulation,
+    })
+}
+
+/// Runs `measure` on a thread of its own pinned to `cpu`.
+fn on_cpu<T>(cpu: usize, measure: impl FnOnce() -> Result<T, String> + Send) -> Result<T, String>
+where
+    T: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                crate::system::cpus::pin(&[cpu]).map_err(|e| e.to_string())?;
+                measure()
+            })
+            .join()
+            .unwrap_or_else(|_| Err("a calibration panicked".into()))
     })
 }
 
@@ -494,33 +591,62 @@ fn calibrate(identity: Identity, scripts: &Scripts, own: &OwnHops) -> Result<Pyt
 const HOP_JOBS: u32 = 300;
 const HOP_REPEATS: usize = 5;
 
-/// What the emulated pools spend per job by themselves, measured once per run on `cpu`.
+/// What the emulated pools spend per job and the emulated servers per tiny request by
+/// themselves (under the new GIL, uncontended), measured once per run on `cpu`.
 #[derive(Debug, Clone)]
-struct OwnHops {
-    costs: HopCosts,
+struct Own {
+    hops: HopCosts,
+    requests: RequestCosts,
     cpu: usize,
+    /// This program, the busy process beside each hop's calibration.
+    clab: PathBuf,
 }
 
-impl OwnHops {
+impl Own {
     /// Measured on the first CPU this process may use, with `clab` as the process pool's
-    /// worker.
-    fn measure(clab: &Path) -> Result<OwnHops, String> {
+    /// worker and the server.
+    fn measure(clab: &Path, scripts: &Scripts) -> Result<Own, String> {
         let cpu = crate::system::cpus::allowed_cpus()
             .first()
             .copied()
             .unwrap_or(0);
         let worker = crate::pool::WorkerCommand::clab(clab, 45);
-        let costs = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    crate::system::cpus::pin(&[cpu]).map_err(|e| e.to_string())?;
-                    crate::pool::hop::own_costs(worker, HOP_JOBS, HOP_REPEATS)
-                        .map_err(|e| format!("the emulated pools: {e}"))
-                })
-                .join()
-                .unwrap_or_else(|_| Err("the emulated pools' measurement panicked".into()))
+        let hops = kept_busy(clab, cpu, || {
+            on_cpu(cpu, || {
+                crate::pool::hop::own_costs(worker, HOP_JOBS, HOP_REPEATS)
+                    .map_err(|e| format!("the emulated pools: {e}"))
+            })
         })?;
-        Ok(OwnHops { costs, cpu })
+        let served = |model: Model| {
+            let mut command = Command::new(clab);
+            command.args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--workers",
+                "1",
+                "--gil",
+                "new",
+            ]);
+            command.args(["--model", model.name()]);
+            let label = format!("the emulated {model} server");
+            kept_busy(clab, cpu, || {
+                on_cpu(cpu, || {
+                    request_cost::measure(command, &label, cpu, &scripts.log(&label))
+                })
+            })
+            .map(|measured| measured.median)
+        };
+        let requests = RequestCosts {
+            thread: served(Model::Threads)?,
+            event_loop: served(Model::Eventloop)?,
+        };
+        Ok(Own {
+            hops,
+            requests,
+            cpu,
+            clab: clab.into(),
+        })
     }
 }
 
@@ -531,12 +657,31 @@ struct HopTimes {
     submitter_s: Vec<f64>,
 }
 
+/// Runs `measure` beside a busy process of the idle class on `cpu`, so the CPU never idles:
+/// a hop's jobs come after pauses in which its threads sleep (and 2.7's pool polls in short
+/// sleeps), and on a host where bringing an idle virtual CPU back is dear (here once, 3.11's process-pool job measured 283 µs with the
+/// CPU left idle and 142 µs kept busy, against 145 µs added to a request served on one busy
+/// CPU) that cost would be counted as the interpreter's.
+fn kept_busy<T>(
+    clab: &Path,
+    cpu: usize,
+    measure: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    let log = crate::lab::running::health::HealthLog::default();
+    let busy = crate::lab::running::process::BusyProcess::start_idle(clab, &[cpu], &log)
+        .map_err(|e| e.to_string())?;
+    let measured = measure();
+    drop(busy);
+    measured
+}
+
 fn measure_hop(
     python: &Path,
     scripts: &Scripts,
     to: &str,
-    cpu: usize,
+    own: &Own,
 ) -> Result<MeasuredHop, String> {
+    let cpu = own.cpu;
     let (jobs, repeats) = (HOP_JOBS.to_string(), HOP_REPEATS.to_string());
     let gap = hop::GAP.as_secs_f64().to_string();
     let args = [
@@ -551,7 +696,9 @@ fn measure_hop(
         &gap,
     ];
     let log = crate::lab::running::health::HealthLog::default();
-    let times: HopTimes = bench(python, scripts, &args, Some((&[cpu], &log)), HOP_PATIENCE)?;
+    let times: HopTimes = kept_busy(&own.clab, cpu, || {
+        bench(python, scripts, &args, Some((&[cpu], &log)), HOP_PATIENCE)
+    })?;
     let seconds = |s: f64| Duration::from_secs_f64(s.max(0.0));
     let repeats: Vec<HopCost> = times
         .cpu_s
@@ -594,7 +741,7 @@ pub fn select(selection: &Selection, scripts: &Scripts, clab: &Path) -> Found {
     if identities.is_empty() {
         return Found { pythons, notes };
     }
-    let own = match OwnHops::measure(clab) {
+    let own = match Own::measure(clab, scripts) {
         Ok(own) => own,
         Err(why) => {
             notes.push(format!("no CPython is calibrated: {why}"));
@@ -765,6 +912,23 @@ mod tests {
                 },
                 cpu: 0,
             },
+            requests: Requests {
+                thread: request(12),
+                event_loop: Some(request(45)),
+                emulation: RequestCosts {
+                    thread: Duration::from_micros(6),
+                    event_loop: Duration::from_micros(38),
+                },
+            },
+        }
+    }
+
+    fn request(us: u64) -> MeasuredRequest {
+        let cost = Duration::from_micros(us);
+        MeasuredRequest {
+            median: cost,
+            lowest: cost,
+            highest: cost,
         }
     }
 
@@ -821,7 +985,11 @@ mod tests {
                 "--hop-cost",
                 "procpool=0ns+0ns",
                 "--hop-cost",
-                "interpreters=0ns+0ns"
+                "interpreters=0ns+0ns",
+                "--request-cost",
+                "thread=6000ns",
+                "--request-cost",
+                "loop=38000ns"
             ]
         );
         assert_eq!(python("3.13.0", Era::FreeThreaded).variant(), Variant::None);

@@ -33,6 +33,11 @@ pub static EXPERIMENT: Experiment = Experiment {
             change: "with two cores, each of the two workers (threads, processes, subinterpreters) runs on a CPU of its own, on CPython and the emulation alike, instead of both on either; thresholds unchanged",
             reason: "left to the scheduler, two threads taking turns at a GIL may share one CPU for a while, where they thrash less: CPython 2.7's loops measured 1.0× the serial time on one CPU and 1.3× on two, and a repeat's ratio fell between as the threads moved",
         },
+        RuleChange {
+            date: "2026-12-04",
+            change: "the default profile times seven interleaved pairs of 60 ms jobs (was three of 100 ms; quick three of 60, thorough nine of 100), on CPython and the emulation alike; thresholds unchanged",
+            reason: "on an Intel Xeon host whose speed shifted by about half for seconds at a time (CPython 3.13's serial countdown took 0.22 s or 0.33 s in alternate spells), one pair in three or four spanned a shift and was off by 10–30 %; with three, two such pairs made the median: CPython 3.13's two threads on one core measured 1.16× and then 0.87× the serial time (1.27, 1.16, 1.05; two cores 0.97, 1.31, 1.27), where quiet pairs give 0.99–1.04",
+        },
     ],
     era: Some(&ERA),
     pair: Some(Pair::Countdown),

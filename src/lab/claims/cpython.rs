@@ -141,6 +141,26 @@ pub static EXPERIMENT: Experiment = Experiment {
             reason: "the two-clients claim changed its method (its history says why); the pair \
                  shares the claim's method",
         },
+        RuleChange {
+            date: "2026-12-04",
+            change: "the countdown rows take the median of seven pairs of 60 ms jobs, the \
+                 shared-objects rows the median of nine repeats, on CPython and the emulation \
+                 alike; the bands unchanged",
+            reason: "the countdown and shared-objects claims changed their methods (their \
+                 histories say why); the pairs share the claims' methods",
+        },
+        RuleChange {
+            date: "2026-12-04",
+            change: "the emulation standing for each interpreter spends its server's CPU per \
+                 request beyond the emulated server's own (`--request-cost`, measured at \
+                 calibration), and the hop and request calibrations run on a CPU kept from \
+                 idling by a busy process of the idle class; the bands unchanged",
+            reason: "CPython's asyncio spends about 40 µs of CPU on a tiny request, the emulated \
+                 loop 7, so beside a hog on one CPU the hybrid kept more of its rate in the \
+                 emulation in every era (3.13t 0.78 against 0.46); and on a host slow to wake \
+                 an idle CPU, the hop's calibration counted that cost (3.11's process pool 283 µs \
+                 against 142 kept busy and 145 added to a served request)",
+        },
     ],
     era: None,
     pair: None,

@@ -34,6 +34,11 @@ pub static EXPERIMENT: Experiment = Experiment {
             change: "each of the two threads runs on a CPU of its own (the first and the second of the placement's), on CPython and the emulation alike, instead of both on either; the marks unchanged",
             reason: "left to the scheduler, two threads taking turns at a GIL sometimes shared one CPU: CPython 2.7's own-objects ratio measured 1.08–1.15 in some repeats and 1.28–1.40 in others of the same run (0.97–1.11 with both threads held on one CPU, 1.29–1.36 with one on each), so the median flipped from run to run across the comparison's band",
         },
+        RuleChange {
+            date: "2026-12-04",
+            change: "the default profile takes the median of nine repeats (was five), on CPython and the emulation alike; the marks unchanged",
+            reason: "on an Intel Xeon host whose speed shifted by about half for seconds at a time (CPython 3.13's serial countdown took 0.22 s or 0.33 s in alternate spells), one pair in three or four spanned a shift and was off by 10–30 %; CPython 3.11's one shared list measured 1.23, 0.91, 0.87, 0.72 and 1.19× the serial time in five repeats, and their median fell outside the comparison's band",
+        },
     ],
     era: Some(&ERA),
     pair: Some(Pair::SharedObjects),

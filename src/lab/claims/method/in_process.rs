@@ -111,8 +111,11 @@ fn emulated_countdown(
 }
 
 pub(super) fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
-    let job_ms: u64 = lab.profile.pick(60, 100, 100);
-    let repeats = lab.profile.pick(1, 3, 5);
+    // Many short pairs rather than a few long ones: a host's speed may shift by half for
+    // seconds at a time, and a pair that spans a shift is off by as much; the median of seven
+    // outlasts three such pairs.
+    let job_ms: u64 = lab.profile.pick(60, 60, 100);
+    let repeats = lab.profile.pick(3, 7, 9);
     let (one, all) = (
         lab.placement.server_one.clone(),
         lab.placement.server_all.clone(),
@@ -309,7 +312,7 @@ pub(super) fn race(lab: &mut Lab, on: On) -> Result<Number, LabError> {
 /// every repeat, the median of the repeats' ratios.
 pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
     let length = Duration::from_millis(lab.profile.pick(20, 40, 40));
-    let repeats = lab.profile.pick(3, 5, 5);
+    let repeats = lab.profile.pick(3, 9, 9);
     let all = lab.placement.server_all.clone();
     let mut numbers = Vec::new();
     for operation in Operation::ALL {

@@ -350,6 +350,11 @@ fn served_cpu_per_request(
     spent / requests
 }
 
+/// Whether `measured` lies within a factor of two of `direct`, either way.
+fn within_twice(measured: Duration, direct: Duration) -> bool {
+    measured > direct / 2 && measured < direct * 2
+}
+
 /// The calibrated hop against a direct measurement: what a pooled server spends per tiny
 /// request beyond what the threads server spends, within a factor of two of what
 /// `clab_bench.py hop` found for a job handed to that pool.
@@ -374,7 +379,7 @@ fn the_hop_is_within_twice_a_direct_measurement() {
                 "{} {model}: calibrated {calibrated:?} a job; served {pooled:?} a request against {inline:?} inline",
                 python.label()
             );
-            if !(calibrated > direct / 2 && calibrated < direct * 2) {
+            if !within_twice(calibrated, direct) {
                 misses.push(format!(
                     "{} {model}: calibrated hop {calibrated:?}, measured directly {direct:?}",
                     python.label()
@@ -415,7 +420,7 @@ fn the_emulation_spends_per_request_what_cpythons_server_does() {
                 "{} {model}: {cpython:?} a request; its emulation {emulation:?}",
                 python.label()
             );
-            if !(emulation > cpython / 2 && emulation < cpython * 2) {
+            if !within_twice(emulation, cpython) {
                 misses.push(format!(
                     "{} {model}: CPython {cpython:?} a request, the emulation {emulation:?}",
                     python.label()

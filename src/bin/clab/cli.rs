@@ -118,7 +118,7 @@ calibrated to each (GIL kind, switch points, measured tick), by one method, and 
 era on both; the `cpython` experiment reads those pairs: the fidelity matrix.
 
 Examples:
-  clab lab                          the whole catalogue, default profile (about 12½ minutes)
+  clab lab                          the whole catalogue, default profile (about 13½ minutes)
   clab lab --quick                  the whole catalogue in about 4 minutes
   clab lab --fail-on does-not-hold  as a CI gate: exit 3 if a claim does not hold
   clab lab list                     the experiments and their claims

@@ -541,12 +541,12 @@ fn measure_requests(identity: &Identity, scripts: &Scripts, own: &Own) -> Result
             "--model",
             model,
         ]);
-        let label = format!("CPython {name} {model}");
-        kept_busy(&own.clab, own.cpu, || {
-            on_cpu(own.cpu, || {
-                request_cost::measure(command, &label, own.cpu, &scripts.log(&label))
-            })
-        })
+        served_beside_busy(
+            command,
+            &format!("CPython {name} {model}"),
+            scripts,
+            (&own.clab, own.cpu),
+        )
     };
     // The reference server's event loop: asyncio from 3.6, the hybrid's select loop on 2.x.
     let event_loop = match (identity.major, identity.minor) {
@@ -560,14 +560,26 @@ fn measure_requests(identity: &Identity, scripts: &Scripts, own: &Own) -> Result
         thread: thread.median,
         event_loop: event_loop.map_or(Duration::ZERO, |measured| measured.median),
     };
-    let mut emulation = RequestCosts::beyond(measured, own.requests);
-    if event_loop.is_none() {
-        emulation.event_loop = Duration::ZERO;
-    }
+    // Without an event loop measured, nothing is spent beyond the emulated loop's own.
     Ok(Requests {
         thread,
         event_loop,
-        emulation,
+        emulation: RequestCosts::beyond(measured, own.requests),
+    })
+}
+
+/// [`request_cost::measure`] of the server `command`, from a thread pinned to `cpu`, beside a
+/// busy process of the idle class there.
+fn served_beside_busy(
+    command: Command,
+    label: &str,
+    scripts: &Scripts,
+    (clab, cpu): (&Path, usize),
+) -> Result<MeasuredRequest, String> {
+    kept_busy(clab, cpu, || {
+        on_cpu(cpu, || {
+            request_cost::measure(command, label, cpu, &scripts.log(label))
+        })
     })
 }
 
@@ -630,12 +642,8 @@ impl Own {
             ]);
             command.args(["--model", model.name()]);
             let label = format!("the emulated {model} server");
-            kept_busy(clab, cpu, || {
-                on_cpu(cpu, || {
-                    request_cost::measure(command, &label, cpu, &scripts.log(&label))
-                })
-            })
-            .map(|measured| measured.median)
+            served_beside_busy(command, &label, scripts, (clab, cpu))
+                .map(|measured| measured.median)
         };
         let requests = RequestCosts {
             thread: served(Model::Threads)?,
@@ -659,9 +667,10 @@ struct HopTimes {
 
 /// Runs `measure` beside a busy process of the idle class on `cpu`, so the CPU never idles:
 /// a hop's jobs come after pauses in which its threads sleep (and 2.7's pool polls in short
-/// sleeps), and on a host where bringing an idle virtual CPU back is dear (here once, 3.11's process-pool job measured 283 µs with the
-/// CPU left idle and 142 µs kept busy, against 145 µs added to a request served on one busy
-/// CPU) that cost would be counted as the interpreter's.
+/// sleeps), and on a host where bringing an idle virtual CPU back is dear (here once, 3.11's
+/// process-pool job measured 283 µs with the CPU left idle and 142 µs kept busy, against
+/// 145 µs added to a request served on one busy CPU) that cost would be counted as the
+/// interpreter's.
 fn kept_busy<T>(
     clab: &Path,
     cpu: usize,

@@ -308,7 +308,17 @@ fn the_in_process_programs_report_each_era() {
 /// server and the client on `cpu` as the calibration runs a pool and its submitter.
 fn server_cpu_per_request(python: &Python, model: &str, requests: u32, cpu: usize) -> Duration {
     let label = format!("{} {model}", python.label());
-    served_cpu_per_request(server_command(python, model, &[]), &label, requests, cpu)
+    median_of_three(|| {
+        served_cpu_per_request(server_command(python, model, &[]), &label, requests, cpu)
+    })
+}
+
+/// The median of three runs of `measure`: one run in a slow spell of the host (3.13t's
+/// process pool served at twice its usual CPU once) must not decide a check.
+fn median_of_three(mut measure: impl FnMut() -> Duration) -> Duration {
+    let mut runs = [measure(), measure(), measure()];
+    runs.sort();
+    runs[1]
 }
 
 /// What the server `command` (and its pool's processes) spends per `fib 1`, pinned with the
@@ -410,12 +420,14 @@ fn the_emulation_spends_per_request_what_cpythons_server_does() {
         }
         for (model, emulated) in pairs {
             let cpython = server_cpu_per_request(python, model, REQUESTS, cpu);
-            let mut command = clab();
-            command
-                .args(["serve", "--addr", "127.0.0.1:0", "--workers", "1"])
-                .args(python.emulation(emulated).argv());
             let label = format!("the emulation of {} {emulated}", python.label());
-            let emulation = served_cpu_per_request(command, &label, REQUESTS, cpu);
+            let emulation = median_of_three(|| {
+                let mut command = clab();
+                command
+                    .args(["serve", "--addr", "127.0.0.1:0", "--workers", "1"])
+                    .args(python.emulation(emulated).argv());
+                served_cpu_per_request(command, &label, REQUESTS, cpu)
+            });
             eprintln!(
                 "{} {model}: {cpython:?} a request; its emulation {emulation:?}",
                 python.label()

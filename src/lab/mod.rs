@@ -44,6 +44,7 @@ pub fn run(
             break;
         }
         let started = Instant::now();
+        lab.look_at_cores(experiment.id);
         lab.step(experiment.id);
         let mut result = match experiment.run {
             Method::Measure(measure) => measure(lab),

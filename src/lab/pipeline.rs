@@ -57,6 +57,8 @@ pub struct LabReport {
     pub placement: Placement,
     /// The request sizes measured at the start.
     pub setups: crate::lab::running::setups::Setups,
+    /// The looks at the CPUs between measurements.
+    pub cores: crate::lab::model::cores::Cores,
     /// Each claim's verdicts: per era on every interpreter that ran it and on the emulation.
     pub verdicts: Vec<VerdictRow>,
     /// The run's one table: every number, measured once.
@@ -142,6 +144,10 @@ pub fn execute(
     let outcomes = run(options.experiments(), &mut lab, |outcome| {
         observer.finished(outcome)
     });
+    lab.look_at_cores("the end of the run");
+    if let Some(line) = lab.cores.describe() {
+        observer.say(format!("host: {line}"));
+    }
     let views = Views::of(&outcomes).map_err(|e| LabError::Measurement(e.to_string()))?;
     Ok(LabReport {
         schema: SCHEMA,
@@ -151,6 +157,7 @@ pub fn execute(
         environment: LabEnvironment::detect(python_labels),
         placement: lab.placement.clone(),
         setups: lab.setups.clone(),
+        cores: lab.cores.clone(),
         verdicts: views.verdicts,
         measurements: views.measurements,
         fidelity: views.fidelity,

@@ -179,6 +179,7 @@ pub fn write(report: &LabReport, out: &Path) -> Result<PathBuf, ReportError> {
                     lead_rows => minijinja::value::Serde(lead_rows(report)),
                     contrasts => minijinja::value::Serde(contrasts(report)),
                     setup_lines => report.setups.describe(),
+                    cores_line => report.cores.describe(),
                     health_columns => crate::lab::running::health::Health::COLUMNS,
                     health_rows => report.outcomes.iter().map(|o| {
                         (o.id, o.health.iter().map(|h| h.cells()).collect::<Vec<_>>())
@@ -352,6 +353,14 @@ mod tests {
             environment: LabEnvironment::detect(Vec::new()),
             placement: Placement::from_allowed(&[0, 1]),
             setups: crate::lab::running::setups::Setups::default(),
+            cores: crate::lab::model::cores::Cores {
+                cpus: vec![0, 1],
+                samples: vec![crate::lab::model::cores::CoreSample {
+                    before: "countdown".into(),
+                    alone_us: vec![200.0, 210.0],
+                    together_us: vec![400.0, 220.0],
+                }],
+            },
             outcomes: vec![outcome()],
             verdicts: views.verdicts,
             measurements: views.measurements,
@@ -366,6 +375,10 @@ mod tests {
         assert!(html.contains("<svg") && html.contains("&lt;html&gt;"));
         assert!(html.contains("does not hold"));
         assert!(html.contains("Partial: interrupted by SIGINT"));
+        assert!(
+            html.contains("the CPUs then shared a core"),
+            "the host's CPUs are shown"
+        );
         let build = format!("commit {}", crate::system::machine::COMMIT);
         assert!(html.contains(&build) && html.contains("clab lab --quick"));
         let markdown = std::fs::read_to_string(dir.path().join("README.md")).unwrap();

@@ -3,6 +3,7 @@
 //! ([`Measurements`]), verdicts and the rules that give them, a claim in each era
 //! ([`eras`]) and what an experiment found ([`outcome`]). Nothing here runs anything.
 
+pub mod cores;
 mod era;
 pub mod eras;
 pub mod health;

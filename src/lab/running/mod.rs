@@ -1,8 +1,10 @@
 //! Running the lab: where things run ([`Placement`]), for how long ([`Profile`]), and the
 //! [`Lab`] a claim measures through — servers and brokers as pinned child processes
 //! ([`process`]), loads on the lab's own CPU, health records of both ([`health`]), the CPython
-//! interpreters found ([`pythons`]) and the request sizes measured at the start ([`setups`]).
+//! interpreters found ([`pythons`]), the request sizes measured at the start ([`setups`]) and
+//! looks at the CPUs between measurements ([`cores`]).
 
+pub mod cores;
 pub mod error;
 pub mod health;
 pub mod interrupt;
@@ -17,6 +19,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::lab::model::cores::Cores;
 pub use crate::lab::running::error::LabError;
 use crate::lab::running::health::{Health, HealthLog};
 use crate::lab::running::interrupt::Interrupt;
@@ -121,6 +124,8 @@ pub struct Lab {
     pub setups: setups::Setups,
     /// The health records of the experiment being run ([`health`]).
     pub health: HealthLog,
+    /// The looks at the CPUs taken so far ([`Lab::look_at_cores`]).
+    pub cores: Cores,
     /// Set when a signal asks the run to stop; looked at before every server and load.
     pub interrupt: Interrupt,
     /// Progress text for the current step.
@@ -137,9 +142,14 @@ impl Lab {
         scripts: Scripts,
         step: Box<dyn FnMut(&str)>,
     ) -> Lab {
+        let placement = Placement::from_allowed(&crate::system::cpus::allowed_cpus());
         Lab {
             profile,
-            placement: Placement::from_allowed(&crate::system::cpus::allowed_cpus()),
+            cores: Cores {
+                cpus: placement.server_all.clone(),
+                samples: Vec::new(),
+            },
+            placement,
             clab,
             scratch,
             pythons: pythons.pythons,
@@ -156,6 +166,14 @@ impl Lab {
     /// Reports what is being measured now (the progress bar's message).
     pub fn step(&mut self, what: &str) {
         (self.step)(what);
+    }
+
+    /// Looks at the servers' CPUs before `before` is measured (a few milliseconds; nothing of
+    /// the lab's may run meanwhile), for the report's account of the host.
+    pub fn look_at_cores(&mut self, before: &str) {
+        if let Some(look) = cores::sample(&self.cores.cpus, before) {
+            self.cores.samples.push(look);
+        }
     }
 
     /// Starts `clab serve --addr 127.0.0.1:0` as `spec` describes it, pinned to `cpus`.

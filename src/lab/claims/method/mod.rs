@@ -55,7 +55,9 @@ pub fn on_every_python(lab: &mut Lab, pair: Pair) -> PairMeasured {
     let mut measured = PairMeasured::default();
     for python in lab.pythons.clone() {
         let emulated = Emulated::of(&python);
+        lab.look_at_cores(&format!("{}: {}", pair.claim(), python.label()));
         let numbers = measure(lab, On::CPython(&python), pair).and_then(|cpython| {
+            lab.look_at_cores(&format!("{}: {}", pair.claim(), emulated.subject.label));
             let emulation = measure(lab, On::Emulation(&emulated), pair)?;
             paired(&python, cpython, emulation)
         });

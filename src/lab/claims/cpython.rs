@@ -5,6 +5,7 @@
 use crate::lab::claims::experiment::{Experiment, Method, Report, Rules};
 use crate::lab::claims::metrics::bands;
 use crate::lab::model::Era;
+use crate::lab::model::cores::BUSY;
 use crate::lab::model::outcome::{Chart, Fidelity, Figure, RuleChange, Series, Table};
 use crate::lab::model::outcome::{Check, Outcome, Verdict};
 use crate::lab::running::Lab;
@@ -211,13 +212,14 @@ fn read(lab: &Lab, outcomes: &[Outcome]) -> Report {
     }
     let faithful = pairs.iter().filter(|row| row.faithful).count();
     report.summary = format!(
-        "{faithful} of {} metrics faithful across {}",
+        "{faithful} of {} metrics faithful across {}{}",
         pairs.len(),
         lab.pythons
             .iter()
             .map(Python::label)
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        busy_host(lab, &pairs)
     );
     report.setup = setup(lab);
     report.figures.push(scatter(&pairs));
@@ -236,6 +238,33 @@ fn read(lab: &Lab, outcomes: &[Outcome]) -> Report {
     report.raw("pythons", &lab.pythons);
     report.raw("notes", &lab.python_notes);
     report
+}
+
+/// What the looks at the CPUs say of the metrics outside their bands: how many were measured
+/// on CPython with the CPUs busy elsewhere just before or after (`Cores::busy_around`), which
+/// slows the interpreter and not the emulation; empty when none missed or none was.
+fn busy_host(lab: &Lab, pairs: &[Fidelity]) -> String {
+    let missed: Vec<&Fidelity> = pairs.iter().filter(|row| !row.faithful).collect();
+    let busy: Vec<f64> = missed
+        .iter()
+        .filter_map(|row| {
+            let python = lab.pythons.iter().find(|p| p.version == row.python)?;
+            lab.cores
+                .busy_around(&format!("{}: {}", row.experiment, python.label()))
+        })
+        .filter(|busy| *busy > BUSY)
+        .collect();
+    let Some(most) = busy.iter().copied().max_by(f64::total_cmp) else {
+        return String::new();
+    };
+    format!(
+        "; {} of the {} outside their bands measured on CPython with the CPUs busy elsewhere \
+         (work that keeps a core busy ran up to {most:.2}× slower than at best): another tenant \
+         on a CPU's core slows the interpreter, not the emulation — see the host's CPUs beside \
+         the fidelity table, and rerun on a quieter host",
+        busy.len(),
+        missed.len()
+    )
 }
 
 /// Whether `row` was measured on `python`: its build's era, or per-interpreter on 3.12+.

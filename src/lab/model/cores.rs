@@ -14,6 +14,11 @@ use serde::Serialize;
 /// one core give about 2, separate cores about 1).
 pub const SHARED_CORE: f64 = 1.5;
 
+/// A look at which a CPU ran the work this much slower than its best, or all at once this much
+/// slower than alone, found the CPUs busy elsewhere: a quiet CPU times it within a few per
+/// cent of its best, one whose core another tenant shares 1.25–1.6× (an Intel Xeon host).
+pub const BUSY: f64 = 1.15;
+
 /// One look at the CPUs, before a measurement.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CoreSample {
@@ -58,15 +63,45 @@ pub struct CoresSummary {
 }
 
 impl Cores {
-    pub fn summary(&self) -> Option<CoresSummary> {
-        let best: Vec<f64> = (0..self.cpus.len())
+    /// Each CPU's best time alone in the run.
+    fn best(&self) -> Vec<f64> {
+        (0..self.cpus.len())
             .map(|cpu| {
                 self.samples
                     .iter()
                     .filter_map(|sample| sample.alone_us.get(cpu).copied())
                     .fold(f64::INFINITY, f64::min)
             })
-            .collect();
+            .collect()
+    }
+
+    /// How busy elsewhere the CPUs were around the measurement that came after the last look
+    /// before `before`: the larger of the slowest CPU alone against its best and all at once
+    /// against alone, in that look and the next; `None` where no look was taken before it.
+    pub fn busy_around(&self, before: &str) -> Option<f64> {
+        let at = self
+            .samples
+            .iter()
+            .rposition(|sample| sample.before == before)?;
+        let best = self.best();
+        let busy = |sample: &CoreSample| {
+            let alone = sample
+                .alone_us
+                .iter()
+                .zip(&best)
+                .map(|(us, best)| us / best)
+                .fold(1.0, f64::max);
+            alone.max(sample.together_ratio().unwrap_or(1.0))
+        };
+        self.samples[at..]
+            .iter()
+            .take(2)
+            .map(busy)
+            .max_by(f64::total_cmp)
+    }
+
+    pub fn summary(&self) -> Option<CoresSummary> {
+        let best = self.best();
         let alone: Vec<f64> = self
             .samples
             .iter()
@@ -157,6 +192,27 @@ mod tests {
         let line = cores.describe().expect("a line");
         assert!(line.contains("up to 2.00× their best"), "{line}");
         assert!(line.contains("over 1.5× in 1"), "{line}");
+    }
+
+    #[test]
+    fn a_measurement_is_judged_by_the_looks_on_either_side() {
+        let look = |before: &str, alone: &[f64], together: &[f64]| CoreSample {
+            before: before.into(),
+            ..sample(alone, together)
+        };
+        let cores = Cores {
+            cpus: vec![0, 1],
+            samples: vec![
+                look("quiet", &[100.0, 200.0], &[100.0, 200.0]),
+                look("busy after", &[100.0, 200.0], &[100.0, 210.0]),
+                look("next", &[130.0, 200.0], &[130.0, 200.0]),
+                look("shared", &[100.0, 200.0], &[190.0, 200.0]),
+            ],
+        };
+        assert_eq!(cores.busy_around("quiet"), Some(1.05));
+        assert_eq!(cores.busy_around("busy after"), Some(1.3));
+        assert_eq!(cores.busy_around("shared"), Some(1.9));
+        assert_eq!(cores.busy_around("never looked"), None);
     }
 
     #[test]

@@ -257,13 +257,15 @@ fn busy_host(lab: &Lab, pairs: &[Fidelity]) -> String {
     let Some(most) = busy.iter().copied().max_by(f64::total_cmp) else {
         return String::new();
     };
+    let which = match (busy.len(), missed.len()) {
+        (1, 1) => "the one outside its band was".to_owned(),
+        (busy, missed) => format!("{busy} of the {missed} outside their bands were"),
+    };
     format!(
-        "; {} of the {} outside their bands measured on CPython with the CPUs busy elsewhere \
-         (work that keeps a core busy ran up to {most:.2}× slower than at best): another tenant \
-         on a CPU's core slows the interpreter, not the emulation — see the host's CPUs beside \
-         the fidelity table, and rerun on a quieter host",
-        busy.len(),
-        missed.len()
+        "; {which} measured on CPython with the CPUs busy elsewhere (work that keeps a core \
+         busy ran up to {most:.2}× slower than at best): another tenant on a CPU's core slows \
+         the interpreter, not the emulation — see the host's CPUs beside the fidelity table, \
+         and rerun on a quieter host"
     )
 }
 

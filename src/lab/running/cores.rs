@@ -58,11 +58,13 @@ fn best_us() -> f64 {
 fn timed(cpus: &[usize], together: bool) -> Option<Vec<f64>> {
     let start = Barrier::new(if together { cpus.len() } else { 1 });
     let run = |cpu: usize| {
-        crate::system::cpus::pin(&[cpu]).ok()?;
+        let pinned = crate::system::cpus::pin(&[cpu]).is_ok();
+        // Every thread reaches the barrier, pinned or not: one that left early would keep the
+        // others waiting for ever.
         if together {
             start.wait();
         }
-        Some(best_us())
+        pinned.then(best_us)
     };
     std::thread::scope(|scope| {
         if together {

@@ -250,7 +250,7 @@ fn busy_host(lab: &Lab, pairs: &[Fidelity]) -> String {
         .filter_map(|row| {
             let python = lab.pythons.iter().find(|p| p.version == row.python)?;
             lab.cores
-                .busy_around(&format!("{}: {}", row.experiment, python.label()))
+                .busy_around(&super::method::before_cpython(&row.experiment, python))
         })
         .filter(|busy| *busy > BUSY)
         .collect();

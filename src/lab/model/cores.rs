@@ -62,6 +62,13 @@ pub struct CoresSummary {
     pub shared_core: usize,
 }
 
+impl CoreSample {
+    /// Each CPU's time alone against its `best`, in the order of the run's CPUs.
+    fn against<'a>(&'a self, best: &'a [f64]) -> impl Iterator<Item = f64> + 'a {
+        self.alone_us.iter().zip(best).map(|(us, best)| us / best)
+    }
+}
+
 impl Cores {
     /// Each CPU's best time alone in the run.
     fn best(&self) -> Vec<f64> {
@@ -85,12 +92,7 @@ impl Cores {
             .rposition(|sample| sample.before == before)?;
         let best = self.best();
         let busy = |sample: &CoreSample| {
-            let alone = sample
-                .alone_us
-                .iter()
-                .zip(&best)
-                .map(|(us, best)| us / best)
-                .fold(1.0, f64::max);
+            let alone = sample.against(&best).fold(1.0, f64::max);
             alone.max(sample.together_ratio().unwrap_or(1.0))
         };
         self.samples[at..]
@@ -102,16 +104,10 @@ impl Cores {
 
     pub fn summary(&self) -> Option<CoresSummary> {
         let best = self.best();
-        let alone: Vec<f64> = self
+        let mut alone: Vec<f64> = self
             .samples
             .iter()
-            .flat_map(|sample| {
-                sample
-                    .alone_us
-                    .iter()
-                    .zip(&best)
-                    .map(|(us, best)| us / best)
-            })
+            .flat_map(|sample| sample.against(&best))
             .filter(|ratio| ratio.is_finite())
             .collect();
         if alone.is_empty() {
@@ -122,7 +118,6 @@ impl Cores {
             .iter()
             .filter_map(CoreSample::together_ratio)
             .collect();
-        let mut alone = alone;
         alone.sort_by(f64::total_cmp);
         Some(CoresSummary {
             samples: self.samples.len(),

@@ -55,7 +55,7 @@ pub fn on_every_python(lab: &mut Lab, pair: Pair) -> PairMeasured {
     let mut measured = PairMeasured::default();
     for python in lab.pythons.clone() {
         let emulated = Emulated::of(&python);
-        lab.look_at_cores(&format!("{}: {}", pair.claim(), python.label()));
+        lab.look_at_cores(&before_cpython(pair.claim(), &python));
         let numbers = measure(lab, On::CPython(&python), pair).and_then(|cpython| {
             lab.look_at_cores(&format!("{}: {}", pair.claim(), emulated.subject.label));
             let emulation = measure(lab, On::Emulation(&emulated), pair)?;
@@ -75,6 +75,12 @@ pub fn on_every_python(lab: &mut Lab, pair: Pair) -> PairMeasured {
         }
     }
     measured
+}
+
+/// What the look at the CPUs just before CPython's half of `claim`'s pair is named; the
+/// `cpython` claim finds it by this name.
+pub(crate) fn before_cpython(claim: &str, python: &Python) -> String {
+    format!("{claim}: {}", python.label())
 }
 
 impl PairMeasured {

@@ -38,6 +38,11 @@ pub static EXPERIMENT: Experiment = Experiment {
             change: "the default profile times seven interleaved pairs of 60 ms jobs (was three of 100 ms; quick three of 60, thorough nine of 100), on CPython and the emulation alike; thresholds unchanged",
             reason: "on an Intel Xeon host whose speed shifted by about half for seconds at a time (CPython 3.13's serial countdown took 0.22 s or 0.33 s in alternate spells), one pair in three or four spanned a shift and was off by 10–30 %; with three, two such pairs made the median: CPython 3.13's two threads on one core measured 1.16× and then 0.87× the serial time (1.27, 1.16, 1.05; two cores 0.97, 1.31, 1.27), where quiet pairs give 0.99–1.04",
         },
+        RuleChange {
+            date: "2026-12-04",
+            change: "on two CPUs each ratio is the fastest of the seven runs at once over the fastest of the seven in a row (interleaved as before), no longer the median of the seven pairs' ratios, on CPython and the emulation alike; each pair's ratio is still shown as the spread; on one CPU the median of the pairs stays; thresholds unchanged",
+            reason: "on the Intel Xeon host, another tenant on a CPU's core slowed CPython's eval loop about 1.75× in spells of a second to minutes, on one CPU at a time (88 of the 288 looks at its CPUs in three default runs found their speeds more than 15 % apart), while the emulation's work does not feel it; a run on both CPUs waits for the slow one and a run on one does not, so CPython's two countdown processes read 0.66–0.83× the serial time in four of six default runs where both sides read 0.50–0.55 on quiet CPUs. A shared host only adds time: each side's fastest run is the host at its quietest. Taken on one CPU as well, in the first run with the change, the fastest runs of free-threaded 3.13's emulated threads and serial jobs made 1.06 where the seven pairs ranged 0.99–1.07 (median 1.01; CPython 0.95, median 0.98): on one CPU both runs feel the host alike, so a pair's ratio is not pushed one way and their median is steady, where each side's fastest, lucky by its own amount, is the noisier",
+        },
     ],
     era: Some(&ERA),
     pair: Some(Pair::Countdown),

@@ -162,6 +162,14 @@ pub static EXPERIMENT: Experiment = Experiment {
                  an idle CPU, the hop's calibration counted that cost (3.11's process pool 283 µs \
                  against 142 kept busy and 145 added to a served request)",
         },
+        RuleChange {
+            date: "2026-12-04",
+            change: "the countdown rows on two CPUs and the shared-objects rows are each \
+                 side's fastest run at once over its fastest run in a row, of the same \
+                 interleaved repeats, on CPython and the emulation alike; the bands unchanged",
+            reason: "the countdown and shared-objects claims changed their statistic (their \
+                 histories say why); the pairs share the claims' methods",
+        },
     ],
     era: None,
     pair: None,

@@ -21,7 +21,9 @@ pub struct Measurement {
     pub era: Option<String>,
     /// The interpreter's version: the one measured, or the one the emulation stands for.
     pub python: Option<String>,
-    /// The median of the repeats (NaN, written as null, where nothing could be measured).
+    /// The number judged: the median of the repeats, or for a ratio of interleaved timings
+    /// the fastest of one side over the fastest of the other, each pair's ratio a repeat (the
+    /// evidence says which). NaN, written as null, where nothing could be measured.
     #[serde(deserialize_with = "null_as_nan")]
     pub value: f64,
     /// Every repeat's value, in the order measured (one where the profile repeats nothing).
@@ -49,6 +51,11 @@ impl Measurement {
             repeats,
             evidence: evidence.into(),
         }
+    }
+
+    /// With `value` as the number judged, where it is not the repeats' median.
+    pub fn judged_at(self, value: f64) -> Measurement {
+        Measurement { value, ..self }
     }
 
     pub fn is_cpython(&self) -> bool {

@@ -112,8 +112,8 @@ fn emulated_countdown(
 
 pub(super) fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
     // Many short pairs rather than a few long ones: a host's speed may shift by half for
-    // seconds at a time, and a pair that spans a shift is off by as much; the median of seven
-    // outlasts three such pairs.
+    // seconds at a time, on one CPU and not the other; seven short tries of each side are
+    // likelier to find a quiet stretch than three long ones.
     let job_ms: u64 = lab.profile.pick(60, 60, 100);
     let repeats = lab.profile.pick(3, 7, 9);
     let (one, all) = (
@@ -156,30 +156,31 @@ pub(super) fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> 
             continue;
         }
         lab.step(&format!("{}: countdown {metric}", on.label()));
-        // Each repeat times the pair back to back, so a slow spell of the machine weighs on
-        // both sides of its ratio.
-        let mut ratios = Vec::new();
+        // The two interleaved, so both sides come from the same stretch of the host's time.
+        let (mut at_once, mut in_a_row) = (Vec::new(), Vec::new());
         for _ in 0..repeats {
-            ratios.push(
-                countdown_seconds(lab, on, job_ms, how, cpus)?
-                    / countdown_seconds(lab, on, job_ms, Countdown::Serial, cpus)?,
-            );
+            at_once.push(countdown_seconds(lab, on, job_ms, how, cpus)?);
+            in_a_row.push(countdown_seconds(lab, on, job_ms, Countdown::Serial, cpus)?);
         }
         let what = match on {
             On::CPython(_) => "countdown(n)",
             On::Emulation(_) => "`spin`",
         };
-        let number = Number::new(
-            on,
-            metric,
-            band,
-            ratios,
-            format!(
-                "two {what} jobs of {job_ms} ms as {}, a worker on each of CPUs {} in turn, ÷ one after the other, timed from when both workers run; median of {repeats}",
-                how.name(),
-                list(cpus)
-            ),
+        let runs = format!(
+            "two {what} jobs of {job_ms} ms as {}, a worker on each of CPUs {} in turn, ÷ one after the other, timed from when both workers run",
+            how.name(),
+            list(cpus)
         );
+        // On two CPUs the run at once waits for the slower one (see `Number::fastest`); on
+        // one, both runs feel the host alike and the pairs' median is the steadier.
+        let number = if cpus.len() > 1 {
+            let note = format!("{runs}; the fastest of {repeats} of each, interleaved");
+            Number::fastest(on, metric, band, (&at_once, &in_a_row), note)
+        } else {
+            let ratios = at_once.iter().zip(&in_a_row).map(|(a, b)| a / b).collect();
+            let note = format!("{runs}; the median of {repeats} interleaved pairs");
+            Number::new(on, metric, band, ratios, note)
+        };
         numbers.push(if how == Countdown::Interpreters {
             number.per_interpreter()
         } else {
@@ -309,7 +310,7 @@ pub(super) fn race(lab: &mut Lab, on: On) -> Result<Number, LabError> {
 
 /// Two threads running each operation's loop on objects of their own and on one shared
 /// object, each ÷ one thread running both loops in a row: the three timed back to back in
-/// every repeat, the median of the repeats' ratios.
+/// every repeat, the fastest of each side over the fastest in a row.
 pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
     let length = Duration::from_millis(lab.profile.pick(20, 40, 40));
     let repeats = lab.profile.pick(3, 9, 9);
@@ -374,25 +375,25 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
         }
         let note = |objects: &str| {
             format!(
-                "two threads × {iterations} iterations of `{}` on {objects}, a CPU each of {}, ÷ one thread doing both loops; median of {repeats} repeats, the three timed back to back in each",
+                "two threads × {iterations} iterations of `{}` on {objects}, a CPU each of {}, ÷ one thread doing both loops; the fastest of {repeats} repeats each, the three timed back to back in each",
                 operation.code(),
                 list(&all)
             )
         };
-        numbers.push(Number::new(
-            on,
-            own,
-            bands::SHARED_OBJECTS,
-            timings.iter().map(|t| t.own / t.serial).collect(),
-            note(operation.own_objects()),
-        ));
-        numbers.push(Number::new(
-            on,
-            one,
-            bands::SHARED_OBJECTS,
-            timings.iter().map(|t| t.shared / t.serial).collect(),
-            note(operation.shared_object()),
-        ));
+        let times = |side: fn(&Timed) -> f64| timings.iter().map(side).collect::<Vec<_>>();
+        let serial = times(|t| t.serial);
+        for (metric, side, objects) in [
+            (own, times(|t| t.own), operation.own_objects()),
+            (one, times(|t| t.shared), operation.shared_object()),
+        ] {
+            numbers.push(Number::fastest(
+                on,
+                metric,
+                bands::SHARED_OBJECTS,
+                (&side, &serial),
+                note(objects),
+            ));
+        }
     }
     Ok(numbers)
 }

@@ -109,12 +109,15 @@ impl PairMeasured {
                 emulation,
             ),
         ] {
-            self.measurements.push(Measurement::new(
-                (pair.claim(), number.metric),
-                &subject,
-                number.repeats,
-                evidence.clone(),
-            ));
+            self.measurements.push(
+                Measurement::new(
+                    (pair.claim(), number.metric),
+                    &subject,
+                    number.repeats,
+                    evidence.clone(),
+                )
+                .judged_at(number.value),
+            );
         }
     }
 }
@@ -254,7 +257,8 @@ pub fn gil_config(python: &Python) -> GilConfig {
     }
 }
 
-/// One number of one subject: a metric's value (the median of its repeats), in the era it
+/// One number of one subject: a metric's value (the median of its repeats, or for a ratio of
+/// interleaved timings the fastest of one side over the fastest of the other), in the era it
 /// was measured in, under the band its pair is judged by, and what was run.
 #[derive(Debug, Clone)]
 pub(crate) struct Number {
@@ -278,6 +282,27 @@ impl Number {
         }
     }
 
+    /// `at_once ÷ in_a_row`, timed in interleaved repeats (the i-th of each back to back): the
+    /// fastest of one over the fastest of the other, each pair's ratio kept as a repeat to show
+    /// the spread. A shared host only ever adds time, and a tenant on one of two CPUs slows
+    /// a run on both far more than a run on one (that CPU's half of the work is the last to
+    /// finish), so a pair's ratio is off by as much as the spell at its moment; each side's
+    /// fastest repeat is the host at its quietest for that side.
+    fn fastest(
+        on: On,
+        metric: &'static str,
+        band: Band,
+        (at_once, in_a_row): (&[f64], &[f64]),
+        note: String,
+    ) -> Number {
+        let fastest = |times: &[f64]| times.iter().copied().fold(f64::INFINITY, f64::min);
+        let repeats = at_once.iter().zip(in_a_row).map(|(a, b)| a / b).collect();
+        Number {
+            value: fastest(at_once) / fastest(in_a_row),
+            ..Number::new(on, metric, band, repeats, note)
+        }
+    }
+
     /// Measured on subinterpreters with a GIL each, whatever the interpreter's own era.
     fn per_interpreter(mut self) -> Number {
         self.era = Era::PerInterpreter;
@@ -292,6 +317,7 @@ impl Number {
             self.repeats,
             format!("{}: {}", emulated.describe(), self.note),
         )
+        .judged_at(self.value)
     }
 
     /// The number of `metric` among `numbers`, or an error naming what is missing.
@@ -598,5 +624,22 @@ mod tests {
         assert!(on.wants(metrics::RACE_LOST) && !on.wants(metrics::CONVOY_THREADS));
         assert!(Emulated::era(Era::PerInterpreter).own_gil_subinterpreters);
         assert!(!Emulated::era(Era::Legacy).switch_interval);
+    }
+
+    #[test]
+    fn interleaved_runs_are_judged_at_each_sides_fastest() {
+        let new = Emulated::era(Era::New);
+        // The second run at once fell in a tenant's spell, the first two in a row did too.
+        let number = Number::fastest(
+            On::Emulation(&new),
+            metrics::COUNTDOWN_PROCESSES,
+            metrics::bands::COUNTDOWN_PROCESSES,
+            (&[1.0, 1.6, 1.05], &[2.9, 2.4, 2.0]),
+            "runs".into(),
+        );
+        assert_eq!(number.value, 0.5);
+        assert_eq!(number.repeats, [1.0 / 2.9, 1.6 / 2.4, 1.05 / 2.0]);
+        let measurement = number.measurement(Pair::Countdown, &new);
+        assert_eq!((measurement.value, measurement.repeats.len()), (0.5, 3));
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::shared_objects::{self, Operation, PythonTimed, Timed, timed};
-use super::{Number, On};
+use super::{Interleaved, Number, On};
 use super::{increments, long_operation};
 use crate::gil::{GilConfig, PythonThread};
 use crate::lab::claims::metrics::{self, bands};
@@ -171,16 +171,23 @@ pub(super) fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> 
             how.name(),
             list(cpus)
         );
-        // On two CPUs the run at once waits for the slower one (see `Number::fastest`); on
-        // one, both runs feel the host alike and the pairs' median is the steadier.
-        let number = if cpus.len() > 1 {
-            let note = format!("{runs}; the fastest of {repeats} of each, interleaved");
-            Number::fastest(on, metric, band, (&at_once, &in_a_row), note)
+        // On two CPUs the run at once waits for the slower one; on one, both runs feel the
+        // host alike and the pairs' median is the steadier.
+        let (judged, statistic) = if cpus.len() > 1 {
+            let words = format!("the fastest of {repeats} of each, interleaved");
+            (Interleaved::Fastest, words)
         } else {
-            let ratios = at_once.iter().zip(&in_a_row).map(|(a, b)| a / b).collect();
-            let note = format!("{runs}; the median of {repeats} interleaved pairs");
-            Number::new(on, metric, band, ratios, note)
+            let words = format!("the median of {repeats} interleaved pairs");
+            (Interleaved::MedianOfPairs, words)
         };
+        let number = Number::interleaved(
+            on,
+            metric,
+            band,
+            (&at_once, &in_a_row),
+            judged,
+            format!("{runs}; {statistic}"),
+        );
         numbers.push(if how == Countdown::Interpreters {
             number.per_interpreter()
         } else {
@@ -386,11 +393,12 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
             (own, times(|t| t.own), operation.own_objects()),
             (one, times(|t| t.shared), operation.shared_object()),
         ] {
-            numbers.push(Number::fastest(
+            numbers.push(Number::interleaved(
                 on,
                 metric,
                 bands::SHARED_OBJECTS,
                 (&side, &serial),
+                Interleaved::Fastest,
                 note(objects),
             ));
         }

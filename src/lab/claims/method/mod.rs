@@ -34,7 +34,7 @@ use crate::lab::running::process::ChildServer;
 use crate::lab::running::pythons::{LoopIteration, LoopIterations, Python};
 use crate::lab::running::setups::fib_n_for;
 use crate::lab::running::spec::ServerSpec;
-use crate::lab::running::{Lab, LabError};
+use crate::lab::running::{Lab, LabError, Sample};
 use crate::server::Model;
 use crate::server::offload::Target;
 use shared_objects::Operation;
@@ -109,15 +109,8 @@ impl PairMeasured {
                 emulation,
             ),
         ] {
-            self.measurements.push(
-                Measurement::new(
-                    (pair.claim(), number.metric),
-                    &subject,
-                    number.repeats,
-                    evidence.clone(),
-                )
-                .judged_at(number.value),
-            );
+            self.measurements
+                .push(number.into_measurement(pair, &subject, evidence.clone()));
         }
     }
 }
@@ -258,7 +251,8 @@ pub fn gil_config(python: &Python) -> GilConfig {
 }
 
 /// One number of one subject: a metric's value (the median of its repeats, or for a ratio of
-/// interleaved timings as [`Interleaved`] says), in the era it was measured in, under the band its pair is judged by, and what was run.
+/// interleaved timings as [`Interleaved`] says), in the era it was measured in, under the band
+/// its pair is judged by, and what was run.
 #[derive(Debug, Clone)]
 pub(crate) struct Number {
     pub metric: &'static str,
@@ -275,7 +269,7 @@ impl Number {
             metric,
             era: on.era(),
             band,
-            value: crate::lab::running::Sample::new(repeats.clone()).median,
+            value: Sample::new(repeats.clone()).median,
             repeats,
             note,
         }
@@ -293,7 +287,7 @@ impl Number {
     ) -> Number {
         let ratios = at_once.iter().zip(in_a_row).map(|(a, b)| a / b).collect();
         let number = Number::new(on, metric, band, ratios, note);
-        let fastest = |times: &[f64]| times.iter().copied().fold(f64::INFINITY, f64::min);
+        let fastest = |times: &[f64]| Sample::new(times.to_vec()).min;
         match judged {
             Interleaved::MedianOfPairs => number,
             Interleaved::Fastest => Number {
@@ -311,13 +305,15 @@ impl Number {
 
     /// As a row of the run's table: `pair`'s claim, measured on `emulated`.
     fn measurement(self, pair: Pair, emulated: &Emulated) -> Measurement {
-        Measurement::new(
-            (pair.claim(), self.metric),
-            &emulated.subject,
-            self.repeats,
-            format!("{}: {}", emulated.describe(), self.note),
-        )
-        .judged_at(self.value)
+        let evidence = format!("{}: {}", emulated.describe(), self.note);
+        self.into_measurement(pair, &emulated.subject, evidence)
+    }
+
+    /// As a row of the run's table: `pair`'s claim, measured on `subject`, its value the one
+    /// judged (not always the repeats' median).
+    fn into_measurement(self, pair: Pair, subject: &Subject, evidence: String) -> Measurement {
+        Measurement::new((pair.claim(), self.metric), subject, self.repeats, evidence)
+            .judged_at(self.value)
     }
 
     /// The number of `metric` among `numbers`, or an error naming what is missing.

@@ -1,7 +1,8 @@
 //! What the layers share with the operating system, in one neutral place below all of them:
 //! CPU sets and pinning, CPU time used, futexes, descriptor limits, the machine's description,
 //! the registry of open sockets swept at shutdown, when a failed `accept` calls for a pause,
-//! and where a program is installed. Nothing here knows about servers, loads or experiments.
+//! where a program is installed, and one timing-shaped measurement at a time. Nothing here
+//! knows about servers, loads or experiments.
 
 pub(crate) mod accept;
 pub(crate) mod connections;
@@ -11,3 +12,4 @@ pub(crate) mod futex;
 pub mod limits;
 pub mod machine;
 pub mod programs;
+pub mod timing;

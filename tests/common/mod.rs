@@ -436,33 +436,9 @@ pub fn stats(server: &Server) -> serde_json::Value {
     serde_json::from_str(&client.request("stats")).expect("stats is JSON")
 }
 
-/// Held by a timing-shaped test for its whole run: one such test at a time on the machine,
-/// across test binaries too (a runner such as nextest runs binaries side by side), so no two
-/// measurements share the two cores.
-pub struct TimingLock {
-    _file: std::fs::File,
-    _here: std::sync::MutexGuard<'static, ()>,
-}
-
-pub fn timing_lock() -> TimingLock {
-    static HERE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let here = HERE.lock().unwrap_or_else(|e| e.into_inner());
-    let path = std::env::temp_dir().join("clab-timing-tests.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .expect("open the timing lock");
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a descriptor this function owns; released when the file closes.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(locked, 0, "lock {}", path.display());
-    TimingLock {
-        _file: file,
-        _here: here,
-    }
-}
+/// One timing-shaped test at a time on the machine, the library's unit tests included.
+#[allow(unused_imports)] // Only the binaries that time work use it.
+pub use clab::system::timing::{TimingLock, timing_lock};
 
 /// Pins the calling thread to the `index`-th allowed CPU (modulo their number): timing tests
 /// place each thread, so a run never depends on where the scheduler happened to put it.

@@ -170,6 +170,14 @@ pub static EXPERIMENT: Experiment = Experiment {
             reason: "the countdown and shared-objects claims changed their statistic (their \
                  histories say why); the pairs share the claims' methods",
         },
+        RuleChange {
+            date: "2026-12-05",
+            change: "the shared-objects rows on one shared object are over one thread running \
+                 both loops on one shared object, no longer on two objects of its own; the \
+                 bands unchanged",
+            reason: "the shared-objects claim changed its method (its history says why: 3.13.0 \
+                 specialises calls to a module-level function and not to a copy)",
+        },
     ],
     era: None,
     pair: None,

@@ -12,7 +12,7 @@ use crate::lab::claims::metrics::{self, bands};
 use crate::lab::model::Era;
 use crate::lab::running::health::HealthLog;
 use crate::lab::running::pythons::bench;
-use crate::lab::running::{Lab, LabError};
+use crate::lab::running::{Lab, LabError, Sample};
 use crate::lab::words::list;
 use crate::work::spin;
 
@@ -316,8 +316,8 @@ pub(super) fn race(lab: &mut Lab, on: On) -> Result<Number, LabError> {
 }
 
 /// Two threads running each operation's loop on objects of their own and on one shared
-/// object, each ÷ one thread running both loops in a row: the three timed back to back in
-/// every repeat, the fastest of each side over the fastest in a row.
+/// object, each ÷ one thread running both loops in a row on the same kind of objects: the
+/// four timed back to back in every repeat, the fastest at once over the fastest in a row.
 pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
     let length = Duration::from_millis(lab.profile.pick(20, 40, 40));
     let repeats = lab.profile.pick(3, 9, 9);
@@ -335,6 +335,7 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
         ));
         let iteration = on.loop_iteration(operation);
         let iterations = shared_objects::iterations(iteration, length);
+        let mut emulation_note = String::new();
         let timings: Vec<Timed> = match on {
             On::CPython(python) => {
                 let (each, times) = (iterations.to_string(), repeats.to_string());
@@ -361,43 +362,59 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
             On::Emulation(emulated) => {
                 // Every repeat's serial loops run on the bench's one main thread.
                 let main_heap = Mutex::default();
+                let fitted = shared_objects::fitted(
+                    &emulated.gil,
+                    (operation, iteration),
+                    &main_heap,
+                    (&all, &lab.health),
+                );
+                let eval_loop = fitted.eval_loop;
+                emulation_note = format!(
+                    "; fitted to the interpreter's {:.0} ns an iteration, an emulated loop alone took {} ns an iteration (each of 5 loops), spending {:.0} ns of eval-loop work in each beside the emulated objects' own",
+                    iteration.iteration_ns,
+                    Sample::new(fitted.alone_ns).show_with(|ns| format!("{ns:.0}")),
+                    eval_loop.iteration_ns,
+                );
                 (0..repeats)
                     .map(|_| {
-                        let run = (operation, iteration, iterations);
+                        let run = (operation, eval_loop, iterations);
                         timed(&emulated.gil, run, &main_heap, (&all, &lab.health))
                     })
                     .collect()
             }
         };
-        if timings.len() != repeats
-            || timings
-                .iter()
-                .any(|t| !(t.serial > 0.0 && t.own > 0.0 && t.shared > 0.0))
-        {
+        if timings.len() != repeats || !timings.iter().all(Timed::measured) {
             return Err(LabError::Measurement(format!(
-                "{} shared objects, {}: {repeats} repeats of three positive times expected, got {timings:?}",
+                "{} shared objects, {}: {repeats} repeats of four positive times expected, got {timings:?}",
                 on.label(),
                 operation.name()
             )));
         }
         let note = |objects: &str| {
             format!(
-                "two threads × {iterations} iterations of `{}` on {objects}, a CPU each of {}, ÷ one thread doing both loops; the fastest of {repeats} repeats each, the three timed back to back in each",
+                "two threads × {iterations} iterations of `{}` on {objects}, a CPU each of {}, ÷ one thread doing both loops on the same kind of objects; the fastest of {repeats} repeats each, the four timed back to back in each{emulation_note}",
                 operation.code(),
                 list(&all)
             )
         };
         let times = |side: fn(&Timed) -> f64| timings.iter().map(side).collect::<Vec<_>>();
-        let serial = times(|t| t.serial);
-        for (metric, side, objects) in [
-            (own, times(|t| t.own), operation.own_objects()),
-            (one, times(|t| t.shared), operation.shared_object()),
+        for (metric, (at_once, in_a_row), objects) in [
+            (
+                own,
+                (times(|t| t.own_at_once), times(|t| t.own_in_a_row)),
+                operation.own_objects(),
+            ),
+            (
+                one,
+                (times(|t| t.shared_at_once), times(|t| t.shared_in_a_row)),
+                operation.shared_object(),
+            ),
         ] {
             numbers.push(Number::interleaved(
                 on,
                 metric,
                 bands::SHARED_OBJECTS,
-                (&side, &serial),
+                (&at_once, &in_a_row),
                 Interleaved::Fastest,
                 note(objects),
             ));

@@ -51,8 +51,8 @@ pub static EXPERIMENT: Experiment = Experiment {
         },
         RuleChange {
             date: "2026-12-05",
-            change: "the emulated loop alone is fitted to take the interpreter's iteration, its own object work counted in it (it spent the whole iteration on top); under a GIL the threads' loops give what they made back to the process's one heap, and lists grow by `realloc` as GIL builds' do; the marks unchanged",
-            reason: "on an Intel Xeon host free-threaded 3.13's emulated appends in a row took 114 ns an iteration against CPython's 73, the emulated allocations and growth (47–59 ns alone) spent on top, which hid what sharing adds: one shared list read 1.24–1.32× in four default runs where CPython read 1.51–1.65, at the band's edge. Under a GIL the threads' allocations went back to no heap, leaving only the loops in a row to take fresh pages: emulated threads appending took 0.86–0.90× the loops in a row against CPython's 1.02–1.04×. GIL builds' appends take 22–36 ns in CPython; copying arrays at each growth, the emulated ones took 49–55 with no eval loop at all",
+            change: "the emulated loop alone is fitted to take the interpreter's iteration as CPython ran it in a row in the same pair (the fastest of its repeats), its own object work counted in it (it spent the whole calibrated iteration on top); under a GIL the threads' loops give what they made back to the process's one heap, and lists grow by `realloc` as GIL builds' do; the marks unchanged",
+            reason: "on an Intel Xeon host free-threaded 3.13's emulated appends in a row took 114 ns an iteration against CPython's 73, the emulated allocations and growth (47–59 ns alone) spent on top, which hid what sharing adds: one shared list read 1.24–1.32× in four default runs where CPython read 1.51–1.65, at the band's edge. Under a GIL the threads' allocations went back to no heap, leaving only the loops in a row to take fresh pages: emulated threads appending took 0.86–0.90× the loops in a row against CPython's 1.02–1.04×. GIL builds' appends take 22–36 ns in CPython; copying arrays at each growth, the emulated ones took 49–55 with no eval loop at all. Fitted to the calibration's iteration, which moved 65–74 ns for 3.13t's append between runs with the host, the emulated shared list moved 1.33–1.48×",
         },
     ],
     era: Some(&ERA),
@@ -175,7 +175,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let attribute = Number::of(&without_gil, metrics::SHARED_ATTRIBUTE_ONE)?;
     report.setup = vec![
         format!("each side: {}", attribute.note),
-        "the emulation keeps each object's header as free-threaded CPython does, on one cache line: the thread that made it, a count only that thread changes, a count the others change atomically, a lock for stores and appends; a module-level function is immortal, its counts only read; the loop's own time is the interpreter's own iteration, timed at calibration, in as many stretches as its eval loop has checks".into(),
+        "the emulation keeps each object's header as free-threaded CPython does, on one cache line: the thread that made it, a count only that thread changes, a count the others change atomically, a lock for stores and appends; a module-level function is immortal, its counts only read; an emulated loop alone takes as long as the interpreter's fastest loops in a row in the pair, its header touches, allocations and a list's growth counted in it (the fit is in each row's evidence), its eval loop's work in as many stretches as the interpreter's eval loop has checks".into(),
         "under a GIL the header is one plain count and no lock is taken; the emulated GIL lets one thread run at a time".into(),
         "each era is measured on CPython by the claim's pair with the same method, in the eras table: `python/clab_bench.py shared` on each interpreter found, beside the emulation standing for it".into(),
     ];

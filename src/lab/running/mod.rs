@@ -15,6 +15,7 @@ pub mod request_cost;
 pub mod setups;
 pub mod spec;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -24,7 +25,7 @@ pub use crate::lab::running::error::LabError;
 use crate::lab::running::health::{Health, HealthLog};
 use crate::lab::running::interrupt::Interrupt;
 use crate::lab::running::process::{ChildKind, ChildServer, SERVER_DRAIN};
-use crate::lab::running::pythons::{Found, Python, Scripts};
+use crate::lab::running::pythons::{Found, LoopIterations, Python, Scripts};
 use crate::load::{ClassPlan, LoadResult, Mode, Pacing, Plan, Window};
 
 /// How long and how often to measure.
@@ -128,6 +129,9 @@ pub struct Lab {
     pub cores: Cores,
     /// Set when a signal asks the run to stop; looked at before every server and load.
     pub interrupt: Interrupt,
+    /// The shared-objects loops' iterations as each interpreter ran them in a row in its half
+    /// of the pair, by its path, for the emulation's half to fit its loops to.
+    pub loops_in_a_row: HashMap<PathBuf, LoopIterations>,
     /// Progress text for the current step.
     step: Box<dyn FnMut(&str)>,
     servers_started: usize,
@@ -158,6 +162,7 @@ impl Lab {
             setups: setups::Setups::default(),
             health: HealthLog::default(),
             interrupt: Interrupt::new(),
+            loops_in_a_row: HashMap::new(),
             step,
             servers_started: 0,
         }

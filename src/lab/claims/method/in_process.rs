@@ -11,7 +11,7 @@ use crate::gil::{GilConfig, PythonThread};
 use crate::lab::claims::metrics::{self, bands};
 use crate::lab::model::Era;
 use crate::lab::running::health::HealthLog;
-use crate::lab::running::pythons::bench;
+use crate::lab::running::pythons::{LoopIteration, bench};
 use crate::lab::running::{Lab, LabError, Sample};
 use crate::lab::words::list;
 use crate::work::spin;
@@ -362,16 +362,27 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
             On::Emulation(emulated) => {
                 // Every repeat's serial loops run on the bench's one main thread.
                 let main_heap = Mutex::default();
+                // The interpreter's loop as it ran in a row in this pair, fastest of the
+                // repeats spread over the bench's seconds; or as calibrated, five loops in
+                // one moment of the host (its iteration there moved 65–74 ns with the host
+                // between runs, and the emulated ratio with it).
+                let (target, whence) = match &emulated.loops_in_a_row {
+                    Some(loops) => (
+                        operation.of(loops),
+                        "its fastest loops in a row in this pair",
+                    ),
+                    None => (iteration, "calibrated"),
+                };
                 let fitted = shared_objects::fitted(
                     &emulated.gil,
-                    (operation, iteration),
+                    (operation, target, iterations),
                     &main_heap,
                     (&all, &lab.health),
                 );
                 let eval_loop = fitted.eval_loop;
                 emulation_note = format!(
-                    "; fitted to the interpreter's {:.0} ns an iteration, an emulated loop alone took {} ns an iteration (each of 5 loops), spending {:.0} ns of eval-loop work in each beside the emulated objects' own",
-                    iteration.iteration_ns,
+                    "; fitted to the interpreter's {:.0} ns an iteration ({whence}), an emulated loop alone took {} ns an iteration (each of 5 loops), spending {:.0} ns of eval-loop work in each beside the emulated objects' own",
+                    target.iteration_ns,
                     Sample::new(fitted.alone_ns).show_with(|ns| format!("{ns:.0}")),
                     eval_loop.iteration_ns,
                 );
@@ -389,6 +400,21 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
                 on.label(),
                 operation.name()
             )));
+        }
+        if let On::CPython(python) = on {
+            // Its fastest loops in a row, for the emulation's half to fit its loops to.
+            let fastest = timings
+                .iter()
+                .map(|t| t.own_in_a_row)
+                .fold(f64::INFINITY, f64::min);
+            let loops = lab
+                .loops_in_a_row
+                .entry(python.path.clone())
+                .or_insert(python.calibration.operations);
+            *operation.of_mut(loops) = LoopIteration {
+                iteration_ns: fastest * 1e9 / (2 * iterations) as f64,
+                ..iteration
+            };
         }
         let note = |objects: &str| {
             format!(

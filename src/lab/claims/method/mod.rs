@@ -54,9 +54,10 @@ pub struct PairMeasured {
 pub fn on_every_python(lab: &mut Lab, pair: Pair) -> PairMeasured {
     let mut measured = PairMeasured::default();
     for python in lab.pythons.clone() {
-        let emulated = Emulated::of(&python);
+        let mut emulated = Emulated::of(&python);
         lab.look_at_cores(&before_cpython(pair.claim(), &python));
         let numbers = measure(lab, On::CPython(&python), pair).and_then(|cpython| {
+            emulated.loops_in_a_row = lab.loops_in_a_row.remove(&python.path);
             lab.look_at_cores(&format!("{}: {}", pair.claim(), emulated.subject.label));
             let emulation = measure(lab, On::Emulation(&emulated), pair)?;
             paired(&python, cpython, emulation)
@@ -348,8 +349,11 @@ pub struct Emulated {
     own_gil_subinterpreters: bool,
     switch_interval: bool,
     asyncio: bool,
-    /// The shared-objects loops' iterations of the interpreter it stands for, if any.
+    /// The shared-objects loops' iterations of the interpreter it stands for, if any: as
+    /// calibrated, which sizes the loops, and as run in a row in the pair's CPython half,
+    /// which an emulated loop alone is fitted to take.
     loops: Option<LoopIterations>,
+    loops_in_a_row: Option<LoopIterations>,
     /// The one metric wanted (an era's cell), or every one.
     only: Option<&'static str>,
     /// Where a threads server records its GIL's trace, if anywhere.
@@ -367,6 +371,7 @@ impl Emulated {
             switch_interval: python.has_switch_interval(),
             asyncio: python.has_asyncio(),
             loops: Some(python.calibration.operations),
+            loops_in_a_row: None,
             only: None,
             trace: None,
         }
@@ -382,6 +387,7 @@ impl Emulated {
             switch_interval: era != Era::Legacy,
             asyncio: true,
             loops: None,
+            loops_in_a_row: None,
             only: None,
             trace: None,
         }

@@ -118,6 +118,15 @@ impl Operation {
         }
     }
 
+    /// Its iteration there, to change.
+    pub fn of_mut(self, loops: &mut LoopIterations) -> &mut LoopIteration {
+        match self {
+            Operation::Attribute => &mut loops.attribute,
+            Operation::Append => &mut loops.append,
+            Operation::Call => &mut loops.call,
+        }
+    }
+
     /// Its iteration by [`Operation::ticks`] at `tick`, where no interpreter was timed: one
     /// check, at the backward jump.
     pub fn at_tick(self, tick: Duration) -> LoopIteration {
@@ -650,9 +659,6 @@ fn run_loop(
     made
 }
 
-/// Iterations in a calibration loop, as `clab_bench.py tick` times each loop alone.
-const CALIBRATION_ITERATIONS: u64 = 200_000;
-
 /// An emulated iteration fitted to an interpreter's: the eval loop's time it spends, and
 /// what the emulated loop alone then took, ns an iteration in each of five loops.
 #[derive(Debug, Clone)]
@@ -662,9 +668,9 @@ pub(crate) struct Fitted {
 }
 
 /// Fits the eval loop's time in an emulated iteration of `operation` under `config` so that
-/// the emulated loop alone takes the interpreter's `iteration`, timed as the interpreter's is
-/// (`clab_bench.py operation_iteration_ns`: the best of five loops of 200,000, each on a new
-/// object, the heap's pages kept between them). The interpreter's measured iteration holds
+/// the emulated loop alone takes the interpreter's `iteration`: the best of five loops of
+/// `iterations`, the loops' length in the pair (a longer list's growth costs more an
+/// iteration), each on a new object, the heap's pages kept between them. The interpreter's iteration holds
 /// its allocations, a list's growth and its objects' headers already, and the emulation does
 /// that work too, so only the rest is the eval loop's: spending the whole iteration on top
 /// made 3.13t's emulated appends in a row take 114 ns against CPython's 73 and hid what
@@ -675,7 +681,7 @@ pub(crate) struct Fitted {
 /// is left, and the emulated loop is the slower.
 pub(crate) fn fitted(
     config: &GilConfig,
-    (operation, iteration): (Operation, LoopIteration),
+    (operation, iteration, iterations): (Operation, LoopIteration, u64),
     main_heap: &Mutex<Heap>,
     (cpus, log): (&[usize], &HealthLog),
 ) -> Fitted {
@@ -700,13 +706,13 @@ pub(crate) fn fitted(
                             let made = run_loop(
                                 operation,
                                 (&object, main_heap),
-                                CALIBRATION_ITERATIONS,
+                                iterations,
                                 free_threaded,
                                 (paces, &mut thread),
                             );
                             let elapsed = started.elapsed();
                             made.free(main_heap);
-                            elapsed.as_nanos() as f64 / CALIBRATION_ITERATIONS as f64
+                            elapsed.as_nanos() as f64 / iterations as f64
                         })
                         .collect()
                 };
@@ -972,12 +978,8 @@ mod tests {
             checks: 1,
         };
         let heap = Mutex::default();
-        let fit = fitted(
-            &config,
-            (Operation::Append, iteration),
-            &heap,
-            (&cpus, &quiet()),
-        );
+        let run = (Operation::Append, iteration, 200_000);
+        let fit = fitted(&config, run, &heap, (&cpus, &quiet()));
         assert!(fit.eval_loop.iteration_ns < 300.0, "{fit:?}");
         let best = fit.alone_ns.iter().copied().fold(f64::INFINITY, f64::min);
         assert!((150.0..600.0).contains(&best), "{fit:?}");

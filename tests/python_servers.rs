@@ -282,8 +282,15 @@ fn the_in_process_programs_report_each_era() {
                 python,
                 &["shared", "--op", op, "--each", "20000", "--repeats", "2"],
             );
-            for key in ["serial", "own", "shared"] {
-                let times = shared[key].as_array().unwrap();
+            for key in [
+                "own_in_a_row",
+                "own_at_once",
+                "shared_in_a_row",
+                "shared_at_once",
+            ] {
+                let times = shared[key].as_array().unwrap_or_else(|| {
+                    panic!("{} shared {op}: no {key}: {shared}", python.label())
+                });
                 assert!(
                     times.len() == 2 && times.iter().all(|t| t.as_f64().unwrap() > 0.0),
                     "{} shared {op}: {shared}",

@@ -403,10 +403,7 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
         }
         if let On::CPython(python) = on {
             // Its fastest loops in a row, for the emulation's half to fit its loops to.
-            let fastest = timings
-                .iter()
-                .map(|t| t.own_in_a_row)
-                .fold(f64::INFINITY, f64::min);
+            let fastest = Sample::new(timings.iter().map(|t| t.own_in_a_row).collect()).min;
             let loops = lab
                 .loops_in_a_row
                 .entry(python.path.clone())

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize
 use std::time::{Duration, Instant};
 
 use crate::gil::{GilConfig, PythonThread, Variant};
+use crate::lab::running::Sample;
 use crate::lab::running::health::HealthLog;
 use crate::lab::running::pythons::{LoopIteration, LoopIterations};
 use crate::work::Pace;
@@ -716,14 +717,7 @@ pub(crate) fn fitted(
                         })
                         .collect()
                 };
-                let miss = |fitted: &Fitted| {
-                    target
-                        - fitted
-                            .alone_ns
-                            .iter()
-                            .copied()
-                            .fold(f64::INFINITY, f64::min)
-                };
+                let miss = |fitted: &Fitted| target - Sample::new(fitted.alone_ns.clone()).min;
                 let mut tried = Fitted {
                     eval_loop: iteration,
                     alone_ns: alone(iteration),

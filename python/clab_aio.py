@@ -10,16 +10,16 @@ import signal
 import socket
 
 
-def serve(listener, service, work, announce, max_line):
+def serve(listener, service, work, announce, max_line, backlog):
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(_serve(loop, listener, service, work, announce, max_line))
+        loop.run_until_complete(_serve(loop, listener, service, work, announce, max_line, backlog))
     finally:
         loop.close()
 
 
-async def _serve(loop, listener, service, work, announce, max_line):
+async def _serve(loop, listener, service, work, announce, max_line, backlog):
     executor = service.pool.executor if service.pool is not None else None
 
     async def handle(reader, writer):
@@ -59,7 +59,9 @@ async def _serve(loop, listener, service, work, announce, max_line):
         finally:
             writer.close()
 
-    server = await asyncio.start_server(handle, sock=listener)
+    # start_server listens on the socket again, with a backlog of 100 unless told: a burst
+    # of thousands of connections would then wait out SYN retries, seconds at a time.
+    server = await asyncio.start_server(handle, sock=listener, backlog=backlog)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)

@@ -37,6 +37,8 @@ import threading
 import time
 
 MAX_LINE = 4096
+# Connections the kernel queues before accept, as `clab serve` asks: thousands may arrive at once.
+BACKLOG = 4096
 MAX_MILLIS = 60000
 PY3 = sys.version_info[0] >= 3
 clock = getattr(time, "monotonic", time.time)
@@ -471,7 +473,7 @@ def main():
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, int(port)))
-    listener.listen(1024)
+    listener.listen(BACKLOG)
 
     if args.model == "prefork":
         prefork(listener, Service("prefork", args.max_n), args.workers)
@@ -489,7 +491,7 @@ def main():
     try:
         if args.model in ("asyncio", "hybrid") and PY3:
             import clab_aio
-            clab_aio.serve(listener, service, work, announce, MAX_LINE)
+            clab_aio.serve(listener, service, work, announce, MAX_LINE, BACKLOG)
         elif args.model == "hybrid":
             SelectLoop(listener, service).run()
         else:

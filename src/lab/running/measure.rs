@@ -161,7 +161,8 @@ impl HeldMemory {
 
 /// Opens `connections` idle connections (plus `extra` classes) for `window`, sampling the
 /// server's `/proc` every second; keeps the sample with the most sockets held (then the
-/// most resident memory), so costs are divided by connections the server really holds.
+/// most resident memory), so costs are divided by connections the server really holds —
+/// and fails if it held fewer than nineteen in twenty.
 pub fn hold(
     lab: &Lab,
     server: &ChildServer,
@@ -189,14 +190,24 @@ pub fn hold(
             kernel_stacks_during_kib = kernel_stacks_kib();
         }
     })?;
-    Ok(HeldMemory {
+    let held = HeldMemory {
         before,
         during,
         kernel_stacks_before_kib,
         kernel_stacks_during_kib,
         opened: class_result(&load, "idle")?.connections_opened,
         load,
-    })
+    };
+    // A cost per connection from a few hundred held would claim what was not measured (an
+    // accept queue too short for the burst once held asyncio to a tenth of ten thousand).
+    if held.held() < connections as u64 * 19 / 20 {
+        return Err(LabError::Measurement(format!(
+            "{}: held {} of {connections} idle connections at the fullest sample",
+            server.label,
+            held.held()
+        )));
+    }
+    Ok(held)
 }
 
 /// The whole machine's kernel stacks now, in KiB (0 when unreadable).

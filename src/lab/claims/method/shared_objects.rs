@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::gil::{GilConfig, PythonThread, Variant};
+use crate::gil::{Gil, GilConfig, PythonThread, Variant};
 use crate::lab::running::Sample;
 use crate::lab::running::health::HealthLog;
 use crate::lab::running::pythons::{LoopIteration, LoopIterations};
@@ -689,62 +689,75 @@ pub(crate) fn fitted(
     let free_threaded = config.variant == Variant::None;
     let target = iteration.iteration_ns;
     let gil = config.lock();
+    on_a_thread_of_its_own(
+        (gil.as_ref(), cpus, log),
+        operation,
+        "calibration",
+        |thread| {
+            let mut alone = |eval_loop: LoopIteration| -> Vec<f64> {
+                let paces = Paces::new(operation, eval_loop);
+                (0..5)
+                    .map(|_| {
+                        let object = Object::new();
+                        let started = Instant::now();
+                        let made = run_loop(
+                            operation,
+                            (&object, main_heap),
+                            iterations,
+                            free_threaded,
+                            (paces, thread),
+                        );
+                        let elapsed = started.elapsed();
+                        made.free(main_heap);
+                        elapsed.as_nanos() as f64 / iterations as f64
+                    })
+                    .collect()
+            };
+            let miss = |fitted: &Fitted| target - Sample::new(fitted.alone_ns.clone()).min;
+            let mut tried = Fitted {
+                eval_loop: iteration,
+                alone_ns: alone(iteration),
+            };
+            let mut closest = tried.clone();
+            // A few corrections: the eval loop's time is spent in whole spin steps.
+            for _ in 0..4 {
+                let next = (tried.eval_loop.iteration_ns + miss(&tried)).max(0.0);
+                if miss(&tried).abs() <= 0.02 * target || next == tried.eval_loop.iteration_ns {
+                    break;
+                }
+                let eval_loop = LoopIteration {
+                    iteration_ns: next,
+                    ..iteration
+                };
+                tried = Fitted {
+                    eval_loop,
+                    alone_ns: alone(eval_loop),
+                };
+                if miss(&tried).abs() < miss(&closest).abs() {
+                    closest = tried.clone();
+                }
+            }
+            closest
+        },
+    )
+}
+
+/// Runs `f` on a thread of its own pinned to `cpus` and attached to `gil` as a Python thread,
+/// as the bench runs its loops in a row on its main thread; what `f` returns.
+fn on_a_thread_of_its_own<R: Send>(
+    (gil, cpus, log): (Option<&Gil>, &[usize], &HealthLog),
+    operation: Operation,
+    role: &str,
+    f: impl FnOnce(&mut PythonThread) -> R + Send,
+) -> R {
     std::thread::scope(|scope| {
-        let gil = gil.as_ref();
         scope
             .spawn(move || {
-                log.pin_thread(
-                    &format!("shared-objects {} calibration", operation.name()),
-                    cpus,
-                );
-                let mut thread = PythonThread::attach(gil, "calibration");
-                let mut alone = |eval_loop: LoopIteration| -> Vec<f64> {
-                    let paces = Paces::new(operation, eval_loop);
-                    (0..5)
-                        .map(|_| {
-                            let object = Object::new();
-                            let started = Instant::now();
-                            let made = run_loop(
-                                operation,
-                                (&object, main_heap),
-                                iterations,
-                                free_threaded,
-                                (paces, &mut thread),
-                            );
-                            let elapsed = started.elapsed();
-                            made.free(main_heap);
-                            elapsed.as_nanos() as f64 / iterations as f64
-                        })
-                        .collect()
-                };
-                let miss = |fitted: &Fitted| target - Sample::new(fitted.alone_ns.clone()).min;
-                let mut tried = Fitted {
-                    eval_loop: iteration,
-                    alone_ns: alone(iteration),
-                };
-                let mut closest = tried.clone();
-                // A few corrections: the eval loop's time is spent in whole spin steps.
-                for _ in 0..4 {
-                    let next = (tried.eval_loop.iteration_ns + miss(&tried)).max(0.0);
-                    if miss(&tried).abs() <= 0.02 * target || next == tried.eval_loop.iteration_ns {
-                        break;
-                    }
-                    let eval_loop = LoopIteration {
-                        iteration_ns: next,
-                        ..iteration
-                    };
-                    tried = Fitted {
-                        eval_loop,
-                        alone_ns: alone(eval_loop),
-                    };
-                    if miss(&tried).abs() < miss(&closest).abs() {
-                        closest = tried.clone();
-                    }
-                }
-                closest
+                log.pin_thread(&format!("shared-objects {} {role}", operation.name()), cpus);
+                f(&mut PythonThread::attach(gil, role))
             })
             .join()
-            .expect("the calibration loop does not panic")
+            .expect("a loop does not panic")
     })
 }
 
@@ -769,39 +782,31 @@ pub(crate) fn timed(
     };
     // Both loops on one thread, on two objects of its own or twice on one.
     let in_a_row = |shared: bool| {
-        std::thread::scope(|scope| {
-            let gil = gil.as_ref();
-            scope
-                .spawn(move || {
-                    log.pin_thread(&format!("shared-objects {} serial", operation.name()), cpus);
-                    // The thread that runs them made them, as the bench's main thread does.
-                    let objects = if shared {
-                        vec![shared_object()]
-                    } else {
-                        vec![Object::new(), Object::new()]
-                    };
-                    let mut thread = PythonThread::attach(gil, "serial");
-                    let started = Instant::now();
-                    let made: Vec<Made> = (0..2)
-                        .map(|index| {
-                            run_loop(
-                                operation,
-                                (&objects[index % objects.len()], main_heap),
-                                iterations,
-                                free_threaded,
-                                (paces, &mut thread),
-                            )
-                        })
-                        .collect();
-                    let elapsed = started.elapsed().as_secs_f64();
-                    // Freed once timed, as the bench frees them.
-                    for made in made {
-                        made.free(main_heap);
-                    }
-                    elapsed
+        on_a_thread_of_its_own((gil.as_ref(), cpus, log), operation, "serial", |thread| {
+            // The thread that runs them made them, as the bench's main thread does.
+            let objects = if shared {
+                vec![shared_object()]
+            } else {
+                vec![Object::new(), Object::new()]
+            };
+            let started = Instant::now();
+            let made: Vec<Made> = (0..2)
+                .map(|index| {
+                    run_loop(
+                        operation,
+                        (&objects[index % objects.len()], main_heap),
+                        iterations,
+                        free_threaded,
+                        (paces, thread),
+                    )
                 })
-                .join()
-                .expect("the serial loop does not panic")
+                .collect();
+            let elapsed = started.elapsed().as_secs_f64();
+            // Freed once timed, as the bench frees them.
+            for made in made {
+                made.free(main_heap);
+            }
+            elapsed
         })
     };
     // Each thread on `shared`, or on an object it makes itself.

@@ -12,8 +12,10 @@
 //! those writes: what they cost is this machine's, as CPython's is. A thread that finds an
 //! object locked yields its CPU 40 times and then parks, as 3.13's `PyMutex` does; the other
 //! thread meanwhile has the line to itself, and wakes it at its next unlock. A list grows as
-//! CPython's does, copying its items into a larger array under its lock. Under a GIL the header is one plain count,
-//! the lock is never found held, and the emulated GIL lets one thread run at a time.
+//! CPython's does, copying its items into a larger array under its lock; one that a thread
+//! other than its owner grew keeps the arrays it replaced, as 3.13t delays freeing them.
+//! Under a GIL the header is one plain count, the lock is never found held, and the emulated
+//! GIL lets one thread run at a time.
 
 use std::cell::UnsafeCell;
 use std::sync::Mutex;
@@ -226,120 +228,96 @@ impl Object {
         }
     }
 
-    /// `list.append(item)`, the caller holding the lock.
-    fn append(&self, item: u64, free_threaded: bool) {
+    /// `list.append(item)` by the thread `header` stands for, which holds the lock.
+    fn append(&self, item: u64, header: Header) {
         // SAFETY: the caller holds `lock`, so no other thread touches `items`.
         let items = unsafe { &mut *self.items.get() };
-        items.push(item, free_threaded);
-        self.length.store(items.len, Ordering::Relaxed);
+        let growth = match (header.free_threaded, header.me == self.owner) {
+            (false, _) => Growth::Reallocate,
+            (true, true) => Growth::Copy,
+            (true, false) => Growth::CopyShared,
+        };
+        items.push(item, growth);
+        self.length.store(items.array.len(), Ordering::Relaxed);
     }
 
     /// Its items, for a caller that holds the only reference.
     #[cfg(test)]
     fn items(&mut self) -> Vec<u64> {
-        self.items.get_mut().to_vec()
+        self.items.get_mut().array.clone()
     }
 }
 
-/// The bytes of one item, a pointer in CPython.
-const ITEM: usize = std::mem::size_of::<u64>();
-
-/// A list's items and the array that holds them.
+/// A list's items (`ob_item`, its length `ob_size`, its capacity `allocated`), each a pointer
+/// in CPython, and the arrays its growth replaced that are not yet freed.
 #[derive(Default)]
 struct Items {
-    len: usize,
-    block: Block,
+    array: Vec<u64>,
+    /// Replaced arrays of a list some other thread grew, freed only once every thread has
+    /// passed a quiescent state (QSBR): 3.13t queues such frees and processes its queue when
+    /// 254 are waiting, which a loop's few dozen growths never reach.
+    retired: Vec<Vec<u64>>,
+    /// Grown by a thread other than its owner once (`_PyObject_GC_SET_SHARED`), so any
+    /// thread may be reading an array it replaces.
+    shared: bool,
+}
+
+/// How a full list's array grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Growth {
+    /// With a GIL, `realloc`: a large array's mapping grows where it lies, nothing copied.
+    Reallocate,
+    /// Free-threaded, by the list's owner: a new array, the items copied over and the rest
+    /// zeroed under the list's lock, the old one freed at once.
+    Copy,
+    /// Free-threaded, by another thread: as [`Growth::Copy`], the old array freed delayed.
+    CopyShared,
 }
 
 impl Items {
     /// Appends `item`. A full array grows to one an eighth larger, as `list_resize` sizes it.
-    /// The free-threaded build allocates the new array and copies the items over (no
-    /// `realloc`), so a long list's growth copies megabytes under the list's lock; a GIL build
-    /// `realloc`s it, as this process's allocator does too: a large array's mapping grows
-    /// where it lies (`mremap`), its items never copied.
-    fn push(&mut self, item: u64, free_threaded: bool) {
-        if self.len == self.block.capacity() {
-            let size = self.len + 1;
+    /// The arrays come from this process's allocator, which keeps what is freed for the next
+    /// allocations as mimalloc and pymalloc do: 3.13t took 1,300–3,800 page faults for two
+    /// 539,000-item lists grown in a row where fresh mappings for every growth took 20,000,
+    /// and 20,000–25,000 for one list grown by two threads that do not own it, whose old
+    /// arrays wait (December 2026, Intel; `ru_minflt` around each of the bench's loops).
+    fn push(&mut self, item: u64, growth: Growth) {
+        let len = self.array.len();
+        if len == self.array.capacity() {
+            let size = len + 1;
             let capacity = (size + (size >> 3) + 6) & !3;
-            if free_threaded {
-                let mut grown = Block::with_capacity(capacity);
-                let used = self.len * ITEM;
-                grown.bytes_mut()[..used].copy_from_slice(&self.block.bytes()[..used]);
-                self.block = grown;
+            if growth == Growth::Reallocate {
+                self.array.reserve_exact(capacity - len);
             } else {
-                self.block.reallocate(capacity);
+                let mut grown = Vec::with_capacity(capacity);
+                grown.extend_from_slice(&self.array);
+                // The slots past the items are zeroed, as `list_resize` does.
+                for slot in grown.spare_capacity_mut() {
+                    slot.write(0);
+                }
+                let old = std::mem::replace(&mut self.array, grown);
+                self.shared |= growth == Growth::CopyShared;
+                if self.shared && old.capacity() > 0 {
+                    self.retired.push(old);
+                }
             }
         }
-        let at = self.len * ITEM;
-        self.block.bytes_mut()[at..at + ITEM].copy_from_slice(&item.to_ne_bytes());
-        self.len += 1;
-    }
-
-    #[cfg(test)]
-    fn to_vec(&self) -> Vec<u64> {
-        self.block.bytes()[..self.len * ITEM]
-            .chunks_exact(ITEM)
-            .map(|item| u64::from_ne_bytes(item.try_into().expect("8 bytes")))
-            .collect()
+        self.array.push(item);
     }
 }
 
-/// An item array: a block of the heap while small, and from [`Block::MAPPED`] up a mapping of
-/// its own, as free-threaded CPython's allocator (mimalloc) gives large blocks pages the
-/// kernel has not yet handed out and takes them back soon after they are freed: every page of
-/// a large array is a page fault at its first touch. (What mostly keeps two threads growing
-/// lists of their own from scaling is the ints the lists keep: see [`Heap`].)
+/// A chunk of a heap: a mapping of its own, so its pages are fresh ones the kernel hands
+/// out at their first touch, or where mappings run out, from this process's allocator.
 enum Block {
     Heap(Vec<u8>),
     Mapped(memmap2::MmapMut),
 }
 
-impl Default for Block {
-    fn default() -> Block {
-        Block::Heap(Vec::new())
-    }
-}
-
 impl Block {
-    /// mimalloc's largest "medium" block: larger ones get pages of their own.
-    const MAPPED: usize = 128 * 1024;
-
-    fn with_capacity(items: usize) -> Block {
-        let bytes = items * ITEM;
-        if bytes < Block::MAPPED {
-            return Block::Heap(vec![0; bytes]);
-        }
+    fn new(bytes: usize) -> Block {
         match memmap2::MmapMut::map_anon(bytes) {
             Ok(map) => Block::Mapped(map),
-            // Out of mappings: the heap still holds the items, at the heap's cost.
             Err(_) => Block::Heap(vec![0; bytes]),
-        }
-    }
-
-    fn capacity(&self) -> usize {
-        self.bytes().len() / ITEM
-    }
-
-    /// Grows to `items` as `realloc` does, keeping what it holds.
-    fn reallocate(&mut self, items: usize) {
-        let bytes = items * ITEM;
-        match self {
-            Block::Heap(heap) => {
-                heap.reserve_exact(bytes.saturating_sub(heap.len()));
-                heap.resize(bytes, 0);
-            }
-            Block::Mapped(map) => {
-                let mut heap = map.to_vec();
-                heap.resize(bytes, 0);
-                *self = Block::Heap(heap);
-            }
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Block::Heap(bytes) => bytes,
-            Block::Mapped(map) => map,
         }
     }
 
@@ -378,7 +356,7 @@ impl Made {
         }
         let chunk = self.chunks.last_mut().expect("a chunk was just taken");
         let object = &mut chunk.bytes_mut()[self.used..self.used + self.size];
-        for word in object.chunks_exact_mut(ITEM) {
+        for word in object.chunks_exact_mut(std::mem::size_of::<u64>()) {
             word.copy_from_slice(&value.to_ne_bytes());
         }
         self.used += self.size;
@@ -396,9 +374,11 @@ impl Made {
 /// allocations; a heap with nothing kept takes fresh pages from the kernel, and each is a
 /// page fault at its first touch, in the address space both threads share. The bench's
 /// serial loops run on its main thread, whose heap is warm from the repeats before; without
-/// a GIL each repeat's threads are new, with empty heaps. On 3.13.5t two threads growing lists of their own took 0.51× the serial time in a
-/// first repeat and 0.65–0.76× in the next four, as the main thread's heap warmed; appending
-/// the constant 1, which allocates nothing, 0.54×.
+/// a GIL each repeat's threads are new, with empty heaps. On 3.13.5t two threads growing
+/// lists of their own took 0.51× the serial time in a first repeat and 0.65–0.76× in the
+/// next four, as the main thread's heap warmed; appending the constant 1, which allocates
+/// nothing, 0.54×. (Lists' arrays, larger and fewer, come from the process's allocator:
+/// see [`Items::push`].)
 #[derive(Default)]
 pub(crate) struct Heap {
     free: Vec<Block>,
@@ -409,9 +389,7 @@ impl Heap {
     const CHUNK: usize = 1 << 20;
 
     fn chunk(&mut self) -> Block {
-        self.free
-            .pop()
-            .unwrap_or_else(|| Block::with_capacity(Heap::CHUNK / ITEM))
+        self.free.pop().unwrap_or_else(|| Block::new(Heap::CHUNK))
     }
 }
 
@@ -621,7 +599,7 @@ fn iteration(
             header.incref(object);
             header.locked(object, || {
                 locked_work();
-                object.append(item, header.free_threaded);
+                object.append(item, header);
             });
             header.decref(object);
         }
@@ -1044,18 +1022,31 @@ mod tests {
         drop(again);
     }
 
-    /// Copied into new arrays free-threaded, `realloc`ed in place with a GIL: the same items.
+    /// Copied into new arrays free-threaded, `realloc`ed with a GIL: the same items, and only
+    /// a list grown by a thread that does not own it keeps the arrays it replaced.
     #[test]
     fn a_growing_list_keeps_its_items_in_order() {
-        for free_threaded in [true, false] {
+        let count = 100_000;
+        for growth in [Growth::Reallocate, Growth::Copy, Growth::CopyShared] {
             let mut items = Items::default();
-            let count = 3 * Block::MAPPED / ITEM;
-            for item in 0..count as u64 {
-                items.push(item, free_threaded);
+            for item in 0..count {
+                items.push(item, growth);
             }
-            assert_eq!(matches!(items.block, Block::Mapped(_)), free_threaded);
-            assert_eq!(items.to_vec(), (0..count as u64).collect::<Vec<u64>>());
+            assert_eq!(items.array, (0..count).collect::<Vec<u64>>(), "{growth:?}");
+            // 4, 8, 16, 24, … 108,848: 66 growths, each but the first replacing an array.
+            let retired = items.retired.len();
+            match growth {
+                Growth::CopyShared => assert_eq!(retired, 65),
+                _ => assert_eq!(retired, 0, "{growth:?}"),
+            }
         }
+        // Once shared, always: the owner's growths keep their old arrays too.
+        let mut items = Items::default();
+        items.push(0, Growth::CopyShared);
+        for item in 1..100 {
+            items.push(item, Growth::Copy);
+        }
+        assert_eq!(items.retired.len(), 10);
     }
 
     /// The lock excludes, parking and handing over included: two threads' read-then-store

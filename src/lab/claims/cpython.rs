@@ -178,6 +178,14 @@ pub static EXPERIMENT: Experiment = Experiment {
             reason: "the shared-objects claim changed its method (its history says why: 3.13.0 \
                  specialises calls to a module-level function and not to a copy)",
         },
+        RuleChange {
+            date: "2026-12-05",
+            change: "the emulated free-threaded lists in the shared-objects rows take their \
+                 arrays from memory that earlier arrays freed, and a list grown by a thread \
+                 that does not own it keeps its old arrays; the bands unchanged",
+            reason: "the emulation took three to ten times 3.13t's page faults in the same \
+                 loops (the shared-objects history has the counts)",
+        },
     ],
     era: None,
     pair: None,

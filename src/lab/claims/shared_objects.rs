@@ -54,6 +54,11 @@ pub static EXPERIMENT: Experiment = Experiment {
             change: "the emulated loop alone is fitted to take the interpreter's iteration as CPython ran it in a row in the same pair (the fastest of its repeats), its own object work counted in it (it spent the whole calibrated iteration on top); under a GIL the threads' loops give what they made back to the process's one heap, and lists grow by `realloc` as GIL builds' do; the marks unchanged",
             reason: "on an Intel Xeon host free-threaded 3.13's emulated appends in a row took 114 ns an iteration against CPython's 73, the emulated allocations and growth (47–59 ns alone) spent on top, which hid what sharing adds: one shared list read 1.24–1.32× in four default runs where CPython read 1.51–1.65, at the band's edge. Under a GIL the threads' allocations went back to no heap, leaving only the loops in a row to take fresh pages: emulated threads appending took 0.86–0.90× the loops in a row against CPython's 1.02–1.04×. GIL builds' appends take 22–36 ns in CPython; copying arrays at each growth, the emulated ones took 49–55 with no eval loop at all. Fitted to the calibration's iteration, which moved 65–74 ns for 3.13t's append between runs with the host, the emulated shared list moved 1.33–1.48×",
         },
+        RuleChange {
+            date: "2026-12-05",
+            change: "free-threaded lists' arrays in the emulation come from the process's allocator, which keeps freed memory for the next arrays, no longer from a fresh mapping at each growth past 128 KiB; a list grown by a thread that does not own it keeps the arrays it replaced until its loop ends, as 3.13t frees them only after a quiescent state; the marks unchanged",
+            reason: "page faults counted around each of the four loops (`ru_minflt`) on an Intel Xeon host: 3.13.5t took 1,300–3,800 for two lists grown in a row, 9,000–11,000 for two threads on lists of their own and 20,000–25,000 for two threads on one shared list; the emulation took 20,000, 32,600 and 33,000, so its ratios rode on the host's page-fault cost where CPython's hardly do, and its one shared list read 1.31–1.37× where CPython read 1.52–1.64×. Now 2,500–4,200, 13,700–15,000 and 29,000 faults",
+        },
     ],
     era: Some(&ERA),
     pair: Some(Pair::SharedObjects),

@@ -180,11 +180,13 @@ pub static EXPERIMENT: Experiment = Experiment {
         },
         RuleChange {
             date: "2026-12-05",
-            change: "the emulated free-threaded lists in the shared-objects rows take their \
-                 arrays from memory that earlier arrays freed, and a list grown by a thread \
-                 that does not own it keeps its old arrays; the bands unchanged",
+            change: "in the shared-objects rows the emulated free-threaded lists take their \
+                 arrays from memory that earlier arrays freed, a list grown by a thread that \
+                 does not own it keeps its old arrays, and the emulated threads at once are \
+                 timed from before they are let go; the bands unchanged",
             reason: "the emulation took three to ten times 3.13t's page faults in the same \
-                 loops (the shared-objects history has the counts)",
+                 loops, and its clock for the threads at once started late (the \
+                 shared-objects history has both)",
         },
     ],
     era: None,

@@ -789,11 +789,11 @@ pub(crate) fn timed(
     };
     // Each thread on `shared`, or on an object it makes itself.
     let at_once = |shared: Option<&Object>| {
-        let start = std::sync::Barrier::new(3);
+        let (ready, go) = (std::sync::Barrier::new(3), std::sync::Barrier::new(3));
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..2)
                 .map(|index| {
-                    let (gil, start) = (gil.as_ref(), &start);
+                    let (gil, ready, go) = (gil.as_ref(), &ready, &go);
                     scope.spawn(move || {
                         // A CPU each, as the bench's workers (see `together` there).
                         log.pin_thread(
@@ -801,8 +801,9 @@ pub(crate) fn timed(
                             &[cpus[index % cpus.len()]],
                         );
                         let own = Object::new();
+                        ready.wait();
                         // Attaching takes the GIL: only after both are ready to run.
-                        start.wait();
+                        go.wait();
                         let mut thread = PythonThread::attach(gil, &format!("worker {index}"));
                         let new_heap = Mutex::default();
                         let heap = if free_threaded { &new_heap } else { main_heap };
@@ -817,8 +818,13 @@ pub(crate) fn timed(
                     })
                 })
                 .collect();
-            start.wait();
+            // The clock starts before the threads are let go, as the bench's does: read after,
+            // it waited for this thread to get a CPU from the two busy loops, up to a
+            // scheduler slice (4 ms of a 39 ms loop), and the loops at once read 0.44× the
+            // loops in a row.
+            ready.wait();
             let started = Instant::now();
+            go.wait();
             let (finished, made): (Vec<Instant>, Vec<_>) = workers
                 .into_iter()
                 .map(|worker| worker.join().expect("a loop does not panic"))

@@ -155,6 +155,7 @@ pub(super) fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> 
         if !on.wants(metric) || (how == Countdown::Interpreters && !on.own_gil_subinterpreters()) {
             continue;
         }
+        lab.interrupt.check()?;
         lab.step(&format!("{}: countdown {metric}", on.label()));
         // The two interleaved, so both sides come from the same stretch of the host's time.
         let (mut at_once, mut in_a_row) = (Vec::new(), Vec::new());
@@ -328,6 +329,7 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
         if !on.wants(own) && !on.wants(one) {
             continue;
         }
+        lab.interrupt.check()?;
         lab.step(&format!(
             "{}: shared objects, {}",
             on.label(),

@@ -40,12 +40,11 @@ pub fn run(
 ) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for experiment in experiments {
-        if lab.interrupt.signal().is_some() {
-            break;
+        if lab.step(experiment.id).is_err() {
+            break; // interrupted
         }
         let started = Instant::now();
         lab.look_at_cores(experiment.id);
-        lab.step(experiment.id);
         let mut result = match experiment.run {
             Method::Measure(measure) => measure(lab),
             Method::Read(read) => Ok(read(lab, &outcomes)),

@@ -131,8 +131,10 @@ pub fn execute(
         Box::new(move |step: &str| stepper.step(step)),
     );
     lab.interrupt = interrupt.clone();
-    lab.step("measuring fib and spin on this machine");
-    match setups::measure(&mut lab) {
+    let measured = lab
+        .step("measuring fib and spin on this machine")
+        .and_then(|()| setups::measure(&mut lab));
+    match measured {
         Ok(measured) => lab.setups = measured,
         // Nothing ran: the report says so, with no experiment in it.
         Err(_) if interrupt.signal().is_some() => {}

@@ -119,13 +119,13 @@ impl Hops {
             server.stop();
             rate
         };
-        lab.step("broker: the hop, inline and through a process pool");
+        lab.step("broker: the hop, inline and through a process pool")?;
         let inline = on_one(lab, ServerSpec::new(Model::Threads, Variant::New))?;
         let procpool = on_one(
             lab,
             ServerSpec::new(Model::Procpool, Variant::New).workers(1),
         )?;
-        lab.step("broker: the hop through NATS");
+        lab.step("broker: the hop through NATS")?;
         let server = broker.server(lab, &one)?;
         let through = measure::rapid_rate(lab, &server)?;
         server.stop();
@@ -153,7 +153,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     // Throughput against workers, everything on every server CPU.
     let mut scaling = Vec::new();
     for workers in [1, 2, 4] {
-        lab.step(&format!("broker: {workers} worker(s), four clients"));
+        lab.step(&format!("broker: {workers} worker(s), four clients"))?;
         let broker = Broker::start(lab, workers, &all)?.expect("nats-server ran a moment ago");
         let server = broker.server(lab, &all)?;
         scaling.push((workers, rate(lab, &server, 4, &job)?));
@@ -171,7 +171,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let mut gains = Vec::new();
     for n in sizes {
         let size = format!("fib {n}");
-        lab.step(&format!("broker: `{size}`, two clients"));
+        lab.step(&format!("broker: `{size}`, two clients"))?;
         let inline = rate(lab, &threads, 2, &size)?;
         let offloaded = rate(lab, &through, 2, &size)?;
         gains.push(Size {

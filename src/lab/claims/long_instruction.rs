@@ -112,7 +112,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         lab.step(&format!(
             "long-instruction: {} {operation:?}",
             subject.subject.label
-        ));
+        ))?;
         measure(
             subject.gil().clone(),
             operation,

@@ -100,7 +100,7 @@ fn clients(lab: &Lab, server: &ChildServer, count: usize) -> Result<Point, LabEr
 
 /// Every count of clients against `spec` on the server CPU.
 fn measure(lab: &mut Lab, spec: &ServerSpec, counts: &[usize]) -> Result<Row, LabError> {
-    lab.step(&format!("prefork-limit: {}", spec.label()));
+    lab.step(&format!("prefork-limit: {}", spec.label()))?;
     let one = lab.placement.server_one.clone();
     let server = lab.serve(spec, &one)?;
     let points = counts

@@ -102,7 +102,7 @@ struct RoundTrips {
 impl RoundTrips {
     /// Both pools of one worker, in this process, on the servers' CPU.
     fn measure(lab: &mut Lab) -> Result<RoundTrips, LabError> {
-        lab.step("procpool-overhead: pool round trips");
+        lab.step("procpool-overhead: pool round trips")?;
         let count = lab.profile.pick(2_000, 10_000, 10_000);
         let (cpu, clab, log) = (
             lab.placement.server_one.clone(),
@@ -196,7 +196,7 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
     let procpool_cost = costs
         .first()
         .ok_or_else(|| LabError::Measurement("the process pool's cost was not measured".into()))?;
-    lab.step("procpool-overhead: a thread pool");
+    lab.step("procpool-overhead: a thread pool")?;
     let pool = pool_rate(lab, |lab, cpus| {
         lab.serve(&new.spec(Model::Pool).workers(2), cpus)
     })?;

@@ -72,15 +72,15 @@ impl Row {
 }
 
 /// Two threads of the lab's own process, pinned to the server CPUs, counting by `method`.
-fn counted(lab: &mut Lab, method: Counting, label: &str, each: u64) -> Row {
-    lab.step(&format!("race: {label}"));
+fn counted(lab: &mut Lab, method: Counting, label: &str, each: u64) -> Result<Row, LabError> {
+    lab.step(&format!("race: {label}"))?;
     let cpus = lab.placement.server_all.clone();
     let total = count(&method, each, (&cpus, &lab.health));
-    Row {
+    Ok(Row {
         label: label.into(),
         each,
         total,
-    }
+    })
 }
 
 fn checks(unsynchronised: &Row, locked: &Row, atomic: &Row) -> Vec<Check> {
@@ -116,27 +116,27 @@ fn run(lab: &mut Lab) -> Result<Report, LabError> {
         Counting::Unsynchronised,
         "read, then write (no GIL)",
         each,
-    );
+    )?;
     let every_instruction = counted(
         lab,
         Counting::UnderGil(eager(SwitchPoints::EveryInstruction)),
         "read, then write, under --gil new switching at every instruction (≤ 3.9), 50 µs interval",
         each_under_gil,
-    );
+    )?;
     let calls_and_jumps = counted(
         lab,
         Counting::UnderGil(eager(SwitchPoints::CallsAndJumps)),
         "read, then write, under --gil new switching at calls and jumps (3.10+), 50 µs interval",
         each_under_gil,
-    );
+    )?;
     let legacy = counted(
         lab,
         Counting::UnderGil(GilConfig::new(Variant::Legacy)),
         "read, then write, under --gil legacy (a forced release every 100 ticks, as 2.x)",
         each_under_gil,
-    );
-    let locked = counted(lab, Counting::Locked, "a mutex around the increment", each);
-    let atomic = counted(lab, Counting::Atomic, "an atomic fetch_add", each);
+    )?;
+    let locked = counted(lab, Counting::Locked, "a mutex around the increment", each)?;
+    let atomic = counted(lab, Counting::Atomic, "an atomic fetch_add", each)?;
     let emulated = [
         &unsynchronised,
         &legacy,

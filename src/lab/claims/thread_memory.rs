@@ -94,7 +94,7 @@ impl Row {
 
 /// Holds `connections` idle connections against `spec` on the server CPU.
 fn held(lab: &mut Lab, spec: &ServerSpec, connections: usize) -> Result<HeldMemory, LabError> {
-    lab.step(&format!("thread-memory: {}", spec.label()));
+    lab.step(&format!("thread-memory: {}", spec.label()))?;
     let one = lab.placement.server_one.clone();
     let server = lab.serve(spec, &one)?;
     let held = hold(lab, &server, connections, Vec::new(), WINDOW)?;

@@ -190,7 +190,7 @@ fn measure(lab: &mut Lab, spec: &ServerSpec) -> Result<Row, LabError> {
     let window = lab.profile.window();
     let rapid = || Lab::class("rapid", 1, "fib 1", Duration::ZERO);
     let hogs = |clients| Lab::class("hog", clients, &hog, Duration::ZERO);
-    lab.step(&format!("threshold: {}, tiny requests", spec.label()));
+    lab.step(&format!("threshold: {}, tiny requests", spec.label()))?;
     let one = lab.placement.server_one.clone();
     let server = lab.serve(spec, &one)?;
     let alone = load(lab, &server, window, vec![rapid()])?;
@@ -199,7 +199,7 @@ fn measure(lab: &mut Lab, spec: &ServerSpec) -> Result<Row, LabError> {
     })?;
     let beside = load(lab, &server, window, vec![rapid(), hogs(2)])?;
     server.stop();
-    lab.step(&format!("threshold: {}, hog scaling", spec.label()));
+    lab.step(&format!("threshold: {}, hog scaling", spec.label()))?;
     let all = lab.placement.server_all.clone();
     let server = lab.serve(spec, &all)?;
     let one_hog = load(lab, &server, window, vec![hogs(1)])?;

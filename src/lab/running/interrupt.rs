@@ -1,7 +1,7 @@
 //! A lab run asked to stop (SIGINT or SIGTERM): the binary notes the signal here, and the
-//! lab looks before each server it starts, each load it runs and each experiment, so an
-//! interrupted run ends at the next of them — its servers stopped, the report of what
-//! finished written.
+//! lab looks at each step of a measurement (`Lab::step`), each server it starts and each load
+//! it runs, so an interrupted run ends at the next of them — its servers stopped, the report
+//! of what finished written.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};

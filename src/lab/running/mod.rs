@@ -168,9 +168,13 @@ impl Lab {
         }
     }
 
-    /// Reports what is being measured now (the progress bar's message).
-    pub fn step(&mut self, what: &str) {
+    /// Reports what is being measured now (the progress bar's message). Every measurement
+    /// begins with a step, so this is also where an interrupted run stops:
+    /// `Err(Interrupted)` once a signal came.
+    pub fn step(&mut self, what: &str) -> Result<(), LabError> {
+        self.interrupt.check()?;
         (self.step)(what);
+        Ok(())
     }
 
     /// Looks at the servers' CPUs before `before` is measured (a few milliseconds; nothing of

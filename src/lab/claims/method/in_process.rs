@@ -155,8 +155,7 @@ pub(super) fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> 
         if !on.wants(metric) || (how == Countdown::Interpreters && !on.own_gil_subinterpreters()) {
             continue;
         }
-        lab.interrupt.check()?;
-        lab.step(&format!("{}: countdown {metric}", on.label()));
+        lab.step(&format!("{}: countdown {metric}", on.label()))?;
         // The two interleaved, so both sides come from the same stretch of the host's time.
         let (mut at_once, mut in_a_row) = (Vec::new(), Vec::new());
         for _ in 0..repeats {
@@ -204,7 +203,7 @@ pub(crate) fn long_length(lab: &Lab) -> Duration {
 }
 
 pub(super) fn long_instruction(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> {
-    lab.step(&format!("{}: long instruction", on.label()));
+    lab.step(&format!("{}: long instruction", on.label()))?;
     let length = long_length(lab);
     let all = lab.placement.server_all.clone();
     match on {
@@ -291,7 +290,7 @@ fn long_numbers(on: On, gap_ms: f64, delay_ms: f64, section_ms: f64, what: Strin
 }
 
 pub(super) fn race(lab: &mut Lab, on: On) -> Result<Number, LabError> {
-    lab.step(&format!("{}: race", on.label()));
+    lab.step(&format!("{}: race", on.label()))?;
     let each = lab.profile.pick(1_000_000, 2_000_000, 2_000_000);
     let all = lab.placement.server_all.clone();
     let (lost, how) = match on {
@@ -329,12 +328,11 @@ pub(super) fn shared_objects(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabEr
         if !on.wants(own) && !on.wants(one) {
             continue;
         }
-        lab.interrupt.check()?;
         lab.step(&format!(
             "{}: shared objects, {}",
             on.label(),
             operation.name()
-        ));
+        ))?;
         let iteration = on.loop_iteration(operation);
         let iterations = shared_objects::iterations(iteration, length);
         let mut emulation_note = String::new();

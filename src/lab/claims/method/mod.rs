@@ -197,8 +197,6 @@ pub(crate) fn record<'a>(
 /// `pair`'s numbers on one subject (none where it has no such thing: a switch interval before
 /// 3.2, subinterpreters with a GIL each before 3.12, asyncio on 2.x).
 fn measure(lab: &mut Lab, on: On, pair: Pair) -> Result<Vec<Number>, LabError> {
-    // In-process pairs start no server and put no load, where the lab's other checks sit.
-    lab.interrupt.check()?;
     use in_process::{countdown, long_instruction, race, shared_objects};
     use servers::{c10k, convoy, io_bound, procpool_overhead, switch_interval, two_clients};
     Ok(match pair {

@@ -71,7 +71,7 @@ pub(crate) fn clients_run(
     model: Model,
     counts: &[usize],
 ) -> Result<ClientsRun, LabError> {
-    lab.step(&format!("{}: clients, {model}", on.label()));
+    lab.step(&format!("{}: clients, {model}", on.label()))?;
     let request = on.fib_request(Duration::from_millis(30));
     let all = lab.placement.server_all.clone();
     let server = on.serve_workers(lab, model, 4, &all)?;
@@ -160,7 +160,7 @@ pub(crate) fn convoy_runs(lab: &mut Lab, on: On) -> Result<Vec<ConvoyRun>, LabEr
         if !on.wants(metric) || (model == Model::Interpreters && !on.own_gil_subinterpreters()) {
             continue;
         }
-        lab.step(&format!("{}: convoy, {metric}", on.label()));
+        lab.step(&format!("{}: convoy, {metric}", on.label()))?;
         let server = match (model, offload) {
             (_, Some(to)) => on.serve_hybrid(lab, 15, to, &one)?,
             (Model::Threads, None) => on.serve(lab, (model, &[]), |spec| on.traced(spec), &one)?,
@@ -249,7 +249,7 @@ pub(crate) fn switch_rates(lab: &mut Lab, on: On) -> Result<SwitchRates, LabErro
     let one = lab.placement.server_one.clone();
     let mut rates = Vec::new();
     for &ms in &intervals_ms {
-        lab.step(&format!("{}: switch interval {ms} ms", on.label()));
+        lab.step(&format!("{}: switch interval {ms} ms", on.label()))?;
         let seconds = format!("{}", ms / 1e3);
         let server = on.serve(
             lab,
@@ -383,7 +383,7 @@ impl PoolCost {
 /// threshold server (an event loop) handing every request to a pool of two threads against
 /// the same server computing each itself. Every server, and the client, on one CPU.
 pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabError> {
-    lab.step(&format!("{}: process-pool overhead", on.label()));
+    lab.step(&format!("{}: process-pool overhead", on.label()))?;
     let workers =
         |model| move |lab: &mut Lab, cpus: &[usize]| on.serve_workers(lab, model, 2, cpus);
     let mut costs = Vec::new();
@@ -400,7 +400,7 @@ pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabErro
         ));
     }
     if on.own_gil_subinterpreters() && on.wants(metrics::INTERPRETER_HOP_COST) {
-        lab.step(&format!("{}: subinterpreter hop", on.label()));
+        lab.step(&format!("{}: subinterpreter hop", on.label()))?;
         let why = match on {
             On::CPython(_) => "entering a subinterpreter and copying the request and the reply",
             On::Emulation(_) => "a hand-off to an interpreter's thread and the copies",
@@ -413,7 +413,7 @@ pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabErro
         ));
     }
     if on.era() == Era::FreeThreaded && on.wants(metrics::THREAD_POOL_COST) {
-        lab.step(&format!("{}: thread-pool hop", on.label()));
+        lab.step(&format!("{}: thread-pool hop", on.label()))?;
         let hybrid = |threshold: u32| {
             move |lab: &mut Lab, cpus: &[usize]| on.serve_hybrid(lab, threshold, Target::Pool, cpus)
         };
@@ -510,7 +510,7 @@ impl IdleRun {
 /// window, against a `model` server on one CPU: an event loop (asyncio on CPython), threads
 /// (with 256 KiB stacks, so ten thousand fit any machine) or the async runtime.
 pub(crate) fn idle_run(lab: &mut Lab, on: On, model: Model) -> Result<IdleRun, LabError> {
-    lab.step(&format!("{}: idle connections, {model}", on.label()));
+    lab.step(&format!("{}: idle connections, {model}", on.label()))?;
     let connections = lab.profile.pick(2_000, 10_000, 10_000);
     let window = Duration::from_millis(lab.profile.pick(1_500, 2_000, 3_000));
     let one = lab.placement.server_one.clone();
@@ -579,7 +579,7 @@ pub(crate) struct IoRun {
 /// The clients sending [`REQUEST`] for the profile's window to a `model` server on
 /// one CPU, its memory sampled each second of the load; a pool has one worker per client.
 pub(crate) fn io_run(lab: &mut Lab, on: On, model: Model) -> Result<IoRun, LabError> {
-    lab.step(&format!("{}: I/O-bound clients, {model}", on.label()));
+    lab.step(&format!("{}: I/O-bound clients, {model}", on.label()))?;
     let one = lab.placement.server_one.clone();
     let server = on.serve_workers(lab, model, CLIENTS, &one)?;
     // Workers start lazily on some models: one request each way first.

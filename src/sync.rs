@@ -46,10 +46,16 @@ impl Yields {
             return Err(guard);
         }
         drop(guard);
+        self.spend();
+        Ok(relock())
+    }
+
+    /// Yields the CPU the times left, holding nothing: a wait whose end this thread does not
+    /// look for (see the process pool's manager).
+    pub fn spend(&mut self) {
         for _ in 0..std::mem::take(&mut self.0) {
             std::thread::yield_now();
         }
-        Ok(relock())
     }
 }
 
@@ -145,10 +151,11 @@ impl<T> BlockingQueue<T> {
         }
     }
 
-    /// As [`take`](Self::take), waiting at most `timeout`.
+    /// As [`take`](Self::take), waiting at most `timeout`, and sleeping at once: a process
+    /// pool's manager takes its jobs so, standing for CPython's management thread, which
+    /// waits in `poll()` rather than on a lock.
     pub fn take_timeout(&self, timeout: Duration) -> Taken<T> {
         let deadline = std::time::Instant::now() + timeout;
-        let mut yields = Yields::new();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(item) = state.items.pop_front() {
@@ -161,16 +168,11 @@ impl<T> BlockingQueue<T> {
             if left.is_zero() {
                 return Taken::TimedOut;
             }
-            let relock = || self.state.lock().unwrap_or_else(|e| e.into_inner());
-            state = match yields.instead_of_sleeping(state, relock) {
-                Ok(state) => state,
-                Err(state) => {
-                    self.ready
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+            state = self
+                .ready
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -202,6 +204,13 @@ mod tests {
             .instead_of_sleeping(guard, || lock(&mutex))
             .unwrap_or_else(|_| panic!("the yields were to spend"));
         assert!(yields.instead_of_sleeping(guard, || lock(&mutex)).is_err());
+        let mut spent = Yields(2);
+        spent.spend();
+        assert!(
+            spent
+                .instead_of_sleeping(lock(&mutex), || lock(&mutex))
+                .is_err()
+        );
     }
 
     #[test]

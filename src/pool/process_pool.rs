@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::gil::{Gil, PythonThread};
 use crate::pool::{Executor, JobFuture, JobQueue, PoolError, Task, Tasks, hop};
 use crate::protocol::{Reply, Request};
-use crate::sync::{Taken, lock};
+use crate::sync::{Taken, Yields, lock};
 use crate::work::Interpreter;
 
 /// How often an idle manager checks that its worker is still alive, so a worker killed
@@ -177,7 +177,14 @@ impl Manager {
             return task.completer.finish(Ok(reply));
         };
         hop::spend(self.hop / 2, thread);
-        match thread.allow_threads(|| live.round_trip(&task.request)) {
+        let round_trip = || {
+            live.send(&task.request)?;
+            // CPython's feeder thread, the job written, waits for the next one while the
+            // worker computes: on a free-threaded build that wait first yields the CPU.
+            Yields::new().spend();
+            live.reply()
+        };
+        match thread.allow_threads(round_trip) {
             Ok(line) => {
                 hop::spend(self.hop - self.hop / 2, thread);
                 task.completer
@@ -275,10 +282,14 @@ impl Worker {
         !matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Sends one request and reads its reply line; an error means the worker is gone.
-    fn round_trip(&mut self, request: &Request) -> io::Result<String> {
+    /// Sends one request; an error means the worker is gone.
+    fn send(&mut self, request: &Request) -> io::Result<()> {
         writeln!(self.stdin, "{request}")?;
-        self.stdin.flush()?;
+        self.stdin.flush()
+    }
+
+    /// Reads the reply line to the request sent; an error means the worker is gone.
+    fn reply(&mut self) -> io::Result<String> {
         self.line.clear();
         if self.stdout.read_line(&mut self.line)? == 0 || !self.line.ends_with('\n') {
             return Err(io::Error::new(

@@ -43,6 +43,11 @@ pub static EXPERIMENT: Experiment = Experiment {
             change: "on two CPUs each ratio is the fastest of the seven runs at once over the fastest of the seven in a row (interleaved as before), no longer the median of the seven pairs' ratios, on CPython and the emulation alike; each pair's ratio is still shown as the spread; on one CPU the median of the pairs stays; thresholds unchanged",
             reason: "on the Intel Xeon host, another tenant on a CPU's core slowed CPython's eval loop about 1.75× in spells of a second to minutes, on one CPU at a time (88 of the 288 looks at its CPUs in three default runs found their speeds more than 15 % apart), while the emulation's work does not feel it; a run on both CPUs waits for the slow one and a run on one does not, so CPython's two countdown processes read 0.66–0.83× the serial time in four of six default runs where both sides read 0.50–0.55 on quiet CPUs. A shared host only adds time: each side's fastest run is the host at its quietest. Taken on one CPU as well, in the first run with the change, the fastest runs of free-threaded 3.13's emulated threads and serial jobs made 1.06 where the seven pairs ranged 0.99–1.07 (median 1.01; CPython 0.95, median 0.98): on one CPU both runs feel the host alike, so a pair's ratio is not pushed one way and their median is steady, where each side's fastest, lucky by its own amount, is the noisier",
         },
+        RuleChange {
+            date: "2026-12-05",
+            change: "on one CPU a round of seven pairs whose ratios' middle half spans more than half the band (0.10 of ±10 %) is measured again, up to three rounds, and the median of the quietest round is judged, on CPython and the emulation alike; thresholds and bands unchanged",
+            reason: "a spell of the host caught four of seven pairs in one run, and CPython 3.11's two threads on one CPU read 0.90× the serial time (pairs 1.02, 0.79, 1.63, 1.04, 0.80, 0.67, 0.90; their middle half 0.25 apart) where quiet rounds read 0.99–1.04 with their middle half within 0.07: the median sat inside its own measurement's spread",
+        },
     ],
     era: Some(&ERA),
     pair: Some(Pair::Countdown),

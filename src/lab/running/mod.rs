@@ -455,6 +455,16 @@ impl Sample {
         }
     }
 
+    /// How far apart the middle half of the values lie (from the lower quartile's value to
+    /// the upper's); zero for fewer than two.
+    pub fn middle_half(&self) -> f64 {
+        let n = self.values.len();
+        if n < 2 {
+            return 0.0;
+        }
+        self.values[3 * n / 4] - self.values[n / 4]
+    }
+
     /// "12.3" or, with repeats, "12.3 (11.9–12.8)".
     pub fn show(&self, decimals: usize) -> String {
         self.show_with(|value| format!("{value:.decimals$}"))

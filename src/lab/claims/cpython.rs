@@ -198,6 +198,17 @@ pub static EXPERIMENT: Experiment = Experiment {
                  hybrid with a process pool kept 0.59–0.68 of its rate against 3.13t's \
                  0.32–0.51, once outside the band",
         },
+        RuleChange {
+            date: "2026-12-05",
+            change: "the interpreter's request cost is calibrated twice, with the client on the \
+                 server's CPU and on the other; the pool-cost rows' emulated servers spend the \
+                 first, every other row's the second (corrected by serving the emulation as \
+                 first calibrated across); the bands unchanged",
+            reason: "across CPUs CPython's request path runs about twice as long as beside its \
+                 client, the emulated one about a fifth longer: calibrated beside alone, the \
+                 emulated event loop cost 58 µs a request across where 3.13t's cost 71, and \
+                 beside a hog it kept more of its rate than CPython in most runs",
+        },
     ],
     era: None,
     pair: None,

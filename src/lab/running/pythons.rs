@@ -244,24 +244,25 @@ impl Python {
         whole_ns(self.calibration.fib_call_ns / self.calibration.fib_checks_per_call)
     }
 
-    /// A `clab serve` of `model` emulating this interpreter: its GIL, tick, switch points
-    /// and hop costs.
+    /// A `clab serve` of `model` emulating this interpreter: its GIL, tick, switch points,
+    /// hop and request costs, for clients on another CPU.
     pub fn emulation(&self, model: Model) -> ServerSpec {
-        self.emulation_options().into_iter().fold(
+        self.emulation_options(Clients::Across).into_iter().fold(
             ServerSpec::new(model, self.variant()),
             |spec, (name, value)| spec.option(name, value),
         )
     }
 
-    /// The `clab serve` options, after the GIL's, that make the emulation stand for it.
-    pub fn emulation_options(&self) -> Vec<(&'static str, String)> {
+    /// The `clab serve` options, after the GIL's, that make the emulation stand for it, for a
+    /// server whose clients run where `clients` says.
+    pub fn emulation_options(&self, clients: Clients) -> Vec<(&'static str, String)> {
         let hop = |target: &str, cost: HopCost| {
             let ns = |d: Duration| d.as_nanos();
             format!("{target}={}ns+{}ns", ns(cost.submitter), ns(cost.pool))
         };
         let spent = &self.hops.emulation;
         let request = |serving: Serving| {
-            let cost = self.requests.emulation.of(serving);
+            let cost = self.requests.emulation(clients).of(serving);
             format!("{}={}ns", serving.name(), cost.as_nanos())
         };
         vec![
@@ -298,17 +299,59 @@ impl Python {
     }
 }
 
-/// What a tiny request costs an interpreter's reference server, served by a thread per
-/// connection and by its event loop (asyncio; 2.7's select loop; none before 3.6), and
-/// what the emulation standing for it spends per request beyond its own request path.
+/// Where a server's client runs: on the server's own CPU, as in the pool-cost pairs, or on
+/// another, as the lab's load runs everywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clients {
+    Beside,
+    Across,
+}
+
+/// What a tiny request costs an interpreter's reference server with its client on the same
+/// CPU and on another. Across CPUs every request wakes a server that slept, and CPython's
+/// request path then runs about twice as long as beside its client (3.13.5t's asyncio
+/// server: 24 µs of user time a request beside, 49 across), where the emulated request path
+/// and its calibrated spin slow by a fifth: so each placement has its own calibration.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Requests {
+    pub beside: ServedRequests,
+    /// Where this process may use a second CPU.
+    pub across: Option<ServedRequests>,
+}
+
+impl Requests {
+    /// What the emulation spends per request for clients placed as `clients` says (as
+    /// beside, where there is no second CPU).
+    pub fn emulation(&self, clients: Clients) -> RequestCosts {
+        match (clients, &self.across) {
+            (Clients::Across, Some(across)) => across.emulation,
+            _ => self.beside.emulation,
+        }
+    }
+
+    /// "a request on a thread 12 µs (…), on an event loop 45 µs (…); with the client on
+    /// another CPU, a request on a thread 20 µs (…), …".
+    pub fn describe(&self) -> String {
+        let mut words = self.beside.describe();
+        if let Some(across) = &self.across {
+            words.push_str("; with the client on another CPU, ");
+            words.push_str(&across.describe());
+        }
+        words
+    }
+}
+
+/// One placement's: a tiny request served by a thread per connection and by the event loop
+/// (asyncio; 2.7's select loop; none before 3.6), and what the emulation standing for the
+/// interpreter spends per request beyond its own request path.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ServedRequests {
     pub thread: MeasuredRequest,
     pub event_loop: Option<MeasuredRequest>,
     pub emulation: RequestCosts,
 }
 
-impl Requests {
+impl ServedRequests {
     /// "a request on a thread 12 µs (…), on an event loop 45 µs (…)".
     pub fn describe(&self) -> String {
         let mut words = format!("a request on a thread {}", self.thread.describe());
@@ -316,6 +359,16 @@ impl Requests {
             words.push_str(&format!(", on an event loop {}", event_loop.describe()));
         }
         words
+    }
+
+    /// CPython's costs per way of serving (nothing for a way it lacks).
+    fn measured(&self) -> RequestCosts {
+        RequestCosts {
+            thread: self.thread.median,
+            event_loop: self
+                .event_loop
+                .map_or(Duration::ZERO, |measured| measured.median),
+        }
     }
 }
 
@@ -579,56 +632,73 @@ impl Hops {
 }
 
 /// CPython's reference server per tiny request, on a thread and on its event loop, against
-/// the emulated server's own.
+/// the emulated server's own: with the client beside the server, and across CPUs.
 fn measure_requests(identity: &Identity, scripts: &Scripts, own: &Own) -> Result<Requests, String> {
     let name = identity.name();
-    let served = |model: &str| {
-        let mut command = Command::new(&identity.path);
-        command.arg(scripts.server()).args([
-            "--addr",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--model",
-            model,
-        ]);
-        served_beside_busy(
-            command,
-            &format!("CPython {name} {model}"),
-            scripts,
-            (&own.clab, own.cpu),
-        )
-    };
     // The reference server's event loop: asyncio from 3.6, the hybrid's select loop on 2.x.
     let event_loop = match (identity.major, identity.minor) {
         (2, _) => Some("hybrid"),
         version if version >= (3, 6) => Some("asyncio"),
         _ => None,
     };
-    let thread = served("threads")?;
-    let event_loop = event_loop.map(served).transpose()?;
-    let measured = RequestCosts {
-        thread: thread.median,
-        event_loop: event_loop.map_or(Duration::ZERO, |measured| measured.median),
+    let served = |client: usize| -> Result<(MeasuredRequest, Option<MeasuredRequest>), String> {
+        let served = |model: &str| {
+            let mut command = Command::new(&identity.path);
+            command.arg(scripts.server()).args([
+                "--addr",
+                "127.0.0.1:0",
+                "--workers",
+                "1",
+                "--model",
+                model,
+            ]);
+            served_beside_busy(
+                command,
+                &format!("CPython {name} {model}"),
+                scripts,
+                (&own.clab, own.cpu, client),
+            )
+        };
+        Ok((served("threads")?, event_loop.map(served).transpose()?))
     };
-    // Without an event loop measured, nothing is spent beyond the emulated loop's own.
-    Ok(Requests {
+    let (thread, event_loop) = served(own.cpu)?;
+    let mut beside = ServedRequests {
         thread,
         event_loop,
-        emulation: RequestCosts::beyond(measured, own.requests),
-    })
+        emulation: RequestCosts::NONE,
+    };
+    // Without an event loop measured, nothing is spent beyond the emulated loop's own.
+    beside.emulation = RequestCosts::beyond(beside.measured(), own.requests);
+    let across = own
+        .across
+        .map(|client| {
+            let (thread, event_loop) = served(client)?;
+            let mut across = ServedRequests {
+                thread,
+                event_loop,
+                emulation: RequestCosts::NONE,
+            };
+            // The emulation as calibrated beside, served across: its spin slows there too,
+            // so what it still lacks (or has too much) is added, rather than the difference
+            // from its bare request path.
+            let emulated = own.served(scripts, beside.emulation, client)?;
+            across.emulation = beside.emulation.corrected(across.measured(), emulated);
+            Ok::<_, String>(across)
+        })
+        .transpose()?;
+    Ok(Requests { beside, across })
 }
 
-/// [`request_cost::measure`] of the server `command`, from a thread pinned to `cpu`, beside a
-/// busy process of the idle class there.
+/// [`request_cost::measure`] of the server `command` on `cpu`, beside a busy process of the
+/// idle class there, from a client thread pinned to `client` (`cpu` itself, or another).
 fn served_beside_busy(
     command: Command,
     label: &str,
     scripts: &Scripts,
-    (clab, cpu): (&Path, usize),
+    (clab, cpu, client): (&Path, usize, usize),
 ) -> Result<MeasuredRequest, String> {
     kept_busy(clab, cpu, || {
-        on_cpu(cpu, || {
+        on_cpu(client, || {
             request_cost::measure(command, label, cpu, &scripts.log(label))
         })
     })
@@ -655,12 +725,15 @@ const HOP_JOBS: u32 = 300;
 const HOP_REPEATS: usize = 5;
 
 /// What the emulated pools spend per job and the emulated servers per tiny request by
-/// themselves (under the new GIL, uncontended), measured once per run on `cpu`.
+/// themselves (under the new GIL, uncontended, the client beside them), measured once per
+/// run on `cpu`.
 #[derive(Debug, Clone)]
 struct Own {
     hops: HopCosts,
     requests: RequestCosts,
     cpu: usize,
+    /// The CPU a client across CPUs runs on, where this process may use a second.
+    across: Option<usize>,
     /// This program, the busy process beside each hop's calibration.
     clab: PathBuf,
 }
@@ -669,10 +742,8 @@ impl Own {
     /// Measured on the first CPU this process may use, with `clab` as the process pool's
     /// worker and the server.
     fn measure(clab: &Path, scripts: &Scripts) -> Result<Own, String> {
-        let cpu = crate::system::cpus::allowed_cpus()
-            .first()
-            .copied()
-            .unwrap_or(0);
+        let cpus = crate::system::cpus::allowed_cpus();
+        let cpu = cpus.first().copied().unwrap_or(0);
         let worker = crate::pool::WorkerCommand::clab(clab, 45);
         let hops = kept_busy(clab, cpu, || {
             on_cpu(cpu, || {
@@ -680,8 +751,27 @@ impl Own {
                     .map_err(|e| format!("the emulated pools: {e}"))
             })
         })?;
+        let mut own = Own {
+            hops,
+            requests: RequestCosts::NONE,
+            cpu,
+            across: cpus.last().copied().filter(|&last| last != cpu),
+            clab: clab.into(),
+        };
+        own.requests = own.served(scripts, RequestCosts::NONE, cpu)?;
+        Ok(own)
+    }
+
+    /// The emulated servers' CPU per tiny request, on a thread and on the event loop, each
+    /// spending `spent` beyond its own request path, with the client on `client`.
+    fn served(
+        &self,
+        scripts: &Scripts,
+        spent: RequestCosts,
+        client: usize,
+    ) -> Result<RequestCosts, String> {
         let served = |model: Model| {
-            let mut command = Command::new(clab);
+            let mut command = Command::new(&self.clab);
             command.args([
                 "serve",
                 "--addr",
@@ -692,19 +782,16 @@ impl Own {
                 "new",
             ]);
             command.args(["--model", model.name()]);
+            let serving = Serving::of(model);
+            let cost = format!("{}={}ns", serving.name(), spent.of(serving).as_nanos());
+            command.args(["--request-cost", &cost]);
             let label = format!("the emulated {model} server");
-            served_beside_busy(command, &label, scripts, (clab, cpu))
+            served_beside_busy(command, &label, scripts, (&self.clab, self.cpu, client))
                 .map(|measured| measured.median)
         };
-        let requests = RequestCosts {
+        Ok(RequestCosts {
             thread: served(Model::Threads)?,
             event_loop: served(Model::Eventloop)?,
-        };
-        Ok(Own {
-            hops,
-            requests,
-            cpu,
-            clab: clab.into(),
         })
     }
 }
@@ -1003,12 +1090,15 @@ mod tests {
                 cpu: 0,
             },
             requests: Requests {
-                thread: request(12),
-                event_loop: Some(request(45)),
-                emulation: RequestCosts {
-                    thread: Duration::from_micros(6),
-                    event_loop: Duration::from_micros(38),
+                beside: ServedRequests {
+                    thread: request(12),
+                    event_loop: Some(request(45)),
+                    emulation: RequestCosts {
+                        thread: Duration::from_micros(6),
+                        event_loop: Duration::from_micros(38),
+                    },
                 },
+                across: None,
             },
         }
     }

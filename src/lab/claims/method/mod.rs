@@ -31,7 +31,7 @@ use crate::lab::model::eras::EraClaim;
 use crate::lab::model::outcome::{Band, Check, Fidelity, Verdict};
 use crate::lab::model::{Era, Measurement, Subject};
 use crate::lab::running::process::ChildServer;
-use crate::lab::running::pythons::{LoopIteration, LoopIterations, Python};
+use crate::lab::running::pythons::{Clients, LoopIteration, LoopIterations, Python};
 use crate::lab::running::setups::fib_n_for;
 use crate::lab::running::spec::ServerSpec;
 use crate::lab::running::{Lab, LabError, Sample};
@@ -341,11 +341,14 @@ pub(crate) enum Interleaved {
 
 /// The emulation configured as a subject: as one interpreter, or as an era with clab's own
 /// defaults.
+#[derive(Clone)]
 pub struct Emulated {
     pub subject: Subject,
     gil: GilConfig,
-    /// The `clab serve` options after the model (`--tick`, `--switch-points`, `--hop-cost`).
+    /// The `clab serve` options after the model (`--tick`, `--switch-points`, `--hop-cost`,
+    /// `--request-cost`), for clients on another CPU; and for clients beside the server.
     options: Vec<(&'static str, String)>,
+    options_beside: Vec<(&'static str, String)>,
     own_gil_subinterpreters: bool,
     switch_interval: bool,
     asyncio: bool,
@@ -366,7 +369,8 @@ impl Emulated {
         Emulated {
             subject: Subject::emulating(&python.version, python.era),
             gil: gil_config(python),
-            options: python.emulation_options(),
+            options: python.emulation_options(Clients::Across),
+            options_beside: python.emulation_options(Clients::Beside),
             own_gil_subinterpreters: python.has_own_gil_subinterpreters(),
             switch_interval: python.has_switch_interval(),
             asyncio: python.has_asyncio(),
@@ -383,6 +387,7 @@ impl Emulated {
             subject: Subject::emulation(&format!("emulation, {}", era.short()), Some(era)),
             gil: GilConfig::new(era.variant()),
             options: Vec::new(),
+            options_beside: Vec::new(),
             own_gil_subinterpreters: era == Era::PerInterpreter,
             switch_interval: era != Era::Legacy,
             asyncio: true,
@@ -399,6 +404,14 @@ impl Emulated {
             subject: Subject::emulation("emulation, priority GIL", None),
             gil: GilConfig::new(Variant::Priority),
             ..Emulated::era(Era::New)
+        }
+    }
+
+    /// For servers whose clients share their CPU: the request costs calibrated so.
+    pub fn clients_beside(&self) -> Emulated {
+        Emulated {
+            options: self.options_beside.clone(),
+            ..self.clone()
         }
     }
 

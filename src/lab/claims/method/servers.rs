@@ -384,6 +384,14 @@ impl PoolCost {
 /// the same server computing each itself. Every server, and the client, on one CPU.
 pub(crate) fn pool_costs(lab: &mut Lab, on: On) -> Result<Vec<PoolCost>, LabError> {
     lab.step(&format!("{}: process-pool overhead", on.label()))?;
+    let beside;
+    let on = match on {
+        On::Emulation(emulated) => {
+            beside = emulated.clients_beside();
+            On::Emulation(&beside)
+        }
+        cpython => cpython,
+    };
     let workers =
         |model| move |lab: &mut Lab, cpus: &[usize]| on.serve_workers(lab, model, 2, cpus);
     let mut costs = Vec::new();

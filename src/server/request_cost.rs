@@ -121,28 +121,15 @@ mod tests {
     #[test]
     fn the_cost_beyond_is_never_negative() {
         let us = Duration::from_micros;
-        let measured = RequestCosts {
-            thread: us(10),
-            event_loop: us(45),
+        let costs = |thread, event_loop| RequestCosts {
+            thread: us(thread),
+            event_loop: us(event_loop),
         };
-        let own = RequestCosts {
-            thread: us(12),
-            event_loop: us(7),
-        };
-        let beyond = RequestCosts::beyond(measured, own);
-        assert_eq!((beyond.thread, beyond.event_loop), (us(0), us(38)));
-        // Spending 38 µs on the loop, the emulated server cost 50 where CPython's 60: 10
-        // more; on a thread it cost 4 more than CPython's 10, and spends nothing already.
-        let emulated = RequestCosts {
-            thread: us(14),
-            event_loop: us(50),
-        };
-        let measured_across = RequestCosts {
-            thread: us(10),
-            event_loop: us(60),
-        };
-        let corrected = beyond.corrected(measured_across, emulated);
-        assert_eq!((corrected.thread, corrected.event_loop), (us(0), us(48)));
+        let beyond = RequestCosts::beyond(costs(10, 45), costs(12, 7));
+        assert_eq!(beyond, costs(0, 38));
+        // Spending 38 µs on the loop, the emulated server cost 50 where CPython's cost 60:
+        // 10 more; on a thread it cost 4 more than CPython's 10, and spends nothing already.
+        assert_eq!(beyond.corrected(costs(10, 60), costs(14, 50)), costs(0, 48));
         let mut set = RequestCosts::NONE;
         set.set(Serving::Loop, us(5));
         assert_eq!(

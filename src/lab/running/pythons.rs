@@ -548,8 +548,8 @@ fn own_gil_subinterpreters(version: (u32, u32), era: Era) -> bool {
 }
 
 /// Measures the interpreter's tick (about a second), its executors' hops (a second or two)
-/// and its server's requests (a second), the hops and requests on one CPU as the pool-cost
-/// servers run.
+/// and its server's requests (two seconds): the hops on one CPU as the pool-cost servers run,
+/// the requests with the client on that CPU and on another.
 fn calibrate(identity: Identity, scripts: &Scripts, own: &Own) -> Result<Python, String> {
     let times: TickTimes = bench(&identity.path, scripts, &["tick"], None, PROBE_PATIENCE)?;
     let slowest = times

@@ -217,39 +217,42 @@ pub(super) fn countdown(lab: &mut Lab, on: On) -> Result<Vec<Number>, LabError> 
 /// widely to judge is measured again, up to this many, and the quietest round is judged.
 const ROUNDS: usize = 3;
 
-/// One round of a countdown's interleaved pairs: the times at once and in a row, and how far
-/// apart the middle half of the pairs' ratios lie.
+/// One round of a countdown's interleaved pairs: the times at once and in a row, and the
+/// pairs' ratios.
 struct Round {
     at_once: Vec<f64>,
     in_a_row: Vec<f64>,
-    spread: f64,
+    ratios: Sample,
 }
 
 impl Round {
     fn new(at_once: Vec<f64>, in_a_row: Vec<f64>) -> Round {
         let ratios = at_once.iter().zip(&in_a_row).map(|(a, b)| a / b).collect();
-        let spread = Sample::new(ratios).middle_half();
         Round {
             at_once,
             in_a_row,
-            spread,
+            ratios: Sample::new(ratios),
         }
+    }
+
+    /// How far apart the middle half of the pairs' ratios lie.
+    fn spread(&self) -> f64 {
+        self.ratios.middle_half()
     }
 
     /// Whether the pairs spread more than half as wide as `band` around their ratio: a spell
     /// of the host caught some pairs and not others, and the median would sit inside the
     /// measurement's own noise.
     fn too_spread_for(&self, band: Band) -> bool {
-        let ratios = self.at_once.iter().zip(&self.in_a_row).map(|(a, b)| a / b);
-        let [low, high] = band.around(Sample::new(ratios.collect()).median);
-        self.spread > (high - low) / 2.0
+        let [low, high] = band.around(self.ratios.median);
+        self.spread() > (high - low) / 2.0
     }
 
     /// The round whose pairs spread least.
     fn quietest(rounds: Vec<Round>) -> Round {
         rounds
             .into_iter()
-            .min_by(|a, b| a.spread.total_cmp(&b.spread))
+            .min_by(|a, b| a.spread().total_cmp(&b.spread()))
             .expect("at least one round")
     }
 
@@ -258,7 +261,10 @@ impl Round {
         if rounds.len() < 2 {
             return String::new();
         }
-        let spreads: Vec<String> = rounds.iter().map(|r| format!("{:.2}", r.spread)).collect();
+        let spreads: Vec<String> = rounds
+            .iter()
+            .map(|r| format!("{:.2}", r.spread()))
+            .collect();
         format!(
             ", the quietest of {} rounds (a round whose pairs' middle half spans more than half the band is measured again; theirs spanned {})",
             rounds.len(),
@@ -527,9 +533,9 @@ mod tests {
         let band = bands::COUNTDOWN_ONE_CORE;
         let noisy = round(&[1.02, 0.79, 1.63, 1.04, 0.80, 0.67, 0.90]);
         let quiet = round(&[1.03, 1.01, 0.96, 0.96, 1.00, 0.91, 1.09]);
-        assert!((noisy.spread - 0.25).abs() < 1e-9, "{}", noisy.spread);
+        assert!((noisy.spread() - 0.25).abs() < 1e-9, "{}", noisy.spread());
         assert!(noisy.too_spread_for(band));
-        assert!(!quiet.too_spread_for(band), "{}", quiet.spread);
+        assert!(!quiet.too_spread_for(band), "{}", quiet.spread());
         let words = Round::describe(&[round(&[1.0]), round(&[1.0])]);
         assert!(words.contains("the quietest of 2 rounds"), "{words}");
         assert_eq!(Round::describe(&[round(&[1.0])]), "");

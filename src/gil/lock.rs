@@ -24,27 +24,15 @@ pub struct Gil {
     shared: Arc<Shared>,
 }
 
-/// A value on a cache line of its own (two, as adjacent-line prefetchers pair them).
-#[derive(Debug)]
-#[repr(align(128))]
-struct OwnLine<T>(T);
-
-impl<T> std::ops::Deref for OwnLine<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
 #[derive(Debug)]
 struct Shared {
     config: GilConfig,
     /// The work between two checkpoints, from `config.tick` and `config.fib_tick`.
     pace: Pace,
     /// CPython ≤3.12's `gil_drop_request` in the eval breaker: the one word a checkpoint reads.
-    drop_request: OwnLine<AtomicBool>,
+    drop_request: AtomicBool,
     /// legacy: the shared tick counter; only the holder changes it.
-    ticker: OwnLine<AtomicI64>,
+    ticker: AtomicI64,
     /// Whether any thread waits on `cond` (a mirror of `State::waiters`, read without the
     /// mutex): legacy's release-and-reacquire is skipped while nobody could take the GIL.
     contended: AtomicBool,
@@ -108,8 +96,8 @@ impl Gil {
         let trace = config.trace_capacity.map(TraceBuffer::new);
         Gil {
             shared: Arc::new(Shared {
-                drop_request: OwnLine(AtomicBool::new(false)),
-                ticker: OwnLine(AtomicI64::new(i64::from(config.check_interval))),
+                drop_request: AtomicBool::new(false),
+                ticker: AtomicI64::new(i64::from(config.check_interval)),
                 contended: AtomicBool::new(false),
                 state: Mutex::new(State {
                     locked: false,
@@ -265,37 +253,6 @@ impl Shared {
         condvar.wait(state).unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A release's statistics and trace event: the hold of `thread` it ends, and why.
-    fn record_release(
-        &self,
-        state: &mut State,
-        thread: u32,
-        held: Duration,
-        why: Release,
-        now: Instant,
-    ) {
-        state.hold_total += held;
-        let latency = state
-            .request_set_at
-            .map(|set| now.saturating_duration_since(set));
-        if let Some(stats) = state.threads.get_mut(&thread) {
-            stats.hold += held;
-            match why {
-                Release::Forced => stats.forced_releases += 1,
-                Release::Voluntary | Release::Final => stats.voluntary_releases += 1,
-            }
-            if let Some(latency) = latency {
-                stats.record_drop_request_latency(latency);
-            }
-        }
-        let kind = if why == Release::Forced {
-            EventKind::ReleaseForced
-        } else {
-            EventKind::ReleaseVoluntary
-        };
-        self.event(state, thread, kind, now);
-    }
-
     /// Sets the drop request on behalf of waiter `thread`, unless one is pending.
     fn request_drop(&self, state: &mut State, thread: u32) {
         if self.drop_request.load(Ordering::Relaxed) {
@@ -308,17 +265,6 @@ impl Shared {
             stats.drop_requests += 1;
         }
         self.event(state, thread, EventKind::DropRequest, now);
-    }
-}
-
-impl Release {
-    /// priority: whether the thread counts as CPU-bound after this release (`was` before).
-    fn leaves_cpu_bound(self, was: bool) -> bool {
-        match self {
-            Release::Forced => true,
-            Release::Voluntary => false,
-            Release::Final => was,
-        }
     }
 }
 
@@ -409,9 +355,7 @@ impl GilThread {
                     if let Some(stats) = state.threads.get_mut(&self.id) {
                         stats.retries += 1;
                     }
-                    if state.trace.is_some() {
-                        shared.event(&mut state, self.id, EventKind::Retry, Instant::now());
-                    }
+                    shared.event(&mut state, self.id, EventKind::Retry, Instant::now());
                 }
             }
             state.waiters -= 1;
@@ -453,16 +397,40 @@ impl GilThread {
         let variant = shared.config.variant;
         let mut state = shared.lock_state();
         let now = Instant::now();
+        let held = now - self.acquired_at;
+        state.hold_total += held;
         state.locked = false;
         state.last_holder = Some(self.id);
-        shared.record_release(&mut state, self.id, now - self.acquired_at, why, now);
-        self.holding = false;
-        self.cpu_bound = why.leaves_cpu_bound(self.cpu_bound);
+        let latency = state
+            .request_set_at
+            .map(|set| now.saturating_duration_since(set));
+        if let Some(stats) = state.threads.get_mut(&self.id) {
+            stats.hold += held;
+            match why {
+                Release::Forced => stats.forced_releases += 1,
+                Release::Voluntary | Release::Final => stats.voluntary_releases += 1,
+            }
+            if let Some(latency) = latency {
+                stats.record_drop_request_latency(latency);
+            }
+        }
+        let kind = if why == Release::Forced {
+            EventKind::ReleaseForced
+        } else {
+            EventKind::ReleaseVoluntary
+        };
+        shared.event(&mut state, self.id, kind, now);
         if state.priority_waiters > 0 {
             // Make sure the I/O-bound waiter is among those woken.
             shared.cond.notify_all();
         } else if state.waiters > 0 {
             shared.cond.notify_one();
+        }
+        self.holding = false;
+        match why {
+            Release::Forced => self.cpu_bound = true,
+            Release::Voluntary => self.cpu_bound = false,
+            Release::Final => {}
         }
         // FORCE_SWITCHING: with a drop request pending, do not run on (and barge back in)
         // until some other thread has taken the GIL.
@@ -483,58 +451,6 @@ impl GilThread {
         }
     }
 
-    /// legacy, with a waiter: 2.x's check-interval switch, `sem_post` then `sem_wait` on its
-    /// lock. A semaphore wakes its waiter outside any lock and costs a holder that wins it
-    /// straight back two atomic operations; so here the wake-up is made outside the state
-    /// mutex (the woken waiter does not then collide with the holder on it) and a holder that
-    /// wins the lock back reads no clock: its hold goes on. Measured against CPython 2.7 with
-    /// two threads computing on two CPUs, the general path's clock reads and mutex collisions
-    /// cost the holder three times the user time per switch that CPython's semaphore does.
-    fn legacy_switch(&mut self) {
-        let shared = &*self.shared;
-        let mut state = shared.lock_state();
-        if state.trace.is_some() {
-            // A trace records each release and acquisition with its time: the general path.
-            drop(state);
-            self.release(Release::Forced);
-            self.take();
-            return;
-        }
-        state.locked = false;
-        let wake = state.waiters > 0;
-        drop(state);
-        if wake {
-            shared.cond.notify_one();
-        }
-        let mut state = shared.lock_state();
-        if state.locked {
-            // A woken waiter won the lock in between: this thread's hold ended there.
-            let now = Instant::now();
-            shared.record_release(
-                &mut state,
-                self.id,
-                now - self.acquired_at,
-                Release::Forced,
-                now,
-            );
-            drop(state);
-            self.holding = false;
-            self.cpu_bound = true;
-            self.take();
-            return;
-        }
-        state.locked = true;
-        if let Some(stats) = state.threads.get_mut(&self.id) {
-            stats.forced_releases += 1;
-            stats.acquisitions += 1;
-            stats.record_wait(Duration::ZERO);
-        }
-        drop(state);
-        shared
-            .ticker
-            .store(i64::from(shared.config.check_interval), Ordering::Relaxed);
-    }
-
     /// The slow path of a checkpoint: give the GIL away, then queue up for it again.
     #[cold]
     #[inline(never)]
@@ -548,12 +464,8 @@ impl GilThread {
                 .store(i64::from(shared.config.check_interval), Ordering::Relaxed);
             return;
         }
-        if shared.config.variant == Variant::Legacy {
-            // A plain release and immediate re-acquire, with no handoff, so on several cores
-            // this thread usually wins its own lock back before a woken waiter runs.
-            self.legacy_switch();
-            return;
-        }
+        // legacy: a plain release and immediate re-acquire, with no handoff, so on several
+        // cores this thread usually wins its own lock back before a woken waiter runs.
         self.release(Release::Forced);
         self.take();
     }
@@ -631,19 +543,11 @@ mod tests {
     }
 
     /// Many threads mixing checkpoints and blocking sections: never two inside at once, and
-    /// every thread gets through (no lost wake-up leaves one stuck). Legacy runs twice: a
-    /// trace sends its forced switches down the general path, and without one they take
-    /// the semaphore-like path of their own.
+    /// every thread gets through (no lost wake-up leaves one stuck).
     #[test]
     fn stress_mutual_exclusion_for_every_variant() {
-        let untraced_legacy = Gil::new(GilConfig {
-            switch_interval: Duration::from_micros(50),
-            ..GilConfig::new(Variant::Legacy)
-        });
-        let gils = [Variant::New, Variant::Legacy, Variant::Priority]
-            .map(|variant| gil(variant, Duration::from_micros(50)));
-        for gil in gils.into_iter().chain([untraced_legacy]) {
-            let variant = gil.shared.config.variant;
+        for variant in [Variant::New, Variant::Legacy, Variant::Priority] {
+            let gil = gil(variant, Duration::from_micros(50));
             let inside = Arc::new(AtomicUsize::new(0));
             let work_done = Arc::new(AtomicUsize::new(0));
             thread::scope(|scope| {

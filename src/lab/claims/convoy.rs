@@ -97,7 +97,7 @@ pub static EXPERIMENT: Experiment = Experiment {
                      GIL kept 53–73 % in three runs there, about half, as its mechanism has \
                      it: a waiting thread must hand the one CPU back to the holder so it \
                      reaches a checkpoint, two more switches a request, so a 50 % mark sat on \
-                     its own expected value. The process pool and the hybrid kept 81–89 %; a \
+                     its own expected value. The process pool and the hybrid kept 81–97 %; a \
                      collapse keeps under 1 % on every host",
         },
     ],
@@ -156,7 +156,7 @@ fn check(run: &RateKept, collapses: bool, without_gil: f64) -> Check {
         percent(run.kept)
     );
     // A server without a GIL that kept nothing would leave nothing to compare with: a host
-    // that starves a woken thread judges every model as failing, which the health says why.
+    // that starves a woken thread judges every model as failing, and the health records say why.
     let of_fair_share = run.kept / without_gil.max(0.01);
     let check = if collapses {
         Check::new(
